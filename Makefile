@@ -1,0 +1,45 @@
+# Parley's front door. `make run` and `make test` are all a new machine needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PACKAGES := protos kit[embedded] usage-svc retrieval-svc ingestion-svc chat-svc gateway
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test lint format protos protos-check clean bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install every service, the kit and the dev tools
+
+$(STAMP): $(wildcard */pyproject.toml) requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(foreach p,$(PACKAGES),-e '$(p)') -r requirements-dev.txt
+	touch $@
+
+run: install ## start the whole platform on http://127.0.0.1:8080 (embedded PostgreSQL + NATS unless URLs are set)
+	$(PY) -m parley.kit.dev
+
+test: install lint ## lint, then every test: stubs vs .proto, units against real PostgreSQL + NATS, end to end
+	$(PY) -m pytest
+
+lint: install ## ruff, fastest check first
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+protos: install ## regenerate protos/src/parley/v1 (messages, .pyi, gRPC stubs) from protos/parley/v1/*.proto
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=protos/src --pyi_out=protos/src --grpc_python_out=protos/src protos/parley/v1/*.proto
+
+protos-check: install ## fail when the committed stubs drift from the .proto files
+	$(PY) protos/check_generated.py
+
+bench: install ## print the benchmarks' figures (see BENCHMARKS.md)
+	$(PY) bench/run.py
+
+clean: ## remove the virtualenv and caches (keeps .parley/, your data)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

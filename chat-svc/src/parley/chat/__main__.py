@@ -1,0 +1,50 @@
+"""chat-svc: `python -m parley.chat`."""
+
+import asyncio
+from pathlib import Path
+
+from parley.chat.clients import RetrievalClient
+from parley.chat.config import Settings
+from parley.chat.grpc_api import ChatApi
+from parley.chat.models import outbox
+from parley.chat.providers import providers
+from parley.chat.turns import TurnRunner
+from parley.kit.outbox import OutboxRelay
+from parley.kit.runtime import ServiceRuntime
+from parley.v1 import chat_pb2_grpc
+
+
+async def main() -> None:
+    settings = Settings()
+    runtime = await ServiceRuntime.start(
+        "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
+    )
+    retrieval = RetrievalClient(settings.retrieval_target, deadline_seconds=settings.call_deadline_seconds)
+    relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
+    turns = TurnRunner(
+        settings=settings,
+        sessions=runtime.sessions,
+        js=runtime.js,
+        retrieval=retrieval,
+        providers=providers(),
+        relay=relay,
+    )
+    try:
+        runtime.spawn(relay.run(runtime.stopping), name="outbox")
+        await runtime.serve_grpc(
+            (
+                chat_pb2_grpc.add_ChatServiceServicer_to_server,
+                ChatApi(sessions=runtime.sessions, turns=turns),
+                "parley.v1.ChatService",
+            )
+        )
+        await runtime.wait_for_signal()
+    finally:
+        await runtime.stop_taking_work()
+        await turns.drain(settings.shutdown_grace_seconds)
+        await runtime.close()
+        await retrieval.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,42 @@
+"""chat-svc tables, in its own schema."""
+
+from sqlalchemy import ARRAY, BigInteger, Column, DateTime, ForeignKey, Index, MetaData, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from parley.kit.outbox import outbox_table
+
+metadata = MetaData(schema="chat")
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("collection_ids", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("conversations_by_owner", "tenant_id", "user_id", "updated_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("conversation_id", UUID(as_uuid=False), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("turn_id", UUID(as_uuid=False), nullable=False),
+    Column("role", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("sources", JSONB, nullable=False, server_default="[]"),
+    Column("model", Text, nullable=False, server_default=""),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
+)
+
+outbox = outbox_table(metadata)

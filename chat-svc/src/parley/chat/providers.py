@@ -1,0 +1,97 @@
+"""LLM providers behind one interface: a stream of text deltas, then the call's usage.
+
+`local` is the offline, deterministic default: it answers from the retrieved passages,
+quoting the sentences that best match the question, each with its citation, so the platform
+works end to end with no key and no network.
+"""
+
+import asyncio
+import codecs
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from parley.chat.context_builder import Prompt
+from parley.kit.tokens import encoding
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str  # stop | length
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+ProviderEvent = TextDelta | Finished
+
+
+class LlmProvider(Protocol):
+    name: str
+    default_model: str
+
+    def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]: ...
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it its me my of on or that the this to what when "
+    "where which who why will with you your about into there their they them was were has have had not no yes "
+    "should would could must may might shall".split()
+)
+MAX_QUOTED = 3
+
+
+def _terms(text: str) -> set[str]:
+    return {word for word in _WORD.findall(text.lower()) if len(word) > 1 and word not in _STOPWORDS}
+
+
+def compose_answer(prompt: Prompt) -> str:
+    """The best-matching sentence of each of the top passages, each cited; deterministic."""
+    wanted = _terms(prompt.question)
+    quoted: list[str] = []
+    for passage in prompt.passages:
+        sentences = [s.strip(" -*#>") for s in _SENTENCE_END.split(passage.hit.text) if s.strip(" -*#>")]
+        scored = [(len(wanted & _terms(sentence)), -position, sentence) for position, sentence in enumerate(sentences)]
+        if not scored:
+            continue
+        overlap, _, sentence = max(scored)
+        if overlap == 0:
+            continue
+        quoted.append(f"{sentence} [{passage.index}]")
+        if len(quoted) == MAX_QUOTED:
+            break
+    if not quoted:
+        return "I could not find an answer to that in the documents of this conversation's collections."
+    return "According to your documents:\n\n" + "\n\n".join(quoted)
+
+
+class LocalProvider:
+    name = "local"
+    default_model = "local"
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        tokens = encoding().encode(compose_answer(prompt), disallowed_special=())
+        finish_reason = "length" if len(tokens) > max_tokens else "stop"
+        tokens = tokens[:max_tokens]
+        # Token bytes may split a character; the incremental decoder holds the partial bytes back.
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        for token in tokens:
+            text = decoder.decode(encoding().decode_single_token_bytes(token))
+            if text:
+                yield TextDelta(text)
+            # One token at a time, like a remote model, and without starving other turns.
+            await asyncio.sleep(0)
+        yield Finished(input_tokens=prompt.input_tokens(), output_tokens=len(tokens), finish_reason=finish_reason)
+
+
+def providers() -> dict[str, LlmProvider]:
+    return {"local": LocalProvider()}

@@ -1,0 +1,71 @@
+"""The gateway: `python -m parley.gateway`."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from parley.gateway import auth
+from parley.gateway.api.deps import Services
+from parley.gateway.app import create_app
+from parley.gateway.clients import Backends
+from parley.gateway.config import Settings
+from parley.kit.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM and shuts down in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def main() -> None:
+    settings = Settings()
+    runtime = await ServiceRuntime.start(
+        "gateway", settings, schema="gateway", migrations=Path(__file__).parent / "migrations"
+    )
+    backends = Backends(
+        ingestion_target=settings.ingestion_target,
+        chat_target=settings.chat_target,
+        usage_target=settings.usage_target,
+        deadline_seconds=settings.call_deadline_seconds,
+    )
+    try:
+        if settings.bootstrap_api_key is not None:
+            await auth.bootstrap(
+                runtime.sessions,
+                settings.bootstrap_api_key.get_secret_value(),
+                pepper=settings.api_key_pepper.get_secret_value(),
+            )
+        app = create_app(Services(settings, runtime.sessions, backends, runtime.nc, runtime.js))
+        server = _Server(
+            uvicorn.Config(
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            )
+        )
+        serving = asyncio.create_task(server.serve(), name="http")
+        signalled = asyncio.create_task(runtime.wait_for_signal(), name="signals")
+        await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        # Stop taking requests, let those in flight finish, then close the rest.
+        server.should_exit = True
+        await serving
+        signalled.cancel()
+    finally:
+        await runtime.close()
+        await backends.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,48 @@
+"""The HTTP application: routers, error handlers and the request-id middleware, assembled."""
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import Counter, Histogram
+
+from parley.gateway import errors
+from parley.gateway.api.deps import Services
+from parley.gateway.routes import chat, collections, documents, health, usage
+from parley.kit.identity import bind_request_id
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's own request id is kept only if it is a plain token, so logs cannot be forged with it.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+
+http_requests = Counter("parley_gateway_http_requests_total", "HTTP requests", ["method", "route", "status"])
+http_seconds = Histogram("parley_gateway_http_request_seconds", "HTTP time to response headers", ["method", "route"])
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Parley",
+        version="0.1.0",
+        description="Chat with your documents: collections, documents, streamed answers with sources, usage.",
+    )
+    app.state.services = services
+    errors.install(app)
+    for module in (health, collections, documents, chat, usage):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = offered if _CLIENT_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        bind_request_id(rid)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+        http_requests.labels(request.method, route, str(response.status_code)).inc()
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    return app

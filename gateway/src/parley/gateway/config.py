@@ -1,0 +1,23 @@
+"""Gateway settings, from PARLEY_* environment variables."""
+
+from pydantic import SecretStr
+
+from parley.kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    ingestion_target: str
+    chat_target: str
+    usage_target: str
+    # Keys are stored as HMAC-SHA256(pepper, key): a leaked table alone does not let anyone in.
+    api_key_pepper: SecretStr
+    # The first admin key, created on a fresh install when no key exists yet.
+    bootstrap_api_key: SecretStr | None = None
+    default_provider: str = "local"
+    default_model: str = "local"
+    default_max_tokens: int = 1024
+    max_upload_bytes: int = 10 * 1024 * 1024
+    # A turn that sends nothing for this long is reported to its client as timed out.
+    turn_idle_seconds: float = 120.0

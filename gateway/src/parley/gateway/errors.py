@@ -1,0 +1,96 @@
+"""One JSON shape for every error, with the request id, and the mapping from gRPC status codes.
+
+    {"error": {"code": "not_found", "message": "collection … not found", "request_id": "…"}}
+
+Internal details never reach the client: an unexpected failure is `internal` with a generic
+message, and the request id is what an operator greps the logs for.
+"""
+
+import logging
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from parley.kit.identity import current_request_id
+
+log = logging.getLogger(__name__)
+
+# gRPC status → (HTTP status, error code)
+_FROM_GRPC: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_argument"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found"),
+    grpc.StatusCode.ALREADY_EXISTS: (409, "already_exists"),
+    grpc.StatusCode.FAILED_PRECONDITION: (409, "failed_precondition"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (402, "budget_exceeded"),
+    grpc.StatusCode.UNIMPLEMENTED: (501, "not_implemented"),
+    grpc.StatusCode.UNAVAILABLE: (503, "unavailable"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "deadline_exceeded"),
+}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "request_id": current_request_id(), **extra}}
+
+
+def from_grpc(error: grpc.aio.AioRpcError) -> ApiError:
+    status, code = _FROM_GRPC.get(error.code(), (500, "internal"))
+    if status >= 500:
+        log.error("backend call failed", extra={"fields": {"grpc_code": error.code().name, "detail": error.details()}})
+        message = "a backend service is unavailable; try again" if status in (503, 504) else "internal error"
+    else:
+        message = error.details() or code
+    return ApiError(status, code, message)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def grpc_error(request: Request, error: grpc.aio.AioRpcError) -> JSONResponse:
+        return await api_error(request, from_grpc(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(part) for part in item["loc"][1:]) or str(item["loc"][0]), "message": item["msg"]}
+            for item in error.errors()
+        ]
+        return JSONResponse(error_body("invalid_request", "the request is not valid", details=details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(error.status_code, "error")
+        return JSONResponse(
+            error_body(code, str(error.detail)), status_code=error.status_code, headers=getattr(error, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body("internal", "internal error"), status_code=500)

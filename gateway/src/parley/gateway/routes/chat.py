@@ -1,0 +1,80 @@
+"""Chat: ask a question (streamed as SSE or answered whole) and the conversations it builds."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, status
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from parley.gateway import chat_turns
+from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.errors import ApiError
+from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
+from parley.kit.bus import turn_subject
+from parley.v1 import common_pb2
+
+router = APIRouter(tags=["chat"])
+
+
+@router.post("/v1/chat", response_model=ChatOut, responses={200: {"content": {"text/event-stream": {}}}})
+async def chat(body: ChatIn, who: CurrentPrincipal, services: Deps) -> EventSourceResponse | JSONResponse:
+    """Ask a question about a conversation's collections.
+
+    With `"stream": true` the answer arrives as server-sent events: `delta` frames of text,
+    then `sources`, `usage` and `end` (or `error`); each has an id to resume from.
+    """
+    turn = await chat_turns.start_turn(services, who, body)
+    headers = {"X-Conversation-Id": turn.conversation_id, "X-Turn-Id": turn.turn_id}
+    if body.stream:
+        return EventSourceResponse(chat_turns.sse_frames(services, turn.subject), headers=headers, ping=15)
+    return JSONResponse(await chat_turns.collect(services, turn), headers=headers)
+
+
+@router.get("/v1/conversations/{conversation_id}/turns/{turn_id}/events")
+async def turn_events(
+    conversation_id: str,
+    turn_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    last_event_id: Annotated[str, Header(max_length=20)] = "",
+) -> EventSourceResponse:
+    """Resume (or join) a turn's stream: every event after `Last-Event-ID`."""
+    await services.backends.get_conversation(who, conversation_id)  # another tenant's id is a 404
+    try:
+        after_seq = int(last_event_id or 0)
+    except ValueError:
+        raise ApiError(400, "invalid_argument", "Last-Event-ID must be an event id from this stream") from None
+    subject = turn_subject(conversation_id, turn_id)
+    return EventSourceResponse(chat_turns.sse_frames(services, subject, after_seq=after_seq), ping=15)
+
+
+@router.post("/v1/conversations/{conversation_id}/turns/{turn_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_turn(conversation_id: str, turn_id: str, who: CurrentPrincipal, services: Deps) -> dict[str, str]:
+    await services.backends.cancel_turn(who, conversation_id, turn_id)
+    return {"status": "cancelling"}
+
+
+@router.get("/v1/conversations")
+async def list_conversations(
+    who: CurrentPrincipal,
+    services: Deps,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_token: Annotated[str, Query(max_length=512)] = "",
+) -> Page[Conversation]:
+    page = await services.backends.list_conversations(
+        who, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+    )
+    return Page(
+        data=[Conversation.of(c, with_messages=False) for c in page.conversations],
+        next_page_token=page.next_page_token or None,
+    )
+
+
+@router.get("/v1/conversations/{conversation_id}")
+async def get_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> Conversation:
+    return Conversation.of(await services.backends.get_conversation(who, conversation_id), with_messages=True)
+
+
+@router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> None:
+    await services.backends.delete_conversation(who, conversation_id)

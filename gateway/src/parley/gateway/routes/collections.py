@@ -1,0 +1,75 @@
+"""Collections and the documents in them."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
+
+from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.errors import ApiError
+from parley.gateway.schemas import Collection, CollectionIn, Document, Page
+from parley.v1 import common_pb2, ingestion_pb2
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+PageSize = Annotated[int, Query(ge=1, le=100)]
+PageToken = Annotated[str, Query(max_length=512)]
+CONTENT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain"}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_collection(body: CollectionIn, who: CurrentPrincipal, services: Deps) -> Collection:
+    return Collection.of(await services.backends.create_collection(who, name=body.name, description=body.description))
+
+
+@router.get("")
+async def list_collections(
+    who: CurrentPrincipal, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
+) -> Page[Collection]:
+    page = await services.backends.list_collections(
+        who, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+    )
+    return Page(data=[Collection.of(c) for c in page.collections], next_page_token=page.next_page_token or None)
+
+
+@router.get("/{collection_id}")
+async def get_collection(collection_id: str, who: CurrentPrincipal, services: Deps) -> Collection:
+    return Collection.of(await services.backends.get_collection(who, collection_id))
+
+
+@router.delete("/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_collection(collection_id: str, who: CurrentPrincipal, services: Deps) -> None:
+    await services.backends.delete_collection(who, collection_id)
+
+
+@router.post("/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED)
+async def upload_document(
+    collection_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    file: Annotated[UploadFile, File(description="a plain-text (.txt) or Markdown (.md) file")],
+    title: Annotated[str, Form(max_length=300)] = "",
+) -> Document:
+    """Store the document and queue it for chunking and indexing; poll it (or its events) until `ready`."""
+    limit = services.settings.max_upload_bytes
+    content = await file.read(limit + 1)
+    if len(content) > limit:
+        raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
+    filename = file.filename or ""
+    content_type = (file.content_type or "").split(";")[0].strip()
+    if content_type not in ("text/plain", "text/markdown"):
+        suffix = filename[filename.rfind(".") :].lower() if "." in filename else ""
+        content_type = CONTENT_TYPES.get(suffix, content_type)
+    header = ingestion_pb2.DocumentHeader(
+        collection_id=collection_id, title=title.strip(), content_type=content_type, filename=filename
+    )
+    return Document.of(await services.backends.ingest_document(who, header, content))
+
+
+@router.get("/{collection_id}/documents")
+async def list_documents(
+    collection_id: str, who: CurrentPrincipal, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
+) -> Page[Document]:
+    page = await services.backends.list_documents(
+        who, collection_id, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+    )
+    return Page(data=[Document.of(d) for d in page.documents], next_page_token=page.next_page_token or None)

@@ -1,0 +1,38 @@
+"""One document: its state, its progress as SSE, its removal."""
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, status
+from sse_starlette import EventSourceResponse
+
+from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.schemas import Document, document_status
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+WATCH_SECONDS = 600.0
+
+
+@router.get("/{document_id}")
+async def get_document(document_id: str, who: CurrentPrincipal, services: Deps) -> Document:
+    return Document.of(await services.backends.get_document(who, document_id))
+
+
+@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(document_id: str, who: CurrentPrincipal, services: Deps) -> None:
+    await services.backends.delete_document(who, document_id)
+
+
+@router.get("/{document_id}/events")
+async def document_events(document_id: str, who: CurrentPrincipal, services: Deps) -> EventSourceResponse:
+    """Server-sent `progress` events (queued → chunking → indexing → ready | failed)."""
+    # Asking first turns another tenant's id into a 404 before the stream starts.
+    await services.backends.get_document(who, document_id)
+
+    async def progress() -> AsyncIterator[dict[str, str]]:
+        async for update in services.backends.watch_document(who, document_id, timeout=WATCH_SECONDS):
+            data = {"status": document_status(update.status), "chunk_count": update.chunk_count, "error": update.error}
+            yield {"event": "progress", "data": json.dumps(data)}
+
+    return EventSourceResponse(progress(), ping=15)

@@ -1,0 +1,253 @@
+"""The public HTTP API's bodies: what clients send (validated) and what they get back.
+
+Responses are built from the backends' protos here, once, so every route returns the same
+shape for the same thing (ids as strings, times as ISO 8601, enums as lowercase words).
+"""
+
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, usage_pb2
+
+MAX_MESSAGE_CHARS = 8_000
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Tier = Literal["quick", "standard", "deep"]
+
+TIERS: dict[str, int] = {"quick": chat_pb2.TIER_QUICK, "standard": chat_pb2.TIER_STANDARD, "deep": chat_pb2.TIER_DEEP}
+# The prompt budget of each tier (DESIGN.md, "A chat turn"), the input side of a budget hold.
+TIER_TOKENS: dict[str, int] = {"quick": 1_200, "standard": 5_000, "deep": 20_000}
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionIn(Body):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2_000)] = ""
+
+
+class ChatIn(Body):
+    message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    collection_ids: Annotated[list[Id], Field(max_length=20)] = []
+    conversation_id: Id | None = None
+    stream: bool = False
+    tier: Tier = "standard"
+    max_tokens: Annotated[int, Field(ge=1, le=8_192)] | None = None
+    intent: Annotated[str, StringConstraints(max_length=40)] = ""
+
+
+class BudgetIn(Body):
+    monthly_limit_usd: Annotated[float, Field(ge=0, le=1_000_000)]
+
+
+def _time(stamp: Timestamp) -> datetime | None:
+    return stamp.ToDatetime(tzinfo=datetime.now().astimezone().tzinfo) if stamp.seconds or stamp.nanos else None
+
+
+class Collection(BaseModel):
+    id: str
+    name: str
+    description: str
+    document_count: int
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.Collection) -> "Collection":
+        return cls(
+            id=proto.id,
+            name=proto.name,
+            description=proto.description,
+            document_count=proto.document_count,
+            created_at=_time(proto.created_at),
+        )
+
+
+def document_status(value: int) -> str:
+    return ingestion_pb2.DocumentStatus.Name(value).removeprefix("DOCUMENT_STATUS_").lower()
+
+
+class Document(BaseModel):
+    id: str
+    collection_id: str
+    title: str
+    content_type: str
+    status: str
+    version: int
+    size_bytes: int
+    chunk_count: int
+    token_count: int
+    content_sha256: str
+    error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.Document) -> "Document":
+        return cls(
+            id=proto.id,
+            collection_id=proto.collection_id,
+            title=proto.title,
+            content_type=proto.content_type,
+            status=document_status(proto.status),
+            version=proto.version,
+            size_bytes=proto.size_bytes,
+            chunk_count=proto.chunk_count,
+            token_count=proto.token_count,
+            content_sha256=proto.content_sha256,
+            error=proto.error or None,
+            created_at=_time(proto.created_at),
+            updated_at=_time(proto.updated_at),
+        )
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_page_token: str | None
+
+
+class Source(BaseModel):
+    index: int
+    chunk_id: str
+    document_id: str
+    collection_id: str
+    document_title: str
+    heading: str
+    snippet: str
+    score: float
+
+    @classmethod
+    def of(cls, proto: chat_pb2.Source) -> "Source":
+        return cls(
+            index=proto.index,
+            chunk_id=proto.chunk_id,
+            document_id=proto.document_id,
+            collection_id=proto.collection_id,
+            document_title=proto.document_title,
+            heading=proto.heading,
+            snippet=proto.snippet,
+            score=proto.score,
+        )
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+    @classmethod
+    def of(cls, proto: common_pb2.TokenUsage) -> "Usage":
+        return cls(
+            input_tokens=proto.input_tokens,
+            output_tokens=proto.output_tokens,
+            cache_read_tokens=proto.cache_read_tokens,
+            cache_write_tokens=proto.cache_write_tokens,
+        )
+
+
+class Message(BaseModel):
+    id: str
+    role: str
+    content: str
+    sources: list[Source]
+    usage: Usage | None
+    model: str | None
+    turn_id: str
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, proto: chat_pb2.Message) -> "Message":
+        return cls(
+            id=proto.id,
+            role=proto.role,
+            content=proto.content,
+            sources=[Source.of(source) for source in proto.sources],
+            usage=Usage.of(proto.usage) if proto.role == "assistant" else None,
+            model=proto.model or None,
+            turn_id=proto.turn_id,
+            created_at=_time(proto.created_at),
+        )
+
+
+class Conversation(BaseModel):
+    id: str
+    title: str
+    collection_ids: list[str]
+    messages: list[Message] | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, proto: chat_pb2.Conversation, *, with_messages: bool) -> "Conversation":
+        return cls(
+            id=proto.id,
+            title=proto.title,
+            collection_ids=list(proto.collection_ids),
+            messages=[Message.of(message) for message in proto.messages] if with_messages else None,
+            created_at=_time(proto.created_at),
+            updated_at=_time(proto.updated_at),
+        )
+
+
+class ChatOut(BaseModel):
+    conversation_id: str
+    turn_id: str
+    message: Message
+    finish_reason: str
+
+
+class UsageRow(BaseModel):
+    group: str
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    total_tokens: int
+    cost_usd: float
+
+    @classmethod
+    def of(cls, proto: usage_pb2.UsageRow) -> "UsageRow":
+        return cls(
+            group=proto.group,
+            events=proto.events,
+            input_tokens=proto.input_tokens,
+            output_tokens=proto.output_tokens,
+            cache_read_tokens=proto.cache_read_tokens,
+            cache_write_tokens=proto.cache_write_tokens,
+            total_tokens=proto.total_tokens,
+            cost_usd=proto.cost_micros / 1_000_000,
+        )
+
+
+class UsageOut(BaseModel):
+    since: datetime
+    until: datetime
+    group_by: str
+    rows: list[UsageRow]
+    total: UsageRow
+
+
+class SummaryOut(BaseModel):
+    window: str
+    requests: int
+    success_rate: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    total_tokens: int
+    cache_hit_rate: float
+
+
+class QuotaOut(BaseModel):
+    allowed: bool
+    monthly_limit_usd: float | None
+    spent_usd: float
+    reserved_usd: float

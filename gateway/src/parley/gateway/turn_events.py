@@ -1,0 +1,48 @@
+"""The events of one chat turn, read from JetStream for an SSE client.
+
+chat-svc publishes every event of a turn on `chat.stream.<conversation>.<turn>`; the stream
+keeps them a while, so each client reads from the start (or after its Last-Event-ID) with an
+ordered consumer of its own: any number of clients on any gateway replica see every event,
+and a client that reconnects misses nothing.
+"""
+
+import time
+from collections.abc import AsyncIterator
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from parley.v1 import events_pb2
+
+
+class TurnIdle(Exception):
+    """Nothing arrived from the turn for longer than its idle limit."""
+
+
+def is_terminal(event: events_pb2.TurnEvent) -> bool:
+    return event.WhichOneof("kind") in ("end", "error")
+
+
+async def turn_events(
+    js: JetStreamContext, subject: str, *, after_seq: int = 0, idle_seconds: float
+) -> AsyncIterator[events_pb2.TurnEvent]:
+    """Every event of the turn with seq > after_seq, in order, until its end or error."""
+    subscription = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    try:
+        last_event_at = time.monotonic()
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=1.0)
+            except (TimeoutError, NatsTimeoutError):
+                if time.monotonic() - last_event_at > idle_seconds:
+                    raise TurnIdle(subject) from None
+                continue
+            last_event_at = time.monotonic()
+            event = events_pb2.TurnEvent.FromString(message.data)
+            if event.seq > after_seq:
+                yield event
+            if is_terminal(event):
+                return
+    finally:
+        await subscription.unsubscribe()

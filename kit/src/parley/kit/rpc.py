@@ -1,0 +1,161 @@
+"""gRPC on grpc.aio: the server every service runs and the channels it calls others with.
+
+The server carries the standard health service and reflection, and one interceptor that
+binds the caller's request id for logs, refuses calls without the gateway's identity,
+maps `ParleyError`s to status codes, hides other exceptions behind INTERNAL, and
+records Prometheus metrics.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Histogram
+
+from parley.kit.errors import ParleyError
+from parley.kit.identity import REQUEST_KEY, TENANT_KEY, bind_request_id
+
+log = logging.getLogger(__name__)
+
+# Calls that need no tenant: probes and tooling.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+rpc_handled = Counter("parley_grpc_handled_total", "gRPC calls served", ["method", "code"])
+rpc_seconds = Histogram("parley_grpc_handling_seconds", "gRPC call duration", ["method"])
+
+AddServicer = Callable[[Any, grpc.aio.Server], None]
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        metadata = dict(details.invocation_metadata or ())
+        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                wrap = _wrap_streaming if kind.endswith("_stream") else _wrap_unary
+                return handler._replace(**{kind: wrap(behavior, method, metadata)})
+        return handler
+
+
+def _admit(method: str, metadata: dict[str, Any]) -> str | None:
+    bind_request_id(str(metadata.get(REQUEST_KEY, "")))
+    if not metadata.get(TENANT_KEY):
+        return f"{method} needs {TENANT_KEY} metadata (set by the gateway)"
+    return None
+
+
+async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+    if isinstance(error, ParleyError):
+        rpc_handled.labels(method, error.code.name).inc()
+        await context.abort(error.code, str(error))
+    log.exception("unhandled error in %s", method)
+    rpc_handled.labels(method, "INTERNAL").inc()
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _wrap_unary(behavior: Callable[..., Any], method: str, metadata: dict[str, Any]) -> Callable[..., Any]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        refusal = _admit(method, metadata)
+        if refusal:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
+        started = time.perf_counter()
+        try:
+            response = await behavior(request, context)
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as error:  # noqa: BLE001 - the edge where every error becomes a status
+            await _fail(context, method, error)
+        finally:
+            rpc_seconds.labels(method).observe(time.perf_counter() - started)
+        rpc_handled.labels(method, "OK").inc()
+        return response
+
+    return wrapped
+
+
+def _wrap_streaming(behavior: Callable[..., Any], method: str, metadata: dict[str, Any]) -> Callable[..., Any]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        refusal = _admit(method, metadata)
+        if refusal:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as error:  # noqa: BLE001
+            await _fail(context, method, error)
+        rpc_handled.labels(method, "OK").inc()
+
+    return wrapped
+
+
+class GrpcServer:
+    """A grpc.aio server with health and reflection; `stop` drains in-flight calls first."""
+
+    def __init__(self, *, port: int, host: str = "[::]") -> None:
+        self.server = grpc.aio.server(interceptors=[ServerInterceptor()])
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names: list[str] = []
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+
+    def add(self, add_servicer: AddServicer, servicer: object, service_name: str) -> None:
+        add_servicer(servicer, self.server)
+        self._service_names.append(service_name)
+
+    async def start(self) -> None:
+        names: Sequence[str] = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
+        await self.server.start()
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_seconds: float) -> None:
+        # NOT_SERVING first, so load balancers stop routing here while calls in flight finish.
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_seconds)
+
+
+def open_channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.enable_retries", 1),
+        ],
+    )
+
+
+async def check_health(target: str, *, timeout: float = 2.0) -> bool:
+    async with open_channel(target) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.aio.AioRpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def check_health_blocking(target: str, *, timeout: float = 1.0) -> bool:
+    """The same probe for code outside an event loop: the dev launcher and its tests."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING

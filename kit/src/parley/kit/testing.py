@@ -1,0 +1,66 @@
+"""A pytest plugin (registered by parley-kit): real PostgreSQL and NATS, started once per session.
+
+Tests talk to the same servers `make run` uses, never to mocks. Set PARLEY_TEST_DATABASE_URL
+and PARLEY_TEST_NATS_URL to point the tests at servers you already run instead.
+Each test isolates itself with tenant ids of its own (`tenant_id` fixture).
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.kit import bus, db
+from parley.kit.devstack import EmbeddedNats, EmbeddedPostgres, free_port
+
+
+@dataclass(frozen=True, slots=True)
+class Infra:
+    database_url: str
+    nats_url: str
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    database_url = os.environ.get("PARLEY_TEST_DATABASE_URL", "")
+    nats_url = os.environ.get("PARLEY_TEST_NATS_URL", "")
+    root = tmp_path_factory.mktemp("infra")
+    postgres = None if database_url else EmbeddedPostgres(root / "postgres")
+    nats = None if nats_url else EmbeddedNats(root / "nats", port=free_port())
+    try:
+        if postgres is not None:
+            database_url = postgres.start()
+        if nats is not None:
+            nats_url = nats.start()
+        yield Infra(database_url=database_url, nats_url=nats_url)
+    finally:
+        if nats is not None:
+            nats.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
+    created = db.create_engine(infra.database_url)
+    yield created
+    await created.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def nats_client(infra: Infra) -> AsyncIterator[NatsClient]:
+    client = await bus.connect(infra.nats_url, name="parley-tests")
+    await bus.ensure_streams(client.jetstream())
+    yield client
+    await client.drain()
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    """A tenant of the test's own: nothing another test stores is visible to it."""
+    return str(uuid.uuid4())

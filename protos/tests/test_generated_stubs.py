@@ -1,0 +1,12 @@
+"""The committed Python stubs are exactly what the .proto files generate."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+CHECK = Path(__file__).resolve().parents[1] / "check_generated.py"
+
+
+def test_committed_stubs_match_the_proto_files() -> None:
+    result = subprocess.run([sys.executable, str(CHECK)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,29 @@
+"""The whole platform, started once for the end-to-end tests exactly as `make run` starts it."""
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from parley.kit.devstack import Platform, Ports
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    # No URLs: the embedded PostgreSQL and NATS start too, as on a fresh machine.
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
+    started = Platform(tmp_path_factory.mktemp("parley"), ports=Ports.free(), environ=environ)
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def api(platform: Platform) -> Iterator[httpx.Client]:
+    assert platform.secrets is not None
+    headers = {"Authorization": f"Bearer {platform.secrets.admin_api_key}"}
+    with httpx.Client(base_url=platform.gateway_url, headers=headers, timeout=30) as client:
+        yield client

@@ -1,0 +1,1 @@
+"""Parley usage: metering, prices, budgets and reservations."""

@@ -1,0 +1,136 @@
+"""Budgets and the holds against them.
+
+A tenant's month-to-date spend (UTC calendar month) plus its live holds may not pass its
+monthly limit; a tenant without a budget is unlimited. Reserve decides under a per-tenant
+transaction lock, so two concurrent reserves cannot both take the last of a budget.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
+
+from parley.kit.db import Sessions
+from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
+from parley.usage import pricing, store
+from parley.usage.store import Reservation
+
+reservations_decided = Counter("parley_usage_reservations_total", "Reserve decisions, by outcome", ["outcome"])
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    limit_micros: int | None  # None: no budget
+    spent_micros: int
+    reserved_micros: int
+
+    @property
+    def allowed(self) -> bool:
+        """Whether there is anything left to spend this month."""
+        return self.limit_micros is None or self.spent_micros + self.reserved_micros < self.limit_micros
+
+
+def month_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def would_exceed(*, limit_micros: int | None, spent_micros: int, held_micros: int, amount_micros: int) -> bool:
+    if limit_micros is None:
+        return False
+    return spent_micros + held_micros + amount_micros > limit_micros
+
+
+def parse_id(value: str) -> str | None:
+    """The canonical form of a uuid, or None when it is not one."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+async def reserve(
+    *,
+    sessions: Sessions,
+    tenant_id: str,
+    model: str,
+    input_tokens: int,
+    max_output_tokens: int,
+    idempotency_key: str = "",
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> Reservation:
+    if not model:
+        raise InvalidInput("model is required")
+    if input_tokens < 0 or max_output_tokens < 0:
+        raise InvalidInput("token counts must not be negative")
+    now = now or datetime.now(UTC)
+    async with sessions.begin() as session:
+        await store.lock_tenant_budget(session=session, tenant_id=tenant_id)
+        if idempotency_key:
+            earlier = await store.find_reservation_by_key(
+                session=session, tenant_id=tenant_id, idempotency_key=idempotency_key
+            )
+            if earlier is not None:
+                return earlier
+        price = await store.get_price(session=session, model=model, fallback=pricing.fallback_model(""))
+        amount = pricing.reservation_micros(input_tokens=input_tokens, max_output_tokens=max_output_tokens, price=price)
+        await store.expire_holds(session=session, tenant_id=tenant_id, now=now)
+        limit = await store.get_budget(session=session, tenant_id=tenant_id)
+        if limit is not None:
+            spent = await store.spent_since(session=session, tenant_id=tenant_id, since=month_start(now))
+            held = await store.live_holds(session=session, tenant_id=tenant_id, now=now)
+            if would_exceed(limit_micros=limit, spent_micros=spent, held_micros=held, amount_micros=amount):
+                reservations_decided.labels("refused").inc()
+                raise BudgetExceeded(
+                    f"this call may cost up to {amount} micro-USD; the monthly budget has "
+                    f"{max(limit - spent - held, 0)} of {limit} left"
+                )
+        reservation = await store.add_reservation(
+            session=session,
+            reservation_id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            model=model,
+            reserved_micros=amount,
+            idempotency_key=idempotency_key or None,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+    reservations_decided.labels("granted").inc()
+    return reservation
+
+
+async def settle(*, sessions: Sessions, tenant_id: str, reservation_id: str, now: datetime | None = None) -> None:
+    canonical = parse_id(reservation_id)
+    if canonical is None:
+        raise NotFound(f"no reservation {reservation_id!r}")
+    async with sessions.begin() as session:
+        found = await store.settle_reservation(
+            session=session, tenant_id=tenant_id, reservation_id=canonical, now=now or datetime.now(UTC)
+        )
+    if not found:
+        raise NotFound(f"no reservation {reservation_id!r}")
+
+
+async def check_quota(*, sessions: Sessions, tenant_id: str, now: datetime | None = None) -> Quota:
+    now = now or datetime.now(UTC)
+    async with sessions() as session:
+        return Quota(
+            limit_micros=await store.get_budget(session=session, tenant_id=tenant_id),
+            spent_micros=await store.spent_since(session=session, tenant_id=tenant_id, since=month_start(now)),
+            reserved_micros=await store.live_holds(session=session, tenant_id=tenant_id, now=now),
+        )
+
+
+async def set_budget(*, sessions: Sessions, tenant_id: str, monthly_limit_micros: int) -> int:
+    """Set the monthly limit; 0 removes it (the API reads a limit of 0 as "no budget")."""
+    if monthly_limit_micros < 0:
+        raise InvalidInput("monthly_limit_micros must not be negative")
+    async with sessions.begin() as session:
+        # Under the same lock as Reserve, so a reserve never decides against a half-changed budget.
+        await store.lock_tenant_budget(session=session, tenant_id=tenant_id)
+        if monthly_limit_micros == 0:
+            await store.delete_budget(session=session, tenant_id=tenant_id)
+        else:
+            await store.put_budget(session=session, tenant_id=tenant_id, monthly_limit_micros=monthly_limit_micros)
+    return monthly_limit_micros

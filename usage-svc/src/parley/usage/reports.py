@@ -1,0 +1,139 @@
+"""What a tenant reads back: usage by group, the recent summary, and the CSV export."""
+
+import csv
+import io
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from parley.kit.db import Sessions
+from parley.kit.errors import InvalidInput
+from parley.usage import store
+from parley.usage.store import EXPORT_COLUMNS, GroupBy, UsageTotals
+
+DEFAULT_LOOKBACK = timedelta(days=30)
+SUMMARY_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    requests: int
+    success_rate: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    total_tokens: int
+    cache_hit_rate: float
+
+
+def resolve_window(*, since: datetime | None, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    until = until or now
+    since = since or until - DEFAULT_LOOKBACK
+    if since >= until:
+        raise InvalidInput("since must be before until")
+    return since, until
+
+
+def summary_window(window: str) -> timedelta:
+    try:
+        return SUMMARY_WINDOWS[window]
+    except KeyError:
+        raise InvalidInput(f"window must be one of {', '.join(SUMMARY_WINDOWS)}") from None
+
+
+def combine(rows: Iterable[UsageTotals], *, group: str = "total") -> UsageTotals:
+    rows = list(rows)
+    return UsageTotals(
+        group=group,
+        events=sum(row.events for row in rows),
+        input_tokens=sum(row.input_tokens for row in rows),
+        output_tokens=sum(row.output_tokens for row in rows),
+        cache_read_tokens=sum(row.cache_read_tokens for row in rows),
+        cache_write_tokens=sum(row.cache_write_tokens for row in rows),
+        cost_micros=sum(row.cost_micros for row in rows),
+    )
+
+
+def cache_hit_rate(*, input_tokens: int, cache_read_tokens: int) -> float:
+    """The share of prompt tokens served from the provider's cache (input tokens exclude cache reads)."""
+    prompt = input_tokens + cache_read_tokens
+    return cache_read_tokens / prompt if prompt else 0.0
+
+
+async def get_usage(
+    *,
+    sessions: Sessions,
+    tenant_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    group_by: GroupBy,
+    now: datetime | None = None,
+) -> tuple[list[UsageTotals], UsageTotals]:
+    """Rows per group (none when ungrouped) and the total of the window."""
+    since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
+    async with sessions() as session:
+        rows = await store.usage_totals(
+            session=session, tenant_id=tenant_id, since=since, until=until, group_by=group_by
+        )
+    if group_by == "none":
+        return [], combine(rows)
+    return rows, combine(rows)
+
+
+async def get_summary(*, sessions: Sessions, tenant_id: str, window: str, now: datetime | None = None) -> Summary:
+    since = (now or datetime.now(UTC)) - summary_window(window)
+    async with sessions() as session:
+        figures = await store.summary_figures(session=session, tenant_id=tenant_id, since=since)
+    return Summary(
+        requests=figures.requests,
+        success_rate=figures.successes / figures.requests if figures.requests else 0.0,
+        latency_p50_ms=figures.latency_p50_ms,
+        latency_p95_ms=figures.latency_p95_ms,
+        total_tokens=(
+            figures.input_tokens + figures.output_tokens + figures.cache_read_tokens + figures.cache_write_tokens
+        ),
+        cache_hit_rate=cache_hit_rate(input_tokens=figures.input_tokens, cache_read_tokens=figures.cache_read_tokens),
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return str(value)
+
+
+def csv_lines(rows: Sequence[Sequence[Any]], *, header: bool) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if header:
+        writer.writerow(EXPORT_COLUMNS)
+    writer.writerows([_cell(value) for value in row] for row in rows)
+    return buffer.getvalue().encode()
+
+
+async def export_csv(
+    *,
+    sessions: Sessions,
+    tenant_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    rows_per_chunk: int,
+    now: datetime | None = None,
+) -> AsyncIterator[bytes]:
+    """CSV of the tenant's events in the window, the header first, in chunks of rows_per_chunk rows."""
+    since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
+    header = True
+    async with sessions() as session:
+        async for rows in store.stream_events(
+            session=session, tenant_id=tenant_id, since=since, until=until, batch=rows_per_chunk
+        ):
+            yield csv_lines(rows, header=header)
+            header = False
+    if header:
+        yield csv_lines([], header=True)

@@ -1,0 +1,311 @@
+"""All SQL of usage-svc. Every query of tenant data filters on tenant_id."""
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Row, Text, case, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.usage.models import budgets, prices, reservations, usage_events
+from parley.usage.pricing import Price
+
+GroupBy = Literal["none", "day", "model", "user", "kind"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: str
+    model: str
+    reserved_micros: int
+    status: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    group: str
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_micros: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryFigures:
+    requests: int
+    successes: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+
+EXPORT_COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "user_id",
+    "kind",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_micros",
+    "latency_ms",
+    "success",
+    "reservation_id",
+    "conversation_id",
+    "request_id",
+)
+
+
+def _reservation(row: Row[Any]) -> Reservation:
+    return Reservation(
+        id=row.id, model=row.model, reserved_micros=row.reserved_micros, status=row.status, expires_at=row.expires_at
+    )
+
+
+async def lock_tenant_budget(*, session: AsyncSession, tenant_id: str) -> None:
+    """Serialize budget decisions of one tenant until the transaction ends."""
+    key = func.hashtextextended(literal("usage-budget:") + tenant_id, 0)
+    await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def get_price(*, session: AsyncSession, model: str, fallback: str) -> Price:
+    rows = (await session.execute(select(prices).where(prices.c.model.in_([model, fallback])))).all()
+    by_model = {row.model: row for row in rows}
+    row = by_model.get(model) or by_model[fallback]
+    return Price(
+        model=row.model,
+        input=row.input_price,
+        output=row.output_price,
+        cache_read=row.cache_read_price,
+        cache_write=row.cache_write_price,
+    )
+
+
+async def get_budget(*, session: AsyncSession, tenant_id: str) -> int | None:
+    return await session.scalar(select(budgets.c.monthly_limit_micros).where(budgets.c.tenant_id == tenant_id))
+
+
+async def put_budget(*, session: AsyncSession, tenant_id: str, monthly_limit_micros: int) -> None:
+    statement = insert(budgets).values(tenant_id=tenant_id, monthly_limit_micros=monthly_limit_micros)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[budgets.c.tenant_id],
+            set_={"monthly_limit_micros": statement.excluded.monthly_limit_micros, "updated_at": func.now()},
+        )
+    )
+
+
+async def delete_budget(*, session: AsyncSession, tenant_id: str) -> None:
+    await session.execute(delete(budgets).where(budgets.c.tenant_id == tenant_id))
+
+
+async def spent_since(*, session: AsyncSession, tenant_id: str, since: datetime) -> int:
+    spent = await session.scalar(
+        select(func.coalesce(func.sum(usage_events.c.cost_micros), 0)).where(
+            usage_events.c.tenant_id == tenant_id, usage_events.c.occurred_at >= since
+        )
+    )
+    return int(spent or 0)
+
+
+async def live_holds(*, session: AsyncSession, tenant_id: str, now: datetime) -> int:
+    held = await session.scalar(
+        select(func.coalesce(func.sum(reservations.c.reserved_micros), 0)).where(
+            reservations.c.tenant_id == tenant_id,
+            reservations.c.status == "held",
+            reservations.c.expires_at > now,
+        )
+    )
+    return int(held or 0)
+
+
+async def expire_holds(*, session: AsyncSession, tenant_id: str, now: datetime) -> None:
+    await session.execute(
+        update(reservations)
+        .where(
+            reservations.c.tenant_id == tenant_id,
+            reservations.c.status == "held",
+            reservations.c.expires_at <= now,
+        )
+        .values(status="expired")
+    )
+
+
+async def find_reservation_by_key(*, session: AsyncSession, tenant_id: str, idempotency_key: str) -> Reservation | None:
+    row = (
+        await session.execute(
+            select(reservations).where(
+                reservations.c.tenant_id == tenant_id, reservations.c.idempotency_key == idempotency_key
+            )
+        )
+    ).first()
+    return None if row is None else _reservation(row)
+
+
+async def add_reservation(
+    *,
+    session: AsyncSession,
+    reservation_id: str,
+    tenant_id: str,
+    model: str,
+    reserved_micros: int,
+    idempotency_key: str | None,
+    created_at: datetime,
+    expires_at: datetime,
+) -> Reservation:
+    await session.execute(
+        insert(reservations).values(
+            id=reservation_id,
+            tenant_id=tenant_id,
+            model=model,
+            reserved_micros=reserved_micros,
+            status="held",
+            idempotency_key=idempotency_key,
+            created_at=created_at,
+            expires_at=expires_at,
+        )
+    )
+    return Reservation(
+        id=reservation_id, model=model, reserved_micros=reserved_micros, status="held", expires_at=expires_at
+    )
+
+
+async def settle_reservation(*, session: AsyncSession, tenant_id: str, reservation_id: str, now: datetime) -> bool:
+    """Release a hold; False when the tenant has no such reservation. Settling twice is harmless."""
+    exists = await session.scalar(
+        select(reservations.c.id).where(reservations.c.tenant_id == tenant_id, reservations.c.id == reservation_id)
+    )
+    if exists is None:
+        return False
+    await session.execute(
+        update(reservations)
+        .where(
+            reservations.c.tenant_id == tenant_id,
+            reservations.c.id == reservation_id,
+            reservations.c.status != "settled",
+        )
+        .values(status="settled", settled_at=now)
+    )
+    return True
+
+
+async def add_usage_event(*, session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert one usage event; False when its event_id was recorded before."""
+    inserted = await session.scalar(
+        insert(usage_events)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[usage_events.c.event_id])
+        .returning(usage_events.c.event_id)
+    )
+    return inserted is not None
+
+
+def _group_key(group_by: GroupBy) -> ColumnElement[str]:
+    match group_by:
+        case "day":
+            return func.to_char(func.timezone("UTC", usage_events.c.occurred_at), "YYYY-MM-DD")
+        case "model":
+            return usage_events.c.model
+        case "user":
+            return usage_events.c.user_id
+        case "kind":
+            return usage_events.c.kind
+        case "none":
+            return literal("", Text)
+
+
+async def usage_totals(
+    *, session: AsyncSession, tenant_id: str, since: datetime, until: datetime, group_by: GroupBy
+) -> list[UsageTotals]:
+    group = _group_key(group_by).label("group")
+    statement = select(
+        group,
+        func.count().label("events"),
+        func.coalesce(func.sum(usage_events.c.input_tokens), 0).label("input_tokens"),
+        func.coalesce(func.sum(usage_events.c.output_tokens), 0).label("output_tokens"),
+        func.coalesce(func.sum(usage_events.c.cache_read_tokens), 0).label("cache_read_tokens"),
+        func.coalesce(func.sum(usage_events.c.cache_write_tokens), 0).label("cache_write_tokens"),
+        func.coalesce(func.sum(usage_events.c.cost_micros), 0).label("cost_micros"),
+    ).where(
+        usage_events.c.tenant_id == tenant_id,
+        usage_events.c.occurred_at >= since,
+        usage_events.c.occurred_at < until,
+    )
+    if group_by != "none":
+        statement = statement.group_by(group).order_by(group)
+    # Without grouping the aggregate always yields exactly one row, zeros when there were no events.
+    rows = (await session.execute(statement)).all()
+    return [
+        UsageTotals(
+            group=row.group,
+            events=row.events,
+            input_tokens=int(row.input_tokens),
+            output_tokens=int(row.output_tokens),
+            cache_read_tokens=int(row.cache_read_tokens),
+            cache_write_tokens=int(row.cache_write_tokens),
+            cost_micros=int(row.cost_micros),
+        )
+        for row in rows
+    ]
+
+
+async def summary_figures(*, session: AsyncSession, tenant_id: str, since: datetime) -> SummaryFigures:
+    latency = usage_events.c.latency_ms
+    row = (
+        await session.execute(
+            select(
+                func.count().label("requests"),
+                func.coalesce(func.sum(case((usage_events.c.success, 1), else_=0)), 0).label("successes"),
+                func.percentile_cont(0.5).within_group(latency).label("p50"),
+                func.percentile_cont(0.95).within_group(latency).label("p95"),
+                func.coalesce(func.sum(usage_events.c.input_tokens), 0).label("input_tokens"),
+                func.coalesce(func.sum(usage_events.c.output_tokens), 0).label("output_tokens"),
+                func.coalesce(func.sum(usage_events.c.cache_read_tokens), 0).label("cache_read_tokens"),
+                func.coalesce(func.sum(usage_events.c.cache_write_tokens), 0).label("cache_write_tokens"),
+            ).where(usage_events.c.tenant_id == tenant_id, usage_events.c.occurred_at >= since)
+        )
+    ).one()
+    return SummaryFigures(
+        requests=row.requests,
+        successes=int(row.successes),
+        latency_p50_ms=float(row.p50 or 0.0),
+        latency_p95_ms=float(row.p95 or 0.0),
+        input_tokens=int(row.input_tokens),
+        output_tokens=int(row.output_tokens),
+        cache_read_tokens=int(row.cache_read_tokens),
+        cache_write_tokens=int(row.cache_write_tokens),
+    )
+
+
+async def stream_events(
+    *, session: AsyncSession, tenant_id: str, since: datetime, until: datetime, batch: int
+) -> AsyncIterator[Sequence[Row[Any]]]:
+    """The tenant's events in the window, oldest first, read through a server-side cursor in batches."""
+    statement = (
+        select(*(usage_events.c[name] for name in EXPORT_COLUMNS))
+        .where(
+            usage_events.c.tenant_id == tenant_id,
+            usage_events.c.occurred_at >= since,
+            usage_events.c.occurred_at < until,
+        )
+        .order_by(usage_events.c.occurred_at, usage_events.c.event_id)
+        .execution_options(yield_per=batch)
+    )
+    result = await session.stream(statement)
+    async for partition in result.partitions(batch):
+        yield partition

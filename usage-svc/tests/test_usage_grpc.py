@@ -1,0 +1,297 @@
+"""UsageService over a real gRPC channel, against real PostgreSQL."""
+
+import asyncio
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from parley.kit.db import Sessions
+from parley.kit.identity import Identity
+from parley.usage import budget, recording
+from parley.v1 import usage_pb2, usage_pb2_grpc
+from parley.v1.common_pb2 import TokenUsage
+from parley.v1.events_pb2 import UsageRecorded
+
+Stub = usage_pb2_grpc.UsageServiceStub
+SONNET_1K_IN_1K_OUT = 3_000 + 15_000  # micro-USD held for 1,000 input + 1,000 max output tokens
+
+
+def as_tenant(tenant_id: str) -> tuple[tuple[str, str], ...]:
+    return Identity(tenant_id=tenant_id, user_id="user-1", request_id=str(uuid.uuid4())).metadata()
+
+
+def timestamp(value: datetime) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(value)
+    return result
+
+
+def sonnet_hold(**fields: object) -> usage_pb2.ReserveRequest:
+    return usage_pb2.ReserveRequest(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000, **fields)
+
+
+async def record(sessions: Sessions, tenant_id: str, *, at: datetime, **fields: object) -> None:
+    values: dict[str, object] = {
+        "event_id": str(uuid.uuid4()),
+        "tenant_id": tenant_id,
+        "user_id": "alice",
+        "kind": "chat",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "usage": TokenUsage(input_tokens=1_000_000),  # 150,000 micro-USD at the gpt-4o-mini price
+        "latency_ms": 100,
+        "success": True,
+        "occurred_at": timestamp(at),
+    }
+    values.update(fields)
+    await recording.record(sessions=sessions, event=UsageRecorded(**values))
+
+
+async def test_reserve_beyond_the_budget_is_resource_exhausted(usage_stub: Stub, tenant_id: str) -> None:
+    await usage_stub.SetBudget(
+        usage_pb2.SetBudgetRequest(monthly_limit_micros=2 * SONNET_1K_IN_1K_OUT), metadata=as_tenant(tenant_id)
+    )
+    for _ in range(2):
+        await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert (quota.allowed, quota.limit_micros, quota.reserved_micros) == (False, 36_000, 36_000)
+
+
+async def test_settling_a_hold_makes_room_again(usage_stub: Stub, tenant_id: str) -> None:
+    await usage_stub.SetBudget(
+        usage_pb2.SetBudgetRequest(monthly_limit_micros=SONNET_1K_IN_1K_OUT), metadata=as_tenant(tenant_id)
+    )
+    hold = await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+    assert hold.reserved_micros == SONNET_1K_IN_1K_OUT
+    assert hold.expires_at.ToDatetime(tzinfo=UTC) > datetime.now(UTC) + timedelta(minutes=14)
+
+    await usage_stub.Settle(usage_pb2.SettleRequest(reservation_id=hold.reservation_id), metadata=as_tenant(tenant_id))
+    await usage_stub.Settle(usage_pb2.SettleRequest(reservation_id=hold.reservation_id), metadata=as_tenant(tenant_id))
+
+    again = await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+    assert again.reservation_id != hold.reservation_id
+
+
+async def test_concurrent_reserves_cannot_both_take_the_last_of_a_budget(usage_stub: Stub, tenant_id: str) -> None:
+    await usage_stub.SetBudget(
+        usage_pb2.SetBudgetRequest(monthly_limit_micros=SONNET_1K_IN_1K_OUT), metadata=as_tenant(tenant_id)
+    )
+
+    outcomes = await asyncio.gather(
+        *(usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id)) for _ in range(5)), return_exceptions=True
+    )
+
+    granted = [outcome for outcome in outcomes if isinstance(outcome, usage_pb2.ReserveResponse)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, grpc.aio.AioRpcError)]
+    assert len(granted) == 1
+    assert [error.code() for error in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 4
+
+
+async def test_the_same_idempotency_key_returns_the_same_reservation(usage_stub: Stub, tenant_id: str) -> None:
+    first = await usage_stub.Reserve(sonnet_hold(idempotency_key="turn-1"), metadata=as_tenant(tenant_id))
+    retry = await usage_stub.Reserve(sonnet_hold(idempotency_key="turn-1"), metadata=as_tenant(tenant_id))
+    other = await usage_stub.Reserve(sonnet_hold(idempotency_key="turn-2"), metadata=as_tenant(tenant_id))
+    elsewhere = await usage_stub.Reserve(sonnet_hold(idempotency_key="turn-1"), metadata=as_tenant(str(uuid.uuid4())))
+
+    assert retry.reservation_id == first.reservation_id
+    assert len({first.reservation_id, other.reservation_id, elsewhere.reservation_id}) == 3
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert quota.reserved_micros == 2 * SONNET_1K_IN_1K_OUT
+
+
+async def test_expired_holds_no_longer_count(sessions: Sessions, tenant_id: str) -> None:
+    await budget.set_budget(sessions=sessions, tenant_id=tenant_id, monthly_limit_micros=SONNET_1K_IN_1K_OUT)
+    now = datetime.now(UTC)
+    hold = dict(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000, ttl=timedelta(minutes=15))
+    await budget.reserve(sessions=sessions, tenant_id=tenant_id, now=now - timedelta(minutes=16), **hold)
+
+    await budget.reserve(sessions=sessions, tenant_id=tenant_id, now=now, **hold)
+
+    quota = await budget.check_quota(sessions=sessions, tenant_id=tenant_id, now=now)
+    assert quota.reserved_micros == SONNET_1K_IN_1K_OUT
+
+
+async def test_another_tenant_cannot_settle_your_reservation(usage_stub: Stub, tenant_id: str) -> None:
+    hold = await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+
+    with pytest.raises(grpc.aio.AioRpcError) as foreign:
+        await usage_stub.Settle(
+            usage_pb2.SettleRequest(reservation_id=hold.reservation_id), metadata=as_tenant(str(uuid.uuid4()))
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as garbage:
+        await usage_stub.Settle(usage_pb2.SettleRequest(reservation_id="not-a-uuid"), metadata=as_tenant(tenant_id))
+
+    assert foreign.value.code() == grpc.StatusCode.NOT_FOUND
+    assert garbage.value.code() == grpc.StatusCode.NOT_FOUND
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert quota.reserved_micros == SONNET_1K_IN_1K_OUT
+
+
+async def test_budgets_are_validated_and_zero_removes_the_limit(usage_stub: Stub, tenant_id: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as negative:
+        await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=-1), metadata=as_tenant(tenant_id))
+    assert negative.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=1), metadata=as_tenant(tenant_id))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+    await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=0), metadata=as_tenant(tenant_id))
+    await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert (quota.allowed, quota.limit_micros) == (True, 0)
+
+
+async def test_month_to_date_spend_counts_against_the_budget(
+    usage_stub: Stub, sessions: Sessions, tenant_id: str
+) -> None:
+    await record(sessions, tenant_id, at=datetime.now(UTC))  # 150,000 spent
+    await usage_stub.SetBudget(
+        usage_pb2.SetBudgetRequest(monthly_limit_micros=150_000 + SONNET_1K_IN_1K_OUT), metadata=as_tenant(tenant_id)
+    )
+
+    await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert (quota.spent_micros, quota.reserved_micros) == (150_000, SONNET_1K_IN_1K_OUT)
+
+
+async def test_get_usage_groups_and_totals(usage_stub: Stub, sessions: Sessions, tenant_id: str) -> None:
+    day_one = datetime(2025, 5, 1, 10, tzinfo=UTC)
+    day_two = datetime(2025, 5, 2, 23, 59, tzinfo=UTC)
+    await record(sessions, tenant_id, at=day_one)
+    await record(sessions, tenant_id, at=day_one, user_id="bob", kind="summary")
+    await record(
+        sessions,
+        tenant_id,
+        at=day_two,
+        model="claude-sonnet-4-5",
+        provider="anthropic",
+        usage=TokenUsage(input_tokens=100, output_tokens=200, cache_read_tokens=1_000, cache_write_tokens=400),
+    )
+    await record(sessions, tenant_id, at=day_two + timedelta(days=40))  # outside the window
+    await record(sessions, str(uuid.uuid4()), at=day_one)  # another tenant's
+    window = {
+        "since": timestamp(datetime(2025, 5, 1, tzinfo=UTC)),
+        "until": timestamp(datetime(2025, 6, 1, tzinfo=UTC)),
+    }
+
+    async def usage(group_by: int) -> usage_pb2.GetUsageResponse:
+        request = usage_pb2.GetUsageRequest(group_by=group_by, **window)
+        return await usage_stub.GetUsage(request, metadata=as_tenant(tenant_id))
+
+    sonnet_cost = 300 + 3_000 + 300 + 1_500  # 100*3 + 200*15 + 1000*0.3 + 400*3.75 micro-USD
+    ungrouped = await usage(usage_pb2.USAGE_GROUP_BY_UNSPECIFIED)
+    assert list(ungrouped.rows) == []
+    assert ungrouped.total == usage_pb2.UsageRow(
+        group="total",
+        events=3,
+        input_tokens=2_000_100,
+        output_tokens=200,
+        cache_read_tokens=1_000,
+        cache_write_tokens=400,
+        total_tokens=2_001_700,
+        cost_micros=300_000 + sonnet_cost,
+    )
+
+    by_day = await usage(usage_pb2.USAGE_GROUP_BY_DAY)
+    assert [(row.group, row.events, row.cost_micros) for row in by_day.rows] == [
+        ("2025-05-01", 2, 300_000),
+        ("2025-05-02", 1, sonnet_cost),
+    ]
+    assert by_day.total == ungrouped.total
+
+    by_model = await usage(usage_pb2.USAGE_GROUP_BY_MODEL)
+    assert [(row.group, row.total_tokens) for row in by_model.rows] == [
+        ("claude-sonnet-4-5", 1_700),
+        ("gpt-4o-mini", 2_000_000),
+    ]
+    by_user = await usage(usage_pb2.USAGE_GROUP_BY_USER)
+    assert [(row.group, row.events) for row in by_user.rows] == [("alice", 2), ("bob", 1)]
+    by_kind = await usage(usage_pb2.USAGE_GROUP_BY_KIND)
+    assert [(row.group, row.events) for row in by_kind.rows] == [("chat", 2), ("summary", 1)]
+    assert by_kind.total == ungrouped.total
+
+
+async def test_get_usage_of_a_quiet_tenant_is_zero(usage_stub: Stub, tenant_id: str) -> None:
+    response = await usage_stub.GetUsage(
+        usage_pb2.GetUsageRequest(group_by=usage_pb2.USAGE_GROUP_BY_DAY), metadata=as_tenant(tenant_id)
+    )
+    assert list(response.rows) == []
+    assert (response.total.events, response.total.cost_micros) == (0, 0)
+
+
+async def test_summary_of_the_last_day(usage_stub: Stub, sessions: Sessions, tenant_id: str) -> None:
+    now = datetime.now(UTC)
+    for latency in (100, 200, 300, 400):
+        await record(
+            sessions,
+            tenant_id,
+            at=now - timedelta(hours=1),
+            latency_ms=latency,
+            success=latency != 400,
+            usage=TokenUsage(input_tokens=250, output_tokens=100, cache_read_tokens=750),
+        )
+    await record(sessions, tenant_id, at=now - timedelta(days=3), latency_ms=10_000)  # only in the 7d window
+
+    day = await usage_stub.GetSummary(usage_pb2.GetSummaryRequest(window="24h"), metadata=as_tenant(tenant_id))
+    week = await usage_stub.GetSummary(usage_pb2.GetSummaryRequest(window="7d"), metadata=as_tenant(tenant_id))
+
+    assert (day.requests, day.success_rate, day.total_tokens, day.cache_hit_rate) == (4, 0.75, 4_400, 0.75)
+    assert day.latency_p50_ms == pytest.approx(250.0)
+    assert day.latency_p95_ms == pytest.approx(385.0)
+    assert week.requests == 5
+    with pytest.raises(grpc.aio.AioRpcError) as bad_window:
+        await usage_stub.GetSummary(usage_pb2.GetSummaryRequest(window="1y"), metadata=as_tenant(tenant_id))
+    assert bad_window.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_summary_of_a_quiet_tenant_is_zero(usage_stub: Stub, tenant_id: str) -> None:
+    summary = await usage_stub.GetSummary(usage_pb2.GetSummaryRequest(window="7d"), metadata=as_tenant(tenant_id))
+    assert summary == usage_pb2.GetSummaryResponse()
+
+
+async def test_export_streams_the_tenants_events_as_csv(usage_stub: Stub, sessions: Sessions, tenant_id: str) -> None:
+    start = datetime.now(UTC) - timedelta(hours=2)
+    for minute in range(7):
+        await record(sessions, tenant_id, at=start + timedelta(minutes=minute), user_id=f"user-{minute}")
+    await record(sessions, str(uuid.uuid4()), at=start)
+
+    chunks = [
+        chunk.csv
+        async for chunk in usage_stub.Export(
+            usage_pb2.ExportRequest(since=timestamp(start - timedelta(minutes=1))), metadata=as_tenant(tenant_id)
+        )
+    ]
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
+    assert [row["user_id"] for row in rows] == [f"user-{minute}" for minute in range(7)]
+    assert {row["cost_micros"] for row in rows} == {"150000"}
+    assert rows[0]["occurred_at"] == start.isoformat()
+
+
+async def test_export_of_a_quiet_tenant_is_the_header_alone(usage_stub: Stub, tenant_id: str) -> None:
+    chunks = [chunk.csv async for chunk in usage_stub.Export(usage_pb2.ExportRequest(), metadata=as_tenant(tenant_id))]
+    assert b"".join(chunks).decode().splitlines() == [
+        "event_id,occurred_at,user_id,kind,provider,model,input_tokens,output_tokens,cache_read_tokens,"
+        "cache_write_tokens,cost_micros,latency_ms,success,reservation_id,conversation_id,request_id"
+    ]
+
+
+async def test_calls_without_a_tenant_are_refused(usage_stub: Stub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest())
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
