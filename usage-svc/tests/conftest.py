@@ -45,8 +45,7 @@ async def usage_stub(infra: Infra, sessions: db.Sessions) -> AsyncIterator[usage
 async def recorded(infra: Infra, sessions: db.Sessions) -> AsyncIterator[Callable[..., Awaitable[None]]]:
     """Publish UsageRecorded events to JetStream and wait until a real `usage-recorder` consumer has
     handled every one of them (its ack floor reaches the last published sequence)."""
-    # A connection of its own, closed after the test: bus.run_consumer leaves its pull subscription
-    # behind when stopped, and draining a connection that holds one waits out the 30 s drain timeout.
+    # A connection of its own, closed after the test, so nothing of this consumer outlives it.
     nc = await bus.connect(infra.nats_url, name="parley-usage-tests")
     js = nc.jetstream()
     await bus.ensure_streams(js)

@@ -106,7 +106,7 @@ async def run_consumer(js: JetStreamContext, consumer: Consumer, stop: asyncio.E
         while not stop.is_set():
             try:
                 messages = await subscription.fetch(consumer.batch, timeout=1.0)
-            except (NatsTimeoutError, asyncio.TimeoutError):  # nats-py raises either when nothing is waiting
+            except (TimeoutError, NatsTimeoutError):  # nats-py raises either when nothing is waiting
                 continue
             except Exception:
                 log.exception("fetch failed", extra={"fields": {"consumer": consumer.durable}})

@@ -59,6 +59,10 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception
     if isinstance(error, ParleyError):
         rpc_handled.labels(method, error.code.name).inc()
         await context.abort(error.code, str(error))
+    if isinstance(error, NotImplementedError):
+        # The generated base servicer raises it for every call a service does not serve yet.
+        rpc_handled.labels(method, "UNIMPLEMENTED").inc()
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
     log.exception("unhandled error in %s", method)
     rpc_handled.labels(method, "INTERNAL").inc()
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -1,0 +1,1 @@
+"""Parley ingestion: collections, documents and their versions, chunking into sections."""

@@ -1,0 +1,44 @@
+"""Start ingestion: migrations, the gRPC API, the ingest worker, the indexed consumer, the outbox relay."""
+
+import asyncio
+from pathlib import Path
+
+from parley.ingestion import events
+from parley.ingestion.catalog import Collections
+from parley.ingestion.config import Settings
+from parley.ingestion.documents import Documents
+from parley.ingestion.grpc_api import IngestionApi
+from parley.ingestion.models import outbox
+from parley.kit.outbox import OutboxRelay
+from parley.kit.runtime import ServiceRuntime
+from parley.v1 import ingestion_pb2_grpc
+
+
+async def main() -> None:
+    settings = Settings()
+    runtime = await ServiceRuntime.start(
+        "ingestion", settings, schema="ingestion", migrations=Path(__file__).parent / "migrations"
+    )
+    try:
+        relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
+        runtime.spawn(relay.run(runtime.stopping), name="outbox")
+        collections = Collections(sessions=runtime.sessions, notify_outbox=relay.notify)
+        documents = Documents(
+            sessions=runtime.sessions, nc=runtime.nc, js=runtime.js, settings=settings, notify_outbox=relay.notify
+        )
+        await runtime.serve_grpc(
+            (
+                ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
+                IngestionApi(collections=collections, documents=documents),
+                "parley.v1.IngestionService",
+            )
+        )
+        for consumer in events.consumers(documents):
+            runtime.consume(consumer)
+        await runtime.wait_for_signal()
+    finally:
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,238 @@
+"""Splitting a document into token-sized chunks, each carrying the path of headings above it.
+
+Markdown is cut into sections at its headings (ATX `#` and setext underlines, never inside a
+fenced code block); plain text is one section. Each section's paragraphs are packed into
+chunks of at most `max_tokens` (cl100k, as the models count them); a paragraph too long on
+its own is cut at sentence ends, and a sentence too long on its own at token boundaries.
+Pure and deterministic: the same text always yields the same chunks.
+"""
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from parley.kit.tokens import count_tokens, encoding
+
+HEADING_SEPARATOR = " › "
+PARAGRAPH_SEPARATOR = "\n\n"
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# Western sentence ends need the space after them ("3.5" is not an end); CJK ones stand alone.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|(?<=[。！？])\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    ordinal: int
+    heading: str
+    text: str
+    token_count: int
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    heading: str
+    paragraphs: list[str]
+
+
+def chunk_text(text: str, *, markdown: bool, max_tokens: int = 300) -> list[Chunk]:
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    sections = _markdown_sections(text) if markdown else [_Section("", _paragraphs(text.split("\n")))]
+    if markdown and not any(section.paragraphs for section in sections):
+        # Only headings: their words are still the document's content.
+        sections = [_Section("", _paragraphs(text.split("\n")))]
+    chunks: list[Chunk] = []
+    for section in sections:
+        for piece in _pack(section.paragraphs, max_tokens):
+            chunks.append(
+                Chunk(
+                    ordinal=len(chunks),
+                    heading=section.heading,
+                    text=piece,
+                    token_count=count_tokens(piece),
+                    content_hash=hashlib.sha256(piece.encode()).hexdigest(),
+                )
+            )
+    return chunks
+
+
+def first_heading(text: str) -> str:
+    """The first Markdown heading's text, or "" when there is none."""
+    for heading, _ in _headings_and_lines(text.replace("\r\n", "\n").split("\n")):
+        if heading is not None and heading[1]:
+            return heading[1]
+    return ""
+
+
+def _markdown_sections(text: str) -> list[_Section]:
+    sections: list[_Section] = []
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+
+    def close() -> None:
+        paragraphs = _paragraphs(body)
+        if paragraphs:
+            sections.append(_Section(HEADING_SEPARATOR.join(title for _, title in path), paragraphs))
+        body.clear()
+
+    for heading, line in _headings_and_lines(text.split("\n")):
+        if heading is None:
+            body.append(line)
+            continue
+        close()
+        level, title = heading
+        while path and path[-1][0] >= level:
+            path.pop()
+        if title:
+            path.append((level, title))
+    close()
+    return sections
+
+
+def _headings_and_lines(lines: list[str]) -> Iterator[tuple[tuple[int, str] | None, str]]:
+    """Each line, with (level, title) when it is a heading. A setext heading's text line is
+    held back until we know whether an underline follows it."""
+    fence = ""
+    pending: str | None = None  # a lone paragraph line that a setext underline could turn into a heading
+    previous_blank = True
+    for line in lines:
+        fence_match = _FENCE.match(line)
+        if fence:
+            if fence_match and fence_match.group(1)[0] == fence[0] and len(fence_match.group(1)) >= len(fence):
+                fence = ""
+            yield None, line
+            continue
+        if pending is not None:
+            setext = _SETEXT.match(line)
+            if setext:
+                yield (1 if setext.group(1)[0] == "=" else 2, pending.strip()), pending
+                pending = None
+                previous_blank = True
+                continue
+            yield None, pending
+            pending = None
+        if fence_match:
+            fence = fence_match.group(1)
+            yield None, line
+            previous_blank = False
+            continue
+        atx = _ATX.match(line)
+        if atx:
+            yield (len(atx.group(1)), (atx.group(2) or "").strip()), line
+            previous_blank = True
+            continue
+        if previous_blank and line.strip():
+            pending = line
+            previous_blank = False
+            continue
+        previous_blank = not line.strip()
+        yield None, line
+    if pending is not None:
+        yield None, pending
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    """Blocks separated by blank lines; a fenced code block stays whole, blank lines included."""
+    paragraphs: list[str] = []
+    current: list[str] = []
+    fence = ""
+    for line in lines:
+        fence_match = _FENCE.match(line)
+        if fence:
+            current.append(line)
+            if fence_match and fence_match.group(1)[0] == fence[0] and len(fence_match.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if fence_match:
+            fence = fence_match.group(1)
+            current.append(line)
+            continue
+        if line.strip():
+            current.append(line)
+        elif current:
+            paragraphs.append("\n".join(current).strip())
+            current = []
+    if current:
+        paragraphs.append("\n".join(current).strip())
+    return [paragraph for paragraph in paragraphs if paragraph]
+
+
+def _pack(paragraphs: list[str], max_tokens: int) -> Iterator[str]:
+    """Greedy packing, measured on the joined text itself so the limit holds exactly."""
+    current = ""
+    for paragraph in paragraphs:
+        for piece in _fit(paragraph, max_tokens):
+            candidate = f"{current}{PARAGRAPH_SEPARATOR}{piece}" if current else piece
+            if count_tokens(candidate) <= max_tokens:
+                current = candidate
+                continue
+            if current:
+                yield current
+            current = piece
+    if current:
+        yield current
+
+
+def _fit(text: str, max_tokens: int) -> Iterator[str]:
+    """`text` whole if it fits, else its sentences packed together, else token slices."""
+    if count_tokens(text) <= max_tokens:
+        yield text
+        return
+    current = ""
+    for sentence in _sentences(text):
+        pieces = [sentence] if count_tokens(sentence) <= max_tokens else list(_token_slices(sentence, max_tokens))
+        for piece in pieces:
+            candidate = f"{current} {piece}" if current else piece
+            if count_tokens(candidate) <= max_tokens:
+                current = candidate
+                continue
+            if current:
+                yield current
+            current = piece
+    if current:
+        yield current
+
+
+def _sentences(text: str) -> list[str]:
+    return [sentence.strip() for sentence in _SENTENCE_END.split(text) if sentence.strip()]
+
+
+def _token_slices(text: str, max_tokens: int) -> Iterator[str]:
+    """Cut at token boundaries, backing off where a cut would split a character or where the
+    slice, encoded again on its own, would come out longer than the limit."""
+    tokens = encoding().encode(text, disallowed_special=())
+    start = 0
+    while start < len(tokens):
+        end = min(start + max_tokens, len(tokens))
+        while True:
+            try:
+                piece = encoding().decode_bytes(tokens[start:end]).decode("utf-8")
+            except UnicodeDecodeError:
+                piece = None
+            if piece is not None and (count_tokens(piece.strip()) <= max_tokens or end - start == 1):
+                break
+            if end - start == 1:
+                # A single token that is not a whole character: take the smallest run that is.
+                end = _next_character_boundary(tokens, start)
+                piece = encoding().decode_bytes(tokens[start:end]).decode("utf-8", errors="replace")
+                break
+            end -= 1
+        if piece.strip():
+            yield piece.strip()
+        start = end
+
+
+def _next_character_boundary(tokens: list[int], start: int) -> int:
+    for end in range(start + 1, len(tokens) + 1):
+        try:
+            encoding().decode_bytes(tokens[start:end]).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return end
+    return len(tokens)

@@ -1,0 +1,13 @@
+"""Ingestion's settings, read once from `PARLEY_*` environment variables."""
+
+from pydantic import Field
+
+from parley.kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    chunk_max_tokens: int = Field(default=300, ge=16)
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # NATS refuses messages above its max_payload (1 MiB by default); a chunk set that would not
+    # fit fails the document instead of blocking the outbox behind a message that can never go out.
+    max_event_bytes: int = Field(default=1024 * 1024 - 8 * 1024, gt=0)

@@ -1,0 +1,106 @@
+"""Ingestion's tables, in the `ingestion` schema. The migration in migrations/versions creates them."""
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+
+from parley.kit.outbox import outbox_table
+
+metadata = MetaData(schema="ingestion")
+
+
+class Status(StrEnum):
+    """Where a document's current version is on its way to being searchable."""
+
+    QUEUED = "QUEUED"
+    CHUNKING = "CHUNKING"
+    INDEXING = "INDEXING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("tenant_id", "name", name="collections_tenant_name_key"),
+    Index("collections_tenant_created_idx", "tenant_id", "created_at", "id"),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("collection_id", Uuid, ForeignKey("ingestion.collections.id", ondelete="CASCADE"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("filename", Text, nullable=False, server_default=""),
+    Column("version", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("chunk_count", Integer, nullable=False, server_default="0"),
+    Column("token_count", BigInteger, nullable=False, server_default="0"),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("content_sha256", Text, nullable=False),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in Status)})", name="documents_status_check"),
+    # The same content under the same title in the same collection is one document, even when
+    # two uploads race.
+    UniqueConstraint("tenant_id", "collection_id", "title", "content_sha256", name="documents_dedup_key"),
+    Index("documents_tenant_collection_created_idx", "tenant_id", "collection_id", "created_at", "id"),
+)
+
+document_versions = Table(
+    "document_versions",
+    metadata,
+    Column("document_id", Uuid, ForeignKey("ingestion.documents.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("content_sha256", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("chunk_id", Uuid, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("document_id", Uuid, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("heading", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("token_count", Integer, nullable=False),
+    Column("content_hash", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["document_id", "version"],
+        ["ingestion.document_versions.document_id", "ingestion.document_versions.version"],
+        ondelete="CASCADE",
+        name="chunks_version_fkey",
+    ),
+    UniqueConstraint("document_id", "version", "ordinal", name="chunks_document_version_ordinal_key"),
+)
+
+outbox = outbox_table(metadata)

@@ -1,0 +1,309 @@
+"""All of ingestion's SQL. Every query that touches a tenant's rows filters on tenant_id."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.ingestion.chunking import Chunk
+from parley.ingestion.ids import chunk_id
+from parley.ingestion.models import chunks, collections, document_versions, documents
+from parley.ingestion.paging import Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRecord:
+    id: uuid.UUID
+    name: str
+    description: str
+    document_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    id: uuid.UUID
+    tenant_id: str
+    collection_id: uuid.UUID
+    title: str
+    content_type: str
+    filename: str
+    version: int
+    status: str
+    chunk_count: int
+    token_count: int
+    size_bytes: int
+    content_sha256: str
+    error: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SectionRecord:
+    document_id: uuid.UUID
+    ordinal: int
+    heading: str
+    text: str
+    content_hash: str
+
+
+def _document(row: Any) -> DocumentRecord:
+    return DocumentRecord(**{field.name: getattr(row, field.name) for field in fields(DocumentRecord)})
+
+
+_document_count = (
+    select(func.count())
+    .select_from(documents)
+    .where(documents.c.collection_id == collections.c.id, documents.c.tenant_id == collections.c.tenant_id)
+    .scalar_subquery()
+)
+
+
+async def insert_collection(
+    *, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID, name: str, description: str
+) -> CollectionRecord | None:
+    """None when the tenant already has a collection of that name."""
+    row = (
+        await session.execute(
+            insert(collections)
+            .values(id=collection_id, tenant_id=tenant_id, name=name, description=description)
+            .on_conflict_do_nothing(constraint="collections_tenant_name_key")
+            .returning(collections.c.id, collections.c.name, collections.c.description, collections.c.created_at)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return CollectionRecord(
+        id=row.id, name=row.name, description=row.description, document_count=0, created_at=row.created_at
+    )
+
+
+async def get_collection(*, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID) -> CollectionRecord | None:
+    row = (
+        await session.execute(
+            select(
+                collections.c.id,
+                collections.c.name,
+                collections.c.description,
+                collections.c.created_at,
+                _document_count.label("document_count"),
+            ).where(collections.c.tenant_id == tenant_id, collections.c.id == collection_id)
+        )
+    ).one_or_none()
+    return None if row is None else CollectionRecord(**row._asdict())
+
+
+async def collection_exists(*, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(collections.c.id).where(collections.c.tenant_id == tenant_id, collections.c.id == collection_id)
+    )
+    return found is not None
+
+
+async def list_collections(
+    *, session: AsyncSession, tenant_id: str, limit: int, after: Cursor | None
+) -> list[CollectionRecord]:
+    query = select(
+        collections.c.id,
+        collections.c.name,
+        collections.c.description,
+        collections.c.created_at,
+        _document_count.label("document_count"),
+    ).where(collections.c.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(tuple_(collections.c.created_at, collections.c.id) < tuple_(after.created_at, after.id))
+    rows = await session.execute(query.order_by(collections.c.created_at.desc(), collections.c.id.desc()).limit(limit))
+    return [CollectionRecord(**row._asdict()) for row in rows]
+
+
+async def delete_collection(*, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID) -> bool:
+    """Its documents, versions and chunks go with it (foreign keys cascade)."""
+    deleted = await session.scalar(
+        delete(collections)
+        .where(collections.c.tenant_id == tenant_id, collections.c.id == collection_id)
+        .returning(collections.c.id)
+    )
+    return deleted is not None
+
+
+async def find_document_by_content(
+    *, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID, title: str, content_sha256: str
+) -> DocumentRecord | None:
+    row = (
+        await session.execute(
+            select(documents).where(
+                documents.c.tenant_id == tenant_id,
+                documents.c.collection_id == collection_id,
+                documents.c.title == title,
+                documents.c.content_sha256 == content_sha256,
+            )
+        )
+    ).one_or_none()
+    return None if row is None else _document(row)
+
+
+async def insert_document(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document_id: uuid.UUID,
+    collection_id: uuid.UUID,
+    title: str,
+    content_type: str,
+    filename: str,
+    status: str,
+    content: str,
+    size_bytes: int,
+    content_sha256: str,
+) -> DocumentRecord | None:
+    """Version 1 of a new document. None when the same title and content are already in the collection."""
+    row = (
+        await session.execute(
+            insert(documents)
+            .values(
+                id=document_id,
+                tenant_id=tenant_id,
+                collection_id=collection_id,
+                title=title,
+                content_type=content_type,
+                filename=filename,
+                version=1,
+                status=status,
+                size_bytes=size_bytes,
+                content_sha256=content_sha256,
+            )
+            .on_conflict_do_nothing(constraint="documents_dedup_key")
+            .returning(*documents.c)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    await session.execute(
+        insert(document_versions).values(
+            document_id=document_id, version=1, tenant_id=tenant_id, content=content, content_sha256=content_sha256
+        )
+    )
+    return _document(row)
+
+
+async def get_document(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, for_update: bool = False
+) -> DocumentRecord | None:
+    query = select(documents).where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else _document(row)
+
+
+async def list_documents(
+    *, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID, limit: int, after: Cursor | None
+) -> list[DocumentRecord]:
+    query = select(documents).where(documents.c.tenant_id == tenant_id, documents.c.collection_id == collection_id)
+    if after is not None:
+        query = query.where(tuple_(documents.c.created_at, documents.c.id) < tuple_(after.created_at, after.id))
+    rows = await session.execute(query.order_by(documents.c.created_at.desc(), documents.c.id.desc()).limit(limit))
+    return [_document(row) for row in rows]
+
+
+async def delete_document(*, session: AsyncSession, tenant_id: str, document_id: uuid.UUID) -> DocumentRecord | None:
+    """The deleted document (its versions and chunks cascade), or None when there was none."""
+    row = (
+        await session.execute(
+            delete(documents)
+            .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
+            .returning(*documents.c)
+        )
+    ).one_or_none()
+    return None if row is None else _document(row)
+
+
+async def get_version_content(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int
+) -> str | None:
+    return await session.scalar(
+        select(document_versions.c.content).where(
+            document_versions.c.tenant_id == tenant_id,
+            document_versions.c.document_id == document_id,
+            document_versions.c.version == version,
+        )
+    )
+
+
+async def set_status(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document_id: uuid.UUID,
+    status: str,
+    error: str = "",
+    chunk_count: int | None = None,
+    token_count: int | None = None,
+) -> DocumentRecord | None:
+    values: dict[str, Any] = {"status": status, "error": error, "updated_at": func.now()}
+    if chunk_count is not None:
+        values["chunk_count"] = chunk_count
+    if token_count is not None:
+        values["token_count"] = token_count
+    row = (
+        await session.execute(
+            update(documents)
+            .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
+            .values(**values)
+            .returning(*documents.c)
+        )
+    ).one_or_none()
+    return None if row is None else _document(row)
+
+
+async def replace_chunks(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int, new_chunks: Sequence[Chunk]
+) -> None:
+    """The version's chunk set becomes exactly `new_chunks`; running it twice changes nothing."""
+    await session.execute(
+        delete(chunks).where(
+            chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id, chunks.c.version == version
+        )
+    )
+    if new_chunks:
+        await session.execute(
+            insert(chunks),
+            [
+                {
+                    "chunk_id": chunk_id(document_id, version, chunk.ordinal),
+                    "tenant_id": tenant_id,
+                    "document_id": document_id,
+                    "version": version,
+                    "ordinal": chunk.ordinal,
+                    "heading": chunk.heading,
+                    "text": chunk.text,
+                    "token_count": chunk.token_count,
+                    "content_hash": chunk.content_hash,
+                }
+                for chunk in new_chunks
+            ],
+        )
+
+
+async def get_section(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int, ordinal: int
+) -> SectionRecord | None:
+    row = (
+        await session.execute(
+            select(
+                chunks.c.document_id, chunks.c.ordinal, chunks.c.heading, chunks.c.text, chunks.c.content_hash
+            ).where(
+                chunks.c.tenant_id == tenant_id,
+                chunks.c.document_id == document_id,
+                chunks.c.version == version,
+                chunks.c.ordinal == ordinal,
+            )
+        )
+    ).one_or_none()
+    return None if row is None else SectionRecord(**row._asdict())

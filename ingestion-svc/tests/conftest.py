@@ -1,0 +1,68 @@
+"""The ingestion service, for real: migrations on the session's PostgreSQL, the gRPC server on
+a free port, the outbox relay and both consumers running against the session's NATS.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import parley.ingestion
+from parley.ingestion import events
+from parley.ingestion.catalog import Collections
+from parley.ingestion.config import Settings
+from parley.ingestion.documents import Documents
+from parley.ingestion.grpc_api import IngestionApi
+from parley.ingestion.models import outbox
+from parley.kit import bus, db
+from parley.kit.outbox import OutboxRelay
+from parley.kit.rpc import GrpcServer
+from parley.kit.testing import Infra
+from parley.v1 import ingestion_pb2_grpc
+
+# Small, so the oversize upload test sends little.
+TEST_MAX_DOCUMENT_BYTES = 64 * 1024
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ingestion(
+    infra: Infra, engine: AsyncEngine, nats_client: NatsClient
+) -> AsyncIterator[ingestion_pb2_grpc.IngestionServiceStub]:
+    """A stub of the running service; callers pass identity metadata themselves."""
+    await db.migrate(engine, schema="ingestion", migrations=Path(parley.ingestion.__file__).parent / "migrations")
+    settings = Settings(
+        env="test",
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        max_document_bytes=TEST_MAX_DOCUMENT_BYTES,
+    )
+    sessions = db.session_factory(engine)
+    js = nats_client.jetstream()
+    stop = asyncio.Event()
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=js, poll_seconds=0.2)
+    documents = Documents(sessions=sessions, nc=nats_client, js=js, settings=settings, notify_outbox=relay.notify)
+    collections = Collections(sessions=sessions, notify_outbox=relay.notify)
+    tasks = [asyncio.create_task(relay.run(stop))]
+    for consumer in events.consumers(
+        documents, ingest_durable="test-ingestion-ingest", indexed_durable="test-ingestion-indexed"
+    ):
+        tasks.append(asyncio.create_task(bus.run_consumer(js, consumer, stop)))
+    server = GrpcServer(port=0, host="127.0.0.1")
+    server.add(
+        ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
+        IngestionApi(collections=collections, documents=documents),
+        "parley.v1.IngestionService",
+    )
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield ingestion_pb2_grpc.IngestionServiceStub(channel)
+    finally:
+        await channel.close()
+        await server.stop(0)
+        stop.set()
+        await asyncio.gather(*tasks)

@@ -1,0 +1,117 @@
+"""Chunking: headings carried, token limits held, long paragraphs split, same input same output."""
+
+import hashlib
+
+import pytest
+
+from parley.ingestion.chunking import chunk_text, first_heading
+from parley.kit.tokens import count_tokens
+
+MANUAL = """# Setup
+
+Parley needs PostgreSQL and NATS.
+
+## Installing
+
+Run the installer. It asks two questions.
+
+```sh
+# this is a comment, not a heading
+make run
+```
+
+## Configuring
+
+Set PARLEY_DATABASE_URL.
+
+# Usage
+
+Upload a document, then ask about it.
+"""
+
+
+def test_chunks_carry_their_heading_path() -> None:
+    chunks = chunk_text(MANUAL, markdown=True)
+
+    assert [(chunk.heading, chunk.text.splitlines()[0]) for chunk in chunks] == [
+        ("Setup", "Parley needs PostgreSQL and NATS."),
+        ("Setup › Installing", "Run the installer. It asks two questions."),
+        ("Setup › Configuring", "Set PARLEY_DATABASE_URL."),
+        ("Usage", "Upload a document, then ask about it."),
+    ]
+    assert "# this is a comment, not a heading" in chunks[1].text
+    assert [chunk.ordinal for chunk in chunks] == [0, 1, 2, 3]
+
+
+def test_setext_headings_start_sections() -> None:
+    chunks = chunk_text("Guide\n=====\n\nIntro.\n\nDetails\n-------\n\nMore.\n", markdown=True)
+
+    assert [(chunk.heading, chunk.text) for chunk in chunks] == [("Guide", "Intro."), ("Guide › Details", "More.")]
+
+
+def test_plain_text_has_no_headings() -> None:
+    chunks = chunk_text("# Not a heading here\n\nJust text.", markdown=False)
+
+    assert [chunk.heading for chunk in chunks] == [""]
+    assert chunks[0].text == "# Not a heading here\n\nJust text."
+
+
+def test_small_paragraphs_are_packed_together_up_to_the_limit() -> None:
+    text = "\n\n".join(f"Paragraph number {n} says a little." for n in range(40))
+
+    chunks = chunk_text(text, markdown=False, max_tokens=60)
+
+    assert len(chunks) > 1
+    assert all(chunk.text.count("Paragraph") > 1 for chunk in chunks[:-1])
+    assert all(count_tokens(chunk.text) <= 60 for chunk in chunks)
+    assert " ".join(chunk.text.replace("\n\n", " ") for chunk in chunks) == text.replace("\n\n", " ")
+
+
+@pytest.mark.parametrize(
+    "paragraph",
+    [
+        "This sentence is about retrieval and nothing else. " * 120,
+        "x" * 5000,  # no sentence end at all: cut at token boundaries
+        "日本語のテキストです。" * 300,  # sentence ends without spaces
+        "漢字" * 2000,  # multi-byte characters with no break anywhere
+    ],
+    ids=["sentences", "one-long-word", "cjk-sentences", "cjk-unbroken"],
+)
+def test_long_paragraphs_are_split_within_the_limit(paragraph: str) -> None:
+    chunks = chunk_text(f"# Long\n\n{paragraph}", markdown=True, max_tokens=50)
+
+    assert len(chunks) > 1
+    assert all(0 < chunk.token_count <= 50 for chunk in chunks)
+    assert all(chunk.token_count == count_tokens(chunk.text) for chunk in chunks)
+    assert all(chunk.heading == "Long" for chunk in chunks)
+    assert all("\ufffd" not in chunk.text for chunk in chunks)
+    # Nothing lost: the chunks hold every non-space character of the paragraph, in order.
+    assert "".join("".join(chunk.text.split()) for chunk in chunks) == "".join(paragraph.split())
+
+
+def test_no_empty_chunks_and_hashes_match_text() -> None:
+    chunks = chunk_text("# A\n\n\n\n   \n\n## B\n\nText.\n\n\n", markdown=True)
+
+    assert [(chunk.heading, chunk.text) for chunk in chunks] == [("A › B", "Text.")]
+    assert chunks[0].content_hash == hashlib.sha256(b"Text.").hexdigest()
+
+
+def test_a_document_of_only_headings_still_has_its_words() -> None:
+    chunks = chunk_text("# Title\n## Subtitle\n", markdown=True)
+
+    assert [chunk.text for chunk in chunks] == ["# Title\n## Subtitle"]
+
+
+def test_chunking_is_deterministic() -> None:
+    text = MANUAL + "\n\n" + "Another sentence to split. " * 200
+
+    assert chunk_text(text, markdown=True, max_tokens=40) == chunk_text(text, markdown=True, max_tokens=40)
+
+
+def test_windows_line_endings_chunk_like_unix_ones() -> None:
+    assert chunk_text(MANUAL.replace("\n", "\r\n"), markdown=True) == chunk_text(MANUAL, markdown=True)
+
+
+def test_first_heading_skips_code_blocks() -> None:
+    assert first_heading("```\n# not this\n```\n\n## Real title ##\n") == "Real title"
+    assert first_heading("no headings at all") == ""

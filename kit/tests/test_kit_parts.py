@@ -1,0 +1,144 @@
+"""The kit's parts against real servers: settings, gRPC edge, JetStream parking, the outbox."""
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import MetaData, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.kit import bus, db, outbox
+from parley.kit.devstack import Secrets
+from parley.kit.errors import NotFound
+from parley.kit.identity import Identity, caller
+from parley.kit.rpc import GrpcServer, open_channel
+from parley.kit.settings import ServiceSettings
+from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
+
+
+class SecretSettings(ServiceSettings):
+    signing_key: SecretStr
+
+
+def test_a_placeholder_secret_is_refused_outside_dev() -> None:
+    urls = {"database_url": "postgresql://db/parley", "nats_url": "nats://nats:4222"}
+    with pytest.raises(ValidationError, match="PARLEY_SIGNING_KEY is missing or a placeholder"):
+        SecretSettings(**urls, env="prod", signing_key="changeme")
+    assert SecretSettings(**urls, env="dev", signing_key="changeme").env == "dev"
+    assert SecretSettings(**urls, env="prod", signing_key="a-real-secret-9f3k").signing_key.get_secret_value()
+
+
+def test_a_missing_required_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PARLEY_DATABASE_URL", raising=False)
+    with pytest.raises(ValidationError, match="database_url"):
+        ServiceSettings(nats_url="nats://nats:4222")
+
+
+def test_secrets_are_made_once_and_kept_private(tmp_path: Path) -> None:
+    first = Secrets.load_or_create(tmp_path)
+    again = Secrets.load_or_create(tmp_path)
+    assert first.first_start and not again.first_start
+    assert again.admin_api_key == first.admin_api_key and first.admin_api_key.startswith("pk_")
+    assert (tmp_path / "admin-key").read_text().strip() == first.admin_api_key
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0
+
+
+class Lookup(retrieval_pb2_grpc.RetrievalServiceServicer):
+    async def GetChunks(self, request: retrieval_pb2.GetChunksRequest, context: grpc.aio.ServicerContext):
+        tenant = caller(context).tenant_id
+        if tenant != "t1":
+            raise NotFound("no such chunks")
+        return retrieval_pb2.GetChunksResponse(chunks=[retrieval_pb2.ChunkHit(chunk_id=tenant)])
+
+    async def Search(self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext):
+        raise RuntimeError("database password is hunter2")
+
+
+async def test_the_grpc_edge_admits_maps_and_hides() -> None:
+    server = GrpcServer(port=0, host="127.0.0.1")
+    server.add(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, Lookup(), "parley.v1.RetrievalService")
+    await server.start()
+    try:
+        async with open_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+            ok = await stub.GetChunks(
+                retrieval_pb2.GetChunksRequest(), metadata=Identity("t1", "u1", "r1").metadata(), timeout=5
+            )
+            assert ok.chunks[0].chunk_id == "t1"
+            with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+                await stub.GetChunks(retrieval_pb2.GetChunksRequest(), timeout=5)
+            assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as other:
+                await stub.GetChunks(retrieval_pb2.GetChunksRequest(), metadata=Identity("t2").metadata(), timeout=5)
+            assert other.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as crashed:
+                await stub.Search(retrieval_pb2.SearchRequest(), metadata=Identity("t1").metadata(), timeout=5)
+            assert crashed.value.code() == grpc.StatusCode.INTERNAL
+            assert "hunter2" not in (crashed.value.details() or "")
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(1)
+
+
+async def test_a_message_that_keeps_failing_is_parked(nats_client: NatsClient) -> None:
+    js = nats_client.jetstream()
+    durable = f"kit-test-{uuid.uuid4().hex[:8]}"
+    subject = f"jobs.test.{durable}"
+    attempts: list[int] = []
+
+    async def always_fails(message: Msg) -> None:
+        attempts.append(message.metadata.num_delivered)
+        raise ValueError("poison")
+
+    parked = await nats_client.subscribe(f"parked.JOBS.{durable}")
+    await js.publish(subject, b"poison", headers={"Nats-Msg-Id": durable})
+    stop = asyncio.Event()
+    consumer = bus.Consumer(stream="JOBS", durable=durable, subject=subject, handler=always_fails, max_deliver=2)
+    task = asyncio.create_task(bus.run_consumer(js, consumer, stop))
+    try:
+        # The nak delays are 2 s then 4 s: parking comes on the third delivery.
+        message = await parked.next_msg(timeout=20)
+    finally:
+        stop.set()
+        await task
+        await parked.unsubscribe()
+    assert message.data == b"poison"
+    assert message.headers == {"Parley-Subject": subject, "Parley-Deliveries": "3"}
+    assert attempts == [1, 2]
+
+
+async def test_the_outbox_relays_each_row_once(engine: AsyncEngine, nats_client: NatsClient) -> None:
+    schema = f"kit_outbox_{uuid.uuid4().hex[:8]}"
+    table = outbox.outbox_table(MetaData(schema=schema))
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(table.metadata.create_all)
+    sessions = db.session_factory(engine)
+    event_id = str(uuid.uuid4())
+    subject = f"usage.kit-test.{event_id}"
+    event = events_pb2.UsageRecorded(event_id=event_id, tenant_id="t", kind="test")
+    relay = outbox.OutboxRelay(sessions=sessions, table=table, js=nats_client.jetstream())
+    for _ in range(2):  # the second time as if the relay crashed after publishing, before deleting
+        async with sessions.begin() as session:
+            await outbox.enqueue(session=session, table=table, subject=subject, msg_id=event_id, message=event)
+        assert await relay.publish_pending() == 1
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(table))).scalar() == 0
+
+    subscription = await nats_client.jetstream().subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    received = [await subscription.next_msg(timeout=5)]
+    with pytest.raises(NatsTimeoutError):
+        received.append(await subscription.next_msg(timeout=1))
+    await subscription.unsubscribe()
+    assert events_pb2.UsageRecorded.FromString(received[0].data).event_id == event_id

@@ -1,0 +1,1 @@
+"""Parley retrieval: the search index (full text + pgvector) over the chunks of documents."""

@@ -1,0 +1,39 @@
+"""Start retrieval: migrations, gRPC, the two index consumers and the outbox relay."""
+
+import asyncio
+from pathlib import Path
+
+from parley.kit.outbox import OutboxRelay
+from parley.kit.runtime import ServiceRuntime
+from parley.retrieval import events, models
+from parley.retrieval.config import Settings
+from parley.retrieval.embeddings import build_embedder
+from parley.retrieval.grpc_api import RetrievalApi
+from parley.v1 import retrieval_pb2_grpc
+
+
+async def main() -> None:
+    settings = Settings()
+    runtime = await ServiceRuntime.start(
+        "retrieval", settings, schema="retrieval", migrations=Path(__file__).parent / "migrations"
+    )
+    try:
+        embedder = build_embedder(settings)
+        relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)
+        runtime.spawn(relay.run(runtime.stopping), name="outbox")
+        await runtime.serve_grpc(
+            (
+                retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
+                RetrievalApi(runtime.sessions, embedder),
+                "parley.v1.RetrievalService",
+            )
+        )
+        for consumer in events.consumers(sessions=runtime.sessions, embedder=embedder, relay=relay):
+            runtime.consume(consumer)
+        await runtime.wait_for_signal()
+    finally:
+        await runtime.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,139 @@
+"""Search over the index: keyword (Postgres full text), vector (pgvector cosine), and hybrid, which
+fuses the two ranked lists by reciprocal rank; plus positional reads (neighbours, chunks by id).
+"""
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from parley.kit.db import Sessions
+from parley.kit.errors import InvalidInput, NotFound
+from parley.retrieval import store
+from parley.retrieval.embeddings import Embedder, is_zero
+from parley.retrieval.store import StoredChunk
+
+MAX_QUERY_CHARS = 2_000
+DEFAULT_K = 8
+MAX_K = 50
+RRF_K = 60
+MAX_NEIGHBOURS = 10
+MAX_CHUNK_IDS = 100
+
+
+class Mode(enum.Enum):
+    HYBRID = "hybrid"
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    text: str
+    collection_ids: tuple[str, ...]
+    k: int
+    mode: Mode
+    document_ids: tuple[str, ...] = ()
+
+
+def search_query(
+    *, text: str, collection_ids: Sequence[str], k: int, mode: Mode, document_ids: Sequence[str] = ()
+) -> SearchQuery:
+    """A validated query, or InvalidInput naming what is wrong."""
+    if not text.strip():
+        raise InvalidInput("query must not be empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"query must be at most {MAX_QUERY_CHARS} characters")
+    collections = _distinct(collection_ids)
+    if not collections:
+        raise InvalidInput("at least one collection id is required")
+    if not 0 <= k <= MAX_K:
+        raise InvalidInput(f"k must be between 1 and {MAX_K} (0 means {DEFAULT_K})")
+    return SearchQuery(
+        text=text,
+        collection_ids=collections,
+        k=k or DEFAULT_K,
+        mode=mode,
+        document_ids=_distinct(document_ids),
+    )
+
+
+def candidates_for(k: int) -> int:
+    """How deep each list goes before fusion: deeper than k, so a chunk ranked well by one
+    method and modestly by the other can still rise to the top."""
+    return min(4 * k, 200)
+
+
+def fuse(ranked_lists: Sequence[Sequence[StoredChunk]], *, limit: int, rrf_k: int = RRF_K) -> list[StoredChunk]:
+    """Reciprocal rank fusion: each chunk scores the sum of 1 / (rrf_k + rank) over the lists it is in."""
+    scores: dict[str, float] = {}
+    best_rank: dict[str, int] = {}
+    chunks: dict[str, StoredChunk] = {}
+    for ranked in ranked_lists:
+        for rank, chunk in enumerate(ranked, start=1):
+            scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+            best_rank[chunk.chunk_id] = min(rank, best_rank.get(chunk.chunk_id, rank))
+            chunks.setdefault(chunk.chunk_id, chunk)
+    order = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], best_rank[chunk_id], chunk_id))
+    return [replace(chunks[chunk_id], score=scores[chunk_id]) for chunk_id in order[:limit]]
+
+
+async def search(*, sessions: Sessions, embedder: Embedder, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
+    depth = query.k if query.mode is not Mode.HYBRID else candidates_for(query.k)
+    keyword: list[StoredChunk] = []
+    vector: list[StoredChunk] = []
+    # Embed before opening the transaction: an embedder may be a network call.
+    embedding = (await embedder.embed([query.text]))[0] if query.mode is not Mode.KEYWORD else []
+    async with sessions() as session, session.begin():
+        scope = {
+            "session": session,
+            "tenant_id": tenant_id,
+            "collection_ids": query.collection_ids,
+            "document_ids": query.document_ids,
+            "limit": depth,
+        }
+        if query.mode is not Mode.VECTOR:
+            keyword = await store.keyword_search(query=query.text, **scope)
+        if query.mode is not Mode.KEYWORD and not is_zero(embedding):
+            vector = await store.vector_search(embedding=embedding, **scope)
+    match query.mode:
+        case Mode.KEYWORD:
+            return keyword
+        case Mode.VECTOR:
+            return vector
+        case Mode.HYBRID:
+            return fuse([keyword, vector], limit=query.k)
+
+
+async def neighbours(
+    *, sessions: Sessions, tenant_id: str, document_id: str, ordinal: int, before: int, after: int
+) -> list[StoredChunk]:
+    """The document's chunks from `before` positions ahead of `ordinal` to `after` past it."""
+    if ordinal < 0 or before < 0 or after < 0:
+        raise InvalidInput("ordinal, before and after must not be negative")
+    if not document_id:
+        raise InvalidInput("document_id is required")
+    before, after = min(before, MAX_NEIGHBOURS), min(after, MAX_NEIGHBOURS)
+    async with sessions() as session:
+        if not await store.document_is_indexed(session=session, tenant_id=tenant_id, document_id=document_id):
+            raise NotFound(f"document {document_id} is not in the index")
+        return await store.chunks_between(
+            session=session, tenant_id=tenant_id, document_id=document_id, first=ordinal - before, last=ordinal + after
+        )
+
+
+async def chunks_by_id(*, sessions: Sessions, tenant_id: str, chunk_ids: Sequence[str]) -> list[StoredChunk]:
+    """The chunks that exist for this tenant, in the order asked; unknown ids are left out, since
+    a chunk id from a superseded version is expected to disappear."""
+    wanted = _distinct(chunk_ids)
+    if len(wanted) > MAX_CHUNK_IDS:
+        raise InvalidInput(f"at most {MAX_CHUNK_IDS} chunk ids per call")
+    async with sessions() as session:
+        found = {
+            chunk.chunk_id: chunk
+            for chunk in await store.chunks_by_id(session=session, tenant_id=tenant_id, chunk_ids=wanted)
+        }
+    return [found[chunk_id] for chunk_id in wanted if chunk_id in found]
+
+
+def _distinct(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(value for value in values if value))
