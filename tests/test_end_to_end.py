@@ -243,3 +243,35 @@ def test_errors_have_one_shape_with_a_request_id(api: httpx.Client, platform: Pl
     )
     assert binary.status_code in (400, 404)
     assert set(binary.json()["error"]) == {"code", "message", "request_id"}
+
+
+def test_a_client_that_reconnects_resumes_after_its_last_event(
+    api: httpx.Client, ready_document: dict[str, Any]
+) -> None:
+    question = {
+        "message": "What should I descale with?",
+        "collection_ids": [ready_document["collection"]["id"]],
+        "stream": True,
+    }
+    with api.stream("POST", "/v1/chat", json=question) as response:
+        first = read_sse(response)
+        conversation_id, turn_id = response.headers["X-Conversation-Id"], response.headers["X-Turn-Id"]
+    path = f"/v1/conversations/{conversation_id}/turns/{turn_id}/events"
+    with api.stream("GET", path, headers={"Last-Event-ID": first[1].id}) as response:
+        resumed = read_sse(response)
+    assert [(e.id, e.event, e.data) for e in resumed] == [(e.id, e.event, e.data) for e in first[2:]]
+
+
+def test_progress_events_and_pages(api: httpx.Client, ready_document: dict[str, Any]) -> None:
+    with api.stream("GET", f"/v1/documents/{ready_document['document']['id']}/events") as response:
+        progress = read_sse(response)
+    assert progress[-1].event == "progress" and progress[-1].data["status"] == "ready"
+
+    for message in ("descale?", "grind?"):
+        asked = api.post("/v1/chat", json={"message": message, "collection_ids": [ready_document["collection"]["id"]]})
+        assert asked.status_code == 200
+    first = api.get("/v1/conversations", params={"page_size": 1}).json()
+    second = api.get("/v1/conversations", params={"page_size": 1, "page_token": first["next_page_token"]}).json()
+    assert first["next_page_token"] and len(first["data"]) == len(second["data"]) == 1
+    assert first["data"][0]["id"] != second["data"][0]["id"]
+    assert first["data"][0]["messages"] is None  # lists carry no messages; GET one conversation for them

@@ -27,6 +27,17 @@ def test_prompt_keeps_the_best_passages_that_fit_the_budget() -> None:
     assert prompt.input_tokens() <= 400
 
 
+def test_a_full_prompt_never_passes_its_budget() -> None:
+    hits = [
+        hit(f"Passage {n} about descaling the boiler with citric acid. " * 12, heading=f"Part {n}") for n in range(40)
+    ]
+    history = [Turn("user", "How do I descale? " * 20), Turn("assistant", "With citric acid. " * 20)]
+    for tier in (chat_pb2.TIER_QUICK, chat_pb2.TIER_STANDARD):
+        prompt = build_prompt(question="How often?", hits=hits, history=history, budget=budget_for(tier))
+        assert prompt.passages, "some passages fit"
+        assert prompt.input_tokens() <= budget_for(tier)
+
+
 def test_history_keeps_the_most_recent_turns_within_its_share() -> None:
     history = [Turn("user", "old question " * 200), Turn("assistant", "recent answer"), Turn("user", "recent")]
     prompt = build_prompt(question="next?", hits=[], history=history, budget=1_200)

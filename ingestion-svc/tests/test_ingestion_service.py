@@ -198,6 +198,15 @@ async def test_watching_a_document_follows_it_to_ready(
 
     assert seen[-1] == ingestion_pb2.DOCUMENT_STATUS_READY
     assert seen == sorted(set(seen)), "statuses only move forward, each once"
+
+    # Watching a document that is already ready tells its state once and ends.
+    again = [
+        progress.status
+        async for progress in ingestion.WatchDocument(
+            ingestion_pb2.WatchDocumentRequest(document_id=document.id), metadata=who(tenant_id), timeout=10
+        )
+    ]
+    assert again == [ingestion_pb2.DOCUMENT_STATUS_READY]
     assert document.title == "words"
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -17,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.kit import bus, db, outbox
 from parley.kit.devstack import Secrets
-from parley.kit.errors import NotFound
+from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.identity import Identity, caller
+from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.kit.rpc import GrpcServer, open_channel
 from parley.kit.settings import ServiceSettings
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
@@ -142,3 +144,15 @@ async def test_the_outbox_relays_each_row_once(engine: AsyncEngine, nats_client:
         received.append(await subscription.next_msg(timeout=1))
     await subscription.unsubscribe()
     assert events_pb2.UsageRecorded.FromString(received[0].data).event_id == event_id
+
+
+def test_page_tokens_round_trip_and_refuse_forgeries() -> None:
+    cursor = Cursor(at=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), id=uuid.uuid4())
+    assert decode_token(encode_token(cursor)) == cursor
+    assert decode_token("") is None
+    for forged in ("!!!", "bm90IGpzb24", encode_token(cursor)[:-3]):
+        with pytest.raises(InvalidInput):
+            decode_token(forged)
+    assert (page_size(0), page_size(5), page_size(1000)) == (20, 5, 100)
+    with pytest.raises(InvalidInput):
+        page_size(-1)

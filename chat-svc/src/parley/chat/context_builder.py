@@ -18,6 +18,7 @@ TIER_BUDGETS: dict[int, int] = {
 DEFAULT_TIER = chat_pb2.TIER_STANDARD
 # History may take at most this share of the budget; passages are what answers cite.
 HISTORY_SHARE = 0.3
+PASSAGE_SEPARATOR_TOKENS = 1
 
 INSTRUCTIONS = (
     "You answer questions about the user's documents. Use only the numbered passages below. "
@@ -78,10 +79,12 @@ def build_prompt(
 
     passages: list[Passage] = []
     for hit in hits:  # best first, as retrieval ranked them
-        cost = hit.token_count or count_tokens(hit.text)
+        passage = Passage(index=len(passages) + 1, hit=hit)
+        # What the prompt carries: the text with its "[n] (title › heading)" line and separator.
+        cost = count_tokens(passage.render()) + PASSAGE_SEPARATOR_TOKENS
         if cost > remaining:
             continue
-        passages.append(Passage(index=len(passages) + 1, hit=hit))
+        passages.append(passage)
         remaining -= cost
 
     return Prompt(INSTRUCTIONS, tuple(passages), tuple(kept_history), question)

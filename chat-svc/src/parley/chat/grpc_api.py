@@ -1,22 +1,18 @@
 """ChatService over gRPC: translation between protos and the domain, nothing more."""
 
-import base64
-import json
-from datetime import datetime
+import uuid
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from parley.chat import store
 from parley.chat.turns import TurnRequest, TurnRunner
 from parley.kit.db import Sessions
-from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.errors import NotFound
 from parley.kit.identity import caller
+from parley.kit.paging import Cursor, decode_token, encode_token, page_size
+from parley.kit.timestamps import to_timestamp
 from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2
-
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 
 class ChatApi(chat_pb2_grpc.ChatServiceServicer):
@@ -61,20 +57,15 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
     async def ListConversations(
         self, request: chat_pb2.ListConversationsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListConversationsResponse:
-        page_size = request.page.page_size or DEFAULT_PAGE_SIZE
-        if not 0 < page_size <= MAX_PAGE_SIZE:
-            raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        limit = page_size(request.page.page_size)
         async with self._sessions() as session:
             rows = await store.list_conversations(
-                session=session,
-                owner=_owner(context),
-                limit=page_size + 1,
-                after=_decode_page_token(request.page.page_token),
+                session=session, owner=_owner(context), limit=limit + 1, after=decode_token(request.page.page_token)
             )
-        page, more = rows[:page_size], len(rows) > page_size
+        page, more = rows[:limit], len(rows) > limit
         return chat_pb2.ListConversationsResponse(
             conversations=[_conversation(row, []) for row in page],
-            next_page_token=_encode_page_token(page[-1].updated_at, page[-1].id) if more else "",
+            next_page_token=encode_token(Cursor(at=page[-1].updated_at, id=uuid.UUID(page[-1].id))) if more else "",
         )
 
     async def GetConversation(
@@ -107,20 +98,14 @@ def _owner(context: grpc.aio.ServicerContext) -> store.Owner:
     return store.Owner(identity.tenant_id, identity.user_id)
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _conversation(row: Any, messages: list[Any]) -> chat_pb2.Conversation:
     return chat_pb2.Conversation(
         id=row.id,
         title=row.title,
         collection_ids=row.collection_ids,
         messages=[_message(message) for message in messages],
-        created_at=_timestamp(row.created_at),
-        updated_at=_timestamp(row.updated_at),
+        created_at=to_timestamp(row.created_at),
+        updated_at=to_timestamp(row.updated_at),
     )
 
 
@@ -138,19 +123,5 @@ def _message(row: Any) -> chat_pb2.Message:
         ),
         model=row.model,
         turn_id=row.turn_id,
-        created_at=_timestamp(row.created_at),
+        created_at=to_timestamp(row.created_at),
     )
-
-
-def _encode_page_token(updated_at: datetime, conversation_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([updated_at.isoformat(), conversation_id]).encode()).decode()
-
-
-def _decode_page_token(token: str) -> tuple[datetime, str] | None:
-    if not token:
-        return None
-    try:
-        updated_at, conversation_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(updated_at), str(conversation_id)
-    except (ValueError, TypeError) as error:
-        raise InvalidInput("page_token is not one this service issued") from error

@@ -3,15 +3,15 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, delete, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.events import USAGE_SUBJECT
 from parley.chat.models import conversations, messages, outbox
 from parley.kit import outbox as kit_outbox
+from parley.kit.paging import Cursor
 from parley.v1 import events_pb2
 
 
@@ -70,7 +70,7 @@ async def get_conversation(*, session: AsyncSession, owner: Owner, conversation_
 
 
 async def list_conversations(
-    *, session: AsyncSession, owner: Owner, limit: int, after: tuple[datetime, str] | None
+    *, session: AsyncSession, owner: Owner, limit: int, after: Cursor | None
 ) -> Sequence[Row[Any]]:
     query = (
         select(conversations)
@@ -79,7 +79,8 @@ async def list_conversations(
         .limit(limit)
     )
     if after is not None:
-        query = query.where(tuple_(conversations.c.updated_at, conversations.c.id) < tuple_(*after))
+        after_id = literal(str(after.id), type_=conversations.c.id.type)
+        query = query.where(tuple_(conversations.c.updated_at, conversations.c.id) < tuple_(after.at, after_id))
     return (await session.execute(query)).all()
 
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from parley.ingestion import events, store
 from parley.ingestion.ids import new_id, parse_id
 from parley.ingestion.models import outbox
-from parley.ingestion.paging import Cursor, decode_token, encode_token, page_size
 from parley.ingestion.store import CollectionRecord
 from parley.kit.db import Sessions
 from parley.kit.errors import Conflict, InvalidInput, NotFound
 from parley.kit.outbox import enqueue
+from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.v1 import events_pb2
 
 MAX_NAME_CHARS = 200
@@ -70,7 +70,7 @@ class Collections:
         async with self._sessions() as session:
             rows = await store.list_collections(session=session, tenant_id=tenant_id, limit=limit + 1, after=after)
         page, more = rows[:limit], len(rows) > limit
-        token = encode_token(Cursor(created_at=page[-1].created_at, id=page[-1].id)) if more else ""
+        token = encode_token(Cursor(at=page[-1].created_at, id=page[-1].id)) if more else ""
         return Page(collections=page, next_page_token=token)
 
     async def delete(self, *, tenant_id: str, collection_id: str) -> None:

@@ -22,11 +22,11 @@ from parley.ingestion.chunking import Chunk, chunk_text, first_heading
 from parley.ingestion.config import Settings
 from parley.ingestion.ids import chunk_id, new_id, parse_id
 from parley.ingestion.models import Status, outbox
-from parley.ingestion.paging import Cursor, decode_token, encode_token, page_size
 from parley.ingestion.store import DocumentRecord, SectionRecord
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.outbox import enqueue
+from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.v1 import events_pb2, ingestion_pb2
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class Documents:
                 session=session, tenant_id=tenant_id, collection_id=collection_uuid, limit=limit + 1, after=after
             )
         page, more = rows[:limit], len(rows) > limit
-        token = encode_token(Cursor(created_at=page[-1].created_at, id=page[-1].id)) if more else ""
+        token = encode_token(Cursor(at=page[-1].created_at, id=page[-1].id)) if more else ""
         return Page(documents=page, next_page_token=token)
 
     async def delete(self, *, tenant_id: str, document_id: str) -> None:
@@ -254,13 +254,15 @@ class Documents:
             current = events.progress_message(document)
             yield current
             last = current.status
+            if last in events.TERMINAL_PROTO:
+                return
             async for message in subscription.messages:
                 try:
                     progress = ingestion_pb2.DocumentProgress.FromString(message.data)
                 except DecodeError:
                     continue  # a stray message on the subject is not the watcher's problem
                 # Events published before our read arrive after it; statuses only move forward.
-                if progress.tenant_id != tenant_id or last in events.TERMINAL_PROTO or progress.status <= last:
+                if progress.tenant_id != tenant_id or progress.status <= last:
                     continue
                 yield progress
                 last = progress.status

@@ -10,17 +10,16 @@ consumes   jobs.ingest.>            IngestJob          durable ingestion-ingest 
 
 import logging
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
-from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from parley.ingestion.models import Status
 from parley.ingestion.store import DocumentRecord
 from parley.kit import bus
+from parley.kit.timestamps import to_timestamp
 from parley.v1 import events_pb2, ingestion_pb2
 
 if TYPE_CHECKING:
@@ -67,12 +66,6 @@ def collection_deleted_msg_id(collection_id: uuid.UUID) -> str:
     return f"deleted:collection:{collection_id}"
 
 
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def progress_message(document: DocumentRecord) -> ingestion_pb2.DocumentProgress:
     return ingestion_pb2.DocumentProgress(
         tenant_id=document.tenant_id,
@@ -81,7 +74,7 @@ def progress_message(document: DocumentRecord) -> ingestion_pb2.DocumentProgress
         status=STATUS_PROTO[document.status],
         chunk_count=document.chunk_count,
         error=document.error,
-        at=timestamp(document.updated_at),
+        at=to_timestamp(document.updated_at),
     )
 
 

@@ -6,10 +6,11 @@ import grpc
 
 from parley.ingestion.catalog import Collections
 from parley.ingestion.documents import Documents, UploadHeader, UploadPart
-from parley.ingestion.events import STATUS_PROTO, timestamp
+from parley.ingestion.events import STATUS_PROTO
 from parley.ingestion.store import CollectionRecord, DocumentRecord
 from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
+from parley.kit.timestamps import to_timestamp
 from parley.v1 import ingestion_pb2, ingestion_pb2_grpc
 
 
@@ -19,7 +20,7 @@ def collection_proto(record: CollectionRecord) -> ingestion_pb2.Collection:
         name=record.name,
         description=record.description,
         document_count=record.document_count,
-        created_at=timestamp(record.created_at),
+        created_at=to_timestamp(record.created_at),
     )
 
 
@@ -36,8 +37,8 @@ def document_proto(record: DocumentRecord) -> ingestion_pb2.Document:
         token_count=record.token_count,
         error=record.error,
         content_sha256=record.content_sha256,
-        created_at=timestamp(record.created_at),
-        updated_at=timestamp(record.updated_at),
+        created_at=to_timestamp(record.created_at),
+        updated_at=to_timestamp(record.updated_at),
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.ingestion.chunking import Chunk
 from parley.ingestion.ids import chunk_id
 from parley.ingestion.models import chunks, collections, document_versions, documents
-from parley.ingestion.paging import Cursor
+from parley.kit.paging import Cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ async def list_collections(
         _document_count.label("document_count"),
     ).where(collections.c.tenant_id == tenant_id)
     if after is not None:
-        query = query.where(tuple_(collections.c.created_at, collections.c.id) < tuple_(after.created_at, after.id))
+        query = query.where(tuple_(collections.c.created_at, collections.c.id) < tuple_(after.at, after.id))
     rows = await session.execute(query.order_by(collections.c.created_at.desc(), collections.c.id.desc()).limit(limit))
     return [CollectionRecord(**row._asdict()) for row in rows]
 
@@ -207,7 +207,7 @@ async def list_documents(
 ) -> list[DocumentRecord]:
     query = select(documents).where(documents.c.tenant_id == tenant_id, documents.c.collection_id == collection_id)
     if after is not None:
-        query = query.where(tuple_(documents.c.created_at, documents.c.id) < tuple_(after.created_at, after.id))
+        query = query.where(tuple_(documents.c.created_at, documents.c.id) < tuple_(after.at, after.id))
     rows = await session.execute(query.order_by(documents.c.created_at.desc(), documents.c.id.desc()).limit(limit))
     return [_document(row) for row in rows]
 

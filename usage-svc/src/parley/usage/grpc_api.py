@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
+from parley.kit.timestamps import to_timestamp
 from parley.usage import budget, reports
 from parley.usage.config import Settings
 from parley.usage.store import GroupBy, UsageTotals
@@ -29,12 +30,6 @@ def _time(message: Message, field: str) -> datetime | None:
         return None
     timestamp: Timestamp = getattr(message, field)
     return timestamp.ToDatetime(tzinfo=UTC)
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    timestamp = Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
 
 
 def _row(totals: UsageTotals) -> usage_pb2.UsageRow:
@@ -71,7 +66,7 @@ class UsageApi(usage_pb2_grpc.UsageServiceServicer):
         return usage_pb2.ReserveResponse(
             reservation_id=reservation.id,
             reserved_micros=reservation.reserved_micros,
-            expires_at=_timestamp(reservation.expires_at),
+            expires_at=to_timestamp(reservation.expires_at),
         )
 
     async def Settle(

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import BudgetIn, QuotaOut, SummaryOut, UsageOut, UsageRow
+from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -21,12 +21,6 @@ GROUPS = {
     "kind": usage_pb2.USAGE_GROUP_BY_KIND,
 }
 MICROS = 1_000_000
-
-
-def _stamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
-    return stamp
 
 
 @router.get("/usage")
@@ -43,7 +37,7 @@ async def get_usage(
     if since >= until:
         raise ApiError(400, "invalid_argument", "since must be before until")
     response = await services.backends.get_usage(
-        who, usage_pb2.GetUsageRequest(since=_stamp(since), until=_stamp(until), group_by=GROUPS[group_by])
+        who, usage_pb2.GetUsageRequest(since=to_timestamp(since), until=to_timestamp(until), group_by=GROUPS[group_by])
     )
     return UsageOut(
         since=since,

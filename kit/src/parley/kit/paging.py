@@ -1,4 +1,6 @@
-"""Cursor pagination: an opaque token that remembers the last row of the previous page."""
+"""Cursor pagination for every List call: an opaque token that remembers the last row of the
+previous page, so pages stay stable while rows are added.
+"""
 
 import base64
 import binascii
@@ -15,9 +17,9 @@ MAX_PAGE_SIZE = 100
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Rows are listed newest first; the next page starts after (created_at, id)."""
+    """Rows are listed newest first; the next page starts after (at, id)."""
 
-    created_at: datetime
+    at: datetime
     id: uuid.UUID
 
 
@@ -28,7 +30,7 @@ def page_size(requested: int) -> int:
 
 
 def encode_token(cursor: Cursor) -> str:
-    raw = json.dumps({"t": cursor.created_at.isoformat(), "i": str(cursor.id)}, separators=(",", ":"))
+    raw = json.dumps({"t": cursor.at.isoformat(), "i": str(cursor.id)}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -38,9 +40,9 @@ def decode_token(token: str) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         fields = json.loads(raw)
-        created_at = datetime.fromisoformat(fields["t"])
-        if created_at.tzinfo is None:
+        at = datetime.fromisoformat(fields["t"])
+        if at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return Cursor(created_at=created_at, id=uuid.UUID(fields["i"]))
+        return Cursor(at=at, id=uuid.UUID(fields["i"]))
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidInput("page_token is not one this service issued") from None
