@@ -12,9 +12,9 @@ from typing import Any
 
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
+from parley.gateway.events import TurnIdle, turn_events
 from parley.gateway.schemas import TIER_TOKENS, TIERS, ChatIn, Message, Source, Usage
 from parley.gateway.store import Principal
-from parley.gateway.turn_events import TurnIdle, turn_events
 from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, events_pb2
 
