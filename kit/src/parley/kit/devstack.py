@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,10 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import pgserver  # the embedded extra; absent in production images
+        with warnings.catch_warnings():
+            # pgserver finds no XDG_RUNTIME_DIR on servers and CI, warns, and uses /tmp: that is fine.
+            warnings.simplefilter("ignore")
+            import pgserver  # the embedded extra; absent in production images
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
@@ -234,9 +238,9 @@ class Platform:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{name} exited with {child.returncode}; the end of its log:\n{tail}")
 
-    def _wait_for_services(self, within: float) -> None:
+    def _wait_for_services(self, within: float, *, names: tuple[str, ...] = SERVICES) -> None:
         deadline = time.monotonic() + within
-        waiting = set(SERVICES)
+        waiting = set(names)
         while waiting:
             self._check_alive()
             waiting = {name for name in waiting if not check_health_blocking(f"127.0.0.1:{self.ports.grpc[name]}")}
@@ -257,6 +261,17 @@ class Platform:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the gateway is not ready after {within:.0f}s")
             time.sleep(0.2)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service, as a crash would: no shutdown, nothing drained (fault tests)."""
+        child = self.children.pop(name)
+        child.kill()
+        child.wait()
+
+    def restart(self, name: str, *, ready_within: float = 60.0) -> None:
+        """Start a service that was killed, and wait until it reports healthy."""
+        self._spawn(name, f"parley.{name}", self._service_env(name))
+        self._wait_for_services(ready_within, names=(name,))
 
     def first_dead_child(self) -> str | None:
         return next((name for name, child in self.children.items() if child.poll() is not None), None)

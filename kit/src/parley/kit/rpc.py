@@ -6,6 +6,7 @@ maps `ParleyError`s to status codes, hides other exceptions behind INTERNAL, and
 records Prometheus metrics.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -132,12 +133,37 @@ class GrpcServer:
         await self.server.stop(grace_seconds)
 
 
+# A peer that restarts (a deploy, a crash) is reachable again within a second: reconnect
+# quickly, and retry a call that could not reach it for a little longer than that. Only
+# UNAVAILABLE is retried: the call never reached a server, or it did not answer at all.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
 def open_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
         options=[
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.enable_retries", 1),
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
     )
 
