@@ -275,3 +275,33 @@ def test_progress_events_and_pages(api: httpx.Client, ready_document: dict[str, 
     assert first["next_page_token"] and len(first["data"]) == len(second["data"]) == 1
     assert first["data"][0]["id"] != second["data"][0]["id"]
     assert first["data"][0]["messages"] is None  # lists carry no messages; GET one conversation for them
+
+
+def test_a_large_document_is_chunked_and_indexed(api: httpx.Client, ready_document: dict[str, Any]) -> None:
+    sections = [
+        f"## Part {n}\n\n" + " ".join(f"Paragraph {n}.{p} covers valve {n * 1000 + p} in detail." for p in range(40))
+        for n in range(1_200)
+    ]
+    manual = ("# Service manual\n\n" + "\n\n".join(sections)).encode()
+    assert len(manual) > 2 * 1024 * 1024  # past NATS's default 1 MiB message size
+    uploaded = api.post(
+        f"/v1/collections/{ready_document['collection']['id']}/documents",
+        files={"file": ("service.md", manual, "text/markdown")},
+    )
+    assert uploaded.status_code == 202, uploaded.text
+
+    def ready() -> dict[str, Any] | None:
+        document = api.get(f"/v1/documents/{uploaded.json()['id']}").json()
+        assert document["status"] != "failed", document["error"]
+        return document if document["status"] == "ready" else None
+
+    document = eventually(ready, within=120)
+    assert document["chunk_count"] >= 1_200
+    answer = api.post(
+        "/v1/chat",
+        json={
+            "message": "Which paragraph covers valve 731017?",
+            "collection_ids": [ready_document["collection"]["id"]],
+        },
+    )
+    assert "Paragraph 731.17" in answer.json()["message"]["content"]

@@ -8,6 +8,7 @@ from parley.kit.settings import ServiceSettings
 class Settings(ServiceSettings):
     chunk_max_tokens: int = Field(default=300, ge=16)
     max_document_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    # NATS refuses messages above its max_payload (1 MiB by default); a chunk set that would not
-    # fit fails the document instead of blocking the outbox behind a message that can never go out.
-    max_event_bytes: int = Field(default=1024 * 1024 - 8 * 1024, gt=0)
+    # A document's chunk set is one event, and NATS refuses messages above its max_payload (1 MiB
+    # unless configured; Parley's NATS configs set 16 MiB). A chunk set that would not fit fails the
+    # document instead of blocking the outbox behind a message that can never go out.
+    max_event_bytes: int = Field(default=16 * 1024 * 1024 - 64 * 1024, gt=0)

@@ -29,6 +29,7 @@ from parley.kit.rpc import check_health_blocking
 log = logging.getLogger(__name__)
 
 SERVICES = ("usage", "retrieval", "ingestion", "chat")
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 
 def free_port() -> int:
@@ -90,6 +91,8 @@ class EmbeddedNats:
         # messages on a crash, and the USAGE stream carries money.
         config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
+            # A document's whole chunk set is one event; uploads go up to 10 MiB.
+            f"max_payload: {MAX_PAYLOAD_BYTES}\n"
             f'jetstream {{ store_dir: "{self.data_dir / "store"}", sync_interval: always }}\n'
         )
         log_file = (self.data_dir / "nats.log").open("ab")
