@@ -1,5 +1,6 @@
 """Every gRPC call the gateway makes, each with a deadline and the caller's identity."""
 
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -120,11 +121,13 @@ class Backends:
     async def reserve(
         self, who: Principal, *, model: str, input_tokens: int, max_output_tokens: int
     ) -> usage_pb2.ReserveResponse:
+        # A key of this call's own, so gRPC's retries of it hold once. Not the request id: a client
+        # chooses that, and reusing one must not hand back an earlier hold instead of a new check.
         request = usage_pb2.ReserveRequest(
             model=model,
             input_tokens=input_tokens,
             max_output_tokens=max_output_tokens,
-            idempotency_key=current_request_id(),
+            idempotency_key=uuid.uuid4().hex,
         )
         return await self.usage.Reserve(request, timeout=self.deadline, metadata=_metadata(who))
 

@@ -16,7 +16,8 @@ from parley.kit.devstack import Platform
 def main() -> int:
     platform = Platform(Path(os.environ.get("PARLEY_DATA_DIR", ".parley")))
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal must stop the services, which run in sessions of their own.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     print("Starting Parley (PostgreSQL, NATS, usage, retrieval, ingestion, chat, gateway)…", flush=True)
     try:
