@@ -168,6 +168,8 @@ def test_streamed_chat_cites_the_document_and_is_metered(
     time.sleep(1.0)  # a duplicate delivery, if there were one, would land by now
     assert len(usage_recorded()) == 1
 
+    # A time without a zone is read as UTC.
+    assert api.get("/v1/usage", params={"since": "2024-01-01T00:00:00"}).status_code == 200
     report = api.get("/v1/usage", params={"group_by": "model"}).json()
     total = report["total"]
     assert total["events"] >= 1
@@ -260,6 +262,9 @@ def test_a_client_that_reconnects_resumes_after_its_last_event(
     with api.stream("GET", path, headers={"Last-Event-ID": first[1].id}) as response:
         resumed = read_sse(response)
     assert [(e.id, e.event, e.data) for e in resumed] == [(e.id, e.event, e.data) for e in first[2:]]
+    for not_a_turn in ("a b", ">", "*"):
+        response = api.get(f"/v1/conversations/{conversation_id}/turns/{not_a_turn}/events")
+        assert response.status_code == 404, not_a_turn
 
 
 def test_progress_events_and_pages(api: httpx.Client, ready_document: dict[str, Any]) -> None:

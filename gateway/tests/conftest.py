@@ -44,6 +44,7 @@ async def gateway(infra: Infra, sessions: db.Sessions, nats_client) -> AsyncIter
         usage_target=nowhere,
         api_key_pepper=PEPPER,
         call_deadline_seconds=2,
+        max_upload_bytes=64 * 1024,
     )
     backends = Backends(ingestion_target=nowhere, chat_target=nowhere, usage_target=nowhere, deadline_seconds=2)
     app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream()))

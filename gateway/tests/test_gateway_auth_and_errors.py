@@ -84,6 +84,31 @@ async def test_invalid_bodies_name_the_field(
     assert unknown.json()["error"]["details"][0]["field"] == "colour"
 
 
+async def test_nul_characters_are_refused_by_name(
+    gateway: httpx.AsyncClient, sessions: db.Sessions, key: str, pepper: str
+) -> None:
+    await make_key(sessions, key, pepper)
+    response = await gateway.post(
+        "/v1/collections", json={"name": "a\u0000b"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "name"
+
+
+async def test_an_oversized_upload_is_refused_before_its_body_is_read(
+    gateway: httpx.AsyncClient, sessions: db.Sessions, key: str, pepper: str
+) -> None:
+    await make_key(sessions, key, pepper)
+    response = await gateway.post(
+        f"/v1/collections/{uuid.uuid4()}/documents",
+        files={"file": ("big.txt", b"x" * 200 * 1024, "text/plain")},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.headers["X-Request-ID"] == response.json()["error"]["request_id"]
+
+
 async def test_a_backend_that_is_down_is_503_without_internals(
     gateway: httpx.AsyncClient, sessions: db.Sessions, key: str, pepper: str
 ) -> None:

@@ -281,6 +281,7 @@ async def test_ids_that_are_not_uuids_are_not_found(ingestion: Stub, tenant_id: 
         ("empty", lambda cid: upload(cid, [])),
         ("whitespace only", lambda cid: upload(cid, [b"  \n\n\t "])),
         ("title too long", lambda cid: upload(cid, [b"text"], title="t" * 301)),
+        ("NUL in the title", lambda cid: upload(cid, [b"text"], title="a\x00b")),
         ("oversize", lambda cid: upload(cid, [b"a" * 16 * 1024] * 5)),  # 80 KiB; the test limit is 64 KiB
         ("missing header", lambda cid: upload(cid, [b"text"])[1:]),
         ("no messages", lambda cid: []),
@@ -324,6 +325,8 @@ async def test_collections_are_named_unique_and_paged(ingestion: Stub, tenant_id
         (ingestion_pb2.CreateCollectionRequest(name="Collection 0"), grpc.StatusCode.ALREADY_EXISTS),
         (ingestion_pb2.CreateCollectionRequest(name="   "), grpc.StatusCode.INVALID_ARGUMENT),
         (ingestion_pb2.CreateCollectionRequest(name="n" * 201), grpc.StatusCode.INVALID_ARGUMENT),
+        (ingestion_pb2.CreateCollectionRequest(name="x\x00y"), grpc.StatusCode.INVALID_ARGUMENT),
+        (ingestion_pb2.CreateCollectionRequest(name="ok", description="a\x00"), grpc.StatusCode.INVALID_ARGUMENT),
     ]
     for request, expected in refusals:
         assert await code_of(ingestion.CreateCollection(request, metadata=who(tenant_id))) == expected

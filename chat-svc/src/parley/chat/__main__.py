@@ -29,8 +29,10 @@ async def main() -> None:
         providers=providers(),
         relay=relay,
     )
+    # The relay outlives the gRPC server: turns finishing during shutdown still send their usage.
+    relay_stop = asyncio.Event()
     try:
-        runtime.spawn(relay.run(runtime.stopping), name="outbox")
+        runtime.spawn(relay.run(relay_stop), name="outbox")
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,
@@ -42,6 +44,7 @@ async def main() -> None:
     finally:
         await runtime.stop_taking_work()
         await turns.drain(settings.shutdown_grace_seconds)
+        relay_stop.set()
         await runtime.close()
         await retrieval.close()
 

@@ -33,6 +33,7 @@ from parley.v1 import chat_pb2, common_pb2, events_pb2
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8_000
+MAX_SEARCH_QUERY_CHARS = 2_000  # retrieval's limit for a query
 MAX_COLLECTIONS = 20
 MAX_OUTPUT_TOKENS = 8_192
 SNIPPET_CHARS = 280
@@ -125,7 +126,7 @@ class TurnRunner:
         self._retrieval = retrieval
         self._providers = providers
         self._relay = relay
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running = RunningTurns()
 
     async def start(self, identity: Identity, request: TurnRequest) -> StartedTurn:
         validate(request, known_providers=list(self._providers))
@@ -147,21 +148,14 @@ class TurnRunner:
         task = asyncio.create_task(
             self._run(identity, owner, conversation_id, turn_id, collection_ids, request), name=f"turn:{turn_id}"
         )
-        self._running[turn_id] = task
-        task.add_done_callback(lambda _: self._running.pop(turn_id, None))
+        self._running.add(turn_id, owner=owner, conversation_id=conversation_id, task=task)
         return StartedTurn(conversation_id, turn_id, turn_subject(conversation_id, turn_id))
 
-    def cancel(self, turn_id: str) -> bool:
-        task = self._running.get(turn_id)
-        if task is None:
-            return False
-        task.cancel()
-        return True
+    def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
+        return self._running.cancel(owner, conversation_id, turn_id)
 
     async def drain(self, grace_seconds: float) -> None:
-        """At shutdown: let turns in flight finish (the gRPC server takes no new ones by now)."""
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=grace_seconds)
+        await self._running.drain(grace_seconds)
 
     async def _run(
         self,
@@ -203,6 +197,9 @@ class TurnRunner:
                 else:
                     finished = event
             assert finished is not None, "a provider stream ends with Finished"
+            # From here the answer is whole: storing it is no longer cancelled, and its failures
+            # after the commit are not a failed turn (the stored conversation is the truth).
+            self._running.finishing(turn_id)
             await self._complete(turn, prompt, "".join(answer), finished)
         except asyncio.CancelledError:
             await self._fail(turn, code="cancelled", message="the turn was cancelled")
@@ -220,7 +217,11 @@ class TurnRunner:
                 last=self._settings.history_messages,
             )
         hits = await self._retrieval.search(
-            turn.identity, query=turn.request.message, collection_ids=collection_ids, k=self._settings.search_k
+            turn.identity,
+            # Retrieval takes queries up to its limit; a long message most often asks at its end.
+            query=turn.request.message[-MAX_SEARCH_QUERY_CHARS:],
+            collection_ids=collection_ids,
+            k=self._settings.search_k,
         )
         history = [Turn(role=row.role, content=row.content) for row in earlier]
         return build_prompt(
@@ -255,13 +256,17 @@ class TurnRunner:
                 usage_event=turn.usage_event(usage, success=True),
             )
         self._relay.notify()
-        await turn.stream.sources(sources)
-        await turn.stream.usage(usage, model=turn.model)
-        await turn.stream.end(
-            user_message_id=user_message_id,
-            assistant_message_id=assistant_message_id,
-            finish_reason=finished.finish_reason,
-        )
+        try:
+            await turn.stream.sources(sources)
+            await turn.stream.usage(usage, model=turn.model)
+            await turn.stream.end(
+                user_message_id=user_message_id,
+                assistant_message_id=assistant_message_id,
+                finish_reason=finished.finish_reason,
+            )
+        except Exception:
+            # The answer is stored and metered; a client that missed the end reads the conversation.
+            log.exception("could not announce a stored turn", extra={"fields": {"turn_id": turn.turn_id}})
 
     async def _fail(self, turn: "_Turn", *, code: str, message: str) -> None:
         """Tell the client, and record the failed request so its budget hold is released."""
@@ -274,6 +279,50 @@ class TurnRunner:
             await turn.stream.error(code=code, message=message)
         except Exception:  # nothing more to tell anyone; the hold expires on its own
             log.exception("could not report a failed turn", extra={"fields": {"turn_id": turn.turn_id}})
+
+
+@dataclass(slots=True)
+class _Running:
+    owner: store.Owner
+    conversation_id: str
+    task: asyncio.Task[None]
+    finishing: bool = False
+
+
+class RunningTurns:
+    """The turns this process runs, each with its owner. A turn whose answer is whole (it is
+    being stored) is past cancelling."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, _Running] = {}
+
+    def add(self, turn_id: str, *, owner: store.Owner, conversation_id: str, task: asyncio.Task[None]) -> None:
+        self._turns[turn_id] = _Running(owner, conversation_id, task)
+        task.add_done_callback(lambda _: self._turns.pop(turn_id, None))
+
+    def finishing(self, turn_id: str) -> None:
+        self._turns[turn_id].finishing = True
+
+    def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
+        """Cancel the caller's own turn; another owner's turn, or one elsewhere, is not found."""
+        running = self._turns.get(turn_id)
+        if running is None or running.owner != owner or running.conversation_id != conversation_id:
+            return False
+        if not running.finishing:
+            running.task.cancel()
+        return True
+
+    async def drain(self, grace_seconds: float) -> None:
+        """At shutdown (no new turns by now): let turns finish, then cancel what is left, while
+        the database and NATS are still there to record and report it."""
+        if self._turns:
+            await asyncio.wait([running.task for running in self._turns.values()], timeout=grace_seconds)
+        leftovers = list(self._turns.values())
+        for running in leftovers:
+            if not running.finishing:
+                running.task.cancel()
+        if leftovers:
+            await asyncio.wait([running.task for running in leftovers], timeout=5)
 
 
 @dataclass(frozen=True, slots=True)

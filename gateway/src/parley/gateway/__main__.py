@@ -48,7 +48,7 @@ async def main() -> None:
         server = _Server(
             uvicorn.Config(
                 app,
-                host=settings.http_host,
+                host=settings.listen_host,
                 port=settings.http_port,
                 log_config=None,
                 access_log=False,

@@ -28,6 +28,8 @@ def create_app(services: Services) -> FastAPI:
         description="Chat with your documents: collections, documents, streamed answers with sources, usage.",
     )
     app.state.services = services
+    # An upload plus its multipart framing and form fields.
+    body_limit = services.settings.max_upload_bytes + 64 * 1024
     errors.install(app)
     for module in (health, collections, documents, chat, usage):
         app.include_router(module.router)
@@ -37,6 +39,10 @@ def create_app(services: Services) -> FastAPI:
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         rid = offered if _CLIENT_REQUEST_ID.match(offered) else uuid.uuid4().hex
         bind_request_id(rid)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > body_limit:
+            # Refused before the body is read: a huge upload must not fill the gateway's disk first.
+            return errors.error_response(413, "payload_too_large", f"the request body is over {body_limit} bytes")
         started = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")

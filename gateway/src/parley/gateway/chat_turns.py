@@ -6,17 +6,34 @@ turn cannot even start, the hold is released here.
 """
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+from nats.errors import Error as NatsError
+
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import TurnIdle, turn_events
+from parley.gateway.events import TurnIdle, error_frame, turn_events
 from parley.gateway.schemas import TIER_TOKENS, TIERS, ChatIn, Message, Source, Usage
 from parley.gateway.store import Principal
 from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+
+TURN_NOT_STARTED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNAVAILABLE,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +50,17 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
         await services.backends.get_collection(who, collection_id)  # another tenant's collection is a 404
     settings = services.settings
     max_tokens = body.max_tokens or settings.default_max_tokens
-    hold = await services.backends.reserve(
-        who,
-        model=settings.default_model,
-        input_tokens=TIER_TOKENS[body.tier] + count_tokens(body.message),
-        max_output_tokens=max_tokens,
-    )
+    try:
+        hold = await services.backends.reserve(
+            who,
+            model=settings.default_model,
+            input_tokens=TIER_TOKENS[body.tier] + count_tokens(body.message),
+            max_output_tokens=max_tokens,
+        )
+    except grpc.aio.AioRpcError as error:
+        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise ApiError(402, "budget_exceeded", error.details() or "the monthly budget is spent") from None
+        raise
     request = chat_pb2.StartTurnRequest(
         conversation_id=body.conversation_id or "",
         collection_ids=body.collection_ids,
@@ -52,8 +74,11 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
     )
     try:
         started = await services.backends.start_turn(who, request)
-    except BaseException:
-        await services.backends.settle(who, hold.reservation_id)
+    except grpc.aio.AioRpcError as error:
+        # Release the hold only when the turn surely did not start; after a timeout it may be
+        # running, and its usage event (or the hold's expiry) settles it.
+        if error.code() in TURN_NOT_STARTED:
+            await services.backends.settle(who, hold.reservation_id)
         raise
     return StartedTurn(started.conversation_id, started.turn_id, started.subject)
 
@@ -88,7 +113,10 @@ async def sse_frames(services: Services, subject: str, *, after_seq: int = 0) ->
         ):
             yield sse_frame(event)
     except TurnIdle:
-        yield {"event": "error", "data": json.dumps({"code": "timeout", "message": "the answer stopped arriving"})}
+        yield error_frame("timeout", "the answer stopped arriving")
+    except NatsError:
+        log.exception("reading a turn's events failed")
+        yield error_frame("unavailable", "the answer's stream was interrupted; resume with Last-Event-ID")
 
 
 async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from parley.kit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    http_host: str = "0.0.0.0"
     http_port: int = 8080
     ingestion_target: str
     chat_target: str

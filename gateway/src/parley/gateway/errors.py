@@ -25,7 +25,6 @@ _FROM_GRPC: dict[grpc.StatusCode, tuple[int, str]] = {
     grpc.StatusCode.NOT_FOUND: (404, "not_found"),
     grpc.StatusCode.ALREADY_EXISTS: (409, "already_exists"),
     grpc.StatusCode.FAILED_PRECONDITION: (409, "failed_precondition"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (402, "budget_exceeded"),
     grpc.StatusCode.UNIMPLEMENTED: (501, "not_implemented"),
     grpc.StatusCode.UNAVAILABLE: (503, "unavailable"),
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, "deadline_exceeded"),
@@ -52,8 +51,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "request_id": current_request_id(), **extra}}
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """The one error shape. The request id goes in the header too: a 500 is answered outside
+    the middleware that sets it on every other response."""
+    request_id = current_request_id()
+    body = {"error": {"code": code, "message": message, "request_id": request_id, **extra}}
+    return JSONResponse(body, status_code=status, headers={**(headers or {}), "X-Request-ID": request_id})
 
 
 def from_grpc(error: grpc.aio.AioRpcError) -> ApiError:
@@ -69,7 +74,7 @@ def from_grpc(error: grpc.aio.AioRpcError) -> ApiError:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=error.headers)
+        return error_response(error.status, error.code, error.message, headers=error.headers)
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def grpc_error(request: Request, error: grpc.aio.AioRpcError) -> JSONResponse:
@@ -81,16 +86,14 @@ def install(app: FastAPI) -> None:
             {"field": ".".join(str(part) for part in item["loc"][1:]) or str(item["loc"][0]), "message": item["msg"]}
             for item in error.errors()
         ]
-        return JSONResponse(error_body("invalid_request", "the request is not valid", details=details), status_code=422)
+        return error_response(422, "invalid_request", "the request is not valid", details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(error.status_code, "error")
-        return JSONResponse(
-            error_body(code, str(error.detail)), status_code=error.status_code, headers=getattr(error, "headers", None)
-        )
+        return error_response(error.status_code, code, str(error.detail), headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return JSONResponse(error_body("internal", "internal error"), status_code=500)
+        return error_response(500, "internal", "internal error")

@@ -6,6 +6,7 @@ ordered consumer of its own: any number of clients on any gateway replica see ev
 and a client that reconnects misses nothing.
 """
 
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,11 @@ from parley.v1 import events_pb2
 
 class TurnIdle(Exception):
     """Nothing arrived from the turn for longer than its idle limit."""
+
+
+def error_frame(code: str, message: str) -> dict[str, str]:
+    """An SSE `error` event: once a stream has begun, an HTTP status can no longer say it."""
+    return {"event": "error", "data": json.dumps({"code": code, "message": message})}
 
 
 def is_terminal(event: events_pb2.TurnEvent) -> bool:

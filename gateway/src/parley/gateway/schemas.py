@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, usage_pb2
 
 MAX_MESSAGE_CHARS = 8_000
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# PostgreSQL text cannot hold NUL; refused here, with the field's name, rather than failing later.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Tier = Literal["quick", "standard", "deep"]
 
 TIERS: dict[str, int] = {"quick": chat_pb2.TIER_QUICK, "standard": chat_pb2.TIER_STANDARD, "deep": chat_pb2.TIER_DEEP}
@@ -28,17 +30,17 @@ class Body(BaseModel):
 
 class CollectionIn(Body):
     name: Name
-    description: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    description: Annotated[str, StringConstraints(max_length=2_000, pattern=NO_NUL)] = ""
 
 
 class ChatIn(Body):
-    message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)]
     collection_ids: Annotated[list[Id], Field(max_length=20)] = []
     conversation_id: Id | None = None
     stream: bool = False
     tier: Tier = "standard"
     max_tokens: Annotated[int, Field(ge=1, le=8_192)] | None = None
-    intent: Annotated[str, StringConstraints(max_length=40)] = ""
+    intent: Annotated[str, StringConstraints(max_length=40, pattern=r"^[a-z_]*$")] = ""
 
 
 class BudgetIn(Body):

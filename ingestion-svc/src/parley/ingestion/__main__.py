@@ -19,6 +19,11 @@ async def main() -> None:
     runtime = await ServiceRuntime.start(
         "ingestion", settings, schema="ingestion", migrations=Path(__file__).parent / "migrations"
     )
+    # A chunk set larger than the connected NATS accepts would block the outbox for good: such a
+    # document fails instead. Leave room for the event's headers.
+    fits = runtime.nc.max_payload - 64 * 1024
+    if settings.max_event_bytes > fits:
+        settings = settings.model_copy(update={"max_event_bytes": fits})
     try:
         relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")

@@ -23,8 +23,15 @@ class Page:
     next_page_token: str
 
 
+def refuse_nul(value: str, *, field: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail on insert."""
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters")
+    return value
+
+
 def check_name(name: str) -> str:
-    name = name.strip()
+    name = refuse_nul(name, field="name").strip()
     if not name:
         raise InvalidInput("name must not be empty")
     if len(name) > MAX_NAME_CHARS:
@@ -33,7 +40,7 @@ def check_name(name: str) -> str:
 
 
 def check_description(description: str) -> str:
-    description = description.strip()
+    description = refuse_nul(description, field="description").strip()
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidInput(f"description is longer than {MAX_DESCRIPTION_CHARS} characters")
     return description

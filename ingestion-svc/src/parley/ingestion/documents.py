@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from parley.ingestion import events, store
+from parley.ingestion.catalog import refuse_nul
 from parley.ingestion.chunking import Chunk, chunk_text, first_heading
 from parley.ingestion.config import Settings
 from parley.ingestion.ids import chunk_id, new_id, parse_id
@@ -71,7 +72,7 @@ def resolve_content_type(content_type: str, filename: str) -> str:
 
 
 def check_title(title: str) -> str:
-    title = title.strip()
+    title = refuse_nul(title, field="title").strip()
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidInput(f"title is longer than {MAX_TITLE_CHARS} characters")
     return title
@@ -131,6 +132,7 @@ class Documents:
         if not isinstance(header, UploadHeader):
             raise InvalidInput("the first message of an upload must carry the header")
         collection_id = parse_id(header.collection_id, kind="collection")
+        refuse_nul(header.filename, field="filename")
         content_type = resolve_content_type(header.content_type, header.filename)
         title = check_title(header.title)
         async with self._sessions() as session:

@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
+MIB = 1024 * 1024
 
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(name="DOCS", subjects=["docs.>"], storage=StorageType.FILE, max_age=7 * DAY, duplicate_window=300),
@@ -34,9 +35,14 @@ STREAMS: tuple[StreamConfig, ...] = (
         storage=StorageType.FILE,
         duplicate_window=300,
     ),
-    StreamConfig(name="PROGRESS", subjects=["progress.>"], storage=StorageType.MEMORY, max_age=3600),
-    # Kept a while in memory so a client that reconnects can resume a turn from its last event id.
-    StreamConfig(name="CHATSTREAM", subjects=["chat.stream.>"], storage=StorageType.MEMORY, max_age=3600),
+    StreamConfig(
+        name="PROGRESS", subjects=["progress.>"], storage=StorageType.MEMORY, max_age=3600, max_bytes=64 * MIB
+    ),
+    # Kept a while in memory so a client that reconnects can resume a turn from its last event id;
+    # bounded, oldest first out, so a burst of turns cannot take the server's memory.
+    StreamConfig(
+        name="CHATSTREAM", subjects=["chat.stream.>"], storage=StorageType.MEMORY, max_age=3600, max_bytes=512 * MIB
+    ),
     StreamConfig(name="USAGE", subjects=["usage.>"], storage=StorageType.FILE, max_age=30 * DAY, duplicate_window=600),
     StreamConfig(name="PARKED", subjects=["parked.>"], storage=StorageType.FILE, max_age=30 * DAY),
 )

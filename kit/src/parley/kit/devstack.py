@@ -203,6 +203,8 @@ class Platform:
         env.update(
             {
                 "PARLEY_ENV": env.get("PARLEY_ENV", "dev"),
+                # A developer's machine: nothing of the platform is reachable from the network.
+                "PARLEY_LISTEN_HOST": "127.0.0.1",
                 "PARLEY_DATABASE_URL": self.database_url,
                 "PARLEY_NATS_URL": self.nats_url,
                 "PYTHONUNBUFFERED": "1",
@@ -221,7 +223,6 @@ class Platform:
     def _gateway_env(self) -> dict[str, str]:
         assert self.secrets is not None
         env = self._base_env()
-        env["PARLEY_HTTP_HOST"] = "127.0.0.1"  # a developer's machine: not reachable from the network
         env["PARLEY_HTTP_PORT"] = str(self.ports.gateway)
         env["PARLEY_API_KEY_PEPPER"] = self.secrets.api_key_pepper
         env["PARLEY_BOOTSTRAP_API_KEY"] = self.secrets.admin_api_key

@@ -164,6 +164,8 @@ def open_channel(target: str) -> grpc.aio.Channel:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1_000),
+            # A long conversation comes back whole; gRPC's default stops at 4 MiB.
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
     )
 

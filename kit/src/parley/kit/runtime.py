@@ -41,7 +41,7 @@ class ServiceRuntime:
     async def start(cls, name: str, settings: ServiceSettings, *, schema: str, migrations: Path | None) -> Self:
         configure_logging(name, settings.log_level)
         if settings.metrics_port:
-            start_http_server(settings.metrics_port)
+            start_http_server(settings.metrics_port, addr=settings.listen_host)
         engine = db.create_engine(settings.database_url, pool_size=settings.db_pool_size)
         if migrations is not None:
             await db.migrate(engine, schema=schema, migrations=migrations)
@@ -52,7 +52,7 @@ class ServiceRuntime:
         return cls(name=name, settings=settings, engine=engine, nc=nc, js=js)
 
     async def serve_grpc(self, *services: tuple[AddServicer, object, str]) -> int:
-        self.grpc = GrpcServer(port=self.settings.grpc_port)
+        self.grpc = GrpcServer(port=self.settings.grpc_port, host=self.settings.listen_host)
         for add_servicer, servicer, service_name in services:
             self.grpc.add(add_servicer, servicer, service_name)
         await self.grpc.start()

@@ -23,6 +23,8 @@ class ServiceSettings(BaseSettings):
     env: Literal["dev", "test", "prod"] = "prod"
     database_url: str
     nats_url: str
+    # Where the service listens (gRPC, metrics, the gateway's HTTP). `make run` keeps it on loopback.
+    listen_host: str = "0.0.0.0"
     grpc_port: int = 50051
     metrics_port: int = 0  # 0: no separate metrics listener
     log_level: str = "INFO"

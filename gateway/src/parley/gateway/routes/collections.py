@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import Collection, CollectionIn, Document, Page
+from parley.gateway.schemas import NO_NUL, Collection, CollectionIn, Document, Page
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
@@ -47,7 +47,7 @@ async def upload_document(
     who: CurrentPrincipal,
     services: Deps,
     file: Annotated[UploadFile, File(description="a plain-text (.txt) or Markdown (.md) file")],
-    title: Annotated[str, Form(max_length=300)] = "",
+    title: Annotated[str, Form(max_length=300, pattern=NO_NUL)] = "",
 ) -> Document:
     """Store the document and queue it for chunking and indexing; poll it (or its events) until `ready`."""
     limit = services.settings.max_upload_bytes

@@ -3,10 +3,13 @@
 import json
 from collections.abc import AsyncIterator
 
+import grpc
 from fastapi import APIRouter, status
 from sse_starlette import EventSourceResponse
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.errors import from_grpc
+from parley.gateway.events import error_frame
 from parley.gateway.schemas import Document, document_status
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -31,8 +34,16 @@ async def document_events(document_id: str, who: CurrentPrincipal, services: Dep
     await services.backends.get_document(who, document_id)
 
     async def progress() -> AsyncIterator[dict[str, str]]:
-        async for update in services.backends.watch_document(who, document_id, timeout=WATCH_SECONDS):
-            data = {"status": document_status(update.status), "chunk_count": update.chunk_count, "error": update.error}
-            yield {"event": "progress", "data": json.dumps(data)}
+        try:
+            async for update in services.backends.watch_document(who, document_id, timeout=WATCH_SECONDS):
+                data = {
+                    "status": document_status(update.status),
+                    "chunk_count": update.chunk_count,
+                    "error": update.error,
+                }
+                yield {"event": "progress", "data": json.dumps(data)}
+        except grpc.aio.AioRpcError as error:
+            api_error = from_grpc(error)
+            yield error_frame(api_error.code, api_error.message)
 
     return EventSourceResponse(progress(), ping=15)

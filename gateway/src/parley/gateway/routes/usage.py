@@ -23,6 +23,10 @@ GROUPS = {
 MICROS = 1_000_000
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 @router.get("/usage")
 async def get_usage(
     who: CurrentPrincipal,
@@ -32,8 +36,9 @@ async def get_usage(
     group_by: Annotated[Literal["none", "day", "model", "user", "kind"], Query()] = "none",
 ) -> UsageOut:
     """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days."""
-    until = until or datetime.now(UTC)
-    since = since or until - timedelta(days=30)
+    # A time without a zone is UTC, the zone every stored time is in.
+    until = _utc(until) if until else datetime.now(UTC)
+    since = _utc(since) if since else until - timedelta(days=30)
     if since >= until:
         raise ApiError(400, "invalid_argument", "since must be before until")
     response = await services.backends.get_usage(
