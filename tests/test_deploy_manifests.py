@@ -114,7 +114,7 @@ def test_service_targets_in_the_config_name_existing_services() -> None:
         for port in obj["spec"]["ports"]
     }
     for name in GRPC_SERVICES:
-        host, port = config[f"PARLEY_{name.upper()}_TARGET"].rsplit(":", 1)
+        host, port = config[f"PARLEY_{name.upper()}_TARGET"].removeprefix("dns:///").rsplit(":", 1)
         assert (host, int(port)) in ports
 
 

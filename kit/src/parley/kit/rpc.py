@@ -161,6 +161,8 @@ def open_channel(target: str) -> grpc.aio.Channel:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _SERVICE_CONFIG),
+            # Every address a target resolves to (a headless Service's pods), calls spread over them.
+            ("grpc.lb_policy_name", "round_robin"),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1_000),
