@@ -24,6 +24,7 @@ async def main() -> None:
     turns = TurnRunner(
         settings=settings,
         sessions=runtime.sessions,
+        nc=runtime.nc,
         js=runtime.js,
         retrieval=retrieval,
         providers=providers(),
@@ -33,6 +34,7 @@ async def main() -> None:
     relay_stop = asyncio.Event()
     try:
         runtime.spawn(relay.run(relay_stop), name="outbox")
+        await turns.serve_cancels()
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,

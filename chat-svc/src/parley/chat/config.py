@@ -15,3 +15,5 @@ class Settings(ServiceSettings):
     frame_chars: int = 48
     frame_seconds: float = 0.05
     publish_timeout_seconds: float = 5.0
+    # How long a cancel waits for the replica running the turn to answer; silence means not running.
+    cancel_wait_seconds: float = 1.0

@@ -1,5 +1,6 @@
 """What chat-svc publishes: every event of a turn on `chat.stream.<conversation>.<turn>`,
-and `usage.recorded` (through the outbox, see turns.py).
+and `usage.recorded` (through the outbox, see turns.py); and the cancel requests its replicas
+exchange on `chat.cancel.<turn>`, since only the replica running a turn can stop it.
 """
 
 import time
@@ -10,6 +11,11 @@ from parley.kit.bus import turn_subject
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 USAGE_SUBJECT = "usage.recorded"
+CANCEL_SUBJECTS = "chat.cancel.*"
+
+
+def cancel_subject(turn_id: str) -> str:
+    return f"chat.cancel.{turn_id}"
 
 
 class TurnStream:

@@ -50,7 +50,7 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
                 is None
             ):
                 raise NotFound(f"conversation {request.conversation_id} not found")
-        if not self._turns.cancel(owner, request.conversation_id, request.turn_id):
+        if not await self._turns.cancel(owner, request.conversation_id, request.turn_id):
             raise NotFound(f"turn {request.turn_id} is not running")
         return chat_pb2.CancelTurnResponse()
 

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from parley.chat import store
 from parley.chat.clients import RetrievalClient
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, budget_for, build_prompt
-from parley.chat.events import TurnStream
+from parley.chat.events import CANCEL_SUBJECTS, TurnStream, cancel_subject
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.kit.bus import turn_subject
 from parley.kit.db import Sessions
@@ -115,6 +119,7 @@ class TurnRunner:
         *,
         settings: Settings,
         sessions: Sessions,
+        nc: NatsClient,
         js: JetStreamContext,
         retrieval: RetrievalClient,
         providers: dict[str, LlmProvider],
@@ -122,6 +127,7 @@ class TurnRunner:
     ) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._nc = nc
         self._js = js
         self._retrieval = retrieval
         self._providers = providers
@@ -151,8 +157,31 @@ class TurnRunner:
         self._running.add(turn_id, owner=owner, conversation_id=conversation_id, task=task)
         return StartedTurn(conversation_id, turn_id, turn_subject(conversation_id, turn_id))
 
-    def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
-        return self._running.cancel(owner, conversation_id, turn_id)
+    async def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
+        """Ask every replica; the one running the caller's turn cancels it and answers."""
+        command = events_pb2.CancelTurnCommand(
+            tenant_id=owner.tenant_id, user_id=owner.user_id, conversation_id=conversation_id, turn_id=turn_id
+        )
+        try:
+            await self._nc.request(
+                cancel_subject(str(uuid.UUID(turn_id))),
+                command.SerializeToString(),
+                timeout=self._settings.cancel_wait_seconds,
+            )
+        except (ValueError, NoRespondersError, NatsTimeoutError):
+            return False
+        return True
+
+    async def serve_cancels(self) -> None:
+        """Take cancel requests for the turns this replica runs (their owners' only)."""
+
+        async def on_request(message: Msg) -> None:
+            command = events_pb2.CancelTurnCommand.FromString(message.data)
+            owner = store.Owner(command.tenant_id, command.user_id)
+            if self._running.cancel(owner, command.conversation_id, command.turn_id):
+                await message.respond(b"")
+
+        await self._nc.subscribe(CANCEL_SUBJECTS, cb=on_request)
 
     async def drain(self, grace_seconds: float) -> None:
         await self._running.drain(grace_seconds)

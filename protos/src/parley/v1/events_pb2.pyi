@@ -135,6 +135,18 @@ class TurnError(_message.Message):
     message: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
+class CancelTurnCommand(_message.Message):
+    __slots__ = ("tenant_id", "user_id", "conversation_id", "turn_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    user_id: str
+    conversation_id: str
+    turn_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ...) -> None: ...
+
 class UsageRecorded(_message.Message):
     __slots__ = ("event_id", "tenant_id", "user_id", "kind", "provider", "model", "usage", "reservation_id", "conversation_id", "request_id", "latency_ms", "success", "occurred_at")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
