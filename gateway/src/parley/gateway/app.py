@@ -1,5 +1,6 @@
 """The HTTP application: routers, error handlers and the request-id middleware, assembled."""
 
+import logging
 import re
 import time
 import uuid
@@ -17,6 +18,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A client's own request id is kept only if it is a plain token, so logs cannot be forged with it.
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
+access_log = logging.getLogger("parley.gateway.access")
 http_requests = Counter("parley_gateway_http_requests_total", "HTTP requests", ["method", "route", "status"])
 http_seconds = Histogram("parley_gateway_http_request_seconds", "HTTP time to response headers", ["method", "route"])
 
@@ -46,8 +48,17 @@ def create_app(services: Services) -> FastAPI:
         started = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        http_seconds.labels(request.method, route).observe(elapsed)
         http_requests.labels(request.method, route, str(response.status_code)).inc()
+        # One line per request, with its request id (the formatter adds it): the access log.
+        access_log.info(
+            "%s %s %d",
+            request.method,
+            route,
+            response.status_code,
+            extra={"fields": {"status": response.status_code, "ms": round(elapsed * 1000, 1)}},
+        )
         response.headers[REQUEST_ID_HEADER] = rid
         return response
 
