@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,8 +19,7 @@ from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
 from parley.kit import bus, db
 from parley.kit.outbox import OutboxRelay
-from parley.kit.rpc import GrpcServer
-from parley.kit.testing import Infra
+from parley.kit.testing import Infra, serving
 from parley.v1 import ingestion_pb2_grpc
 
 # Small, so the oversize upload test sends little.
@@ -51,18 +49,12 @@ async def ingestion(
         documents, ingest_durable="test-ingestion-ingest", indexed_durable="test-ingestion-indexed"
     ):
         tasks.append(asyncio.create_task(bus.run_consumer(js, consumer, stop)))
-    server = GrpcServer(port=0, host="127.0.0.1")
-    server.add(
-        ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        IngestionApi(collections=collections, documents=documents),
-        "parley.v1.IngestionService",
-    )
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    api = IngestionApi(collections=collections, documents=documents)
     try:
-        yield ingestion_pb2_grpc.IngestionServiceStub(channel)
+        async with serving(
+            ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, api, "parley.v1.IngestionService"
+        ) as channel:
+            yield ingestion_pb2_grpc.IngestionServiceStub(channel)
     finally:
-        await channel.close()
-        await server.stop(0)
         stop.set()
         await asyncio.gather(*tasks)

@@ -21,8 +21,7 @@ from parley.kit import bus, db
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
-from parley.kit.rpc import GrpcServer
-from parley.kit.testing import Infra
+from parley.kit.testing import Infra, serving
 from parley.retrieval import events, indexing, models
 from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
@@ -144,19 +143,11 @@ async def indexer(sessions: Sessions, infra: Infra) -> AsyncIterator[Indexer]:
 
 @pytest_asyncio.fixture(scope="module")
 async def stub(sessions: Sessions) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
-    server = GrpcServer(port=0, host="127.0.0.1")
-    server.add(
-        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-        RetrievalApi(sessions, LocalEmbedder()),
-        "parley.v1.RetrievalService",
-    )
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    try:
+    api = RetrievalApi(sessions, LocalEmbedder())
+    async with serving(
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, api, "parley.v1.RetrievalService"
+    ) as channel:
         yield retrieval_pb2_grpc.RetrievalServiceStub(channel)
-    finally:
-        await channel.close()
-        await server.stop(0)
 
 
 @pytest.fixture

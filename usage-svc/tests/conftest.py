@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.usage
 from parley.kit import bus, db
-from parley.kit.rpc import GrpcServer, open_channel
-from parley.kit.testing import Infra
+from parley.kit.testing import Infra, serving
 from parley.usage import events
 from parley.usage.config import Settings
 from parley.usage.grpc_api import UsageApi
@@ -28,17 +27,9 @@ async def sessions(engine: AsyncEngine) -> db.Sessions:
 @pytest_asyncio.fixture(scope="session")
 async def usage_stub(infra: Infra, sessions: db.Sessions) -> AsyncIterator[usage_pb2_grpc.UsageServiceStub]:
     settings = Settings(database_url=infra.database_url, nats_url=infra.nats_url, env="test")
-    server = GrpcServer(port=0, host="127.0.0.1")
-    server.add(
-        usage_pb2_grpc.add_UsageServiceServicer_to_server, UsageApi(sessions, settings), "parley.v1.UsageService"
-    )
-    await server.start()
-    channel = open_channel(f"127.0.0.1:{server.port}")
-    try:
+    api = UsageApi(sessions, settings)
+    async with serving(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService") as channel:
         yield usage_pb2_grpc.UsageServiceStub(channel)
-    finally:
-        await channel.close()
-        await server.stop(1.0)
 
 
 @pytest_asyncio.fixture

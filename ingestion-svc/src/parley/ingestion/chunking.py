@@ -9,7 +9,7 @@ Pure and deterministic: the same text always yields the same chunks.
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from parley.kit.tokens import count_tokens, encoding
@@ -164,19 +164,9 @@ def _paragraphs(lines: list[str]) -> list[str]:
 
 
 def _pack(paragraphs: list[str], max_tokens: int) -> Iterator[str]:
-    """Greedy packing, measured on the joined text itself so the limit holds exactly."""
-    current = ""
-    for paragraph in paragraphs:
-        for piece in _fit(paragraph, max_tokens):
-            candidate = f"{current}{PARAGRAPH_SEPARATOR}{piece}" if current else piece
-            if count_tokens(candidate) <= max_tokens:
-                current = candidate
-                continue
-            if current:
-                yield current
-            current = piece
-    if current:
-        yield current
+    """Paragraphs packed greedily into chunks; one longer than a chunk is split first."""
+    pieces = (piece for paragraph in paragraphs for piece in _fit(paragraph, max_tokens))
+    yield from _greedy(pieces, PARAGRAPH_SEPARATOR, max_tokens)
 
 
 def _fit(text: str, max_tokens: int) -> Iterator[str]:
@@ -184,17 +174,25 @@ def _fit(text: str, max_tokens: int) -> Iterator[str]:
     if count_tokens(text) <= max_tokens:
         yield text
         return
+    pieces = (
+        piece
+        for sentence in _sentences(text)
+        for piece in ([sentence] if count_tokens(sentence) <= max_tokens else _token_slices(sentence, max_tokens))
+    )
+    yield from _greedy(pieces, " ", max_tokens)
+
+
+def _greedy(pieces: Iterable[str], separator: str, max_tokens: int) -> Iterator[str]:
+    """Join pieces while the joined text fits, measured on the joined text itself so the limit holds exactly."""
     current = ""
-    for sentence in _sentences(text):
-        pieces = [sentence] if count_tokens(sentence) <= max_tokens else list(_token_slices(sentence, max_tokens))
-        for piece in pieces:
-            candidate = f"{current} {piece}" if current else piece
-            if count_tokens(candidate) <= max_tokens:
-                current = candidate
-                continue
-            if current:
-                yield current
-            current = piece
+    for piece in pieces:
+        candidate = f"{current}{separator}{piece}" if current else piece
+        if count_tokens(candidate) <= max_tokens:
+            current = candidate
+            continue
+        if current:
+            yield current
+        current = piece
     if current:
         yield current
 

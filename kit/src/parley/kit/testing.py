@@ -8,8 +8,10 @@ Each test isolates itself with tenant ids of its own (`tenant_id` fixture).
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import grpc
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.kit import bus, db
 from parley.kit.devstack import EmbeddedNats, EmbeddedPostgres, free_port
+from parley.kit.rpc import AddServicer, GrpcServer, open_channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,20 @@ async def nats_client(infra: Infra) -> AsyncIterator[NatsClient]:
     await bus.ensure_streams(client.jetstream())
     yield client
     await client.drain()
+
+
+@asynccontextmanager
+async def serving(add_servicer: AddServicer, servicer: object, service_name: str) -> AsyncIterator[grpc.aio.Channel]:
+    """A servicer on a real gRPC server (the kit's, with its interceptor) on a free loopback port,
+    and a channel to it."""
+    server = GrpcServer(port=0, host="127.0.0.1")
+    server.add(add_servicer, servicer, service_name)
+    await server.start()
+    try:
+        async with open_channel(f"127.0.0.1:{server.port}") as channel:
+            yield channel
+    finally:
+        await server.stop(0)
 
 
 @pytest.fixture
