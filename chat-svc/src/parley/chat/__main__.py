@@ -11,11 +11,13 @@ from parley.chat.providers import providers
 from parley.chat.turns import TurnRunner
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
+from parley.kit.tokens import load_encoding
 from parley.v1 import chat_pb2_grpc
 
 
 async def main() -> None:
     settings = Settings()
+    await load_encoding()
     runtime = await ServiceRuntime.start(
         "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
     )

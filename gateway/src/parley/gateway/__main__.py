@@ -14,6 +14,7 @@ from parley.gateway.app import create_app
 from parley.gateway.clients import Backends
 from parley.gateway.config import Settings
 from parley.kit.runtime import ServiceRuntime
+from parley.kit.tokens import load_encoding
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class _Server(uvicorn.Server):
 
 async def main() -> None:
     settings = Settings()
+    await load_encoding()
     runtime = await ServiceRuntime.start(
         "gateway", settings, schema="gateway", migrations=Path(__file__).parent / "migrations"
     )

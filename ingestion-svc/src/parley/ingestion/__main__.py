@@ -11,11 +11,13 @@ from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
+from parley.kit.tokens import load_encoding
 from parley.v1 import ingestion_pb2_grpc
 
 
 async def main() -> None:
     settings = Settings()
+    await load_encoding()
     runtime = await ServiceRuntime.start(
         "ingestion", settings, schema="ingestion", migrations=Path(__file__).parent / "migrations"
     )
