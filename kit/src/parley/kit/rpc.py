@@ -172,19 +172,8 @@ def open_channel(target: str) -> grpc.aio.Channel:
     )
 
 
-async def check_health(target: str, *, timeout: float = 2.0) -> bool:
-    async with open_channel(target) as channel:
-        try:
-            response = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        except grpc.aio.AioRpcError:
-            return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
-
-
 def check_health_blocking(target: str, *, timeout: float = 1.0) -> bool:
-    """The same probe for code outside an event loop: the dev launcher and its tests."""
+    """Whether the gRPC server at `target` reports SERVING (the dev launcher waits on it)."""
     with grpc.insecure_channel(target) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
