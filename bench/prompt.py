@@ -11,8 +11,8 @@ import uuid
 
 from bench._common import Table, median, ms, p95, repeat
 from bench.corpus import paragraph, passages
-from parley.chat.context_builder import Turn, budget_for, build_prompt
-from parley.kit.tokens import count_tokens
+from parley.chat.context_builder import Turn, build_prompt
+from parley.kit.tokens import budget_for, count_tokens
 from parley.v1 import chat_pb2, retrieval_pb2
 
 QUESTION = "How often should I descale the boiler, and what should I use for it?"

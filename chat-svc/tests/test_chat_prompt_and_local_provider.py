@@ -1,8 +1,8 @@
 """The prompt stays inside its tier's budget, and the local provider answers from it with citations."""
 
-from parley.chat.context_builder import Turn, budget_for, build_prompt
+from parley.chat.context_builder import Turn, build_prompt
 from parley.chat.providers import Finished, LocalProvider, TextDelta, compose_answer
-from parley.kit.tokens import count_tokens
+from parley.kit.tokens import budget_for, count_tokens
 from parley.v1 import chat_pb2, retrieval_pb2
 
 

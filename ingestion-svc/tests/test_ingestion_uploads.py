@@ -5,8 +5,9 @@ import uuid
 import pytest
 
 from parley.ingestion.documents import check_title, decode_content, default_title, resolve_content_type
-from parley.ingestion.ids import chunk_id, parse_id
+from parley.ingestion.ids import chunk_id
 from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.ids import parse_id
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parley.kit.tokens import count_tokens
-from parley.v1 import chat_pb2, retrieval_pb2
+from parley.v1 import retrieval_pb2
 
-TIER_BUDGETS: dict[int, int] = {
-    chat_pb2.TIER_QUICK: 1_200,
-    chat_pb2.TIER_STANDARD: 5_000,
-    chat_pb2.TIER_DEEP: 20_000,
-}
-DEFAULT_TIER = chat_pb2.TIER_STANDARD
 # History may take at most this share of the budget; passages are what answers cite.
 HISTORY_SHARE = 0.3
 PASSAGE_SEPARATOR_TOKENS = 1
@@ -56,10 +50,6 @@ class Prompt:
     def input_tokens(self) -> int:
         parts = [self.instructions, self.context(), *(turn.content for turn in self.history), self.question]
         return sum(count_tokens(part) for part in parts if part)
-
-
-def budget_for(tier: int) -> int:
-    return TIER_BUDGETS.get(tier, TIER_BUDGETS[DEFAULT_TIER])
 
 
 def build_prompt(

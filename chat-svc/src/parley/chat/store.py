@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.chat.events import USAGE_SUBJECT
 from parley.chat.models import conversations, messages, outbox
 from parley.kit import outbox as kit_outbox
+from parley.kit.ids import as_uuid
 from parley.kit.paging import Cursor
 from parley.v1 import events_pb2
 
@@ -33,14 +34,6 @@ class StoredMessage:
     cache_write_tokens: int = 0
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 async def create_conversation(*, session: AsyncSession, owner: Owner, title: str, collection_ids: Sequence[str]) -> str:
     conversation_id = str(uuid.uuid4())
     await session.execute(
@@ -56,7 +49,7 @@ async def create_conversation(*, session: AsyncSession, owner: Owner, title: str
 
 
 async def get_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> Row[Any] | None:
-    if not _is_uuid(conversation_id):
+    if as_uuid(conversation_id) is None:
         return None
     return (
         await session.execute(
@@ -145,7 +138,7 @@ async def record_usage(*, session: AsyncSession, usage_event: events_pb2.UsageRe
 
 
 async def delete_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> bool:
-    if not _is_uuid(conversation_id):
+    if as_uuid(conversation_id) is None:
         return False
     result = await session.execute(
         delete(conversations).where(

@@ -24,14 +24,16 @@ from nats.js import JetStreamContext
 from parley.chat import store
 from parley.chat.clients import RetrievalClient
 from parley.chat.config import Settings
-from parley.chat.context_builder import Prompt, Turn, budget_for, build_prompt
+from parley.chat.context_builder import Prompt, Turn, build_prompt
 from parley.chat.events import CANCEL_SUBJECTS, TurnStream, cancel_subject
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.kit.bus import turn_subject
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.identity import Identity
+from parley.kit.ids import as_uuid
 from parley.kit.outbox import OutboxRelay
+from parley.kit.tokens import budget_for
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
@@ -162,13 +164,14 @@ class TurnRunner:
         command = events_pb2.CancelTurnCommand(
             tenant_id=owner.tenant_id, user_id=owner.user_id, conversation_id=conversation_id, turn_id=turn_id
         )
+        turn_uuid = as_uuid(turn_id)  # it becomes a subject token: never a wildcard
+        if turn_uuid is None:
+            return False
         try:
             await self._nc.request(
-                cancel_subject(str(uuid.UUID(turn_id))),
-                command.SerializeToString(),
-                timeout=self._settings.cancel_wait_seconds,
+                cancel_subject(str(turn_uuid)), command.SerializeToString(), timeout=self._settings.cancel_wait_seconds
             )
-        except (ValueError, NoRespondersError, NatsTimeoutError):
+        except (NoRespondersError, NatsTimeoutError):
             return False
         return True
 

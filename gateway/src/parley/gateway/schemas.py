@@ -20,8 +20,6 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A
 Tier = Literal["quick", "standard", "deep"]
 
 TIERS: dict[str, int] = {"quick": chat_pb2.TIER_QUICK, "standard": chat_pb2.TIER_STANDARD, "deep": chat_pb2.TIER_DEEP}
-# The prompt budget of each tier (DESIGN.md, "A chat turn"), the input side of a budget hold.
-TIER_TOKENS: dict[str, int] = {"quick": 1_200, "standard": 5_000, "deep": 20_000}
 
 
 class Body(BaseModel):

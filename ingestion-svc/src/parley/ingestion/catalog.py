@@ -4,11 +4,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from parley.ingestion import events, store
-from parley.ingestion.ids import new_id, parse_id
+from parley.ingestion.ids import new_id
 from parley.ingestion.models import outbox
 from parley.ingestion.store import CollectionRecord
 from parley.kit.db import Sessions
 from parley.kit.errors import Conflict, InvalidInput, NotFound
+from parley.kit.ids import parse_id
 from parley.kit.outbox import enqueue
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.v1 import events_pb2

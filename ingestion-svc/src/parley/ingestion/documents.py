@@ -8,7 +8,6 @@ one transaction, and every event it announces is written to the outbox in that t
 import asyncio
 import hashlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -21,11 +20,12 @@ from parley.ingestion import events, store
 from parley.ingestion.catalog import refuse_nul
 from parley.ingestion.chunking import Chunk, chunk_text, first_heading
 from parley.ingestion.config import Settings
-from parley.ingestion.ids import chunk_id, new_id, parse_id
+from parley.ingestion.ids import chunk_id, new_id
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.store import DocumentRecord, SectionRecord
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.ids import as_uuid, parse_id
 from parley.kit.outbox import enqueue
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.v1 import events_pb2, ingestion_pb2
@@ -276,9 +276,8 @@ class Documents:
     async def process_job(self, *, tenant_id: str, document_id: str, version: int) -> None:
         """Chunk one version and announce its chunks. Redelivery-safe: a job already done, for a
         deleted document or for a superseded version finishes without doing anything."""
-        try:
-            document_uuid = uuid.UUID(document_id)
-        except ValueError:
+        document_uuid = as_uuid(document_id)
+        if document_uuid is None:
             log.error("dropped an ingest job with a malformed document id", extra={"fields": {"id": document_id}})
             return
         async with self._sessions() as session, session.begin():
@@ -379,9 +378,8 @@ class Documents:
             await events.publish_progress(self._js, document)
 
     async def mark_indexed(self, *, tenant_id: str, document_id: str, version: int) -> None:
-        try:
-            document_uuid = uuid.UUID(document_id)
-        except ValueError:
+        document_uuid = as_uuid(document_id)
+        if document_uuid is None:
             log.error("dropped a ChunksIndexed with a malformed document id", extra={"fields": {"id": document_id}})
             return
         async with self._sessions() as session, session.begin():

@@ -2,16 +2,6 @@
 
 import uuid
 
-from parley.kit.errors import NotFound
-
-
-def parse_id(value: str, *, kind: str) -> uuid.UUID:
-    """An id from a caller. One that is not a uuid names nothing we hold, so it is NotFound."""
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        raise NotFound(f"{kind} {value!r} not found") from None
-
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 
 from parley.kit.db import Sessions
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
+from parley.kit.ids import as_uuid
 from parley.usage import pricing, store
 from parley.usage.store import Reservation
 
@@ -43,10 +44,8 @@ def would_exceed(*, limit_micros: int | None, spent_micros: int, held_micros: in
 
 def parse_id(value: str) -> str | None:
     """The canonical form of a uuid, or None when it is not one."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
+    parsed = as_uuid(value)
+    return None if parsed is None else str(parsed)
 
 
 async def reserve(

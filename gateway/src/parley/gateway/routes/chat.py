@@ -1,6 +1,5 @@
 """Chat: ask a question (streamed as SSE or answered whole) and the conversations it builds."""
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
@@ -12,6 +11,7 @@ from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
 from parley.kit.bus import turn_subject
+from parley.kit.ids import as_uuid
 from parley.v1 import common_pb2
 
 router = APIRouter(tags=["chat"])
@@ -41,7 +41,7 @@ async def turn_events(
 ) -> EventSourceResponse:
     """Resume (or join) a turn's stream: every event after `Last-Event-ID`."""
     await services.backends.get_conversation(who, conversation_id)  # another tenant's id is a 404
-    if not _is_uuid(turn_id):  # it becomes part of a NATS subject: never a wildcard or a space
+    if as_uuid(turn_id) is None:  # it becomes part of a NATS subject: never a wildcard or a space
         raise ApiError(404, "not_found", f"turn {turn_id} not found")
     try:
         after_seq = int(last_event_id or 0)
@@ -49,14 +49,6 @@ async def turn_events(
         raise ApiError(400, "invalid_argument", "Last-Event-ID must be an event id from this stream") from None
     subject = turn_subject(conversation_id, turn_id)
     return EventSourceResponse(chat_turns.sse_frames(services, subject, after_seq=after_seq), ping=15)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 @router.post("/v1/conversations/{conversation_id}/turns/{turn_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
