@@ -9,7 +9,10 @@ bus        NATS JetStream: streams, durable consumers, parking of poison message
 outbox     the transactional outbox and its relay
 rpc        grpc.aio server (health, reflection, interceptor) and channels
 runtime    one service's process: start in order, stop in reverse on SIGTERM
-tokens     tiktoken counting with the bundled offline cl100k_base
+tokens     tiktoken counting with the bundled offline cl100k_base; the chat tiers' prompt budgets
+ids        uuid ids from callers: parsed, or NotFound
+paging     opaque cursor page tokens for every List call
+timestamps datetimes to protobuf Timestamps
 devstack   embedded PostgreSQL + NATS and the whole platform for `make run` and tests
 testing    the pytest plugin that starts real PostgreSQL and NATS once per session
 """
