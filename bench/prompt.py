@@ -12,7 +12,8 @@ import uuid
 from bench._common import Table, median, ms, p95, repeat
 from bench.corpus import paragraph, passages
 from parley.chat.context_builder import Turn, build_prompt
-from parley.kit.tokens import budget_for, count_tokens
+from parley.kit.contracts import tier_budget
+from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, retrieval_pb2
 
 QUESTION = "How often should I descale the boiler, and what should I use for it?"
@@ -49,7 +50,7 @@ def _history() -> list[Turn]:
 def run(*, quick: bool = False) -> Table:
     """Times build_prompt (and build_prompt + input_tokens) over the same 20 hits, 200 times each."""
     times = 50 if quick else 200
-    budget = budget_for(chat_pb2.TIER_STANDARD)
+    budget = tier_budget(chat_pb2.TIER_STANDARD)
     counted, uncounted, history = _hits(with_counts=True), _hits(with_counts=False), _history()
     table = Table(
         f"prompt — parley.chat.context_builder.build_prompt, {HITS} hits, standard tier ({budget:,} tokens)",

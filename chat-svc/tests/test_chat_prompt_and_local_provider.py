@@ -2,7 +2,8 @@
 
 from parley.chat.context_builder import Turn, build_prompt
 from parley.chat.providers import Finished, LocalProvider, TextDelta, compose_answer
-from parley.kit.tokens import budget_for, count_tokens
+from parley.kit.contracts import tier_budget
+from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, retrieval_pb2
 
 
@@ -13,9 +14,9 @@ def hit(text: str, *, title: str = "Manual", heading: str = "") -> retrieval_pb2
 
 
 def test_tiers_have_the_design_budgets() -> None:
-    assert budget_for(chat_pb2.TIER_QUICK) == 1_200
-    assert budget_for(chat_pb2.TIER_UNSPECIFIED) == 5_000
-    assert budget_for(chat_pb2.TIER_DEEP) == 20_000
+    assert tier_budget(chat_pb2.TIER_QUICK) == 1_200
+    assert tier_budget(chat_pb2.TIER_UNSPECIFIED) == 5_000
+    assert tier_budget(chat_pb2.TIER_DEEP) == 20_000
 
 
 def test_prompt_keeps_the_best_passages_that_fit_the_budget() -> None:
@@ -33,9 +34,9 @@ def test_a_full_prompt_never_passes_its_budget() -> None:
     ]
     history = [Turn("user", "How do I descale? " * 20), Turn("assistant", "With citric acid. " * 20)]
     for tier in (chat_pb2.TIER_QUICK, chat_pb2.TIER_STANDARD):
-        prompt = build_prompt(question="How often?", hits=hits, history=history, budget=budget_for(tier))
+        prompt = build_prompt(question="How often?", hits=hits, history=history, budget=tier_budget(tier))
         assert prompt.passages, "some passages fit"
-        assert prompt.input_tokens() <= budget_for(tier)
+        assert prompt.input_tokens() <= tier_budget(tier)
 
 
 def test_history_keeps_the_most_recent_turns_within_its_share() -> None:

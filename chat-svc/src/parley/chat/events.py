@@ -7,7 +7,7 @@ import time
 
 from nats.js import JetStreamContext
 
-from parley.kit.bus import turn_subject
+from parley.kit.contracts import turn_subject
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 USAGE_SUBJECT = "usage.recorded"

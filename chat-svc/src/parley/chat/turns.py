@@ -27,13 +27,12 @@ from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt
 from parley.chat.events import CANCEL_SUBJECTS, TurnStream, cancel_subject
 from parley.chat.providers import Finished, LlmProvider, TextDelta
-from parley.kit.bus import turn_subject
+from parley.kit.contracts import tier_budget, turn_subject
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.ids import as_uuid
 from parley.kit.outbox import OutboxRelay
-from parley.kit.tokens import budget_for
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
@@ -257,7 +256,7 @@ class TurnRunner:
         )
         history = [Turn(role=row.role, content=row.content) for row in earlier]
         return build_prompt(
-            question=turn.request.message, hits=hits, history=history, budget=budget_for(turn.request.tier)
+            question=turn.request.message, hits=hits, history=history, budget=tier_budget(turn.request.tier)
         )
 
     async def _complete(self, turn: "_Turn", prompt: Prompt, answer: str, finished: Finished) -> None:

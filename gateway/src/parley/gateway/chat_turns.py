@@ -19,7 +19,8 @@ from parley.gateway.errors import ApiError
 from parley.gateway.events import TurnIdle, error_frame, turn_events
 from parley.gateway.schemas import TIERS, ChatIn, Message, Source, Usage
 from parley.gateway.store import Principal
-from parley.kit.tokens import budget_for, count_tokens
+from parley.kit.contracts import tier_budget
+from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, events_pb2
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
         hold = await services.backends.reserve(
             who,
             model=settings.default_model,
-            input_tokens=budget_for(TIERS[body.tier]) + count_tokens(body.message),
+            input_tokens=tier_budget(TIERS[body.tier]) + count_tokens(body.message),
             max_output_tokens=max_tokens,
         )
     except grpc.aio.AioRpcError as error:

@@ -9,7 +9,8 @@ bus        NATS JetStream: streams, durable consumers, parking of poison message
 outbox     the transactional outbox and its relay
 rpc        grpc.aio server (health, reflection, interceptor) and channels
 runtime    one service's process: start in order, stop in reverse on SIGTERM
-tokens     tiktoken counting with the bundled offline cl100k_base; the chat tiers' prompt budgets
+tokens     tiktoken counting with the bundled offline cl100k_base
+contracts  facts that cross services, defined once: subjects, message ids, limits, document types, tiers
 ids        uuid ids from callers: parsed, or NotFound
 paging     opaque cursor page tokens for every List call
 timestamps datetimes to protobuf Timestamps

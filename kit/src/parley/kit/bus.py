@@ -21,6 +21,8 @@ from nats.js.errors import BadRequestError
 from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from parley.kit.contracts import parked_subject
+
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
@@ -46,11 +48,6 @@ STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(name="USAGE", subjects=["usage.>"], storage=StorageType.FILE, max_age=30 * DAY, duplicate_window=600),
     StreamConfig(name="PARKED", subjects=["parked.>"], storage=StorageType.FILE, max_age=30 * DAY),
 )
-
-
-def turn_subject(conversation_id: str, turn_id: str) -> str:
-    """CHATSTREAM: every event of one chat turn (chat-svc publishes, the gateway relays)."""
-    return f"chat.stream.{conversation_id}.{turn_id}"
 
 
 events_handled = Counter(
@@ -129,7 +126,7 @@ async def _handle(js: JetStreamContext, consumer: Consumer, message: Msg) -> Non
     deliveries = message.metadata.num_delivered or 1
     if deliveries > consumer.max_deliver:
         await js.publish(
-            f"parked.{consumer.stream}.{consumer.durable}",
+            parked_subject(consumer.stream, consumer.durable),
             message.data,
             headers={"Parley-Subject": message.subject, "Parley-Deliveries": str(deliveries)},
         )

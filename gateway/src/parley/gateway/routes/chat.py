@@ -10,7 +10,7 @@ from parley.gateway import chat_turns
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
-from parley.kit.bus import turn_subject
+from parley.kit.contracts import turn_subject
 from parley.kit.ids import as_uuid
 from parley.v1 import common_pb2
 

@@ -1,0 +1,133 @@
+"""Facts that cross services, each defined once: NATS subjects and their message ids, the limits
+of what callers send, the document types ingestion accepts, and the chat tiers.
+
+A service that publishes a subject and the service that consumes it import the same name from
+here; a limit the gateway checks early and a service enforces is the same number. Change one of
+these and every service sees the change (and docs/architecture.md says what it means).
+"""
+
+from pathlib import PurePosixPath
+
+from parley.v1 import chat_pb2
+
+# --- NATS subjects (streams in parley.kit.bus) --------------------------------------------------
+
+INGEST_PRIORITIES = ("urgent", "normal", "low")
+INGEST_JOBS = "jobs.ingest.>"  # JOBS: IngestJob, one per document version
+CHUNKS_UPSERTED = "docs.chunks.upserted"  # DOCS: ChunksUpserted, ingestion → retrieval
+CHUNKS_DELETED = "docs.chunks.deleted"  # DOCS: ChunksDeleted, ingestion → retrieval
+CHUNKS_INDEXED = "docs.chunks.indexed"  # DOCS: ChunksIndexed, retrieval → ingestion (READY)
+PROGRESS_DOCUMENTS = "progress.document.*"  # PROGRESS: DocumentProgress, read for SSE
+SUMMARIZE_JOBS = "jobs.chat.summarize"  # JOBS: a conversation's rolling summary
+TURN_STREAMS = "chat.stream.>"  # CHATSTREAM: TurnEvent, chat-svc → gateway
+CANCEL_TURNS = "chat.cancel.*"  # core NATS request/reply: CancelTurnCommand
+USAGE_RECORDED = "usage.recorded"  # USAGE: UsageRecorded, every billable call → usage-svc
+
+
+def ingest_subject(priority: str = "normal") -> str:
+    if priority not in INGEST_PRIORITIES:
+        raise ValueError(f"unknown ingest priority {priority!r}")
+    return f"jobs.ingest.{priority}"
+
+
+def progress_subject(document_id: object) -> str:
+    return f"progress.document.{document_id}"
+
+
+def turn_subject(conversation_id: object, turn_id: object) -> str:
+    """Every event of one chat turn. Both ids are uuids: never a wildcard or a space."""
+    return f"chat.stream.{conversation_id}.{turn_id}"
+
+
+def cancel_subject(turn_id: object) -> str:
+    return f"chat.cancel.{turn_id}"
+
+
+def parked_subject(stream: str, durable: str) -> str:
+    """Where a consumer parks a message that kept failing (stream PARKED)."""
+    return f"parked.{stream}.{durable}"
+
+
+# --- Nats-Msg-Id formats: a retried publish of the same fact is dropped as a duplicate ----------
+
+
+def ingest_msg_id(document_id: object, version: int) -> str:
+    return f"ingest:{document_id}:{version}"
+
+
+def chunks_msg_id(document_id: object, version: int) -> str:
+    return f"chunks:{document_id}:{version}"
+
+
+def indexed_msg_id(document_id: object, version: int) -> str:
+    return f"indexed:{document_id}:{version}"
+
+
+def document_deleted_msg_id(document_id: object) -> str:
+    return f"deleted:document:{document_id}"
+
+
+def collection_deleted_msg_id(collection_id: object) -> str:
+    return f"deleted:collection:{collection_id}"
+
+
+def progress_msg_id(document_id: object, version: int, status: str) -> str:
+    return f"progress:{document_id}:{version}:{status}"
+
+
+def turn_event_msg_id(turn_id: object, seq: int) -> str:
+    return f"{turn_id}:{seq}"
+
+
+# --- Limits on what callers send ------------------------------------------------------------------
+
+MAX_ID_CHARS = 64
+MAX_MESSAGE_CHARS = 8_000
+MAX_COLLECTIONS_PER_CONVERSATION = 20
+MAX_OUTPUT_TOKENS = 8_192
+MAX_INTENT_CHARS = 40
+MAX_QUERY_CHARS = 2_000
+MAX_SEARCH_K = 50
+MAX_NAME_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2_000
+MAX_TITLE_CHARS = 300
+MAX_PAGE_TOKEN_CHARS = 512
+
+# --- Document types ingestion accepts --------------------------------------------------------------
+
+PLAIN_TEXT = "text/plain"
+MARKDOWN = "text/markdown"
+# Each accepted type and the file name endings that imply it when a caller declares none.
+DOCUMENT_TYPES: dict[str, tuple[str, ...]] = {
+    PLAIN_TEXT: (".txt", ".text"),
+    MARKDOWN: (".md", ".markdown"),
+}
+
+
+def document_type_for(filename: str) -> str | None:
+    """The accepted type a file name's ending implies, if any."""
+    suffix = PurePosixPath(filename.strip().replace("\\", "/")).suffix.lower()
+    return next((kind for kind, endings in DOCUMENT_TYPES.items() if suffix in endings), None)
+
+
+# --- Chat tiers: the prompt budget each allows ------------------------------------------------------
+
+TIER_BUDGETS: dict[int, int] = {
+    chat_pb2.TIER_QUICK: 1_200,
+    chat_pb2.TIER_STANDARD: 5_000,
+    chat_pb2.TIER_DEEP: 20_000,
+}
+
+
+def tier_budget(tier: int) -> int:
+    """Unspecified (or unknown) is standard."""
+    return TIER_BUDGETS.get(tier, TIER_BUDGETS[chat_pb2.TIER_STANDARD])
+
+
+def tier_named(name: str) -> int:
+    """The proto Tier of a public name (`quick`, `standard`, `deep`)."""
+    return chat_pb2.Tier.Value(f"TIER_{name.upper()}")
+
+
+def tier_name(tier: int) -> str:
+    return chat_pb2.Tier.Name(tier or chat_pb2.TIER_STANDARD).removeprefix("TIER_").lower()
