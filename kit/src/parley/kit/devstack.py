@@ -64,7 +64,7 @@ class EmbeddedPostgres:
             import pgserver  # the embedded extra; absent in production images
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         return str(self._server.get_uri())
 
     def stop(self) -> None:

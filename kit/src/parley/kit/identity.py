@@ -1,7 +1,9 @@
 """Who a call is for. The gateway sets it; internal services read it from gRPC metadata."""
 
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -35,7 +37,7 @@ def bind_request_id(request_id: str) -> None:
     _request_id.set(request_id)
 
 
-def identity_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None) -> Identity | None:
+def identity_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Identity | None:
     values = {key: value for key, value in (metadata or ()) if isinstance(value, str)}
     tenant_id = values.get(TENANT_KEY, "")
     if not tenant_id:
@@ -48,7 +50,7 @@ def identity_from_metadata(metadata: tuple[tuple[str, str | bytes], ...] | None)
     )
 
 
-def caller(context: grpc.aio.ServicerContext) -> Identity:
+def caller(context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
     """The identity the gateway attached; the interceptor has already refused calls without one."""
     identity = identity_from_metadata(context.invocation_metadata())
     if identity is None:

@@ -5,6 +5,7 @@ relay that crashes between publish and delete never produces a duplicate.
 
 import asyncio
 import logging
+from typing import Any
 
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
@@ -16,7 +17,7 @@ from parley.kit.db import Sessions
 log = logging.getLogger(__name__)
 
 
-def outbox_columns() -> list[Column]:
+def outbox_columns() -> list[Column[Any]]:
     """Fresh columns, for the table below and for a service's migration that creates it."""
     return [
         Column("id", BigInteger, Identity(), primary_key=True),
