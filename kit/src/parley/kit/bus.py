@@ -1,4 +1,4 @@
-"""NATS JetStream: the connection, the streams of DESIGN.md, and durable consumers.
+"""NATS JetStream: the connection, the streams of docs/architecture.md, and durable consumers.
 
 Every consumer is durable and pulls; its handler commits its own transaction and the loop
 acks only after the handler returns, so a crash means redelivery, never loss. A message
