@@ -1,9 +1,15 @@
 """Search rules that need no database: request validation and reciprocal rank fusion."""
 
+from typing import cast
+
 import pytest
 
+from parley.kit.contracts import CHUNKS_DELETED, CHUNKS_INDEXED, CHUNKS_UPSERTED, MAX_QUERY_CHARS, MAX_SEARCH_K
 from parley.kit.errors import InvalidInput
+from parley.kit.outbox import OutboxRelay
+from parley.retrieval import events
 from parley.retrieval.hybrid_search import DEFAULT_K, Mode, fuse, search_query
+from parley.retrieval.indexing import Indexer
 from parley.retrieval.store import StoredChunk
 
 
@@ -43,8 +49,20 @@ def test_invalid_queries_are_refused(text: str, collections: list[str], k: int) 
         search_query(text=text, collection_ids=collections, k=k, mode=Mode.KEYWORD)
 
 
-def test_a_query_of_exactly_the_limit_is_accepted() -> None:
-    assert search_query(text="x" * 2_000, collection_ids=["c"], k=50, mode=Mode.VECTOR).k == 50
+def test_the_limits_are_the_contracts() -> None:
+    """The gateway checks the same numbers early; retrieval takes them from kit.contracts, not a copy."""
+    assert search_query(text="x" * MAX_QUERY_CHARS, collection_ids=["c"], k=MAX_SEARCH_K, mode=Mode.VECTOR).k == 50
+    with pytest.raises(InvalidInput, match=str(MAX_QUERY_CHARS)):
+        search_query(text="x" * (MAX_QUERY_CHARS + 1), collection_ids=["c"], k=1, mode=Mode.VECTOR)
+    with pytest.raises(InvalidInput, match=str(MAX_SEARCH_K)):
+        search_query(text="x", collection_ids=["c"], k=MAX_SEARCH_K + 1, mode=Mode.VECTOR)
+
+
+def test_the_consumers_are_of_the_subjects_events_declares() -> None:
+    consumers = events.consumers(indexer=cast(Indexer, None), relay=cast(OutboxRelay, None))
+    assert [consumer.subject for consumer in consumers] == [CHUNKS_UPSERTED, CHUNKS_DELETED]
+    assert events.CONSUMES == (CHUNKS_UPSERTED, CHUNKS_DELETED)
+    assert events.PUBLISHES == (CHUNKS_INDEXED,)
 
 
 def test_fusion_favours_chunks_both_lists_rank() -> None:

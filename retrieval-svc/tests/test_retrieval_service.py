@@ -18,13 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.retrieval
 from parley.kit import bus, db
+from parley.kit.contracts import CHUNKS_DELETED, CHUNKS_INDEXED, CHUNKS_UPSERTED, indexed_msg_id
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra, serving
-from parley.retrieval import events, indexing, models
+from parley.retrieval import events, models
 from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
+from parley.retrieval.hybrid_search import Searcher
+from parley.retrieval.indexing import Indexer
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 WITHIN_SECONDS = 30.0
@@ -67,7 +70,7 @@ class Doc:
 
 
 @dataclass(frozen=True, slots=True)
-class Indexer:
+class Pipeline:
     """The two consumers and the relay, running under durable names of this test module."""
 
     js: JetStreamContext
@@ -75,10 +78,10 @@ class Indexer:
     deleted_durable: str
 
     async def upsert(self, event: events_pb2.ChunksUpserted, *, delivery: str = "1") -> None:
-        await self._publish(events.UPSERTED_SUBJECT, event, self.upserted_durable, f"test-upserted:{delivery}")
+        await self._publish(CHUNKS_UPSERTED, event, self.upserted_durable, f"test-upserted:{delivery}")
 
     async def delete(self, event: events_pb2.ChunksDeleted) -> None:
-        await self._publish(events.DELETED_SUBJECT, event, self.deleted_durable, "test-deleted")
+        await self._publish(CHUNKS_DELETED, event, self.deleted_durable, "test-deleted")
 
     async def _publish(self, subject: str, event: Message, durable: str, msg_id: str) -> None:
         # A fresh Nats-Msg-Id each time: a second delivery must reach the consumer, not be deduplicated.
@@ -112,7 +115,7 @@ async def sessions(engine: AsyncEngine) -> Sessions:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def indexer(sessions: Sessions, infra: Infra) -> AsyncIterator[Indexer]:
+async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
     # A connection of its own, closed rather than drained: bus.run_consumer leaves its pull
     # subscription open when it stops, and draining a connection that holds one waits out the
     # 30 s drain timeout.
@@ -123,8 +126,7 @@ async def indexer(sessions: Sessions, infra: Infra) -> AsyncIterator[Indexer]:
     relay = OutboxRelay(sessions=sessions, table=models.outbox, js=js)
     suffix = uuid.uuid4().hex[:8]
     consumers = events.consumers(
-        sessions=sessions,
-        embedder=LocalEmbedder(),
+        indexer=Indexer(sessions=sessions, embedder=LocalEmbedder()),
         relay=relay,
         upserted_durable=f"test-retrieval-upserted-{suffix}",
         deleted_durable=f"test-retrieval-deleted-{suffix}",
@@ -132,7 +134,7 @@ async def indexer(sessions: Sessions, infra: Infra) -> AsyncIterator[Indexer]:
     tasks = [asyncio.create_task(relay.run(stop))]
     tasks += [asyncio.create_task(bus.run_consumer(js, consumer, stop)) for consumer in consumers]
     try:
-        yield Indexer(js=js, upserted_durable=consumers[0].durable, deleted_durable=consumers[1].durable)
+        yield Pipeline(js=js, upserted_durable=consumers[0].durable, deleted_durable=consumers[1].durable)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -143,7 +145,7 @@ async def indexer(sessions: Sessions, infra: Infra) -> AsyncIterator[Indexer]:
 
 @pytest_asyncio.fixture(scope="module")
 async def stub(sessions: Sessions) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
-    api = RetrievalApi(sessions, LocalEmbedder())
+    api = RetrievalApi(Searcher(sessions=sessions, embedder=LocalEmbedder()))
     async with serving(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, api, "parley.v1.RetrievalService"
     ) as channel:
@@ -185,7 +187,7 @@ async def search(
 
 async def indexed_announcements(js: JetStreamContext, document_id: str) -> list[events_pb2.ChunksIndexed]:
     """Every ChunksIndexed for the document that the DOCS stream holds."""
-    subscription = await js.subscribe(events.INDEXED_SUBJECT, ordered_consumer=True)
+    subscription = await js.subscribe(CHUNKS_INDEXED, ordered_consumer=True)
     found: list[events_pb2.ChunksIndexed] = []
     try:
         while True:
@@ -206,9 +208,9 @@ async def outbox_holds(sessions: Sessions, msg_id: str) -> int:
 
 
 async def test_indexed_chunks_are_found_by_keyword_vector_and_hybrid(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT]))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT]))
     engine_chunk = doc.chunk_id(1, 0)
 
     keyword = await search(stub, doc, "antimatter reactor", retrieval_pb2.SEARCH_MODE_KEYWORD)
@@ -234,25 +236,25 @@ async def test_indexed_chunks_are_found_by_keyword_vector_and_hybrid(
 
 
 async def test_indexed_is_announced_once_even_when_the_upsert_arrives_twice(
-    indexer: Indexer, sessions: Sessions, doc: Doc
+    pipeline: Pipeline, sessions: Sessions, doc: Doc
 ) -> None:
     event = doc.upserted(3, [ENGINE_TEXT, BREAD_TEXT])
-    await indexer.upsert(event, delivery="first")
-    await indexer.upsert(event, delivery="second")
+    await pipeline.upsert(event, delivery="first")
+    await pipeline.upsert(event, delivery="second")
 
     async def relayed() -> bool:
-        return await outbox_holds(sessions, indexing.indexed_msg_id(doc.document_id, 3)) == 0
+        return await outbox_holds(sessions, indexed_msg_id(doc.document_id, 3)) == 0
 
     await eventually(relayed)
 
-    announced = await indexed_announcements(indexer.js, doc.document_id)
+    announced = await indexed_announcements(pipeline.js, doc.document_id)
     assert [(item.tenant_id, item.version, item.chunk_count) for item in announced] == [(doc.tenant_id, 3, 2)]
 
 
 async def test_another_tenant_sees_nothing(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT]))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT]))
     stranger = str(uuid.uuid4())
     assert await search(stub, doc, "warp engines") != []
 
@@ -271,11 +273,11 @@ async def test_another_tenant_sees_nothing(
 
 
 async def test_a_newer_version_replaces_an_older_one_and_a_late_older_one_changes_nothing(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
-    await indexer.upsert(doc.upserted(2, [GARDEN_TEXT]))
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]), delivery="late")
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    await pipeline.upsert(doc.upserted(2, [GARDEN_TEXT]))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]), delivery="late")
 
     assert await search(stub, doc, "warp engines", retrieval_pb2.SEARCH_MODE_KEYWORD) == []
     hits = await search(stub, doc, "tomatoes garden")
@@ -289,42 +291,42 @@ async def test_a_newer_version_replaces_an_older_one_and_a_late_older_one_change
 
 
 async def test_deleting_a_document_or_a_collection_removes_its_chunks(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
     sibling = Doc(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=str(uuid.uuid4()))
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT]))
-    await indexer.upsert(sibling.upserted(1, [ENGINE_TEXT], title="Copy"))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT]))
+    await pipeline.upsert(sibling.upserted(1, [ENGINE_TEXT], title="Copy"))
     assert len(await search(stub, doc, "warp engines")) == 2
 
-    await indexer.delete(
+    await pipeline.delete(
         events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=doc.document_id)
     )
     assert [hit.document_title for hit in await search(stub, doc, "warp engines")] == ["Copy"]
 
     # A redelivered upsert of the deleted document does not bring it back.
-    await indexer.upsert(doc.upserted(2, [ENGINE_TEXT]), delivery="after-delete")
+    await pipeline.upsert(doc.upserted(2, [ENGINE_TEXT]), delivery="after-delete")
     assert [hit.document_title for hit in await search(stub, doc, "warp engines")] == ["Copy"]
 
-    await indexer.delete(events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id))
+    await pipeline.delete(events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id))
     assert await search(stub, doc, "warp engines") == []
 
 
 async def test_search_can_be_limited_to_some_documents(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
     other = Doc(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=str(uuid.uuid4()))
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT]))
-    await indexer.upsert(other.upserted(1, [ENGINE_TEXT], title="Other"))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT]))
+    await pipeline.upsert(other.upserted(1, [ENGINE_TEXT], title="Other"))
 
     hits = await search(stub, doc, "warp engines", document_ids=[other.document_id])
     assert [hit.document_id for hit in hits] == [other.document_id]
 
 
 async def test_neighbours_are_the_chunks_around_a_position(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
     texts = [f"Scene {number}: the crew talks about chapter {number}." for number in range(30)]
-    await indexer.upsert(doc.upserted(1, texts))
+    await pipeline.upsert(doc.upserted(1, texts))
 
     around = await stub.GetNeighbors(
         retrieval_pb2.GetNeighborsRequest(document_id=doc.document_id, ordinal=5, before=1, after=2),
@@ -343,9 +345,9 @@ async def test_neighbours_are_the_chunks_around_a_position(
 
 
 async def test_get_chunks_returns_them_in_the_order_asked(
-    indexer: Indexer, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
-    await indexer.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT]))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT]))
     wanted = [doc.chunk_id(1, 2), "not-a-uuid", doc.chunk_id(1, 0)]
     response = await stub.GetChunks(
         retrieval_pb2.GetChunksRequest(chunk_ids=wanted), metadata=as_(doc.tenant_id), timeout=10
@@ -355,19 +357,18 @@ async def test_get_chunks_returns_them_in_the_order_asked(
 
 async def test_reindexing_unchanged_text_embeds_nothing(sessions: Sessions, doc: Doc) -> None:
     embedder = CountingEmbedder()
-    await indexing.index_document_version(
-        sessions=sessions, embedder=embedder, event=doc.upserted(1, [f"{ENGINE_TEXT} {doc.document_id}"])
-    )
+    indexer = Indexer(sessions=sessions, embedder=embedder)
+    await indexer.index_version(doc.upserted(1, [f"{ENGINE_TEXT} {doc.document_id}"]))
     assert embedder.embedded == 1
 
     changed = doc.upserted(2, [f"{ENGINE_TEXT} {doc.document_id}", f"{BREAD_TEXT} {doc.document_id}"])
-    assert await indexing.index_document_version(sessions=sessions, embedder=embedder, event=changed)
+    assert await indexer.index_version(changed)
     assert embedder.embedded == 2
 
     # A redelivery changes nothing and announces nothing (NATS deduplication is not what saves us).
-    assert not await indexing.index_document_version(sessions=sessions, embedder=embedder, event=changed)
+    assert not await indexer.index_version(changed)
     assert embedder.embedded == 2
-    assert await outbox_holds(sessions, indexing.indexed_msg_id(doc.document_id, 2)) <= 1
+    assert await outbox_holds(sessions, indexed_msg_id(doc.document_id, 2)) <= 1
 
 
 class CountingEmbedder(LocalEmbedder):

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from parley.kit.db import Sessions
 from parley.kit.identity import Identity
-from parley.usage import budget, recording
+from parley.usage.budget import Budgets, Hold
+from parley.usage.recording import Recorder
 from parley.v1 import usage_pb2, usage_pb2_grpc
 from parley.v1.common_pb2 import TokenUsage
 from parley.v1.events_pb2 import UsageRecorded
@@ -35,7 +35,7 @@ def sonnet_hold(**fields: object) -> usage_pb2.ReserveRequest:
     return usage_pb2.ReserveRequest(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000, **fields)
 
 
-async def record(sessions: Sessions, tenant_id: str, *, at: datetime, **fields: object) -> None:
+async def record(recorder: Recorder, tenant_id: str, *, at: datetime, **fields: object) -> None:
     values: dict[str, object] = {
         "event_id": str(uuid.uuid4()),
         "tenant_id": tenant_id,
@@ -49,7 +49,7 @@ async def record(sessions: Sessions, tenant_id: str, *, at: datetime, **fields: 
         "occurred_at": timestamp(at),
     }
     values.update(fields)
-    await recording.record(sessions=sessions, event=UsageRecorded(**values))
+    await recorder.record(UsageRecorded(**values))
 
 
 async def test_reserve_beyond_the_budget_is_resource_exhausted(usage_stub: Stub, tenant_id: str) -> None:
@@ -109,15 +109,15 @@ async def test_the_same_idempotency_key_returns_the_same_reservation(usage_stub:
     assert quota.reserved_micros == 2 * SONNET_1K_IN_1K_OUT
 
 
-async def test_expired_holds_no_longer_count(sessions: Sessions, tenant_id: str) -> None:
-    await budget.set_budget(sessions=sessions, tenant_id=tenant_id, monthly_limit_micros=SONNET_1K_IN_1K_OUT)
+async def test_expired_holds_no_longer_count(budgets: Budgets, tenant_id: str) -> None:
+    await budgets.set_limit(tenant_id=tenant_id, monthly_limit_micros=SONNET_1K_IN_1K_OUT)
     now = datetime.now(UTC)
-    hold = dict(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000, ttl=timedelta(minutes=15))
-    await budget.reserve(sessions=sessions, tenant_id=tenant_id, now=now - timedelta(minutes=16), **hold)
+    hold = Hold(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000)
+    await budgets.reserve(tenant_id=tenant_id, hold=hold, now=now - timedelta(minutes=16))
 
-    await budget.reserve(sessions=sessions, tenant_id=tenant_id, now=now, **hold)
+    await budgets.reserve(tenant_id=tenant_id, hold=hold, now=now)
 
-    quota = await budget.check_quota(sessions=sessions, tenant_id=tenant_id, now=now)
+    quota = await budgets.quota(tenant_id=tenant_id, now=now)
     assert quota.reserved_micros == SONNET_1K_IN_1K_OUT
 
 
@@ -137,25 +137,61 @@ async def test_another_tenant_cannot_settle_your_reservation(usage_stub: Stub, t
     assert quota.reserved_micros == SONNET_1K_IN_1K_OUT
 
 
-async def test_budgets_are_validated_and_zero_removes_the_limit(usage_stub: Stub, tenant_id: str) -> None:
+async def test_a_zero_budget_refuses_any_cost_and_no_limit_is_explicit(usage_stub: Stub, tenant_id: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as negative:
         await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=-1), metadata=as_tenant(tenant_id))
     assert negative.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=1), metadata=as_tenant(tenant_id))
-    with pytest.raises(grpc.aio.AioRpcError):
+    zero = await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=0), metadata=as_tenant(tenant_id))
+    assert zero.HasField("monthly_limit_micros") and zero.monthly_limit_micros == 0
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
         await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
-    await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(monthly_limit_micros=0), metadata=as_tenant(tenant_id))
-    await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
-
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A hold of nothing does not take the total past a limit of nothing: free calls still pass.
+    free = await usage_stub.Reserve(
+        usage_pb2.ReserveRequest(model="local", provider="local", input_tokens=5_000, max_output_tokens=1_000),
+        metadata=as_tenant(tenant_id),
+    )
+    assert free.reserved_micros == 0
     quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
-    assert (quota.allowed, quota.limit_micros) == (True, 0)
+    assert (quota.allowed, quota.HasField("limit_micros"), quota.limit_micros) == (False, True, 0)
+
+    removed = await usage_stub.SetBudget(usage_pb2.SetBudgetRequest(), metadata=as_tenant(tenant_id))
+    assert not removed.HasField("monthly_limit_micros")
+    await usage_stub.Reserve(sonnet_hold(), metadata=as_tenant(tenant_id))
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert (quota.allowed, quota.HasField("limit_micros")) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "held"),
+    [
+        # 2,000 input tokens at 2.5 micro-USD + 500 output tokens at 10 micro-USD (gpt-4o's prices)
+        ("openai", "gpt-4o", 5_000 + 5_000),
+        # a model the table does not list is held at the dearest row, "default": 15 and 75 micro-USD
+        ("openai", "gpt-9", 30_000 + 37_500),
+        ("", "gpt-9", 30_000 + 37_500),
+        # ...except the offline provider's, which are free whatever they are called
+        ("local", "local-large", 0),
+    ],
+)
+async def test_a_hold_is_input_tokens_at_the_input_price_plus_max_output_at_the_output_price(
+    usage_stub: Stub, tenant_id: str, provider: str, model: str, held: int
+) -> None:
+    hold = await usage_stub.Reserve(
+        usage_pb2.ReserveRequest(provider=provider, model=model, input_tokens=2_000, max_output_tokens=500),
+        metadata=as_tenant(tenant_id),
+    )
+
+    assert hold.reserved_micros == held
+    quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
+    assert quota.reserved_micros == held
 
 
 async def test_month_to_date_spend_counts_against_the_budget(
-    usage_stub: Stub, sessions: Sessions, tenant_id: str
+    usage_stub: Stub, recorder: Recorder, tenant_id: str
 ) -> None:
-    await record(sessions, tenant_id, at=datetime.now(UTC))  # 150,000 spent
+    await record(recorder, tenant_id, at=datetime.now(UTC))  # 150,000 spent
     await usage_stub.SetBudget(
         usage_pb2.SetBudgetRequest(monthly_limit_micros=150_000 + SONNET_1K_IN_1K_OUT), metadata=as_tenant(tenant_id)
     )
@@ -169,21 +205,21 @@ async def test_month_to_date_spend_counts_against_the_budget(
     assert (quota.spent_micros, quota.reserved_micros) == (150_000, SONNET_1K_IN_1K_OUT)
 
 
-async def test_get_usage_groups_and_totals(usage_stub: Stub, sessions: Sessions, tenant_id: str) -> None:
+async def test_get_usage_groups_and_totals(usage_stub: Stub, recorder: Recorder, tenant_id: str) -> None:
     day_one = datetime(2025, 5, 1, 10, tzinfo=UTC)
     day_two = datetime(2025, 5, 2, 23, 59, tzinfo=UTC)
-    await record(sessions, tenant_id, at=day_one)
-    await record(sessions, tenant_id, at=day_one, user_id="bob", kind="summary")
+    await record(recorder, tenant_id, at=day_one)
+    await record(recorder, tenant_id, at=day_one, user_id="bob", kind="summary")
     await record(
-        sessions,
+        recorder,
         tenant_id,
         at=day_two,
         model="claude-sonnet-4-5",
         provider="anthropic",
         usage=TokenUsage(input_tokens=100, output_tokens=200, cache_read_tokens=1_000, cache_write_tokens=400),
     )
-    await record(sessions, tenant_id, at=day_two + timedelta(days=40))  # outside the window
-    await record(sessions, str(uuid.uuid4()), at=day_one)  # another tenant's
+    await record(recorder, tenant_id, at=day_two + timedelta(days=40))  # outside the window
+    await record(recorder, str(uuid.uuid4()), at=day_one)  # another tenant's
     window = {
         "since": timestamp(datetime(2025, 5, 1, tzinfo=UTC)),
         "until": timestamp(datetime(2025, 6, 1, tzinfo=UTC)),
@@ -234,18 +270,18 @@ async def test_get_usage_of_a_quiet_tenant_is_zero(usage_stub: Stub, tenant_id: 
     assert (response.total.events, response.total.cost_micros) == (0, 0)
 
 
-async def test_summary_of_the_last_day(usage_stub: Stub, sessions: Sessions, tenant_id: str) -> None:
+async def test_summary_of_the_last_day(usage_stub: Stub, recorder: Recorder, tenant_id: str) -> None:
     now = datetime.now(UTC)
     for latency in (100, 200, 300, 400):
         await record(
-            sessions,
+            recorder,
             tenant_id,
             at=now - timedelta(hours=1),
             latency_ms=latency,
             success=latency != 400,
             usage=TokenUsage(input_tokens=250, output_tokens=100, cache_read_tokens=750),
         )
-    await record(sessions, tenant_id, at=now - timedelta(days=3), latency_ms=10_000)  # only in the 7d window
+    await record(recorder, tenant_id, at=now - timedelta(days=3), latency_ms=10_000)  # only in the 7d window
 
     day = await usage_stub.GetSummary(usage_pb2.GetSummaryRequest(window="24h"), metadata=as_tenant(tenant_id))
     week = await usage_stub.GetSummary(usage_pb2.GetSummaryRequest(window="7d"), metadata=as_tenant(tenant_id))
@@ -264,11 +300,11 @@ async def test_summary_of_a_quiet_tenant_is_zero(usage_stub: Stub, tenant_id: st
     assert summary == usage_pb2.GetSummaryResponse()
 
 
-async def test_export_streams_the_tenants_events_as_csv(usage_stub: Stub, sessions: Sessions, tenant_id: str) -> None:
+async def test_export_streams_the_tenants_events_as_csv(usage_stub: Stub, recorder: Recorder, tenant_id: str) -> None:
     start = datetime.now(UTC) - timedelta(hours=2)
     for minute in range(7):
-        await record(sessions, tenant_id, at=start + timedelta(minutes=minute), user_id=f"user-{minute}")
-    await record(sessions, str(uuid.uuid4()), at=start)
+        await record(recorder, tenant_id, at=start + timedelta(minutes=minute), user_id=f"user-{minute}")
+    await record(recorder, str(uuid.uuid4()), at=start)
 
     chunks = [
         chunk.csv

@@ -2,13 +2,13 @@
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 
 from parley.kit.db import Sessions
-from parley.usage import budget
+from parley.usage.budget import Budgets, Hold
 from parley.usage.models import reservations, usage_events
 from parley.v1.common_pb2 import TokenUsage
 from parley.v1.events_pb2 import UsageRecorded
@@ -70,22 +70,17 @@ async def test_unknown_models_are_charged_at_the_default_price_and_local_ones_at
 
 
 async def test_the_recorded_event_settles_its_reservation(
-    recorded: Callable[..., Awaitable[None]], sessions: Sessions, tenant_id: str
+    recorded: Callable[..., Awaitable[None]], sessions: Sessions, budgets: Budgets, tenant_id: str
 ) -> None:
-    hold = await budget.reserve(
-        sessions=sessions,
-        tenant_id=tenant_id,
-        model="claude-sonnet-4-5",
-        input_tokens=1_000,
-        max_output_tokens=1_000,
-        ttl=timedelta(minutes=15),
+    hold = await budgets.reserve(
+        tenant_id=tenant_id, hold=Hold(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000)
     )
-    assert (await budget.check_quota(sessions=sessions, tenant_id=tenant_id)).reserved_micros == 18_000
+    assert (await budgets.quota(tenant_id=tenant_id)).reserved_micros == 18_000
 
     event = usage_event(tenant_id, reservation_id=hold.id)
     await recorded((event, event.event_id), (event, f"retry-{uuid.uuid4()}"))
 
-    quota = await budget.check_quota(sessions=sessions, tenant_id=tenant_id)
+    quota = await budgets.quota(tenant_id=tenant_id)
     assert (quota.spent_micros, quota.reserved_micros) == (11_100, 0)
     async with sessions() as session:
         status = await session.scalar(select(reservations.c.status).where(reservations.c.id == hold.id))
@@ -93,16 +88,11 @@ async def test_the_recorded_event_settles_its_reservation(
 
 
 async def test_an_event_cannot_settle_another_tenants_reservation(
-    recorded: Callable[..., Awaitable[None]], sessions: Sessions, tenant_id: str
+    recorded: Callable[..., Awaitable[None]], sessions: Sessions, budgets: Budgets, tenant_id: str
 ) -> None:
     other_tenant = str(uuid.uuid4())
-    hold = await budget.reserve(
-        sessions=sessions,
-        tenant_id=other_tenant,
-        model="gpt-4o",
-        input_tokens=100,
-        max_output_tokens=100,
-        ttl=timedelta(minutes=15),
+    hold = await budgets.reserve(
+        tenant_id=other_tenant, hold=Hold(model="gpt-4o", input_tokens=100, max_output_tokens=100)
     )
 
     event = usage_event(tenant_id, reservation_id=hold.id)

@@ -4,8 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from parley.kit.contracts import USAGE_RECORDED
 from parley.kit.errors import InvalidInput
-from parley.usage import budget, pricing, reports
+from parley.usage import budget, events, pricing, reports
+from parley.usage.recording import Recorder
 from parley.v1.common_pb2 import TokenUsage
 
 SONNET = pricing.Price(
@@ -94,3 +96,8 @@ def test_cache_hit_rate_is_cache_reads_over_prompt_tokens() -> None:
 def test_csv_cells_cannot_become_spreadsheet_formulas() -> None:
     lines = reports.csv_lines([("=HYPERLINK(1)", -5, True)], header=False).decode()
     assert lines == "'=HYPERLINK(1),-5,true\r\n"
+
+
+def test_the_recorder_consumes_the_subject_events_declares(recorder: Recorder) -> None:
+    assert [consumer.subject for consumer in events.consumers(recorder=recorder)] == [USAGE_RECORDED]
+    assert events.CONSUMES == (USAGE_RECORDED,)

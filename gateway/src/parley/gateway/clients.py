@@ -147,6 +147,7 @@ class Backends:
             usage_pb2.CheckQuotaRequest(), timeout=self.deadline, metadata=_metadata(who)
         )
 
-    async def set_budget(self, who: Principal, monthly_limit_micros: int) -> usage_pb2.Budget:
+    async def set_budget(self, who: Principal, monthly_limit_micros: int | None) -> usage_pb2.Budget:
+        # None leaves the field unset: no limit.
         request = usage_pb2.SetBudgetRequest(monthly_limit_micros=monthly_limit_micros)
         return await self.usage.SetBudget(request, timeout=self.deadline, metadata=_metadata(who))

@@ -7,6 +7,7 @@ shape for the same thing (ids as strings, times as ISO 8601, enums as lowercase 
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
+from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -42,7 +43,8 @@ class ChatIn(Body):
 
 
 class BudgetIn(Body):
-    monthly_limit_usd: Annotated[float, Field(ge=0, le=1_000_000)]
+    # Required, and null says "no limit" in so many words; 0 is a zero budget, not "no limit".
+    monthly_limit_usd: Annotated[float, Field(ge=0, le=1_000_000)] | None
 
 
 def _time(stamp: Timestamp) -> datetime | None:
@@ -145,12 +147,7 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, proto: common_pb2.TokenUsage) -> "Usage":
-        return cls(
-            input_tokens=proto.input_tokens,
-            output_tokens=proto.output_tokens,
-            cache_read_tokens=proto.cache_read_tokens,
-            cache_write_tokens=proto.cache_write_tokens,
-        )
+        return cls.model_validate(proto, from_attributes=True)
 
 
 class Message(BaseModel):
@@ -204,6 +201,22 @@ class ChatOut(BaseModel):
     finish_reason: str
 
 
+MICROS_PER_USD = 1_000_000
+
+
+def usd(micros: int) -> float:
+    return micros / MICROS_PER_USD
+
+
+def micros(usd: float) -> int:
+    return round(usd * MICROS_PER_USD)
+
+
+def _limit_usd(message: ProtoMessage, field: str) -> float | None:
+    """An optional micro-USD limit in USD; None (no limit) when the field is unset."""
+    return usd(getattr(message, field)) if message.HasField(field) else None
+
+
 class UsageRow(BaseModel):
     group: str
     events: int
@@ -216,16 +229,8 @@ class UsageRow(BaseModel):
 
     @classmethod
     def of(cls, proto: usage_pb2.UsageRow) -> "UsageRow":
-        return cls(
-            group=proto.group,
-            events=proto.events,
-            input_tokens=proto.input_tokens,
-            output_tokens=proto.output_tokens,
-            cache_read_tokens=proto.cache_read_tokens,
-            cache_write_tokens=proto.cache_write_tokens,
-            total_tokens=proto.total_tokens,
-            cost_usd=proto.cost_micros / 1_000_000,
-        )
+        counts = {name: getattr(proto, name) for name in cls.model_fields if name != "cost_usd"}
+        return cls(**counts, cost_usd=usd(proto.cost_micros))
 
 
 class UsageOut(BaseModel):
@@ -245,9 +250,35 @@ class SummaryOut(BaseModel):
     total_tokens: int
     cache_hit_rate: float
 
+    @classmethod
+    def of(cls, proto: usage_pb2.GetSummaryResponse, *, window: str) -> "SummaryOut":
+        figures = {name: getattr(proto, name) for name in cls.model_fields if name != "window"}
+        return cls(window=window, **figures)
+
 
 class QuotaOut(BaseModel):
     allowed: bool
-    monthly_limit_usd: float | None
+    monthly_limit_usd: float | None  # null: no limit
     spent_usd: float
     reserved_usd: float
+
+    @classmethod
+    def of(cls, proto: usage_pb2.CheckQuotaResponse) -> "QuotaOut":
+        return cls(
+            allowed=proto.allowed,
+            monthly_limit_usd=_limit_usd(proto, "limit_micros"),
+            spent_usd=usd(proto.spent_micros),
+            reserved_usd=usd(proto.reserved_micros),
+        )
+
+
+class BudgetOut(BaseModel):
+    monthly_limit_usd: float | None  # null: no limit
+
+    @classmethod
+    def of(cls, proto: usage_pb2.Budget) -> "BudgetOut":
+        return cls(monthly_limit_usd=_limit_usd(proto, "monthly_limit_micros"))
+
+    @classmethod
+    def of_quota(cls, proto: usage_pb2.CheckQuotaResponse) -> "BudgetOut":
+        return cls(monthly_limit_usd=_limit_usd(proto, "limit_micros"))

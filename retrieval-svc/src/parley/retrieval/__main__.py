@@ -9,6 +9,8 @@ from parley.retrieval import events, models
 from parley.retrieval.config import Settings
 from parley.retrieval.embeddings import build_embedder
 from parley.retrieval.grpc_api import RetrievalApi
+from parley.retrieval.hybrid_search import Searcher
+from parley.retrieval.indexing import Indexer
 from parley.v1 import retrieval_pb2_grpc
 
 
@@ -24,11 +26,12 @@ async def main() -> None:
         await runtime.serve_grpc(
             (
                 retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-                RetrievalApi(runtime.sessions, embedder),
+                RetrievalApi(Searcher(sessions=runtime.sessions, embedder=embedder)),
                 "parley.v1.RetrievalService",
             )
         )
-        for consumer in events.consumers(sessions=runtime.sessions, embedder=embedder, relay=relay):
+        indexer = Indexer(sessions=runtime.sessions, embedder=embedder)
+        for consumer in events.consumers(indexer=indexer, relay=relay):
             runtime.consume(consumer)
         await runtime.wait_for_signal()
     finally:

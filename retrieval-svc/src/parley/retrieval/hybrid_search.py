@@ -1,20 +1,24 @@
 """Search over the index: keyword (Postgres full text), vector (pgvector cosine), and hybrid, which
 fuses the two ranked lists by reciprocal rank; plus positional reads (neighbours, chunks by id).
+
+Each leg is a method of its own, so either can be replaced (a BM25 keyword leg, another
+embedder) without touching fusion or the other leg.
 """
 
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.kit.contracts import MAX_QUERY_CHARS, MAX_SEARCH_K
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
 from parley.retrieval.embeddings import Embedder, is_zero
-from parley.retrieval.store import StoredChunk
+from parley.retrieval.store import SearchScope, StoredChunk
 
-MAX_QUERY_CHARS = 2_000
 DEFAULT_K = 8
-MAX_K = 50
 RRF_K = 60
 MAX_NEIGHBOURS = 10
 MAX_CHUNK_IDS = 100
@@ -46,8 +50,8 @@ def search_query(
     collections = _distinct(collection_ids)
     if not collections:
         raise InvalidInput("at least one collection id is required")
-    if not 0 <= k <= MAX_K:
-        raise InvalidInput(f"k must be between 1 and {MAX_K} (0 means {DEFAULT_K})")
+    if not 0 <= k <= MAX_SEARCH_K:
+        raise InvalidInput(f"k must be between 1 and {MAX_SEARCH_K} (0 means {DEFAULT_K})")
     return SearchQuery(
         text=text,
         collection_ids=collections,
@@ -77,62 +81,81 @@ def fuse(ranked_lists: Sequence[Sequence[StoredChunk]], *, limit: int, rrf_k: in
     return [replace(chunks[chunk_id], score=scores[chunk_id]) for chunk_id in order[:limit]]
 
 
-async def search(*, sessions: Sessions, embedder: Embedder, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
-    depth = query.k if query.mode is not Mode.HYBRID else candidates_for(query.k)
-    keyword: list[StoredChunk] = []
-    vector: list[StoredChunk] = []
-    # Embed before opening the transaction: an embedder may be a network call.
-    embedding = (await embedder.embed([query.text]))[0] if query.mode is not Mode.KEYWORD else []
-    async with sessions() as session, session.begin():
-        scope = {
-            "session": session,
-            "tenant_id": tenant_id,
-            "collection_ids": query.collection_ids,
-            "document_ids": query.document_ids,
-            "limit": depth,
-        }
-        if query.mode is not Mode.VECTOR:
-            keyword = await store.keyword_search(query=query.text, **scope)
-        if query.mode is not Mode.KEYWORD and not is_zero(embedding):
-            vector = await store.vector_search(embedding=embedding, **scope)
-    match query.mode:
-        case Mode.KEYWORD:
-            return keyword
-        case Mode.VECTOR:
-            return vector
-        case Mode.HYBRID:
-            return fuse([keyword, vector], limit=query.k)
+class Searcher:
+    """Reads of the index for one tenant at a time; never writes."""
 
+    def __init__(self, *, sessions: Sessions, embedder: Embedder) -> None:
+        self._sessions = sessions
+        self._embedder = embedder
 
-async def neighbours(
-    *, sessions: Sessions, tenant_id: str, document_id: str, ordinal: int, before: int, after: int
-) -> list[StoredChunk]:
-    """The document's chunks from `before` positions ahead of `ordinal` to `after` past it."""
-    if ordinal < 0 or before < 0 or after < 0:
-        raise InvalidInput("ordinal, before and after must not be negative")
-    if not document_id:
-        raise InvalidInput("document_id is required")
-    before, after = min(before, MAX_NEIGHBOURS), min(after, MAX_NEIGHBOURS)
-    async with sessions() as session:
-        if not await store.document_is_indexed(session=session, tenant_id=tenant_id, document_id=document_id):
-            raise NotFound(f"document {document_id} is not in the index")
-        return await store.chunks_between(
-            session=session, tenant_id=tenant_id, document_id=document_id, first=ordinal - before, last=ordinal + after
+    async def search(self, *, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
+        scope = SearchScope(
+            tenant_id=tenant_id,
+            collection_ids=query.collection_ids,
+            document_ids=query.document_ids,
+            limit=query.k if query.mode is not Mode.HYBRID else candidates_for(query.k),
         )
+        keyword: list[StoredChunk] = []
+        vector: list[StoredChunk] = []
+        # Embed before opening the transaction: an embedder may be a network call.
+        embedding = (await self._embedder.embed([query.text]))[0] if query.mode is not Mode.KEYWORD else []
+        async with self._sessions() as session, session.begin():
+            if query.mode is not Mode.VECTOR:
+                keyword = await self.keyword_leg(session=session, scope=scope, text=query.text)
+            if query.mode is not Mode.KEYWORD:
+                vector = await self.vector_leg(session=session, scope=scope, embedding=embedding)
+        match query.mode:
+            case Mode.KEYWORD:
+                return keyword
+            case Mode.VECTOR:
+                return vector
+            case Mode.HYBRID:
+                return fuse([keyword, vector], limit=query.k)
 
+    async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[StoredChunk]:
+        """The chunks matching the query's words, best first."""
+        return await store.keyword_search(session=session, scope=scope, query=text)
 
-async def chunks_by_id(*, sessions: Sessions, tenant_id: str, chunk_ids: Sequence[str]) -> list[StoredChunk]:
-    """The chunks that exist for this tenant, in the order asked; unknown ids are left out, since
-    a chunk id from a superseded version is expected to disappear."""
-    wanted = _distinct(chunk_ids)
-    if len(wanted) > MAX_CHUNK_IDS:
-        raise InvalidInput(f"at most {MAX_CHUNK_IDS} chunk ids per call")
-    async with sessions() as session:
-        found = {
-            chunk.chunk_id: chunk
-            for chunk in await store.chunks_by_id(session=session, tenant_id=tenant_id, chunk_ids=wanted)
-        }
-    return [found[chunk_id] for chunk_id in wanted if chunk_id in found]
+    async def vector_leg(
+        self, *, session: AsyncSession, scope: SearchScope, embedding: list[float]
+    ) -> list[StoredChunk]:
+        """The chunks nearest the query's embedding, nearest first; none for a query with no words."""
+        if is_zero(embedding):
+            return []
+        return await store.vector_search(session=session, scope=scope, embedding=embedding)
+
+    async def neighbours(
+        self, *, tenant_id: str, document_id: str, ordinal: int, before: int, after: int
+    ) -> list[StoredChunk]:
+        """The document's chunks from `before` positions ahead of `ordinal` to `after` past it."""
+        if ordinal < 0 or before < 0 or after < 0:
+            raise InvalidInput("ordinal, before and after must not be negative")
+        if not document_id:
+            raise InvalidInput("document_id is required")
+        before, after = min(before, MAX_NEIGHBOURS), min(after, MAX_NEIGHBOURS)
+        async with self._sessions() as session:
+            if not await store.document_is_indexed(session=session, tenant_id=tenant_id, document_id=document_id):
+                raise NotFound(f"document {document_id} is not in the index")
+            return await store.chunks_between(
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document_id,
+                first=ordinal - before,
+                last=ordinal + after,
+            )
+
+    async def chunks_by_id(self, *, tenant_id: str, chunk_ids: Sequence[str]) -> list[StoredChunk]:
+        """The chunks that exist for this tenant, in the order asked; unknown ids are left out, since
+        a chunk id from a superseded version is expected to disappear."""
+        wanted = _distinct(chunk_ids)
+        if len(wanted) > MAX_CHUNK_IDS:
+            raise InvalidInput(f"at most {MAX_CHUNK_IDS} chunk ids per call")
+        async with self._sessions() as session:
+            found = {
+                chunk.chunk_id: chunk
+                for chunk in await store.chunks_by_id(session=session, tenant_id=tenant_id, chunk_ids=wanted)
+            }
+        return [found[chunk_id] for chunk_id in wanted if chunk_id in found]
 
 
 def _distinct(values: Sequence[str]) -> tuple[str, ...]:

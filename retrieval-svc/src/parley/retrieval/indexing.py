@@ -9,11 +9,13 @@ made it searchable.
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import fields
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.kit import outbox
+from parley.kit.contracts import CHUNKS_INDEXED, indexed_msg_id
 from parley.kit.db import Sessions
 from parley.retrieval import store
 from parley.retrieval.embeddings import Embedder, is_zero
@@ -23,15 +25,9 @@ from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
-INDEXED_SUBJECT = "docs.chunks.indexed"
-
 embeddings_made = Counter(
     "parley_retrieval_embeddings_total", "Chunk embeddings needed for indexing, by where they came from", ["source"]
 )
-
-
-def indexed_msg_id(document_id: str, version: int) -> str:
-    return f"indexed:{document_id}:{version}"
 
 
 def embedding_input(heading: str, text: str) -> str:
@@ -45,110 +41,110 @@ def embedding_key(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-async def index_document_version(*, sessions: Sessions, embedder: Embedder, event: events_pb2.ChunksUpserted) -> bool:
-    """Make one document version searchable. True when it changed the index (and enqueued ChunksIndexed)."""
-    _require(event.tenant_id, "tenant_id")
-    _require(event.collection_id, "collection_id")
-    _require(event.document_id, "document_id")
-    async with sessions() as session, session.begin():
-        if await store.is_collection_deleted(
-            session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
-        ):
-            log.info("ignored chunks of a deleted collection", extra={"fields": _fields(event)})
-            return False
-        claimed = await store.claim_document_version(
-            session=session,
-            tenant_id=event.tenant_id,
-            document_id=event.document_id,
-            collection_id=event.collection_id,
-            version=event.version,
-        )
-        if not claimed:
-            log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
-            return False
-        vectors = await embed_with_cache(
-            session=session,
-            embedder=embedder,
-            contents=[embedding_input(chunk.heading, chunk.text) for chunk in event.chunks],
-        )
-        await store.replace_document_chunks(
-            session=session,
-            tenant_id=event.tenant_id,
-            collection_id=event.collection_id,
-            document_id=event.document_id,
-            version=event.version,
-            document_title=event.document_title,
-            new_chunks=[
-                NewChunk(
-                    chunk_id=chunk.chunk_id,
-                    ordinal=chunk.ordinal,
-                    heading=chunk.heading,
-                    text=chunk.text,
-                    token_count=chunk.token_count,
-                    content_hash=chunk.content_hash,
-                    embedding=None if is_zero(vector) else vector,
-                )
-                for chunk, vector in zip(event.chunks, vectors, strict=True)
-            ],
-        )
-        await outbox.enqueue(
-            session=session,
-            table=outbox_table,
-            subject=INDEXED_SUBJECT,
-            msg_id=indexed_msg_id(event.document_id, event.version),
-            message=events_pb2.ChunksIndexed(
+class Indexer:
+    """Applies ChunksUpserted and ChunksDeleted to the index, embedding only what it has never seen."""
+
+    def __init__(self, *, sessions: Sessions, embedder: Embedder) -> None:
+        self._sessions = sessions
+        self._embedder = embedder
+
+    async def index_version(self, event: events_pb2.ChunksUpserted) -> bool:
+        """Make one document version searchable. True when it changed the index (and enqueued ChunksIndexed)."""
+        _require(event.tenant_id, "tenant_id")
+        _require(event.collection_id, "collection_id")
+        _require(event.document_id, "document_id")
+        async with self._sessions() as session, session.begin():
+            if await store.is_collection_deleted(
+                session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
+            ):
+                log.info("ignored chunks of a deleted collection", extra={"fields": _fields(event)})
+                return False
+            claimed = await store.claim_document_version(
+                session=session,
                 tenant_id=event.tenant_id,
                 document_id=event.document_id,
+                collection_id=event.collection_id,
                 version=event.version,
-                chunk_count=len(event.chunks),
-            ),
-        )
-    log.info("indexed a document version", extra={"fields": {**_fields(event), "chunks": len(event.chunks)}})
-    return True
-
-
-async def embed_with_cache(*, session: AsyncSession, embedder: Embedder, contents: Sequence[str]) -> list[list[float]]:
-    """One vector per content, in order; only contents never embedded by this model reach the embedder."""
-    keys = [embedding_key(content) for content in contents]
-    known = await store.cached_embeddings(session=session, model=embedder.name, content_hashes=keys)
-    missing = {key: content for key, content in zip(keys, contents, strict=True) if key not in known}
-    if missing:
-        fresh = dict(zip(missing, await embedder.embed(list(missing.values())), strict=True))
-        await store.cache_embeddings(session=session, model=embedder.name, embeddings=fresh)
-        known.update(fresh)
-    embeddings_made.labels("cache").inc(len(keys) - len(missing))
-    embeddings_made.labels("model").inc(len(missing))
-    return [known[key] for key in keys]
-
-
-async def remove(*, sessions: Sessions, event: events_pb2.ChunksDeleted) -> int:
-    """Drop a document's chunks, or a whole collection's when document_id is empty."""
-    _require(event.tenant_id, "tenant_id")
-    _require(event.collection_id, "collection_id")
-    async with sessions() as session, session.begin():
-        if event.document_id:
-            removed = await store.delete_document(
+            )
+            if not claimed:
+                log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
+                return False
+            vectors = await self._embed_with_cache(
+                session=session, contents=[embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
+            )
+            await store.replace_document_chunks(
                 session=session,
                 tenant_id=event.tenant_id,
                 collection_id=event.collection_id,
                 document_id=event.document_id,
+                version=event.version,
+                document_title=event.document_title,
+                new_chunks=[_new_chunk(chunk, vector) for chunk, vector in zip(event.chunks, vectors, strict=True)],
             )
-        else:
-            removed = await store.delete_collection(
-                session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
+            await outbox.enqueue(
+                session=session,
+                table=outbox_table,
+                subject=CHUNKS_INDEXED,
+                msg_id=indexed_msg_id(event.document_id, event.version),
+                message=events_pb2.ChunksIndexed(
+                    tenant_id=event.tenant_id,
+                    document_id=event.document_id,
+                    version=event.version,
+                    chunk_count=len(event.chunks),
+                ),
             )
-    log.info(
-        "removed chunks",
-        extra={
-            "fields": {
-                "tenant_id": event.tenant_id,
-                "collection_id": event.collection_id,
-                "document_id": event.document_id,
-                "chunks": removed,
-            }
-        },
-    )
-    return removed
+        log.info("indexed a document version", extra={"fields": {**_fields(event), "chunks": len(event.chunks)}})
+        return True
+
+    async def _embed_with_cache(self, *, session: AsyncSession, contents: Sequence[str]) -> list[list[float]]:
+        """One vector per content, in order; only contents never embedded by this model reach the embedder."""
+        model = self._embedder.name
+        keys = [embedding_key(content) for content in contents]
+        known = await store.cached_embeddings(session=session, model=model, content_hashes=keys)
+        missing = {key: content for key, content in zip(keys, contents, strict=True) if key not in known}
+        if missing:
+            fresh = dict(zip(missing, await self._embedder.embed(list(missing.values())), strict=True))
+            await store.cache_embeddings(session=session, model=model, embeddings=fresh)
+            known.update(fresh)
+        embeddings_made.labels("cache").inc(len(keys) - len(missing))
+        embeddings_made.labels("model").inc(len(missing))
+        return [known[key] for key in keys]
+
+    async def remove(self, event: events_pb2.ChunksDeleted) -> int:
+        """Drop a document's chunks, or a whole collection's when document_id is empty."""
+        _require(event.tenant_id, "tenant_id")
+        _require(event.collection_id, "collection_id")
+        async with self._sessions() as session, session.begin():
+            if event.document_id:
+                removed = await store.delete_document(
+                    session=session,
+                    tenant_id=event.tenant_id,
+                    collection_id=event.collection_id,
+                    document_id=event.document_id,
+                )
+            else:
+                removed = await store.delete_collection(
+                    session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
+                )
+        log.info(
+            "removed chunks",
+            extra={
+                "fields": {
+                    "tenant_id": event.tenant_id,
+                    "collection_id": event.collection_id,
+                    "document_id": event.document_id,
+                    "chunks": removed,
+                }
+            },
+        )
+        return removed
+
+
+def _new_chunk(chunk: events_pb2.ChunkRecord, vector: list[float]) -> NewChunk:
+    # NewChunk names its fields as ChunkRecord does: a field both have is copied, never listed.
+    copied = {field.name: getattr(chunk, field.name) for field in fields(NewChunk) if field.name != "embedding"}
+    # A zero vector has no direction: stored as no embedding at all (see models.chunks).
+    return NewChunk(**copied, embedding=None if is_zero(vector) else vector)
 
 
 def _require(value: str, name: str) -> None:

@@ -1,10 +1,23 @@
 """All SQL of the retrieval service. Every query about tenant data filters on tenant_id."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, and_, delete, func, literal_column, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Result,
+    RowMapping,
+    and_,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import REGCONFIG, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.retrieval.models import chunks, deleted_collections, embedding_cache, indexed_documents
@@ -34,32 +47,30 @@ class NewChunk:
     embedding: list[float] | None
 
 
-_HIT_COLUMNS = (
-    chunks.c.chunk_id,
-    chunks.c.document_id,
-    chunks.c.collection_id,
-    chunks.c.document_title,
-    chunks.c.ordinal,
-    chunks.c.heading,
-    chunks.c.text,
-    chunks.c.token_count,
-)
+@dataclass(frozen=True, slots=True)
+class SearchScope:
+    """Which chunks one search leg may return, and how many."""
 
-_ENGLISH = literal_column("'english'::regconfig")
+    tenant_id: str
+    collection_ids: Sequence[str]
+    document_ids: Sequence[str]
+    limit: int
 
 
-def _hit(row: Row, score: float = 0.0) -> StoredChunk:
-    return StoredChunk(
-        chunk_id=row.chunk_id,
-        document_id=row.document_id,
-        collection_id=row.collection_id,
-        document_title=row.document_title,
-        ordinal=row.ordinal,
-        heading=row.heading,
-        text=row.text,
-        token_count=row.token_count,
-        score=float(score),
-    )
+# A StoredChunk's fields are columns of `chunks`, except the score each read computes.
+_HIT_FIELDS = tuple(field.name for field in fields(StoredChunk) if field.name != "score")
+_HIT_COLUMNS = tuple(chunks.c[name] for name in _HIT_FIELDS)
+
+_ENGLISH = literal_column("'english'::regconfig", REGCONFIG)
+
+
+def _hit(row: RowMapping, score: float = 0.0) -> StoredChunk:
+    return StoredChunk(**{name: row[name] for name in _HIT_FIELDS}, score=float(score))
+
+
+def _rowcount(result: Result[Any]) -> int:
+    # AsyncSession.execute is typed for any statement; a DELETE's result is a CursorResult.
+    return cast(CursorResult[Any], result).rowcount
 
 
 # --- indexing ---------------------------------------------------------------------------------
@@ -105,23 +116,17 @@ async def replace_document_chunks(
     await session.execute(delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id))
     if not new_chunks:
         return
+    document = {
+        "tenant_id": tenant_id,
+        "collection_id": collection_id,
+        "document_id": document_id,
+        "version": version,
+        "document_title": document_title,
+    }
     await session.execute(
         insert(chunks),
         [
-            {
-                "chunk_id": chunk.chunk_id,
-                "tenant_id": tenant_id,
-                "collection_id": collection_id,
-                "document_id": document_id,
-                "version": version,
-                "document_title": document_title,
-                "ordinal": chunk.ordinal,
-                "heading": chunk.heading,
-                "text": chunk.text,
-                "token_count": chunk.token_count,
-                "content_hash": chunk.content_hash,
-                "embedding": chunk.embedding,
-            }
+            {**document, **{field.name: getattr(chunk, field.name) for field in fields(NewChunk)}}
             for chunk in new_chunks
         ],
     )
@@ -137,10 +142,11 @@ async def delete_document(*, session: AsyncSession, tenant_id: str, collection_i
             set_={"deleted": True, "updated_at": func.now()},
         )
     )
-    removed = await session.execute(
-        delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id)
+    return _rowcount(
+        await session.execute(
+            delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id)
+        )
     )
-    return removed.rowcount
 
 
 async def delete_collection(*, session: AsyncSession, tenant_id: str, collection_id: str) -> int:
@@ -156,10 +162,11 @@ async def delete_collection(*, session: AsyncSession, tenant_id: str, collection
         .where(indexed_documents.c.tenant_id == tenant_id, indexed_documents.c.collection_id == collection_id)
         .values(deleted=True, updated_at=func.now())
     )
-    removed = await session.execute(
-        delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.collection_id == collection_id)
+    return _rowcount(
+        await session.execute(
+            delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.collection_id == collection_id)
+        )
     )
-    return removed.rowcount
 
 
 async def cached_embeddings(
@@ -188,51 +195,35 @@ async def cache_embeddings(*, session: AsyncSession, model: str, embeddings: Map
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _scope(tenant_id: str, collection_ids: Sequence[str], document_ids: Sequence[str]) -> ColumnElement[bool]:
-    condition = and_(chunks.c.tenant_id == tenant_id, chunks.c.collection_id.in_(list(collection_ids)))
-    if document_ids:
-        condition = and_(condition, chunks.c.document_id.in_(list(document_ids)))
+def _in_scope(scope: SearchScope) -> ColumnElement[bool]:
+    condition = and_(chunks.c.tenant_id == scope.tenant_id, chunks.c.collection_id.in_(list(scope.collection_ids)))
+    if scope.document_ids:
+        condition = and_(condition, chunks.c.document_id.in_(list(scope.document_ids)))
     return condition
 
 
-async def keyword_search(
-    *,
-    session: AsyncSession,
-    tenant_id: str,
-    collection_ids: Sequence[str],
-    document_ids: Sequence[str],
-    query: str,
-    limit: int,
-) -> list[StoredChunk]:
+async def keyword_search(*, session: AsyncSession, scope: SearchScope, query: str) -> list[StoredChunk]:
     tsquery = func.websearch_to_tsquery(_ENGLISH, query)
     rank = func.ts_rank_cd(chunks.c.tsv, tsquery).label("rank")
-    statement: Select = (
+    statement = (
         select(*_HIT_COLUMNS, rank)
-        .where(_scope(tenant_id, collection_ids, document_ids), chunks.c.tsv.bool_op("@@")(tsquery))
+        .where(_in_scope(scope), chunks.c.tsv.bool_op("@@")(tsquery))
         .order_by(rank.desc(), chunks.c.chunk_id)
-        .limit(limit)
+        .limit(scope.limit)
     )
-    return [_hit(row, row.rank) for row in await session.execute(statement)]
+    return [_hit(row._mapping, row.rank) for row in await session.execute(statement)]
 
 
-async def vector_search(
-    *,
-    session: AsyncSession,
-    tenant_id: str,
-    collection_ids: Sequence[str],
-    document_ids: Sequence[str],
-    embedding: list[float],
-    limit: int,
-) -> list[StoredChunk]:
-    await _widen_hnsw_scan(session, limit)
+async def vector_search(*, session: AsyncSession, scope: SearchScope, embedding: list[float]) -> list[StoredChunk]:
+    await _widen_hnsw_scan(session, scope.limit)
     distance = chunks.c.embedding.cosine_distance(embedding).label("distance")
-    statement: Select = (
+    statement = (
         select(*_HIT_COLUMNS, distance)
-        .where(_scope(tenant_id, collection_ids, document_ids), chunks.c.embedding.is_not(None))
+        .where(_in_scope(scope), chunks.c.embedding.is_not(None))
         .order_by(distance, chunks.c.chunk_id)
-        .limit(limit)
+        .limit(scope.limit)
     )
-    return [_hit(row, 1.0 - row.distance) for row in await session.execute(statement)]
+    return [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
 
 
 async def _widen_hnsw_scan(session: AsyncSession, limit: int) -> None:
@@ -272,11 +263,11 @@ async def chunks_between(
         )
         .order_by(chunks.c.ordinal)
     )
-    return [_hit(row) for row in await session.execute(statement)]
+    return [_hit(row._mapping) for row in await session.execute(statement)]
 
 
 async def chunks_by_id(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence[str]) -> list[StoredChunk]:
     if not chunk_ids:
         return []
     statement = select(*_HIT_COLUMNS).where(chunks.c.tenant_id == tenant_id, chunks.c.chunk_id.in_(list(chunk_ids)))
-    return [_hit(row) for row in await session.execute(statement)]
+    return [_hit(row._mapping) for row in await session.execute(statement)]

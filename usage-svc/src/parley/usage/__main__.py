@@ -1,12 +1,16 @@
 """python -m parley.usage: wiring only."""
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from parley.kit.runtime import ServiceRuntime
 from parley.usage import events
+from parley.usage.budget import Budgets
 from parley.usage.config import Settings
 from parley.usage.grpc_api import UsageApi
+from parley.usage.recording import Recorder
+from parley.usage.reports import Reports
 from parley.v1 import usage_pb2_grpc
 
 
@@ -16,14 +20,20 @@ async def main() -> None:
         "usage", settings, schema="usage", migrations=Path(__file__).parent / "migrations"
     )
     try:
+        sessions = runtime.sessions
         await runtime.serve_grpc(
             (
                 usage_pb2_grpc.add_UsageServiceServicer_to_server,
-                UsageApi(runtime.sessions, settings),
+                UsageApi(
+                    budgets=Budgets(
+                        sessions=sessions, reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds)
+                    ),
+                    reports=Reports(sessions=sessions, export_rows_per_chunk=settings.export_rows_per_chunk),
+                ),
                 "parley.v1.UsageService",
             )
         )
-        for consumer in events.consumers(runtime.sessions):
+        for consumer in events.consumers(recorder=Recorder(sessions=sessions)):
             runtime.consume(consumer)
         await runtime.wait_for_signal()
     finally:

@@ -1,23 +1,27 @@
-"""The subjects usage-svc consumes, and its consumers."""
+"""What usage-svc consumes from NATS (it publishes nothing).
+
+consumes  USAGE USAGE_RECORDED  UsageRecorded  durable usage-recorder  → Recorder.record
+(names from parley.kit.contracts; every service that calls a model publishes it)
+"""
 
 from nats.aio.msg import Msg
 
 from parley.kit import bus
-from parley.kit.db import Sessions
-from parley.usage import recording
+from parley.kit.contracts import USAGE_RECORDED
+from parley.usage.recording import Recorder
 from parley.v1.events_pb2 import UsageRecorded
 
-USAGE_STREAM = "USAGE"
-USAGE_RECORDED = "usage.recorded"
+STREAM = "USAGE"
+CONSUMES = (USAGE_RECORDED,)
 RECORDER_DURABLE = "usage-recorder"
 
 
-def recorder(sessions: Sessions, *, durable: str = RECORDER_DURABLE) -> bus.Consumer:
+def recorder_consumer(recorder: Recorder, *, durable: str = RECORDER_DURABLE) -> bus.Consumer:
     async def handle(message: Msg) -> None:
-        await recording.record(sessions=sessions, event=UsageRecorded.FromString(message.data))
+        await recorder.record(UsageRecorded.FromString(message.data))
 
-    return bus.Consumer(stream=USAGE_STREAM, durable=durable, subject=USAGE_RECORDED, handler=handle)
+    return bus.Consumer(stream=STREAM, durable=durable, subject=USAGE_RECORDED, handler=handle)
 
 
-def consumers(sessions: Sessions) -> list[bus.Consumer]:
-    return [recorder(sessions)]
+def consumers(*, recorder: Recorder) -> list[bus.Consumer]:
+    return [recorder_consumer(recorder)]

@@ -1,18 +1,18 @@
-"""UsageService: translation between the proto and the domain modules."""
+"""UsageService: translation between the proto and the Budgets and Reports domain objects."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
 
-import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
+from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
-from parley.usage import budget, reports
-from parley.usage.config import Settings
+from parley.usage.budget import Budgets, Hold
+from parley.usage.reports import Reports
 from parley.usage.store import GroupBy, UsageTotals
 from parley.v1 import usage_pb2, usage_pb2_grpc
 
@@ -32,80 +32,54 @@ def _time(message: Message, field: str) -> datetime | None:
     return timestamp.ToDatetime(tzinfo=UTC)
 
 
+def _limit(message: usage_pb2.SetBudgetRequest) -> int | None:
+    return message.monthly_limit_micros if message.HasField("monthly_limit_micros") else None
+
+
+def _hold(request: usage_pb2.ReserveRequest) -> Hold:
+    # A Hold's fields are ReserveRequest's, by name.
+    return Hold(**{field.name: getattr(request, field.name) for field in fields(Hold)})
+
+
 def _row(totals: UsageTotals) -> usage_pb2.UsageRow:
-    return usage_pb2.UsageRow(
-        group=totals.group,
-        events=totals.events,
-        input_tokens=totals.input_tokens,
-        output_tokens=totals.output_tokens,
-        cache_read_tokens=totals.cache_read_tokens,
-        cache_write_tokens=totals.cache_write_tokens,
-        total_tokens=totals.total_tokens,
-        cost_micros=totals.cost_micros,
-    )
+    return usage_pb2.UsageRow(**asdict(totals), total_tokens=totals.total_tokens)
 
 
 class UsageApi(usage_pb2_grpc.UsageServiceServicer):
-    def __init__(self, sessions: Sessions, settings: Settings) -> None:
-        self._sessions = sessions
-        self._reservation_ttl = timedelta(seconds=settings.reservation_ttl_seconds)
-        self._export_rows_per_chunk = settings.export_rows_per_chunk
+    def __init__(self, *, budgets: Budgets, reports: Reports) -> None:
+        self._budgets = budgets
+        self._reports = reports
 
-    async def Reserve(
-        self, request: usage_pb2.ReserveRequest, context: grpc.aio.ServicerContext
-    ) -> usage_pb2.ReserveResponse:
-        reservation = await budget.reserve(
-            sessions=self._sessions,
-            tenant_id=caller(context).tenant_id,
-            model=request.model,
-            input_tokens=request.input_tokens,
-            max_output_tokens=request.max_output_tokens,
-            idempotency_key=request.idempotency_key,
-            ttl=self._reservation_ttl,
-        )
+    async def Reserve(self, request: usage_pb2.ReserveRequest, context: Context) -> usage_pb2.ReserveResponse:
+        reservation = await self._budgets.reserve(tenant_id=caller(context).tenant_id, hold=_hold(request))
         return usage_pb2.ReserveResponse(
             reservation_id=reservation.id,
             reserved_micros=reservation.reserved_micros,
             expires_at=to_timestamp(reservation.expires_at),
         )
 
-    async def Settle(
-        self, request: usage_pb2.SettleRequest, context: grpc.aio.ServicerContext
-    ) -> usage_pb2.SettleResponse:
-        await budget.settle(
-            sessions=self._sessions, tenant_id=caller(context).tenant_id, reservation_id=request.reservation_id
-        )
+    async def Settle(self, request: usage_pb2.SettleRequest, context: Context) -> usage_pb2.SettleResponse:
+        await self._budgets.settle(tenant_id=caller(context).tenant_id, reservation_id=request.reservation_id)
         return usage_pb2.SettleResponse()
 
-    async def CheckQuota(
-        self, request: usage_pb2.CheckQuotaRequest, context: grpc.aio.ServicerContext
-    ) -> usage_pb2.CheckQuotaResponse:
-        quota = await budget.check_quota(sessions=self._sessions, tenant_id=caller(context).tenant_id)
+    async def CheckQuota(self, request: usage_pb2.CheckQuotaRequest, context: Context) -> usage_pb2.CheckQuotaResponse:
+        quota = await self._budgets.quota(tenant_id=caller(context).tenant_id)
         return usage_pb2.CheckQuotaResponse(
             allowed=quota.allowed,
-            limit_micros=quota.limit_micros or 0,
+            limit_micros=quota.limit_micros,  # None leaves it unset: no limit
             spent_micros=quota.spent_micros,
             reserved_micros=quota.reserved_micros,
         )
 
-    async def SetBudget(
-        self, request: usage_pb2.SetBudgetRequest, context: grpc.aio.ServicerContext
-    ) -> usage_pb2.Budget:
-        limit = await budget.set_budget(
-            sessions=self._sessions,
-            tenant_id=caller(context).tenant_id,
-            monthly_limit_micros=request.monthly_limit_micros,
-        )
+    async def SetBudget(self, request: usage_pb2.SetBudgetRequest, context: Context) -> usage_pb2.Budget:
+        limit = await self._budgets.set_limit(tenant_id=caller(context).tenant_id, monthly_limit_micros=_limit(request))
         return usage_pb2.Budget(monthly_limit_micros=limit)
 
-    async def GetUsage(
-        self, request: usage_pb2.GetUsageRequest, context: grpc.aio.ServicerContext
-    ) -> usage_pb2.GetUsageResponse:
+    async def GetUsage(self, request: usage_pb2.GetUsageRequest, context: Context) -> usage_pb2.GetUsageResponse:
         group_by = _GROUP_BY.get(request.group_by)
         if group_by is None:
             raise InvalidInput(f"unknown group_by {request.group_by}")
-        rows, total = await reports.get_usage(
-            sessions=self._sessions,
+        rows, total = await self._reports.usage(
             tenant_id=caller(context).tenant_id,
             since=_time(request, "since"),
             until=_time(request, "until"),
@@ -113,30 +87,13 @@ class UsageApi(usage_pb2_grpc.UsageServiceServicer):
         )
         return usage_pb2.GetUsageResponse(rows=[_row(row) for row in rows], total=_row(total))
 
-    async def GetSummary(
-        self, request: usage_pb2.GetSummaryRequest, context: grpc.aio.ServicerContext
-    ) -> usage_pb2.GetSummaryResponse:
-        summary = await reports.get_summary(
-            sessions=self._sessions, tenant_id=caller(context).tenant_id, window=request.window
-        )
-        return usage_pb2.GetSummaryResponse(
-            requests=summary.requests,
-            success_rate=summary.success_rate,
-            latency_p50_ms=summary.latency_p50_ms,
-            latency_p95_ms=summary.latency_p95_ms,
-            total_tokens=summary.total_tokens,
-            cache_hit_rate=summary.cache_hit_rate,
-        )
+    async def GetSummary(self, request: usage_pb2.GetSummaryRequest, context: Context) -> usage_pb2.GetSummaryResponse:
+        summary = await self._reports.summary(tenant_id=caller(context).tenant_id, window=request.window)
+        return usage_pb2.GetSummaryResponse(**asdict(summary))
 
-    async def Export(
-        self, request: usage_pb2.ExportRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[usage_pb2.ExportChunk]:
-        chunks = reports.export_csv(
-            sessions=self._sessions,
-            tenant_id=caller(context).tenant_id,
-            since=_time(request, "since"),
-            until=_time(request, "until"),
-            rows_per_chunk=self._export_rows_per_chunk,
+    async def Export(self, request: usage_pb2.ExportRequest, context: Context) -> AsyncIterator[usage_pb2.ExportChunk]:
+        chunks = self._reports.export_csv(
+            tenant_id=caller(context).tenant_id, since=_time(request, "since"), until=_time(request, "until")
         )
         async for chunk in chunks:
             yield usage_pb2.ExportChunk(csv=chunk)

@@ -27,47 +27,37 @@ def _validate(event: UsageRecorded) -> None:
         raise MalformedEvent(f"usage event {event.event_id} has negative token counts")
 
 
-async def record(*, sessions: Sessions, event: UsageRecorded, now: datetime | None = None) -> bool:
-    """Record one event; False when it was recorded before (a redelivery), which changes nothing."""
-    _validate(event)
-    now = now or datetime.now(UTC)
-    occurred_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
-    async with sessions.begin() as session:
-        price = await store.get_price(
-            session=session, model=event.model, fallback=pricing.fallback_model(event.provider)
-        )
-        inserted = await store.add_usage_event(
-            session=session,
-            values={
-                "event_id": event.event_id,
-                "tenant_id": event.tenant_id,
-                "user_id": event.user_id,
-                "kind": event.kind,
-                "provider": event.provider,
-                "model": event.model,
-                "input_tokens": event.usage.input_tokens,
-                "output_tokens": event.usage.output_tokens,
-                "cache_read_tokens": event.usage.cache_read_tokens,
-                "cache_write_tokens": event.usage.cache_write_tokens,
-                "cost_micros": pricing.cost_micros(event.usage, price),
-                "reservation_id": event.reservation_id,
-                "conversation_id": event.conversation_id,
-                "request_id": event.request_id,
-                "latency_ms": event.latency_ms,
-                "success": event.success,
-                "occurred_at": occurred_at,
-            },
-        )
-        if inserted and event.reservation_id:
-            reservation_id = parse_id(event.reservation_id)
-            found = reservation_id is not None and await store.settle_reservation(
-                session=session, tenant_id=event.tenant_id, reservation_id=reservation_id, now=now
+class Recorder:
+    """Turns usage.recorded events into priced rows, releasing each event's hold."""
+
+    def __init__(self, *, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def record(self, event: UsageRecorded, *, now: datetime | None = None) -> bool:
+        """Record one event; False when it was recorded before (a redelivery), which changes nothing."""
+        _validate(event)
+        now = now or datetime.now(UTC)
+        occurred_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
+        async with self._sessions.begin() as session:
+            price = await store.get_price(
+                session=session, model=event.model, fallback=pricing.fallback_model(event.provider)
             )
-            if not found:
-                # The cost is recorded either way; a hold we cannot find will expire on its own.
-                log.warning(
-                    "usage event names an unknown reservation",
-                    extra={"fields": {"event_id": event.event_id, "reservation_id": event.reservation_id}},
+            inserted = await store.add_usage_event(
+                session=session,
+                event=event,
+                cost_micros=pricing.cost_micros(event.usage, price),
+                occurred_at=occurred_at,
+            )
+            if inserted and event.reservation_id:
+                reservation_id = parse_id(event.reservation_id)
+                found = reservation_id is not None and await store.settle_reservation(
+                    session=session, tenant_id=event.tenant_id, reservation_id=reservation_id, now=now
                 )
-    events_recorded.labels("recorded" if inserted else "duplicate").inc()
-    return inserted
+                if not found:
+                    # The cost is recorded either way; a hold we cannot find will expire on its own.
+                    log.warning(
+                        "usage event names an unknown reservation",
+                        extra={"fields": {"event_id": event.event_id, "reservation_id": event.reservation_id}},
+                    )
+        events_recorded.labels("recorded" if inserted else "duplicate").inc()
+        return inserted

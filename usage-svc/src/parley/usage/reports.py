@@ -3,14 +3,13 @@
 import csv
 import io
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput
 from parley.usage import store
-from parley.usage.store import EXPORT_COLUMNS, GroupBy, UsageTotals
+from parley.usage.store import EXPORT_COLUMNS, TOKEN_FIELDS, GroupBy, UsageTotals
 
 DEFAULT_LOOKBACK = timedelta(days=30)
 SUMMARY_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -45,15 +44,8 @@ def summary_window(window: str) -> timedelta:
 
 def combine(rows: Iterable[UsageTotals], *, group: str = "total") -> UsageTotals:
     rows = list(rows)
-    return UsageTotals(
-        group=group,
-        events=sum(row.events for row in rows),
-        input_tokens=sum(row.input_tokens for row in rows),
-        output_tokens=sum(row.output_tokens for row in rows),
-        cache_read_tokens=sum(row.cache_read_tokens for row in rows),
-        cache_write_tokens=sum(row.cache_write_tokens for row in rows),
-        cost_micros=sum(row.cost_micros for row in rows),
-    )
+    counts = [field.name for field in fields(UsageTotals) if field.name != "group"]
+    return UsageTotals(group=group, **{name: sum(getattr(row, name) for row in rows) for name in counts})
 
 
 def cache_hit_rate(*, input_tokens: int, cache_read_tokens: int) -> float:
@@ -62,43 +54,7 @@ def cache_hit_rate(*, input_tokens: int, cache_read_tokens: int) -> float:
     return cache_read_tokens / prompt if prompt else 0.0
 
 
-async def get_usage(
-    *,
-    sessions: Sessions,
-    tenant_id: str,
-    since: datetime | None,
-    until: datetime | None,
-    group_by: GroupBy,
-    now: datetime | None = None,
-) -> tuple[list[UsageTotals], UsageTotals]:
-    """Rows per group (none when ungrouped) and the total of the window."""
-    since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
-    async with sessions() as session:
-        rows = await store.usage_totals(
-            session=session, tenant_id=tenant_id, since=since, until=until, group_by=group_by
-        )
-    if group_by == "none":
-        return [], combine(rows)
-    return rows, combine(rows)
-
-
-async def get_summary(*, sessions: Sessions, tenant_id: str, window: str, now: datetime | None = None) -> Summary:
-    since = (now or datetime.now(UTC)) - summary_window(window)
-    async with sessions() as session:
-        figures = await store.summary_figures(session=session, tenant_id=tenant_id, since=since)
-    return Summary(
-        requests=figures.requests,
-        success_rate=figures.successes / figures.requests if figures.requests else 0.0,
-        latency_p50_ms=figures.latency_p50_ms,
-        latency_p95_ms=figures.latency_p95_ms,
-        total_tokens=(
-            figures.input_tokens + figures.output_tokens + figures.cache_read_tokens + figures.cache_write_tokens
-        ),
-        cache_hit_rate=cache_hit_rate(input_tokens=figures.input_tokens, cache_read_tokens=figures.cache_read_tokens),
-    )
-
-
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, bool):
@@ -108,7 +64,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def csv_lines(rows: Sequence[Sequence[Any]], *, header: bool) -> bytes:
+def csv_lines(rows: Sequence[Sequence[object]], *, header: bool) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     if header:
@@ -117,23 +73,58 @@ def csv_lines(rows: Sequence[Sequence[Any]], *, header: bool) -> bytes:
     return buffer.getvalue().encode()
 
 
-async def export_csv(
-    *,
-    sessions: Sessions,
-    tenant_id: str,
-    since: datetime | None,
-    until: datetime | None,
-    rows_per_chunk: int,
-    now: datetime | None = None,
-) -> AsyncIterator[bytes]:
-    """CSV of the tenant's events in the window, the header first, in chunks of rows_per_chunk rows."""
-    since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
-    header = True
-    async with sessions() as session:
-        async for rows in store.stream_events(
-            session=session, tenant_id=tenant_id, since=since, until=until, batch=rows_per_chunk
-        ):
-            yield csv_lines(rows, header=header)
-            header = False
-    if header:
-        yield csv_lines([], header=True)
+class Reports:
+    """What a tenant reads back about its usage; read-only."""
+
+    def __init__(self, *, sessions: Sessions, export_rows_per_chunk: int) -> None:
+        self._sessions = sessions
+        self._export_rows_per_chunk = export_rows_per_chunk
+
+    async def usage(
+        self,
+        *,
+        tenant_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        group_by: GroupBy,
+        now: datetime | None = None,
+    ) -> tuple[list[UsageTotals], UsageTotals]:
+        """Rows per group (none when ungrouped) and the total of the window."""
+        since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
+        async with self._sessions() as session:
+            rows = await store.usage_totals(
+                session=session, tenant_id=tenant_id, since=since, until=until, group_by=group_by
+            )
+        if group_by == "none":
+            return [], combine(rows)
+        return rows, combine(rows)
+
+    async def summary(self, *, tenant_id: str, window: str, now: datetime | None = None) -> Summary:
+        since = (now or datetime.now(UTC)) - summary_window(window)
+        async with self._sessions() as session:
+            figures = await store.summary_figures(session=session, tenant_id=tenant_id, since=since)
+        return Summary(
+            requests=figures.requests,
+            success_rate=figures.successes / figures.requests if figures.requests else 0.0,
+            latency_p50_ms=figures.latency_p50_ms,
+            latency_p95_ms=figures.latency_p95_ms,
+            total_tokens=sum(getattr(figures, name) for name in TOKEN_FIELDS),
+            cache_hit_rate=cache_hit_rate(
+                input_tokens=figures.input_tokens, cache_read_tokens=figures.cache_read_tokens
+            ),
+        )
+
+    async def export_csv(
+        self, *, tenant_id: str, since: datetime | None, until: datetime | None, now: datetime | None = None
+    ) -> AsyncIterator[bytes]:
+        """CSV of the tenant's events in the window, the header first, in chunks of rows."""
+        since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
+        header = True
+        async with self._sessions() as session:
+            async for rows in store.stream_events(
+                session=session, tenant_id=tenant_id, since=since, until=until, batch=self._export_rows_per_chunk
+            ):
+                yield csv_lines(rows, header=header)
+                header = False
+        if header:
+            yield csv_lines([], header=True)

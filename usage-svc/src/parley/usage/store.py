@@ -1,18 +1,27 @@
 """All SQL of usage-svc. Every query of tenant data filters on tenant_id."""
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Text, case, delete, func, literal, select, update
+from sqlalchemy import BigInteger, ColumnElement, Label, RowMapping, Text, case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.usage.models import budgets, prices, reservations, usage_events
 from parley.usage.pricing import Price
+from parley.v1.common_pb2 import TokenUsage
+from parley.v1.events_pb2 import UsageRecorded
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+RecordT = TypeVar("RecordT", bound="DataclassInstance")
 GroupBy = Literal["none", "day", "model", "user", "kind"]
+
+# usage_events has a column per TokenUsage field, of the same name.
+TOKEN_FIELDS = tuple(field.name for field in TokenUsage.DESCRIPTOR.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +80,14 @@ EXPORT_COLUMNS = (
 )
 
 
-def _reservation(row: Row[Any]) -> Reservation:
-    return Reservation(
-        id=row.id, model=row.model, reserved_micros=row.reserved_micros, status=row.status, expires_at=row.expires_at
-    )
+def _record(cls: type[RecordT], row: RowMapping) -> RecordT:
+    """A record from the row's columns of the same names as its fields."""
+    return cls(**{field.name: row[field.name] for field in fields(cls)})
+
+
+def _summed(column: str) -> Label[int]:
+    # sum() of a bigint is numeric in PostgreSQL: cast back, so records hold ints.
+    return func.coalesce(func.sum(usage_events.c[column]), 0).cast(BigInteger).label(column)
 
 
 async def lock_tenant_budget(*, session: AsyncSession, tenant_id: str) -> None:
@@ -154,7 +167,7 @@ async def find_reservation_by_key(*, session: AsyncSession, tenant_id: str, idem
             )
         )
     ).first()
-    return None if row is None else _reservation(row)
+    return None if row is None else _record(Reservation, row._mapping)
 
 
 async def add_reservation(
@@ -168,21 +181,23 @@ async def add_reservation(
     created_at: datetime,
     expires_at: datetime,
 ) -> Reservation:
-    await session.execute(
-        insert(reservations).values(
-            id=reservation_id,
-            tenant_id=tenant_id,
-            model=model,
-            reserved_micros=reserved_micros,
-            status="held",
-            idempotency_key=idempotency_key,
-            created_at=created_at,
-            expires_at=expires_at,
+    row = (
+        await session.execute(
+            insert(reservations)
+            .values(
+                id=reservation_id,
+                tenant_id=tenant_id,
+                model=model,
+                reserved_micros=reserved_micros,
+                status="held",
+                idempotency_key=idempotency_key,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+            .returning(*reservations.c)
         )
-    )
-    return Reservation(
-        id=reservation_id, model=model, reserved_micros=reserved_micros, status="held", expires_at=expires_at
-    )
+    ).one()
+    return _record(Reservation, row._mapping)
 
 
 async def settle_reservation(*, session: AsyncSession, tenant_id: str, reservation_id: str, now: datetime) -> bool:
@@ -204,11 +219,22 @@ async def settle_reservation(*, session: AsyncSession, tenant_id: str, reservati
     return True
 
 
-async def add_usage_event(*, session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert one usage event; False when its event_id was recorded before."""
+async def add_usage_event(
+    *, session: AsyncSession, event: UsageRecorded, cost_micros: int, occurred_at: datetime
+) -> bool:
+    """Insert one usage event; False when its event_id was recorded before.
+
+    Columns are filled by name from the event's scalar fields and its TokenUsage, so a field
+    added to both the message and the table needs no edit here.
+    """
+    scalars = {
+        field.name: getattr(event, field.name) for field in event.DESCRIPTOR.fields if field.message_type is None
+    }
+    tokens = {name: getattr(event.usage, name) for name in TOKEN_FIELDS}
+    values = {**scalars, **tokens, "cost_micros": cost_micros, "occurred_at": occurred_at}
     inserted = await session.scalar(
         insert(usage_events)
-        .values(**values)
+        .values({name: value for name, value in values.items() if name in usage_events.c})
         .on_conflict_do_nothing(index_elements=[usage_events.c.event_id])
         .returning(usage_events.c.event_id)
     )
@@ -236,11 +262,8 @@ async def usage_totals(
     statement = select(
         group,
         func.count().label("events"),
-        func.coalesce(func.sum(usage_events.c.input_tokens), 0).label("input_tokens"),
-        func.coalesce(func.sum(usage_events.c.output_tokens), 0).label("output_tokens"),
-        func.coalesce(func.sum(usage_events.c.cache_read_tokens), 0).label("cache_read_tokens"),
-        func.coalesce(func.sum(usage_events.c.cache_write_tokens), 0).label("cache_write_tokens"),
-        func.coalesce(func.sum(usage_events.c.cost_micros), 0).label("cost_micros"),
+        *(_summed(name) for name in TOKEN_FIELDS),
+        _summed("cost_micros"),
     ).where(
         usage_events.c.tenant_id == tenant_id,
         usage_events.c.occurred_at >= since,
@@ -249,53 +272,36 @@ async def usage_totals(
     if group_by != "none":
         statement = statement.group_by(group).order_by(group)
     # Without grouping the aggregate always yields exactly one row, zeros when there were no events.
-    rows = (await session.execute(statement)).all()
-    return [
-        UsageTotals(
-            group=row.group,
-            events=row.events,
-            input_tokens=int(row.input_tokens),
-            output_tokens=int(row.output_tokens),
-            cache_read_tokens=int(row.cache_read_tokens),
-            cache_write_tokens=int(row.cache_write_tokens),
-            cost_micros=int(row.cost_micros),
-        )
-        for row in rows
-    ]
+    return [_record(UsageTotals, row) for row in (await session.execute(statement)).mappings()]
 
 
 async def summary_figures(*, session: AsyncSession, tenant_id: str, since: datetime) -> SummaryFigures:
     latency = usage_events.c.latency_ms
     row = (
-        await session.execute(
-            select(
-                func.count().label("requests"),
-                func.coalesce(func.sum(case((usage_events.c.success, 1), else_=0)), 0).label("successes"),
-                func.percentile_cont(0.5).within_group(latency).label("p50"),
-                func.percentile_cont(0.95).within_group(latency).label("p95"),
-                func.coalesce(func.sum(usage_events.c.input_tokens), 0).label("input_tokens"),
-                func.coalesce(func.sum(usage_events.c.output_tokens), 0).label("output_tokens"),
-                func.coalesce(func.sum(usage_events.c.cache_read_tokens), 0).label("cache_read_tokens"),
-                func.coalesce(func.sum(usage_events.c.cache_write_tokens), 0).label("cache_write_tokens"),
-            ).where(usage_events.c.tenant_id == tenant_id, usage_events.c.occurred_at >= since)
+        (
+            await session.execute(
+                select(
+                    func.count().label("requests"),
+                    func.coalesce(func.sum(case((usage_events.c.success, 1), else_=0)), 0)
+                    .cast(BigInteger)
+                    .label("successes"),
+                    func.coalesce(func.percentile_cont(0.5).within_group(latency), 0.0).label("latency_p50_ms"),
+                    func.coalesce(func.percentile_cont(0.95).within_group(latency), 0.0).label("latency_p95_ms"),
+                    *(_summed(name) for name in TOKEN_FIELDS),
+                ).where(usage_events.c.tenant_id == tenant_id, usage_events.c.occurred_at >= since)
+            )
         )
-    ).one()
-    return SummaryFigures(
-        requests=row.requests,
-        successes=int(row.successes),
-        latency_p50_ms=float(row.p50 or 0.0),
-        latency_p95_ms=float(row.p95 or 0.0),
-        input_tokens=int(row.input_tokens),
-        output_tokens=int(row.output_tokens),
-        cache_read_tokens=int(row.cache_read_tokens),
-        cache_write_tokens=int(row.cache_write_tokens),
+        .mappings()
+        .one()
     )
+    return _record(SummaryFigures, row)
 
 
 async def stream_events(
     *, session: AsyncSession, tenant_id: str, since: datetime, until: datetime, batch: int
-) -> AsyncIterator[Sequence[Row[Any]]]:
-    """The tenant's events in the window, oldest first, read through a server-side cursor in batches."""
+) -> AsyncIterator[list[tuple[object, ...]]]:
+    """The tenant's events in the window, oldest first, each as its EXPORT_COLUMNS values, read
+    through a server-side cursor in batches."""
     statement = (
         select(*(usage_events.c[name] for name in EXPORT_COLUMNS))
         .where(
@@ -308,4 +314,4 @@ async def stream_events(
     )
     result = await session.stream(statement)
     async for partition in result.partitions(batch):
-        yield partition
+        yield [tuple(row) for row in partition]

@@ -3,11 +3,12 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import BudgetIn, QuotaOut, SummaryOut, UsageOut, UsageRow
+from parley.gateway.schemas import BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
+from parley.gateway.store import Principal
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
 
@@ -20,7 +21,6 @@ GROUPS = {
     "user": usage_pb2.USAGE_GROUP_BY_USER,
     "kind": usage_pb2.USAGE_GROUP_BY_KIND,
 }
-MICROS = 1_000_000
 
 
 def _utc(value: datetime) -> datetime:
@@ -56,32 +56,37 @@ async def get_usage(
 @router.get("/usage/summary")
 async def get_summary(who: CurrentPrincipal, services: Deps, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
     """Requests, success rate, latency, tokens and prompt-cache hit rate over the window."""
-    summary = await services.backends.get_summary(who, window)
-    return SummaryOut(
-        window=window,
-        requests=summary.requests,
-        success_rate=summary.success_rate,
-        latency_p50_ms=summary.latency_p50_ms,
-        latency_p95_ms=summary.latency_p95_ms,
-        total_tokens=summary.total_tokens,
-        cache_hit_rate=summary.cache_hit_rate,
-    )
+    return SummaryOut.of(await services.backends.get_summary(who, window), window=window)
 
 
 @router.get("/quota")
 async def get_quota(who: CurrentPrincipal, services: Deps) -> QuotaOut:
-    quota = await services.backends.check_quota(who)
-    return QuotaOut(
-        allowed=quota.allowed,
-        monthly_limit_usd=quota.limit_micros / MICROS if quota.limit_micros else None,
-        spent_usd=quota.spent_micros / MICROS,
-        reserved_usd=quota.reserved_micros / MICROS,
-    )
+    """This month's spend and holds against the budget; `monthly_limit_usd` is null when there is no limit."""
+    return QuotaOut.of(await services.backends.check_quota(who))
+
+
+@router.get("/budget")
+async def get_budget(who: CurrentPrincipal, services: Deps) -> BudgetOut:
+    """The tenant's monthly limit in USD; null when there is no limit."""
+    return BudgetOut.of_quota(await services.backends.check_quota(who))
 
 
 @router.put("/budget")
-async def set_budget(body: BudgetIn, who: CurrentPrincipal, services: Deps) -> dict[str, float]:
+async def set_budget(body: BudgetIn, who: CurrentPrincipal, services: Deps) -> BudgetOut:
+    """Set the monthly limit. `null` removes it; `0` is a zero budget: every turn that may cost
+    anything is refused with 402 (a turn on a free model, such as `local`, still runs)."""
+    _require_admin(who)
+    limit = None if body.monthly_limit_usd is None else micros(body.monthly_limit_usd)
+    return BudgetOut.of(await services.backends.set_budget(who, limit))
+
+
+@router.delete("/budget", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_budget(who: CurrentPrincipal, services: Deps) -> None:
+    """Remove the monthly limit (the same as PUT with null)."""
+    _require_admin(who)
+    await services.backends.set_budget(who, None)
+
+
+def _require_admin(who: Principal) -> None:
     if who.role != "admin":
-        raise ApiError(403, "forbidden", "only an admin can set the tenant's budget")
-    budget = await services.backends.set_budget(who, round(body.monthly_limit_usd * MICROS))
-    return {"monthly_limit_usd": budget.monthly_limit_micros / MICROS}
+        raise ApiError(403, "forbidden", "only an admin can change the tenant's budget")

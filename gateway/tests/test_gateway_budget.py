@@ -1,0 +1,143 @@
+"""The budget over the public HTTP API: the gateway app in front of a real usage-svc (its gRPC
+server, its schema on the real PostgreSQL). Chat points where nothing listens: a turn that
+gets past the budget ends at chat as 503, one that does not is 402 before chat is called."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import parley.usage
+from parley.gateway import auth, store
+from parley.gateway.api.deps import Services
+from parley.gateway.app import create_app
+from parley.gateway.clients import Backends
+from parley.gateway.config import Settings
+from parley.kit import db
+from parley.kit.devstack import free_port
+from parley.kit.rpc import GrpcServer
+from parley.kit.testing import Infra
+from parley.usage.budget import Budgets
+from parley.usage.grpc_api import UsageApi
+from parley.usage.reports import Reports
+from parley.v1 import usage_pb2_grpc
+
+# A priced model, so a turn's hold costs something: 1,000 max output tokens alone hold 15,000 micro-USD.
+PRICED_MODEL = "claude-sonnet-4-5"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def usage_target(engine: AsyncEngine) -> AsyncIterator[str]:
+    await db.migrate(engine, schema="usage", migrations=Path(parley.usage.__file__).parent / "migrations")
+    usage_sessions = db.session_factory(engine)
+    api = UsageApi(
+        budgets=Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15)),
+        reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
+    )
+    server = GrpcServer(port=0, host="127.0.0.1")
+    server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        await server.stop(0)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def api(
+    infra: Infra, sessions: db.Sessions, nats_client: NatsClient, usage_target: str, pepper: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    nowhere = f"127.0.0.1:{free_port()}"
+    settings = Settings(
+        env="test",
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        ingestion_target=nowhere,
+        chat_target=nowhere,
+        usage_target=usage_target,
+        api_key_pepper=pepper,
+        call_deadline_seconds=2,
+        default_provider="anthropic",
+        default_model=PRICED_MODEL,
+        default_max_tokens=1_000,
+    )
+    backends = Backends(ingestion_target=nowhere, chat_target=nowhere, usage_target=usage_target, deadline_seconds=2)
+    app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        yield client
+    await backends.close()
+
+
+@pytest_asyncio.fixture
+async def admin(sessions: db.Sessions, pepper: str) -> dict[str, str]:
+    """The Authorization header of a new tenant's admin."""
+    key = "pk_" + uuid.uuid4().hex
+    async with sessions.begin() as session:
+        await store.create_tenant_with_admin(
+            session=session, tenant_name=f"t-{uuid.uuid4().hex[:8]}", key_hash=auth.hash_api_key(key, pepper=pepper)
+        )
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def ask(api: httpx.AsyncClient, admin: dict[str, str]) -> httpx.Response:
+    return await api.post(
+        "/v1/chat", json={"message": "Anything?", "conversation_id": str(uuid.uuid4())}, headers=admin
+    )
+
+
+async def test_a_new_tenant_has_no_limit_and_says_so_with_null(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    assert (await api.get("/v1/budget", headers=admin)).json() == {"monthly_limit_usd": None}
+    quota = (await api.get("/v1/quota", headers=admin)).json()
+    assert (quota["allowed"], quota["monthly_limit_usd"]) == (True, None)
+
+
+async def test_a_zero_budget_refuses_a_priced_turn_with_402(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    put = await api.put("/v1/budget", json={"monthly_limit_usd": 0}, headers=admin)
+    assert put.status_code == 200, put.text
+    assert put.json() == {"monthly_limit_usd": 0.0}
+    assert (await api.get("/v1/budget", headers=admin)).json() == {"monthly_limit_usd": 0.0}
+    quota = (await api.get("/v1/quota", headers=admin)).json()
+    assert (quota["allowed"], quota["monthly_limit_usd"], quota["reserved_usd"]) == (False, 0.0, 0.0)
+
+    refused = await ask(api, admin)
+
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+
+
+@pytest.mark.parametrize("remove", ["put null", "delete"])
+async def test_removing_the_limit_lets_turns_through_again(
+    api: httpx.AsyncClient, admin: dict[str, str], remove: str
+) -> None:
+    await api.put("/v1/budget", json={"monthly_limit_usd": 0}, headers=admin)
+    assert (await ask(api, admin)).status_code == 402
+
+    if remove == "delete":
+        removed = await api.delete("/v1/budget", headers=admin)
+        assert removed.status_code == 204
+    else:
+        removed = await api.put("/v1/budget", json={"monthly_limit_usd": None}, headers=admin)
+        assert removed.json() == {"monthly_limit_usd": None}
+
+    assert (await api.get("/v1/budget", headers=admin)).json() == {"monthly_limit_usd": None}
+    # With no limit the hold is granted and the turn reaches chat, which is down here.
+    assert (await ask(api, admin)).status_code == 503
+
+
+async def test_a_budget_must_be_named_and_not_negative(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    for body in ({}, {"monthly_limit_usd": -1}):
+        refused = await api.put("/v1/budget", json=body, headers=admin)
+        assert refused.status_code == 422, body
+        assert refused.json()["error"]["details"][0]["field"] == "monthly_limit_usd"
+
+
+async def test_a_small_budget_is_kept_to_the_micro_dollar(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    put = await api.put("/v1/budget", json={"monthly_limit_usd": 12.345678}, headers=admin)
+    assert put.json() == {"monthly_limit_usd": 12.345678}
+    assert (await api.get("/v1/quota", headers=admin)).json()["monthly_limit_usd"] == 12.345678
