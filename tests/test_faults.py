@@ -59,7 +59,9 @@ def test_chat_while_usage_is_down_is_refused_and_stores_nothing(
 ) -> None:
     def conversations() -> int:
         with psycopg.connect(platform.database_url) as conn:
-            return conn.execute("SELECT count(*) FROM chat.conversations").fetchone()[0]
+            row = conn.execute("SELECT count(*) FROM chat.conversations").fetchone()
+        assert row is not None
+        return int(row[0])
 
     before = conversations()
     platform.kill("usage")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from parley.kit.dev import describe
-from parley.kit.devstack import Backoff, Child, Platform
+from parley.kit.devstack import SERVICES, Backoff, Child, Platform, Ports
 
 
 @pytest.fixture
@@ -113,3 +113,12 @@ def test_make_run_prints_where_each_service_serves_its_metrics_and_logs(platform
         assert "# TYPE" in scraped.text
         assert log_file.stat().st_size > 0
     assert str(platform.log_dir) in printed
+
+
+def test_the_operations_guide_gives_make_runs_real_ports() -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    ports = Ports()
+    for name in SERVICES:
+        row = f"| `{name}` | gRPC `127.0.0.1:{ports.grpc[name]}` | `http://127.0.0.1:{ports.metrics[name]}/metrics` |"
+        assert row in guide
+    assert f"| `gateway` | HTTP `127.0.0.1:{ports.gateway}` | `http://127.0.0.1:{ports.gateway}/metrics` |" in guide
