@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PACKAGES := protos kit[embedded] usage-svc retrieval-svc ingestion-svc chat-svc gateway
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint format protos protos-check clean bench
+.PHONY: help install run test lint format protos protos-check migration clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ protos: install ## regenerate protos/src/parley/v1 (messages, .pyi, gRPC stubs a
 
 protos-check: install ## fail when the committed stubs drift from the .proto files
 	$(PY) protos/generate.py --check
+
+migration: install ## write a service's next Alembic revision from its models: make migration SERVICE=chat MESSAGE="pin conversations"
+	@test -n "$(SERVICE)" -a -n "$(MESSAGE)" || { echo 'usage: make migration SERVICE=<gateway|ingestion|retrieval|chat|usage> MESSAGE="what it does"'; exit 2; }
+	$(PY) -m parley.kit.migrations $(SERVICE) revision -m "$(MESSAGE)"
 
 bench: install ## print the benchmarks' figures (see BENCHMARKS.md)
 	$(PY) bench/run.py

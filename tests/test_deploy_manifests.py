@@ -1,8 +1,9 @@
-"""What an operator relies on in deploy/ and the Dockerfiles, checked without a cluster or Docker.
+"""What an operator relies on in deploy/ and its one Dockerfile, checked without a cluster or Docker.
 
 Every service has its Deployment, Service and ServiceAccount; every container declares resources and
-probes and runs as non-root on a read-only root; every path a kustomization names exists; each image
-starts its own module. When `kubectl` is installed, the overlays are also rendered with its kustomize.
+probes and runs as non-root on a read-only root; every path a kustomization names exists; the image
+built for a service installs and starts that service. When `kubectl` is installed, the overlays are
+also rendered with its kustomize.
 """
 
 import json
@@ -187,16 +188,45 @@ def test_each_overlay_renders(overlay: str) -> None:
     assert ("Secret" in kinds) == (overlay == "dev")
 
 
-@pytest.mark.parametrize(("name", "directory"), SERVICES.items())
-def test_each_dockerfile_starts_its_module_as_non_root(name: str, directory: str) -> None:
-    dockerfile = (ROOT / directory / "Dockerfile").read_text()
-    entrypoint = re.findall(r"^(?:ENTRYPOINT|CMD)\s+(\[.*\])\s*$", dockerfile, flags=re.MULTILINE)
-    assert entrypoint, "no exec-form ENTRYPOINT or CMD"
-    assert json.loads(entrypoint[-1]) == ["python", "-m", f"parley.{name}"]
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def test_one_dockerfile_serves_every_service() -> None:
+    assert not [path for path in ROOT.glob("*/Dockerfile") if path != DOCKERFILE], "a service keeps its own Dockerfile"
+    dockerfile = DOCKERFILE.read_text()
     assert re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)[-1] == "python:3.11-slim"
     user = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
     assert user and user[-1].split(":")[0] not in ("0", "root")
     assert "[embedded]" not in dockerfile, "the dev-only embedded extra is installed"
+    assert '"parley-$SERVICE"' in dockerfile, "the image installs the distribution SERVICE names"
+
+
+@pytest.mark.parametrize(("name", "directory"), SERVICES.items())
+def test_the_image_built_for_a_service_installs_and_starts_that_service(
+    name: str, directory: str, tmp_path: Path
+) -> None:
+    project = (ROOT / directory / "pyproject.toml").read_text()
+    assert re.search(rf'^name = "parley-{name}"$', project, flags=re.MULTILINE), "parley-$SERVICE would not install"
+    assert f"image: parley/{name}" in (BASE / f"{name}.yaml").read_text()
+    dockerfile = DOCKERFILE.read_text()
+    entrypoint = json.loads(re.findall(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile, flags=re.MULTILINE)[-1])
+    assert re.search(r"^ENV PARLEY_SERVICE=\$SERVICE\b", dockerfile, flags=re.MULTILINE)
+    # Run the entrypoint as the image would, with a `python` that reports what it was asked to start.
+    (tmp_path / "python").write_text('#!/bin/sh\necho "$@"\n')
+    (tmp_path / "python").chmod(0o755)
+    started = subprocess.run(
+        entrypoint,
+        env={"PARLEY_SERVICE": name, "PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert started.stdout.split() == ["-m", f"parley.{name}"]
+
+
+def test_the_build_context_leaves_out_the_virtualenv_and_dev_data() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv/", ".parley/", ".git/"} <= set(ignored)
 
 
 def test_the_sample_nats_config_syncs_every_write() -> None:

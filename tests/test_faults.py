@@ -1,6 +1,9 @@
 """Crashes mid-work lose nothing: a service killed with SIGKILL catches up from JetStream when
-it comes back, and a dependency that is down is a clear error, never a half-stored turn."""
+it comes back, a dependency that is down is a clear error, never a half-stored turn, and the
+launcher brings a crashed service back while the rest of the platform keeps answering."""
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,7 +59,9 @@ def test_chat_while_usage_is_down_is_refused_and_stores_nothing(
 ) -> None:
     def conversations() -> int:
         with psycopg.connect(platform.database_url) as conn:
-            return conn.execute("SELECT count(*) FROM chat.conversations").fetchone()[0]
+            row = conn.execute("SELECT count(*) FROM chat.conversations").fetchone()
+        assert row is not None
+        return int(row[0])
 
     before = conversations()
     platform.kill("usage")
@@ -69,3 +74,23 @@ def test_chat_while_usage_is_down_is_refused_and_stores_nothing(
     assert refused.json()["error"]["code"] == "unavailable"
     assert conversations() == before
     assert api.post("/v1/chat", json={"message": "Anything?", "collection_ids": [collection_id]}).status_code == 200
+
+
+def test_a_crashed_service_is_restarted_by_the_launcher_and_only_its_routes_fail_meanwhile(
+    api: httpx.Client, platform: Platform
+) -> None:
+    chat = platform.children["chat"]
+    assert chat.process is not None
+    restarts_before = chat.restarts
+    os.kill(chat.process.pid, signal.SIGKILL)  # a crash: not `platform.kill`, which holds it down
+
+    # Down: its routes answer 503 in the one error shape; the others do not notice.
+    refused = wait_for(lambda: (answer := api.get("/v1/conversations")).status_code == 503 and answer, within=20)
+    assert refused.json()["error"]["code"] == "unavailable"
+    assert refused.json()["error"]["request_id"] == refused.headers["X-Request-ID"]
+    assert api.get("/v1/collections").status_code == 200
+    assert api.get("/readyz").status_code == 200
+
+    # Back, without anyone asking.
+    wait_for(lambda: api.get("/v1/conversations").status_code == 200, within=60)
+    assert chat.restarts == restarts_before + 1

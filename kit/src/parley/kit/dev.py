@@ -1,9 +1,11 @@
 """`make run`: the whole platform on this machine, until Ctrl-C.
 
 With no PARLEY_DATABASE_URL / PARLEY_NATS_URL it starts the embedded PostgreSQL and NATS,
-with their data in PARLEY_DATA_DIR (default `.parley/`), which survives restarts.
+with their data in PARLEY_DATA_DIR (default `.parley/`), which survives restarts. A service that
+dies is restarted with backoff (see `devstack.Backoff`), and the launcher says so here.
 """
 
+import logging
 import os
 import signal
 import sys
@@ -14,6 +16,8 @@ from parley.kit.devstack import Platform
 
 
 def main() -> int:
+    # The supervisor's restarts are the launcher's own news: plain lines on the terminal.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     platform = Platform(Path(os.environ.get("PARLEY_DATA_DIR", ".parley")))
     stop = threading.Event()
     # SIGHUP too: closing the terminal must stop the services, which run in sessions of their own.
@@ -25,26 +29,32 @@ def main() -> int:
     except Exception as error:  # noqa: BLE001 - the launcher reports and exits
         print(f"Parley did not start: {error}", file=sys.stderr)
         return 1
-    assert platform.secrets is not None
-    print(f"\nParley is running at {platform.gateway_url}")
-    print(f"  data and logs: {platform.data_dir}")
-    if platform.secrets.first_start:
-        print(f"  admin API key (shown once; also in {platform.data_dir / 'admin-key'}):")
-        print(f"    {platform.secrets.admin_api_key}")
-    else:
-        print(f"  admin API key: in {platform.data_dir / 'admin-key'}")
+    print(describe(platform))
     print("Press Ctrl-C to stop.\n", flush=True)
     try:
+        # The supervisor thread restarts what dies; this thread only waits for Ctrl-C.
         while not stop.wait(1.0):
-            dead = platform.first_dead_child()
-            if dead is not None:
-                print(f"{dead} stopped unexpectedly; see {platform.log_dir / (dead + '.log')}", file=sys.stderr)
-                return 1
+            pass
     finally:
         print("Stopping Parley…", flush=True)
         platform.stop()
         print("Stopped.", flush=True)
     return 0
+
+
+def describe(platform: Platform) -> str:
+    """What a developer needs to find: the URL, the admin key, and each service's ports and log."""
+    assert platform.secrets is not None
+    lines = [f"\nParley is running at {platform.gateway_url}", f"  data: {platform.data_dir}"]
+    key_file = platform.data_dir / "admin-key"
+    if platform.secrets.first_start:
+        lines += [f"  admin API key (shown once; also in {key_file}):", f"    {platform.secrets.admin_api_key}"]
+    else:
+        lines.append(f"  admin API key: in {key_file}")
+    lines.append(f"  logs: {platform.log_dir}/<service>.log")
+    for name, serves, metrics, log_file in platform.endpoints():
+        lines.append(f"  {name:<10} {serves:<24} metrics {metrics:<36} log {log_file.name}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,63 @@ class Secrets:
         return cls(made["admin_api_key"], made["api_key_pepper"], first_start=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How soon a crashed service is started again, as Kubernetes restarts a pod's container:
+    doubling from `initial` up to `cap`, and back to `initial` once it had stayed up `stable_after`."""
+
+    initial: float = 1.0
+    cap: float = 30.0
+    stable_after: float = 60.0
+
+    def delay(self, crashes: int) -> float:
+        return float(min(self.cap, self.initial * 2 ** (crashes - 1)))
+
+
+class Child:
+    """One service process of the platform, with what its supervisor needs to restart it."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.crashes = 0  # in a row, each within `stable_after` of its start
+        self.restarts = 0
+        self.restart_at: float | None = None
+        # Killed on purpose (fault tests): left down until `Platform.restart`.
+        self.held = False
+
+    def spawn(self) -> None:
+        with self.log_path.open("ab") as log_file:
+            # A new session of its own, so Ctrl-C reaches the launcher first and it stops children in order.
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def exit_reason(self) -> str:
+        code = None if self.process is None else self.process.returncode
+        if code is None:
+            return "still running"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+
 class Platform:
-    """Every Parley service as a child process, on the embedded stack unless URLs are given."""
+    """Every Parley service as a child process, on the embedded stack unless URLs are given.
+
+    Once started, a supervisor thread restarts a service that dies, with `Backoff`, and logs why and
+    where its log is; the rest of the platform keeps running meanwhile.
+    """
 
     def __init__(
         self,
@@ -162,17 +218,22 @@ class Platform:
         ports: Ports | None = None,
         environ: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.ports = ports or Ports()
         self.environ = dict(os.environ if environ is None else environ)
         self.log_dir = log_dir or self.data_dir / "logs"
+        self.backoff = backoff or Backoff()
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
         self.database_url = self.environ.get("PARLEY_DATABASE_URL", "")
         self.nats_url = self.environ.get("PARLEY_NATS_URL", "")
         self.secrets: Secrets | None = None
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, Child] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     @property
     def gateway_url(self) -> str:
@@ -190,13 +251,30 @@ class Platform:
                 self.nats_url = self.nats.start()
             self.secrets = Secrets.load_or_create(self.data_dir)
             for name in SERVICES:
-                self._spawn(name, f"parley.{name}", self._service_env(name))
+                self._add(name, self._service_env(name))
             self._wait_for_services(ready_within)
-            self._spawn("gateway", "parley.gateway", self._gateway_env())
+            self._add("gateway", self._gateway_env())
             self._wait_for_gateway(ready_within)
         except BaseException:
             self.stop()
             raise
+        self._stopping.clear()
+        self._supervisor = threading.Thread(target=self._supervise, name="parley-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def endpoints(self) -> list[tuple[str, str, str, Path]]:
+        """(service, where it serves, its metrics URL, its log file), in start order."""
+        rows = [
+            (
+                name,
+                f"gRPC 127.0.0.1:{self.ports.grpc[name]}",
+                f"http://127.0.0.1:{self.ports.metrics[name]}/metrics",
+                self.log_dir / f"{name}.log",
+            )
+            for name in SERVICES
+        ]
+        rows.append(("gateway", self.gateway_url, f"{self.gateway_url}/metrics", self.log_dir / "gateway.log"))
+        return rows
 
     def _base_env(self) -> dict[str, str]:
         env = dict(self.environ)
@@ -228,25 +306,27 @@ class Platform:
         env["PARLEY_BOOTSTRAP_API_KEY"] = self.secrets.admin_api_key
         return env
 
-    def _spawn(self, name: str, module: str, env: dict[str, str]) -> None:
-        log_file = (self.log_dir / f"{name}.log").open("ab")
-        # A new session of its own, so Ctrl-C reaches the launcher first and it stops children in order.
-        self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log_file.close()
+    def _add(self, name: str, env: dict[str, str]) -> None:
+        self.adopt(Child(name, [sys.executable, "-m", f"parley.{name}"], env, self.log_dir / f"{name}.log"))
 
-    def _check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {child.returncode}; the end of its log:\n{tail}")
+    def adopt(self, child: Child) -> None:
+        """Start `child` and supervise it with the platform's services."""
+        child.spawn()
+        with self._lock:
+            self.children[child.name] = child
+
+    def _check_alive(self, names: Iterable[str]) -> None:
+        """While starting, a service that exits is a failed start, not something to retry."""
+        for child in (self.children[name] for name in names):
+            if child.process is not None and child.process.poll() is not None:
+                tail = child.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{child.name} exited ({child.exit_reason()}); the end of its log:\n{tail}")
 
     def _wait_for_services(self, within: float, *, names: tuple[str, ...] = SERVICES) -> None:
         deadline = time.monotonic() + within
         waiting = set(names)
         while waiting:
-            self._check_alive()
+            self._check_alive(names)
             waiting = {name for name in waiting if not check_health_blocking(f"127.0.0.1:{self.ports.grpc[name]}")}
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"not healthy after {within:.0f}s: {', '.join(sorted(waiting))}")
@@ -256,7 +336,7 @@ class Platform:
     def _wait_for_gateway(self, within: float) -> None:
         deadline = time.monotonic() + within
         while True:
-            self._check_alive()
+            self._check_alive(self.children)
             try:
                 if httpx.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200:
                     return
@@ -266,26 +346,65 @@ class Platform:
                 raise TimeoutError(f"the gateway is not ready after {within:.0f}s")
             time.sleep(0.2)
 
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.2):
+            self.supervise_once()
+
+    def supervise_once(self) -> None:
+        """Notice services that died and start those whose backoff has passed."""
+        now = time.monotonic()
+        with self._lock:
+            for child in self.children.values():
+                if child.held or child.process is None or child.process.poll() is None:
+                    continue
+                if child.restart_at is None:
+                    if now - child.started_at >= self.backoff.stable_after:
+                        child.crashes = 0
+                    child.crashes += 1
+                    delay = self.backoff.delay(child.crashes)
+                    child.restart_at = now + delay
+                    log.warning(
+                        "%s stopped (%s) after %.1fs; restarting it in %.1fs (crash %d in a row); its log: %s",
+                        child.name,
+                        child.exit_reason(),
+                        now - child.started_at,
+                        delay,
+                        child.crashes,
+                        child.log_path,
+                    )
+                elif now >= child.restart_at:
+                    child.restarts += 1
+                    log.warning("restarting %s (restart %d)", child.name, child.restarts)
+                    child.spawn()
+
     def kill(self, name: str) -> None:
-        """SIGKILL one service, as a crash would: no shutdown, nothing drained (fault tests)."""
-        child = self.children.pop(name)
-        child.kill()
-        child.wait()
+        """SIGKILL one service, as a crash would, and keep it down until `restart` (fault tests)."""
+        with self._lock:
+            child = self.children[name]
+            child.held = True
+        assert child.process is not None
+        child.process.kill()
+        child.process.wait()
 
     def restart(self, name: str, *, ready_within: float = 60.0) -> None:
         """Start a service that was killed, and wait until it reports healthy."""
-        self._spawn(name, f"parley.{name}", self._service_env(name))
+        with self._lock:
+            child = self.children[name]
+            child.held = False
+            child.spawn()
         self._wait_for_services(ready_within, names=(name,))
-
-    def first_dead_child(self) -> str | None:
-        return next((name for name, child in self.children.items() if child.poll() is not None), None)
 
     def stop(self) -> None:
         """Gateway first (stop taking work), then the services, then NATS and PostgreSQL."""
-        for name in ["gateway", *reversed(SERVICES)]:
-            child = self.children.pop(name, None)
-            if child is not None:
-                _terminate(child, grace=15)
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
+        order = ["gateway", *reversed(SERVICES)]
+        for name in sorted(self.children, key=lambda name: order.index(name) if name in order else -1):
+            child = self.children.pop(name)
+            if child.process is not None:
+                _terminate(child.process, grace=15)
         if self.nats is not None:
             self.nats.stop()
             self.nats = None

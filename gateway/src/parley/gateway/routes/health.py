@@ -12,11 +12,15 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Nothing else, so a restart is never the cure for a dependency."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
 async def readyz(services: Deps) -> dict[str, str]:
+    """Readiness: what every request of this gateway needs, its database and NATS. A backend service
+    that is down is not checked: taking every gateway out of rotation would turn one service's outage
+    into a total one; the routes that need it answer 503 `unavailable` instead, the others keep working."""
     try:
         async with services.sessions() as session:
             await store.ping(session=session)
