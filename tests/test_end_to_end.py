@@ -282,6 +282,31 @@ def test_progress_events_and_pages(api: httpx.Client, ready_document: dict[str, 
     assert first["data"][0]["messages"] is None  # lists carry no messages; GET one conversation for them
 
 
+def test_a_watcher_that_connects_right_after_the_upload_sees_every_step(
+    api: httpx.Client, ready_document: dict[str, Any]
+) -> None:
+    uploaded = api.post(
+        f"/v1/collections/{ready_document['collection']['id']}/documents",
+        # curl and browsers declare a .md file as octet-stream: the name says what it is.
+        files={
+            "file": (
+                "steps.md",
+                f"# Steps\n\nQueued first, ready last ({uuid.uuid4()}).\n".encode(),
+                "application/octet-stream",
+            )
+        },
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    assert uploaded.json()["content_type"] == "text/markdown"
+
+    with api.stream("GET", f"/v1/documents/{uploaded.json()['id']}/events") as response:
+        progress = read_sse(response)
+
+    assert [event.event for event in progress] == ["progress"] * 4
+    assert [event.data["status"] for event in progress] == ["queued", "chunking", "indexing", "ready"]
+    assert progress[-1].data["chunk_count"] == 1 and progress[-1].data["version"] == 1
+
+
 def test_a_large_document_is_chunked_and_indexed(api: httpx.Client, ready_document: dict[str, Any]) -> None:
     sections = [
         f"## Part {n}\n\n" + " ".join(f"Paragraph {n}.{p} covers valve {n * 1000 + p} in detail." for p in range(40))

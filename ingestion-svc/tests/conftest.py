@@ -17,6 +17,8 @@ from parley.ingestion.config import Settings
 from parley.ingestion.documents import Documents
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
+from parley.ingestion.pipeline import Pipeline
+from parley.ingestion.progress import Progress
 from parley.kit import bus, db
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra, serving
@@ -42,14 +44,16 @@ async def ingestion(
     js = nats_client.jetstream()
     stop = asyncio.Event()
     relay = OutboxRelay(sessions=sessions, table=outbox, js=js, poll_seconds=0.2)
-    documents = Documents(sessions=sessions, nc=nats_client, js=js, settings=settings, notify_outbox=relay.notify)
+    progress = Progress(sessions=sessions, js=js)
+    documents = Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
+    pipeline = Pipeline(sessions=sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
     collections = Collections(sessions=sessions, notify_outbox=relay.notify)
     tasks = [asyncio.create_task(relay.run(stop))]
     for consumer in events.consumers(
-        documents, ingest_durable="test-ingestion-ingest", indexed_durable="test-ingestion-indexed"
+        pipeline, ingest_durable="test-ingestion-ingest", indexed_durable="test-ingestion-indexed"
     ):
         tasks.append(asyncio.create_task(bus.run_consumer(js, consumer, stop)))
-    api = IngestionApi(collections=collections, documents=documents)
+    api = IngestionApi(collections=collections, documents=documents, progress=progress)
     try:
         async with serving(
             ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, api, "parley.v1.IngestionService"

@@ -196,18 +196,55 @@ async def test_watching_a_document_follows_it_to_ready(
                 headers={"Nats-Msg-Id": f"indexed:{document.id}:1"},
             )
 
-    assert seen[-1] == ingestion_pb2.DOCUMENT_STATUS_READY
-    assert seen == sorted(set(seen)), "statuses only move forward, each once"
+    # Each step once and in order, from QUEUED: by the time the watcher connects the worker has
+    # usually moved on, and the watcher is told the steps it missed.
+    every_step = [
+        ingestion_pb2.DOCUMENT_STATUS_QUEUED,
+        ingestion_pb2.DOCUMENT_STATUS_CHUNKING,
+        ingestion_pb2.DOCUMENT_STATUS_INDEXING,
+        ingestion_pb2.DOCUMENT_STATUS_READY,
+    ]
+    assert seen == every_step
 
-    # Watching a document that is already ready tells its state once and ends.
+    # Watching it again later tells the same story and ends.
     again = [
-        progress.status
+        progress
         async for progress in ingestion.WatchDocument(
             ingestion_pb2.WatchDocumentRequest(document_id=document.id), metadata=who(tenant_id), timeout=10
         )
     ]
-    assert again == [ingestion_pb2.DOCUMENT_STATUS_READY]
+    assert [progress.status for progress in again] == every_step
+    assert {progress.version for progress in again} == {1}
+    assert again[-1].chunk_count == 1
     assert document.title == "words"
+
+
+async def test_a_watcher_falls_back_on_the_stored_state_when_the_stream_forgot(
+    ingestion: Stub, nats_client: NatsClient, tenant_id: str
+) -> None:
+    collection = await new_collection(ingestion, tenant_id)
+    document = await ingestion.IngestDocument(
+        iter(upload(collection.id, [b"Words kept for an hour."], content_type="text/plain", filename="w.txt")),
+        metadata=who(tenant_id),
+    )
+    await wait_for_status(ingestion, tenant_id, document.id, ingestion_pb2.DOCUMENT_STATUS_INDEXING)
+    # What an hour in PROGRESS (or a progress publish that failed) leaves: nothing.
+    js = nats_client.jetstream()
+    await js.purge_stream("PROGRESS", subject=f"progress.document.{document.id}")
+
+    seen: list[ingestion_pb2.DocumentStatus] = []
+    async for progress in ingestion.WatchDocument(
+        ingestion_pb2.WatchDocumentRequest(document_id=document.id), metadata=who(tenant_id), timeout=30
+    ):
+        seen.append(progress.status)
+        if progress.status == ingestion_pb2.DOCUMENT_STATUS_INDEXING:
+            await js.publish(
+                "docs.chunks.indexed",
+                events_pb2.ChunksIndexed(tenant_id=tenant_id, document_id=document.id, version=1).SerializeToString(),
+                headers={"Nats-Msg-Id": f"indexed:{document.id}:1"},
+            )
+
+    assert seen == [ingestion_pb2.DOCUMENT_STATUS_INDEXING, ingestion_pb2.DOCUMENT_STATUS_READY]
 
 
 async def test_the_same_content_and_title_is_one_document(ingestion: Stub, tenant_id: str) -> None:

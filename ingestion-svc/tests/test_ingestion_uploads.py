@@ -18,6 +18,8 @@ from parley.kit.ids import parse_id
         ("", "guide.md", "text/markdown"),
         ("", "Guide.MARKDOWN", "text/markdown"),
         ("", "notes.txt", "text/plain"),
+        # What browsers and curl declare for a file type they do not know: the name decides.
+        ("application/octet-stream", "notes.md", "text/markdown"),
     ],
 )
 def test_content_type_is_declared_or_inferred(content_type: str, filename: str, expected: str) -> None:

@@ -9,14 +9,15 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from parley.kit.contracts import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS
 from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, usage_pb2
 
 MAX_MESSAGE_CHARS = 8_000
 # PostgreSQL text cannot hold NUL; refused here, with the field's name, rather than failing later.
 NO_NUL = r"^[^\x00]*$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Tier = Literal["quick", "standard", "deep"]
 
@@ -29,7 +30,7 @@ class Body(BaseModel):
 
 class CollectionIn(Body):
     name: Name
-    description: Annotated[str, StringConstraints(max_length=2_000, pattern=NO_NUL)] = ""
+    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS, pattern=NO_NUL)] = ""
 
 
 class ChatIn(Body):
@@ -51,60 +52,68 @@ def _time(stamp: Timestamp) -> datetime | None:
     return stamp.ToDatetime(tzinfo=datetime.now().astimezone().tzinfo) if stamp.seconds or stamp.nanos else None
 
 
-class Collection(BaseModel):
-    id: str
-    name: str
-    description: str
-    document_count: int
-    created_at: datetime | None
-
-    @classmethod
-    def of(cls, proto: ingestion_pb2.Collection) -> "Collection":
-        return cls(
-            id=proto.id,
-            name=proto.name,
-            description=proto.description,
-            document_count=proto.document_count,
-            created_at=_time(proto.created_at),
-        )
+# Read from a proto's attributes: an unset Timestamp is no time, an enum is its lowercase word,
+# an empty error is none.
+ProtoTime = Annotated[datetime | None, BeforeValidator(_time)]
 
 
 def document_status(value: int) -> str:
     return ingestion_pb2.DocumentStatus.Name(value).removeprefix("DOCUMENT_STATUS_").lower()
 
 
-class Document(BaseModel):
+DocumentStatusName = Annotated[str, BeforeValidator(document_status)]
+NoneIfEmpty = Annotated[str | None, BeforeValidator(lambda value: value or None)]
+
+
+class FromProto(BaseModel):
+    """A response built from a backend's proto by its same-named fields."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Collection(FromProto):
+    id: str
+    name: str
+    description: str
+    document_count: int
+    created_at: ProtoTime
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.Collection) -> "Collection":
+        return cls.model_validate(proto)
+
+
+class Document(FromProto):
     id: str
     collection_id: str
     title: str
     content_type: str
-    status: str
+    status: DocumentStatusName
     version: int
     size_bytes: int
     chunk_count: int
     token_count: int
     content_sha256: str
-    error: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
+    error: NoneIfEmpty
+    created_at: ProtoTime
+    updated_at: ProtoTime
 
     @classmethod
     def of(cls, proto: ingestion_pb2.Document) -> "Document":
-        return cls(
-            id=proto.id,
-            collection_id=proto.collection_id,
-            title=proto.title,
-            content_type=proto.content_type,
-            status=document_status(proto.status),
-            version=proto.version,
-            size_bytes=proto.size_bytes,
-            chunk_count=proto.chunk_count,
-            token_count=proto.token_count,
-            content_sha256=proto.content_sha256,
-            error=proto.error or None,
-            created_at=_time(proto.created_at),
-            updated_at=_time(proto.updated_at),
-        )
+        return cls.model_validate(proto)
+
+
+class DocumentProgress(FromProto):
+    """One `progress` event of a document's SSE stream."""
+
+    status: DocumentStatusName
+    version: int
+    chunk_count: int
+    error: str
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.DocumentProgress) -> "DocumentProgress":
+        return cls.model_validate(proto)
 
 
 T = TypeVar("T")

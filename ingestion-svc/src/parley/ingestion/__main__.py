@@ -9,6 +9,8 @@ from parley.ingestion.config import Settings
 from parley.ingestion.documents import Documents
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
+from parley.ingestion.pipeline import Pipeline
+from parley.ingestion.progress import Progress
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
 from parley.kit.tokens import load_encoding
@@ -30,17 +32,19 @@ async def main() -> None:
         relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
         collections = Collections(sessions=runtime.sessions, notify_outbox=relay.notify)
+        progress = Progress(sessions=runtime.sessions, js=runtime.js)
         documents = Documents(
-            sessions=runtime.sessions, nc=runtime.nc, js=runtime.js, settings=settings, notify_outbox=relay.notify
+            sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify
         )
+        pipeline = Pipeline(sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
         await runtime.serve_grpc(
             (
                 ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-                IngestionApi(collections=collections, documents=documents),
+                IngestionApi(collections=collections, documents=documents, progress=progress),
                 "parley.v1.IngestionService",
             )
         )
-        for consumer in events.consumers(documents):
+        for consumer in events.consumers(pipeline):
             runtime.consume(consumer)
         await runtime.wait_for_signal()
     finally:

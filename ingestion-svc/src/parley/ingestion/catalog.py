@@ -3,19 +3,17 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from parley.ingestion import events, store
+from parley.ingestion import store
 from parley.ingestion.ids import new_id
 from parley.ingestion.models import outbox
 from parley.ingestion.store import CollectionRecord
+from parley.kit.contracts import CHUNKS_DELETED, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, collection_deleted_msg_id
 from parley.kit.db import Sessions
 from parley.kit.errors import Conflict, InvalidInput, NotFound
 from parley.kit.ids import parse_id
 from parley.kit.outbox import enqueue
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.v1 import events_pb2
-
-MAX_NAME_CHARS = 200
-MAX_DESCRIPTION_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +87,8 @@ class Collections:
             await enqueue(
                 session=session,
                 table=outbox,
-                subject=events.CHUNKS_DELETED,
-                msg_id=events.collection_deleted_msg_id(collection_uuid),
+                subject=CHUNKS_DELETED,
+                msg_id=collection_deleted_msg_id(collection_uuid),
                 message=events_pb2.ChunksDeleted(tenant_id=tenant_id, collection_id=str(collection_uuid)),
             )
         self._notify_outbox()

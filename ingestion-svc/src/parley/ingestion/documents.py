@@ -1,42 +1,40 @@
-"""Documents: the streamed upload and its checks, the ingest job that chunks a version, the
-indexed event that makes it READY, deletion, and watching a document's progress.
+"""Documents: the streamed upload and its checks, reading them, and deleting them.
 
-A document version moves QUEUED → CHUNKING → INDEXING → READY (or FAILED); every step is
-one transaction, and every event it announces is written to the outbox in that transaction.
+An upload stores version 1 as QUEUED and, in the same transaction, queues its IngestJob in the
+outbox; the pipeline (pipeline.py) takes it from there.
 """
 
-import asyncio
 import hashlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from google.protobuf.message import DecodeError
-from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
-
-from parley.ingestion import events, store
+from parley.ingestion import store
 from parley.ingestion.catalog import refuse_nul
-from parley.ingestion.chunking import Chunk, chunk_text, first_heading
+from parley.ingestion.chunking import first_heading
 from parley.ingestion.config import Settings
-from parley.ingestion.ids import chunk_id, new_id
+from parley.ingestion.ids import new_id
 from parley.ingestion.models import Status, outbox
+from parley.ingestion.progress import Progress
 from parley.ingestion.store import DocumentRecord, SectionRecord
+from parley.kit.contracts import (
+    CHUNKS_DELETED,
+    DOCUMENT_TYPES,
+    MARKDOWN,
+    MAX_TITLE_CHARS,
+    document_deleted_msg_id,
+    document_type_for,
+    ingest_msg_id,
+    ingest_subject,
+)
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
-from parley.kit.ids import as_uuid, parse_id
+from parley.kit.ids import parse_id
 from parley.kit.outbox import enqueue
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
-from parley.v1 import events_pb2, ingestion_pb2
+from parley.v1 import events_pb2
 
-log = logging.getLogger(__name__)
-
-MARKDOWN = "text/markdown"
-PLAIN = "text/plain"
-ALLOWED_TYPES = (PLAIN, MARKDOWN)
-SUFFIX_TYPES = {".md": MARKDOWN, ".markdown": MARKDOWN, ".txt": PLAIN}
-MAX_TITLE_CHARS = 300
+ACCEPTED = ", ".join(DOCUMENT_TYPES)
 UNTITLED = "Untitled"
 
 
@@ -58,17 +56,18 @@ class Page:
 
 
 def resolve_content_type(content_type: str, filename: str) -> str:
-    """The declared type (parameters such as charset ignored), else the one the filename implies."""
+    """The declared type when it is one we accept (parameters such as charset ignored), else the one
+    the file name implies: browsers and curl declare `application/octet-stream` for a `.md` file.
+    This is the one place that decides; the gateway passes both through."""
     declared = content_type.split(";", 1)[0].strip().lower()
-    if not declared:
-        declared = SUFFIX_TYPES.get(PurePosixPath(filename.strip()).suffix.lower(), "")
-        if not declared:
-            raise InvalidInput(
-                f"cannot tell the content type of {filename!r}; set content_type to one of {', '.join(ALLOWED_TYPES)}"
-            )
-    if declared not in ALLOWED_TYPES:
-        raise InvalidInput(f"content type {declared!r} is not supported; use one of {', '.join(ALLOWED_TYPES)}")
-    return declared
+    if declared in DOCUMENT_TYPES:
+        return declared
+    implied = document_type_for(filename)
+    if implied is not None:
+        return implied
+    if declared:
+        raise InvalidInput(f"content type {declared!r} is not supported; use one of {ACCEPTED}")
+    raise InvalidInput(f"cannot tell the content type of {filename!r}; set content_type to one of {ACCEPTED}")
 
 
 def check_title(title: str) -> str:
@@ -116,14 +115,12 @@ class Documents:
         self,
         *,
         sessions: Sessions,
-        nc: NatsClient,
-        js: JetStreamContext,
+        progress: Progress,
         settings: Settings,
         notify_outbox: Callable[[], None],
     ) -> None:
         self._sessions = sessions
-        self._nc = nc
-        self._js = js
+        self._progress = progress
         self._settings = settings
         self._notify_outbox = notify_outbox
 
@@ -181,14 +178,14 @@ class Documents:
             await enqueue(
                 session=session,
                 table=outbox,
-                subject=events.INGEST_SUBJECT,
-                msg_id=events.ingest_msg_id(document.id, document.version),
+                subject=ingest_subject(),
+                msg_id=ingest_msg_id(document.id, document.version),
                 message=events_pb2.IngestJob(
                     tenant_id=tenant_id, document_id=str(document.id), version=document.version
                 ),
             )
         self._notify_outbox()
-        await events.publish_progress(self._js, document)
+        await self._progress.publish(document)
         return document
 
     async def get(self, *, tenant_id: str, document_id: str) -> DocumentRecord:
@@ -225,8 +222,8 @@ class Documents:
             await enqueue(
                 session=session,
                 table=outbox,
-                subject=events.CHUNKS_DELETED,
-                msg_id=events.document_deleted_msg_id(document.id),
+                subject=CHUNKS_DELETED,
+                msg_id=document_deleted_msg_id(document.id),
                 message=events_pb2.ChunksDeleted(
                     tenant_id=tenant_id, collection_id=str(document.collection_id), document_id=str(document.id)
                 ),
@@ -242,155 +239,3 @@ class Documents:
         if section is None:
             raise NotFound(f"document {document_id!r} has no section {ordinal}")
         return section
-
-    async def watch(self, *, tenant_id: str, document_id: str) -> AsyncIterator[ingestion_pb2.DocumentProgress]:
-        """The current state, then each change, until READY or FAILED."""
-        document_uuid = parse_id(document_id, kind="document")
-        # Subscribe before reading the row, so no change can fall between the two.
-        subscription = await self._nc.subscribe(events.progress_subject(document_uuid))
-        try:
-            async with self._sessions() as session:
-                document = await store.get_document(session=session, tenant_id=tenant_id, document_id=document_uuid)
-            if document is None:
-                raise NotFound(f"document {document_id!r} not found")
-            current = events.progress_message(document)
-            yield current
-            last = current.status
-            if last in events.TERMINAL_PROTO:
-                return
-            async for message in subscription.messages:
-                try:
-                    progress = ingestion_pb2.DocumentProgress.FromString(message.data)
-                except DecodeError:
-                    continue  # a stray message on the subject is not the watcher's problem
-                # Events published before our read arrive after it; statuses only move forward.
-                if progress.tenant_id != tenant_id or progress.status <= last:
-                    continue
-                yield progress
-                last = progress.status
-                if last in events.TERMINAL_PROTO:
-                    return
-        finally:
-            await subscription.unsubscribe()
-
-    async def process_job(self, *, tenant_id: str, document_id: str, version: int) -> None:
-        """Chunk one version and announce its chunks. Redelivery-safe: a job already done, for a
-        deleted document or for a superseded version finishes without doing anything."""
-        document_uuid = as_uuid(document_id)
-        if document_uuid is None:
-            log.error("dropped an ingest job with a malformed document id", extra={"fields": {"id": document_id}})
-            return
-        async with self._sessions() as session, session.begin():
-            document = await store.get_document(
-                session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
-            )
-            if (
-                document is None
-                or document.version != version
-                or document.status not in (Status.QUEUED, Status.CHUNKING)
-            ):
-                return
-            content = await store.get_version_content(
-                session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
-            )
-            started = document.status == Status.QUEUED
-            if started:
-                document = await store.set_status(
-                    session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.CHUNKING
-                )
-        if started and document is not None:
-            await events.publish_progress(self._js, document)
-
-        pieces: list[Chunk] = []
-        error = ""
-        if content is None:
-            error = "the document's content is missing"
-        else:
-            try:
-                # Tokenizing megabytes blocks for a while; keep the loop free for other consumers and RPCs.
-                pieces = await asyncio.to_thread(
-                    chunk_text,
-                    content,
-                    markdown=document is not None and document.content_type == MARKDOWN,
-                    max_tokens=self._settings.chunk_max_tokens,
-                )
-            except Exception:
-                log.exception("chunking failed", extra={"fields": {"document_id": document_id}})
-                error = "the document could not be split into chunks"
-            if not error and not pieces:
-                error = "the document has no text to index"
-
-        async with self._sessions() as session, session.begin():
-            document = await store.get_document(
-                session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
-            )
-            if document is None or document.version != version or document.status != Status.CHUNKING:
-                return
-            upserted = events_pb2.ChunksUpserted(
-                tenant_id=tenant_id,
-                collection_id=str(document.collection_id),
-                document_id=str(document.id),
-                version=version,
-                document_title=document.title,
-                chunks=[
-                    events_pb2.ChunkRecord(
-                        chunk_id=str(chunk_id(document.id, version, piece.ordinal)),
-                        ordinal=piece.ordinal,
-                        heading=piece.heading,
-                        text=piece.text,
-                        token_count=piece.token_count,
-                        content_hash=piece.content_hash,
-                    )
-                    for piece in pieces
-                ],
-            )
-            if not error and upserted.ByteSize() > self._settings.max_event_bytes:
-                error = (
-                    f"the document's {len(pieces)} chunks are too large to index in one event "
-                    f"({upserted.ByteSize()} bytes, limit {self._settings.max_event_bytes})"
-                )
-            if error:
-                document = await store.set_status(
-                    session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.FAILED, error=error
-                )
-            else:
-                await store.replace_chunks(
-                    session=session, tenant_id=tenant_id, document_id=document_uuid, version=version, new_chunks=pieces
-                )
-                document = await store.set_status(
-                    session=session,
-                    tenant_id=tenant_id,
-                    document_id=document_uuid,
-                    status=Status.INDEXING,
-                    chunk_count=len(pieces),
-                    token_count=sum(piece.token_count for piece in pieces),
-                )
-                await enqueue(
-                    session=session,
-                    table=outbox,
-                    subject=events.CHUNKS_UPSERTED,
-                    msg_id=events.chunks_msg_id(document_uuid, version),
-                    message=upserted,
-                )
-        if not error:
-            self._notify_outbox()
-        if document is not None:
-            await events.publish_progress(self._js, document)
-
-    async def mark_indexed(self, *, tenant_id: str, document_id: str, version: int) -> None:
-        document_uuid = as_uuid(document_id)
-        if document_uuid is None:
-            log.error("dropped a ChunksIndexed with a malformed document id", extra={"fields": {"id": document_id}})
-            return
-        async with self._sessions() as session, session.begin():
-            document = await store.get_document(
-                session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
-            )
-            # Another version's news, a deleted document, or a redelivery after we already moved on.
-            if document is None or document.version != version or document.status != Status.INDEXING:
-                return
-            document = await store.set_status(
-                session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.READY
-            )
-        if document is not None:
-            await events.publish_progress(self._js, document)

@@ -4,15 +4,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import RowMapping, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.ingestion.chunking import Chunk
 from parley.ingestion.ids import chunk_id
-from parley.ingestion.models import chunks, collections, document_versions, documents
+from parley.ingestion.models import Status, chunks, collections, document_versions, documents
 from parley.kit.paging import Cursor
 
 
@@ -34,7 +33,7 @@ class DocumentRecord:
     content_type: str
     filename: str
     version: int
-    status: str
+    status: Status
     chunk_count: int
     token_count: int
     size_bytes: int
@@ -53,8 +52,9 @@ class SectionRecord:
     content_hash: str
 
 
-def _document(row: Any) -> DocumentRecord:
-    return DocumentRecord(**{field.name: getattr(row, field.name) for field in fields(DocumentRecord)})
+def _document(row: RowMapping) -> DocumentRecord:
+    values = {field.name: row[field.name] for field in fields(DocumentRecord)}
+    return DocumentRecord(**values | {"status": Status(row["status"])})
 
 
 _document_count = (
@@ -136,15 +136,19 @@ async def find_document_by_content(
     *, session: AsyncSession, tenant_id: str, collection_id: uuid.UUID, title: str, content_sha256: str
 ) -> DocumentRecord | None:
     row = (
-        await session.execute(
-            select(documents).where(
-                documents.c.tenant_id == tenant_id,
-                documents.c.collection_id == collection_id,
-                documents.c.title == title,
-                documents.c.content_sha256 == content_sha256,
+        (
+            await session.execute(
+                select(documents).where(
+                    documents.c.tenant_id == tenant_id,
+                    documents.c.collection_id == collection_id,
+                    documents.c.title == title,
+                    documents.c.content_sha256 == content_sha256,
+                )
             )
         )
-    ).one_or_none()
+        .mappings()
+        .one_or_none()
+    )
     return None if row is None else _document(row)
 
 
@@ -157,31 +161,35 @@ async def insert_document(
     title: str,
     content_type: str,
     filename: str,
-    status: str,
+    status: Status,
     content: str,
     size_bytes: int,
     content_sha256: str,
 ) -> DocumentRecord | None:
     """Version 1 of a new document. None when the same title and content are already in the collection."""
     row = (
-        await session.execute(
-            insert(documents)
-            .values(
-                id=document_id,
-                tenant_id=tenant_id,
-                collection_id=collection_id,
-                title=title,
-                content_type=content_type,
-                filename=filename,
-                version=1,
-                status=status,
-                size_bytes=size_bytes,
-                content_sha256=content_sha256,
+        (
+            await session.execute(
+                insert(documents)
+                .values(
+                    id=document_id,
+                    tenant_id=tenant_id,
+                    collection_id=collection_id,
+                    title=title,
+                    content_type=content_type,
+                    filename=filename,
+                    version=1,
+                    status=status,
+                    size_bytes=size_bytes,
+                    content_sha256=content_sha256,
+                )
+                .on_conflict_do_nothing(constraint="documents_dedup_key")
+                .returning(*documents.c)
             )
-            .on_conflict_do_nothing(constraint="documents_dedup_key")
-            .returning(*documents.c)
         )
-    ).one_or_none()
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         return None
     await session.execute(
@@ -198,7 +206,7 @@ async def get_document(
     query = select(documents).where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
     if for_update:
         query = query.with_for_update()
-    row = (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).mappings().one_or_none()
     return None if row is None else _document(row)
 
 
@@ -209,18 +217,22 @@ async def list_documents(
     if after is not None:
         query = query.where(tuple_(documents.c.created_at, documents.c.id) < tuple_(after.at, after.id))
     rows = await session.execute(query.order_by(documents.c.created_at.desc(), documents.c.id.desc()).limit(limit))
-    return [_document(row) for row in rows]
+    return [_document(row) for row in rows.mappings()]
 
 
 async def delete_document(*, session: AsyncSession, tenant_id: str, document_id: uuid.UUID) -> DocumentRecord | None:
     """The deleted document (its versions and chunks cascade), or None when there was none."""
     row = (
-        await session.execute(
-            delete(documents)
-            .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
-            .returning(*documents.c)
+        (
+            await session.execute(
+                delete(documents)
+                .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
+                .returning(*documents.c)
+            )
         )
-    ).one_or_none()
+        .mappings()
+        .one_or_none()
+    )
     return None if row is None else _document(row)
 
 
@@ -241,24 +253,28 @@ async def set_status(
     session: AsyncSession,
     tenant_id: str,
     document_id: uuid.UUID,
-    status: str,
+    status: Status,
     error: str = "",
     chunk_count: int | None = None,
     token_count: int | None = None,
 ) -> DocumentRecord | None:
-    values: dict[str, Any] = {"status": status, "error": error, "updated_at": func.now()}
+    values: dict[str, object] = {"status": status, "error": error, "updated_at": func.now()}
     if chunk_count is not None:
         values["chunk_count"] = chunk_count
     if token_count is not None:
         values["token_count"] = token_count
     row = (
-        await session.execute(
-            update(documents)
-            .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
-            .values(**values)
-            .returning(*documents.c)
+        (
+            await session.execute(
+                update(documents)
+                .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
+                .values(**values)
+                .returning(*documents.c)
+            )
         )
-    ).one_or_none()
+        .mappings()
+        .one_or_none()
+    )
     return None if row is None else _document(row)
 
 

@@ -221,7 +221,7 @@ class Section(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
 
 class DocumentProgress(_message.Message):
-    __slots__ = ("tenant_id", "document_id", "collection_id", "status", "chunk_count", "error", "at")
+    __slots__ = ("tenant_id", "document_id", "collection_id", "status", "chunk_count", "error", "at", "version")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,7 @@ class DocumentProgress(_message.Message):
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     document_id: str
     collection_id: str
@@ -236,4 +237,5 @@ class DocumentProgress(_message.Message):
     chunk_count: int
     error: str
     at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., chunk_count: _Optional[int] = ..., error: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., chunk_count: _Optional[int] = ..., error: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...

@@ -7,13 +7,13 @@ from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import NO_NUL, Collection, CollectionIn, Document, Page
+from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS, MAX_TITLE_CHARS
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 PageSize = Annotated[int, Query(ge=1, le=100)]
-PageToken = Annotated[str, Query(max_length=512)]
-CONTENT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain"}
+PageToken = Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -47,20 +47,19 @@ async def upload_document(
     who: CurrentPrincipal,
     services: Deps,
     file: Annotated[UploadFile, File(description="a plain-text (.txt) or Markdown (.md) file")],
-    title: Annotated[str, Form(max_length=300, pattern=NO_NUL)] = "",
+    title: Annotated[str, Form(max_length=MAX_TITLE_CHARS, pattern=NO_NUL)] = "",
 ) -> Document:
     """Store the document and queue it for chunking and indexing; poll it (or its events) until `ready`."""
     limit = services.settings.max_upload_bytes
     content = await file.read(limit + 1)
     if len(content) > limit:
         raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
-    filename = file.filename or ""
-    content_type = (file.content_type or "").split(";")[0].strip()
-    if content_type not in ("text/plain", "text/markdown"):
-        suffix = filename[filename.rfind(".") :].lower() if "." in filename else ""
-        content_type = CONTENT_TYPES.get(suffix, content_type)
+    # Ingestion decides what the declared type and the file name make of it, in one place.
     header = ingestion_pb2.DocumentHeader(
-        collection_id=collection_id, title=title.strip(), content_type=content_type, filename=filename
+        collection_id=collection_id,
+        title=title.strip(),
+        content_type=file.content_type or "",
+        filename=file.filename or "",
     )
     return Document.of(await services.backends.ingest_document(who, header, content))
 

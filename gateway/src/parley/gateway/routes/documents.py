@@ -1,6 +1,5 @@
 """One document: its state, its progress as SSE, its removal."""
 
-import json
 from collections.abc import AsyncIterator
 
 import grpc
@@ -10,7 +9,7 @@ from sse_starlette import EventSourceResponse
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import from_grpc
 from parley.gateway.events import error_frame
-from parley.gateway.schemas import Document, document_status
+from parley.gateway.schemas import Document, DocumentProgress
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -36,12 +35,7 @@ async def document_events(document_id: str, who: CurrentPrincipal, services: Dep
     async def progress() -> AsyncIterator[dict[str, str]]:
         try:
             async for update in services.backends.watch_document(who, document_id, timeout=WATCH_SECONDS):
-                data = {
-                    "status": document_status(update.status),
-                    "chunk_count": update.chunk_count,
-                    "error": update.error,
-                }
-                yield {"event": "progress", "data": json.dumps(data)}
+                yield {"event": "progress", "data": DocumentProgress.of(update).model_dump_json()}
         except grpc.aio.AioRpcError as error:
             api_error = from_grpc(error)
             yield error_frame(api_error.code, api_error.message)
