@@ -2,7 +2,8 @@
 fakes) and, in its gRPC form, with a deadline and the caller's identity.
 
 The gRPC forms turn the status codes the domain decides on into kit errors: another tenant's
-collection is `NotFound`, a budget that cannot hold the turn is `BudgetExceeded`.
+collection is `NotFound`, a budget that cannot hold the turn is `BudgetExceeded`, and a service
+that is down or too slow is `Unavailable` (the caller may retry; nothing was started).
 """
 
 import uuid
@@ -12,7 +13,7 @@ from typing import Protocol
 
 import grpc
 
-from parley.kit.errors import BudgetExceeded, NotFound
+from parley.kit.errors import BudgetExceeded, NotFound, Unavailable
 from parley.kit.identity import Identity
 from parley.kit.rpc import open_channel
 from parley.v1 import ingestion_pb2, ingestion_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc, usage_pb2, usage_pb2_grpc
@@ -46,6 +47,16 @@ class Budget(Protocol):
     async def release(self, identity: Identity, reservation_id: str) -> None: ...
 
 
+_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def _unreachable(error: grpc.aio.AioRpcError, service: str) -> Exception:
+    """What a failed call becomes for the domain: Unavailable when the service could not answer."""
+    if error.code() in _UNREACHABLE:
+        return Unavailable(f"{service} is unavailable; try again")
+    return error
+
+
 class _Client:
     def __init__(self, target: str, *, deadline_seconds: float) -> None:
         self._channel: grpc.aio.Channel = open_channel(target)
@@ -66,7 +77,10 @@ class RetrievalClient(_Client):
         request = retrieval_pb2.SearchRequest(
             query=query, collection_ids=list(collection_ids), k=k, mode=retrieval_pb2.SEARCH_MODE_HYBRID
         )
-        response = await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
+        try:
+            response = await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            raise _unreachable(error, "retrieval") from None
         return list(response.hits)
 
 
@@ -82,7 +96,7 @@ class IngestionClient(_Client):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"collection {collection_id} not found") from None
-            raise
+            raise _unreachable(error, "ingestion") from None
 
 
 class UsageClient(_Client):
@@ -104,7 +118,7 @@ class UsageClient(_Client):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise BudgetExceeded(error.details() or "the monthly budget is spent") from None
-            raise
+            raise _unreachable(error, "usage") from None
         return Hold(response.reservation_id, response.reserved_micros)
 
     async def release(self, identity: Identity, reservation_id: str) -> None:
