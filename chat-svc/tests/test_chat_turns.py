@@ -4,7 +4,7 @@ retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients)."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -68,13 +68,18 @@ class FakeCollections:
 class FakeBudget:
     refuse: bool = False
     holds: list[tuple[str, int, int]] = field(default_factory=list)  # model, input, max output
+    granted: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    while_holding: Callable[[], Awaitable[None]] | None = None  # what happens meanwhile elsewhere
 
     async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
         if self.refuse:
             raise BudgetExceeded("the monthly budget is spent")
         self.holds.append((model, input_tokens, max_output_tokens))
-        return Hold(reservation_id=str(uuid.uuid4()), reserved_micros=0)
+        self.granted.append(str(uuid.uuid4()))
+        if self.while_holding is not None:
+            await self.while_holding()
+        return Hold(reservation_id=self.granted[-1], reserved_micros=0)
 
     async def release(self, identity: Identity, reservation_id: str) -> None:
         self.released.append(reservation_id)
@@ -291,6 +296,22 @@ async def test_a_refused_hold_fails_the_start_and_leaves_nothing(
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the gateway's 402
     assert (await h.conversations.page(h.owner, size=10, token="")).conversations == []
     assert await h.stored_turns() == 0  # no turn, so no task and no stream
+
+
+async def test_a_turn_that_cannot_be_stored_after_its_hold_releases_the_hold(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    first = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, first)
+
+    async def delete_the_conversation() -> None:  # the owner deletes it while the turn starts
+        await h.conversations.delete(h.owner, first.conversation_id)
+
+    h.budget.while_holding = delete_the_conversation
+    with pytest.raises(Exception, match="foreign key"):
+        await h.runner.start(h.identity, h.ask("And?", conversation_id=first.conversation_id, collection_ids=()))
+    assert h.budget.released == [h.budget.granted[-1]]
 
 
 async def test_another_tenants_collection_is_not_found_and_nothing_is_held(
