@@ -85,7 +85,7 @@ def _message(row: RowMapping) -> MessageRecord:
         turn_id=row["turn_id"],
         role=row["role"],
         content=row["content"],
-        sources=tuple(ParseDict(source, chat_pb2.Source()) for source in row["sources"]),
+        sources=tuple(ParseDict(source, chat_pb2.Source(), ignore_unknown_fields=True) for source in row["sources"]),
         model=row["model"],
         usage=common_pb2.TokenUsage(**{name: row[name] for name in USAGE_COLUMNS}),
         created_at=row["created_at"],

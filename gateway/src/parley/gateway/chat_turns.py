@@ -54,6 +54,21 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
     return StartedTurn(started.conversation_id, started.turn_id)
 
 
+async def kept_turn_subject(services: Services, who: Principal, conversation_id: str, turn_id: str) -> str:
+    """Where a turn's events can still be read. chat-svc knows its turns: one that never existed
+    (or is another tenant's) is a 404, one whose events the stream has dropped a 410."""
+    turn = await services.chat.get_turn(who, conversation_id, turn_id)
+    if not turn.events_kept:
+        raise ApiError(
+            410,
+            "turn_events_expired",
+            f"the events of turn {turn.id} are no longer kept; "
+            f"its stored messages are at GET /v1/conversations/{turn.conversation_id}",
+        )
+    # The ids chat-svc stored: never a wildcard or a space in the subject.
+    return turn_subject(turn.conversation_id, turn.id)
+
+
 def sse_frame(event: events_pb2.TurnEvent) -> dict[str, str]:
     """One turn event as an SSE frame: its seq is the event id a client resumes from."""
     kind = event.WhichOneof("kind")

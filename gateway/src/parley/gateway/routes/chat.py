@@ -10,7 +10,6 @@ from parley.gateway import chat_turns
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
-from parley.kit.contracts import turn_subject
 from parley.v1 import common_pb2
 
 router = APIRouter(tags=["chat"])
@@ -46,17 +45,7 @@ async def turn_events(
         after_seq = int(last_event_id or 0)
     except ValueError:
         raise ApiError(400, "invalid_argument", "Last-Event-ID must be an event id from this stream") from None
-    # chat-svc knows its turns: one that never existed (or is another tenant's) is a 404.
-    turn = await services.chat.get_turn(who, conversation_id, turn_id)
-    if not turn.events_kept:
-        raise ApiError(
-            410,
-            "turn_events_expired",
-            f"the events of turn {turn.id} are no longer kept; "
-            f"its stored messages are at GET /v1/conversations/{turn.conversation_id}",
-        )
-    # The ids chat-svc stored: never a wildcard or a space in the subject.
-    subject = turn_subject(turn.conversation_id, turn.id)
+    subject = await chat_turns.kept_turn_subject(services, who, conversation_id, turn_id)
     return EventSourceResponse(chat_turns.sse_frames(services, subject, after_seq=after_seq), ping=15)
 
 
