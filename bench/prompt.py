@@ -3,8 +3,8 @@ build the prompt of a turn from 20 retrieval hits at the standard tier (5,000 to
 and p95 of many builds. DESIGN's target for context assembly is under 50 ms.
 
 Compared in the same run: hits without `token_count` (the builder counts them itself), ten
-turns of history, and `Prompt.input_tokens()` (which the local provider calls for usage,
-re-encoding the whole prompt once more).
+turns of history, and `LocalProvider.count_tokens(prompt)` (which a turn calls to price its budget
+hold and the local provider for usage, re-encoding the whole prompt once more).
 """
 
 import uuid
@@ -12,12 +12,14 @@ import uuid
 from bench._common import Table, median, ms, p95, repeat
 from bench.corpus import paragraph, passages
 from parley.chat.context_builder import Turn, build_prompt
+from parley.chat.providers import LocalProvider
 from parley.kit.contracts import tier_budget
 from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, retrieval_pb2
 
 QUESTION = "How often should I descale the boiler, and what should I use for it?"
 HITS = 20
+LOCAL = LocalProvider()
 
 
 def _hits(*, with_counts: bool) -> list[retrieval_pb2.ChunkHit]:
@@ -66,13 +68,26 @@ def run(*, quick: bool = False) -> Table:
         samples = repeat(
             lambda h=hits, t=turns: build_prompt(question=QUESTION, hits=h, history=t, budget=budget), times=times
         )
-        table.add(name, len(prompt.passages), f"{prompt.input_tokens():,}", ms(median(samples), 3), ms(p95(samples), 3))
+        table.add(
+            name,
+            len(prompt.passages),
+            f"{LOCAL.count_tokens(prompt, model='local'):,}",
+            ms(median(samples), 3),
+            ms(p95(samples), 3),
+        )
 
     def build_and_count() -> int:
-        return build_prompt(question=QUESTION, hits=counted, history=history, budget=budget).input_tokens()
+        prompt = build_prompt(question=QUESTION, hits=counted, history=history, budget=budget)
+        return LOCAL.count_tokens(prompt, model="local")
 
     samples = repeat(build_and_count, times=times)
-    table.add("… + Prompt.input_tokens() (what a turn pays)", "-", "-", ms(median(samples), 3), ms(p95(samples), 3))
+    table.add(
+        "… + LocalProvider.count_tokens (what a turn holds and pays)",
+        "-",
+        "-",
+        ms(median(samples), 3),
+        ms(p95(samples), 3),
+    )
     hit_tokens = sum(hit.token_count for hit in counted)
     table.notes.append(
         f"{HITS} hits of {hit_tokens / HITS:,.0f} tokens on average ({hit_tokens:,} in all); {times} builds each"

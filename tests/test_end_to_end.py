@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -186,6 +187,9 @@ def test_a_second_turn_continues_the_conversation(api: httpx.Client, ready_docum
     assert first.status_code == 200, first.text
     assert "fine grind" in first.json()["message"]["content"]
     conversation_id = first.json()["conversation_id"]
+    stored = api.get(f"/v1/conversations/{conversation_id}").json()["messages"][-1]
+    assert first.json()["message"]["created_at"] is not None  # a whole answer has its stored time
+    assert datetime.fromisoformat(first.json()["message"]["created_at"]) == datetime.fromisoformat(stored["created_at"])
 
     second = api.post(
         "/v1/chat", json={"message": "And how long should a shot take?", "conversation_id": conversation_id}
@@ -262,7 +266,7 @@ def test_a_client_that_reconnects_resumes_after_its_last_event(
     with api.stream("GET", path, headers={"Last-Event-ID": first[1].id}) as response:
         resumed = read_sse(response)
     assert [(e.id, e.event, e.data) for e in resumed] == [(e.id, e.event, e.data) for e in first[2:]]
-    for not_a_turn in ("a b", ">", "*"):
+    for not_a_turn in ("a b", ">", "*", str(uuid.uuid4())):  # the last: a turn that never existed
         response = api.get(f"/v1/conversations/{conversation_id}/turns/{not_a_turn}/events")
         assert response.status_code == 404, not_a_turn
 

@@ -4,13 +4,16 @@ from parley.chat.context_builder import Turn, build_prompt
 from parley.chat.providers import Finished, LocalProvider, TextDelta, compose_answer
 from parley.kit.contracts import tier_budget
 from parley.kit.tokens import count_tokens
-from parley.v1 import chat_pb2, retrieval_pb2
+from parley.v1 import chat_pb2, common_pb2, retrieval_pb2
 
 
 def hit(text: str, *, title: str = "Manual", heading: str = "") -> retrieval_pb2.ChunkHit:
     return retrieval_pb2.ChunkHit(
         chunk_id="c", document_id="d", document_title=title, heading=heading, text=text, token_count=count_tokens(text)
     )
+
+
+LOCAL = LocalProvider()
 
 
 def test_tiers_have_the_design_budgets() -> None:
@@ -25,7 +28,7 @@ def test_prompt_keeps_the_best_passages_that_fit_the_budget() -> None:
     prompt = build_prompt(question="How often?", hits=[long, short], history=[], budget=400)
     assert [p.hit.text for p in prompt.passages] == [short.text]
     assert prompt.passages[0].index == 1
-    assert prompt.input_tokens() <= 400
+    assert LOCAL.count_tokens(prompt, model="local") <= 400
 
 
 def test_a_full_prompt_never_passes_its_budget() -> None:
@@ -36,7 +39,7 @@ def test_a_full_prompt_never_passes_its_budget() -> None:
     for tier in (chat_pb2.TIER_QUICK, chat_pb2.TIER_STANDARD):
         prompt = build_prompt(question="How often?", hits=hits, history=history, budget=tier_budget(tier))
         assert prompt.passages, "some passages fit"
-        assert prompt.input_tokens() <= tier_budget(tier)
+        assert LOCAL.count_tokens(prompt, model="local") <= tier_budget(tier)
 
 
 def test_history_keeps_the_most_recent_turns_within_its_share() -> None:
@@ -66,12 +69,13 @@ async def test_local_provider_streams_the_answer_and_counts_its_tokens() -> None
     assert isinstance(finished, Finished)
     assert text == compose_answer(prompt)
     assert "café" in text  # multi-byte characters survive token-by-token streaming
-    assert finished.output_tokens == count_tokens(text)
-    assert finished.input_tokens == prompt.input_tokens()
+    assert finished.usage.output_tokens == count_tokens(text)
+    assert finished.usage.input_tokens == LOCAL.count_tokens(prompt, model="local")
     assert finished.finish_reason == "stop"
 
 
 async def test_local_provider_stops_at_max_tokens() -> None:
     prompt = build_prompt(question="descale boiler", hits=[hit("Descale the boiler.")], history=[], budget=5_000)
     events = [event async for event in LocalProvider().stream(prompt, model="local", max_tokens=3)]
-    assert events[-1] == Finished(input_tokens=prompt.input_tokens(), output_tokens=3, finish_reason="length")
+    usage = common_pb2.TokenUsage(input_tokens=LOCAL.count_tokens(prompt, model="local"), output_tokens=3)
+    assert events[-1] == Finished(usage=usage, finish_reason="length")

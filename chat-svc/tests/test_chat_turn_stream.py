@@ -1,11 +1,13 @@
 """A turn's events on real JetStream: numbered in order, tokens coalesced into frames, retries deduplicated."""
 
 import uuid
+from datetime import UTC, datetime
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
-from parley.chat.events import TurnStream
+from parley.chat.turn_stream import TurnStream
+from parley.kit.contracts import turn_event_msg_id, turn_subject
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 
@@ -35,23 +37,25 @@ async def test_events_are_numbered_and_deltas_coalesced(nats_client: NatsClient)
         await stream.delta(token)
     await stream.sources([chat_pb2.Source(index=1, document_id="d")])
     await stream.usage(common_pb2.TokenUsage(input_tokens=10, output_tokens=6), model="local")
-    await stream.end(user_message_id="u", assistant_message_id="a", finish_reason="stop")
+    stored_at = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
+    await stream.end(user_message_id="u", assistant_message_id="a", finish_reason="stop", created_at=stored_at)
 
     events = await read_turn(nats_client, stream.subject)
-    assert stream.subject == f"chat.stream.{conversation_id}.{turn_id}"
+    assert stream.subject == turn_subject(conversation_id, turn_id)
     assert [event.seq for event in events] == [1, 2, 3, 4, 5, 6]
     deltas = [event.delta.text for event in events if event.WhichOneof("kind") == "delta"]
     assert deltas == ["Descale every", " 200 shots", "."]  # 6 tokens, 3 frames
     assert [event.WhichOneof("kind") for event in events[3:]] == ["sources", "usage", "end"]
     assert all(event.turn_id == turn_id for event in events)
+    assert events[-1].end.created_at.ToDatetime(tzinfo=UTC) == stored_at  # a whole answer's time
 
 
 async def test_a_retried_publish_is_not_a_second_event(nats_client: NatsClient) -> None:
     js = nats_client.jetstream()
     turn_id = str(uuid.uuid4())
-    subject = f"chat.stream.{uuid.uuid4()}.{turn_id}"
+    subject = turn_subject(uuid.uuid4(), turn_id)
     event = events_pb2.TurnEvent(turn_id=turn_id, seq=1, end=events_pb2.TurnEnd(finish_reason="stop"))
-    first = await js.publish(subject, event.SerializeToString(), headers={"Nats-Msg-Id": f"{turn_id}:1"})
-    again = await js.publish(subject, event.SerializeToString(), headers={"Nats-Msg-Id": f"{turn_id}:1"})
+    first = await js.publish(subject, event.SerializeToString(), headers={"Nats-Msg-Id": turn_event_msg_id(turn_id, 1)})
+    again = await js.publish(subject, event.SerializeToString(), headers={"Nats-Msg-Id": turn_event_msg_id(turn_id, 1)})
     assert again.duplicate and again.seq == first.seq
     assert len(await read_turn(nats_client, subject)) == 1

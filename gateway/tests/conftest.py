@@ -47,7 +47,7 @@ async def gateway(infra: Infra, sessions: db.Sessions, nats_client) -> AsyncIter
         max_upload_bytes=64 * 1024,
     )
     backends = Backends(ingestion_target=nowhere, chat_target=nowhere, usage_target=nowhere, deadline_seconds=2)
-    app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream()))
+    app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream(), backends.chat))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         yield client
     await backends.close()

@@ -3,8 +3,10 @@
 import asyncio
 from pathlib import Path
 
-from parley.chat.clients import RetrievalClient
+from parley.chat import events
+from parley.chat.clients import IngestionClient, RetrievalClient, UsageClient
 from parley.chat.config import Settings
+from parley.chat.conversations import Conversations
 from parley.chat.grpc_api import ChatApi
 from parley.chat.models import outbox
 from parley.chat.providers import providers
@@ -21,7 +23,10 @@ async def main() -> None:
     runtime = await ServiceRuntime.start(
         "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
     )
-    retrieval = RetrievalClient(settings.retrieval_target, deadline_seconds=settings.call_deadline_seconds)
+    deadline = settings.call_deadline_seconds
+    retrieval = RetrievalClient(settings.retrieval_target, deadline_seconds=deadline)
+    ingestion = IngestionClient(settings.ingestion_target, deadline_seconds=deadline)
+    usage = UsageClient(settings.usage_target, deadline_seconds=deadline)
     relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
     turns = TurnRunner(
         settings=settings,
@@ -29,18 +34,21 @@ async def main() -> None:
         nc=runtime.nc,
         js=runtime.js,
         retrieval=retrieval,
+        collections=ingestion,
+        budget=usage,
         providers=providers(),
         relay=relay,
     )
+    conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
     # The relay outlives the gRPC server: turns finishing during shutdown still send their usage.
     relay_stop = asyncio.Event()
     try:
         runtime.spawn(relay.run(relay_stop), name="outbox")
-        await turns.serve_cancels()
+        await events.serve_cancels(runtime.nc, turns)
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,
-                ChatApi(sessions=runtime.sessions, turns=turns),
+                ChatApi(turns=turns, conversations=conversations),
                 "parley.v1.ChatService",
             )
         )
@@ -50,7 +58,8 @@ async def main() -> None:
         await turns.drain(settings.shutdown_grace_seconds)
         relay_stop.set()
         await runtime.close()
-        await retrieval.close()
+        for client in (retrieval, ingestion, usage):
+            await client.close()
 
 
 if __name__ == "__main__":

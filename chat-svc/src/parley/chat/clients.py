@@ -1,19 +1,75 @@
-"""Every outbound gRPC call of chat-svc, each with a deadline and the caller's identity."""
+"""Every outbound gRPC call of chat-svc, each behind a Protocol (so the domain can be tested with
+fakes) and, in its gRPC form, with a deadline and the caller's identity.
 
+The gRPC forms turn the status codes the domain decides on into kit errors: another tenant's
+collection is `NotFound`, a budget that cannot hold the turn is `BudgetExceeded`, and a service
+that is down or too slow is `Unavailable` (the caller may retry; nothing was started).
+"""
+
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
+from parley.kit.errors import BudgetExceeded, NotFound, Unavailable
 from parley.kit.identity import Identity
 from parley.kit.rpc import open_channel
-from parley.v1 import retrieval_pb2, retrieval_pb2_grpc
+from parley.v1 import ingestion_pb2, ingestion_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc, usage_pb2, usage_pb2_grpc
 
 
-class RetrievalClient:
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Budget usage-svc holds for one turn until the turn's usage event (or a Settle) releases it."""
+
+    reservation_id: str
+    reserved_micros: int
+
+
+class Retrieval(Protocol):
+    async def search(
+        self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
+    ) -> list[retrieval_pb2.ChunkHit]: ...
+
+
+class Collections(Protocol):
+    async def require(self, identity: Identity, collection_id: str) -> None:
+        """Raise NotFound unless the collection exists for the caller's tenant."""
+        ...
+
+
+class Budget(Protocol):
+    async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
+        """Raise BudgetExceeded when the tenant's budget cannot hold the call's upper bound."""
+        ...
+
+    async def release(self, identity: Identity, reservation_id: str) -> None: ...
+
+
+_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def _unreachable(error: grpc.aio.AioRpcError, service: str) -> Exception:
+    """What a failed call becomes for the domain: Unavailable when the service could not answer."""
+    if error.code() in _UNREACHABLE:
+        return Unavailable(f"{service} is unavailable; try again")
+    return error
+
+
+class _Client:
     def __init__(self, target: str, *, deadline_seconds: float) -> None:
         self._channel: grpc.aio.Channel = open_channel(target)
-        self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self._channel)
         self._deadline = deadline_seconds
+
+    async def close(self) -> None:
+        await self._channel.close(grace=None)
+
+
+class RetrievalClient(_Client):
+    def __init__(self, target: str, *, deadline_seconds: float) -> None:
+        super().__init__(target, deadline_seconds=deadline_seconds)
+        self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self._channel)
 
     async def search(
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
@@ -21,8 +77,50 @@ class RetrievalClient:
         request = retrieval_pb2.SearchRequest(
             query=query, collection_ids=list(collection_ids), k=k, mode=retrieval_pb2.SEARCH_MODE_HYBRID
         )
-        response = await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
+        try:
+            response = await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            raise _unreachable(error, "retrieval") from None
         return list(response.hits)
 
-    async def close(self) -> None:
-        await self._channel.close()
+
+class IngestionClient(_Client):
+    def __init__(self, target: str, *, deadline_seconds: float) -> None:
+        super().__init__(target, deadline_seconds=deadline_seconds)
+        self._stub = ingestion_pb2_grpc.IngestionServiceStub(self._channel)
+
+    async def require(self, identity: Identity, collection_id: str) -> None:
+        request = ingestion_pb2.GetCollectionRequest(collection_id=collection_id)
+        try:
+            await self._stub.GetCollection(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"collection {collection_id} not found") from None
+            raise _unreachable(error, "ingestion") from None
+
+
+class UsageClient(_Client):
+    def __init__(self, target: str, *, deadline_seconds: float) -> None:
+        super().__init__(target, deadline_seconds=deadline_seconds)
+        self._stub = usage_pb2_grpc.UsageServiceStub(self._channel)
+
+    async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
+        # A key of this call's own, so gRPC's retries of it hold once. Not the request id: a client
+        # chooses that, and reusing one must not hand back an earlier hold instead of a new check.
+        request = usage_pb2.ReserveRequest(
+            model=model,
+            input_tokens=input_tokens,
+            max_output_tokens=max_output_tokens,
+            idempotency_key=uuid.uuid4().hex,
+        )
+        try:
+            response = await self._stub.Reserve(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise BudgetExceeded(error.details() or "the monthly budget is spent") from None
+            raise _unreachable(error, "usage") from None
+        return Hold(response.reservation_id, response.reserved_micros)
+
+    async def release(self, identity: Identity, reservation_id: str) -> None:
+        request = usage_pb2.SettleRequest(reservation_id=reservation_id)
+        await self._stub.Settle(request, timeout=self._deadline, metadata=identity.metadata())

@@ -7,6 +7,9 @@ from parley.kit.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     retrieval_target: str
+    ingestion_target: str
+    usage_target: str
+    # A request that names no provider (or model) gets these; the provider names its default model.
     default_provider: Literal["local"] = "local"
     default_max_tokens: int = 1024
     history_messages: int = 10

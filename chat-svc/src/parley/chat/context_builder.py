@@ -1,4 +1,5 @@
-"""The prompt of a turn, built inside the tier's token budget (counted with tiktoken).
+"""The prompt of a turn, built inside the tier's token budget (fitted with cl100k; the provider
+counts what it will bill).
 
 Stable parts come first (instructions, then the passages, then the history, then the new
 question) so a provider's prompt cache can reuse the longest possible prefix across turns.
@@ -47,9 +48,10 @@ class Prompt:
     def context(self) -> str:
         return "\n\n".join(passage.render() for passage in self.passages)
 
-    def input_tokens(self) -> int:
+    def parts(self) -> list[str]:
+        """Every text the model reads, in order (a provider counts and frames them)."""
         parts = [self.instructions, self.context(), *(turn.content for turn in self.history), self.question]
-        return sum(count_tokens(part) for part in parts if part)
+        return [part for part in parts if part]
 
 
 def build_prompt(

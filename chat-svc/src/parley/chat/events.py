@@ -1,98 +1,29 @@
-"""What chat-svc publishes: every event of a turn on `chat.stream.<conversation>.<turn>`,
-and `usage.recorded` (through the outbox, see turns.py); and the cancel requests its replicas
-exchange on `chat.cancel.<turn>`, since only the replica running a turn can stop it.
+"""The subjects chat-svc publishes and consumes (all named in parley.kit.contracts):
+
+- publishes every event of a turn on `turn_subject(conversation, turn)` (TURN_STREAMS), from
+  turn_stream.TurnStream;
+- publishes `USAGE_RECORDED` for every model call, through the outbox (store.record_usage);
+- requests and serves `cancel_subject(turn)` (CANCEL_TURNS, core NATS request/reply): only the
+  replica running a turn can stop it, so a cancel is asked of every replica.
 """
 
-import time
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
-from nats.js import JetStreamContext
-
-from parley.kit.contracts import turn_subject
-from parley.v1 import chat_pb2, common_pb2, events_pb2
-
-USAGE_SUBJECT = "usage.recorded"
-CANCEL_SUBJECTS = "chat.cancel.*"
+from parley.chat.store import Owner
+from parley.chat.turns import TurnRunner
+from parley.kit.contracts import CANCEL_TURNS
+from parley.v1 import events_pb2
 
 
-def cancel_subject(turn_id: str) -> str:
-    return f"chat.cancel.{turn_id}"
+async def serve_cancels(nc: NatsClient, turns: TurnRunner) -> None:
+    """Take cancel requests for the turns this replica runs (their owners' only), and answer
+    those it cancelled: no answer means "not running here"."""
 
+    async def on_request(message: Msg) -> None:
+        command = events_pb2.CancelTurnCommand.FromString(message.data)
+        owner = Owner(command.tenant_id, command.user_id)
+        if turns.cancel_here(owner, conversation_id=command.conversation_id, turn_id=command.turn_id):
+            await message.respond(b"")
 
-class TurnStream:
-    """Publishes one turn's events in order, numbering them 1, 2, 3 … (the SSE event ids).
-
-    Provider tokens are coalesced into frames of `frame_chars` or `frame_seconds`, whichever
-    comes first. `Nats-Msg-Id` is `<turn>:<seq>`, so a retried publish is never a duplicate.
-    """
-
-    def __init__(
-        self,
-        js: JetStreamContext,
-        *,
-        conversation_id: str,
-        turn_id: str,
-        frame_chars: int,
-        frame_seconds: float,
-        publish_timeout: float,
-    ) -> None:
-        self._js = js
-        self._conversation_id = conversation_id
-        self._turn_id = turn_id
-        self._subject = turn_subject(conversation_id, turn_id)
-        self._frame_chars = frame_chars
-        self._frame_seconds = frame_seconds
-        self._publish_timeout = publish_timeout
-        self._seq = 0
-        self._pending: list[str] = []
-        self._pending_chars = 0
-        self._last_flush = time.monotonic()
-
-    @property
-    def subject(self) -> str:
-        return self._subject
-
-    async def delta(self, text: str) -> None:
-        self._pending.append(text)
-        self._pending_chars += len(text)
-        if self._pending_chars >= self._frame_chars or time.monotonic() - self._last_flush >= self._frame_seconds:
-            await self.flush()
-
-    async def flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if not self._pending:
-            return
-        frame = "".join(self._pending)
-        self._pending.clear()
-        self._pending_chars = 0
-        await self._publish(events_pb2.TurnEvent(delta=events_pb2.TurnDelta(text=frame)))
-
-    async def sources(self, sources: list[chat_pb2.Source]) -> None:
-        await self.flush()
-        await self._publish(events_pb2.TurnEvent(sources=events_pb2.TurnSources(sources=sources)))
-
-    async def usage(self, usage: common_pb2.TokenUsage, *, model: str) -> None:
-        await self.flush()
-        await self._publish(events_pb2.TurnEvent(usage=events_pb2.TurnUsage(usage=usage, model=model)))
-
-    async def end(self, *, user_message_id: str, assistant_message_id: str, finish_reason: str) -> None:
-        await self.flush()
-        end = events_pb2.TurnEnd(
-            user_message_id=user_message_id, assistant_message_id=assistant_message_id, finish_reason=finish_reason
-        )
-        await self._publish(events_pb2.TurnEvent(end=end))
-
-    async def error(self, *, code: str, message: str) -> None:
-        await self.flush()
-        await self._publish(events_pb2.TurnEvent(error=events_pb2.TurnError(code=code, message=message)))
-
-    async def _publish(self, event: events_pb2.TurnEvent) -> None:
-        self._seq += 1
-        event.conversation_id = self._conversation_id
-        event.turn_id = self._turn_id
-        event.seq = self._seq
-        await self._js.publish(
-            self._subject,
-            event.SerializeToString(),
-            headers={"Nats-Msg-Id": f"{self._turn_id}:{self._seq}"},
-            timeout=self._publish_timeout,
-        )
+    await nc.subscribe(CANCEL_TURNS, cb=on_request)

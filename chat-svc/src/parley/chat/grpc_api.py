@@ -1,28 +1,20 @@
 """ChatService over gRPC: translation between protos and the domain, nothing more."""
 
-import uuid
-from typing import Any
-
-import grpc
-
 from parley.chat import store
+from parley.chat.conversations import Conversations
 from parley.chat.turns import TurnRequest, TurnRunner
-from parley.kit.db import Sessions
-from parley.kit.errors import NotFound
 from parley.kit.identity import caller
-from parley.kit.paging import Cursor, decode_token, encode_token, page_size
+from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
-from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2
+from parley.v1 import chat_pb2, chat_pb2_grpc
 
 
 class ChatApi(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, *, sessions: Sessions, turns: TurnRunner) -> None:
-        self._sessions = sessions
+    def __init__(self, *, turns: TurnRunner, conversations: Conversations) -> None:
         self._turns = turns
+        self._conversations = conversations
 
-    async def StartTurn(
-        self, request: chat_pb2.StartTurnRequest, context: grpc.aio.ServicerContext
-    ) -> chat_pb2.StartTurnResponse:
+    async def StartTurn(self, request: chat_pb2.StartTurnRequest, context: Context) -> chat_pb2.StartTurnResponse:
         started = await self._turns.start(
             caller(context),
             TurnRequest(
@@ -33,95 +25,81 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
                 max_tokens=request.max_tokens,
                 provider=request.provider,
                 model=request.model,
-                reservation_id=request.reservation_id,
+                intent=request.intent_hint,
             ),
         )
-        return chat_pb2.StartTurnResponse(
-            conversation_id=started.conversation_id, turn_id=started.turn_id, subject=started.subject
+        return chat_pb2.StartTurnResponse(conversation_id=started.conversation_id, turn_id=started.turn_id)
+
+    async def GetTurn(self, request: chat_pb2.GetTurnRequest, context: Context) -> chat_pb2.Turn:
+        view = await self._conversations.turn(
+            _owner(context), conversation_id=request.conversation_id, turn_id=request.turn_id
+        )
+        return chat_pb2.Turn(
+            id=view.turn.id,
+            conversation_id=view.turn.conversation_id,
+            state=f"TURN_STATE_{view.turn.state.upper()}",
+            events_kept=view.events_kept,
+            created_at=to_timestamp(view.turn.created_at),
         )
 
-    async def CancelTurn(
-        self, request: chat_pb2.CancelTurnRequest, context: grpc.aio.ServicerContext
-    ) -> chat_pb2.CancelTurnResponse:
-        owner = _owner(context)
-        async with self._sessions() as session:
-            if (
-                await store.get_conversation(session=session, owner=owner, conversation_id=request.conversation_id)
-                is None
-            ):
-                raise NotFound(f"conversation {request.conversation_id} not found")
-        if not await self._turns.cancel(owner, request.conversation_id, request.turn_id):
-            raise NotFound(f"turn {request.turn_id} is not running")
+    async def CancelTurn(self, request: chat_pb2.CancelTurnRequest, context: Context) -> chat_pb2.CancelTurnResponse:
+        await self._turns.cancel(_owner(context), conversation_id=request.conversation_id, turn_id=request.turn_id)
         return chat_pb2.CancelTurnResponse()
 
     async def ListConversations(
-        self, request: chat_pb2.ListConversationsRequest, context: grpc.aio.ServicerContext
+        self, request: chat_pb2.ListConversationsRequest, context: Context
     ) -> chat_pb2.ListConversationsResponse:
-        limit = page_size(request.page.page_size)
-        async with self._sessions() as session:
-            rows = await store.list_conversations(
-                session=session, owner=_owner(context), limit=limit + 1, after=decode_token(request.page.page_token)
-            )
-        page, more = rows[:limit], len(rows) > limit
+        page = await self._conversations.page(
+            _owner(context), size=request.page.page_size, token=request.page.page_token
+        )
         return chat_pb2.ListConversationsResponse(
-            conversations=[_conversation(row, []) for row in page],
-            next_page_token=encode_token(Cursor(at=page[-1].updated_at, id=uuid.UUID(page[-1].id))) if more else "",
+            conversations=[_conversation(record, []) for record in page.conversations],
+            next_page_token=page.next_page_token,
         )
 
     async def GetConversation(
-        self, request: chat_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
+        self, request: chat_pb2.GetConversationRequest, context: Context
     ) -> chat_pb2.Conversation:
-        owner = _owner(context)
-        async with self._sessions() as session:
-            row = await store.get_conversation(session=session, owner=owner, conversation_id=request.conversation_id)
-            if row is None:
-                raise NotFound(f"conversation {request.conversation_id} not found")
-            messages = await store.conversation_messages(
-                session=session, tenant_id=owner.tenant_id, conversation_id=row.id
-            )
-        return _conversation(row, messages)
+        conversation, messages = await self._conversations.get(_owner(context), request.conversation_id)
+        return _conversation(conversation, messages)
 
     async def DeleteConversation(
-        self, request: chat_pb2.DeleteConversationRequest, context: grpc.aio.ServicerContext
+        self, request: chat_pb2.DeleteConversationRequest, context: Context
     ) -> chat_pb2.DeleteConversationResponse:
-        async with self._sessions.begin() as session:
-            deleted = await store.delete_conversation(
-                session=session, owner=_owner(context), conversation_id=request.conversation_id
-            )
-        if not deleted:
-            raise NotFound(f"conversation {request.conversation_id} not found")
+        await self._conversations.delete(_owner(context), request.conversation_id)
         return chat_pb2.DeleteConversationResponse()
 
+    async def ExportConversation(
+        self, request: chat_pb2.ExportConversationRequest, context: Context
+    ) -> chat_pb2.ExportConversationResponse:
+        raise NotImplementedError
 
-def _owner(context: grpc.aio.ServicerContext) -> store.Owner:
+
+def _owner(context: Context) -> store.Owner:
     identity = caller(context)
     return store.Owner(identity.tenant_id, identity.user_id)
 
 
-def _conversation(row: Any, messages: list[Any]) -> chat_pb2.Conversation:
+def _conversation(record: store.ConversationRecord, messages: list[store.MessageRecord]) -> chat_pb2.Conversation:
     return chat_pb2.Conversation(
-        id=row.id,
-        title=row.title,
-        collection_ids=row.collection_ids,
+        id=record.id,
+        title=record.title,
+        collection_ids=record.collection_ids,
         messages=[_message(message) for message in messages],
-        created_at=to_timestamp(row.created_at),
-        updated_at=to_timestamp(row.updated_at),
+        created_at=to_timestamp(record.created_at),
+        updated_at=to_timestamp(record.updated_at),
     )
 
 
-def _message(row: Any) -> chat_pb2.Message:
+def _message(record: store.MessageRecord) -> chat_pb2.Message:
     return chat_pb2.Message(
-        id=row.id,
-        role=row.role,
-        content=row.content,
-        sources=[chat_pb2.Source(**source) for source in row.sources],
-        usage=common_pb2.TokenUsage(
-            input_tokens=row.input_tokens,
-            output_tokens=row.output_tokens,
-            cache_read_tokens=row.cache_read_tokens,
-            cache_write_tokens=row.cache_write_tokens,
-        ),
-        model=row.model,
-        turn_id=row.turn_id,
-        created_at=to_timestamp(row.created_at),
+        id=record.id,
+        role=record.role,
+        content=record.content,
+        sources=record.sources,
+        # A question costs nothing by itself: only an answer carries the call's usage.
+        usage=record.usage if record.role == "assistant" else None,
+        model=record.model,
+        turn_id=record.turn_id,
+        created_at=to_timestamp(record.created_at),
     )

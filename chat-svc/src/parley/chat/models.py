@@ -1,4 +1,4 @@
-"""chat-svc tables, in its own schema."""
+"""chat-svc tables, in its own schema (migrations/versions says how each came to be)."""
 
 from sqlalchemy import ARRAY, BigInteger, Column, DateTime, ForeignKey, Index, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -37,6 +37,17 @@ messages = Table(
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("conversation_id", UUID(as_uuid=False), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("state", Text, nullable=False),  # running | completed | failed | cancelled
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("turns_by_conversation", "tenant_id", "conversation_id"),
 )
 
 outbox = outbox_table(metadata)

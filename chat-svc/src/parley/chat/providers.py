@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parley.chat.context_builder import Prompt
-from parley.kit.tokens import encoding
+from parley.kit.tokens import count_tokens, encoding
+from parley.v1 import common_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +24,8 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    input_tokens: int
-    output_tokens: int
+    usage: common_pb2.TokenUsage  # as the provider reports it: what the call is billed for
     finish_reason: str  # stop | length
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
 
 
 ProviderEvent = TextDelta | Finished
@@ -36,6 +34,10 @@ ProviderEvent = TextDelta | Finished
 class LlmProvider(Protocol):
     name: str
     default_model: str
+
+    def count_tokens(self, prompt: Prompt, *, model: str) -> int:
+        """The input tokens the call will be billed for, never fewer: the budget hold is priced on it."""
+        ...
 
     def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]: ...
 
@@ -78,6 +80,9 @@ class LocalProvider:
     name = "local"
     default_model = "local"
 
+    def count_tokens(self, prompt: Prompt, *, model: str) -> int:
+        return sum(count_tokens(part) for part in prompt.parts())
+
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         tokens = encoding().encode(compose_answer(prompt), disallowed_special=())
         finish_reason = "length" if len(tokens) > max_tokens else "stop"
@@ -90,7 +95,8 @@ class LocalProvider:
                 yield TextDelta(text)
             # One token at a time, like a remote model, and without starving other turns.
             await asyncio.sleep(0)
-        yield Finished(input_tokens=prompt.input_tokens(), output_tokens=len(tokens), finish_reason=finish_reason)
+        usage = common_pb2.TokenUsage(input_tokens=self.count_tokens(prompt, model=model), output_tokens=len(tokens))
+        yield Finished(usage=usage, finish_reason=finish_reason)
 
 
 def providers() -> dict[str, LlmProvider]:

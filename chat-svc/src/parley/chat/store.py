@@ -1,19 +1,28 @@
-"""All SQL of chat-svc. Every query is scoped to the tenant and the conversation's owner."""
+"""All SQL of chat-svc, returning typed records. Every query is scoped to the tenant and the
+conversation's owner.
+
+Sources are stored as JSONB in their proto's JSON form and TokenUsage as one column per field
+(named as in the proto), each converted by one helper here.
+"""
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, literal, select, tuple_, update
+from google.protobuf.json_format import MessageToDict, ParseDict
+from sqlalchemy import RowMapping, delete, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.chat.events import USAGE_SUBJECT
-from parley.chat.models import conversations, messages, outbox
+from parley.chat.models import conversations, messages, outbox, turns
 from parley.kit import outbox as kit_outbox
+from parley.kit.contracts import USAGE_RECORDED
 from parley.kit.ids import as_uuid
 from parley.kit.paging import Cursor
-from parley.v1 import events_pb2
+from parley.v1 import chat_pb2, common_pb2, events_pb2
+
+USAGE_COLUMNS = tuple(descriptor.name for descriptor in common_pb2.TokenUsage.DESCRIPTOR.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,48 +32,127 @@ class Owner:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredMessage:
+class ConversationRecord:
+    id: str
+    title: str
+    collection_ids: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    turn_id: str
+    role: str  # user | assistant
+    content: str
+    sources: tuple[chat_pb2.Source, ...]
+    model: str
+    usage: common_pb2.TokenUsage
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    id: str
+    conversation_id: str
+    state: str  # running | completed | failed | cancelled
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
     role: str
     content: str
-    sources: list[dict[str, Any]]
+    sources: Sequence[chat_pb2.Source] = ()
     model: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    usage: common_pb2.TokenUsage = field(default_factory=common_pb2.TokenUsage)
 
 
-async def create_conversation(*, session: AsyncSession, owner: Owner, title: str, collection_ids: Sequence[str]) -> str:
-    conversation_id = str(uuid.uuid4())
-    await session.execute(
-        insert(conversations).values(
-            id=conversation_id,
-            tenant_id=owner.tenant_id,
-            user_id=owner.user_id,
-            title=title,
-            collection_ids=list(collection_ids),
-        )
+def _conversation(row: RowMapping) -> ConversationRecord:
+    return ConversationRecord(
+        id=row["id"],
+        title=row["title"],
+        collection_ids=tuple(row["collection_ids"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
-    return conversation_id
 
 
-async def get_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> Row[Any] | None:
-    if as_uuid(conversation_id) is None:
-        return None
-    return (
-        await session.execute(
-            select(conversations).where(
-                conversations.c.id == conversation_id,
-                conversations.c.tenant_id == owner.tenant_id,
-                conversations.c.user_id == owner.user_id,
+def _message(row: RowMapping) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        turn_id=row["turn_id"],
+        role=row["role"],
+        content=row["content"],
+        sources=tuple(ParseDict(source, chat_pb2.Source(), ignore_unknown_fields=True) for source in row["sources"]),
+        model=row["model"],
+        usage=common_pb2.TokenUsage(**{name: row[name] for name in USAGE_COLUMNS}),
+        created_at=row["created_at"],
+    )
+
+
+def _turn(row: RowMapping) -> TurnRecord:
+    return TurnRecord(
+        id=row["id"], conversation_id=row["conversation_id"], state=row["state"], created_at=row["created_at"]
+    )
+
+
+def _message_values(message: NewMessage) -> dict[str, Any]:
+    return {
+        "role": message.role,
+        "content": message.content,
+        "sources": [MessageToDict(source, preserving_proto_field_name=True) for source in message.sources],
+        "model": message.model,
+        **{name: getattr(message.usage, name) for name in USAGE_COLUMNS},
+    }
+
+
+async def create_conversation(
+    *, session: AsyncSession, owner: Owner, title: str, collection_ids: Sequence[str]
+) -> ConversationRecord:
+    row = (
+        (
+            await session.execute(
+                insert(conversations)
+                .values(
+                    id=str(uuid.uuid4()),
+                    tenant_id=owner.tenant_id,
+                    user_id=owner.user_id,
+                    title=title,
+                    collection_ids=list(collection_ids),
+                )
+                .returning(conversations)
             )
         )
-    ).first()
+        .mappings()
+        .one()
+    )
+    return _conversation(row)
+
+
+async def get_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> ConversationRecord | None:
+    if as_uuid(conversation_id) is None:
+        return None
+    row = (
+        (
+            await session.execute(
+                select(conversations).where(
+                    conversations.c.id == conversation_id,
+                    conversations.c.tenant_id == owner.tenant_id,
+                    conversations.c.user_id == owner.user_id,
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else _conversation(row)
 
 
 async def list_conversations(
     *, session: AsyncSession, owner: Owner, limit: int, after: Cursor | None
-) -> Sequence[Row[Any]]:
+) -> list[ConversationRecord]:
     query = (
         select(conversations)
         .where(conversations.c.tenant_id == owner.tenant_id, conversations.c.user_id == owner.user_id)
@@ -74,12 +162,12 @@ async def list_conversations(
     if after is not None:
         after_id = literal(str(after.id), type_=conversations.c.id.type)
         query = query.where(tuple_(conversations.c.updated_at, conversations.c.id) < tuple_(after.at, after_id))
-    return (await session.execute(query)).all()
+    return [_conversation(row) for row in (await session.execute(query)).mappings()]
 
 
 async def conversation_messages(
     *, session: AsyncSession, tenant_id: str, conversation_id: str, last: int | None = None
-) -> list[Row[Any]]:
+) -> list[MessageRecord]:
     query = (
         select(messages)
         .where(messages.c.tenant_id == tenant_id, messages.c.conversation_id == conversation_id)
@@ -87,64 +175,110 @@ async def conversation_messages(
     )
     if last is not None:
         query = query.limit(last)
-    rows = (await session.execute(query)).all()
-    return list(reversed(rows))
+    rows = (await session.execute(query)).mappings().all()
+    return [_message(row) for row in reversed(rows)]
 
 
-async def add_turn(
+async def add_turn(*, session: AsyncSession, owner: Owner, conversation_id: str, turn_id: str) -> TurnRecord:
+    row = (
+        (
+            await session.execute(
+                insert(turns)
+                .values(id=turn_id, tenant_id=owner.tenant_id, conversation_id=conversation_id, state="running")
+                .returning(turns)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return _turn(row)
+
+
+async def get_turn(*, session: AsyncSession, owner: Owner, conversation_id: str, turn_id: str) -> TurnRecord | None:
+    """The owner's turn in that conversation; another owner's (or conversation's) turn is None."""
+    if as_uuid(conversation_id) is None or as_uuid(turn_id) is None:
+        return None
+    row = (
+        (
+            await session.execute(
+                select(turns)
+                .join(conversations, conversations.c.id == turns.c.conversation_id)
+                .where(
+                    turns.c.id == turn_id,
+                    turns.c.conversation_id == conversation_id,
+                    conversations.c.tenant_id == owner.tenant_id,
+                    conversations.c.user_id == owner.user_id,
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else _turn(row)
+
+
+async def end_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, state: str) -> None:
+    await session.execute(
+        update(turns).where(turns.c.id == turn_id, turns.c.tenant_id == tenant_id).values(state=state)
+    )
+
+
+async def add_messages(
     *,
     session: AsyncSession,
     owner: Owner,
     conversation_id: str,
     turn_id: str,
-    question: StoredMessage,
-    answer: StoredMessage,
-    usage_event: events_pb2.UsageRecorded,
-) -> tuple[str, str]:
-    """Both messages, the conversation's new time and the usage event, in the caller's transaction."""
-    ids = (str(uuid.uuid4()), str(uuid.uuid4()))
+    question: NewMessage,
+    answer: NewMessage,
+) -> tuple[MessageRecord, MessageRecord]:
+    """Both messages of a completed turn and the conversation's new time, in the caller's transaction."""
     now = func.clock_timestamp()
-    for message_id, message in zip(ids, (question, answer), strict=True):
-        await session.execute(
-            insert(messages).values(
-                id=message_id,
-                tenant_id=owner.tenant_id,
-                conversation_id=conversation_id,
-                turn_id=turn_id,
-                role=message.role,
-                content=message.content,
-                sources=message.sources,
-                model=message.model,
-                input_tokens=message.input_tokens,
-                output_tokens=message.output_tokens,
-                cache_read_tokens=message.cache_read_tokens,
-                cache_write_tokens=message.cache_write_tokens,
-                created_at=now,
+    stored: list[MessageRecord] = []
+    for message in (question, answer):
+        row = (
+            (
+                await session.execute(
+                    insert(messages)
+                    .values(
+                        id=str(uuid.uuid4()),
+                        tenant_id=owner.tenant_id,
+                        conversation_id=conversation_id,
+                        turn_id=turn_id,
+                        created_at=now,
+                        **_message_values(message),
+                    )
+                    .returning(messages)
+                )
             )
+            .mappings()
+            .one()
         )
+        stored.append(_message(row))
     await session.execute(
         update(conversations)
         .where(conversations.c.id == conversation_id, conversations.c.tenant_id == owner.tenant_id)
         .values(updated_at=now)
     )
-    await record_usage(session=session, usage_event=usage_event)
-    return ids
+    return stored[0], stored[1]
 
 
 async def record_usage(*, session: AsyncSession, usage_event: events_pb2.UsageRecorded) -> None:
     await kit_outbox.enqueue(
-        session=session, table=outbox, subject=USAGE_SUBJECT, msg_id=usage_event.event_id, message=usage_event
+        session=session, table=outbox, subject=USAGE_RECORDED, msg_id=usage_event.event_id, message=usage_event
     )
 
 
 async def delete_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> bool:
     if as_uuid(conversation_id) is None:
         return False
-    result = await session.execute(
-        delete(conversations).where(
+    deleted = await session.execute(
+        delete(conversations)
+        .where(
             conversations.c.id == conversation_id,
             conversations.c.tenant_id == owner.tenant_id,
             conversations.c.user_id == owner.user_id,
         )
+        .returning(conversations.c.id)
     )
-    return bool(result.rowcount)
+    return deleted.first() is not None

@@ -1,13 +1,21 @@
-"""A chat turn: fetch context, build the prompt, stream the answer, store it, meter it.
+"""A chat turn: check it, build its prompt, hold its budget; then stream the answer, store it, meter it.
 
-`start` returns at once with the turn's ids; the turn runs as a task of this process and
-publishes every event on `chat.stream.<conversation>.<turn>`. Both messages, their sources
-and usage, and the usage event (outbox) are committed in one transaction before `end` is
-published, so a client that sees `end` finds the conversation stored.
+`start` does, before it returns, everything a turn can be refused for: the conversation is the
+caller's, each collection of a new conversation exists for the caller, the message meets the
+rules of kit.contracts, the provider and model are known, the prompt is built (history and
+retrieved passages) and counted by the provider, and usage-svc holds the budget for that prompt
+plus max_tokens of output. A refused hold (`BudgetExceeded`) leaves nothing stored and no stream.
+
+Then the turn runs as a task of this process and publishes every event on
+`turn_subject(conversation, turn)`. Both messages, their sources and usage, the turn's end and
+the usage event (outbox) are committed in one transaction before `end` is published, so a client
+that sees `end` finds the conversation stored. A failed or cancelled turn stores no message, only
+its end and a zero-token usage event, which releases its hold.
 """
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,33 +24,42 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from parley.chat import store
-from parley.chat.clients import RetrievalClient
+from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt
-from parley.chat.events import CANCEL_SUBJECTS, TurnStream, cancel_subject
 from parley.chat.providers import Finished, LlmProvider, TextDelta
-from parley.kit.contracts import tier_budget, turn_subject
+from parley.chat.turn_stream import TurnStream
+from parley.kit.contracts import (
+    MAX_COLLECTIONS_PER_CONVERSATION,
+    MAX_INTENT_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_OUTPUT_TOKENS,
+    MAX_QUERY_CHARS,
+    cancel_subject,
+    tier_budget,
+)
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.identity import Identity
-from parley.kit.ids import as_uuid
 from parley.kit.outbox import OutboxRelay
-from parley.v1 import chat_pb2, common_pb2, events_pb2
+from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 8_000
-MAX_SEARCH_QUERY_CHARS = 2_000  # retrieval's limit for a query
-MAX_COLLECTIONS = 20
-MAX_OUTPUT_TOKENS = 8_192
 SNIPPET_CHARS = 280
 TITLE_CHARS = 60
+INTENT = re.compile(r"^[a-z_]*$")
+# A Source carries every field of the ChunkHit it cites that has the same name; the rest it derives.
+_SOURCE_FIELDS_FROM_HIT = tuple(
+    descriptor.name
+    for descriptor in chat_pb2.Source.DESCRIPTOR.fields
+    if descriptor.name in retrieval_pb2.ChunkHit.DESCRIPTOR.fields_by_name
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +71,13 @@ class TurnRequest:
     max_tokens: int
     provider: str
     model: str
-    reservation_id: str
+    intent: str  # a hint of what the message asks for; carried, not used yet
 
 
 @dataclass(frozen=True, slots=True)
 class StartedTurn:
     conversation_id: str
     turn_id: str
-    subject: str
 
 
 def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
@@ -74,11 +90,13 @@ def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
     if "\x00" in message:
         raise InvalidInput("message must not contain NUL characters")
     if not request.conversation_id and not request.collection_ids:
-        raise InvalidInput("a new conversation needs at least one collection id")
-    if len(request.collection_ids) > MAX_COLLECTIONS:
-        raise InvalidInput(f"at most {MAX_COLLECTIONS} collections per conversation")
+        raise InvalidInput("give collection_ids to start a conversation, or a conversation_id")
+    if len(request.collection_ids) > MAX_COLLECTIONS_PER_CONVERSATION:
+        raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections per conversation")
     if not 0 <= request.max_tokens <= MAX_OUTPUT_TOKENS:
         raise InvalidInput(f"max_tokens must be between 1 and {MAX_OUTPUT_TOKENS}")
+    if len(request.intent) > MAX_INTENT_CHARS or not INTENT.match(request.intent):
+        raise InvalidInput(f"intent must be at most {MAX_INTENT_CHARS} lowercase letters and _")
     if request.provider and request.provider not in known_providers:
         raise InvalidInput(f"unknown provider {request.provider!r}; known: {', '.join(known_providers)}")
 
@@ -88,30 +106,46 @@ def title_from(message: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def _source(passage_index: int, hit: Any) -> chat_pb2.Source:
-    return chat_pb2.Source(
-        index=passage_index,
-        chunk_id=hit.chunk_id,
-        document_id=hit.document_id,
-        collection_id=hit.collection_id,
-        document_title=hit.document_title,
-        heading=hit.heading,
-        snippet=hit.text[:SNIPPET_CHARS],
-        score=hit.score,
-    )
+def source_of(index: int, hit: retrieval_pb2.ChunkHit) -> chat_pb2.Source:
+    shared: dict[str, Any] = {name: getattr(hit, name) for name in _SOURCE_FIELDS_FROM_HIT}
+    return chat_pb2.Source(index=index, snippet=hit.text[:SNIPPET_CHARS], **shared)
 
 
-def source_to_json(source: chat_pb2.Source) -> dict[str, Any]:
-    return {
-        "index": source.index,
-        "chunk_id": source.chunk_id,
-        "document_id": source.document_id,
-        "collection_id": source.collection_id,
-        "document_title": source.document_title,
-        "heading": source.heading,
-        "snippet": source.snippet,
-        "score": source.score,
-    }
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """One started turn: who asked, where its events go, what it calls and the hold it may spend."""
+
+    identity: Identity
+    owner: store.Owner
+    conversation_id: str
+    turn_id: str
+    message: str
+    provider: LlmProvider
+    model: str
+    max_tokens: int
+    prompt: Prompt
+    hold: Hold
+    started: float
+    stream: TurnStream
+
+    def usage_event(self, usage: common_pb2.TokenUsage, *, success: bool) -> events_pb2.UsageRecorded:
+        occurred_at = Timestamp()
+        occurred_at.GetCurrentTime()
+        return events_pb2.UsageRecorded(
+            event_id=str(uuid.uuid4()),
+            tenant_id=self.identity.tenant_id,
+            user_id=self.identity.user_id,
+            kind="chat",
+            provider=self.provider.name,
+            model=self.model,
+            usage=usage,
+            reservation_id=self.hold.reservation_id,
+            conversation_id=self.conversation_id,
+            request_id=self.identity.request_id,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            success=success,
+            occurred_at=occurred_at,
+        )
 
 
 class TurnRunner:
@@ -122,7 +156,9 @@ class TurnRunner:
         sessions: Sessions,
         nc: NatsClient,
         js: JetStreamContext,
-        retrieval: RetrievalClient,
+        retrieval: Retrieval,
+        collections: Collections,
+        budget: Budget,
         providers: dict[str, LlmProvider],
         relay: OutboxRelay,
     ) -> None:
@@ -131,97 +167,132 @@ class TurnRunner:
         self._nc = nc
         self._js = js
         self._retrieval = retrieval
+        self._collections = collections
+        self._budget = budget
         self._providers = providers
         self._relay = relay
         self._running = RunningTurns()
 
     async def start(self, identity: Identity, request: TurnRequest) -> StartedTurn:
         validate(request, known_providers=list(self._providers))
+        provider = self._providers[request.provider or self._settings.default_provider]
+        model = request.model or provider.default_model
+        max_tokens = request.max_tokens or self._settings.default_max_tokens
         owner = store.Owner(identity.tenant_id, identity.user_id)
-        async with self._sessions.begin() as session:
-            if request.conversation_id:
-                conversation = await store.get_conversation(
-                    session=session, owner=owner, conversation_id=request.conversation_id
-                )
-                if conversation is None:
-                    raise NotFound(f"conversation {request.conversation_id} not found")
-                conversation_id, collection_ids = conversation.id, tuple(conversation.collection_ids)
-            else:
-                collection_ids = tuple(dict.fromkeys(request.collection_ids))
-                conversation_id = await store.create_conversation(
-                    session=session, owner=owner, title=title_from(request.message), collection_ids=collection_ids
-                )
+        conversation, history = await self._conversation(owner, request)
+        collection_ids = conversation.collection_ids if conversation else tuple(dict.fromkeys(request.collection_ids))
+        if conversation is None:
+            for collection_id in collection_ids:  # another tenant's collection is NotFound
+                await self._collections.require(identity, collection_id)
+        hits = await self._retrieval.search(
+            identity,
+            # Retrieval takes queries up to its limit; a long message most often asks at its end.
+            query=request.message[-MAX_QUERY_CHARS:],
+            collection_ids=collection_ids,
+            k=self._settings.search_k,
+        )
+        prompt = build_prompt(
+            question=request.message,
+            hits=hits,
+            history=[Turn(role=message.role, content=message.content) for message in history],
+            budget=tier_budget(request.tier),
+        )
+        # Priced by usage-svc: every counted input token uncached plus every allowed output token,
+        # the most this call can cost.
+        hold = await self._budget.reserve(
+            identity, model=model, input_tokens=provider.count_tokens(prompt, model=model), max_output_tokens=max_tokens
+        )
         turn_id = str(uuid.uuid4())
-        task = asyncio.create_task(
-            self._run(identity, owner, conversation_id, turn_id, collection_ids, request), name=f"turn:{turn_id}"
-        )
-        self._running.add(turn_id, owner=owner, conversation_id=conversation_id, task=task)
-        return StartedTurn(conversation_id, turn_id, turn_subject(conversation_id, turn_id))
-
-    async def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
-        """Ask every replica; the one running the caller's turn cancels it and answers."""
-        command = events_pb2.CancelTurnCommand(
-            tenant_id=owner.tenant_id, user_id=owner.user_id, conversation_id=conversation_id, turn_id=turn_id
-        )
-        turn_uuid = as_uuid(turn_id)  # it becomes a subject token: never a wildcard
-        if turn_uuid is None:
-            return False
         try:
+            async with self._sessions.begin() as session:
+                if conversation is None:
+                    conversation = await store.create_conversation(
+                        session=session, owner=owner, title=title_from(request.message), collection_ids=collection_ids
+                    )
+                await store.add_turn(session=session, owner=owner, conversation_id=conversation.id, turn_id=turn_id)
+            turn = _Turn(
+                identity=identity,
+                owner=owner,
+                conversation_id=conversation.id,
+                turn_id=turn_id,
+                message=request.message,
+                provider=provider,
+                model=model,
+                max_tokens=max_tokens,
+                prompt=prompt,
+                hold=hold,
+                started=time.monotonic(),
+                stream=TurnStream(
+                    self._js,
+                    conversation_id=conversation.id,
+                    turn_id=turn_id,
+                    frame_chars=self._settings.frame_chars,
+                    frame_seconds=self._settings.frame_seconds,
+                    publish_timeout=self._settings.publish_timeout_seconds,
+                ),
+            )
+        except BaseException:
+            await self._release(identity, hold)  # no task will ever send the usage event that would
+            raise
+        task = asyncio.create_task(self._run(turn), name=f"turn:{turn_id}")
+        self._running.add(turn_id, owner=owner, conversation_id=conversation.id, task=task)
+        return StartedTurn(conversation.id, turn_id)
+
+    async def cancel(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> None:
+        """Ask every replica; the one running the caller's turn cancels it and answers."""
+        async with self._sessions() as session:
+            turn = await store.get_turn(session=session, owner=owner, conversation_id=conversation_id, turn_id=turn_id)
+        if turn is None:
+            raise NotFound(f"turn {turn_id} not found")
+        command = events_pb2.CancelTurnCommand(
+            tenant_id=owner.tenant_id, user_id=owner.user_id, conversation_id=turn.conversation_id, turn_id=turn.id
+        )
+        try:
+            # turn.id is the stored uuid: never a wildcard in the subject.
             await self._nc.request(
-                cancel_subject(str(turn_uuid)), command.SerializeToString(), timeout=self._settings.cancel_wait_seconds
+                cancel_subject(turn.id), command.SerializeToString(), timeout=self._settings.cancel_wait_seconds
             )
         except (NoRespondersError, NatsTimeoutError):
-            return False
-        return True
+            raise NotFound(f"turn {turn_id} is not running") from None
 
-    async def serve_cancels(self) -> None:
-        """Take cancel requests for the turns this replica runs (their owners' only)."""
-
-        async def on_request(message: Msg) -> None:
-            command = events_pb2.CancelTurnCommand.FromString(message.data)
-            owner = store.Owner(command.tenant_id, command.user_id)
-            if self._running.cancel(owner, command.conversation_id, command.turn_id):
-                await message.respond(b"")
-
-        await self._nc.subscribe(CANCEL_SUBJECTS, cb=on_request)
+    def cancel_here(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> bool:
+        """Cancel the caller's turn if this replica runs it."""
+        return self._running.cancel(owner, conversation_id, turn_id)
 
     async def drain(self, grace_seconds: float) -> None:
         await self._running.drain(grace_seconds)
 
-    async def _run(
-        self,
-        identity: Identity,
-        owner: store.Owner,
-        conversation_id: str,
-        turn_id: str,
-        collection_ids: tuple[str, ...],
-        request: TurnRequest,
-    ) -> None:
-        provider = self._providers[request.provider or self._settings.default_provider]
-        turn = _Turn(
-            identity=identity,
-            owner=owner,
-            conversation_id=conversation_id,
-            turn_id=turn_id,
-            request=request,
-            provider=provider.name,
-            model=request.model or provider.default_model,
-            started=time.monotonic(),
-            stream=TurnStream(
-                self._js,
-                conversation_id=conversation_id,
-                turn_id=turn_id,
-                frame_chars=self._settings.frame_chars,
-                frame_seconds=self._settings.frame_seconds,
-                publish_timeout=self._settings.publish_timeout_seconds,
-            ),
-        )
+    async def _conversation(
+        self, owner: store.Owner, request: TurnRequest
+    ) -> tuple[store.ConversationRecord | None, list[store.MessageRecord]]:
+        """The caller's conversation this turn continues and its recent messages (none for a new one)."""
+        if not request.conversation_id:
+            return None, []
+        async with self._sessions() as session:
+            conversation = await store.get_conversation(
+                session=session, owner=owner, conversation_id=request.conversation_id
+            )
+            if conversation is None:
+                raise NotFound(f"conversation {request.conversation_id} not found")
+            history = await store.conversation_messages(
+                session=session,
+                tenant_id=owner.tenant_id,
+                conversation_id=conversation.id,
+                last=self._settings.history_messages,
+            )
+        return conversation, history
+
+    async def _release(self, identity: Identity, hold: Hold) -> None:
         try:
-            prompt = await self._prompt(turn, collection_ids)
+            await self._budget.release(identity, hold.reservation_id)
+        except Exception:  # the hold expires on its own
+            log.exception("could not release a budget hold", extra={"fields": {"reservation": hold.reservation_id}})
+
+    async def _run(self, turn: _Turn) -> None:
+        try:
             answer: list[str] = []
             finished: Finished | None = None
-            max_tokens = request.max_tokens or self._settings.default_max_tokens
-            async for event in provider.stream(prompt, model=turn.model, max_tokens=max_tokens):
+            async for event in turn.provider.stream(turn.prompt, model=turn.model, max_tokens=turn.max_tokens):
                 if isinstance(event, TextDelta):
                     answer.append(event.text)
                     await turn.stream.delta(event.text)
@@ -230,79 +301,51 @@ class TurnRunner:
             assert finished is not None, "a provider stream ends with Finished"
             # From here the answer is whole: storing it is no longer cancelled, and its failures
             # after the commit are not a failed turn (the stored conversation is the truth).
-            self._running.finishing(turn_id)
-            await self._complete(turn, prompt, "".join(answer), finished)
+            self._running.finishing(turn.turn_id)
+            await self._complete(turn, "".join(answer), finished)
         except asyncio.CancelledError:
-            await self._fail(turn, code="cancelled", message="the turn was cancelled")
+            await self._fail(turn, state="cancelled", code="cancelled", message="the turn was cancelled")
             raise
         except Exception as error:  # a turn's failure is reported to its client, not raised
-            log.exception("turn failed", extra={"fields": {"turn_id": turn_id}})
-            await self._fail(turn, code=_error_code(error), message=_public_message(error))
+            log.exception("turn failed", extra={"fields": {"turn_id": turn.turn_id}})
+            await self._fail(turn, state="failed", code=_error_code(error), message=_public_message(error))
 
-    async def _prompt(self, turn: "_Turn", collection_ids: tuple[str, ...]) -> Prompt:
-        async with self._sessions() as session:
-            earlier = await store.conversation_messages(
-                session=session,
-                tenant_id=turn.owner.tenant_id,
-                conversation_id=turn.conversation_id,
-                last=self._settings.history_messages,
-            )
-        hits = await self._retrieval.search(
-            turn.identity,
-            # Retrieval takes queries up to its limit; a long message most often asks at its end.
-            query=turn.request.message[-MAX_SEARCH_QUERY_CHARS:],
-            collection_ids=collection_ids,
-            k=self._settings.search_k,
-        )
-        history = [Turn(role=row.role, content=row.content) for row in earlier]
-        return build_prompt(
-            question=turn.request.message, hits=hits, history=history, budget=tier_budget(turn.request.tier)
-        )
-
-    async def _complete(self, turn: "_Turn", prompt: Prompt, answer: str, finished: Finished) -> None:
-        sources = [_source(passage.index, passage.hit) for passage in prompt.passages]
-        usage = common_pb2.TokenUsage(
-            input_tokens=finished.input_tokens,
-            output_tokens=finished.output_tokens,
-            cache_read_tokens=finished.cache_read_tokens,
-            cache_write_tokens=finished.cache_write_tokens,
-        )
+    async def _complete(self, turn: _Turn, answer: str, finished: Finished) -> None:
+        sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
         async with self._sessions.begin() as session:
-            user_message_id, assistant_message_id = await store.add_turn(
+            question, stored = await store.add_messages(
                 session=session,
                 owner=turn.owner,
                 conversation_id=turn.conversation_id,
                 turn_id=turn.turn_id,
-                question=store.StoredMessage(role="user", content=turn.request.message, sources=[]),
-                answer=store.StoredMessage(
-                    role="assistant",
-                    content=answer,
-                    sources=[source_to_json(source) for source in sources],
-                    model=turn.model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_read_tokens=usage.cache_read_tokens,
-                    cache_write_tokens=usage.cache_write_tokens,
+                question=store.NewMessage(role="user", content=turn.message),
+                answer=store.NewMessage(
+                    role="assistant", content=answer, sources=sources, model=turn.model, usage=finished.usage
                 ),
-                usage_event=turn.usage_event(usage, success=True),
             )
+            await store.end_turn(
+                session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="completed"
+            )
+            await store.record_usage(session=session, usage_event=turn.usage_event(finished.usage, success=True))
         self._relay.notify()
         try:
             await turn.stream.sources(sources)
-            await turn.stream.usage(usage, model=turn.model)
+            await turn.stream.usage(finished.usage, model=turn.model)
             await turn.stream.end(
-                user_message_id=user_message_id,
-                assistant_message_id=assistant_message_id,
+                user_message_id=question.id,
+                assistant_message_id=stored.id,
                 finish_reason=finished.finish_reason,
+                created_at=stored.created_at,
             )
         except Exception:
             # The answer is stored and metered; a client that missed the end reads the conversation.
             log.exception("could not announce a stored turn", extra={"fields": {"turn_id": turn.turn_id}})
 
-    async def _fail(self, turn: "_Turn", *, code: str, message: str) -> None:
+    async def _fail(self, turn: _Turn, *, state: str, code: str, message: str) -> None:
         """Tell the client, and record the failed request so its budget hold is released."""
         try:
             async with self._sessions.begin() as session:
+                await store.end_turn(session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state=state)
                 await store.record_usage(
                     session=session, usage_event=turn.usage_event(common_pb2.TokenUsage(), success=False)
                 )
@@ -354,40 +397,6 @@ class RunningTurns:
                 running.task.cancel()
         if leftovers:
             await asyncio.wait([running.task for running in leftovers], timeout=5)
-
-
-@dataclass(frozen=True, slots=True)
-class _Turn:
-    """One running turn: who asked, where its events go, what it calls."""
-
-    identity: Identity
-    owner: store.Owner
-    conversation_id: str
-    turn_id: str
-    request: TurnRequest
-    provider: str
-    model: str
-    started: float
-    stream: TurnStream
-
-    def usage_event(self, usage: common_pb2.TokenUsage, *, success: bool) -> events_pb2.UsageRecorded:
-        occurred_at = Timestamp()
-        occurred_at.GetCurrentTime()
-        return events_pb2.UsageRecorded(
-            event_id=str(uuid.uuid4()),
-            tenant_id=self.identity.tenant_id,
-            user_id=self.identity.user_id,
-            kind="chat",
-            provider=self.provider,
-            model=self.model,
-            usage=usage,
-            reservation_id=self.request.reservation_id,
-            conversation_id=self.conversation_id,
-            request_id=self.identity.request_id,
-            latency_ms=int((time.monotonic() - self.started) * 1000),
-            success=success,
-            occurred_at=occurred_at,
-        )
 
 
 def _error_code(error: Exception) -> str:

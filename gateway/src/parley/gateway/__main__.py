@@ -46,7 +46,7 @@ async def main() -> None:
                 settings.bootstrap_api_key.get_secret_value(),
                 pepper=settings.api_key_pepper.get_secret_value(),
             )
-        app = create_app(Services(settings, runtime.sessions, backends, runtime.nc, runtime.js))
+        app = create_app(Services(settings, runtime.sessions, backends, runtime.nc, runtime.js, backends.chat))
         server = _Server(
             uvicorn.Config(
                 app,

@@ -1,7 +1,12 @@
-"""Every gRPC call the gateway makes, each with a deadline and the caller's identity."""
+"""Every gRPC call the gateway makes, each with a deadline and the caller's identity.
 
-import uuid
-from collections.abc import AsyncIterator
+One section per backend. Chat is behind the `ChatBackend` Protocol, so chat routes are tested
+with an in-test fake (gateway/tests/test_gateway_chat.py); `Backends` owns every channel.
+Errors are the services' own `grpc.aio.AioRpcError`s; errors.py maps them to HTTP once.
+"""
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol
 
 import grpc
 
@@ -26,6 +31,58 @@ def _metadata(principal: Principal) -> tuple[tuple[str, str], ...]:
     return identity.metadata()
 
 
+# Chat
+
+
+class ChatBackend(Protocol):
+    async def start_turn(self, who: Principal, request: chat_pb2.StartTurnRequest) -> chat_pb2.StartTurnResponse: ...
+
+    async def get_turn(self, who: Principal, conversation_id: str, turn_id: str) -> chat_pb2.Turn: ...
+
+    async def cancel_turn(self, who: Principal, conversation_id: str, turn_id: str) -> None: ...
+
+    async def get_conversation(self, who: Principal, conversation_id: str) -> chat_pb2.Conversation: ...
+
+    async def list_conversations(
+        self, who: Principal, page: common_pb2.PageRequest
+    ) -> chat_pb2.ListConversationsResponse: ...
+
+    async def delete_conversation(self, who: Principal, conversation_id: str) -> None: ...
+
+
+class GrpcChat:
+    def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float) -> None:
+        self._stub = chat_pb2_grpc.ChatServiceStub(channel)
+        self._deadline = deadline_seconds
+
+    async def start_turn(self, who: Principal, request: chat_pb2.StartTurnRequest) -> chat_pb2.StartTurnResponse:
+        # chat-svc retrieves, builds the prompt and holds the budget before it answers: a turn's
+        # start takes longer than a lookup, still within a deadline.
+        return await self._stub.StartTurn(request, timeout=self._deadline * 3, metadata=_metadata(who))
+
+    async def get_turn(self, who: Principal, conversation_id: str, turn_id: str) -> chat_pb2.Turn:
+        request = chat_pb2.GetTurnRequest(conversation_id=conversation_id, turn_id=turn_id)
+        return await self._stub.GetTurn(request, timeout=self._deadline, metadata=_metadata(who))
+
+    async def cancel_turn(self, who: Principal, conversation_id: str, turn_id: str) -> None:
+        request = chat_pb2.CancelTurnRequest(conversation_id=conversation_id, turn_id=turn_id)
+        await self._stub.CancelTurn(request, timeout=self._deadline, metadata=_metadata(who))
+
+    async def get_conversation(self, who: Principal, conversation_id: str) -> chat_pb2.Conversation:
+        request = chat_pb2.GetConversationRequest(conversation_id=conversation_id)
+        return await self._stub.GetConversation(request, timeout=self._deadline, metadata=_metadata(who))
+
+    async def list_conversations(
+        self, who: Principal, page: common_pb2.PageRequest
+    ) -> chat_pb2.ListConversationsResponse:
+        request = chat_pb2.ListConversationsRequest(page=page)
+        return await self._stub.ListConversations(request, timeout=self._deadline, metadata=_metadata(who))
+
+    async def delete_conversation(self, who: Principal, conversation_id: str) -> None:
+        request = chat_pb2.DeleteConversationRequest(conversation_id=conversation_id)
+        await self._stub.DeleteConversation(request, timeout=self._deadline, metadata=_metadata(who))
+
+
 class Backends:
     def __init__(self, *, ingestion_target: str, chat_target: str, usage_target: str, deadline_seconds: float) -> None:
         self._channels: list[grpc.aio.Channel] = [
@@ -34,13 +91,13 @@ class Backends:
             open_channel(usage_target),
         ]
         self.ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channels[0])
-        self.chat = chat_pb2_grpc.ChatServiceStub(self._channels[1])
+        self.chat = GrpcChat(self._channels[1], deadline_seconds=deadline_seconds)
         self.usage = usage_pb2_grpc.UsageServiceStub(self._channels[2])
         self.deadline = deadline_seconds
 
     async def close(self) -> None:
         for channel in self._channels:
-            await channel.close()
+            await channel.close(grace=None)
 
     # Ingestion
 
@@ -89,51 +146,11 @@ class Backends:
 
     def watch_document(
         self, who: Principal, document_id: str, *, timeout: float
-    ) -> AsyncIterator[ingestion_pb2.DocumentProgress]:
+    ) -> AsyncIterable[ingestion_pb2.DocumentProgress]:
         request = ingestion_pb2.WatchDocumentRequest(document_id=document_id)
         return self.ingestion.WatchDocument(request, timeout=timeout, metadata=_metadata(who))
 
-    # Chat
-
-    async def start_turn(self, who: Principal, request: chat_pb2.StartTurnRequest) -> chat_pb2.StartTurnResponse:
-        return await self.chat.StartTurn(request, timeout=self.deadline, metadata=_metadata(who))
-
-    async def get_conversation(self, who: Principal, conversation_id: str) -> chat_pb2.Conversation:
-        request = chat_pb2.GetConversationRequest(conversation_id=conversation_id)
-        return await self.chat.GetConversation(request, timeout=self.deadline, metadata=_metadata(who))
-
-    async def list_conversations(
-        self, who: Principal, page: common_pb2.PageRequest
-    ) -> chat_pb2.ListConversationsResponse:
-        request = chat_pb2.ListConversationsRequest(page=page)
-        return await self.chat.ListConversations(request, timeout=self.deadline, metadata=_metadata(who))
-
-    async def delete_conversation(self, who: Principal, conversation_id: str) -> None:
-        request = chat_pb2.DeleteConversationRequest(conversation_id=conversation_id)
-        await self.chat.DeleteConversation(request, timeout=self.deadline, metadata=_metadata(who))
-
-    async def cancel_turn(self, who: Principal, conversation_id: str, turn_id: str) -> None:
-        request = chat_pb2.CancelTurnRequest(conversation_id=conversation_id, turn_id=turn_id)
-        await self.chat.CancelTurn(request, timeout=self.deadline, metadata=_metadata(who))
-
     # Usage
-
-    async def reserve(
-        self, who: Principal, *, model: str, input_tokens: int, max_output_tokens: int
-    ) -> usage_pb2.ReserveResponse:
-        # A key of this call's own, so gRPC's retries of it hold once. Not the request id: a client
-        # chooses that, and reusing one must not hand back an earlier hold instead of a new check.
-        request = usage_pb2.ReserveRequest(
-            model=model,
-            input_tokens=input_tokens,
-            max_output_tokens=max_output_tokens,
-            idempotency_key=uuid.uuid4().hex,
-        )
-        return await self.usage.Reserve(request, timeout=self.deadline, metadata=_metadata(who))
-
-    async def settle(self, who: Principal, reservation_id: str) -> None:
-        request = usage_pb2.SettleRequest(reservation_id=reservation_id)
-        await self.usage.Settle(request, timeout=self.deadline, metadata=_metadata(who))
 
     async def get_usage(self, who: Principal, request: usage_pb2.GetUsageRequest) -> usage_pb2.GetUsageResponse:
         return await self.usage.GetUsage(request, timeout=self.deadline, metadata=_metadata(who))

@@ -14,9 +14,6 @@ class Settings(ServiceSettings):
     api_key_pepper: SecretStr
     # The first admin key, created on a fresh install when no key exists yet.
     bootstrap_api_key: SecretStr | None = None
-    default_provider: str = "local"
-    default_model: str = "local"
-    default_max_tokens: int = 1024
     max_upload_bytes: int = 10 * 1024 * 1024
     # A turn that sends nothing for this long is reported to its client as timed out.
     turn_idle_seconds: float = 120.0

@@ -1,6 +1,7 @@
 """The events of one chat turn, read from JetStream for an SSE client.
 
-chat-svc publishes every event of a turn on `chat.stream.<conversation>.<turn>`; the stream
+chat-svc publishes every event of a turn on `kit.contracts.turn_subject(conversation, turn)`
+(TURN_STREAMS, stream CHATSTREAM); the stream
 keeps them a while, so each client reads from the start (or after its Last-Event-ID) with an
 ordered consumer of its own: any number of clients on any gateway replica see every event,
 and a client that reconnects misses nothing.

@@ -5,23 +5,28 @@ shape for the same thing (ids as strings, times as ISO 8601, enums as lowercase 
 """
 
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from parley.kit.contracts import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS
+from parley.kit.contracts import (
+    MAX_COLLECTIONS_PER_CONVERSATION,
+    MAX_DESCRIPTION_CHARS,
+    MAX_INTENT_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_OUTPUT_TOKENS,
+)
 from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, usage_pb2
 
-MAX_MESSAGE_CHARS = 8_000
 # PostgreSQL text cannot hold NUL; refused here, with the field's name, rather than failing later.
 NO_NUL = r"^[^\x00]*$"
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Tier = Literal["quick", "standard", "deep"]
-
-TIERS: dict[str, int] = {"quick": chat_pb2.TIER_QUICK, "standard": chat_pb2.TIER_STANDARD, "deep": chat_pb2.TIER_DEEP}
 
 
 class Body(BaseModel):
@@ -34,13 +39,15 @@ class CollectionIn(Body):
 
 
 class ChatIn(Body):
+    """Checked here for a clear 422 early; chat-svc checks the same limits (kit.contracts) again."""
+
     message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)]
-    collection_ids: Annotated[list[Id], Field(max_length=20)] = []
+    collection_ids: Annotated[list[Id], Field(max_length=MAX_COLLECTIONS_PER_CONVERSATION)] = []
     conversation_id: Id | None = None
     stream: bool = False
     tier: Tier = "standard"
-    max_tokens: Annotated[int, Field(ge=1, le=8_192)] | None = None
-    intent: Annotated[str, StringConstraints(max_length=40, pattern=r"^[a-z_]*$")] = ""
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | None = None
+    intent: Annotated[str, StringConstraints(max_length=MAX_INTENT_CHARS, pattern=r"^[a-z_]*$")] = ""
 
 
 class BudgetIn(Body):
@@ -124,6 +131,17 @@ class Page(BaseModel, Generic[T]):
     next_page_token: str | None
 
 
+def proto_fields(proto: ProtoMessage) -> dict[str, Any]:
+    """A proto as a dict of its fields, under their proto names (int64s as ints, times as ISO
+    8601, unset messages left out): what the models below validate, so none copies fields by hand."""
+    return MessageToDict(
+        proto,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+
+
 class Source(BaseModel):
     index: int
     chunk_id: str
@@ -136,16 +154,7 @@ class Source(BaseModel):
 
     @classmethod
     def of(cls, proto: chat_pb2.Source) -> "Source":
-        return cls(
-            index=proto.index,
-            chunk_id=proto.chunk_id,
-            document_id=proto.document_id,
-            collection_id=proto.collection_id,
-            document_title=proto.document_title,
-            heading=proto.heading,
-            snippet=proto.snippet,
-            score=proto.score,
-        )
+        return cls.model_validate(proto_fields(proto))
 
 
 class Usage(BaseModel):
@@ -156,7 +165,7 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, proto: common_pb2.TokenUsage) -> "Usage":
-        return cls.model_validate(proto, from_attributes=True)
+        return cls.model_validate(proto_fields(proto))
 
 
 class Message(BaseModel):
@@ -164,23 +173,14 @@ class Message(BaseModel):
     role: str
     content: str
     sources: list[Source]
-    usage: Usage | None
-    model: str | None
+    usage: Usage | None = None  # an answer's; a question costs nothing by itself
+    model: NoneIfEmpty = None
     turn_id: str
-    created_at: datetime | None
+    created_at: datetime | None = None
 
     @classmethod
     def of(cls, proto: chat_pb2.Message) -> "Message":
-        return cls(
-            id=proto.id,
-            role=proto.role,
-            content=proto.content,
-            sources=[Source.of(source) for source in proto.sources],
-            usage=Usage.of(proto.usage) if proto.role == "assistant" else None,
-            model=proto.model or None,
-            turn_id=proto.turn_id,
-            created_at=_time(proto.created_at),
-        )
+        return cls.model_validate(proto_fields(proto))
 
 
 class Conversation(BaseModel):
@@ -188,19 +188,15 @@ class Conversation(BaseModel):
     title: str
     collection_ids: list[str]
     messages: list[Message] | None
-    created_at: datetime | None
-    updated_at: datetime | None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @classmethod
     def of(cls, proto: chat_pb2.Conversation, *, with_messages: bool) -> "Conversation":
-        return cls(
-            id=proto.id,
-            title=proto.title,
-            collection_ids=list(proto.collection_ids),
-            messages=[Message.of(message) for message in proto.messages] if with_messages else None,
-            created_at=_time(proto.created_at),
-            updated_at=_time(proto.updated_at),
-        )
+        fields = proto_fields(proto)
+        if not with_messages:  # a list carries none: null says "not loaded", [] would say "empty"
+            fields["messages"] = None
+        return cls.model_validate(fields)
 
 
 class ChatOut(BaseModel):

@@ -17,13 +17,26 @@ class Tier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIER_QUICK: _ClassVar[Tier]
     TIER_STANDARD: _ClassVar[Tier]
     TIER_DEEP: _ClassVar[Tier]
+
+class TurnState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TURN_STATE_UNSPECIFIED: _ClassVar[TurnState]
+    TURN_STATE_RUNNING: _ClassVar[TurnState]
+    TURN_STATE_COMPLETED: _ClassVar[TurnState]
+    TURN_STATE_FAILED: _ClassVar[TurnState]
+    TURN_STATE_CANCELLED: _ClassVar[TurnState]
 TIER_UNSPECIFIED: Tier
 TIER_QUICK: Tier
 TIER_STANDARD: Tier
 TIER_DEEP: Tier
+TURN_STATE_UNSPECIFIED: TurnState
+TURN_STATE_RUNNING: TurnState
+TURN_STATE_COMPLETED: TurnState
+TURN_STATE_FAILED: TurnState
+TURN_STATE_CANCELLED: TurnState
 
 class StartTurnRequest(_message.Message):
-    __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint", "reservation_id")
+    __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_IDS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -32,7 +45,6 @@ class StartTurnRequest(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INTENT_HINT_FIELD_NUMBER: _ClassVar[int]
-    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     collection_ids: _containers.RepeatedScalarFieldContainer[str]
     message: str
@@ -41,18 +53,37 @@ class StartTurnRequest(_message.Message):
     provider: str
     model: str
     intent_hint: str
-    reservation_id: str
-    def __init__(self, conversation_id: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., intent_hint: _Optional[str] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, conversation_id: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., intent_hint: _Optional[str] = ...) -> None: ...
 
 class StartTurnResponse(_message.Message):
-    __slots__ = ("conversation_id", "turn_id", "subject")
+    __slots__ = ("conversation_id", "turn_id")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
-    SUBJECT_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     turn_id: str
-    subject: str
-    def __init__(self, conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+    def __init__(self, conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ...) -> None: ...
+
+class GetTurnRequest(_message.Message):
+    __slots__ = ("conversation_id", "turn_id")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    turn_id: str
+    def __init__(self, conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ...) -> None: ...
+
+class Turn(_message.Message):
+    __slots__ = ("id", "conversation_id", "state", "events_kept", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    conversation_id: str
+    state: TurnState
+    events_kept: bool
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., state: _Optional[_Union[TurnState, str]] = ..., events_kept: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CancelTurnRequest(_message.Message):
     __slots__ = ("conversation_id", "turn_id")

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class ChatServiceStub:
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
-    StartTurn returns at once; the turn's events travel chat.stream.<conversation>.<turn>.
+    StartTurn checks the request, builds the prompt and holds the budget for it, then returns;
+    the turn's events travel kit.contracts.turn_subject(conversation, turn).
     """
 
     def __init__(self, channel):
@@ -40,6 +41,11 @@ class ChatServiceStub:
                 '/parley.v1.ChatService/StartTurn',
                 request_serializer=parley_dot_v1_dot_chat__pb2.StartTurnRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_chat__pb2.StartTurnResponse.FromString,
+                _registered_method=True)
+        self.GetTurn = channel.unary_unary(
+                '/parley.v1.ChatService/GetTurn',
+                request_serializer=parley_dot_v1_dot_chat__pb2.GetTurnRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_chat__pb2.Turn.FromString,
                 _registered_method=True)
         self.CancelTurn = channel.unary_unary(
                 '/parley.v1.ChatService/CancelTurn',
@@ -70,10 +76,17 @@ class ChatServiceStub:
 
 class ChatServiceServicer:
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
-    StartTurn returns at once; the turn's events travel chat.stream.<conversation>.<turn>.
+    StartTurn checks the request, builds the prompt and holds the budget for it, then returns;
+    the turn's events travel kit.contracts.turn_subject(conversation, turn).
     """
 
     def StartTurn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTurn(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,6 +130,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=parley_dot_v1_dot_chat__pb2.StartTurnRequest.FromString,
                     response_serializer=parley_dot_v1_dot_chat__pb2.StartTurnResponse.SerializeToString,
             ),
+            'GetTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTurn,
+                    request_deserializer=parley_dot_v1_dot_chat__pb2.GetTurnRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_chat__pb2.Turn.SerializeToString,
+            ),
             'CancelTurn': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTurn,
                     request_deserializer=parley_dot_v1_dot_chat__pb2.CancelTurnRequest.FromString,
@@ -152,7 +170,8 @@ def add_ChatServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ChatService:
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
-    StartTurn returns at once; the turn's events travel chat.stream.<conversation>.<turn>.
+    StartTurn checks the request, builds the prompt and holds the budget for it, then returns;
+    the turn's events travel kit.contracts.turn_subject(conversation, turn).
     """
 
     @staticmethod
@@ -172,6 +191,33 @@ class ChatService:
             '/parley.v1.ChatService/StartTurn',
             parley_dot_v1_dot_chat__pb2.StartTurnRequest.SerializeToString,
             parley_dot_v1_dot_chat__pb2.StartTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.ChatService/GetTurn',
+            parley_dot_v1_dot_chat__pb2.GetTurnRequest.SerializeToString,
+            parley_dot_v1_dot_chat__pb2.Turn.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class ChatServiceStub:
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
-    StartTurn returns at once; the turn's events travel chat.stream.<conversation>.<turn>.
+    StartTurn checks the request, builds the prompt and holds the budget for it, then returns;
+    the turn's events travel kit.contracts.turn_subject(conversation, turn).
     """
 
     @_typing.overload
@@ -36,6 +37,7 @@ class ChatServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ChatServiceAsyncStub: ...
     StartTurn: _grpc.UnaryUnaryMultiCallable[_chat_pb2.StartTurnRequest, _chat_pb2.StartTurnResponse]
+    GetTurn: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetTurnRequest, _chat_pb2.Turn]
     CancelTurn: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CancelTurnRequest, _chat_pb2.CancelTurnResponse]
     ListConversations: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListConversationsRequest, _chat_pb2.ListConversationsResponse]
     GetConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetConversationRequest, _chat_pb2.Conversation]
@@ -45,11 +47,13 @@ class ChatServiceStub:
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
-    StartTurn returns at once; the turn's events travel chat.stream.<conversation>.<turn>.
+    StartTurn checks the request, builds the prompt and holds the budget for it, then returns;
+    the turn's events travel kit.contracts.turn_subject(conversation, turn).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartTurn: _aio.UnaryUnaryMultiCallable[_chat_pb2.StartTurnRequest, _chat_pb2.StartTurnResponse]  # type: ignore[assignment]
+    GetTurn: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetTurnRequest, _chat_pb2.Turn]  # type: ignore[assignment]
     CancelTurn: _aio.UnaryUnaryMultiCallable[_chat_pb2.CancelTurnRequest, _chat_pb2.CancelTurnResponse]  # type: ignore[assignment]
     ListConversations: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListConversationsRequest, _chat_pb2.ListConversationsResponse]  # type: ignore[assignment]
     GetConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
@@ -58,7 +62,8 @@ class ChatServiceAsyncStub(ChatServiceStub):
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
-    StartTurn returns at once; the turn's events travel chat.stream.<conversation>.<turn>.
+    StartTurn checks the request, builds the prompt and holds the budget for it, then returns;
+    the turn's events travel kit.contracts.turn_subject(conversation, turn).
     """
 
     @_abc_1.abstractmethod
@@ -67,6 +72,13 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.StartTurnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.StartTurnResponse, _abc.Awaitable[_chat_pb2.StartTurnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTurn(
+        self,
+        request: _chat_pb2.GetTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Turn, _abc.Awaitable[_chat_pb2.Turn]]: ...
 
     @_abc_1.abstractmethod
     def CancelTurn(

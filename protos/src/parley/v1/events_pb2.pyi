@@ -118,14 +118,16 @@ class TurnUsage(_message.Message):
     def __init__(self, usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., model: _Optional[str] = ..., cost_micros: _Optional[int] = ...) -> None: ...
 
 class TurnEnd(_message.Message):
-    __slots__ = ("user_message_id", "assistant_message_id", "finish_reason")
+    __slots__ = ("user_message_id", "assistant_message_id", "finish_reason", "created_at")
     USER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     ASSISTANT_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     user_message_id: str
     assistant_message_id: str
     finish_reason: str
-    def __init__(self, user_message_id: _Optional[str] = ..., assistant_message_id: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_message_id: _Optional[str] = ..., assistant_message_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TurnError(_message.Message):
     __slots__ = ("code", "message")

@@ -8,7 +8,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from parley.gateway import auth
-from parley.gateway.clients import Backends
+from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.gateway.errors import ApiError
 from parley.gateway.store import Principal
@@ -24,10 +24,12 @@ class Services:
     backends: Backends
     nc: NatsClient
     js: JetStreamContext
+    chat: ChatBackend
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services
+    services: Services = request.app.state.services
+    return services
 
 
 async def get_principal(request: Request, services: Annotated[Services, Depends(get_services)]) -> Principal:

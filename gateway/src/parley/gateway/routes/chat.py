@@ -10,8 +10,6 @@ from parley.gateway import chat_turns
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
-from parley.kit.contracts import turn_subject
-from parley.kit.ids import as_uuid
 from parley.v1 import common_pb2
 
 router = APIRouter(tags=["chat"])
@@ -39,21 +37,21 @@ async def turn_events(
     services: Deps,
     last_event_id: Annotated[str, Header(max_length=20)] = "",
 ) -> EventSourceResponse:
-    """Resume (or join) a turn's stream: every event after `Last-Event-ID`."""
-    await services.backends.get_conversation(who, conversation_id)  # another tenant's id is a 404
-    if as_uuid(turn_id) is None:  # it becomes part of a NATS subject: never a wildcard or a space
-        raise ApiError(404, "not_found", f"turn {turn_id} not found")
+    """Resume (or join) a turn's stream: every event after `Last-Event-ID`.
+
+    404 for a turn that never existed; 410 `turn_events_expired` once the stream has dropped
+    the turn's events (after an hour): the conversation still holds its messages."""
     try:
         after_seq = int(last_event_id or 0)
     except ValueError:
         raise ApiError(400, "invalid_argument", "Last-Event-ID must be an event id from this stream") from None
-    subject = turn_subject(conversation_id, turn_id)
+    subject = await chat_turns.kept_turn_subject(services, who, conversation_id, turn_id)
     return EventSourceResponse(chat_turns.sse_frames(services, subject, after_seq=after_seq), ping=15)
 
 
 @router.post("/v1/conversations/{conversation_id}/turns/{turn_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 async def cancel_turn(conversation_id: str, turn_id: str, who: CurrentPrincipal, services: Deps) -> dict[str, str]:
-    await services.backends.cancel_turn(who, conversation_id, turn_id)
+    await services.chat.cancel_turn(who, conversation_id, turn_id)
     return {"status": "cancelling"}
 
 
@@ -64,7 +62,7 @@ async def list_conversations(
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> Page[Conversation]:
-    page = await services.backends.list_conversations(
+    page = await services.chat.list_conversations(
         who, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     )
     return Page(
@@ -75,9 +73,9 @@ async def list_conversations(
 
 @router.get("/v1/conversations/{conversation_id}")
 async def get_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> Conversation:
-    return Conversation.of(await services.backends.get_conversation(who, conversation_id), with_messages=True)
+    return Conversation.of(await services.chat.get_conversation(who, conversation_id), with_messages=True)
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> None:
-    await services.backends.delete_conversation(who, conversation_id)
+    await services.chat.delete_conversation(who, conversation_id)

@@ -1,0 +1,111 @@
+"""A turn's events on JetStream: published in order by the turn, and whether they are still kept."""
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from parley.kit.bus import STREAMS
+from parley.kit.contracts import TURN_STREAMS, turn_event_msg_id, turn_subject
+from parley.kit.timestamps import to_timestamp
+from parley.v1 import chat_pb2, common_pb2, events_pb2
+
+# The stream that keeps turn events (an hour, in memory): where a late reader looks for them.
+TURN_STREAM_NAME = next(str(config.name) for config in STREAMS if TURN_STREAMS in (config.subjects or ()))
+
+
+async def events_kept(js: JetStreamContext, *, conversation_id: str, turn_id: str) -> bool:
+    """Whether the stream still holds any event of the turn (it drops them after its max age)."""
+    try:
+        await js.get_last_msg(TURN_STREAM_NAME, turn_subject(conversation_id, turn_id))
+    except NotFoundError:
+        return False
+    return True
+
+
+class TurnStream:
+    """Publishes one turn's events in order, numbering them 1, 2, 3 … (the SSE event ids).
+
+    Provider tokens are coalesced into frames of `frame_chars` or `frame_seconds`, whichever
+    comes first. Each event's Nats-Msg-Id is `turn_event_msg_id(turn, seq)`, so a retried
+    publish is never a duplicate.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        conversation_id: str,
+        turn_id: str,
+        frame_chars: int,
+        frame_seconds: float,
+        publish_timeout: float,
+    ) -> None:
+        self._js = js
+        self._conversation_id = conversation_id
+        self._turn_id = turn_id
+        self._subject = turn_subject(conversation_id, turn_id)
+        self._frame_chars = frame_chars
+        self._frame_seconds = frame_seconds
+        self._publish_timeout = publish_timeout
+        self._seq = 0
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._last_flush = time.monotonic()
+
+    @property
+    def subject(self) -> str:
+        return self._subject
+
+    async def delta(self, text: str) -> None:
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        if self._pending_chars >= self._frame_chars or time.monotonic() - self._last_flush >= self._frame_seconds:
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        frame = "".join(self._pending)
+        self._pending.clear()
+        self._pending_chars = 0
+        await self._publish(events_pb2.TurnEvent(delta=events_pb2.TurnDelta(text=frame)))
+
+    async def sources(self, sources: Sequence[chat_pb2.Source]) -> None:
+        await self.flush()
+        await self._publish(events_pb2.TurnEvent(sources=events_pb2.TurnSources(sources=sources)))
+
+    async def usage(self, usage: common_pb2.TokenUsage, *, model: str) -> None:
+        await self.flush()
+        await self._publish(events_pb2.TurnEvent(usage=events_pb2.TurnUsage(usage=usage, model=model)))
+
+    async def end(
+        self, *, user_message_id: str, assistant_message_id: str, finish_reason: str, created_at: datetime
+    ) -> None:
+        await self.flush()
+        end = events_pb2.TurnEnd(
+            user_message_id=user_message_id,
+            assistant_message_id=assistant_message_id,
+            finish_reason=finish_reason,
+            created_at=to_timestamp(created_at),
+        )
+        await self._publish(events_pb2.TurnEvent(end=end))
+
+    async def error(self, *, code: str, message: str) -> None:
+        await self.flush()
+        await self._publish(events_pb2.TurnEvent(error=events_pb2.TurnError(code=code, message=message)))
+
+    async def _publish(self, event: events_pb2.TurnEvent) -> None:
+        self._seq += 1
+        event.conversation_id = self._conversation_id
+        event.turn_id = self._turn_id
+        event.seq = self._seq
+        await self._js.publish(
+            self._subject,
+            event.SerializeToString(),
+            headers={"Nats-Msg-Id": turn_event_msg_id(self._turn_id, self._seq)},
+            timeout=self._publish_timeout,
+        )

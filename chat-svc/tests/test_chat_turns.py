@@ -1,0 +1,368 @@
+"""TurnRunner owns the whole turn: it checks the request, builds the prompt, holds the budget for
+it, then streams, stores and meters the answer. On real PostgreSQL and NATS, with fakes of
+retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients)."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
+from sqlalchemy import func, select
+
+from parley.chat import events
+from parley.chat.clients import Hold
+from parley.chat.config import Settings
+from parley.chat.context_builder import Prompt
+from parley.chat.conversations import Conversations
+from parley.chat.models import outbox, turns
+from parley.chat.providers import Finished, LlmProvider, LocalProvider, ProviderEvent, TextDelta
+from parley.chat.store import Owner
+from parley.chat.turn_stream import TURN_STREAM_NAME
+from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
+from parley.kit import db
+from parley.kit.contracts import USAGE_RECORDED, turn_subject
+from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
+from parley.kit.identity import Identity
+from parley.kit.outbox import OutboxRelay
+from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
+
+MANUAL = "Descale the boiler every 200 shots. Use citric acid, never vinegar."
+
+
+class FakeRetrieval:
+    def __init__(self, collection_id: str) -> None:
+        self.collection_id = collection_id
+
+    async def search(
+        self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
+    ) -> list[retrieval_pb2.ChunkHit]:
+        return [
+            retrieval_pb2.ChunkHit(
+                chunk_id=str(uuid.uuid4()),
+                document_id="doc-1",
+                collection_id=self.collection_id,
+                document_title="Espresso manual",
+                heading="Care",
+                text=MANUAL,
+                score=0.9,
+            )
+        ]
+
+
+class FakeCollections:
+    """Each tenant sees only its own collections."""
+
+    def __init__(self, owned: dict[str, set[str]]) -> None:
+        self.owned = owned
+
+    async def require(self, identity: Identity, collection_id: str) -> None:
+        if collection_id not in self.owned.get(identity.tenant_id, set()):
+            raise NotFound(f"collection {collection_id} not found")
+
+
+@dataclass
+class FakeBudget:
+    refuse: bool = False
+    holds: list[tuple[str, int, int]] = field(default_factory=list)  # model, input, max output
+    granted: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    while_holding: Callable[[], Awaitable[None]] | None = None  # what happens meanwhile elsewhere
+
+    async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
+        if self.refuse:
+            raise BudgetExceeded("the monthly budget is spent")
+        self.holds.append((model, input_tokens, max_output_tokens))
+        self.granted.append(str(uuid.uuid4()))
+        if self.while_holding is not None:
+            await self.while_holding()
+        return Hold(reservation_id=self.granted[-1], reserved_micros=0)
+
+    async def release(self, identity: Identity, reservation_id: str) -> None:
+        self.released.append(reservation_id)
+
+
+class BrokenProvider(LocalProvider):
+    """Says a little, then fails like a provider whose connection dropped."""
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        yield TextDelta("Descale ")
+        raise ConnectionError("provider went away")
+
+
+class EndlessProvider(LocalProvider):
+    """Says a little, then waits for ever: a turn to cancel."""
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        yield TextDelta("Descale ")
+        await asyncio.Event().wait()
+        yield Finished(common_pb2.TokenUsage(), "stop")
+
+
+@dataclass
+class Harness:
+    runner: TurnRunner
+    conversations: Conversations
+    budget: FakeBudget
+    identity: Identity
+    owner: Owner
+    collection_id: str
+    sessions: db.Sessions
+
+    def ask(self, message: str = "How often should I descale the boiler?", **overrides: object) -> TurnRequest:
+        fields: dict[str, object] = {
+            "conversation_id": "",
+            "collection_ids": (self.collection_id,),
+            "message": message,
+            "tier": chat_pb2.TIER_STANDARD,
+            "max_tokens": 0,
+            "provider": "",
+            "model": "",
+            "intent": "",
+        }
+        fields.update(overrides)
+        return TurnRequest(**fields)  # type: ignore[arg-type]
+
+    async def usage_events(self, conversation_id: str) -> list[events_pb2.UsageRecorded]:
+        async with self.sessions() as session:
+            payloads = (
+                await session.execute(select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED))
+            ).scalars()
+            recorded = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
+        return [event for event in recorded if event.conversation_id == conversation_id]
+
+    async def stored_turns(self) -> int:
+        async with self.sessions() as session:
+            query = select(func.count()).select_from(turns).where(turns.c.tenant_id == self.owner.tenant_id)
+            return int((await session.execute(query)).scalar_one())
+
+
+async def harness(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    *,
+    provider: LlmProvider | None = None,
+    budget: FakeBudget | None = None,
+) -> Harness:
+    tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
+    js = nats_client.jetstream()
+    budget = budget or FakeBudget()
+    runner = TurnRunner(
+        settings=settings,
+        sessions=sessions,
+        nc=nats_client,
+        js=js,
+        retrieval=FakeRetrieval(collection_id),
+        collections=FakeCollections({tenant: {collection_id}}),
+        budget=budget,
+        providers={"local": provider or LocalProvider()},
+        relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
+    )
+    identity = Identity(tenant_id=tenant, user_id="alice", request_id="req-1")
+    return Harness(
+        runner,
+        Conversations(sessions=sessions, js=js),
+        budget,
+        identity,
+        Owner(tenant, "alice"),
+        collection_id,
+        sessions,
+    )
+
+
+async def read_turn(nats_client: NatsClient, started: StartedTurn) -> list[events_pb2.TurnEvent]:
+    subject = turn_subject(started.conversation_id, started.turn_id)
+    subscription = await nats_client.jetstream().subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    read: list[events_pb2.TurnEvent] = []
+    try:
+        while not read or read[-1].WhichOneof("kind") not in ("end", "error"):
+            read.append(events_pb2.TurnEvent.FromString((await subscription.next_msg(timeout=5)).data))
+    finally:
+        await subscription.unsubscribe()
+    return read
+
+
+async def test_a_turn_streams_stores_and_meters_its_answer(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    started = await h.runner.start(h.identity, h.ask(intent="how_to"))
+    read = await read_turn(nats_client, started)
+
+    kinds = [event.WhichOneof("kind") for event in read]
+    assert kinds[-3:] == ["sources", "usage", "end"] and set(kinds[:-3]) == {"delta"}
+    assert [event.seq for event in read] == list(range(1, len(read) + 1))
+    answer = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert "200 shots. [1]" in answer
+
+    conversation, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert conversation.collection_ids == (h.collection_id,)
+    question, stored = messages
+    assert (question.role, stored.role, stored.content) == ("user", "assistant", answer)
+    assert stored.id == read[-1].end.assistant_message_id
+    assert read[-1].end.created_at.ToDatetime(tzinfo=stored.created_at.tzinfo) == stored.created_at
+    # The source went retrieval hit → event → stored JSONB → record without losing a field.
+    assert list(stored.sources) == list(read[-3].sources.sources)
+    source = stored.sources[0]
+    assert (source.index, source.collection_id, source.heading, source.snippet) == (1, h.collection_id, "Care", MANUAL)
+    assert stored.usage == read[-2].usage.usage and stored.usage.output_tokens > 0
+
+    # The hold covered the prompt as the provider counts it, plus the default max_tokens.
+    [(model, input_tokens, max_output)] = h.budget.holds
+    assert (model, input_tokens, max_output) == ("local", stored.usage.input_tokens, settings.default_max_tokens)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert recorded.success and recorded.usage == stored.usage and recorded.reservation_id
+    assert (recorded.provider, recorded.model, recorded.kind) == ("local", "local", "chat")
+    assert h.budget.released == []  # the usage event settles the hold, not a release
+
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "completed" and view.events_kept
+
+
+async def test_a_second_turn_continues_with_the_conversations_collections(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    first = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, first)
+    second = await h.runner.start(
+        h.identity, h.ask("And with what?", conversation_id=first.conversation_id, collection_ids=())
+    )
+    await read_turn(nats_client, second)
+    _, messages = await h.conversations.get(h.owner, first.conversation_id)
+    assert [message.turn_id for message in messages] == [first.turn_id] * 2 + [second.turn_id] * 2
+    # The second prompt carried the first exchange: more input tokens were held for it.
+    assert h.budget.holds[1][1] > h.budget.holds[0][1]
+
+
+async def test_a_failed_turn_reports_an_error_stores_no_message_and_releases_its_hold(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, provider=BrokenProvider())
+    started = await h.runner.start(h.identity, h.ask())
+    read = await read_turn(nats_client, started)
+
+    assert [event.WhichOneof("kind") for event in read] == ["delta", "error"]
+    assert read[-1].error.code == "internal" and "provider" not in read[-1].error.message  # no internals
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages == []
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert not recorded.success and recorded.usage == common_pb2.TokenUsage() and recorded.reservation_id
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "failed"
+
+
+async def test_a_cancelled_turn_ends_with_cancelled_and_stores_no_message(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, provider=EndlessProvider())
+    await events.serve_cancels(nats_client, h.runner)
+    started = await h.runner.start(h.identity, h.ask())
+    # The cancel arrives at another replica, which asks the one that runs the turn.
+    elsewhere = (await harness(settings, sessions, nats_client)).runner
+
+    stranger = Owner(str(uuid.uuid4()), "mallory")
+    with pytest.raises(NotFound):
+        await elsewhere.cancel(stranger, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    with pytest.raises(NotFound):
+        await elsewhere.cancel(h.owner, conversation_id=started.conversation_id, turn_id="*")
+    await elsewhere.cancel(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    read = await read_turn(nats_client, started)
+
+    assert [event.WhichOneof("kind") for event in read] == ["delta", "error"]
+    assert read[-1].error.code == "cancelled"
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages == []
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert not recorded.success and recorded.usage.output_tokens == 0
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "cancelled"
+    with pytest.raises(NotFound, match="not running"):  # once over, there is nothing to cancel
+        await elsewhere.cancel(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+
+
+async def test_a_refused_hold_fails_the_start_and_leaves_nothing(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, budget=FakeBudget(refuse=True))
+    with pytest.raises(BudgetExceeded) as refused:
+        await h.runner.start(h.identity, h.ask())
+    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the gateway's 402
+    assert (await h.conversations.page(h.owner, size=10, token="")).conversations == []
+    assert await h.stored_turns() == 0  # no turn, so no task and no stream
+
+
+async def test_a_turn_that_cannot_be_stored_after_its_hold_releases_the_hold(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    first = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, first)
+
+    async def delete_the_conversation() -> None:  # the owner deletes it while the turn starts
+        await h.conversations.delete(h.owner, first.conversation_id)
+
+    h.budget.while_holding = delete_the_conversation
+    with pytest.raises(Exception, match="foreign key"):
+        await h.runner.start(h.identity, h.ask("And?", conversation_id=first.conversation_id, collection_ids=()))
+    assert h.budget.released == [h.budget.granted[-1]]
+
+
+async def test_another_tenants_collection_is_not_found_and_nothing_is_held(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    with pytest.raises(NotFound, match="collection"):
+        await h.runner.start(h.identity, h.ask(collection_ids=(h.collection_id, str(uuid.uuid4()))))
+    with pytest.raises(NotFound, match="conversation"):
+        await h.runner.start(h.identity, h.ask(conversation_id=str(uuid.uuid4()), collection_ids=()))
+    assert h.budget.holds == []
+    assert await h.stored_turns() == 0
+
+
+async def test_the_message_rules_and_the_intent_are_checked(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    for request in (
+        h.ask(" "),
+        h.ask("x" * 8_001),
+        h.ask(collection_ids=()),
+        h.ask(max_tokens=9_000),
+        h.ask(intent="Not An Intent"),
+        h.ask(provider="nope"),
+    ):
+        with pytest.raises(InvalidInput):
+            await h.runner.start(h.identity, request)
+    assert h.budget.holds == []
+
+
+async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    started = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, started)
+    for conversation_id, turn_id in (
+        (started.conversation_id, str(uuid.uuid4())),
+        (str(uuid.uuid4()), started.turn_id),
+        (started.conversation_id, "*"),
+    ):
+        with pytest.raises(NotFound):
+            await h.conversations.turn(h.owner, conversation_id=conversation_id, turn_id=turn_id)
+    with pytest.raises(NotFound):  # another owner's turn
+        await h.conversations.turn(
+            Owner(h.owner.tenant_id, "bob"), conversation_id=started.conversation_id, turn_id=started.turn_id
+        )
+
+    # What the stream's max age does after an hour: the turn is stored, its events are gone.
+    subject = turn_subject(started.conversation_id, started.turn_id)
+    await nats_client.jetstream().purge_stream(TURN_STREAM_NAME, subject=subject)
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "completed" and not view.events_kept
