@@ -68,14 +68,18 @@ class FakeCollections:
 class FakeBudget:
     refuse: bool = False
     holds: list[tuple[str, int, int]] = field(default_factory=list)  # model, input, max output
+    providers: list[str] = field(default_factory=list)  # priced on the provider's row
     granted: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     while_holding: Callable[[], Awaitable[None]] | None = None  # what happens meanwhile elsewhere
 
-    async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
+    async def reserve(
+        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+    ) -> Hold:
         if self.refuse:
             raise BudgetExceeded("the monthly budget is spent")
         self.holds.append((model, input_tokens, max_output_tokens))
+        self.providers.append(provider)
         self.granted.append(str(uuid.uuid4()))
         if self.while_holding is not None:
             await self.while_holding()
@@ -216,6 +220,7 @@ async def test_a_turn_streams_stores_and_meters_its_answer(
     # The hold covered the prompt as the provider counts it, plus the default max_tokens.
     [(model, input_tokens, max_output)] = h.budget.holds
     assert (model, input_tokens, max_output) == ("local", stored.usage.input_tokens, settings.default_max_tokens)
+    assert h.budget.providers == ["local"]
     [recorded] = await h.usage_events(started.conversation_id)
     assert recorded.success and recorded.usage == stored.usage and recorded.reservation_id
     assert (recorded.provider, recorded.model, recorded.kind) == ("local", "local", "chat")

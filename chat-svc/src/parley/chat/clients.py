@@ -40,7 +40,9 @@ class Collections(Protocol):
 
 
 class Budget(Protocol):
-    async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
+    async def reserve(
+        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+    ) -> Hold:
         """Raise BudgetExceeded when the tenant's budget cannot hold the call's upper bound."""
         ...
 
@@ -104,10 +106,13 @@ class UsageClient(_Client):
         super().__init__(target, deadline_seconds=deadline_seconds)
         self._stub = usage_pb2_grpc.UsageServiceStub(self._channel)
 
-    async def reserve(self, identity: Identity, *, model: str, input_tokens: int, max_output_tokens: int) -> Hold:
+    async def reserve(
+        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+    ) -> Hold:
         # A key of this call's own, so gRPC's retries of it hold once. Not the request id: a client
         # chooses that, and reusing one must not hand back an earlier hold instead of a new check.
         request = usage_pb2.ReserveRequest(
+            provider=provider,
             model=model,
             input_tokens=input_tokens,
             max_output_tokens=max_output_tokens,

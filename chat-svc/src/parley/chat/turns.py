@@ -200,7 +200,11 @@ class TurnRunner:
         # Priced by usage-svc: every counted input token uncached plus every allowed output token,
         # the most this call can cost.
         hold = await self._budget.reserve(
-            identity, model=model, input_tokens=provider.count_tokens(prompt, model=model), max_output_tokens=max_tokens
+            identity,
+            provider=provider.name,
+            model=model,
+            input_tokens=provider.count_tokens(prompt, model=model),
+            max_output_tokens=max_tokens,
         )
         turn_id = str(uuid.uuid4())
         try:
