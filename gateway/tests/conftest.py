@@ -1,17 +1,20 @@
 """Gateway fixtures: its schema on the real PostgreSQL and the app over a real ASGI transport."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.gateway
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
-from parley.gateway.clients import Backends
+from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.kit import db
 from parley.kit.devstack import free_port
@@ -31,23 +34,48 @@ async def sessions(engine: AsyncEngine) -> db.Sessions:
     return db.session_factory(engine)
 
 
+OpenGateway = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture(scope="session")
+def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -> OpenGateway:
+    """Opens the gateway app over a real ASGI transport. Backends not given point at a port where
+    nothing listens; `chat` replaces the chat backend (a fake of its Protocol); other keywords are
+    settings."""
+
+    @asynccontextmanager
+    async def open_app(
+        *, chat: ChatBackend | None = None, usage_target: str = "", **settings: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        nowhere = f"127.0.0.1:{free_port()}"
+        config = Settings(
+            env="test",
+            database_url=infra.database_url,
+            nats_url=infra.nats_url,
+            ingestion_target=nowhere,
+            chat_target=nowhere,
+            usage_target=usage_target or nowhere,
+            api_key_pepper=PEPPER,
+            call_deadline_seconds=2,
+            **settings,
+        )
+        backends = Backends(
+            ingestion_target=nowhere, chat_target=nowhere, usage_target=config.usage_target, deadline_seconds=2
+        )
+        services = Services(config, sessions, backends, nats_client, nats_client.jetstream(), chat or backends.chat)
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway"
+            ) as client:
+                yield client
+        finally:
+            await backends.close()
+
+    return open_app
+
+
 @pytest_asyncio.fixture(scope="session")
-async def gateway(infra: Infra, sessions: db.Sessions, nats_client) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway app with its backends pointing at a port where nothing listens."""
-    nowhere = f"127.0.0.1:{free_port()}"
-    settings = Settings(
-        env="test",
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        api_key_pepper=PEPPER,
-        call_deadline_seconds=2,
-        max_upload_bytes=64 * 1024,
-    )
-    backends = Backends(ingestion_target=nowhere, chat_target=nowhere, usage_target=nowhere, deadline_seconds=2)
-    app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream(), backends.chat))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+async def gateway(open_gateway: OpenGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway app with every backend pointing at a port where nothing listens."""
+    async with open_gateway(max_upload_bytes=64 * 1024) as client:
         yield client
-    await backends.close()

@@ -4,26 +4,20 @@ chat-svc's to decide (it places the hold): chat-svc/tests/test_chat_turns.py and
 gateway/tests/test_gateway_chat.py show it."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.usage
 from parley.gateway import auth, store
-from parley.gateway.api.deps import Services
-from parley.gateway.app import create_app
-from parley.gateway.clients import Backends
-from parley.gateway.config import Settings
 from parley.kit import db
-from parley.kit.devstack import free_port
 from parley.kit.rpc import GrpcServer
-from parley.kit.testing import Infra
 from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
 from parley.usage.reports import Reports
@@ -49,24 +43,10 @@ async def usage_target(engine: AsyncEngine) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="module")
 async def api(
-    infra: Infra, sessions: db.Sessions, nats_client: NatsClient, usage_target: str, pepper: str
+    open_gateway: Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]], usage_target: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    nowhere = f"127.0.0.1:{free_port()}"
-    settings = Settings(
-        env="test",
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=usage_target,
-        api_key_pepper=pepper,
-        call_deadline_seconds=2,
-    )
-    backends = Backends(ingestion_target=nowhere, chat_target=nowhere, usage_target=usage_target, deadline_seconds=2)
-    app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream(), backends.chat))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+    async with open_gateway(usage_target=usage_target) as client:
         yield client
-    await backends.close()
 
 
 @pytest_asyncio.fixture

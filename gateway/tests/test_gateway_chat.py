@@ -3,7 +3,8 @@ and real NATS (the turn's events): what a client sees of starting, streaming and
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
 import grpc
@@ -14,14 +15,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
 
 from parley.gateway import auth, store
-from parley.gateway.api.deps import Services
-from parley.gateway.app import create_app
-from parley.gateway.clients import Backends
-from parley.gateway.config import Settings
 from parley.kit import db
 from parley.kit.contracts import turn_event_msg_id, turn_subject
-from parley.kit.devstack import free_port
-from parley.kit.testing import Infra
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 STORED_AT = datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=UTC)
@@ -85,31 +80,19 @@ def chat() -> FakeChat:
 
 @pytest_asyncio.fixture
 async def client(
-    infra: Infra, sessions: db.Sessions, nats_client: NatsClient, pepper: str, chat: FakeChat
+    open_gateway: Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]],
+    sessions: db.Sessions,
+    pepper: str,
+    chat: FakeChat,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    nowhere = f"127.0.0.1:{free_port()}"
-    settings = Settings(
-        env="test",
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        api_key_pepper=pepper,
-        turn_idle_seconds=5,
-    )
-    backends = Backends(ingestion_target=nowhere, chat_target=nowhere, usage_target=nowhere, deadline_seconds=2)
-    app = create_app(Services(settings, sessions, backends, nats_client, nats_client.jetstream(), chat))
     key = "pk_" + uuid.uuid4().hex
     async with sessions.begin() as session:
         await store.create_tenant_with_admin(
             session=session, tenant_name=f"t-{uuid.uuid4().hex[:8]}", key_hash=auth.hash_api_key(key, pepper=pepper)
         )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers={"Authorization": f"Bearer {key}"}
-    ) as http:
+    async with open_gateway(chat=chat, turn_idle_seconds=5) as http:
+        http.headers["Authorization"] = f"Bearer {key}"
         yield http
-    await backends.close()
 
 
 async def publish_turn(nats_client: NatsClient, conversation_id: str, turn_id: str) -> None:
