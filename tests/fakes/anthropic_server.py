@@ -37,9 +37,18 @@ from tests.fakes.scripting import (
 MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
-# Minimum cacheable prompt length by model family, from Anthropic's prompt caching page;
-# anything not listed gets the Sonnet/Opus figure.
-MIN_CACHEABLE_BY_MODEL = {"haiku-4-5": 4096, "opus-4-5": 4096, "opus-4-6": 4096, "haiku-3": 2048}
+# Minimum cacheable prompt length by model family, from Anthropic's prompt caching page (the
+# first family that a model id contains); anything not listed gets the Sonnet figure, 1,024.
+MIN_CACHEABLE_BY_MODEL = {
+    "opus-5": 512,
+    "fable-5": 512,
+    "mythos-5": 512,
+    "haiku-4-5": 4096,
+    "opus-4-5": 4096,
+    "opus-4-6": 4096,
+    "opus-4-7": 4096,
+    "haiku-3": 2048,
+}
 DEFAULT_MIN_CACHEABLE = 1024
 
 ERROR_TYPES = {
