@@ -267,9 +267,7 @@ async def test_gpt_failing_mid_answer_estimates_the_usage_it_never_reported(
     assert len(openai_fake.received) == 1
 
 
-async def test_no_first_token_in_time_is_retried_then_given_up(
-    gpt: OpenAIProvider, openai_fake: FakeOpenAI
-) -> None:
+async def test_no_first_token_in_time_is_retried_then_given_up(gpt: OpenAIProvider, openai_fake: FakeOpenAI) -> None:
     policy = RetryPolicy(first_token_timeout=0.2, retries=1, backoff_base=0.001)
     openai_fake.script(Script.stall(1.0), Script(first_token_delay=0.05))
     text, _ = await answer(ReliableProvider(gpt, policy=policy), prompt("How often?"), model="gpt-x")
