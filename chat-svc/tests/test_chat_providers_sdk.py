@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn
-from parley.chat.provider_anthropic import AnthropicProvider
+from parley.chat.provider_anthropic import AnthropicProvider, messages
 from parley.chat.provider_errors import FirstTokenTimeout, ProviderRefused, StreamBroken
 from parley.chat.provider_openai import OpenAIProvider
 from parley.chat.provider_reliability import FinishedOn, ReliableProvider, RetryPolicy, Route
@@ -277,3 +277,12 @@ async def test_no_first_token_in_time_is_retried_then_given_up(gpt: OpenAIProvid
     openai_fake.script(Script.stall(1.0), Script.stall(1.0))
     with pytest.raises(FirstTokenTimeout):
         await answer(ReliableProvider(gpt, policy=policy), prompt("How often?"), model="gpt-x")
+
+
+def test_claude_messages_start_with_a_question_and_alternate() -> None:
+    history = (Turn("assistant", "an answer cut from its question"), Turn("user", "first"), Turn("user", "again"))
+    built = messages(Prompt(INSTRUCTIONS, (), history, "now?"))
+    assert [m["role"] for m in built] == ["user"]
+    (only,) = built
+    assert isinstance(only["content"], list)
+    assert [block["text"] for block in only["content"] if block["type"] == "text"] == ["first", "again", "now?"]

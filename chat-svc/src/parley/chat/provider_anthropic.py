@@ -62,7 +62,8 @@ def messages(prompt: Prompt) -> list[MessageParam]:
             merged[-1][1].append(block)
         else:
             merged.append((role, [block]))
-    merged[-1][1][-1]["cache_control"] = EPHEMERAL
+    if merged:
+        merged[-1][1][-1]["cache_control"] = EPHEMERAL
     out: list[MessageParam] = []
     for role, blocks in merged:
         if role == "assistant":
