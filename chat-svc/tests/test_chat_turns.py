@@ -28,6 +28,7 @@ from parley.kit.contracts import USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
+from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
 
 MANUAL = "Descale the boiler every 200 shots. Use citric acid, never vinegar."
@@ -103,7 +104,7 @@ class EndlessProvider(LocalProvider):
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         yield TextDelta("Descale ")
         await asyncio.Event().wait()
-        yield Finished(common_pb2.TokenUsage(), "stop")
+        yield Finished(common_pb2.TokenUsage(), "stop", provider=self.name, model=model)
 
 
 @dataclass
@@ -285,7 +286,9 @@ async def test_a_cancelled_turn_ends_with_cancelled_and_stores_no_message(
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
-    assert not recorded.success and recorded.usage.output_tokens == 0
+    # The provider charges for what it said before the cancel: billed as we count it.
+    assert not recorded.success and recorded.usage.output_tokens == count_tokens("Descale ")
+    assert recorded.usage.input_tokens == h.budget.holds[0][1]
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "cancelled"
     with pytest.raises(NotFound, match="not running"):  # once over, there is nothing to cancel

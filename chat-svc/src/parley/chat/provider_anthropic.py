@@ -16,7 +16,7 @@ Usage is what Anthropic reports, never a recount: `input_tokens` excludes the ca
 directly, with `cache_read_input_tokens` and `cache_creation_input_tokens` beside it.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anthropic
 import httpx2
@@ -30,8 +30,9 @@ from parley.chat.provider_errors import (
     StreamBroken,
     classify_status,
 )
-from parley.chat.providers import Finished, ProviderEvent, TextDelta
+from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens
 from parley.kit.tokens import count_tokens
+from parley.v1 import common_pb2
 
 EPHEMERAL: anthropic.types.CacheControlEphemeralParam = {"type": "ephemeral"}
 # Anthropic's error types that a later attempt may not meet, whatever the HTTP status said.
@@ -79,12 +80,14 @@ class AnthropicProvider:
         *,
         api_key: str,
         default_model: str,
+        models: Sequence[str] = (),
         base_url: str | None = None,
         read_timeout: float = 60.0,
         name: str = "anthropic",
     ) -> None:
         self.name = name
         self.default_model = default_model
+        self.models = tuple(dict.fromkeys((default_model, *models)))
         # max_retries=0: retries, their timing and the fallback belong to provider_reliability.
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=anthropic.Timeout(read_timeout, connect=5.0), max_retries=0
@@ -92,6 +95,11 @@ class AnthropicProvider:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def count_tokens(self, prompt: Prompt, *, model: str) -> int:
+        # cl100k, not Claude's tokenizer (only Anthropic's count endpoint knows it, a round trip
+        # per turn): an estimate for the hold; the bill is what Anthropic reports.
+        return prompt_tokens(prompt)
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         input_tokens = cache_read = cache_write = output_tokens = 0
@@ -130,10 +138,9 @@ class AnthropicProvider:
         except (anthropic.APIError, httpx2.HTTPError) as error:
             if not received:
                 raise self._before_answer(error) from error
-            partial = Finished(
+            partial = common_pb2.TokenUsage(
                 input_tokens=input_tokens,
                 output_tokens=max(output_tokens, count_tokens("".join(received))),
-                finish_reason="error",
                 cache_read_tokens=cache_read,
                 cache_write_tokens=cache_write,
             )
@@ -144,13 +151,14 @@ class AnthropicProvider:
                 usage=partial,
                 usage_estimated=True,  # output is our count: Anthropic reports it only at the end
             ) from error
-        yield Finished(
+        billed = common_pb2.TokenUsage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            finish_reason="length" if stop_reason in LENGTH_STOPS else "stop",
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
         )
+        finish_reason = "length" if stop_reason in LENGTH_STOPS else "stop"
+        yield Finished(usage=billed, finish_reason=finish_reason, provider=self.name, model=model)
 
     def _before_answer(self, error: anthropic.APIError | httpx2.HTTPError) -> ProviderError:
         if isinstance(error, anthropic.APIStatusError):

@@ -14,7 +14,7 @@ decides on them, so retries and fallback do not depend on which SDK is behind a 
 
 from collections.abc import Mapping
 
-from parley.chat.providers import Finished
+from parley.v1 import common_pb2
 
 
 class ProviderError(Exception):
@@ -40,11 +40,13 @@ class ProviderRefused(ProviderError):
 class StreamBroken(ProviderError):
     """The answer stopped after it began; the text already streamed is the partial answer.
 
-    `usage.finish_reason` is "error". `usage_estimated` is true when the provider died before
+    `usage` is what to bill for it. `usage_estimated` is true when the provider died before
     reporting usage, so the figures are our own count (cl100k) of the prompt and the text received.
     """
 
-    def __init__(self, message: str, *, provider: str, model: str, usage: Finished, usage_estimated: bool) -> None:
+    def __init__(
+        self, message: str, *, provider: str, model: str, usage: common_pb2.TokenUsage, usage_estimated: bool
+    ) -> None:
         super().__init__(message, provider=provider)
         self.model = model
         self.usage = usage

@@ -13,7 +13,7 @@ for Anthropic. A compatible server that reports no usage at all is billed by our
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 import httpx2
@@ -29,8 +29,9 @@ from parley.chat.provider_errors import (
     StreamBroken,
     classify_status,
 )
-from parley.chat.providers import Finished, ProviderEvent, TextDelta
+from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens
 from parley.kit.tokens import count_tokens
+from parley.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,13 @@ def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
     return out
 
 
-def finished_from_usage(usage: CompletionUsage, finish_reason: str) -> Finished:
+def token_usage(usage: CompletionUsage) -> common_pb2.TokenUsage:
     details = usage.prompt_tokens_details
     cached = (details.cached_tokens or 0) if details else 0
     written = (details.cache_write_tokens or 0) if details else 0
-    return Finished(
+    return common_pb2.TokenUsage(
         input_tokens=usage.prompt_tokens - cached - written,
         output_tokens=usage.completion_tokens,
-        finish_reason=finish_reason,
         cache_read_tokens=cached,
         cache_write_tokens=written,
     )
@@ -69,6 +69,7 @@ class OpenAIProvider:
         *,
         api_key: str,
         default_model: str,
+        models: Sequence[str] = (),
         base_url: str | None = None,
         read_timeout: float = 60.0,
         name: str = "openai",
@@ -77,6 +78,7 @@ class OpenAIProvider:
     ) -> None:
         self.name = name
         self.default_model = default_model
+        self.models = tuple(dict.fromkeys((default_model, *models)))
         self._token_limit = token_limit
         # max_retries=0: retries, their timing and the fallback belong to provider_reliability.
         self._client = openai.AsyncOpenAI(
@@ -85,6 +87,10 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def count_tokens(self, prompt: Prompt, *, model: str) -> int:
+        # cl100k: exact for older GPT models, an estimate for o200k ones and compatible servers.
+        return prompt_tokens(prompt)
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         finish_reason = "stop"
@@ -115,22 +121,19 @@ class OpenAIProvider:
                 f"{self.name} failed mid-answer: {error}",
                 provider=self.name,
                 model=model,
-                usage=Finished(
-                    input_tokens=prompt.input_tokens(),
-                    output_tokens=count_tokens("".join(received)),
-                    finish_reason="error",
+                usage=common_pb2.TokenUsage(
+                    input_tokens=prompt_tokens(prompt), output_tokens=count_tokens("".join(received))
                 ),
                 usage_estimated=True,  # the usage chunk comes last; it never came
             ) from error
         if usage is None:
             log.warning("%s reported no usage for model %s; billing our own count", self.name, model)
-            yield Finished(
-                input_tokens=prompt.input_tokens(),
-                output_tokens=count_tokens("".join(received)),
-                finish_reason=finish_reason,
+            counted = common_pb2.TokenUsage(
+                input_tokens=prompt_tokens(prompt), output_tokens=count_tokens("".join(received))
             )
+            yield Finished(usage=counted, finish_reason=finish_reason, provider=self.name, model=model)
             return
-        yield finished_from_usage(usage, finish_reason)
+        yield Finished(usage=token_usage(usage), finish_reason=finish_reason, provider=self.name, model=model)
 
     def _before_answer(self, error: openai.APIError | httpx2.HTTPError) -> ProviderError:
         if isinstance(error, openai.APIStatusError):

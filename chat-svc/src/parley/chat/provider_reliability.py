@@ -14,19 +14,27 @@ billed twice and read differently. The provider raises `StreamBroken` with the u
 and it passes through to the caller, which ends the stream with an error and keeps the partial
 answer.
 
-The `Finished` of a wrapped stream is a `FinishedOn`, naming the provider and model that
-answered, because after a fallback that is not the one asked for, and the price differs.
+The `Finished` of a stream names the provider and model that answered: after a fallback that
+is not the one asked for, and the price differs. Each retry, fallback and failed attempt is
+counted in `parley.chat.metrics`.
 """
 
 import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from parley.chat import metrics
 from parley.chat.context_builder import Prompt
-from parley.chat.provider_errors import FirstTokenTimeout, ProviderError, ProviderRefused, ProviderUnavailable
-from parley.chat.providers import Finished, LlmProvider, ProviderEvent
+from parley.chat.provider_errors import (
+    FirstTokenTimeout,
+    ProviderError,
+    ProviderRefused,
+    ProviderUnavailable,
+    StreamBroken,
+)
+from parley.chat.providers import LlmProvider, ProviderEvent
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +54,11 @@ class Route:
     model: str
 
 
-@dataclass(frozen=True, slots=True)
-class FinishedOn(Finished):
-    provider: str = ""
-    model: str = ""
-
-
 class ReliableProvider:
-    """An `LlmProvider` itself: `stream(prompt, model=, max_tokens=)` goes to `primary` first."""
+    """An `LlmProvider` itself: `stream(prompt, model=, max_tokens=)` goes to `primary` first.
+
+    It closes its primary only: a fallback route's provider is another entry's primary.
+    """
 
     def __init__(
         self,
@@ -66,38 +71,55 @@ class ReliableProvider:
     ) -> None:
         self.name = primary.name
         self.default_model = primary.default_model
+        self.models = primary.models
         self._primary = primary
         self._fallbacks = tuple(fallbacks)
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._jitter = jitter
 
+    def count_tokens(self, prompt: Prompt, *, model: str) -> int:
+        return self._primary.count_tokens(prompt, model=model)
+
+    async def close(self) -> None:
+        await self._primary.close()
+
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         failure: ProviderError = ProviderUnavailable("no route was tried", provider=self.name)
-        for route in (Route(self._primary, model), *self._fallbacks):
+        asked = Route(self._primary, model)
+        routes = [asked, *(route for route in self._fallbacks if _key(route) != _key(asked))]
+        for position, route in enumerate(routes):
+            name = route.provider.name
+            if position:
+                metrics.provider_fallbacks.labels(name, route.model).inc()
             for attempt in range(self._policy.retries + 1):
                 if attempt:
                     delay = self._delay(attempt, failure)
                     if delay is None:
                         break
+                    metrics.provider_retries.labels(name, route.model).inc()
                     await self._sleep(delay)
                 events = route.provider.stream(prompt, model=route.model, max_tokens=max_tokens)
                 try:
                     first = await self._first_event(events, route)
                 except ProviderUnavailable as error:
                     failure = error
-                    log.warning(
-                        "%s/%s unavailable (attempt %d): %s", route.provider.name, route.model, attempt + 1, error
-                    )
+                    code = "first_token_timeout" if isinstance(error, FirstTokenTimeout) else "unavailable"
+                    metrics.provider_errors.labels(name, code).inc()
+                    log.warning("%s/%s unavailable (attempt %d): %s", name, route.model, attempt + 1, error)
                     continue
                 except ProviderRefused as error:
                     failure = error
-                    log.warning("%s/%s refused the request: %s", route.provider.name, route.model, error)
+                    metrics.provider_errors.labels(name, "refused").inc()
+                    log.warning("%s/%s refused the request: %s", name, route.model, error)
                     break
                 try:
-                    yield self._named(first, route)
+                    yield first
                     async for event in events:
-                        yield self._named(event, route)
+                        yield event
+                except StreamBroken:
+                    metrics.provider_errors.labels(name, "stream_broken").inc()
+                    raise
                 finally:
                     await _close(events)
                 return
@@ -128,11 +150,9 @@ class ReliableProvider:
             await _close(events)
             raise
 
-    @staticmethod
-    def _named(event: ProviderEvent, route: Route) -> ProviderEvent:
-        if not isinstance(event, Finished):
-            return event
-        return FinishedOn(**asdict(event), provider=route.provider.name, model=route.model)
+
+def _key(route: Route) -> tuple[str, str]:
+    return route.provider.name, route.model
 
 
 async def _close(events: AsyncIterator[ProviderEvent]) -> None:
