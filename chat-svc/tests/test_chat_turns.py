@@ -1,16 +1,19 @@
 """TurnRunner owns the whole turn: it checks the request, builds the prompt, holds the budget for
 it, then streams, stores and meters the answer. On real PostgreSQL and NATS, with fakes of
-retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients)."""
+retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients), and for remote
+providers the official SDKs against HTTP fakes of the Anthropic and OpenAI APIs (tests.fakes)."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import grpc
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from parley.chat import events
@@ -19,6 +22,9 @@ from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
 from parley.chat.models import outbox, turns
+from parley.chat.provider_anthropic import AnthropicProvider
+from parley.chat.provider_openai import OpenAIProvider
+from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
 from parley.chat.providers import Finished, LlmProvider, LocalProvider, ProviderEvent, TextDelta
 from parley.chat.store import Owner
 from parley.chat.turn_stream import TURN_STREAM_NAME
@@ -30,6 +36,9 @@ from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.scripting import DEFAULT_ANSWER, Script
 
 MANUAL = "Descale the boiler every 200 shots. Use citric acid, never vinegar."
 
@@ -152,6 +161,7 @@ async def harness(
     *,
     provider: LlmProvider | None = None,
     budget: FakeBudget | None = None,
+    remote: dict[str, LlmProvider] | None = None,
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
     js = nats_client.jetstream()
@@ -164,7 +174,7 @@ async def harness(
         retrieval=FakeRetrieval(collection_id),
         collections=FakeCollections({tenant: {collection_id}}),
         budget=budget,
-        providers={"local": provider or LocalProvider()},
+        providers={"local": provider or LocalProvider(), **(remote or {})},
         relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
     )
     identity = Identity(tenant_id=tenant, user_id="alice", request_id="req-1")
@@ -374,3 +384,202 @@ async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(
     await nats_client.jetstream().purge_stream(TURN_STREAM_NAME, subject=subject)
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "completed" and not view.events_kept
+
+
+# Remote providers: the official SDKs against the HTTP fakes, behind ReliableProvider.
+
+SONNET = "claude-sonnet-4-6"
+FAST = RetryPolicy(first_token_timeout=2.0, backoff_base=0.001, backoff_max=0.01)
+
+
+@pytest.fixture(scope="module")
+def anthropic_fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def claude(anthropic_fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
+    anthropic_fake.reset()
+    provider = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=SONNET)
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture
+async def gpt(openai_fake: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
+    openai_fake.reset()
+    provider = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
+    yield provider
+    await provider.close()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_retry_storm_ends_in_the_fallback_which_answers_and_is_billed(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+    gpt: OpenAIProvider,
+    openai_fake: FakeOpenAI,
+) -> None:
+    anthropic_fake.script(*[Script.reject(529)] * (FAST.retries + 1))
+    reliable = ReliableProvider(claude, fallbacks=[Route(gpt, "gpt-x")], policy=FAST)
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": reliable})
+    before = {
+        "retries": sample("parley_chat_provider_retries_total", provider="anthropic", model=SONNET),
+        "errors": sample("parley_chat_provider_errors_total", provider="anthropic", code="unavailable"),
+        "fallbacks": sample("parley_chat_provider_fallbacks_total", provider="openai", model="gpt-x"),
+        "completed": sample("parley_chat_turns_total", outcome="completed"),
+        "output": sample("gen_ai_client_token_usage_sum", token_type="output", provider="openai", model="gpt-x"),
+        "first_tokens": sample("gen_ai_server_time_to_first_token_seconds_count", provider="openai", model="gpt-x"),
+    }
+
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+    read = await read_turn(nats_client, started)
+
+    assert "".join(event.delta.text for event in read if event.HasField("delta")) == DEFAULT_ANSWER
+    assert len(anthropic_fake.received) == FAST.retries + 1 and len(openai_fake.received) == 1
+    # The hold was priced on what was asked; the bill names who answered.
+    assert h.budget.holds[0][0] == SONNET and h.budget.providers == ["anthropic"]
+    _, (_, stored) = await h.conversations.get(h.owner, started.conversation_id)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert (recorded.provider, recorded.model) == ("openai", "gpt-x")
+    assert stored.model == read[-2].usage.model == "gpt-x"
+    assert recorded.success and recorded.usage == stored.usage == read[-2].usage.usage
+    assert stored.usage.output_tokens == count_tokens(DEFAULT_ANSWER) and not stored.incomplete
+
+    after = {
+        "retries": sample("parley_chat_provider_retries_total", provider="anthropic", model=SONNET),
+        "errors": sample("parley_chat_provider_errors_total", provider="anthropic", code="unavailable"),
+        "fallbacks": sample("parley_chat_provider_fallbacks_total", provider="openai", model="gpt-x"),
+        "completed": sample("parley_chat_turns_total", outcome="completed"),
+        "output": sample("gen_ai_client_token_usage_sum", token_type="output", provider="openai", model="gpt-x"),
+        "first_tokens": sample("gen_ai_server_time_to_first_token_seconds_count", provider="openai", model="gpt-x"),
+    }
+    assert {name: after[name] - before[name] for name in before} == {
+        "retries": FAST.retries,
+        "errors": FAST.retries + 1,
+        "fallbacks": 1,
+        "completed": 1,
+        "output": count_tokens(DEFAULT_ANSWER),
+        "first_tokens": 1,
+    }
+
+
+@pytest.mark.parametrize("failure", ["error_event", "disconnect"])
+async def test_an_answer_broken_off_mid_stream_is_kept_incomplete_and_billed(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+    failure: Literal["error_event", "disconnect"],
+) -> None:
+    anthropic_fake.script(Script.break_after(4, failure=failure))
+    reliable = ReliableProvider(claude, fallbacks=[Route(claude, "claude-haiku-4-5")], policy=FAST)
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": reliable})
+    interrupted = sample("parley_chat_turns_total", outcome="provider_interrupted")
+
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+    read = await read_turn(nats_client, started)
+
+    kinds = [event.WhichOneof("kind") for event in read]
+    assert kinds[-2:] == ["usage", "error"] and set(kinds[:-2]) == {"delta"}
+    assert read[-1].error.code == "provider_interrupted"
+    partial = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert partial == "The boiler is des"
+    assert len(anthropic_fake.received) == 1, "a broken answer is never retried or sent elsewhere"
+
+    _, (question, stored) = await h.conversations.get(h.owner, started.conversation_id)
+    assert (question.role, stored.content, stored.incomplete, stored.model) == ("user", partial, True, SONNET)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert not recorded.success and recorded.usage == stored.usage == read[-2].usage.usage
+    assert recorded.usage.output_tokens == 4 and (recorded.provider, recorded.model) == ("anthropic", SONNET)
+    assert recorded.usage.input_tokens + recorded.usage.cache_write_tokens > 0
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "failed"
+    assert sample("parley_chat_turns_total", outcome="provider_interrupted") == interrupted + 1
+
+
+async def test_no_answer_before_the_first_token_fails_the_turn_with_the_reason(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+) -> None:
+    wrong_key = AnthropicProvider(api_key="wrong", base_url=anthropic_fake.base_url, default_model=SONNET)
+    remote: dict[str, LlmProvider] = {
+        "anthropic": ReliableProvider(claude, policy=FAST),
+        "refusing": ReliableProvider(wrong_key, policy=FAST),
+    }
+    h = await harness(settings, sessions, nats_client, remote=remote)
+    anthropic_fake.script(*[Script.reject(529)] * (FAST.retries + 1))
+    for provider, code in (("anthropic", "provider_unavailable"), ("refusing", "provider_refused")):
+        started = await h.runner.start(h.identity, h.ask(provider=provider))
+        read = await read_turn(nats_client, started)
+
+        assert [event.WhichOneof("kind") for event in read] == ["error"]
+        assert read[0].error.code == code and "529" not in read[0].error.message
+        _, messages = await h.conversations.get(h.owner, started.conversation_id)
+        assert messages == []
+        [recorded] = await h.usage_events(started.conversation_id)
+        assert not recorded.success and recorded.usage == common_pb2.TokenUsage()  # releases the hold
+        view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+        assert view.turn.state == "failed"
+    await wrong_key.close()
+
+
+async def test_a_turn_cancelled_while_the_model_streams_stops_it_and_bills_what_it_said(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+) -> None:
+    anthropic_fake.script(Script(pace=0.2))  # the whole answer would take about five seconds
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)})
+    await events.serve_cancels(nats_client, h.runner)
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+
+    subject = turn_subject(started.conversation_id, started.turn_id)
+    subscription = await nats_client.jetstream().subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    first = events_pb2.TurnEvent.FromString((await subscription.next_msg(timeout=5)).data)
+    await subscription.unsubscribe()
+    assert first.HasField("delta")
+    cancelled_at = asyncio.get_running_loop().time()
+    await h.runner.cancel(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    read = await read_turn(nats_client, started)
+
+    assert read[-1].error.code == "cancelled"
+    assert asyncio.get_running_loop().time() - cancelled_at < 1.0
+    said = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert 0 < len(said) < len(DEFAULT_ANSWER)
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages == []
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert not recorded.success and recorded.usage.output_tokens >= count_tokens(said)
+
+
+async def test_a_model_not_configured_is_refused_with_the_known_ones(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, claude: AnthropicProvider
+) -> None:
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)})
+    with pytest.raises(InvalidInput, match=f"unknown model 'gpt-x' for anthropic; known: {SONNET}"):
+        await h.runner.start(h.identity, h.ask(provider="anthropic", model="gpt-x"))
+    with pytest.raises(InvalidInput, match="known: local, anthropic"):
+        await h.runner.start(h.identity, h.ask(provider="nope"))
+    assert h.budget.holds == []
