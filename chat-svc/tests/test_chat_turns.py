@@ -7,17 +7,22 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import grpc
 import pytest
+import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+import parley.usage
 from parley.chat import events
-from parley.chat.clients import Hold
+from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
@@ -34,8 +39,13 @@ from parley.kit.contracts import USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
+from parley.kit.rpc import GrpcServer
 from parley.kit.tokens import count_tokens
-from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
+from parley.usage.budget import Budgets
+from parley.usage.grpc_api import UsageApi
+from parley.usage.recording import Recorder
+from parley.usage.reports import Reports
+from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script
@@ -162,6 +172,7 @@ async def harness(
     provider: LlmProvider | None = None,
     budget: FakeBudget | None = None,
     remote: dict[str, LlmProvider] | None = None,
+    usage: Budget | None = None,  # a real usage-svc's client instead of the fake budget
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
     js = nats_client.jetstream()
@@ -173,7 +184,7 @@ async def harness(
         js=js,
         retrieval=FakeRetrieval(collection_id),
         collections=FakeCollections({tenant: {collection_id}}),
-        budget=budget,
+        budget=usage or budget,
         providers={"local": provider or LocalProvider(), **(remote or {})},
         relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
     )
@@ -583,3 +594,56 @@ async def test_a_model_not_configured_is_refused_with_the_known_ones(
     with pytest.raises(InvalidInput, match="known: local, anthropic"):
         await h.runner.start(h.identity, h.ask(provider="nope"))
     assert h.budget.holds == []
+
+
+@pytest_asyncio.fixture(scope="module")
+async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Recorder]]:
+    """A real usage-svc: its gRPC server and domain on its own schema; the test plays the relay."""
+    await db.migrate(engine, schema="usage", migrations=Path(parley.usage.__file__).parent / "migrations")
+    usage_sessions = db.session_factory(engine)
+    budgets = Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15))
+    api = UsageApi(budgets=budgets, reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500))
+    server = GrpcServer(port=0, host="127.0.0.1")
+    server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{server.port}", budgets, Recorder(sessions=usage_sessions)
+    finally:
+        await server.stop(0)
+
+
+async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    anthropic_fake: FakeAnthropic,
+    usage_svc: tuple[str, Budgets, Recorder],
+) -> None:
+    target, budgets, recorder = usage_svc
+    anthropic_fake.reset()
+    haiku = "claude-haiku-4-5"  # $1 in, $5 out per million tokens in usage-svc's price table
+    claude = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=haiku)
+    client = UsageClient(target, deadline_seconds=5)
+    h = await harness(
+        settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
+    )
+    # Enough to hold one short answer (input × $1 + 40 tokens × $5), not to spend one and hold another.
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=400)
+    ask = h.ask(provider="anthropic", max_tokens=40)
+
+    started = await h.runner.start(h.identity, ask)
+    await read_turn(nats_client, started)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert await recorder.record(recorded)  # what the relay and usage-svc's consumer do
+    usage = recorded.usage
+    cost = -(-(usage.input_tokens * 1_000_000 + usage.output_tokens * 5_000_000) // 1_000_000)
+    quota = await budgets.quota(tenant_id=h.identity.tenant_id)
+    assert usage.output_tokens == count_tokens(DEFAULT_ANSWER) and usage.cache_write_tokens == 0
+    assert (quota.spent_micros, quota.reserved_micros) == (cost, 0)
+
+    with pytest.raises(BudgetExceeded) as refused:
+        await h.runner.start(h.identity, ask)
+    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the gateway's 402
+    assert len(anthropic_fake.received) == 1, "a refused turn never calls the model"
+    await client.close()
+    await claude.close()
