@@ -57,6 +57,12 @@ class Settings(ServiceSettings):
     # Where a remote provider's call goes when its retries are spent: `provider:model`, in order.
     llm_fallback: Names = ()
 
+    @field_validator("anthropic_base_url", "openai_base_url", "compatible_base_url", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        # A ConfigMap entry left empty means "the vendor's own URL" (or no compatible server).
+        return None if value == "" else value
+
     @field_validator("anthropic_models", "openai_models", "compatible_models", "llm_fallback", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
