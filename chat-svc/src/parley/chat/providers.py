@@ -44,7 +44,7 @@ class LlmProvider(Protocol):
     models: tuple[str, ...]  # the models a request may name, the default first
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        """The input tokens the call will be billed for, never fewer: the budget hold is priced on it."""
+        """The input tokens the call will be billed for, as near as is known before it: the hold is priced on it."""
         ...
 
     def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]: ...
