@@ -78,4 +78,4 @@ async def test_local_provider_stops_at_max_tokens() -> None:
     prompt = build_prompt(question="descale boiler", hits=[hit("Descale the boiler.")], history=[], budget=5_000)
     events = [event async for event in LocalProvider().stream(prompt, model="local", max_tokens=3)]
     usage = common_pb2.TokenUsage(input_tokens=LOCAL.count_tokens(prompt, model="local"), output_tokens=3)
-    assert events[-1] == Finished(usage=usage, finish_reason="length")
+    assert events[-1] == Finished(usage=usage, finish_reason="length", provider="local", model="local")

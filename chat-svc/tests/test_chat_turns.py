@@ -1,24 +1,35 @@
 """TurnRunner owns the whole turn: it checks the request, builds the prompt, holds the budget for
 it, then streams, stores and meters the answer. On real PostgreSQL and NATS, with fakes of
-retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients)."""
+retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients), and for remote
+providers the official SDKs against HTTP fakes of the Anthropic and OpenAI APIs (tests.fakes)."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
 
 import grpc
 import pytest
+import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+import parley.usage
 from parley.chat import events
-from parley.chat.clients import Hold
+from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
 from parley.chat.models import outbox, turns
+from parley.chat.provider_anthropic import AnthropicProvider
+from parley.chat.provider_openai import OpenAIProvider
+from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
 from parley.chat.providers import Finished, LlmProvider, LocalProvider, ProviderEvent, TextDelta
 from parley.chat.store import Owner
 from parley.chat.turn_stream import TURN_STREAM_NAME
@@ -28,7 +39,16 @@ from parley.kit.contracts import USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
-from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
+from parley.kit.rpc import GrpcServer
+from parley.kit.tokens import count_tokens
+from parley.usage.budget import Budgets
+from parley.usage.grpc_api import UsageApi
+from parley.usage.recording import Recorder
+from parley.usage.reports import Reports
+from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.scripting import DEFAULT_ANSWER, Script
 
 MANUAL = "Descale the boiler every 200 shots. Use citric acid, never vinegar."
 
@@ -103,7 +123,7 @@ class EndlessProvider(LocalProvider):
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         yield TextDelta("Descale ")
         await asyncio.Event().wait()
-        yield Finished(common_pb2.TokenUsage(), "stop")
+        yield Finished(common_pb2.TokenUsage(), "stop", provider=self.name, model=model)
 
 
 @dataclass
@@ -151,6 +171,8 @@ async def harness(
     *,
     provider: LlmProvider | None = None,
     budget: FakeBudget | None = None,
+    remote: dict[str, LlmProvider] | None = None,
+    usage: Budget | None = None,  # a real usage-svc's client instead of the fake budget
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
     js = nats_client.jetstream()
@@ -162,8 +184,8 @@ async def harness(
         js=js,
         retrieval=FakeRetrieval(collection_id),
         collections=FakeCollections({tenant: {collection_id}}),
-        budget=budget,
-        providers={"local": provider or LocalProvider()},
+        budget=usage or budget,
+        providers={"local": provider or LocalProvider(), **(remote or {})},
         relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
     )
     identity = Identity(tenant_id=tenant, user_id="alice", request_id="req-1")
@@ -285,7 +307,9 @@ async def test_a_cancelled_turn_ends_with_cancelled_and_stores_no_message(
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
-    assert not recorded.success and recorded.usage.output_tokens == 0
+    # The provider charges for what it said before the cancel: billed as we count it.
+    assert not recorded.success and recorded.usage.output_tokens == count_tokens("Descale ")
+    assert recorded.usage.input_tokens == h.budget.holds[0][1]
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "cancelled"
     with pytest.raises(NotFound, match="not running"):  # once over, there is nothing to cancel
@@ -371,3 +395,255 @@ async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(
     await nats_client.jetstream().purge_stream(TURN_STREAM_NAME, subject=subject)
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "completed" and not view.events_kept
+
+
+# Remote providers: the official SDKs against the HTTP fakes, behind ReliableProvider.
+
+SONNET = "claude-sonnet-4-6"
+FAST = RetryPolicy(first_token_timeout=2.0, backoff_base=0.001, backoff_max=0.01)
+
+
+@pytest.fixture(scope="module")
+def anthropic_fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def claude(anthropic_fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
+    anthropic_fake.reset()
+    provider = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=SONNET)
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture
+async def gpt(openai_fake: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
+    openai_fake.reset()
+    provider = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
+    yield provider
+    await provider.close()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_retry_storm_ends_in_the_fallback_which_answers_and_is_billed(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+    gpt: OpenAIProvider,
+    openai_fake: FakeOpenAI,
+) -> None:
+    anthropic_fake.script(*[Script.reject(529)] * (FAST.retries + 1))
+    reliable = ReliableProvider(claude, fallbacks=[Route(gpt, "gpt-x")], policy=FAST)
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": reliable})
+    before = {
+        "retries": sample("parley_chat_provider_retries_total", provider="anthropic", model=SONNET),
+        "errors": sample("parley_chat_provider_errors_total", provider="anthropic", code="unavailable"),
+        "fallbacks": sample("parley_chat_provider_fallbacks_total", provider="openai", model="gpt-x"),
+        "completed": sample("parley_chat_turns_total", outcome="completed"),
+        "output": sample("gen_ai_client_token_usage_sum", token_type="output", provider="openai", model="gpt-x"),
+        "first_tokens": sample("gen_ai_server_time_to_first_token_seconds_count", provider="openai", model="gpt-x"),
+    }
+
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+    read = await read_turn(nats_client, started)
+
+    assert "".join(event.delta.text for event in read if event.HasField("delta")) == DEFAULT_ANSWER
+    assert len(anthropic_fake.received) == FAST.retries + 1 and len(openai_fake.received) == 1
+    # The hold was priced on what was asked; the bill names who answered.
+    assert h.budget.holds[0][0] == SONNET and h.budget.providers == ["anthropic"]
+    _, (_, stored) = await h.conversations.get(h.owner, started.conversation_id)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert (recorded.provider, recorded.model) == ("openai", "gpt-x")
+    assert stored.model == read[-2].usage.model == "gpt-x"
+    assert recorded.success and recorded.usage == stored.usage == read[-2].usage.usage
+    assert stored.usage.output_tokens == count_tokens(DEFAULT_ANSWER) and not stored.incomplete
+
+    after = {
+        "retries": sample("parley_chat_provider_retries_total", provider="anthropic", model=SONNET),
+        "errors": sample("parley_chat_provider_errors_total", provider="anthropic", code="unavailable"),
+        "fallbacks": sample("parley_chat_provider_fallbacks_total", provider="openai", model="gpt-x"),
+        "completed": sample("parley_chat_turns_total", outcome="completed"),
+        "output": sample("gen_ai_client_token_usage_sum", token_type="output", provider="openai", model="gpt-x"),
+        "first_tokens": sample("gen_ai_server_time_to_first_token_seconds_count", provider="openai", model="gpt-x"),
+    }
+    assert {name: after[name] - before[name] for name in before} == {
+        "retries": FAST.retries,
+        "errors": FAST.retries + 1,
+        "fallbacks": 1,
+        "completed": 1,
+        "output": count_tokens(DEFAULT_ANSWER),
+        "first_tokens": 1,
+    }
+
+
+@pytest.mark.parametrize("failure", ["error_event", "disconnect"])
+async def test_an_answer_broken_off_mid_stream_is_kept_incomplete_and_billed(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+    failure: Literal["error_event", "disconnect"],
+) -> None:
+    anthropic_fake.script(Script.break_after(4, failure=failure))
+    reliable = ReliableProvider(claude, fallbacks=[Route(claude, "claude-haiku-4-5")], policy=FAST)
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": reliable})
+    interrupted = sample("parley_chat_turns_total", outcome="provider_interrupted")
+
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+    read = await read_turn(nats_client, started)
+
+    kinds = [event.WhichOneof("kind") for event in read]
+    assert kinds[-2:] == ["usage", "error"] and set(kinds[:-2]) == {"delta"}
+    assert read[-1].error.code == "provider_interrupted"
+    partial = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert partial == "The boiler is des"
+    assert len(anthropic_fake.received) == 1, "a broken answer is never retried or sent elsewhere"
+
+    _, (question, stored) = await h.conversations.get(h.owner, started.conversation_id)
+    assert (question.role, stored.content, stored.incomplete, stored.model) == ("user", partial, True, SONNET)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert not recorded.success and recorded.usage == stored.usage == read[-2].usage.usage
+    assert recorded.usage.output_tokens == 4 and (recorded.provider, recorded.model) == ("anthropic", SONNET)
+    assert recorded.usage.input_tokens + recorded.usage.cache_write_tokens > 0
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "failed"
+    assert sample("parley_chat_turns_total", outcome="provider_interrupted") == interrupted + 1
+
+
+async def test_no_answer_before_the_first_token_fails_the_turn_with_the_reason(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+) -> None:
+    wrong_key = AnthropicProvider(api_key="wrong", base_url=anthropic_fake.base_url, default_model=SONNET)
+    remote: dict[str, LlmProvider] = {
+        "anthropic": ReliableProvider(claude, policy=FAST),
+        "refusing": ReliableProvider(wrong_key, policy=FAST),
+    }
+    h = await harness(settings, sessions, nats_client, remote=remote)
+    anthropic_fake.script(*[Script.reject(529)] * (FAST.retries + 1))
+    for provider, code in (("anthropic", "provider_unavailable"), ("refusing", "provider_refused")):
+        started = await h.runner.start(h.identity, h.ask(provider=provider))
+        read = await read_turn(nats_client, started)
+
+        assert [event.WhichOneof("kind") for event in read] == ["error"]
+        assert read[0].error.code == code and "529" not in read[0].error.message
+        _, messages = await h.conversations.get(h.owner, started.conversation_id)
+        assert messages == []
+        [recorded] = await h.usage_events(started.conversation_id)
+        assert not recorded.success and recorded.usage == common_pb2.TokenUsage()  # releases the hold
+        view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+        assert view.turn.state == "failed"
+    await wrong_key.close()
+
+
+async def test_a_turn_cancelled_while_the_model_streams_stops_it_and_bills_what_it_said(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+) -> None:
+    anthropic_fake.script(Script(pace=0.2))  # the whole answer would take about five seconds
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)})
+    await events.serve_cancels(nats_client, h.runner)
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+
+    subject = turn_subject(started.conversation_id, started.turn_id)
+    subscription = await nats_client.jetstream().subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    first = events_pb2.TurnEvent.FromString((await subscription.next_msg(timeout=5)).data)
+    await subscription.unsubscribe()
+    assert first.HasField("delta")
+    cancelled_at = asyncio.get_running_loop().time()
+    await h.runner.cancel(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    read = await read_turn(nats_client, started)
+
+    assert read[-1].error.code == "cancelled"
+    assert asyncio.get_running_loop().time() - cancelled_at < 1.0
+    said = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert 0 < len(said) < len(DEFAULT_ANSWER)
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages == []
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert not recorded.success and recorded.usage.output_tokens >= count_tokens(said)
+
+
+async def test_a_model_not_configured_is_refused_with_the_known_ones(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, claude: AnthropicProvider
+) -> None:
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)})
+    with pytest.raises(InvalidInput, match=f"unknown model 'gpt-x' for anthropic; known: {SONNET}"):
+        await h.runner.start(h.identity, h.ask(provider="anthropic", model="gpt-x"))
+    with pytest.raises(InvalidInput, match="known: local, anthropic"):
+        await h.runner.start(h.identity, h.ask(provider="nope"))
+    assert h.budget.holds == []
+
+
+@pytest_asyncio.fixture(scope="module")
+async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Recorder]]:
+    """A real usage-svc: its gRPC server and domain on its own schema; the test plays the relay."""
+    await db.migrate(engine, schema="usage", migrations=Path(parley.usage.__file__).parent / "migrations")
+    usage_sessions = db.session_factory(engine)
+    budgets = Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15))
+    api = UsageApi(budgets=budgets, reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500))
+    server = GrpcServer(port=0, host="127.0.0.1")
+    server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{server.port}", budgets, Recorder(sessions=usage_sessions)
+    finally:
+        await server.stop(0)
+
+
+async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    anthropic_fake: FakeAnthropic,
+    usage_svc: tuple[str, Budgets, Recorder],
+) -> None:
+    target, budgets, recorder = usage_svc
+    anthropic_fake.reset()
+    haiku = "claude-haiku-4-5"  # $1 in, $5 out per million tokens in usage-svc's price table
+    claude = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=haiku)
+    client = UsageClient(target, deadline_seconds=5)
+    h = await harness(
+        settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
+    )
+    # Enough to hold one short answer (input × $1 + 40 tokens × $5), not to spend one and hold another.
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=400)
+    ask = h.ask(provider="anthropic", max_tokens=40)
+
+    started = await h.runner.start(h.identity, ask)
+    await read_turn(nats_client, started)
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert await recorder.record(recorded)  # what the relay and usage-svc's consumer do
+    usage = recorded.usage
+    cost = -(-(usage.input_tokens * 1_000_000 + usage.output_tokens * 5_000_000) // 1_000_000)
+    quota = await budgets.quota(tenant_id=h.identity.tenant_id)
+    assert usage.output_tokens == count_tokens(DEFAULT_ANSWER) and usage.cache_write_tokens == 0
+    assert (quota.spent_micros, quota.reserved_micros) == (cost, 0)
+
+    with pytest.raises(BudgetExceeded) as refused:
+        await h.runner.start(h.identity, ask)
+    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the gateway's 402
+    assert len(anthropic_fake.received) == 1, "a refused turn never calls the model"
+    await client.close()
+    await claude.close()

@@ -9,7 +9,7 @@ from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
 from parley.chat.grpc_api import ChatApi
 from parley.chat.models import outbox
-from parley.chat.providers import providers
+from parley.chat.provider_registry import providers
 from parley.chat.turns import TurnRunner
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
@@ -19,6 +19,7 @@ from parley.v1 import chat_pb2_grpc
 
 async def main() -> None:
     settings = Settings()
+    llms = providers(settings)  # a bad provider setting stops the service here
     await load_encoding()
     runtime = await ServiceRuntime.start(
         "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
@@ -36,7 +37,7 @@ async def main() -> None:
         retrieval=retrieval,
         collections=ingestion,
         budget=usage,
-        providers=providers(),
+        providers=llms,
         relay=relay,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
@@ -60,6 +61,8 @@ async def main() -> None:
         await runtime.close()
         for client in (retrieval, ingestion, usage):
             await client.close()
+        for llm in llms.values():
+            await llm.close()
 
 
 if __name__ == "__main__":

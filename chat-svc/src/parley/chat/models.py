@@ -1,6 +1,19 @@
 """chat-svc tables, in its own schema (migrations/versions says how each came to be)."""
 
-from sqlalchemy import ARRAY, BigInteger, Column, DateTime, ForeignKey, Index, MetaData, Table, Text, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Table,
+    Text,
+    false,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from parley.kit.outbox import outbox_table
@@ -35,6 +48,8 @@ messages = Table(
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    # An answer the provider broke off after it began: kept and billed, but not whole.
+    Column("incomplete", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
 )

@@ -1,5 +1,9 @@
 """LLM providers behind one interface: a stream of text deltas, then the call's usage.
 
+Every provider counts a prompt with cl100k (`prompt_tokens`), its own tokenizer's figures
+being unknown before the call: for Claude and GPT models that is close but not exact, so the
+budget hold is an estimate; what is billed is what the provider reports in `Finished`.
+
 `local` is the offline, deterministic default: it answers from the retrieved passages,
 quoting the sentences that best match the question, each with its citation, so the platform
 works end to end with no key and no network.
@@ -26,6 +30,9 @@ class TextDelta:
 class Finished:
     usage: common_pb2.TokenUsage  # as the provider reports it: what the call is billed for
     finish_reason: str  # stop | length
+    # Who answered: after a fallback not the provider or model asked for, and priced otherwise.
+    provider: str
+    model: str
 
 
 ProviderEvent = TextDelta | Finished
@@ -34,12 +41,19 @@ ProviderEvent = TextDelta | Finished
 class LlmProvider(Protocol):
     name: str
     default_model: str
+    models: tuple[str, ...]  # the models a request may name, the default first
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        """The input tokens the call will be billed for, never fewer: the budget hold is priced on it."""
+        """The input tokens the call will be billed for, as near as is known before it: the hold is priced on it."""
         ...
 
     def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]: ...
+
+    async def close(self) -> None: ...
+
+
+def prompt_tokens(prompt: Prompt) -> int:
+    return sum(count_tokens(part) for part in prompt.parts())
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -79,9 +93,10 @@ def compose_answer(prompt: Prompt) -> str:
 class LocalProvider:
     name = "local"
     default_model = "local"
+    models: tuple[str, ...] = ("local",)
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        return sum(count_tokens(part) for part in prompt.parts())
+        return prompt_tokens(prompt)
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         tokens = encoding().encode(compose_answer(prompt), disallowed_special=())
@@ -95,9 +110,8 @@ class LocalProvider:
                 yield TextDelta(text)
             # One token at a time, like a remote model, and without starving other turns.
             await asyncio.sleep(0)
-        usage = common_pb2.TokenUsage(input_tokens=self.count_tokens(prompt, model=model), output_tokens=len(tokens))
-        yield Finished(usage=usage, finish_reason=finish_reason)
+        usage = common_pb2.TokenUsage(input_tokens=prompt_tokens(prompt), output_tokens=len(tokens))
+        yield Finished(usage=usage, finish_reason=finish_reason, provider=self.name, model=model)
 
-
-def providers() -> dict[str, LlmProvider]:
-    return {"local": LocalProvider()}
+    async def close(self) -> None:
+        """Nothing to close: no connection."""

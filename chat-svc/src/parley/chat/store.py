@@ -49,6 +49,7 @@ class MessageRecord:
     sources: tuple[chat_pb2.Source, ...]
     model: str
     usage: common_pb2.TokenUsage
+    incomplete: bool  # the provider broke the answer off after it began
     created_at: datetime
 
 
@@ -67,6 +68,7 @@ class NewMessage:
     sources: Sequence[chat_pb2.Source] = ()
     model: str = ""
     usage: common_pb2.TokenUsage = field(default_factory=common_pb2.TokenUsage)
+    incomplete: bool = False
 
 
 def _conversation(row: RowMapping) -> ConversationRecord:
@@ -88,6 +90,7 @@ def _message(row: RowMapping) -> MessageRecord:
         sources=tuple(ParseDict(source, chat_pb2.Source(), ignore_unknown_fields=True) for source in row["sources"]),
         model=row["model"],
         usage=common_pb2.TokenUsage(**{name: row[name] for name in USAGE_COLUMNS}),
+        incomplete=row["incomplete"],
         created_at=row["created_at"],
     )
 
@@ -104,6 +107,7 @@ def _message_values(message: NewMessage) -> dict[str, Any]:
         "content": message.content,
         "sources": [MessageToDict(source, preserving_proto_field_name=True) for source in message.sources],
         "model": message.model,
+        "incomplete": message.incomplete,
         **{name: getattr(message.usage, name) for name in USAGE_COLUMNS},
     }
 
@@ -232,7 +236,7 @@ async def add_messages(
     question: NewMessage,
     answer: NewMessage,
 ) -> tuple[MessageRecord, MessageRecord]:
-    """Both messages of a completed turn and the conversation's new time, in the caller's transaction."""
+    """Both messages of a turn and the conversation's new time, in the caller's transaction."""
     now = func.clock_timestamp()
     stored: list[MessageRecord] = []
     for message in (question, answer):

@@ -9,8 +9,17 @@ plus max_tokens of output. A refused hold (`BudgetExceeded`) leaves nothing stor
 Then the turn runs as a task of this process and publishes every event on
 `turn_subject(conversation, turn)`. Both messages, their sources and usage, the turn's end and
 the usage event (outbox) are committed in one transaction before `end` is published, so a client
-that sees `end` finds the conversation stored. A failed or cancelled turn stores no message, only
-its end and a zero-token usage event, which releases its hold.
+that sees `end` finds the conversation stored.
+
+How a turn fails (the usage event always settles the hold):
+- before the first token — the provider refused (`provider_refused`) or stayed unavailable after
+  its retries and fallbacks (`provider_unavailable`), or a service failed — no message is stored,
+  the usage event has zero tokens, the turn is `failed` and the client gets an `error` event;
+- after the first token, the provider broke off (`provider_interrupted`): the partial answer is
+  stored marked `incomplete`, the usage event bills what the provider produced (success=false),
+  the client gets `usage` then `error`, and the turn is `failed`;
+- cancelled: no message is stored; the usage event bills the text already produced, counted by
+  us (the provider charges for it), or nothing if none was.
 """
 
 import asyncio
@@ -28,10 +37,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from parley.chat import store
+from parley.chat import metrics, store
 from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt
+from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.chat.turn_stream import TurnStream
 from parley.kit.contracts import (
@@ -47,6 +57,7 @@ from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
+from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2
 
 log = logging.getLogger(__name__)
@@ -128,7 +139,9 @@ class _Turn:
     started: float
     stream: TurnStream
 
-    def usage_event(self, usage: common_pb2.TokenUsage, *, success: bool) -> events_pb2.UsageRecorded:
+    def usage_event(
+        self, usage: common_pb2.TokenUsage, *, provider: str, model: str, success: bool
+    ) -> events_pb2.UsageRecorded:
         occurred_at = Timestamp()
         occurred_at.GetCurrentTime()
         return events_pb2.UsageRecorded(
@@ -136,8 +149,8 @@ class _Turn:
             tenant_id=self.identity.tenant_id,
             user_id=self.identity.user_id,
             kind="chat",
-            provider=self.provider.name,
-            model=self.model,
+            provider=provider,
+            model=model,
             usage=usage,
             reservation_id=self.hold.reservation_id,
             conversation_id=self.conversation_id,
@@ -177,6 +190,8 @@ class TurnRunner:
         validate(request, known_providers=list(self._providers))
         provider = self._providers[request.provider or self._settings.default_provider]
         model = request.model or provider.default_model
+        if model not in provider.models:
+            raise InvalidInput(f"unknown model {model!r} for {provider.name}; known: {', '.join(provider.models)}")
         max_tokens = request.max_tokens or self._settings.default_max_tokens
         owner = store.Owner(identity.tenant_id, identity.user_id)
         conversation, history = await self._conversation(owner, request)
@@ -293,11 +308,15 @@ class TurnRunner:
             log.exception("could not release a budget hold", extra={"fields": {"reservation": hold.reservation_id}})
 
     async def _run(self, turn: _Turn) -> None:
+        answer: list[str] = []
+        called = time.monotonic()
+        first_token_seconds: float | None = None
         try:
-            answer: list[str] = []
             finished: Finished | None = None
             async for event in turn.provider.stream(turn.prompt, model=turn.model, max_tokens=turn.max_tokens):
                 if isinstance(event, TextDelta):
+                    if first_token_seconds is None and event.text:
+                        first_token_seconds = time.monotonic() - called
                     answer.append(event.text)
                     await turn.stream.delta(event.text)
                 else:
@@ -306,10 +325,35 @@ class TurnRunner:
             # From here the answer is whole: storing it is no longer cancelled, and its failures
             # after the commit are not a failed turn (the stored conversation is the truth).
             self._running.finishing(turn.turn_id)
+            _observe_first_token(first_token_seconds, provider=finished.provider, model=finished.model)
             await self._complete(turn, "".join(answer), finished)
         except asyncio.CancelledError:
-            await self._fail(turn, state="cancelled", code="cancelled", message="the turn was cancelled")
+            # The provider charges for what it produced before the connection closed.
+            produced = "".join(answer)
+            usage = common_pb2.TokenUsage()
+            if produced:
+                usage.input_tokens = turn.provider.count_tokens(turn.prompt, model=turn.model)
+                usage.output_tokens = count_tokens(produced)
+            await self._fail(turn, state="cancelled", code="cancelled", message="the turn was cancelled", usage=usage)
             raise
+        except StreamBroken as broken:
+            log.warning("answer broken off", extra={"fields": {"turn_id": turn.turn_id, "error": str(broken)}})
+            self._running.finishing(turn.turn_id)  # what was said is stored as it is
+            _observe_first_token(first_token_seconds, provider=broken.provider, model=broken.model)
+            await self._interrupted(turn, "".join(answer), broken)
+        except (ProviderRefused, ProviderUnavailable) as error:
+            log.warning("no provider answered", extra={"fields": {"turn_id": turn.turn_id, "error": str(error)}})
+            refused = isinstance(error, ProviderRefused)
+            await self._fail(
+                turn,
+                state="failed",
+                code="provider_refused" if refused else "provider_unavailable",
+                message=(
+                    "the model refused this request; try another model or provider"
+                    if refused
+                    else "the model is unavailable right now; please try again later"
+                ),
+            )
         except Exception as error:  # a turn's failure is reported to its client, not raised
             log.exception("turn failed", extra={"fields": {"turn_id": turn.turn_id}})
             await self._fail(turn, state="failed", code=_error_code(error), message=_public_message(error))
@@ -324,17 +368,24 @@ class TurnRunner:
                 turn_id=turn.turn_id,
                 question=store.NewMessage(role="user", content=turn.message),
                 answer=store.NewMessage(
-                    role="assistant", content=answer, sources=sources, model=turn.model, usage=finished.usage
+                    role="assistant", content=answer, sources=sources, model=finished.model, usage=finished.usage
                 ),
             )
             await store.end_turn(
                 session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="completed"
             )
-            await store.record_usage(session=session, usage_event=turn.usage_event(finished.usage, success=True))
+            await store.record_usage(
+                session=session,
+                usage_event=turn.usage_event(
+                    finished.usage, provider=finished.provider, model=finished.model, success=True
+                ),
+            )
         self._relay.notify()
+        metrics.observe_usage(finished.usage, provider=finished.provider, model=finished.model)
+        metrics.turns.labels("completed").inc()
         try:
             await turn.stream.sources(sources)
-            await turn.stream.usage(finished.usage, model=turn.model)
+            await turn.stream.usage(finished.usage, model=finished.model)
             await turn.stream.end(
                 user_message_id=question.id,
                 assistant_message_id=stored.id,
@@ -345,13 +396,64 @@ class TurnRunner:
             # The answer is stored and metered; a client that missed the end reads the conversation.
             log.exception("could not announce a stored turn", extra={"fields": {"turn_id": turn.turn_id}})
 
-    async def _fail(self, turn: _Turn, *, state: str, code: str, message: str) -> None:
+    async def _interrupted(self, turn: _Turn, answer: str, broken: StreamBroken) -> None:
+        """Keep the partial answer, marked incomplete, and bill what the provider produced."""
+        code = "provider_interrupted"
+        try:
+            sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
+            async with self._sessions.begin() as session:
+                await store.add_messages(
+                    session=session,
+                    owner=turn.owner,
+                    conversation_id=turn.conversation_id,
+                    turn_id=turn.turn_id,
+                    question=store.NewMessage(role="user", content=turn.message),
+                    answer=store.NewMessage(
+                        role="assistant",
+                        content=answer,
+                        sources=sources,
+                        model=broken.model,
+                        usage=broken.usage,
+                        incomplete=True,
+                    ),
+                )
+                await store.end_turn(
+                    session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="failed"
+                )
+                await store.record_usage(
+                    session=session,
+                    usage_event=turn.usage_event(
+                        broken.usage, provider=broken.provider, model=broken.model, success=False
+                    ),
+                )
+            self._relay.notify()
+            metrics.observe_usage(broken.usage, provider=broken.provider, model=broken.model)
+            metrics.turns.labels(code).inc()
+            await turn.stream.usage(broken.usage, model=broken.model)
+            await turn.stream.error(
+                code=code, message="the model stopped mid-answer; the part received is kept, marked incomplete"
+            )
+        except Exception:  # nothing more to tell anyone; the hold expires on its own
+            log.exception("could not report an interrupted turn", extra={"fields": {"turn_id": turn.turn_id}})
+
+    async def _fail(
+        self,
+        turn: _Turn,
+        *,
+        state: str,
+        code: str,
+        message: str,
+        usage: common_pb2.TokenUsage | None = None,
+    ) -> None:
         """Tell the client, and record the failed request so its budget hold is released."""
+        usage = usage or common_pb2.TokenUsage()
+        metrics.turns.labels(code).inc()
         try:
             async with self._sessions.begin() as session:
                 await store.end_turn(session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state=state)
                 await store.record_usage(
-                    session=session, usage_event=turn.usage_event(common_pb2.TokenUsage(), success=False)
+                    session=session,
+                    usage_event=turn.usage_event(usage, provider=turn.provider.name, model=turn.model, success=False),
                 )
             self._relay.notify()
             await turn.stream.error(code=code, message=message)
@@ -401,6 +503,11 @@ class RunningTurns:
                 running.task.cancel()
         if leftovers:
             await asyncio.wait([running.task for running in leftovers], timeout=5)
+
+
+def _observe_first_token(seconds: float | None, *, provider: str, model: str) -> None:
+    if seconds is not None:
+        metrics.time_to_first_token.labels(provider, model).observe(seconds)
 
 
 def _error_code(error: Exception) -> str:

@@ -1,0 +1,90 @@
+"""The providers this replica serves, built from its settings.
+
+`local` always; `anthropic` and `openai` when their key is set; the OpenAI-compatible server
+when its base URL is set. Each remote one is wrapped in a `ReliableProvider` with the
+configured retry policy and fallback routes (`PARLEY_LLM_FALLBACK="openai:gpt-4o-mini"`). A
+setting that names a provider or model not served here stops the service at start, not a turn.
+"""
+
+from parley.chat.config import Settings
+from parley.chat.provider_anthropic import AnthropicProvider
+from parley.chat.provider_openai import OpenAIProvider
+from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
+from parley.chat.providers import LlmProvider, LocalProvider
+
+
+def providers(settings: Settings) -> dict[str, LlmProvider]:
+    """Every provider by name; the caller closes them (`LlmProvider.close`) at shutdown."""
+    remote = _remote(settings)
+    served: dict[str, LlmProvider] = {"local": LocalProvider(), **remote}
+    fallbacks = [_route(route, served) for route in settings.llm_fallback]
+    policy = RetryPolicy(
+        first_token_timeout=settings.llm_first_token_timeout_seconds,
+        retries=settings.llm_retries,
+        backoff_base=settings.llm_backoff_base_seconds,
+        backoff_max=settings.llm_backoff_max_seconds,
+        max_retry_after=settings.llm_max_retry_after_seconds,
+    )
+    for name, provider in remote.items():
+        served[name] = ReliableProvider(provider, fallbacks=fallbacks, policy=policy)
+    if settings.default_provider not in served:
+        raise ValueError(
+            f"PARLEY_DEFAULT_PROVIDER is {settings.default_provider!r}, which is not configured; "
+            f"configured: {', '.join(served)}"
+        )
+    return served
+
+
+def _remote(settings: Settings) -> dict[str, LlmProvider]:
+    remote: dict[str, LlmProvider] = {}
+    timeout = settings.llm_read_timeout_seconds
+    if settings.anthropic_api_key is not None:
+        default, *others = _models("ANTHROPIC", settings.anthropic_models)
+        remote["anthropic"] = AnthropicProvider(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            default_model=default,
+            models=others,
+            base_url=settings.anthropic_base_url,
+            read_timeout=timeout,
+        )
+    if settings.openai_api_key is not None:
+        default, *others = _models("OPENAI", settings.openai_models)
+        remote["openai"] = OpenAIProvider(
+            api_key=settings.openai_api_key.get_secret_value(),
+            default_model=default,
+            models=others,
+            base_url=settings.openai_base_url,
+            read_timeout=timeout,
+        )
+    if settings.compatible_base_url is not None:
+        if settings.compatible_name in ("local", *remote):
+            raise ValueError(f"PARLEY_COMPATIBLE_NAME {settings.compatible_name!r} is taken by another provider")
+        default, *others = _models("COMPATIBLE", settings.compatible_models)
+        remote[settings.compatible_name] = OpenAIProvider(
+            api_key=settings.compatible_api_key.get_secret_value(),
+            default_model=default,
+            models=others,
+            base_url=settings.compatible_base_url,
+            read_timeout=timeout,
+            name=settings.compatible_name,
+            token_limit=settings.compatible_token_limit,
+        )
+    return remote
+
+
+def _models(prefix: str, models: tuple[str, ...]) -> tuple[str, ...]:
+    if not models:
+        raise ValueError(f"PARLEY_{prefix}_MODELS is empty; name at least one model (the first is the default)")
+    return models
+
+
+def _route(route: str, served: dict[str, LlmProvider]) -> Route:
+    name, _, model = route.partition(":")
+    provider = served.get(name)
+    if provider is None:
+        configured = ", ".join(served)
+        raise ValueError(f"PARLEY_LLM_FALLBACK names {name!r}, which is not configured; configured: {configured}")
+    model = model or provider.default_model
+    if model not in provider.models:
+        raise ValueError(f"PARLEY_LLM_FALLBACK names {route!r}; {name} serves {', '.join(provider.models)}")
+    return Route(provider, model)

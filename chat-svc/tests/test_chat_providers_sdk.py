@@ -1,0 +1,298 @@
+"""The Anthropic and OpenAI providers, through the official SDKs, against HTTP fakes of the two APIs.
+
+What a turn relies on: the text streams, usage lands in the same four counters from both
+vendors, Anthropic's prompt cache is written then read across turns, failures before the first
+token are retried or fall back, and failures after it are not retried but billed.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn
+from parley.chat.provider_anthropic import AnthropicProvider, messages
+from parley.chat.provider_errors import FirstTokenTimeout, ProviderRefused, StreamBroken
+from parley.chat.provider_openai import OpenAIProvider
+from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
+from parley.chat.providers import Finished, LlmProvider, TextDelta, prompt_tokens
+from parley.kit.tokens import count_tokens
+from parley.v1 import common_pb2, retrieval_pb2
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.scripting import DEFAULT_ANSWER, Script
+
+SONNET = "claude-sonnet-4-6"
+HAIKU = "claude-haiku-4-5"
+FAST = RetryPolicy(first_token_timeout=2.0, backoff_base=0.001, backoff_max=0.01)
+
+
+@pytest.fixture(scope="module")
+def anthropic_fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def claude(anthropic_fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
+    anthropic_fake.reset()
+    anthropic_fake.forget_cache()
+    provider = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=SONNET)
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture
+async def gpt(openai_fake: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
+    openai_fake.reset()
+    openai_fake.forget_cache()
+    provider = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
+    yield provider
+    await provider.close()
+
+
+def passage(index: int, topic: str, sentences: int) -> Passage:
+    text = " ".join(f"Sentence {n} of the {topic} manual explains step {n} in plain words." for n in range(sentences))
+    hit = retrieval_pb2.ChunkHit(chunk_id=f"c{index}", document_title=f"{topic} manual", text=text)
+    return Passage(index=index, hit=hit)
+
+
+def prompt(question: str, *, topic: str = "espresso", sentences: int = 120, history: tuple[Turn, ...] = ()) -> Prompt:
+    """About 1,800 tokens of passages at the default size: above Sonnet's 1,024 minimum."""
+    return Prompt(INSTRUCTIONS, (passage(1, topic, sentences),), history, question)
+
+
+async def answered(provider: LlmProvider, asked: Prompt, *, model: str, max_tokens: int = 200) -> tuple[str, Finished]:
+    text = ""
+    async for event in provider.stream(asked, model=model, max_tokens=max_tokens):
+        if isinstance(event, TextDelta):
+            text += event.text
+        else:
+            return text, event
+    raise AssertionError("the stream ended without Finished")
+
+
+async def answer(
+    provider: LlmProvider, asked: Prompt, *, model: str, max_tokens: int = 200
+) -> tuple[str, common_pb2.TokenUsage]:
+    text, finished = await answered(provider, asked, model=model, max_tokens=max_tokens)
+    return text, finished.usage
+
+
+def total_input(usage: common_pb2.TokenUsage) -> int:
+    return usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+
+
+async def test_claude_streams_the_answer_and_writes_the_stable_prefix_to_the_cache(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    asked = prompt("How often is the boiler descaled?")
+    text, finished = await answered(claude, asked, model=SONNET)
+    usage = finished.usage
+
+    assert text == DEFAULT_ANSWER
+    assert usage.output_tokens == count_tokens(DEFAULT_ANSWER)
+    assert (finished.finish_reason, finished.provider, finished.model) == ("stop", "anthropic", SONNET)
+    # Turn 1: everything through the last breakpoint (the question) is written, nothing read.
+    assert usage.cache_read_tokens == 0
+    assert usage.cache_write_tokens == total_input(usage) > 1024
+    assert usage.input_tokens == 0
+
+    sent = anthropic_fake.received[-1].body
+    assert sent["model"] == SONNET and sent["stream"] is True and sent["max_tokens"] == 200
+    assert [block["text"] for block in sent["system"]] == [INSTRUCTIONS, asked.context()]
+    assert all(block["cache_control"] == {"type": "ephemeral"} for block in sent["system"])
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": asked.question, "cache_control": {"type": "ephemeral"}}]}
+    ]
+
+
+async def test_the_next_turn_reads_the_identical_prefix_from_the_cache(claude: AnthropicProvider) -> None:
+    first = prompt("How often is the boiler descaled?")
+    _, turn1 = await answer(claude, first, model=SONNET)
+    history = (Turn("user", first.question), Turn("assistant", DEFAULT_ANSWER))
+    _, turn2 = await answer(claude, prompt("And with what?", history=history), model=SONNET)
+
+    # Instructions, passages and the first question are read back through the lookback; the
+    # answer and the new question are what is written.
+    assert turn2.cache_read_tokens == turn1.cache_write_tokens
+    assert turn2.cache_write_tokens == count_tokens(DEFAULT_ANSWER) + count_tokens("And with what?")
+    assert turn2.input_tokens == 0
+
+
+async def test_other_passages_or_another_model_read_nothing(claude: AnthropicProvider) -> None:
+    await answer(claude, prompt("How often is the boiler descaled?"), model=SONNET)
+    _, other_passages = await answer(claude, prompt("How often?", topic="grinder"), model=SONNET)
+    _, other_model = await answer(claude, prompt("How often is the boiler descaled?"), model="claude-opus-5")
+    assert other_passages.cache_read_tokens == 0 and other_passages.cache_write_tokens > 0
+    assert other_model.cache_read_tokens == 0
+
+
+async def test_a_prompt_below_the_minimum_cacheable_length_is_neither_written_nor_read(
+    claude: AnthropicProvider,
+) -> None:
+    short = prompt("How often is the boiler descaled?", sentences=60)  # ~900 tokens: under 1,024
+    for _ in range(2):
+        _, usage = await answer(claude, short, model=SONNET)
+        assert usage.cache_read_tokens == usage.cache_write_tokens == 0
+        assert 0 < usage.input_tokens < 1024
+    # Haiku 4.5 needs 4,096: a prompt Sonnet would cache is not cached for it.
+    _, haiku = await answer(claude, prompt("How often is the boiler descaled?"), model=HAIKU)
+    assert haiku.cache_write_tokens == 0
+
+
+async def test_the_cache_lives_five_minutes_from_its_last_use(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    asked = prompt("How often is the boiler descaled?")
+    await answer(claude, asked, model=SONNET)
+    anthropic_fake.advance_clock(240)
+    _, refreshed = await answer(claude, asked, model=SONNET)
+    anthropic_fake.advance_clock(240)  # 8 minutes after the write, 4 after the read
+    _, still = await answer(claude, asked, model=SONNET)
+    anthropic_fake.advance_clock(301)
+    _, expired = await answer(claude, asked, model=SONNET)
+    assert refreshed.cache_read_tokens > 0 and still.cache_read_tokens > 0
+    assert expired.cache_read_tokens == 0 and expired.cache_write_tokens > 0
+
+
+async def test_gpt_streams_the_answer_and_takes_cached_tokens_out_of_the_input(
+    gpt: OpenAIProvider, openai_fake: FakeOpenAI
+) -> None:
+    asked = prompt("How often is the boiler descaled?")
+    text, finished = await answered(gpt, asked, model="gpt-x", max_tokens=5)
+    first = finished.usage
+    _, second = await answer(gpt, asked, model="gpt-x", max_tokens=5)
+
+    assert text == "The boiler is descaled"  # five tokens
+    assert (finished.finish_reason, finished.provider, finished.model) == ("length", "openai", "gpt-x")
+    assert first.output_tokens == 5
+    assert first.cache_read_tokens == 0
+    # prompt_tokens includes cached_tokens: the uncached rest is billed as input, once.
+    assert second.cache_read_tokens >= 1024
+    assert second.input_tokens == first.input_tokens - second.cache_read_tokens
+    assert total_input(second) == total_input(first)
+
+    sent = openai_fake.received[-1].body
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["max_completion_tokens"] == 5
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+    assert sent["messages"][0]["content"] == f"{INSTRUCTIONS}\n\n{asked.context()}"
+
+
+async def test_a_retry_storm_before_the_first_token_ends_in_the_answer(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    anthropic_fake.script(Script.reject(429, retry_after=0.05), Script.reject(529), Script.reject(500))
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    reliable = ReliableProvider(claude, policy=FAST, sleep=sleep)
+    text, finished = await answered(reliable, prompt("How often?"), model=SONNET)
+
+    assert text == DEFAULT_ANSWER
+    assert (finished.provider, finished.model) == ("anthropic", SONNET)
+    assert len(anthropic_fake.received) == 4
+    assert slept[0] >= 0.05, "retry-after is honoured"
+    assert all(wait <= FAST.backoff_max for wait in slept[1:])
+
+
+async def test_a_storm_that_outlasts_the_retries_falls_back(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic, gpt: OpenAIProvider, openai_fake: FakeOpenAI
+) -> None:
+    anthropic_fake.script(*[Script.reject(529)] * 4)
+    reliable = ReliableProvider(claude, fallbacks=[Route(gpt, "gpt-x")], policy=FAST)
+    text, finished = await answered(reliable, prompt("How often?"), model=SONNET)
+
+    assert text == DEFAULT_ANSWER
+    assert (finished.provider, finished.model) == ("openai", "gpt-x")
+    assert len(anthropic_fake.received) == 1 + FAST.retries
+    assert len(openai_fake.received) == 1
+
+
+async def test_a_provider_asking_to_wait_too_long_goes_straight_to_the_fallback(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    anthropic_fake.script(Script.reject(429, retry_after=120))
+    reliable = ReliableProvider(claude, fallbacks=[Route(claude, HAIKU)], policy=FAST)
+    _, finished = await answered(reliable, prompt("How often?"), model=SONNET)
+    assert finished.model == HAIKU
+    assert [r.body["model"] for r in anthropic_fake.received] == [SONNET, HAIKU]
+
+
+async def test_an_auth_error_is_not_retried(anthropic_fake: FakeAnthropic) -> None:
+    anthropic_fake.reset()
+    wrong_key = AnthropicProvider(api_key="wrong", base_url=anthropic_fake.base_url, default_model=SONNET)
+    reliable = ReliableProvider(wrong_key, policy=FAST)
+    with pytest.raises(ProviderRefused):
+        await answer(reliable, prompt("How often?"), model=SONNET)
+    assert len(anthropic_fake.received) == 1
+    await wrong_key.close()
+
+
+async def test_a_spend_limit_is_not_retried(gpt: OpenAIProvider, openai_fake: FakeOpenAI) -> None:
+    openai_fake.script(Script.reject(429, error_code="insufficient_quota"))
+    with pytest.raises(ProviderRefused):
+        await answer(ReliableProvider(gpt, policy=FAST), prompt("How often?"), model="gpt-x")
+    assert len(openai_fake.received) == 1
+
+
+@pytest.mark.parametrize("failure", ["error_event", "disconnect"])
+async def test_a_failure_after_the_first_token_is_not_retried_and_bills_what_was_produced(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic, failure: str
+) -> None:
+    anthropic_fake.script(Script.break_after(4, failure="disconnect" if failure == "disconnect" else "error_event"))
+    reliable = ReliableProvider(claude, fallbacks=[Route(claude, HAIKU)], policy=FAST)
+    received = ""
+    with pytest.raises(StreamBroken) as broken:
+        async for event in reliable.stream(prompt("How often?"), model=SONNET, max_tokens=200):
+            assert isinstance(event, TextDelta)
+            received += event.text
+
+    assert received == "The boiler is des"
+    assert len(anthropic_fake.received) == 1
+    usage = broken.value.usage
+    assert usage.output_tokens == 4
+    assert total_input(usage) == count_tokens(INSTRUCTIONS) + count_tokens(prompt("How often?").context()) + 3
+    assert broken.value.model == SONNET
+
+
+async def test_gpt_failing_mid_answer_estimates_the_usage_it_never_reported(
+    gpt: OpenAIProvider, openai_fake: FakeOpenAI
+) -> None:
+    openai_fake.script(Script.break_after(3, failure="disconnect"))
+    asked = prompt("How often?")
+    with pytest.raises(StreamBroken) as broken:
+        await answer(ReliableProvider(gpt, policy=FAST), asked, model="gpt-x")
+    assert broken.value.usage_estimated
+    assert broken.value.usage.input_tokens == prompt_tokens(asked)
+    assert broken.value.usage.output_tokens == count_tokens("The boiler is")
+    assert len(openai_fake.received) == 1
+
+
+async def test_no_first_token_in_time_is_retried_then_given_up(gpt: OpenAIProvider, openai_fake: FakeOpenAI) -> None:
+    policy = RetryPolicy(first_token_timeout=0.2, retries=1, backoff_base=0.001)
+    openai_fake.script(Script.stall(1.0), Script(first_token_delay=0.05))
+    text, _ = await answer(ReliableProvider(gpt, policy=policy), prompt("How often?"), model="gpt-x")
+    assert text == DEFAULT_ANSWER
+    assert len(openai_fake.received) == 2
+
+    openai_fake.script(Script.stall(1.0), Script.stall(1.0))
+    with pytest.raises(FirstTokenTimeout):
+        await answer(ReliableProvider(gpt, policy=policy), prompt("How often?"), model="gpt-x")
+
+
+def test_claude_messages_start_with_a_question_and_alternate() -> None:
+    history = (Turn("assistant", "an answer cut from its question"), Turn("user", "first"), Turn("user", "again"))
+    built = messages(Prompt(INSTRUCTIONS, (), history, "now?"))
+    assert [m["role"] for m in built] == ["user"]
+    (only,) = built
+    assert isinstance(only["content"], list)
+    assert [block["text"] for block in only["content"] if block["type"] == "text"] == ["first", "again", "now?"]

@@ -1,0 +1,185 @@
+"""A fake of OpenAI's Chat Completions API (`POST /v1/chat/completions`), whole and streamed.
+
+Point the real SDK at it: `AsyncOpenAI(base_url=fake.base_url, api_key=fake.api_key)`; it
+stands as well for any OpenAI-compatible server reached by base URL.
+
+Streamed, it sends `chat.completion.chunk` lines: a first chunk with the role, one per token,
+one with `finish_reason`, then, when the request asked `stream_options.include_usage`, a last
+chunk with no choices and the usage, then `data: [DONE]`.
+
+Prompt caching is OpenAI's automatic kind: a prompt of at least 1,024 tokens is cached, and a
+later prompt reads the longest cached prefix in steps of 128 tokens (1,024, 1,152, ...).
+`prompt_tokens` includes `prompt_tokens_details.cached_tokens`, as the real API reports it.
+The prompt is tokenised as each message's role and content, one after another (cl100k_base).
+"""
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+from parley.kit.tokens import encoding
+from tests.fakes.http_server import JsonObject, Request, Response
+from tests.fakes.scripting import Answer, Behaviour, Received, Script, ScriptedServer, compose, retry_headers
+
+MIN_CACHED = 1024
+CACHE_STEP = 128
+CACHE_TTL = 300.0
+
+ERRORS = {  # status: (type, code), as OpenAI words them
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    503: ("server_error", None),
+}
+
+
+def _error_body(status: int, message: str, code: str | None = None) -> JsonObject:
+    kind, default_code = ERRORS.get(status, ("server_error", None))
+    if code == "insufficient_quota":
+        kind = "insufficient_quota"  # the spend limit: a 429 that no retry will fix
+    return {"error": {"message": message, "type": kind, "param": None, "code": code or default_code}}
+
+
+@dataclass(frozen=True, slots=True)
+class _Prompt:
+    tokens: int
+    prefix_keys: dict[int, str]  # cacheable length -> hash of the prompt's first that many tokens
+
+
+class _PrefixCache:
+    def __init__(self, behaviour: Behaviour) -> None:
+        self._behaviour = behaviour
+        self._expires: dict[str, float] = {}
+
+    def use(self, prompt: _Prompt) -> int:
+        now = self._behaviour.now()
+        cached = max(
+            (n for n, key in prompt.prefix_keys.items() if self._expires.get(key, 0.0) > now),
+            default=0,
+        )
+        for key in prompt.prefix_keys.values():
+            self._expires[key] = now + CACHE_TTL
+        return cached
+
+    def forget(self) -> None:
+        self._expires.clear()
+
+
+def _prompt(body: JsonObject) -> _Prompt:
+    text = "".join(
+        f"<|{message.get('role')}|>{_content_text(message.get('content'))}" for message in body.get("messages") or []
+    )
+    tokens = encoding().encode(text, disallowed_special=())
+    keys: dict[int, str] = {}
+    for n in range(MIN_CACHED, len(tokens) + 1, CACHE_STEP):
+        keys[n] = hashlib.sha256(f"{body.get('model')}:{tokens[:n]}".encode()).hexdigest()
+    return _Prompt(tokens=len(tokens), prefix_keys=keys)
+
+
+def _content_text(content: object) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def _data(payload: JsonObject | str) -> bytes:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
+
+
+class FakeOpenAI(ScriptedServer):
+    """`forget_cache` empties the prefix cache; `advance_clock` ages it."""
+
+    def __init__(self, *, answer: str | None = None) -> None:
+        super().__init__(answer=answer)
+        self._cache = _PrefixCache(self.behaviour)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"  # the SDK appends /chat/completions
+
+    def forget_cache(self) -> None:
+        self._cache.forget()
+
+    async def handle(self, request: Request, response: Response) -> None:
+        if request.method != "POST" or request.path != "/v1/chat/completions":
+            await response.send_json(404, _error_body(404, f"Unknown request URL: {request.method} {request.path}"))
+            return
+        body = request.json()
+        self.behaviour.record(Received(path=request.path, headers=dict(request.headers), body=body))
+        step = self.behaviour.next_step()
+
+        if request.headers.get("authorization") != f"Bearer {self.behaviour.api_key}":
+            await response.send_json(401, _error_body(401, "Incorrect API key provided."))
+            return
+        if step.status != 200:
+            message = "You exceeded your current quota" if step.error_code else f"scripted failure {step.status}"
+            body_out = _error_body(step.status, message, step.error_code)
+            await response.send_json(step.status, body_out, retry_headers(step))
+            return
+        if not body.get("model") or not body.get("messages"):
+            await response.send_json(400, _error_body(400, "model and messages are required"))
+            return
+
+        prompt = _prompt(body)
+        cached = self._cache.use(prompt)
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
+        answer = compose(step.answer or self.behaviour.answer, int(max_tokens))
+        usage = {
+            "prompt_tokens": prompt.tokens,
+            "completion_tokens": answer.tokens,
+            "total_tokens": prompt.tokens + answer.tokens,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body["model"]}
+        finish_reason = "length" if answer.cut else "stop"
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            await self._stream(response, step, base, answer, finish_reason, usage if include_usage else None)
+            return
+        await asyncio.sleep(step.first_token_delay)
+        reply = {"role": "assistant", "content": "".join(answer.pieces), "refusal": None}
+        choice = {"index": 0, "message": reply, "finish_reason": finish_reason, "logprobs": None}
+        await response.send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    async def _stream(
+        self,
+        response: Response,
+        step: Script,
+        base: JsonObject,
+        answer: Answer,
+        finish_reason: str,
+        usage: JsonObject | None,
+    ) -> None:
+        pace = step.pace or self.behaviour.pace
+        # With include_usage every chunk carries `usage: null` but the last.
+        chunk = {**base, "object": "chat.completion.chunk", **({"usage": None} if usage is not None else {})}
+
+        def choice(delta: JsonObject, finish: str | None = None) -> JsonObject:
+            return {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+        await response.start_stream("text/event-stream")
+        await asyncio.sleep(step.first_token_delay)
+        await response.send_chunk(_data(choice({"role": "assistant", "content": "", "refusal": None})))
+        for sent, piece in enumerate(answer.pieces):
+            if step.fail_after_tokens is not None and sent == step.fail_after_tokens:
+                if step.failure == "disconnect":
+                    response.drop()
+                    return
+                await response.send_chunk(_data(_error_body(500, "The server had an error processing your request.")))
+                await response.end_stream()
+                return
+            if sent and pace:
+                await asyncio.sleep(pace)
+            await response.send_chunk(_data(choice({"content": piece})))
+        await response.send_chunk(_data(choice({}, finish_reason)))
+        if usage is not None:
+            await response.send_chunk(_data({**chunk, "choices": [], "usage": usage}))
+        await response.send_chunk(_data("[DONE]"))
+        await response.end_stream()

@@ -1,0 +1,118 @@
+"""The fakes keep the promises tests elsewhere rely on: the vendors' rules, through the real SDKs."""
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import anthropic
+import openai
+import pytest
+from anthropic.types import TextBlockParam
+
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.scripting import DEFAULT_ANSWER, Script, count
+
+MODEL = "claude-sonnet-4-6"
+LONG = " ".join(f"Paragraph {n} of a long and stable reference text." for n in range(150))  # ~1,650 tokens
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+async def claude(fake: FakeAnthropic) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    fake.reset()
+    fake.forget_cache()
+    client = anthropic.AsyncAnthropic(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+    yield client
+    await client.close()
+
+
+def block(text: str, *, cached: bool = False) -> TextBlockParam:
+    if not cached:
+        return {"type": "text", "text": text}
+    return {"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}
+
+
+async def test_more_than_four_breakpoints_are_refused(claude: anthropic.AsyncAnthropic) -> None:
+    system = [block(f"part {n}", cached=True) for n in range(5)]
+    with pytest.raises(anthropic.BadRequestError, match="maximum of 4"):
+        await claude.messages.create(
+            model=MODEL, max_tokens=10, system=system, messages=[{"role": "user", "content": "hi"}]
+        )
+
+
+async def test_whole_and_streamed_answers_report_the_same_usage(claude: anthropic.AsyncAnthropic) -> None:
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
+    whole = await claude.messages.create(
+        model=MODEL, max_tokens=50, system=[block(LONG, cached=True)], messages=messages
+    )
+    streamed = await claude.messages.create(
+        model=MODEL, max_tokens=50, system=[block(LONG, cached=True)], messages=messages, stream=True
+    )
+    final = None
+    async for event in streamed:
+        if event.type == "message_delta":
+            final = event.usage
+    assert final is not None
+    assert whole.content[0].type == "text" and whole.content[0].text == DEFAULT_ANSWER
+    assert whole.usage.cache_creation_input_tokens == count(LONG) and whole.usage.cache_read_input_tokens == 0
+    assert final.cache_read_input_tokens == count(LONG) and final.cache_creation_input_tokens == 0
+    assert whole.usage.input_tokens == final.input_tokens == count("hi")
+    assert whole.usage.output_tokens == final.output_tokens == count(DEFAULT_ANSWER)
+
+
+async def test_a_top_level_cache_control_marks_the_last_block_and_an_hour_lasts_an_hour(
+    claude: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": LONG}]
+    first = await claude.messages.create(
+        model=MODEL, max_tokens=5, messages=messages, cache_control={"type": "ephemeral", "ttl": "1h"}
+    )
+    fake.advance_clock(3000)
+    again = await claude.messages.create(
+        model=MODEL, max_tokens=5, messages=messages, cache_control={"type": "ephemeral", "ttl": "1h"}
+    )
+    assert first.usage.cache_creation_input_tokens == count(LONG)
+    assert again.usage.cache_read_input_tokens == count(LONG)
+
+
+async def test_one_changed_byte_before_the_breakpoint_misses(claude: anthropic.AsyncAnthropic) -> None:
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
+    await claude.messages.create(model=MODEL, max_tokens=5, system=[block(LONG, cached=True)], messages=messages)
+    changed = LONG.replace("Paragraph 7 ", "Paragraph 7  ")
+    miss = await claude.messages.create(
+        model=MODEL, max_tokens=5, system=[block(changed, cached=True)], messages=messages
+    )
+    assert miss.usage.cache_read_input_tokens == 0
+
+
+async def test_pacing_spaces_the_tokens(claude: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    fake.script(Script(pace=0.02, answer="one two three four five six"))
+    started = time.monotonic()
+    stream = await claude.messages.create(
+        model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    texts = [
+        event.delta.text
+        async for event in stream
+        if event.type == "content_block_delta" and event.delta.type == "text_delta"
+    ]
+    assert "".join(texts) == "one two three four five six"
+    assert time.monotonic() - started >= 0.02 * (len(texts) - 1)
+
+
+async def test_openai_errors_carry_retry_after_and_the_spend_limit_code() -> None:
+    with FakeOpenAI() as fake:
+        client = openai.AsyncOpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+        fake.script(Script.reject(429, retry_after=2), Script.reject(429, error_code="insufficient_quota"))
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError) as broke:
+            await client.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "hi"}])
+        await client.close()
+    assert limited.value.response.headers["retry-after"] == "2"
+    assert broke.value.code == "insufficient_quota"
