@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.usage
-from parley.chat import events
+from parley.chat import events, grpc_api
 from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
@@ -514,6 +514,7 @@ async def test_an_answer_broken_off_mid_stream_is_kept_incomplete_and_billed(
 
     _, (question, stored) = await h.conversations.get(h.owner, started.conversation_id)
     assert (question.role, stored.content, stored.incomplete, stored.model) == ("user", partial, True, SONNET)
+    assert grpc_api.message_proto(stored).incomplete, "the API shows it too"
     [recorded] = await h.usage_events(started.conversation_id)
     assert not recorded.success and recorded.usage == stored.usage == read[-2].usage.usage
     assert recorded.usage.output_tokens == 4 and (recorded.provider, recorded.model) == ("anthropic", SONNET)

@@ -138,13 +138,22 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
     await publish_turn(nats_client, conversation_id, turn_id)
     asked = await client.post(
         "/v1/chat",
-        json={"message": "descale?", "collection_ids": ["c1"], "stream": True, "tier": "deep", "intent": "how_to"},
+        json={
+            "message": "descale?",
+            "collection_ids": ["c1"],
+            "stream": True,
+            "tier": "deep",
+            "intent": "how_to",
+            "provider": "anthropic",
+            "model": "claude-haiku-4-5",
+        },
     )
     assert asked.status_code == 200, asked.text
     assert (asked.headers["X-Conversation-Id"], asked.headers["X-Turn-Id"]) == (conversation_id, turn_id)
     [request] = chat.requests
     assert (request.tier, request.intent_hint, request.max_tokens) == (chat_pb2.TIER_DEEP, "how_to", 0)
     assert list(request.collection_ids) == ["c1"]
+    assert (request.provider, request.model) == ("anthropic", "claude-haiku-4-5")
 
     relayed = frames(asked.text)
     assert [(frame["id"], frame["event"]) for frame in relayed] == [
@@ -246,6 +255,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
                 model="local",
                 turn_id="t1",
                 created_at=stamp(STORED_AT),
+                incomplete=True,
             ),
         ],
     )
@@ -255,6 +265,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
     assert answer["usage"] == {"input_tokens": 40, "output_tokens": 9, "cache_read_tokens": 3, "cache_write_tokens": 0}
     assert answer["sources"][0]["document_id"] == "d1" and answer["model"] == "local"
     assert datetime.fromisoformat(answer["created_at"]) == STORED_AT
+    assert (question["incomplete"], answer["incomplete"]) == (False, True)
     listed = (await client.get("/v1/conversations")).json()["data"]
     assert listed[0]["id"] == conversation_id and listed[0]["messages"] is None
     assert listed[0]["collection_ids"] == ["c1"]

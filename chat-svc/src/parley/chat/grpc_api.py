@@ -85,13 +85,13 @@ def _conversation(record: store.ConversationRecord, messages: list[store.Message
         id=record.id,
         title=record.title,
         collection_ids=record.collection_ids,
-        messages=[_message(message) for message in messages],
+        messages=[message_proto(message) for message in messages],
         created_at=to_timestamp(record.created_at),
         updated_at=to_timestamp(record.updated_at),
     )
 
 
-def _message(record: store.MessageRecord) -> chat_pb2.Message:
+def message_proto(record: store.MessageRecord) -> chat_pb2.Message:
     return chat_pb2.Message(
         id=record.id,
         role=record.role,
@@ -102,4 +102,5 @@ def _message(record: store.MessageRecord) -> chat_pb2.Message:
         model=record.model,
         turn_id=record.turn_id,
         created_at=to_timestamp(record.created_at),
+        incomplete=record.incomplete,
     )

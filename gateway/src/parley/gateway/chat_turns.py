@@ -44,6 +44,8 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
         tier=chat_pb2.Tier.Name(tier_named(body.tier)),
         max_tokens=body.max_tokens or 0,  # 0: chat-svc's default
         intent_hint=body.intent,
+        provider=body.provider,
+        model=body.model,
     )
     try:
         started = await services.chat.start_turn(who, request)

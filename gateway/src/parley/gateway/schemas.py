@@ -17,8 +17,10 @@ from parley.kit.contracts import (
     MAX_DESCRIPTION_CHARS,
     MAX_INTENT_CHARS,
     MAX_MESSAGE_CHARS,
+    MAX_MODEL_CHARS,
     MAX_NAME_CHARS,
     MAX_OUTPUT_TOKENS,
+    MODEL_NAME,
 )
 from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, usage_pb2
 
@@ -48,6 +50,9 @@ class ChatIn(Body):
     tier: Tier = "standard"
     max_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | None = None
     intent: Annotated[str, StringConstraints(max_length=MAX_INTENT_CHARS, pattern=r"^[a-z_]*$")] = ""
+    # Empty: chat-svc's default. chat-svc checks them against the providers and models it serves.
+    provider: Annotated[str, StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME)] = ""
+    model: Annotated[str, StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME)] = ""
 
 
 class BudgetIn(Body):
@@ -177,6 +182,7 @@ class Message(BaseModel):
     model: NoneIfEmpty = None
     turn_id: str
     created_at: datetime | None = None
+    incomplete: bool = False  # the provider broke off: the answer is what arrived before it did
 
     @classmethod
     def of(cls, proto: chat_pb2.Message) -> "Message":
