@@ -168,6 +168,8 @@ async def test_a_zero_budget_refuses_any_cost_and_no_limit_is_explicit(usage_stu
     [
         # 2,000 input tokens at 2.5 micro-USD + 500 output tokens at 10 micro-USD (gpt-4o's prices)
         ("openai", "gpt-4o", 5_000 + 5_000),
+        # chat-svc's default Claude model has a row of its own (3 and 15 micro-USD)
+        ("anthropic", "claude-sonnet-4-6", 6_000 + 7_500),
         # a model the table does not list is held at the dearest row, "default": 15 and 75 micro-USD
         ("openai", "gpt-9", 30_000 + 37_500),
         ("", "gpt-9", 30_000 + 37_500),
