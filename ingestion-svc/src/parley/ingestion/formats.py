@@ -72,7 +72,9 @@ def detect_format(data: bytes, filename: str, declared: str | None = None) -> st
     if by_name is not None:
         return by_name
     if PurePosixPath(filename.strip().replace("\\", "/")).suffix and not _is_text_suffix(filename):
-        raise InvalidInput(f"files like {filename!r} are not supported; accepted types are {', '.join(FORMAT_SUFFIXES)}")
+        raise InvalidInput(
+            f"files like {filename!r} are not supported; accepted types are {', '.join(FORMAT_SUFFIXES)}"
+        )
     text = head.decode("utf-8", errors="ignore")
     if _looks_like_fountain(text):
         return FOUNTAIN

@@ -115,10 +115,7 @@ class _Reader(HTMLParser):
     def _flush(self) -> None:
         raw = "".join(self._buffer)
         self._buffer.clear()
-        if self._pre_depth:
-            text = raw.strip("\n")
-        else:
-            text = _SPACE.sub(" ", raw).strip().strip("|").strip()
+        text = raw.strip("\n") if self._pre_depth else _SPACE.sub(" ", raw).strip().strip("|").strip()
         if text.strip():
             self.blocks.append(_Block(self._heading, text, self._main_depth > 0))
         self._heading = 0

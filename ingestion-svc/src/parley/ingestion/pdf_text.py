@@ -42,35 +42,35 @@ def pdf_sections(data: bytes) -> list[Section]:
     outline = _outline_headings(reader)
     sections: list[Section] = []
     path: list[_Heading] = []
+    body: list[str] = []
+
+    def close(page: int) -> None:
+        section = new_section(
+            ordinal=len(sections),
+            kind="heading" if path else "page",
+            text="\n".join(body),
+            heading=path[-1].title if path else "",
+            heading_path=tuple(heading.title for heading in path),
+            page=page,
+        )
+        if section.text:
+            sections.append(section)
+        body.clear()
+
     for index, (text, sized_headings) in enumerate(pages):
         expected = outline.get(index, []) if outline else sized_headings
-        body: list[str] = []
-
-        def close(page: int = index + 1) -> None:
-            section = new_section(
-                ordinal=len(sections),
-                kind="heading" if path else "page",
-                text="\n".join(body),
-                heading=path[-1].title if path else "",
-                heading_path=tuple(heading.title for heading in path),
-                page=page,
-            )
-            if section.text:
-                sections.append(section)
-            body.clear()
-
         for line in text.split("\n"):
             heading = _match(line, expected)
             if heading is None:
                 body.append(line)
                 continue
             expected = expected[expected.index(heading) + 1 :]
-            close()
+            close(index + 1)
             while path and path[-1].level >= heading.level:
                 path.pop()
             path.append(_Heading(heading.level, line.strip() if not outline else heading.title))
             body.append(line)
-        close()
+        close(index + 1)
     return sections
 
 

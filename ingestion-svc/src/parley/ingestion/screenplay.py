@@ -16,11 +16,10 @@ A Final Draft file is XML; it is parsed with expat and refused if it has a DTD a
 entity can be declared (no "billion laughs") and nothing external is ever fetched.
 """
 
-import math
 import re
 import textwrap
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, NoReturn
 from xml.etree import ElementTree
 from xml.parsers import expat
 
@@ -352,7 +351,7 @@ def _fountain_body(lines: list[str], script: _Script) -> None:
 def parse_xml(data: bytes) -> ElementTree.Element:
     """The document's root element; a DTD (where entities would be declared) is refused outright."""
 
-    def refuse_dtd(*_: object) -> None:
+    def refuse_dtd(*_: object) -> NoReturn:
         raise InvalidInput("the XML declares a DTD; DTDs and entities are not accepted")
 
     builder = ElementTree.TreeBuilder()
@@ -367,7 +366,9 @@ def parse_xml(data: bytes) -> ElementTree.Element:
     try:
         parser.Parse(data, True)
     except expat.ExpatError as error:
-        raise InvalidInput(f"the XML is not well-formed ({expat.errors.messages[error.code]}, line {error.lineno})")
+        raise InvalidInput(
+            f"the XML is not well-formed ({expat.errors.messages[error.code]}, line {error.lineno})"
+        ) from None
     return builder.close()
 
 
@@ -421,4 +422,3 @@ def _fdx_paragraphs(paragraphs: list[ElementTree.Element], script: _Script, *, d
             script.transition(text)
         elif text:
             script.action(text)
-

@@ -9,6 +9,7 @@ scene's printed lines over 55, in eighths, at least one (how a stripboard counts
 import math
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 from parley.ingestion.screenplay import LINES_PER_PAGE
 from parley.ingestion.sections import Scene, Section
@@ -86,7 +87,7 @@ def characters_report(sections: list[Section]) -> list[CharacterReport]:
                 words=words[name],
                 first_scene=scenes[seen[0]].number,
                 last_scene=scenes[seen[-1]].number,
-                longest_absence=max((later - earlier - 1 for earlier, later in zip(seen, seen[1:], strict=False)), default=0),
+                longest_absence=max((later - earlier - 1 for earlier, later in pairwise(seen)), default=0),
                 most_shared_with=partners[0][0] if partners else "",
                 shared_scenes=partners[0][1] if partners else 0,
             )
