@@ -149,6 +149,13 @@ def test_page_estimate_counts_55_lines_a_page() -> None:
     assert found[1].start_page == 3
 
 
+def test_a_script_opening_with_a_transition_has_no_title_page() -> None:
+    sections = fountain_sections("FADE IN:\n\nINT. ROOM - DAY\n\nQuiet.\n")
+
+    assert [section.kind for section in sections] == ["text", "scene"]
+    assert sections[0].text == "FADE IN:"
+
+
 @pytest.mark.parametrize(
     ("cue", "name"),
     [("EDWARD (V.O.)", "EDWARD"), ("EDWARD (CONT'D)", "EDWARD"), ("edward", "EDWARD"), ("@Mc Gregor ^", "MC GREGOR")],
@@ -191,6 +198,30 @@ def test_fdx_paragraph_types_numbers_and_pages() -> None:
     assert section.scene.characters == ("EDWARD",)
     assert [block.words for block in section.scene.dialogue_blocks] == [2, 2]
     assert "Rain. Hard rain." in section.text and "not a line" not in section.text
+
+
+def test_fdx_dual_dialogue_marks_both_speeches() -> None:
+    document = b"""<FinalDraft><Content>
+      <Paragraph Type="Scene Heading"><Text>EXT. ROAD - NIGHT</Text></Paragraph>
+      <Paragraph><DualDialogue>
+        <Paragraph Type="Character"><Text>ANN</Text></Paragraph>
+        <Paragraph Type="Dialogue"><Text>Left.</Text></Paragraph>
+        <Paragraph Type="Character"><Text>BOB</Text></Paragraph>
+        <Paragraph Type="Dialogue"><Text>Right side.</Text></Paragraph>
+      </DualDialogue></Paragraph>
+      <Paragraph Type="Character"><Text>ANN</Text></Paragraph>
+      <Paragraph Type="Dialogue"><Text>Alone.</Text></Paragraph>
+    </Content></FinalDraft>"""
+
+    (section,) = fdx_sections(document)
+
+    assert section.scene is not None
+    assert [(block.character, block.words, block.dual) for block in section.scene.dialogue_blocks] == [
+        ("ANN", 1, True),
+        ("BOB", 2, True),
+        ("ANN", 1, False),
+    ]
+    assert section.scene.time_of_day == "NIGHT"
 
 
 @pytest.mark.parametrize(

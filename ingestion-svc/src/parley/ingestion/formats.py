@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from parley.ingestion.html_text import html_document
 from parley.ingestion.pdf_text import pdf_sections
-from parley.ingestion.screenplay import fdx_sections, fountain_sections, is_scene_heading
+from parley.ingestion.screenplay import TITLE_PAGE_START, fdx_sections, fountain_sections, is_scene_heading
 from parley.ingestion.sections import Section, markdown_sections, plain_sections
 from parley.kit.contracts import MARKDOWN, PLAIN_TEXT
 from parley.kit.errors import InvalidInput
@@ -37,7 +37,6 @@ SCREENPLAY_FORMATS = frozenset({FOUNTAIN, FINAL_DRAFT})
 _SNIFF_BYTES = 4096
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.S)
 _FINAL_DRAFT_ROOT = re.compile(rb"<FinalDraft[\s>]")
-_TITLE_PAGE_KEY = re.compile(r"^(?:Title|Credit|Author|Authors|Source|Draft date|Contact)\s*:", re.I | re.M)
 _MARKDOWN_MARK = re.compile(r"^(?: {0,3}#{1,6}\s+\S|\s*```|.+\n(?:=+|-+)\s*$|\s*[-*+]\s+\S|\s*\d+\.\s+\S)", re.M)
 
 
@@ -144,7 +143,7 @@ def _looks_like_fountain(text: str) -> bool:
         for index, line in enumerate(lines)
         if (index == 0 or not lines[index - 1]) and is_scene_heading(line) and not line.startswith(".")
     )
-    return headings >= 1 and (headings >= 2 or bool(_TITLE_PAGE_KEY.match(text.lstrip())))
+    return headings >= 1 and (headings >= 2 or bool(TITLE_PAGE_START.match(text.lstrip())))
 
 
 def _script_title(sections: list[Section]) -> str:

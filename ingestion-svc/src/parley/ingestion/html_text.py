@@ -1,14 +1,16 @@
 """An HTML page's main content as sections by heading, read with the standard library's parser.
 
-Dropped: scripts, styles, forms and everything that is navigation rather than content —
-<nav>, <header>, <footer>, <aside>, and elements whose class or id says menu, nav, search, toc,
-sidebar, breadcrumb, banner, cookie, header or footer. When the page marks its <main> (or a
-single <article>), only that is read. h1–h6 give the heading path; a table's rows and a list's
-items stay under the heading above them. Nothing is fetched: links and images are only text.
+Dropped: scripts, styles, forms and what is site chrome rather than content — <nav>, <footer>,
+<aside>, a page-level <header> (one inside <main> or <article> holds the article's title and
+stays), and elements whose class or id names navigation (`menu`, `nav`, `search`, `toc`,
+`sidebar`, `breadcrumb`, `banner`, `cookie`, `tagline`, ... as whole words, so `protocol` is
+not `toc`). When the page marks its <main> or <article>, only that is read. h1–h6 give the
+heading path; a table's rows and a list's items stay under the heading above them. Nothing is
+fetched: links and images are only text.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from parley.ingestion.sections import Section, new_section
@@ -26,48 +28,60 @@ _BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _CELL_TAGS = frozenset({"td", "th"})
-_NAVIGATION = re.compile(r"menu|nav|search|toc|sidebar|breadcrumb|banner|cookie|header|footer", re.IGNORECASE)
+_NAVIGATION_WORDS = frozenset(
+    {
+        "nav", "navbar", "navigation", "menu", "mainmenu", "submenu", "menubar", "search", "searchbox",
+        "searchmenu", "searchbar", "toc", "sidebar", "breadcrumb", "breadcrumbs", "banner", "cookie", "cookies",
+        "footer", "masthead", "tagline", "logo", "skip", "share", "social",
+    }
+)  # fmt: skip
+_MARK_WORD = re.compile(r"[a-z]+")
 _HEADING = re.compile(r"^h([1-6])$")
 _SPACE = re.compile(r"[ \t\r\n\f\v]+")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Block:
     level: int  # 1–6 for a heading, 0 for text
     text: str
     in_main: bool
 
 
-@dataclass
-class _Reader(HTMLParser):
-    blocks: list[_Block] = field(default_factory=list)
-    title: str = ""
-    _skipping: list[str] = field(default_factory=list)  # the dropped element we are inside, and its nesting
-    _skip_depth: int = 0
-    _main_depth: int = 0
-    _pre_depth: int = 0
-    _in_title: bool = False
-    _heading: int = 0
-    _buffer: list[str] = field(default_factory=list)
+def _is_navigation(attrs: list[tuple[str, str | None]]) -> bool:
+    marks = " ".join(value or "" for name, value in attrs if name in ("class", "id", "role")).lower()
+    return any(word in _NAVIGATION_WORDS for word in _MARK_WORD.findall(marks))
 
-    def __post_init__(self) -> None:
+
+class _Reader(HTMLParser):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
+        self.blocks: list[_Block] = []
+        self.title = ""
+        self._skipping = ""  # the tag of the dropped element we are inside
+        self._skip_depth = 0  # how deep that tag nests inside itself
+        self._main_depth = 0
+        self._pre_depth = 0
+        self._in_title = False
+        self._heading = 0
+        self._buffer: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self._skipping:
-            if tag == self._skipping[0] and tag not in _VOID_TAGS:
+            if tag == self._skipping:
                 self._skip_depth += 1
             return
         if tag == "title":
             self._in_title = True
             return
-        marks = " ".join(value or "" for name, value in attrs if name in ("class", "id", "role"))
-        if tag in _DROPPED_TAGS or (tag not in _VOID_TAGS and marks and _NAVIGATION.search(marks)):
-            if tag not in _VOID_TAGS:
-                self._skipping.append(tag)
-                self._skip_depth = 1
+        if tag in _VOID_TAGS:
+            if tag in ("br", "hr"):
+                self._flush()
             return
-        if tag in ("main", "article") or ("role", "main") in attrs:
+        chrome = tag in _DROPPED_TAGS and not (tag == "header" and self._main_depth)
+        if chrome or _is_navigation(attrs):
+            self._skipping, self._skip_depth = tag, 1
+            return
+        if tag in ("main", "article"):
             self._main_depth += 1
         heading = _HEADING.match(tag)
         if heading or tag in _BLOCK_TAGS:
@@ -79,16 +93,12 @@ class _Reader(HTMLParser):
         if tag in _CELL_TAGS:
             self._buffer.append(" | ")
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if not self._skipping and tag in ("br", "hr"):
-            self._flush()
-
     def handle_endtag(self, tag: str) -> None:
         if self._skipping:
-            if tag == self._skipping[0]:
+            if tag == self._skipping:
                 self._skip_depth -= 1
                 if self._skip_depth == 0:
-                    self._skipping.clear()
+                    self._skipping = ""
             return
         if tag == "title":
             self._in_title = False

@@ -74,10 +74,6 @@ def pdf_sections(data: bytes) -> list[Section]:
     return sections
 
 
-def page_count(data: bytes) -> int:
-    return len(_open(data).pages)
-
-
 def _open(data: bytes) -> PdfReader:
     try:
         reader = PdfReader(io.BytesIO(data))

@@ -42,6 +42,11 @@ _TIME_WORDS = frozenset(
     "CONTINUED MOMENT MOMENTS TIME".split()
 )
 _TITLE_KEY = re.compile(r"^(?P<key>[A-Za-z][A-Za-z ]*?):[ \t]*(?P<value>.*)$")
+# A title page must open with one of the keys the spec names, so `FADE IN:` is not a title page.
+TITLE_PAGE_START = re.compile(
+    r"^(?:Title|Credit|Author|Authors|Source|Draft date|Date|Contact|Copyright|Notes|Revision|Episode)\s*:",
+    re.IGNORECASE,
+)
 _BONEYARD = re.compile(r"/\*.*?\*/", re.DOTALL)
 _NOTE = re.compile(r"\[\[.*?\]\]", re.DOTALL)
 _PAGE_BREAK = re.compile(r"^={3,}$")
@@ -268,7 +273,7 @@ def is_scene_heading(line: str) -> bool:
 def _title_page(lines: list[str], script: _Script) -> int:
     """The title page's `Key: value` block at the very top, if any; the index of the first body line."""
     first = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
-    if first == len(lines) or not _TITLE_KEY.match(lines[first]) or is_scene_heading(lines[first]):
+    if first == len(lines) or not TITLE_PAGE_START.match(lines[first]):
         return 0
     entries: list[str] = []
     index = first
