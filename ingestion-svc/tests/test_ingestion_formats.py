@@ -32,6 +32,8 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"the shared test data
         (b"# Notes\n\nSome text.\n", "", MARKDOWN),
         (b"Just a sentence.\n", "", PLAIN_TEXT),
         (b"Just a sentence.\n", "notes.md", MARKDOWN),
+        (b"Title: Script\n\nINT. HOUSE - DAY\n\nA door.\n", "script.txt", FOUNTAIN),
+        (b"INT. HOUSE - DAY\n\nA door.\n\nEXT. ROAD - NIGHT\n", "notes.md", MARKDOWN),
         (b"INT. HOUSE - DAY\n\nA door.\n", "scene.fountain", FOUNTAIN),
     ],
 )
@@ -52,7 +54,7 @@ def test_a_declared_type_wins_when_it_is_one_we_read() -> None:
         (b"  \n\t", "a.txt", "empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "picture.png", "looks binary"),
         (b"PK\x03\x04\x14\x00\x00\x00", "doc.docx", "looks binary"),
-        (b"some text", "sheet.xlsx", "not supported"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1 an old Word file", "old.doc", "looks binary"),
     ],
 )
 def test_unreadable_uploads_are_refused_with_a_reason(data: bytes, filename: str, message: str) -> None:
@@ -152,6 +154,14 @@ def test_html_keeps_content_under_its_headings_and_drops_the_rest() -> None:
     everything = " ".join(section.text for section in sections)
     for dropped in ("do not index", "Home", "Docs", "color", "Copyright"):
         assert dropped not in everything
+
+
+def test_html_in_the_charset_its_meta_declares() -> None:
+    page = '<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head><body><p>Cr\xe8me.</p></body></html>'
+
+    document = parse_document(page.encode("latin-1"), filename="menu.html")
+
+    assert (document.title, document.sections[0].text) == ("Caf\u00e9", "Cr\u00e8me.")
 
 
 def test_html_main_element_is_the_content_when_marked() -> None:

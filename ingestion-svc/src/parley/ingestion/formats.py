@@ -7,6 +7,7 @@ binary, broken, a scan without text, a type we do not read — is refused with a
 that says what is wrong, before anything is stored.
 """
 
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -37,6 +38,7 @@ SCREENPLAY_FORMATS = frozenset({FOUNTAIN, FINAL_DRAFT})
 _SNIFF_BYTES = 4096
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.S)
 _FINAL_DRAFT_ROOT = re.compile(rb"<FinalDraft[\s>]")
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 _MARKDOWN_MARK = re.compile(r"^(?: {0,3}#{1,6}\s+\S|\s*```|.+\n(?:=+|-+)\s*$|\s*[-*+]\s+\S|\s*\d+\.\s+\S)", re.M)
 
 
@@ -59,24 +61,20 @@ def detect_format(data: bytes, filename: str, declared: str | None = None) -> st
     head = data[:_SNIFF_BYTES]
     if head.lstrip().startswith(b"%PDF-"):
         return PDF
-    by_name = _format_for_name(filename)
+    if b"\x00" not in head:
+        if _FINAL_DRAFT_ROOT.search(head):
+            return FINAL_DRAFT
+        if _HTML_START.match(head):
+            return HTML  # in whatever charset its <meta> declares
     if _looks_binary(head):
-        raise InvalidInput(
-            f"{filename or 'the document'} looks binary; accepted types are {', '.join(FORMAT_SUFFIXES)}"
-        )
-    if _FINAL_DRAFT_ROOT.search(head):
-        return FINAL_DRAFT
-    if _HTML_START.match(head):
-        return HTML
+        accepted = ", ".join(FORMAT_SUFFIXES)
+        raise InvalidInput(f"{filename or 'the document'} looks binary, not text; accepted types are {accepted}")
+    by_name = _format_for_name(filename)
+    text = head.decode("utf-8", errors="ignore")
+    if by_name in (None, PLAIN_TEXT) and _looks_like_fountain(text):
+        return FOUNTAIN  # screenplays are often saved as .txt
     if by_name is not None:
         return by_name
-    if PurePosixPath(filename.strip().replace("\\", "/")).suffix and not _is_text_suffix(filename):
-        raise InvalidInput(
-            f"files like {filename!r} are not supported; accepted types are {', '.join(FORMAT_SUFFIXES)}"
-        )
-    text = head.decode("utf-8", errors="ignore")
-    if _looks_like_fountain(text):
-        return FOUNTAIN
     if _MARKDOWN_MARK.search(text):
         return MARKDOWN
     return PLAIN_TEXT
@@ -92,7 +90,7 @@ def parse_document(data: bytes, *, filename: str, declared: str | None = None) -
     if kind == FINAL_DRAFT:
         sections = fdx_sections(data)
         return ParsedDocument(kind, _script_title(sections), _non_empty(sections, kind))
-    text = decode_text(data)
+    text = decode_text(data, fallback=_declared_charset(data) if kind == HTML else None)
     if kind == HTML:
         title, sections = html_document(text)
         return ParsedDocument(kind, title, _non_empty(sections, kind))
@@ -103,12 +101,15 @@ def parse_document(data: bytes, *, filename: str, declared: str | None = None) -
     return ParsedDocument(kind, "", _non_empty(sections, kind))
 
 
-def decode_text(data: bytes) -> str:
+def decode_text(data: bytes, *, fallback: str | None = None) -> str:
+    """UTF-8 text; `fallback` is the encoding the document itself declares (an HTML meta charset)."""
     try:
         # utf-8-sig: a byte-order mark some editors write is not part of the text.
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InvalidInput(f"the content is not valid UTF-8 (byte {error.start})") from None
+        if fallback is None:
+            raise InvalidInput(f"the content is not valid UTF-8 (byte {error.start})") from None
+        text = data.decode(fallback, errors="replace")
     if "\x00" in text:
         raise InvalidInput("the content contains NUL bytes; it is not a text document")
     if not text.strip():
@@ -116,16 +117,25 @@ def decode_text(data: bytes) -> str:
     return text
 
 
+def _declared_charset(data: bytes) -> str | None:
+    """The charset an HTML page's <meta> declares, if Python knows it."""
+    match = _META_CHARSET.search(data[:_SNIFF_BYTES])
+    if match is None:
+        return None
+    name = match.group(1).decode("ascii", errors="ignore")
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
 def _format_for_name(filename: str) -> str | None:
     suffix = PurePosixPath(filename.strip().replace("\\", "/")).suffix.lower()
     return next((kind for kind, endings in FORMAT_SUFFIXES.items() if suffix in endings), None)
 
 
-def _is_text_suffix(filename: str) -> bool:
-    return _format_for_name(filename) is not None
-
-
 def _looks_binary(head: bytes) -> bool:
+    """NUL bytes, or bytes that are not UTF-8 (a text upload must be UTF-8 unless it is HTML that says otherwise)."""
     if b"\x00" in head:
         return True
     try:

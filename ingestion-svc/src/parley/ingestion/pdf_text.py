@@ -28,6 +28,9 @@ _SPACE = re.compile(r"\s+")
 _NUMBERING = re.compile(r"(?:[0-9]+|[ivxlc]+|[a-z])?(?:\.[0-9]+)*\.?")
 
 
+Run = tuple[float, str]  # (type size in points, text)
+
+
 @dataclass(frozen=True, slots=True)
 class _Heading:
     level: int
@@ -40,6 +43,7 @@ def pdf_sections(data: bytes) -> list[Section]:
     if not any(text.strip() for text, _ in pages):
         raise InvalidInput("the PDF has no text layer (a scanned document?); run OCR on it and upload the result")
     outline = _outline_headings(reader)
+    heading_sizes = [] if outline else _heading_sizes(pages)
     sections: list[Section] = []
     path: list[_Heading] = []
     body: list[str] = []
@@ -57,8 +61,8 @@ def pdf_sections(data: bytes) -> list[Section]:
             sections.append(section)
         body.clear()
 
-    for index, (text, sized_headings) in enumerate(pages):
-        expected = outline.get(index, []) if outline else sized_headings
+    for index, (text, runs) in enumerate(pages):
+        expected = outline.get(index, []) if outline else _sized_headings(runs, heading_sizes)
         for line in text.split("\n"):
             heading = _match(line, expected)
             if heading is None:
@@ -89,9 +93,9 @@ def _open(data: bytes) -> PdfReader:
     return reader
 
 
-def _page_text(reader: PdfReader, index: int) -> tuple[str, list[_Heading]]:
-    """The page's text, and the runs set larger than its body text (joined where they follow each other)."""
-    runs: list[tuple[float, str]] = []
+def _page_text(reader: PdfReader, index: int) -> tuple[str, list[Run]]:
+    """The page's text, and its text runs with the size each is set in."""
+    runs: list[Run] = []
 
     def visit(text: str, cm: list[float], tm: list[float], font: object, size: float) -> None:
         if abs(tm[1]) > abs(tm[0]) or abs(cm[1]) > abs(cm[0]):
@@ -103,13 +107,23 @@ def _page_text(reader: PdfReader, index: int) -> tuple[str, list[_Heading]]:
         text = reader.pages[index].extract_text(visitor_text=visit)
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError) as error:
         raise InvalidInput(f"page {index + 1} of the PDF cannot be read ({type(error).__name__})") from None
+    return text, runs
+
+
+def _heading_sizes(pages: list[tuple[str, list[Run]]]) -> list[float]:
+    """Sizes larger than the body's (the size most characters of the document are set in), largest first."""
     sizes = Counter[float]()
-    for size, run in runs:
-        sizes[size] += len(run.strip())
+    for _, runs in pages:
+        for size, run in runs:
+            sizes[size] += len(run.strip())
     if not sizes:
-        return text, []
+        return []
     body_size = sizes.most_common(1)[0][0]
-    heading_sizes = sorted({size for size, _ in runs if size >= body_size * HEADING_SIZE_RATIO}, reverse=True)
+    return sorted((size for size in sizes if size >= body_size * HEADING_SIZE_RATIO), reverse=True)
+
+
+def _sized_headings(runs: list[Run], heading_sizes: list[float]) -> list[_Heading]:
+    """Runs in a heading size, joined where they follow each other; larger type is a higher level."""
     headings: list[_Heading] = []
     current_size, current_text = 0.0, ""
     for size, run in runs:
@@ -124,7 +138,7 @@ def _page_text(reader: PdfReader, index: int) -> tuple[str, list[_Heading]]:
         current_size, current_text = (size, run) if size in heading_sizes else (0.0, "")
     if current_text:
         headings.append(_Heading(heading_sizes.index(current_size) + 1, current_text))
-    return text, [heading for heading in headings if len(heading.title.strip()) <= MAX_HEADING_CHARS * 3]
+    return [heading for heading in headings if len(heading.title.strip()) <= MAX_HEADING_CHARS * 3]
 
 
 def _outline_headings(reader: PdfReader) -> dict[int, list[_Heading]]:
