@@ -1,0 +1,172 @@
+"""What kind of document an upload is, and its sections.
+
+The type is told from the content first (a PDF's `%PDF-`, a Final Draft root element, an HTML
+doctype, a Fountain title page or scene headings, Markdown headings), then from the file name;
+a type the caller declares wins when it is one we read. Whatever cannot be read — empty,
+binary, broken, a scan without text, a type we do not read — is refused with an InvalidInput
+that says what is wrong, before anything is stored.
+"""
+
+import codecs
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from parley.ingestion.html_text import html_document
+from parley.ingestion.pdf_text import pdf_sections
+from parley.ingestion.screenplay import TITLE_PAGE_START, fdx_sections, fountain_sections, is_scene_heading
+from parley.ingestion.sections import Section, markdown_sections, plain_sections
+from parley.kit.contracts import MARKDOWN, PLAIN_TEXT
+from parley.kit.errors import InvalidInput
+
+HTML = "text/html"
+PDF = "application/pdf"
+FOUNTAIN = "text/x-fountain"
+FINAL_DRAFT = "application/x-fdx"
+
+# Each type read here and the file name endings that imply it (for kit.contracts.DOCUMENT_TYPES).
+FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    PLAIN_TEXT: (".txt", ".text"),
+    MARKDOWN: (".md", ".markdown"),
+    HTML: (".html", ".htm", ".xhtml"),
+    PDF: (".pdf",),
+    FOUNTAIN: (".fountain", ".spmd"),
+    FINAL_DRAFT: (".fdx",),
+}
+SCREENPLAY_FORMATS = frozenset({FOUNTAIN, FINAL_DRAFT})
+
+_SNIFF_BYTES = 4096
+_HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.S)
+_FINAL_DRAFT_ROOT = re.compile(rb"<FinalDraft[\s>]")
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
+_MARKDOWN_MARK = re.compile(r"^(?: {0,3}#{1,6}\s+\S|\s*```|.+\n(?:=+|-+)\s*$|\s*[-*+]\s+\S|\s*\d+\.\s+\S)", re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    format: str
+    title: str  # the document's own title (HTML <title>, a script's Title:), "" when it has none
+    sections: list[Section]
+
+
+def detect_format(data: bytes, filename: str, declared: str | None = None) -> str:
+    """The document's type: the declared one if given (parameters such as charset ignored), else
+    what the content shows, else what the name's ending implies, else plain text."""
+    if declared and (kind := declared.split(";", 1)[0].strip().lower()):
+        if kind not in FORMAT_SUFFIXES:
+            raise InvalidInput(f"content type {kind!r} is not supported; use one of {', '.join(FORMAT_SUFFIXES)}")
+        return kind
+    if not data.strip():
+        raise InvalidInput("the document is empty")
+    head = data[:_SNIFF_BYTES]
+    if head.lstrip().startswith(b"%PDF-"):
+        return PDF
+    if b"\x00" not in head:
+        if _FINAL_DRAFT_ROOT.search(head):
+            return FINAL_DRAFT
+        if _HTML_START.match(head):
+            return HTML  # in whatever charset its <meta> declares
+    if _looks_binary(head):
+        accepted = ", ".join(FORMAT_SUFFIXES)
+        raise InvalidInput(f"{filename or 'the document'} looks binary, not text; accepted types are {accepted}")
+    by_name = _format_for_name(filename)
+    text = head.decode("utf-8", errors="ignore")
+    if by_name in (None, PLAIN_TEXT) and _looks_like_fountain(text):
+        return FOUNTAIN  # screenplays are often saved as .txt
+    if by_name is not None:
+        return by_name
+    if _MARKDOWN_MARK.search(text):
+        return MARKDOWN
+    return PLAIN_TEXT
+
+
+def parse_document(data: bytes, *, filename: str, declared: str | None = None) -> ParsedDocument:
+    """The document's type, title and sections; InvalidInput when it cannot be read.
+    CPU-bound (a PDF most of all): call it off the event loop."""
+    kind = detect_format(data, filename, declared)
+    if kind == PDF:
+        sections = pdf_sections(data)
+        return ParsedDocument(kind, "", sections)
+    if kind == FINAL_DRAFT:
+        sections = fdx_sections(data)
+        return ParsedDocument(kind, _script_title(sections), _non_empty(sections, kind))
+    text = decode_text(data, fallback=_declared_charset(data) if kind == HTML else None)
+    if kind == HTML:
+        title, sections = html_document(text)
+        return ParsedDocument(kind, title, _non_empty(sections, kind))
+    if kind == FOUNTAIN:
+        sections = fountain_sections(text)
+        return ParsedDocument(kind, _script_title(sections), _non_empty(sections, kind))
+    sections = markdown_sections(text) if kind == MARKDOWN else plain_sections(text)
+    return ParsedDocument(kind, "", _non_empty(sections, kind))
+
+
+def decode_text(data: bytes, *, fallback: str | None = None) -> str:
+    """UTF-8 text; `fallback` is the encoding the document itself declares (an HTML meta charset)."""
+    try:
+        # utf-8-sig: a byte-order mark some editors write is not part of the text.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if fallback is None:
+            raise InvalidInput(f"the content is not valid UTF-8 (byte {error.start})") from None
+        text = data.decode(fallback, errors="replace")
+    if "\x00" in text:
+        raise InvalidInput("the content contains NUL bytes; it is not a text document")
+    if not text.strip():
+        raise InvalidInput("the document is empty")
+    return text
+
+
+def _declared_charset(data: bytes) -> str | None:
+    """The charset an HTML page's <meta> declares, if Python knows it."""
+    match = _META_CHARSET.search(data[:_SNIFF_BYTES])
+    if match is None:
+        return None
+    name = match.group(1).decode("ascii", errors="ignore")
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _format_for_name(filename: str) -> str | None:
+    suffix = PurePosixPath(filename.strip().replace("\\", "/")).suffix.lower()
+    return next((kind for kind, endings in FORMAT_SUFFIXES.items() if suffix in endings), None)
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes, or bytes that are not UTF-8 (a text upload must be UTF-8 unless it is HTML that says otherwise)."""
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A multi-byte character cut by the sniffing window is still text.
+        return error.start < len(head) - 4
+    return False
+
+
+def _looks_like_fountain(text: str) -> bool:
+    lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n")]
+    headings = sum(
+        1
+        for index, line in enumerate(lines)
+        if (index == 0 or not lines[index - 1]) and is_scene_heading(line) and not line.startswith(".")
+    )
+    return headings >= 1 and (headings >= 2 or bool(TITLE_PAGE_START.match(text.lstrip())))
+
+
+def _script_title(sections: list[Section]) -> str:
+    title_page = next((section for section in sections if section.kind == "title_page"), None)
+    if title_page is None:
+        return ""
+    for line in title_page.text.split("\n"):
+        if line.lower().startswith("title:"):
+            return line.split(":", 1)[1].strip()
+    return title_page.text.split("\n", 1)[0].strip()
+
+
+def _non_empty(sections: list[Section], kind: str) -> list[Section]:
+    if not sections:
+        raise InvalidInput(f"the document has no text to index (read as {kind})")
+    return sections

@@ -1,0 +1,170 @@
+"""A document as an ordered list of sections, each with its heading path, page and (for a
+screenplay) its scene; and those sections cut into token-sized chunks that keep their metadata.
+
+A section's `content_sha256` is the hash of its normalised text, so a new version of a document
+re-chunks only the sections whose hash changed. Every parser (Markdown, HTML, PDF, Fountain, FDX)
+builds its sections with `new_section`, so the normalisation is the same for all of them.
+"""
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from parley.ingestion.chunking import HEADING_SEPARATOR, _headings_and_lines, chunk_text
+from parley.kit.tokens import count_tokens
+
+SectionKind = Literal["heading", "page", "scene", "title_page", "text"]
+
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_BLANK_RUN = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True, slots=True)
+class DialogueBlock:
+    """One speech: who (normalised cue), how many words were spoken, and whether it is dual dialogue."""
+
+    character: str
+    words: int
+    dual: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    number: str  # as written (`#12A#`, FDX Number), else the scene's order from 1
+    heading: str
+    int_ext: str  # "INT", "EXT", "INT/EXT", or "" for a forced heading without one
+    location: str
+    time_of_day: str
+    characters: tuple[str, ...]  # who speaks, normalised, in order of first speech
+    dialogue_blocks: tuple[DialogueBlock, ...]
+    dialogue_lines: int  # printed lines of speech (parentheticals and cues not counted)
+    action_lines: int  # printed lines of action, centred text included
+    lines: int  # every printed line of the scene, spacing included (55 make a page)
+    start_page: int
+    act_path: tuple[str, ...] = ()  # the Fountain sections (`#` act, `##` sequence, ...) above it
+    forced: bool = False  # a `.HEADING` rather than INT./EXT.
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    ordinal: int
+    kind: SectionKind
+    heading: str  # the section's own heading (a scene's heading line), "" when it has none
+    heading_path: tuple[str, ...]  # every heading above it, its own last
+    page: int | None  # the (first) page it is on, when the format has pages
+    text: str  # normalised
+    content_sha256: str
+    tokens: int
+    scene: Scene | None = None
+
+    @property
+    def heading_label(self) -> str:
+        """The heading path as chunks carry it (`Setup › Installing`)."""
+        return HEADING_SEPARATOR.join(self.heading_path)
+
+
+@dataclass(frozen=True, slots=True)
+class SectionChunk:
+    """A token-sized piece of one section; `section_ordinal` ties it back to the section's metadata."""
+
+    ordinal: int
+    section_ordinal: int
+    heading: str
+    text: str
+    token_count: int
+    content_hash: str
+
+
+def normalise_text(text: str) -> str:
+    """One form for the same words: NFC, LF line ends, no trailing spaces, at most one blank line in a row."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_SPACE.sub("\n", text.replace("\x00", ""))
+    return _BLANK_RUN.sub("\n\n", text).strip()
+
+
+def new_section(
+    *,
+    ordinal: int,
+    kind: SectionKind,
+    text: str,
+    heading: str = "",
+    heading_path: tuple[str, ...] = (),
+    page: int | None = None,
+    scene: Scene | None = None,
+) -> Section:
+    normalised = normalise_text(text)
+    return Section(
+        ordinal=ordinal,
+        kind=kind,
+        heading=heading,
+        heading_path=heading_path,
+        page=page,
+        text=normalised,
+        content_sha256=hashlib.sha256(normalised.encode()).hexdigest(),
+        tokens=count_tokens(normalised),
+        scene=scene,
+    )
+
+
+def plain_sections(text: str) -> list[Section]:
+    """Plain text is one section; empty text has none."""
+    section = new_section(ordinal=0, kind="text", text=text)
+    return [section] if section.text else []
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """A section per heading (ATX and setext, never inside a fenced block), with the path of
+    headings above it. Text before the first heading is a `text` section."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+
+    def close() -> None:
+        section = new_section(
+            ordinal=len(sections),
+            kind="heading" if path else "text",
+            text="\n".join(body),
+            heading=path[-1][1] if path else "",
+            heading_path=tuple(title for _, title in path),
+        )
+        if section.text:
+            sections.append(section)
+        body.clear()
+
+    for heading, line in _headings_and_lines(lines):
+        if heading is None:
+            body.append(line)
+            continue
+        close()
+        level, title = heading
+        while path and path[-1][0] >= level:
+            path.pop()
+        if title:
+            path.append((level, title))
+    close()
+    if not sections and any(line.strip() for line in lines):
+        # Only headings: their words are still the document's content.
+        return plain_sections(text)
+    return sections
+
+
+def chunk_sections(sections: list[Section], *, max_tokens: int) -> list[SectionChunk]:
+    """Each section's paragraphs packed into chunks of at most `max_tokens`; a chunk never spans
+    two sections, so each keeps its section's heading path, page and scene, in order."""
+    chunks: list[SectionChunk] = []
+    for section in sections:
+        for piece in chunk_text(section.text, markdown=False, max_tokens=max_tokens):
+            chunks.append(
+                SectionChunk(
+                    ordinal=len(chunks),
+                    section_ordinal=section.ordinal,
+                    heading=section.heading_label,
+                    text=piece.text,
+                    token_count=piece.token_count,
+                    content_hash=piece.content_hash,
+                )
+            )
+    return chunks
