@@ -15,6 +15,7 @@ time the modes at that size and measure HNSW recall@10 against exact search per 
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -400,15 +401,14 @@ def perturbed(body: str, rng: random.Random) -> str:
     return " ".join(kept or words)
 
 
-async def scale(
+async def index_scale(
     dataset: Dataset,
     vectors: dict[str, list[float]],
     sessions: async_sessionmaker,  # type: ignore[type-arg]
     engine: AsyncEngine,
     bm25: Bm25Index,
-    embedder: MiniLmEmbedder,
     size: int,
-) -> list[Table]:
+) -> str:
     rng = random.Random(8)
     ids = sorted(dataset.corpus)
     documents: dict[str, list[tuple[str, str, list[float]]]] = {}
@@ -425,10 +425,38 @@ async def scale(
         )
     await insert_chunks(sessions, bm25, tenant_id=SCALE_TENANT, documents=documents)
     indexing_seconds = time.perf_counter() - started
+    print(f"(indexed {size:,} synthetic chunks in {indexing_seconds:.0f} s)", flush=True)
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         await connection.execute(text("DROP INDEX retrieval.ix_chunks_embedding"))
     hnsw_seconds = await build_hnsw(engine)
+    print(f"(HNSW built in {hnsw_seconds:.0f} s)", flush=True)
+    return (
+        f"Indexing {size:,} chunks (insert + BM25 postings, {CHUNKS_PER_SCALE_DOCUMENT} chunks a document):"
+        f" {indexing_seconds:.0f} s; HNSW build (m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}):"
+        f" {hnsw_seconds:.0f} s."
+    )
+
+
+async def scale(
+    dataset: Dataset,
+    vectors: dict[str, list[float]],
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    engine: AsyncEngine,
+    bm25: Bm25Index,
+    embedder: MiniLmEmbedder,
+    size: int,
+) -> list[Table]:
+    async with sessions() as session:
+        present = await session.scalar(
+            text("SELECT count(*) FROM retrieval.chunks WHERE tenant_id = :t"), {"t": SCALE_TENANT}
+        )
+    if present not in (0, size):
+        raise SystemExit(f"{present:,} synthetic chunks already in --data, not {size:,}: use another folder")
+    if present != size:
+        indexing_note = await index_scale(dataset, vectors, sessions, engine, bm25, size)
+    else:
+        indexing_note = "(reused the index of an earlier run)"
     async with sessions() as session:
         postings = await session.scalar(text("SELECT count(*) FROM retrieval.bm25_postings"))
         sizes = (
@@ -471,34 +499,37 @@ async def scale(
         hybrid_samples.append((time.perf_counter() - started) * 1000)
     speed.add("hybrid: embed + both legs (top 40 each, HNSW 100) + RRF", *percentiles(hybrid_samples), "")
     speed.notes.append(
-        f"Indexing {size:,} chunks (insert + BM25 postings, {CHUNKS_PER_SCALE_DOCUMENT} chunks a document):"
-        f" {indexing_seconds:.0f} s; HNSW build (m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}):"
-        f" {hnsw_seconds:.0f} s; {postings:,} postings rows, bm25_postings {sizes.postings}, chunks {sizes.chunks}."
+        f"{indexing_note} {postings:,} postings rows, bm25_postings {sizes.postings}, chunks {sizes.chunks}."
     )
     return [speed]
 
 
-async def main_async(folder: Path, size: int, fusion_grid: bool) -> None:
+async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None) -> None:
     dataset = load(folder)
     embedder = MiniLmEmbedder(threads=1)
     vectors = corpus_vectors(MiniLmEmbedder(threads=2, batch_size=8), dataset.corpus)
     embedder.warm_up()
-    with tempfile.TemporaryDirectory(prefix="retrieval-lab-") as root:
-        postgres = EmbeddedPostgres(Path(root) / "postgres")
-        engine = db.create_engine(postgres.start())
+    with contextlib.ExitStack() as stack:
+        root = data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="retrieval-lab-")))
+        postgres = EmbeddedPostgres(root / "postgres")
+        # No statement timeout: building HNSW over 100k vectors takes minutes.
+        engine = db.create_engine(postgres.start(), statement_timeout_ms=0)
         try:
-            await prepare_schema(engine, embedder.dimensions)
             sessions = async_sessionmaker(engine, expire_on_commit=False)
             bm25 = Bm25Index()
-            started = time.perf_counter()
-            await insert_chunks(
-                sessions,
-                bm25,
-                tenant_id=TENANT,
-                documents={doc_id: [(doc_id, body, vectors[doc_id])] for doc_id, body in dataset.corpus.items()},
-            )
-            print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
-            await build_hnsw(engine)
+            async with engine.connect() as connection:
+                indexed = await connection.scalar(text("SELECT to_regclass('retrieval.bm25_postings') IS NOT NULL"))
+            if not indexed:
+                await prepare_schema(engine, embedder.dimensions)
+                started = time.perf_counter()
+                await insert_chunks(
+                    sessions,
+                    bm25,
+                    tenant_id=TENANT,
+                    documents={doc_id: [(doc_id, body, vectors[doc_id])] for doc_id, body in dataset.corpus.items()},
+                )
+                print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
+                await build_hnsw(engine)
             tables = await quality(dataset, Modes(sessions, bm25, TENANT), embedder, fusion_grid)
             if size:
                 tables += await scale(dataset, vectors, sessions, engine, bm25, embedder, size)
@@ -516,11 +547,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help="a BEIR-layout data set")
     parser.add_argument("--scale", type=int, default=0, help="also time the modes at this many synthetic chunks")
     parser.add_argument("--fusion-grid", action="store_true", help="more fusion weights (to choose the default)")
+    parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
     args = parser.parse_args(argv)
     if not (args.folder / "corpus.jsonl").exists():
         print(f"skipped: no BEIR data set at {args.folder} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
         return 0
-    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid))
+    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data))
     return 0
 
 

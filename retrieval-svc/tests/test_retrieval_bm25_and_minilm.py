@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.kit.db import Sessions, session_factory
 from parley.retrieval.bm25 import K1, B, Bm25Index, ChunkText, ddl
+from parley.retrieval.embeddings import Embedder
 from parley.retrieval.minilm import MiniLmEmbedder
 
 # A schema of the tests' own: the BM25 tables are not in the retrieval migrations yet.
@@ -155,7 +156,8 @@ async def test_collections_searched_together_share_one_idf(
 
 
 @pytest.fixture(scope="module")
-def embedder() -> MiniLmEmbedder:
+def embedder() -> Embedder:
+    # Typed as the Protocol: mypy over this file checks that MiniLmEmbedder satisfies it.
     return MiniLmEmbedder()
 
 
@@ -175,14 +177,14 @@ def dot(left: list[float], right: list[float]) -> float:
     return sum(a * b for a, b in zip(left, right, strict=True))
 
 
-async def test_minilm_vectors_are_384_wide_and_unit_length(embedder: MiniLmEmbedder, offline: None) -> None:
+async def test_minilm_vectors_are_384_wide_and_unit_length(embedder: Embedder, offline: None) -> None:
     vectors = await embedder.embed(["Warp engines need dilithium.", "", "x" * 5_000])
     assert [len(vector) for vector in vectors] == [384, 384, 384]
     for vector in vectors:
         assert math.sqrt(dot(vector, vector)) == pytest.approx(1.0, abs=1e-5)
 
 
-async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: MiniLmEmbedder, offline: None) -> None:
+async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: Embedder, offline: None) -> None:
     cat, kitten, wing = await embedder.embed(
         ["The cat sits on the mat.", "A kitten is resting on a rug.", "Supersonic flow over a swept wing."]
     )
@@ -191,7 +193,7 @@ async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: MiniLm
     assert dot(cat, kitten) > dot(cat, wing) + 0.3
 
 
-async def test_a_text_gets_the_same_vector_alone_or_in_a_batch(embedder: MiniLmEmbedder) -> None:
+async def test_a_text_gets_the_same_vector_alone_or_in_a_batch(embedder: Embedder) -> None:
     texts = ["short", "a somewhat longer sentence about engines and warp fields", "mid length text"]
     alone = [(await embedder.embed([body]))[0] for body in texts]
     together = await MiniLmEmbedder(batch_size=8).embed(texts)
