@@ -125,7 +125,7 @@ async def test_reindexing_and_deleting_keep_the_statistics_exact(
     await put(sessions, index, tenant_id, "d2", {"b": "warp field", "c": "dilithium"})
     await put(sessions, index, tenant_id, "d2", {"b2": "warp field"})  # a new version of d2
     async with sessions() as session, session.begin():
-        await index.forget_document(session=session, tenant_id=tenant_id, document_id="d1")
+        await index.forget_document(session=session, tenant_id=tenant_id, collection_id="c", document_id="d1")
     async with sessions() as session:
         stats = (
             await session.execute(

@@ -10,14 +10,18 @@ the English stop words, Snowball English stemming. Chunks and queries go through
 so the two can never drift apart, and a chunk is analysed where it is stored.
 
 Tables (in the service's schema):
-- `bm25_collections`: one row per (tenant, collection): a compact key for the postings, the
-  number of chunks with at least one term and the total of their lengths (for N and avgdl).
-- `bm25_postings`: one row per (collection, term, chunk): the term's frequency in the chunk and
-  the chunk's length (its number of terms after stop words), so scoring reads the index only.
+- `bm25_collections`: one row per (tenant, collection): a compact key for the others, the number
+  of chunks with at least one term and the total of their lengths (for N and avgdl).
+- `bm25_terms`: per collection and term, the number of chunks containing it (df).
+- `bm25_postings`: per collection, term and chunk, the term's frequency in the chunk, the chunk's
+  length (its number of terms after stop words) and the posting's impact: its BM25 term weight
+  with the avgdl of the time it was written. Postings are read by an index-only scan in impact
+  order, so a search reads at most `max_postings_per_term` of a common term (the ones that can
+  matter most) instead of all of them; the score itself is computed exactly, from tf, length and
+  the current N, df and avgdl. Rare terms (df below the cap) are always read in full.
 
-A term's document frequency is not stored: scoring reads every posting of each query term
-anyway, and counting them on the way is exact, costs nothing more, and leaves no hot counter rows
-for concurrent indexing to fight over.
+Indexing of one collection is serialised on its `bm25_collections` row (locked first by every
+write), which keeps the counters exact and rules out deadlocks between concurrent documents.
 
 A search over several collections of a tenant treats them as one corpus: N, avgdl and each
 term's df are summed over the chosen collections, so scores are comparable across them.
@@ -31,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 K1 = 1.2
 B = 0.75
+# How many postings of one term a search reads at most, best impact first (None: all).
+MAX_POSTINGS_PER_TERM: int | None = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,7 @@ class KeywordHit:
 
 
 def ddl(schema: str) -> list[str]:
-    """The tables and index, for the migration (statements in order)."""
+    """The tables and indexes, for the migration (statements in order)."""
     return [
         f"""CREATE TABLE {schema}.bm25_collections (
             collection_key bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -56,7 +62,14 @@ def ddl(schema: str) -> list[str]:
             total_length bigint NOT NULL DEFAULT 0,
             UNIQUE (tenant_id, collection_id)
         )""",
-        # INCLUDE: a query term's postings are read by an index-only scan, with no heap visit per chunk.
+        f"""CREATE TABLE {schema}.bm25_terms (
+            collection_key bigint NOT NULL REFERENCES {schema}.bm25_collections ON DELETE CASCADE,
+            term text NOT NULL,
+            df bigint NOT NULL,
+            PRIMARY KEY (collection_key, term)
+        )""",
+        # No primary key: postings are derived from the chunks and replaced a document at a time;
+        # the one index that matters is the impact-ordered one a search reads.
         f"""CREATE TABLE {schema}.bm25_postings (
             collection_key bigint NOT NULL REFERENCES {schema}.bm25_collections ON DELETE CASCADE,
             term text NOT NULL,
@@ -64,8 +77,10 @@ def ddl(schema: str) -> list[str]:
             document_id text NOT NULL,
             tf integer NOT NULL,
             chunk_length integer NOT NULL,
-            PRIMARY KEY (collection_key, term, chunk_id) INCLUDE (tf, chunk_length, document_id)
+            impact real NOT NULL
         )""",
+        f"""CREATE INDEX ix_bm25_postings_term_impact ON {schema}.bm25_postings
+            (collection_key, term, impact DESC) INCLUDE (chunk_id, document_id, tf, chunk_length)""",
         f"CREATE INDEX ix_bm25_postings_document ON {schema}.bm25_postings (collection_key, document_id)",
     ]
 
@@ -73,10 +88,19 @@ def ddl(schema: str) -> list[str]:
 class Bm25Index:
     """Keeps the term statistics of a schema's chunks and ranks chunks for a query by BM25."""
 
-    def __init__(self, *, schema: str = "retrieval", k1: float = K1, b: float = B) -> None:
+    def __init__(
+        self,
+        *,
+        schema: str = "retrieval",
+        k1: float = K1,
+        b: float = B,
+        max_postings_per_term: int | None = MAX_POSTINGS_PER_TERM,
+    ) -> None:
         self._k1 = k1
         self._b = b
+        self._max_postings_per_term = max_postings_per_term
         self._collections = f"{schema}.bm25_collections"
+        self._terms = f"{schema}.bm25_terms"
         self._postings = f"{schema}.bm25_postings"
 
     async def analyse(self, *, session: AsyncSession, content: str) -> dict[str, int]:
@@ -98,19 +122,10 @@ class Bm25Index:
     ) -> None:
         """Make the document's postings those of `chunks` (none: the document is forgotten).
         Call it in the transaction that writes the chunks, so search never sees half of either."""
-        await self.forget_document(session=session, tenant_id=tenant_id, document_id=document_id)
+        key = await self._lock_collection(session=session, tenant_id=tenant_id, collection_id=collection_id)
+        await self._forget(session=session, key=key, document_id=document_id)
         if not chunks:
             return
-        # The collection row is locked from here to commit: indexing of one collection is serialised
-        # at this point, which keeps N and the total length exact.
-        key = await session.scalar(
-            text(
-                f"INSERT INTO {self._collections} AS c (tenant_id, collection_id) VALUES (:tenant_id, :collection_id)"
-                " ON CONFLICT (tenant_id, collection_id) DO UPDATE SET chunk_count = c.chunk_count"
-                " RETURNING collection_key"
-            ),
-            {"tenant_id": tenant_id, "collection_id": collection_id},
-        )
         await session.execute(
             text(
                 f"""WITH analysed AS (
@@ -119,51 +134,79 @@ class Bm25Index:
                          unnest(to_tsvector('english', given.body)) AS terms
                 ),
                 lengths AS (SELECT chunk_id, sum(tf)::int AS chunk_length FROM analysed GROUP BY chunk_id),
-                added AS (
-                    INSERT INTO {self._postings} (collection_key, term, chunk_id, document_id, tf, chunk_length)
-                    SELECT :key, analysed.term, analysed.chunk_id, :document_id, analysed.tf, lengths.chunk_length
-                    FROM analysed JOIN lengths USING (chunk_id)
+                collection AS (
+                    UPDATE {self._collections}
+                    SET chunk_count = chunk_count + (SELECT count(*) FROM lengths),
+                        total_length = total_length + (SELECT coalesce(sum(chunk_length), 0) FROM lengths)
+                    WHERE collection_key = :key
+                    RETURNING total_length::float8 / nullif(chunk_count, 0) AS avgdl
+                ),
+                counted AS (
+                    INSERT INTO {self._terms} AS t (collection_key, term, df)
+                    SELECT :key, term, count(*) FROM analysed GROUP BY term ORDER BY term
+                    ON CONFLICT (collection_key, term) DO UPDATE SET df = t.df + excluded.df
                 )
-                UPDATE {self._collections}
-                SET chunk_count = chunk_count + (SELECT count(*) FROM lengths),
-                    total_length = total_length + (SELECT coalesce(sum(chunk_length), 0) FROM lengths)
-                WHERE collection_key = :key"""
+                INSERT INTO {self._postings} (collection_key, term, chunk_id, document_id, tf, chunk_length, impact)
+                SELECT :key, analysed.term, analysed.chunk_id, :document_id, analysed.tf, lengths.chunk_length,
+                       analysed.tf * (:k1 + 1)
+                       / (analysed.tf + :k1 * (1 - :b + :b * lengths.chunk_length / collection.avgdl))
+                FROM analysed JOIN lengths USING (chunk_id) CROSS JOIN collection"""
             ),
             {
                 "chunk_ids": [chunk.chunk_id for chunk in chunks],
                 "texts": [chunk.text for chunk in chunks],
                 "key": key,
                 "document_id": document_id,
+                "k1": self._k1,
+                "b": self._b,
             },
         )
 
-    async def forget_document(self, *, session: AsyncSession, tenant_id: str, document_id: str) -> None:
-        await session.execute(
-            text(
-                f"""WITH gone AS (
-                    DELETE FROM {self._postings} AS p USING {self._collections} AS c
-                    WHERE c.tenant_id = :tenant_id AND p.collection_key = c.collection_key
-                      AND p.document_id = :document_id
-                    RETURNING p.collection_key, p.chunk_id, p.chunk_length
-                ),
-                chunks AS (SELECT DISTINCT collection_key, chunk_id, chunk_length FROM gone),
-                totals AS (
-                    SELECT collection_key, count(*) AS chunk_count, sum(chunk_length) AS total_length
-                    FROM chunks GROUP BY collection_key
-                )
-                UPDATE {self._collections} AS c
-                SET chunk_count = c.chunk_count - totals.chunk_count,
-                    total_length = c.total_length - totals.total_length
-                FROM totals WHERE c.collection_key = totals.collection_key"""
-            ),
-            {"tenant_id": tenant_id, "document_id": document_id},
-        )
+    async def forget_document(
+        self, *, session: AsyncSession, tenant_id: str, collection_id: str, document_id: str
+    ) -> None:
+        key = await self._lock_collection(session=session, tenant_id=tenant_id, collection_id=collection_id)
+        await self._forget(session=session, key=key, document_id=document_id)
 
     async def forget_collection(self, *, session: AsyncSession, tenant_id: str, collection_id: str) -> None:
-        # The postings go with their collection row (ON DELETE CASCADE).
+        # Its terms and postings go with the collection row (ON DELETE CASCADE).
         await session.execute(
             text(f"DELETE FROM {self._collections} WHERE tenant_id = :tenant_id AND collection_id = :collection_id"),
             {"tenant_id": tenant_id, "collection_id": collection_id},
+        )
+
+    async def _lock_collection(self, *, session: AsyncSession, tenant_id: str, collection_id: str) -> int:
+        key = await session.scalar(
+            text(
+                f"INSERT INTO {self._collections} AS c (tenant_id, collection_id) VALUES (:tenant_id, :collection_id)"
+                " ON CONFLICT (tenant_id, collection_id) DO UPDATE SET chunk_count = c.chunk_count"
+                " RETURNING collection_key"
+            ),
+            {"tenant_id": tenant_id, "collection_id": collection_id},
+        )
+        assert key is not None  # INSERT .. ON CONFLICT DO UPDATE .. RETURNING always returns the row
+        return int(key)
+
+    async def _forget(self, *, session: AsyncSession, key: int, document_id: str) -> None:
+        await session.execute(
+            text(
+                f"""WITH gone AS (
+                    DELETE FROM {self._postings}
+                    WHERE collection_key = :key AND document_id = :document_id
+                    RETURNING term, chunk_id, chunk_length
+                ),
+                uncounted AS (
+                    UPDATE {self._terms} AS t SET df = t.df - gone_terms.df
+                    FROM (SELECT term, count(*) AS df FROM gone GROUP BY term) AS gone_terms
+                    WHERE t.collection_key = :key AND t.term = gone_terms.term
+                ),
+                chunks AS (SELECT DISTINCT chunk_id, chunk_length FROM gone)
+                UPDATE {self._collections}
+                SET chunk_count = chunk_count - (SELECT count(*) FROM chunks),
+                    total_length = total_length - (SELECT coalesce(sum(chunk_length), 0) FROM chunks)
+                WHERE collection_key = :key"""
+            ),
+            {"key": key, "document_id": document_id},
         )
 
     async def search(
@@ -177,8 +220,7 @@ class Bm25Index:
         document_ids: Sequence[str] = (),
     ) -> list[KeywordHit]:
         """Chunks containing any of the query's terms, best BM25 score first (ties by chunk id)."""
-        # df is counted before the document filter: a term's rarity is a property of the corpus,
-        # not of the few documents a caller narrowed the search to.
+        # df is the corpus's, not that of the few documents a caller narrowed the search to.
         rows = await session.execute(
             text(
                 f"""WITH query_terms AS (
@@ -190,25 +232,34 @@ class Bm25Index:
                 ),
                 corpus AS (
                     SELECT sum(chunk_count)::float8 AS n,
-                           sum(total_length)::float8 / nullif(sum(chunk_count), 0) AS avgdl
+                           sum(total_length)::float8 / nullif(sum(chunk_count), 0) AS avgdl,
+                           CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b
                     FROM scope
                 ),
-                parameters AS (SELECT CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b),
+                term_stats AS (
+                    SELECT t.term, sum(t.df)::float8 AS df
+                    FROM {self._terms} AS t JOIN scope USING (collection_key) JOIN query_terms USING (term)
+                    WHERE t.df > 0
+                    GROUP BY t.term
+                ),
                 postings AS (
-                    SELECT p.chunk_id, p.document_id, p.tf, p.chunk_length,
-                           count(*) OVER (PARTITION BY p.term) AS df
-                    FROM {self._postings} AS p
-                    JOIN scope USING (collection_key)
-                    JOIN query_terms USING (term)
+                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length
+                    FROM scope CROSS JOIN query_terms
+                    CROSS JOIN LATERAL (
+                        SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {self._postings} AS p
+                        WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
+                          AND (cardinality(CAST(:document_ids AS text[])) = 0
+                               OR p.document_id = ANY(CAST(:document_ids AS text[])))
+                        ORDER BY p.impact DESC
+                        LIMIT CAST(:per_term AS bigint)
+                    ) AS p
                 )
                 SELECT chunk_id,
                        sum(
-                           ln(1 + (corpus.n - df + 0.5) / (df + 0.5))
-                           * tf * (k1 + 1) / (tf + k1 * (1 - b + b * chunk_length / corpus.avgdl))
+                           ln(1 + (n - df + 0.5) / (df + 0.5))
+                           * tf * (k1 + 1) / (tf + k1 * (1 - b + b * chunk_length / avgdl))
                        ) AS score
-                FROM postings CROSS JOIN corpus CROSS JOIN parameters
-                WHERE cardinality(CAST(:document_ids AS text[])) = 0
-                   OR document_id = ANY(CAST(:document_ids AS text[]))
+                FROM postings JOIN term_stats USING (term) CROSS JOIN corpus
                 GROUP BY chunk_id
                 ORDER BY score DESC, chunk_id
                 LIMIT :limit"""
@@ -220,6 +271,7 @@ class Bm25Index:
                 "document_ids": list(document_ids),
                 "k1": self._k1,
                 "b": self._b,
+                "per_term": self._max_postings_per_term,
                 "limit": limit,
             },
         )
