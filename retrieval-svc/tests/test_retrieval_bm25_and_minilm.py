@@ -118,6 +118,29 @@ async def test_long_chunks_do_not_win_by_length(sessions: Sessions, index: Bm25I
     assert scores["short"] > scores["long"]
 
 
+async def test_a_search_reads_a_common_terms_best_postings_first(sessions: Sessions, tenant_id: str) -> None:
+    chunks = {"twice": "ship ship", "alone": "ship", "short": "ship hull", "long": "ship hull cargo deck"}
+    await put(sessions, Bm25Index(schema=SCHEMA), tenant_id, "d", chunks)
+    capped = await search(sessions, Bm25Index(schema=SCHEMA, max_postings_per_term=2), tenant_id, "ship")
+    assert set(capped) == {"twice", "alone"}
+    everything = await search(sessions, Bm25Index(schema=SCHEMA, max_postings_per_term=None), tenant_id, "ship")
+    assert list(everything) == ["twice", "alone", "short", "long"]
+    # The cap chooses what is read; the scores of what is read stay exact.
+    assert capped == pytest.approx({key: everything[key] for key in capped})
+
+
+async def test_a_search_narrowed_to_documents_keeps_the_corpus_idf(
+    sessions: Sessions, index: Bm25Index, tenant_id: str
+) -> None:
+    await put(sessions, index, tenant_id, "d1", {"a": "warp"})
+    await put(sessions, index, tenant_id, "d2", {"b": "warp", "c": "bread"})
+    async with sessions() as session:
+        hits = await index.search(
+            session=session, tenant_id=tenant_id, collection_ids=["c"], query="warp", limit=10, document_ids=["d2"]
+        )
+    assert [(hit.chunk_id, hit.score) for hit in hits] == [("b", pytest.approx(bm25(1, 2, 3, 1, 1.0)))]
+
+
 async def test_reindexing_and_deleting_keep_the_statistics_exact(
     sessions: Sessions, index: Bm25Index, tenant_id: str
 ) -> None:
