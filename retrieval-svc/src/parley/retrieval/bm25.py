@@ -35,8 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 K1 = 1.2
 B = 0.75
-# How many postings of one term a search reads at most, best impact first (None: all).
-MAX_POSTINGS_PER_TERM: int | None = 1000
+# How many postings of one term a search reads at most, best impact first. None reads them all:
+# exact BM25, but 196 ms p50 at 100k chunks; 1,000 gives 13 ms p50 there, yet at the same share of
+# a term's postings on Cranfield (14 of 1,400) nDCG@10 fell from 0.377 to 0.282 (200: 0.374).
+MAX_POSTINGS_PER_TERM: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
