@@ -1,0 +1,582 @@
+"""Retrieval quality and speed on a BEIR-layout data set, against a real embedded PostgreSQL.
+
+    .venv/bin/python bench/retrieval_lab.py [FOLDER] [--scale 100000] [--fusion-grid]
+
+FOLDER holds corpus.jsonl, queries.jsonl and qrels/test.tsv (default: ../shared/data/cranfield).
+Each document is indexed as one chunk into the retrieval schema (migrations, then the BM25 tables of
+parley.retrieval.bm25 and the embedding column widened to MiniLM's 384 dimensions, as the
+integration will), and every query is run in each mode: keyword (BM25 in PostgreSQL), keyword as
+today (websearch_to_tsquery + ts_rank_cd), vector (MiniLM, exact and HNSW), hybrid (fusions of
+the two), and in-process bm25s as the reference. Printed as Markdown tables for BENCHMARKS.md.
+
+--scale N adds N synthetic chunks (halves of two abstracts joined, their vectors blended) to
+time the modes at that size and measure HNSW recall@10 against exact search per ef_search.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a package, from any folder
+
+import parley.retrieval
+from bench._common import Table, machine
+from parley.kit import db
+from parley.kit.devstack import EmbeddedPostgres
+from parley.retrieval.bm25 import MAX_POSTINGS_PER_TERM, Bm25Index, ChunkText, ddl
+from parley.retrieval.minilm import MiniLmEmbedder
+
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
+CACHE = Path.home() / ".cache" / "parley-bench"
+TENANT = "lab"
+COLLECTION = "corpus"
+SCALE_TENANT = "scale"
+DEPTH = 100  # how deep each list goes before fusion, and recall@100's cut
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+EF_SEARCH_VALUES = (40, 100, 200, 400)
+# On 1,400 abstracts a cap of 14 reads the same share of a common term's postings as 1,000 does at 100k chunks.
+CAPS_ON_THE_SMALL_SET = (14, 50, 200)
+CAPS_AT_SCALE = (1000, 4000, None)
+HYBRID_CAP_AT_SCALE = 1000
+CHUNKS_PER_SCALE_DOCUMENT = 20
+
+Ranking = list[str]
+Hits = list[tuple[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def load(folder: Path) -> Dataset:
+    corpus = {}
+    for line in (folder / "corpus.jsonl").open():
+        record = json.loads(line)
+        # Cranfield's text already starts with its title; elsewhere put the title first, as a heading would be.
+        title, body = record.get("title", ""), record["text"]
+        corpus[str(record["_id"])] = body if body.startswith(title.rstrip(" .")) else f"{title}\n{body}".strip()
+    qrels: dict[str, dict[str, int]] = {}
+    for line in list((folder / "qrels" / "test.tsv").open())[1:]:
+        query_id, doc_id, score = line.split("\t")
+        if int(score) > 0:
+            qrels.setdefault(query_id, {})[doc_id] = int(score)
+    queries = {}
+    for line in (folder / "queries.jsonl").open():
+        record = json.loads(line)
+        if str(record["_id"]) in qrels:
+            queries[str(record["_id"])] = record["text"]
+    return Dataset(corpus=corpus, queries=queries, qrels=qrels)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def ndcg_at_10(ranking: Ranking, relevant: dict[str, int], *, binary: bool) -> float:
+    # Linear gains, as pytrec_eval (and so BEIR) computes them.
+    def gain(doc_id: str) -> float:
+        grade = relevant.get(doc_id, 0)
+        return float(grade > 0) if binary else float(grade)
+
+    dcg = sum(gain(doc_id) / math.log2(rank + 2) for rank, doc_id in enumerate(ranking[:10]))
+    ideal = sorted((1.0 if binary else float(grade) for grade in relevant.values()), reverse=True)[:10]
+    idcg = sum(value / math.log2(rank + 2) for rank, value in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+def recall_at(ranking: Ranking, relevant: dict[str, int], cut: int) -> float:
+    return len(set(ranking[:cut]) & relevant.keys()) / len(relevant)
+
+
+def mrr_at_10(ranking: Ranking, relevant: dict[str, int]) -> float:
+    return next((1.0 / (rank + 1) for rank, doc_id in enumerate(ranking[:10]) if doc_id in relevant), 0.0)
+
+
+def quality_row(name: str, rankings: dict[str, Ranking], qrels: dict[str, dict[str, int]]) -> list[str]:
+    def mean(metric: Callable[[Ranking, dict[str, int]], float]) -> str:
+        return f"{statistics.fmean(metric(rankings[q], qrels[q]) for q in rankings):.3f}"
+
+    return [
+        name,
+        mean(lambda r, rel: ndcg_at_10(r, rel, binary=False)),
+        mean(lambda r, rel: ndcg_at_10(r, rel, binary=True)),
+        mean(lambda r, rel: recall_at(r, rel, 10)),
+        mean(lambda r, rel: recall_at(r, rel, 100)),
+        mean(mrr_at_10),
+    ]
+
+
+def percentiles(samples_ms: Sequence[float]) -> tuple[str, str]:
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return f"{statistics.median(ordered):.1f}", f"{p99:.1f}"
+
+
+# --- fusion -----------------------------------------------------------------------------------
+
+
+def rrf(keyword: Ranking, vector: Ranking, *, keyword_weight: float, k: int = 60) -> Ranking:
+    """Reciprocal rank fusion with a weight per list (the vector list gets 1 - keyword_weight)."""
+    scores: dict[str, float] = {}
+    for ranking, weight in ((keyword, keyword_weight), (vector, 1.0 - keyword_weight)):
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank)
+    return sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+
+
+def score_fusion(
+    keyword: list[tuple[str, float]], vector: list[tuple[str, float]], *, keyword_weight: float
+) -> Ranking:
+    """Min-max normalised scores, summed with weights; a chunk missing from a list gets 0 there."""
+    scores: dict[str, float] = {}
+    for hits, weight in ((keyword, keyword_weight), (vector, 1.0 - keyword_weight)):
+        if not hits:
+            continue
+        high, low = hits[0][1], hits[-1][1]
+        spread = (high - low) or 1.0
+        for chunk_id, score in hits:
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight * (score - low) / spread
+    return sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+async def prepare_schema(engine: AsyncEngine, dimensions: int) -> None:
+    await db.migrate(engine, schema="retrieval", migrations=Path(parley.retrieval.__file__).parent / "migrations")
+    async with engine.begin() as connection:
+        # What the integration's migration does: MiniLM's vectors are 384 wide, not 256.
+        await connection.execute(text("DROP INDEX retrieval.ix_chunks_embedding"))
+        await connection.execute(text(f"ALTER TABLE retrieval.chunks ALTER COLUMN embedding TYPE vector({dimensions})"))
+        for statement in ddl("retrieval"):
+            await connection.execute(text(statement))
+
+
+async def insert_chunks(
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    bm25: Bm25Index,
+    *,
+    tenant_id: str,
+    documents: dict[str, list[tuple[str, str, list[float]]]],
+) -> None:
+    """documents: document id -> its chunks as (chunk id, text, vector)."""
+    for document_id, chunks in documents.items():
+        async with sessions() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO retrieval.chunks (chunk_id, tenant_id, collection_id, document_id, version, ordinal,"
+                    " text, token_count, embedding) VALUES (:chunk_id, :tenant_id, :collection_id, :document_id, 1,"
+                    " :ordinal, :text, :token_count, CAST(:embedding AS vector))"
+                ),
+                [
+                    {
+                        "chunk_id": chunk_id,
+                        "tenant_id": tenant_id,
+                        "collection_id": COLLECTION,
+                        "document_id": document_id,
+                        "ordinal": ordinal,
+                        "text": body,
+                        "token_count": len(body.split()),
+                        "embedding": "[" + ",".join(f"{value:.6f}" for value in vector) + "]",
+                    }
+                    for ordinal, (chunk_id, body, vector) in enumerate(chunks)
+                ],
+            )
+            await bm25.replace_document(
+                session=session,
+                tenant_id=tenant_id,
+                collection_id=COLLECTION,
+                document_id=document_id,
+                chunks=[ChunkText(chunk_id=chunk_id, text=body) for chunk_id, body, _ in chunks],
+            )
+
+
+async def build_hnsw(engine: AsyncEngine) -> float:
+    started = time.perf_counter()
+    async with engine.begin() as connection:
+        await connection.execute(text("SET maintenance_work_mem = '1GB'"))
+        await connection.execute(
+            text(
+                "CREATE INDEX ix_chunks_embedding ON retrieval.chunks USING hnsw (embedding vector_cosine_ops)"
+                f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+            )
+        )
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text("VACUUM ANALYZE"))
+    return time.perf_counter() - started
+
+
+class Modes:
+    def __init__(self, sessions: async_sessionmaker, bm25: Bm25Index, tenant_id: str) -> None:  # type: ignore[type-arg]
+        self._sessions = sessions
+        self._bm25 = bm25
+        self._tenant_id = tenant_id
+
+    async def keyword(self, query: str, limit: int = DEPTH, *, cap: int | None = MAX_POSTINGS_PER_TERM) -> Hits:
+        bm25 = self._bm25 if cap == MAX_POSTINGS_PER_TERM else Bm25Index(max_postings_per_term=cap)
+        async with self._sessions() as session:
+            hits = await bm25.search(
+                session=session, tenant_id=self._tenant_id, collection_ids=[COLLECTION], query=query, limit=limit
+            )
+        return [(hit.chunk_id, hit.score) for hit in hits]
+
+    async def keyword_today(self, query: str, limit: int = DEPTH) -> list[tuple[str, float]]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT chunk_id, ts_rank_cd(tsv, q) AS score"
+                    " FROM retrieval.chunks, websearch_to_tsquery('english', :query) AS q"
+                    " WHERE tenant_id = :tenant_id AND collection_id = :collection_id AND tsv @@ q"
+                    " ORDER BY score DESC, chunk_id LIMIT :limit"
+                ),
+                {"query": query, "tenant_id": self._tenant_id, "collection_id": COLLECTION, "limit": limit},
+            )
+            return [(row.chunk_id, float(row.score)) for row in rows]
+
+    async def vector(
+        self, embedding: list[float], *, ef_search: int | None, limit: int = DEPTH
+    ) -> list[tuple[str, float]]:
+        """ef_search None: exact (a sequential scan); otherwise the HNSW index with that candidate list."""
+        async with self._sessions() as session, session.begin():
+            if ef_search is None:
+                await session.execute(text("SET LOCAL enable_indexscan = off"))
+            else:
+                await session.execute(text(f"SET LOCAL hnsw.ef_search = {ef_search}"))
+            rows = await session.execute(
+                text(
+                    "SELECT chunk_id, 1 - (embedding <=> CAST(:embedding AS vector)) AS score FROM retrieval.chunks"
+                    " WHERE tenant_id = :tenant_id AND collection_id = :collection_id"
+                    " ORDER BY embedding <=> CAST(:embedding AS vector) LIMIT :limit"
+                ),
+                {
+                    "embedding": "[" + ",".join(f"{value:.6f}" for value in embedding) + "]",
+                    "tenant_id": self._tenant_id,
+                    "collection_id": COLLECTION,
+                    "limit": limit,
+                },
+            )
+            return [(row.chunk_id, float(row.score)) for row in rows]
+
+
+async def timed(action: Callable[[], Awaitable[Hits]]) -> tuple[Hits, float]:
+    started = time.perf_counter()
+    result = await action()
+    return result, (time.perf_counter() - started) * 1000
+
+
+# --- the runs ---------------------------------------------------------------------------------
+
+
+def corpus_vectors(embedder: MiniLmEmbedder, corpus: dict[str, str]) -> dict[str, list[float]]:
+    """The corpus's vectors, cached on disk by model and corpus (embedding 1,400 abstracts takes minutes)."""
+    digest = hashlib.sha256(json.dumps(corpus, sort_keys=True).encode()).hexdigest()[:16]
+    path = CACHE / f"{embedder.name}-{digest}.npy"
+    ids = sorted(corpus)
+    if path.exists():
+        matrix = np.load(path)
+    else:
+        started = time.perf_counter()
+        matrix = np.array(embedder.embed_now([corpus[doc_id] for doc_id in ids]), dtype=np.float32)
+        print(f"(embedded {len(ids)} texts in {time.perf_counter() - started:.0f} s)", flush=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, matrix)
+    return {doc_id: matrix[index].tolist() for index, doc_id in enumerate(ids)}
+
+
+def bm25s_reference(dataset: Dataset) -> tuple[dict[str, Ranking], list[float]] | None:
+    try:
+        import bm25s  # type: ignore[import-untyped]
+        import Stemmer  # type: ignore[import-not-found]
+    except ImportError:
+        print("(bm25s reference skipped: pip install -e 'retrieval-svc[bench]')")
+        return None
+    stemmer = Stemmer.Stemmer("english")
+    ids = list(dataset.corpus)
+    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    retriever.index(
+        bm25s.tokenize([dataset.corpus[i] for i in ids], stopwords="en", stemmer=stemmer, show_progress=False),
+        show_progress=False,
+    )
+    rankings: dict[str, Ranking] = {}
+    latencies: list[float] = []
+    for query_id, query in dataset.queries.items():
+        started = time.perf_counter()
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False)
+        documents, _ = retriever.retrieve(tokens, k=DEPTH, show_progress=False)
+        latencies.append((time.perf_counter() - started) * 1000)
+        rankings[query_id] = [ids[index] for index in documents[0]]
+    return rankings, latencies
+
+
+async def quality(dataset: Dataset, modes: Modes, embedder: MiniLmEmbedder, fusion_grid: bool) -> list[Table]:
+    results: dict[str, dict[str, list[tuple[str, float]]]] = {
+        name: {} for name in ("keyword", "keyword_today", "vector", "vector_hnsw")
+    }
+    latency: dict[str, list[float]] = {
+        name: [] for name in ("keyword", "keyword_today", "vector", "vector_hnsw", "embed", "hybrid")
+    }
+    for query_id, query in dataset.queries.items():
+        started = time.perf_counter()
+        embedding = (await embedder.embed([query]))[0]
+        latency["embed"].append((time.perf_counter() - started) * 1000)
+        for name, action in (
+            ("keyword", partial(modes.keyword, query)),
+            ("keyword_today", partial(modes.keyword_today, query)),
+            ("vector", partial(modes.vector, embedding, ef_search=None)),
+            ("vector_hnsw", partial(modes.vector, embedding, ef_search=100)),
+        ):
+            hits, elapsed = await timed(action)
+            results[name][query_id] = hits
+            latency[name].append(elapsed)
+        # Hybrid as a search would run it: embed, both legs concurrently, fuse.
+        started = time.perf_counter()
+        vector_leg = await embedder.embed([query])
+        keyword_hits, vector_hits = await asyncio.gather(
+            modes.keyword(query), modes.vector(vector_leg[0], ef_search=100)
+        )
+        rrf([chunk for chunk, _ in keyword_hits], [chunk for chunk, _ in vector_hits], keyword_weight=0.5)
+        latency["hybrid"].append((time.perf_counter() - started) * 1000)
+
+    def ranked(name: str) -> dict[str, Ranking]:
+        return {q: [chunk for chunk, _ in hits] for q, hits in results[name].items()}
+
+    columns = ("mode", "nDCG@10 graded", "nDCG@10 binary", "recall@10", "recall@100", "MRR@10")
+    table = Table(f"Retrieval quality ({len(dataset.corpus)} documents, {len(dataset.queries)} queries)", columns)
+    reference = bm25s_reference(dataset)
+    if reference is not None:
+        table.add(
+            *quality_row(
+                "bm25s reference (in process; k1 1.2, b 0.75, Snowball, stop words)", reference[0], dataset.qrels
+            )
+        )
+    table.add(*quality_row("keyword: BM25 in PostgreSQL (k1 1.2, b 0.75)", ranked("keyword"), dataset.qrels))
+    for cap in CAPS_ON_THE_SMALL_SET:
+        capped = {
+            q: [chunk for chunk, _ in await modes.keyword(query, cap=cap)] for q, query in dataset.queries.items()
+        }
+        table.add(*quality_row(f"keyword: BM25, at most {cap} postings a term", capped, dataset.qrels))
+    table.add(
+        *quality_row("keyword as today: websearch_to_tsquery + ts_rank_cd", ranked("keyword_today"), dataset.qrels)
+    )
+    table.add(*quality_row("vector: MiniLM int8, exact", ranked("vector"), dataset.qrels))
+    table.add(*quality_row("vector: MiniLM int8, HNSW ef_search 100", ranked("vector_hnsw"), dataset.qrels))
+    keyword, vector = results["keyword"], results["vector_hnsw"]
+    weights = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) if fusion_grid else (0.3, 0.5)
+    for weight in weights:
+        fused = {q: rrf(ranked("keyword")[q], ranked("vector_hnsw")[q], keyword_weight=weight) for q in dataset.queries}
+        table.add(*quality_row(f"hybrid: RRF k 60, keyword weight {weight}", fused, dataset.qrels))
+    # The service fuses shallower lists: candidates_for(k) = 4k, so 40 a leg for a k of 10.
+    fused = {
+        q: rrf(ranked("keyword")[q][:40], ranked("vector_hnsw")[q][:40], keyword_weight=0.5) for q in dataset.queries
+    }
+    table.add(*quality_row("hybrid: RRF k 60, keyword weight 0.5, 40 candidates a leg", fused, dataset.qrels))
+    for weight in weights:
+        fused = {q: score_fusion(keyword[q], vector[q], keyword_weight=weight) for q in dataset.queries}
+        table.add(*quality_row(f"hybrid: min-max score fusion, keyword weight {weight}", fused, dataset.qrels))
+    table.notes.append("Relevance from qrels/test.tsv; binary counts every judged grade as relevant; gains are linear.")
+
+    speed = Table("Query latency, ms (one query at a time)", ("mode", "p50", "p99"))
+    if reference is not None:
+        speed.add("bm25s reference (in process)", *percentiles(reference[1]))
+    for name, label in (
+        ("embed", "query embedding (MiniLM int8, 1 thread)"),
+        ("keyword", "keyword: BM25 in PostgreSQL"),
+        ("keyword_today", "keyword as today"),
+        ("vector", "vector, exact"),
+        ("vector_hnsw", "vector, HNSW ef_search 100"),
+        ("hybrid", "hybrid: embed + both legs + RRF"),
+    ):
+        speed.add(label, *percentiles(latency[name]))
+    return [table, speed]
+
+
+def mixed(first: str, second: str) -> str:
+    """The first half of one abstract and the second half of another."""
+    head, tail = first.split(), second.split()
+    return " ".join(head[: len(head) // 2] + tail[len(tail) // 2 :])
+
+
+async def index_scale(
+    dataset: Dataset,
+    vectors: dict[str, list[float]],
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    engine: AsyncEngine,
+    bm25: Bm25Index,
+    size: int,
+) -> str:
+    rng = random.Random(8)
+    ids = sorted(dataset.corpus)
+    documents: dict[str, list[tuple[str, str, list[float]]]] = {}
+    started = time.perf_counter()
+    for index in range(size):
+        # Two random abstracts blended: points spread over the space the real ones span, with no
+        # clusters of near-duplicates (which no real corpus has, and which HNSW handles badly).
+        first, second = ids[rng.randrange(len(ids))], ids[rng.randrange(len(ids))]
+        blend = np.array(vectors[first], dtype=np.float32) + np.array(vectors[second], dtype=np.float32)
+        blend += np.array([rng.gauss(0.0, 0.01) for _ in range(blend.size)], dtype=np.float32)
+        blend /= np.linalg.norm(blend)
+        document_id = f"s{index // CHUNKS_PER_SCALE_DOCUMENT}"
+        documents.setdefault(document_id, []).append(
+            (f"s{index}", mixed(dataset.corpus[first], dataset.corpus[second]), blend.tolist())
+        )
+    await insert_chunks(sessions, bm25, tenant_id=SCALE_TENANT, documents=documents)
+    indexing_seconds = time.perf_counter() - started
+    print(f"(indexed {size:,} synthetic chunks in {indexing_seconds:.0f} s)", flush=True)
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text("DROP INDEX retrieval.ix_chunks_embedding"))
+    hnsw_seconds = await build_hnsw(engine)
+    print(f"(HNSW built in {hnsw_seconds:.0f} s)", flush=True)
+    return (
+        f"Indexing {size:,} chunks (insert + BM25 postings, {CHUNKS_PER_SCALE_DOCUMENT} chunks a document):"
+        f" {indexing_seconds:.0f} s; HNSW build (m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}):"
+        f" {hnsw_seconds:.0f} s."
+    )
+
+
+async def scale(
+    dataset: Dataset,
+    vectors: dict[str, list[float]],
+    sessions: async_sessionmaker,  # type: ignore[type-arg]
+    engine: AsyncEngine,
+    bm25: Bm25Index,
+    embedder: MiniLmEmbedder,
+    size: int,
+) -> list[Table]:
+    async with sessions() as session:
+        present = await session.scalar(
+            text("SELECT count(*) FROM retrieval.chunks WHERE tenant_id = :t"), {"t": SCALE_TENANT}
+        )
+    if present not in (0, size):
+        raise SystemExit(f"{present:,} synthetic chunks already in --data, not {size:,}: use another folder")
+    if present != size:
+        indexing_note = await index_scale(dataset, vectors, sessions, engine, bm25, size)
+    else:
+        indexing_note = "(reused the index of an earlier run)"
+    async with sessions() as session:
+        postings = await session.scalar(text("SELECT count(*) FROM retrieval.bm25_postings"))
+        sizes = (
+            await session.execute(
+                text(
+                    "SELECT pg_size_pretty(pg_total_relation_size('retrieval.bm25_postings')) AS postings,"
+                    " pg_size_pretty(pg_total_relation_size('retrieval.chunks')) AS chunks"
+                )
+            )
+        ).one()
+
+    modes = Modes(sessions, bm25, SCALE_TENANT)
+    queries = list(dataset.queries.values())
+    embeddings = [(await embedder.embed([query]))[0] for query in queries]
+    exact = [[chunk for chunk, _ in await modes.vector(e, ef_search=None, limit=10)] for e in embeddings]
+
+    speed = Table(
+        f"At {size:,} chunks (synthetic: halves of two abstracts, their vectors blended)",
+        ("mode", "p50 ms", "p99 ms", "HNSW recall@10 vs exact"),
+    )
+    for ef_search in EF_SEARCH_VALUES:
+        samples, recalls = [], []
+        for embedding, truth in zip(embeddings, exact, strict=True):
+            hits, elapsed = await timed(partial(modes.vector, embedding, ef_search=ef_search, limit=40))
+            samples.append(elapsed)
+            recalls.append(len({chunk for chunk, _ in hits[:10]} & set(truth)) / 10)
+        speed.add(f"vector, HNSW ef_search {ef_search}", *percentiles(samples), f"{statistics.fmean(recalls):.3f}")
+    samples = [(await timed(partial(modes.vector, e, ef_search=None, limit=40)))[1] for e in embeddings[:50]]
+    speed.add("vector, exact (50 queries)", *percentiles(samples), "1")
+    for cap in CAPS_AT_SCALE:
+        samples = [(await timed(partial(modes.keyword, q, limit=40, cap=cap)))[1] for q in queries]
+        label = f"at most {cap} postings a term" if cap else "every posting"
+        speed.add(f"keyword: BM25 in PostgreSQL (top 40, {label})", *percentiles(samples), "")
+    hybrid_samples = []
+    for query in queries:
+        started = time.perf_counter()
+        embedding = (await embedder.embed([query]))[0]
+        keyword_hits, vector_hits = await asyncio.gather(
+            modes.keyword(query, limit=40, cap=HYBRID_CAP_AT_SCALE), modes.vector(embedding, ef_search=100, limit=40)
+        )
+        rrf([c for c, _ in keyword_hits], [c for c, _ in vector_hits], keyword_weight=0.5)
+        hybrid_samples.append((time.perf_counter() - started) * 1000)
+    speed.add(
+        f"hybrid: embed + both legs (top 40 each, HNSW 100, BM25 cap {HYBRID_CAP_AT_SCALE}) + RRF",
+        *percentiles(hybrid_samples),
+        "",
+    )
+    speed.notes.append(
+        f"{indexing_note} {postings:,} postings rows, bm25_postings {sizes.postings}, chunks {sizes.chunks}."
+    )
+    return [speed]
+
+
+async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None) -> None:
+    dataset = load(folder)
+    embedder = MiniLmEmbedder(threads=1)
+    vectors = corpus_vectors(MiniLmEmbedder(threads=2, batch_size=8), dataset.corpus)
+    embedder.warm_up()
+    with contextlib.ExitStack() as stack:
+        root = data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="retrieval-lab-")))
+        postgres = EmbeddedPostgres(root / "postgres")
+        # No statement timeout: building HNSW over 100k vectors takes minutes.
+        engine = db.create_engine(postgres.start(), statement_timeout_ms=0)
+        try:
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+            bm25 = Bm25Index()
+            async with engine.connect() as connection:
+                indexed = await connection.scalar(text("SELECT to_regclass('retrieval.bm25_postings') IS NOT NULL"))
+            if not indexed:
+                await prepare_schema(engine, embedder.dimensions)
+                started = time.perf_counter()
+                await insert_chunks(
+                    sessions,
+                    bm25,
+                    tenant_id=TENANT,
+                    documents={doc_id: [(doc_id, body, vectors[doc_id])] for doc_id, body in dataset.corpus.items()},
+                )
+                print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
+                await build_hnsw(engine)
+            tables = await quality(dataset, Modes(sessions, bm25, TENANT), embedder, fusion_grid)
+            if size:
+                tables += await scale(dataset, vectors, sessions, engine, bm25, embedder, size)
+        finally:
+            await engine.dispose()
+            postgres.stop()
+    print("\n".join(f"- {line}" for line in machine()))
+    for table in tables:
+        print()
+        print(table.render())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help="a BEIR-layout data set")
+    parser.add_argument("--scale", type=int, default=0, help="also time the modes at this many synthetic chunks")
+    parser.add_argument("--fusion-grid", action="store_true", help="more fusion weights (to choose the default)")
+    parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
+    args = parser.parse_args(argv)
+    if not (args.folder / "corpus.jsonl").exists():
+        print(f"skipped: no BEIR data set at {args.folder} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+        return 0
+    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""BM25 keyword ranking on real PostgreSQL, and the MiniLM embedder on its installed model files."""
+
+import math
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.kit.db import Sessions, session_factory
+from parley.retrieval.bm25 import K1, B, Bm25Index, ChunkText, ddl
+from parley.retrieval.embeddings import Embedder
+from parley.retrieval.minilm import MiniLmEmbedder
+
+# A schema of the tests' own: the BM25 tables are not in the retrieval migrations yet.
+SCHEMA = "bm25_tests"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def sessions(engine: AsyncEngine) -> Sessions:
+    async with engine.begin() as connection:
+        await connection.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        await connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        for statement in ddl(SCHEMA):
+            await connection.execute(text(statement))
+    return session_factory(engine)
+
+
+@pytest.fixture
+def index() -> Bm25Index:
+    return Bm25Index(schema=SCHEMA)
+
+
+async def put(
+    sessions: Sessions,
+    index: Bm25Index,
+    tenant_id: str,
+    document_id: str,
+    chunks: dict[str, str],
+    *,
+    collection: str = "c",
+) -> None:
+    async with sessions() as session, session.begin():
+        await index.replace_document(
+            session=session,
+            tenant_id=tenant_id,
+            collection_id=collection,
+            document_id=document_id,
+            chunks=[ChunkText(chunk_id=chunk_id, text=body) for chunk_id, body in chunks.items()],
+        )
+
+
+async def search(
+    sessions: Sessions, index: Bm25Index, tenant_id: str, query: str, *, collections: tuple[str, ...] = ("c",)
+) -> dict[str, float]:
+    async with sessions() as session:
+        hits = await index.search(
+            session=session, tenant_id=tenant_id, collection_ids=collections, query=query, limit=10
+        )
+    return {hit.chunk_id: hit.score for hit in hits}
+
+
+async def test_the_analyzer_stems_and_drops_stop_words(sessions: Sessions, index: Bm25Index) -> None:
+    async with sessions() as session:
+        terms = await index.analyse(session=session, content="The engines were running; an engine runs.")
+    assert terms == {"engin": 2, "run": 2}
+
+
+def bm25(tf: int, df: int, n: int, length: int, avgdl: float) -> float:
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
+
+
+async def test_scores_are_bm25_computed_by_hand(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+    # Terms after analysis: a = {warp: 2, engin: 1}, b = {warp: 1, core: 1, breach: 1}, c = {bread: 1}.
+    await put(sessions, index, tenant_id, "d1", {"a": "warp warp engine", "b": "warp core breach"})
+    await put(sessions, index, tenant_id, "d2", {"c": "bread"})
+    n, avgdl = 3, (3 + 3 + 1) / 3
+    scores = await search(sessions, index, tenant_id, "warp engines")
+    assert scores == pytest.approx(
+        {
+            "a": bm25(2, 2, n, 3, avgdl) + bm25(1, 1, n, 3, avgdl),
+            "b": bm25(1, 2, n, 3, avgdl),
+        }
+    )
+
+
+async def test_any_word_of_the_query_can_match(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+    await put(sessions, index, tenant_id, "d", {"warp": "the warp drive", "bread": "fresh bread and butter"})
+    assert set(await search(sessions, index, tenant_id, "warp bread spaceship")) == {"warp", "bread"}
+
+
+async def test_rarer_words_weigh_more(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+    # "ship" is in every chunk, "nebula" in one: a chunk with the rare word outranks one with the common word.
+    await put(
+        sessions,
+        index,
+        tenant_id,
+        "d",
+        {
+            "common": "ship hull ship",
+            "rare": "nebula hull dust",
+            "other1": "ship crew",
+            "other2": "ship cargo",
+        },
+    )
+    ranked = list(await search(sessions, index, tenant_id, "ship nebula"))
+    assert ranked[0] == "rare"
+
+
+async def test_long_chunks_do_not_win_by_length(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+    padding = " ".join(f"filler{number}" for number in range(60))
+    await put(sessions, index, tenant_id, "d", {"short": "reactor shielding", "long": f"reactor shielding {padding}"})
+    scores = await search(sessions, index, tenant_id, "reactor")
+    assert scores["short"] > scores["long"]
+
+
+async def test_a_search_reads_a_common_terms_best_postings_first(sessions: Sessions, tenant_id: str) -> None:
+    chunks = {"twice": "ship ship", "alone": "ship", "short": "ship hull", "long": "ship hull cargo deck"}
+    await put(sessions, Bm25Index(schema=SCHEMA), tenant_id, "d", chunks)
+    capped = await search(sessions, Bm25Index(schema=SCHEMA, max_postings_per_term=2), tenant_id, "ship")
+    assert set(capped) == {"twice", "alone"}
+    everything = await search(sessions, Bm25Index(schema=SCHEMA, max_postings_per_term=None), tenant_id, "ship")
+    assert list(everything) == ["twice", "alone", "short", "long"]
+    # The cap chooses what is read; the scores of what is read stay exact.
+    assert capped == pytest.approx({key: everything[key] for key in capped})
+
+
+async def test_a_search_narrowed_to_documents_keeps_the_corpus_idf(
+    sessions: Sessions, index: Bm25Index, tenant_id: str
+) -> None:
+    await put(sessions, index, tenant_id, "d1", {"a": "warp"})
+    await put(sessions, index, tenant_id, "d2", {"b": "warp", "c": "bread"})
+    async with sessions() as session:
+        hits = await index.search(
+            session=session, tenant_id=tenant_id, collection_ids=["c"], query="warp", limit=10, document_ids=["d2"]
+        )
+    assert {hit.chunk_id: hit.score for hit in hits} == pytest.approx({"b": bm25(1, 2, 3, 1, 1.0)})
+
+
+async def test_reindexing_and_deleting_keep_the_statistics_exact(
+    sessions: Sessions, index: Bm25Index, tenant_id: str
+) -> None:
+    await put(sessions, index, tenant_id, "d1", {"a": "warp core"})
+    await put(sessions, index, tenant_id, "d2", {"b": "warp field", "c": "dilithium"})
+    await put(sessions, index, tenant_id, "d2", {"b2": "warp field"})  # a new version of d2
+    async with sessions() as session, session.begin():
+        await index.forget_document(session=session, tenant_id=tenant_id, collection_id="c", document_id="d1")
+    async with sessions() as session:
+        stats = (
+            await session.execute(
+                text(f"SELECT chunk_count, total_length FROM {SCHEMA}.bm25_collections WHERE tenant_id = :t"),
+                {"t": tenant_id},
+            )
+        ).one()
+    assert (stats.chunk_count, stats.total_length) == (1, 2)
+    assert set(await search(sessions, index, tenant_id, "warp dilithium core")) == {"b2"}
+    async with sessions() as session, session.begin():
+        await index.forget_collection(session=session, tenant_id=tenant_id, collection_id="c")
+    assert await search(sessions, index, tenant_id, "warp") == {}
+
+
+async def test_collections_searched_together_share_one_idf(
+    sessions: Sessions, index: Bm25Index, tenant_id: str
+) -> None:
+    await put(sessions, index, tenant_id, "d1", {"x": "warp", "y": "engine"}, collection="one")
+    await put(sessions, index, tenant_id, "d2", {"z": "warp engine"}, collection="two")
+    together = await search(sessions, index, tenant_id, "warp", collections=("one", "two"))
+    n, avgdl = 3, 4 / 3
+    assert together == pytest.approx({"x": bm25(1, 2, n, 1, avgdl), "z": bm25(1, 2, n, 2, avgdl)})
+    # Another tenant with the same collection ids sees nothing of these.
+    assert await search(sessions, index, str(uuid.uuid4()), "warp", collections=("one", "two")) == {}
+
+
+# --- MiniLM -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    # Typed as the Protocol: mypy over this file checks that MiniLmEmbedder satisfies it.
+    return MiniLmEmbedder()
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the embedder tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    yield
+
+
+def dot(left: list[float], right: list[float]) -> float:
+    return sum(a * b for a, b in zip(left, right, strict=True))
+
+
+async def test_minilm_vectors_are_384_wide_and_unit_length(embedder: Embedder, offline: None) -> None:
+    vectors = await embedder.embed(["Warp engines need dilithium.", "", "x" * 5_000])
+    assert [len(vector) for vector in vectors] == [384, 384, 384]
+    for vector in vectors:
+        assert math.sqrt(dot(vector, vector)) == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: Embedder, offline: None) -> None:
+    cat, kitten, wing = await embedder.embed(
+        ["The cat sits on the mat.", "A kitten is resting on a rug.", "Supersonic flow over a swept wing."]
+    )
+    # No word in common between the first two: only a semantic model puts them together.
+    assert dot(cat, kitten) > 0.4
+    assert dot(cat, kitten) > dot(cat, wing) + 0.3
+
+
+async def test_a_text_gets_the_same_vector_alone_or_in_a_batch(embedder: Embedder) -> None:
+    texts = ["short", "a somewhat longer sentence about engines and warp fields", "mid length text"]
+    alone = [(await embedder.embed([body]))[0] for body in texts]
+    together = await MiniLmEmbedder(batch_size=8).embed(texts)
+    for one, other in zip(alone, together, strict=True):
+        assert dot(one, other) == pytest.approx(1.0, abs=1e-4)
