@@ -18,6 +18,9 @@ from parley.kit.devstack import Platform
 def main() -> int:
     # The supervisor's restarts are the launcher's own news: plain lines on the terminal.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # Only the launcher's own lines: the embedded PostgreSQL's and httpx's INFO chatter is not news.
+    for chatty in ("pgserver", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     platform = Platform(Path(os.environ.get("PARLEY_DATA_DIR", ".parley")))
     stop = threading.Event()
     # SIGHUP too: closing the terminal must stop the services, which run in sessions of their own.
