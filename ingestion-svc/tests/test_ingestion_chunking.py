@@ -4,8 +4,15 @@ import hashlib
 
 import pytest
 
-from parley.ingestion.chunking import chunk_text, first_heading
+from parley.ingestion.sections import SectionChunk, chunk_sections, markdown_sections, plain_sections
 from parley.kit.tokens import count_tokens
+
+
+def chunk_text(text: str, *, markdown: bool, max_tokens: int = 300) -> list[SectionChunk]:
+    """What the worker does with a Markdown or plain-text upload."""
+    sections = markdown_sections(text) if markdown else plain_sections(text)
+    return chunk_sections(sections, max_tokens=max_tokens)
+
 
 MANUAL = """# Setup
 
@@ -112,6 +119,8 @@ def test_windows_line_endings_chunk_like_unix_ones() -> None:
     assert chunk_text(MANUAL.replace("\n", "\r\n"), markdown=True) == chunk_text(MANUAL, markdown=True)
 
 
-def test_first_heading_skips_code_blocks() -> None:
-    assert first_heading("```\n# not this\n```\n\n## Real title ##\n") == "Real title"
-    assert first_heading("no headings at all") == ""
+def test_a_heading_in_a_code_block_is_text() -> None:
+    sections = markdown_sections("```\n# not this\n```\n\n## Real title ##\n\nBody.\n")
+
+    assert [section.heading_path for section in sections] == [(), ("Real title",)]
+    assert [section.heading_path for section in markdown_sections("no headings at all")] == [()]

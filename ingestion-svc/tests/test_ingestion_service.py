@@ -2,6 +2,7 @@
 worker, the events retrieval relies on, readiness, tenancy, refusals and deletion."""
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -145,10 +146,26 @@ async def test_a_markdown_upload_is_chunked_announced_and_made_ready(
     assert "“naïve” café" in upserted.chunks[-1].text
     for chunk in upserted.chunks:
         assert chunk.chunk_id == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{document.id}:1:{chunk.ordinal}"))
-        section = await ingestion.GetSection(
-            ingestion_pb2.GetSectionRequest(document_id=document.id, ordinal=chunk.ordinal), metadata=who(tenant_id)
-        )
-        assert (section.heading, section.text, section.content_hash) == (chunk.heading, chunk.text, chunk.content_hash)
+    # One section per heading (each small enough to be one chunk here), stored with the chunks.
+    listed = await ingestion.ListSections(
+        ingestion_pb2.ListSectionsRequest(document_id=document.id, page=common_pb2.PageRequest(page_size=3)),
+        metadata=who(tenant_id),
+    )
+    rest = await ingestion.ListSections(
+        ingestion_pb2.ListSectionsRequest(
+            document_id=document.id, page=common_pb2.PageRequest(page_token=listed.next_page_token)
+        ),
+        metadata=who(tenant_id),
+    )
+    sections = [*listed.sections, *rest.sections]
+    assert [" › ".join(section.heading_path) for section in sections] == [c.heading for c in upserted.chunks]
+    assert [section.ordinal for section in sections] == [0, 1, 2, 3] and not rest.next_page_token
+    assert all(section.kind == "heading" and not section.HasField("scene") for section in sections)
+    section = await ingestion.GetSection(
+        ingestion_pb2.GetSectionRequest(document_id=document.id, ordinal=3), metadata=who(tenant_id)
+    )
+    assert (section.heading, section.text) == ("Usage", upserted.chunks[3].text)
+    assert section.content_sha256 == hashlib.sha256(section.text.encode()).hexdigest()
 
     indexing = await wait_for_status(ingestion, tenant_id, document.id, ingestion_pb2.DOCUMENT_STATUS_INDEXING)
     assert indexing.chunk_count == len(upserted.chunks)
@@ -311,8 +328,9 @@ async def test_ids_that_are_not_uuids_are_not_found(ingestion: Stub, tenant_id: 
 @pytest.mark.parametrize(
     ("case", "build"),
     [
-        ("wrong type", lambda cid: upload(cid, [b"%PDF-1.7"], content_type="application/pdf", filename="a.pdf")),
-        ("unknown extension", lambda cid: upload(cid, [b"hello"], content_type="", filename="a.docx")),
+        ("broken pdf", lambda cid: upload(cid, [b"%PDF-1.7"], content_type="application/pdf", filename="a.pdf")),
+        ("unsupported type", lambda cid: upload(cid, [b"hello"], content_type="image/png", filename="a.png")),
+        ("binary", lambda cid: upload(cid, [b"PK\x03\x04\x14\x00\x00\x00"], content_type="", filename="a.docx")),
         ("nul bytes", lambda cid: upload(cid, [b"hello\x00world"])),
         ("invalid utf-8", lambda cid: upload(cid, [b"caf\xe9 au lait"])),
         ("empty", lambda cid: upload(cid, [])),

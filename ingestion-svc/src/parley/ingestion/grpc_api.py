@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 from parley.ingestion.catalog import Collections
 from parley.ingestion.documents import Documents, UploadHeader, UploadPart
-from parley.ingestion.messages import to_proto
+from parley.ingestion.messages import report_proto, to_proto
 from parley.ingestion.progress import Progress
 from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
@@ -116,3 +116,29 @@ class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
             tenant_id=caller(context).tenant_id, document_id=request.document_id, ordinal=request.ordinal
         )
         return to_proto(ingestion_pb2.Section, section)
+
+    async def ListSections(
+        self, request: ingestion_pb2.ListSectionsRequest, context: Context
+    ) -> ingestion_pb2.ListSectionsResponse:
+        page = await self._documents.sections(
+            tenant_id=caller(context).tenant_id,
+            document_id=request.document_id,
+            size=request.page.page_size,
+            page_token=request.page.page_token,
+        )
+        return ingestion_pb2.ListSectionsResponse(
+            sections=[to_proto(ingestion_pb2.Section, record) for record in page.sections],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetCharacters(
+        self, request: ingestion_pb2.GetCharactersRequest, context: Context
+    ) -> ingestion_pb2.CharactersReport:
+        rows = await self._documents.characters(tenant_id=caller(context).tenant_id, document_id=request.document_id)
+        return ingestion_pb2.CharactersReport(
+            characters=[report_proto(ingestion_pb2.CharacterReport, row) for row in rows]
+        )
+
+    async def GetPacing(self, request: ingestion_pb2.GetPacingRequest, context: Context) -> ingestion_pb2.PacingReport:
+        report = await self._documents.pacing(tenant_id=caller(context).tenant_id, document_id=request.document_id)
+        return report_proto(ingestion_pb2.PacingReport, report)

@@ -1,4 +1,4 @@
-"""Identifiers: uuid4 for what a user creates, uuid5 for chunks so a re-run yields the same ids."""
+"""Identifiers: uuid4 for what a user creates, uuid5 for sections and chunks so a re-run yields the same ids."""
 
 import uuid
 
@@ -9,3 +9,7 @@ def new_id() -> uuid.UUID:
 
 def chunk_id(document_id: uuid.UUID | str, version: int, ordinal: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}:{version}:{ordinal}")
+
+
+def section_id(document_id: uuid.UUID | str, version: int, ordinal: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}:{version}:section:{ordinal}")

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from parley.ingestion.chunking import HEADING_SEPARATOR, _headings_and_lines, chunk_text
+from parley.ingestion.chunking import HEADING_SEPARATOR, headings_and_lines, split_text
 from parley.kit.tokens import count_tokens
 
 SectionKind = Literal["heading", "page", "scene", "title_page", "text"]
@@ -134,7 +134,7 @@ def markdown_sections(text: str) -> list[Section]:
             sections.append(section)
         body.clear()
 
-    for heading, line in _headings_and_lines(lines):
+    for heading, line in headings_and_lines(lines):
         if heading is None:
             body.append(line)
             continue
@@ -156,15 +156,15 @@ def chunk_sections(sections: list[Section], *, max_tokens: int) -> list[SectionC
     two sections, so each keeps its section's heading path, page and scene, in order."""
     chunks: list[SectionChunk] = []
     for section in sections:
-        for piece in chunk_text(section.text, markdown=False, max_tokens=max_tokens):
+        for piece in split_text(section.text, max_tokens=max_tokens):
             chunks.append(
                 SectionChunk(
                     ordinal=len(chunks),
                     section_ordinal=section.ordinal,
                     heading=section.heading_label,
-                    text=piece.text,
-                    token_count=piece.token_count,
-                    content_hash=piece.content_hash,
+                    text=piece,
+                    token_count=count_tokens(piece),
+                    content_hash=hashlib.sha256(piece.encode()).hexdigest(),
                 )
             )
     return chunks
