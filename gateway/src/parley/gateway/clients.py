@@ -144,6 +144,20 @@ class Backends:
         request = ingestion_pb2.DeleteDocumentRequest(document_id=document_id)
         await self.ingestion.DeleteDocument(request, timeout=self.deadline, metadata=_metadata(who))
 
+    async def list_sections(
+        self, who: Principal, document_id: str, page: common_pb2.PageRequest
+    ) -> ingestion_pb2.ListSectionsResponse:
+        request = ingestion_pb2.ListSectionsRequest(document_id=document_id, page=page)
+        return await self.ingestion.ListSections(request, timeout=self.deadline, metadata=_metadata(who))
+
+    async def get_characters(self, who: Principal, document_id: str) -> ingestion_pb2.CharactersReport:
+        request = ingestion_pb2.GetCharactersRequest(document_id=document_id)
+        return await self.ingestion.GetCharacters(request, timeout=self.deadline, metadata=_metadata(who))
+
+    async def get_pacing(self, who: Principal, document_id: str) -> ingestion_pb2.PacingReport:
+        request = ingestion_pb2.GetPacingRequest(document_id=document_id)
+        return await self.ingestion.GetPacing(request, timeout=self.deadline, metadata=_metadata(who))
+
     def watch_document(
         self, who: Principal, document_id: str, *, timeout: float
     ) -> AsyncIterable[ingestion_pb2.DocumentProgress]:
