@@ -50,7 +50,7 @@ def test_titles() -> None:
 
 def test_ids() -> None:
     document_id = uuid.uuid4()
-    assert chunk_id(document_id, 1, 0) == uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}:1:0")
+    assert chunk_id(document_id, "ab:0:1") == uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}:chunk:ab:0:1")
     assert parse_id(str(document_id), kind="document") == document_id
     with pytest.raises(NotFound):
         parse_id("not-a-uuid", kind="document")

@@ -24,6 +24,7 @@ from parley.ingestion.ids import new_id
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
 from parley.ingestion.screenplay_reports import CharacterReport, PacingReport, characters_report, pacing_report
+from parley.ingestion.sections import SectionChanges, compare_sections
 from parley.ingestion.store import DocumentRecord, SectionRecord
 from parley.kit.contracts import (
     CHUNKS_DELETED,
@@ -34,7 +35,7 @@ from parley.kit.contracts import (
     ingest_subject,
 )
 from parley.kit.db import Sessions
-from parley.kit.errors import FailedPrecondition, InvalidInput, NotFound
+from parley.kit.errors import Conflict, FailedPrecondition, InvalidInput, NotFound
 from parley.kit.ids import parse_id
 from parley.kit.outbox import enqueue
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
@@ -53,7 +54,25 @@ class UploadHeader:
     filename: str
 
 
-UploadPart = UploadHeader | bytes
+@dataclass(frozen=True, slots=True)
+class VersionHeader:
+    document_id: str
+    content_type: str
+    filename: str
+
+
+UploadPart = UploadHeader | VersionHeader | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    document: DocumentRecord
+    outcome: str  # NEW_VERSION or UNCHANGED
+    sections: SectionChanges
+
+
+NEW_VERSION = "new_version"
+UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +114,7 @@ async def read_content(parts: AsyncIterator[UploadPart], *, max_bytes: int) -> b
     pieces: list[bytes] = []
     size = 0
     async for part in parts:
-        if isinstance(part, UploadHeader):
+        if not isinstance(part, bytes):
             raise InvalidInput("only the first message may carry a header")
         size += len(part)
         if size > max_bytes:
@@ -184,6 +203,64 @@ class Documents:
         self._notify_outbox()
         await self._progress.publish(document)
         return document
+
+    async def update(self, *, tenant_id: str, parts: AsyncIterator[UploadPart]) -> Update:
+        """A new version under the same id, parsed before it is stored like an upload, and how its
+        sections compare with the current ones. The same bytes again make no version."""
+        header = await anext(parts, None)
+        if not isinstance(header, VersionHeader):
+            raise InvalidInput("the first message of a new version must carry the header")
+        refuse_nul(header.filename, field="filename")
+        current = await self.get(tenant_id=tenant_id, document_id=header.document_id)
+        data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
+        filename = header.filename.strip() or current.filename
+        parsed = await asyncio.to_thread(
+            parse_document, data, filename=filename, declared=declared_type(header.content_type)
+        )
+        sha256 = hashlib.sha256(data).hexdigest()
+        async with self._sessions() as session, session.begin():
+            document = await store.get_document(
+                session=session, tenant_id=tenant_id, document_id=current.id, for_update=True
+            )
+            if document is None:
+                raise NotFound(f"document {header.document_id!r} not found")
+            held = await store.latest_sections(session=session, tenant_id=tenant_id, document_id=document.id)
+            changes = compare_sections(
+                [(section.heading_path, section.content_sha256) for section in held],
+                [(section.heading_path, section.content_sha256) for section in parsed.sections],
+            )
+            if sha256 == document.content_sha256:
+                return Update(document=document, outcome=UNCHANGED, sections=changes)
+            twin = await store.find_document_by_content(
+                session=session,
+                tenant_id=tenant_id,
+                collection_id=document.collection_id,
+                title=document.title,
+                content_sha256=sha256,
+            )
+            if twin is not None:
+                raise Conflict(f"document {str(twin.id)!r} in this collection already has this title and content")
+            document = await store.add_version(
+                session=session,
+                tenant_id=tenant_id,
+                document=document,
+                content=data,
+                content_sha256=sha256,
+                content_type=parsed.format,
+                filename=filename,
+            )
+            await enqueue(
+                session=session,
+                table=outbox,
+                subject=ingest_subject(),
+                msg_id=ingest_msg_id(document.id, document.version),
+                message=events_pb2.IngestJob(
+                    tenant_id=tenant_id, document_id=str(document.id), version=document.version
+                ),
+            )
+        self._notify_outbox()
+        await self._progress.publish(document)
+        return Update(document=document, outcome=NEW_VERSION, sections=changes)
 
     async def get(self, *, tenant_id: str, document_id: str) -> DocumentRecord:
         async with self._sessions() as session:

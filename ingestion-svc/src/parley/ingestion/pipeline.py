@@ -11,7 +11,7 @@ already done, finishes without doing anything.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from parley.ingestion import store
 from parley.ingestion.config import Settings
@@ -20,7 +20,7 @@ from parley.ingestion.ids import chunk_id
 from parley.ingestion.messages import to_proto
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
-from parley.ingestion.sections import Section, SectionChunk, chunk_sections
+from parley.ingestion.sections import Section, SectionChunk, SectionKey, chunk_sections
 from parley.kit.contracts import CHUNKS_UPSERTED, chunks_msg_id
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput
@@ -59,6 +59,9 @@ class Pipeline:
             content = await store.get_version_content(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
             )
+            previous = await store.chunked_pieces(
+                session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
+            )
             started = document.status == Status.QUEUED
             if started:
                 document = await store.set_status(
@@ -77,7 +80,11 @@ class Pipeline:
                 # Parsing and tokenizing megabytes blocks for a while; keep the loop free for other
                 # consumers and RPCs.
                 sections, pieces = await asyncio.to_thread(
-                    self._split, content, filename=document.filename, content_type=document.content_type
+                    self._split,
+                    content,
+                    filename=document.filename,
+                    content_type=document.content_type,
+                    previous=previous,
                 )
             except InvalidInput as refused:
                 error = str(refused)
@@ -100,7 +107,7 @@ class Pipeline:
                 version=version,
                 document_title=document.title,
                 chunks=[
-                    to_proto(events_pb2.ChunkRecord, piece, chunk_id=str(chunk_id(document.id, version, piece.ordinal)))
+                    to_proto(events_pb2.ChunkRecord, piece, chunk_id=str(chunk_id(document.id, piece.key)))
                     for piece in pieces
                 ],
             )
@@ -142,10 +149,14 @@ class Pipeline:
         if document is not None:
             await self._progress.publish(document)
 
-    def _split(self, content: bytes, *, filename: str, content_type: str) -> tuple[list[Section], list[SectionChunk]]:
-        """The stored bytes read as the type the upload settled on, and their chunks."""
+    def _split(
+        self, content: bytes, *, filename: str, content_type: str, previous: Mapping[SectionKey, Sequence[str]]
+    ) -> tuple[list[Section], list[SectionChunk]]:
+        """The stored bytes read as the type the upload settled on, and their chunks; a section the
+        previous chunked version has too keeps its pieces (only changed sections are split)."""
         parsed = parse_document(content, filename=filename, declared=content_type)
-        return parsed.sections, chunk_sections(parsed.sections, max_tokens=self._settings.chunk_max_tokens)
+        chunks = chunk_sections(parsed.sections, max_tokens=self._settings.chunk_max_tokens, previous=previous)
+        return parsed.sections, chunks
 
     async def mark_indexed(self, *, tenant_id: str, document_id: str, version: int) -> None:
         """INDEXING → READY, once retrieval says the version is searchable."""

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.ingestion.ids import chunk_id, section_id
 from parley.ingestion.models import Status, chunks, collections, document_versions, documents, sections
-from parley.ingestion.sections import DialogueBlock, Scene, Section, SectionChunk
+from parley.ingestion.sections import DialogueBlock, Scene, Section, SectionChunk, SectionKey, section_keys
 from parley.kit.paging import Cursor
 
 
@@ -313,13 +313,14 @@ async def replace_sections_and_chunks(
     new_sections: Sequence[Section],
     new_chunks: Sequence[SectionChunk],
 ) -> None:
-    """The version's sections and chunks become exactly these; running it twice changes nothing."""
-    for table in (chunks, sections):
-        await session.execute(
-            delete(table).where(
-                table.c.tenant_id == tenant_id, table.c.document_id == document_id, table.c.version == version
-            )
+    """The version's sections and chunks become exactly these; running it twice changes nothing.
+    Older versions' chunks go: a chunk of an unchanged section has the same id in every version."""
+    await session.execute(delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id))
+    await session.execute(
+        delete(sections).where(
+            sections.c.tenant_id == tenant_id, sections.c.document_id == document_id, sections.c.version == version
         )
+    )
     if new_sections:
         await session.execute(
             insert(sections),
@@ -347,7 +348,7 @@ async def replace_sections_and_chunks(
             insert(chunks),
             [
                 {
-                    "chunk_id": chunk_id(document_id, version, chunk.ordinal),
+                    "chunk_id": chunk_id(document_id, chunk.key),
                     "tenant_id": tenant_id,
                     "document_id": document_id,
                     "version": version,
@@ -404,3 +405,93 @@ async def list_sections(
         query = query.where(sections.c.scene.is_not(None))
     rows = await session.execute(query.order_by(sections.c.ordinal).limit(limit))
     return [_section(row) for row in rows.mappings()]
+
+
+async def chunked_pieces(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int
+) -> dict[SectionKey, list[str]]:
+    """The chunk texts of the document's chunked version other than `version`, by section key."""
+    held = (
+        await session.execute(
+            select(chunks.c.version, chunks.c.section_ordinal, chunks.c.text)
+            .where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id, chunks.c.version != version)
+            .order_by(chunks.c.version.desc(), chunks.c.ordinal)
+        )
+    ).all()
+    if not held:
+        return {}
+    chunked_version = held[0].version
+    hashes = (
+        await session.execute(
+            select(sections.c.ordinal, sections.c.content_sha256)
+            .where(
+                sections.c.tenant_id == tenant_id,
+                sections.c.document_id == document_id,
+                sections.c.version == chunked_version,
+            )
+            .order_by(sections.c.ordinal)
+        )
+    ).all()
+    key_of = dict(zip((row.ordinal for row in hashes), section_keys(row.content_sha256 for row in hashes), strict=True))
+    pieces: dict[SectionKey, list[str]] = {}
+    for row in held:
+        if row.version == chunked_version and row.section_ordinal in key_of:
+            pieces.setdefault(key_of[row.section_ordinal], []).append(row.text)
+    return pieces
+
+
+async def latest_sections(*, session: AsyncSession, tenant_id: str, document_id: uuid.UUID) -> list[SectionRecord]:
+    """The sections of the document's newest version that has any (a version still queued has none)."""
+    newest = await session.scalar(
+        select(func.max(sections.c.version)).where(
+            sections.c.tenant_id == tenant_id, sections.c.document_id == document_id
+        )
+    )
+    if newest is None:
+        return []
+    return await list_sections(session=session, tenant_id=tenant_id, document_id=document_id, version=newest)
+
+
+async def add_version(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document: DocumentRecord,
+    content: bytes,
+    content_sha256: str,
+    content_type: str,
+    filename: str,
+) -> DocumentRecord:
+    """The next version of a document (locked by the caller), QUEUED; the id stays."""
+    version = document.version + 1
+    await session.execute(
+        insert(document_versions).values(
+            document_id=document.id,
+            version=version,
+            tenant_id=tenant_id,
+            content=content,
+            content_sha256=content_sha256,
+        )
+    )
+    row = (
+        (
+            await session.execute(
+                update(documents)
+                .where(documents.c.tenant_id == tenant_id, documents.c.id == document.id)
+                .values(
+                    version=version,
+                    status=Status.QUEUED,
+                    content_type=content_type,
+                    filename=filename,
+                    size_bytes=len(content),
+                    content_sha256=content_sha256,
+                    error="",
+                    updated_at=func.now(),
+                )
+                .returning(*documents.c)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return _document(row)

@@ -128,6 +128,46 @@ class IngestDocumentRequest(_message.Message):
     content: bytes
     def __init__(self, header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., content: _Optional[bytes] = ...) -> None: ...
 
+class VersionHeader(_message.Message):
+    __slots__ = ("document_id", "content_type", "filename")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    content_type: str
+    filename: str
+    def __init__(self, document_id: _Optional[str] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class UpdateDocumentRequest(_message.Message):
+    __slots__ = ("header", "content")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    header: VersionHeader
+    content: bytes
+    def __init__(self, header: _Optional[_Union[VersionHeader, _Mapping]] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class SectionChanges(_message.Message):
+    __slots__ = ("added", "changed", "removed", "unchanged")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    def __init__(self, added: _Optional[int] = ..., changed: _Optional[int] = ..., removed: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...
+
+class DocumentUpdate(_message.Message):
+    __slots__ = ("document", "outcome", "sections")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    document: Document
+    outcome: str
+    sections: SectionChanges
+    def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., outcome: _Optional[str] = ..., sections: _Optional[_Union[SectionChanges, _Mapping]] = ...) -> None: ...
+
 class GetDocumentRequest(_message.Message):
     __slots__ = ("document_id",)
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]

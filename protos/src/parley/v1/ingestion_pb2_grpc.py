@@ -61,6 +61,11 @@ class IngestionServiceStub:
                 request_serializer=parley_dot_v1_dot_ingestion__pb2.IngestDocumentRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_ingestion__pb2.Document.FromString,
                 _registered_method=True)
+        self.UpdateDocument = channel.stream_unary(
+                '/parley.v1.IngestionService/UpdateDocument',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.UpdateDocumentRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.DocumentUpdate.FromString,
+                _registered_method=True)
         self.GetDocument = channel.unary_unary(
                 '/parley.v1.IngestionService/GetDocument',
                 request_serializer=parley_dot_v1_dot_ingestion__pb2.GetDocumentRequest.SerializeToString,
@@ -139,6 +144,14 @@ class IngestionServiceServicer:
 
     def IngestDocument(self, request_iterator, context):
         """The first message carries the header, every following one a piece of the content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDocument(self, request_iterator, context):
+        """A new version of a document, keeping its id: the first message carries the header, every
+        following one a piece of the content. The same bytes as the current version make no version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +241,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.IngestDocument,
                     request_deserializer=parley_dot_v1_dot_ingestion__pb2.IngestDocumentRequest.FromString,
                     response_serializer=parley_dot_v1_dot_ingestion__pb2.Document.SerializeToString,
+            ),
+            'UpdateDocument': grpc.stream_unary_rpc_method_handler(
+                    servicer.UpdateDocument,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.UpdateDocumentRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.DocumentUpdate.SerializeToString,
             ),
             'GetDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDocument,
@@ -412,6 +430,33 @@ class IngestionService:
             '/parley.v1.IngestionService/IngestDocument',
             parley_dot_v1_dot_ingestion__pb2.IngestDocumentRequest.SerializeToString,
             parley_dot_v1_dot_ingestion__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDocument(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/parley.v1.IngestionService/UpdateDocument',
+            parley_dot_v1_dot_ingestion__pb2.UpdateDocumentRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.DocumentUpdate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class IngestionServiceStub:
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteCollectionRequest, _ingestion_pb2.DeleteCollectionResponse]
     IngestDocument: _grpc.StreamUnaryMultiCallable[_ingestion_pb2.IngestDocumentRequest, _ingestion_pb2.Document]
     """The first message carries the header, every following one a piece of the content."""
+    UpdateDocument: _grpc.StreamUnaryMultiCallable[_ingestion_pb2.UpdateDocumentRequest, _ingestion_pb2.DocumentUpdate]
+    """A new version of a document, keeping its id: the first message carries the header, every
+    following one a piece of the content. The same bytes as the current version make no version.
+    """
     GetDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentRequest, _ingestion_pb2.Document]
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]
     DeleteDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteDocumentRequest, _ingestion_pb2.DeleteDocumentResponse]
@@ -68,6 +72,10 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteCollectionRequest, _ingestion_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
     IngestDocument: _aio.StreamUnaryMultiCallable[_ingestion_pb2.IngestDocumentRequest, _ingestion_pb2.Document]  # type: ignore[assignment]
     """The first message carries the header, every following one a piece of the content."""
+    UpdateDocument: _aio.StreamUnaryMultiCallable[_ingestion_pb2.UpdateDocumentRequest, _ingestion_pb2.DocumentUpdate]  # type: ignore[assignment]
+    """A new version of a document, keeping its id: the first message carries the header, every
+    following one a piece of the content. The same bytes as the current version make no version.
+    """
     GetDocument: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentRequest, _ingestion_pb2.Document]  # type: ignore[assignment]
     ListDocuments: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]  # type: ignore[assignment]
     DeleteDocument: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteDocumentRequest, _ingestion_pb2.DeleteDocumentResponse]  # type: ignore[assignment]
@@ -122,6 +130,16 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.Document, _abc.Awaitable[_ingestion_pb2.Document]]:
         """The first message carries the header, every following one a piece of the content."""
+
+    @_abc_1.abstractmethod
+    def UpdateDocument(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingestion_pb2.UpdateDocumentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.DocumentUpdate, _abc.Awaitable[_ingestion_pb2.DocumentUpdate]]:
+        """A new version of a document, keeping its id: the first message carries the header, every
+        following one a piece of the content. The same bytes as the current version make no version.
+        """
 
     @_abc_1.abstractmethod
     def GetDocument(
