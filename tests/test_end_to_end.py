@@ -438,3 +438,69 @@ def test_a_file_that_cannot_be_read_is_refused_and_stores_nothing(
     assert refused.status_code == 400, refused.text
     assert reason in refused.json()["error"]["message"]
     assert sql(platform, "SELECT count(*) FROM ingestion.documents WHERE filename = %s", filename) == [(0,)]
+
+
+PILOT = """Title: The Pilot
+
+INT. DINER - NIGHT
+
+ANNA
+Coffee. Black.
+
+BEN
+You always say that.
+
+EXT. PARKING LOT - DAY
+
+ANNA
+Keys.
+"""
+
+
+def test_a_new_version_keeps_the_id_and_reindexes_only_what_changed(
+    api: httpx.Client, platform: Platform, ready_document: dict[str, Any]
+) -> None:
+    uploaded = api.post(
+        f"/v1/collections/{ready_document['collection']['id']}/documents",
+        files={"file": ("pilot.fountain", PILOT.encode(), "application/octet-stream")},
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    document_id = uploaded.json()["id"]
+
+    def ready_at(version: int) -> Callable[[], dict[str, Any] | None]:
+        def ready() -> dict[str, Any] | None:
+            document = api.get(f"/v1/documents/{document_id}").json()
+            assert document["status"] != "failed", document["error"]
+            return document if document["status"] == "ready" and document["version"] == version else None
+
+        return ready
+
+    eventually(ready_at(1))
+    indexed_before = dict(
+        sql(platform, "SELECT heading, chunk_id FROM retrieval.chunks WHERE document_id = %s", document_id)
+    )
+
+    # BEN has a new line in the diner; the title page and the parking lot are word for word the same.
+    edited = PILOT.replace("You always say that.", "Decaf, then?")
+    updated = api.put(f"/v1/documents/{document_id}", files={"file": ("pilot.fountain", edited.encode())})
+    assert updated.status_code == 202, updated.text
+    assert (updated.json()["outcome"], updated.json()["document"]["id"]) == ("new_version", document_id)
+    assert updated.json()["document"]["version"] == 2
+    assert updated.json()["sections"] == {"added": 0, "changed": 1, "removed": 0, "unchanged": 2}
+
+    eventually(ready_at(2))
+    indexed_after = dict(
+        sql(platform, "SELECT heading, chunk_id FROM retrieval.chunks WHERE document_id = %s", document_id)
+    )
+    assert indexed_after.keys() == indexed_before.keys()
+    assert indexed_after["EXT. PARKING LOT - DAY"] == indexed_before["EXT. PARKING LOT - DAY"]
+    assert indexed_after["INT. DINER - NIGHT"] != indexed_before["INT. DINER - NIGHT"]
+    words = {
+        row["name"]: row["words"] for row in api.get(f"/v1/documents/{document_id}/characters").json()["characters"]
+    }
+    assert words["BEN"] == 2
+
+    again = api.put(f"/v1/documents/{document_id}", files={"file": ("pilot.fountain", edited.encode())})
+    assert again.status_code == 200, again.text
+    assert (again.json()["outcome"], again.json()["document"]["version"]) == ("unchanged", 2)
+    assert api.get(f"/v1/documents/{document_id}").json()["version"] == 2

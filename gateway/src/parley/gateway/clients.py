@@ -130,6 +130,16 @@ class Backends:
         # An upload carries more bytes than a lookup: a longer deadline, still a deadline.
         return await self.ingestion.IngestDocument(pieces(), timeout=self.deadline * 6, metadata=_metadata(who))
 
+    async def update_document(
+        self, who: Principal, header: ingestion_pb2.VersionHeader, content: bytes
+    ) -> ingestion_pb2.DocumentUpdate:
+        async def pieces() -> AsyncIterator[ingestion_pb2.UpdateDocumentRequest]:
+            yield ingestion_pb2.UpdateDocumentRequest(header=header)
+            for start in range(0, len(content), UPLOAD_PIECE_BYTES):
+                yield ingestion_pb2.UpdateDocumentRequest(content=content[start : start + UPLOAD_PIECE_BYTES])
+
+        return await self.ingestion.UpdateDocument(pieces(), timeout=self.deadline * 6, metadata=_metadata(who))
+
     async def get_document(self, who: Principal, document_id: str) -> ingestion_pb2.Document:
         request = ingestion_pb2.GetDocumentRequest(document_id=document_id)
         return await self.ingestion.GetDocument(request, timeout=self.deadline, metadata=_metadata(who))

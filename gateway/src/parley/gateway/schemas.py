@@ -295,6 +295,31 @@ class BudgetOut(BaseModel):
         return cls(monthly_limit_usd=_limit_usd(proto, "limit_micros"))
 
 
+class SectionChangesOut(BaseModel):
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+
+
+class DocumentUpdateOut(BaseModel):
+    """A new version's outcome: `new_version` (queued, same id) or `unchanged` (the same bytes)."""
+
+    document: Document
+    outcome: Literal["new_version", "unchanged"]
+    sections: SectionChangesOut
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.DocumentUpdate) -> "DocumentUpdateOut":
+        return cls.model_validate(
+            {
+                "document": Document.of(proto.document),
+                "outcome": proto.outcome,
+                "sections": proto_fields(proto.sections),
+            }
+        )
+
+
 # --- A document's sections and a screenplay's reports -------------------------------------------
 
 

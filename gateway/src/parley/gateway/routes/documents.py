@@ -4,15 +4,23 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import grpc
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from sse_starlette import EventSourceResponse
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
-from parley.gateway.errors import from_grpc
+from parley.gateway.errors import ApiError, from_grpc
 from parley.gateway.events import error_frame
-from parley.gateway.schemas import CharactersOut, Document, DocumentProgress, PacingOut, Page, SectionOut
+from parley.gateway.schemas import (
+    CharactersOut,
+    Document,
+    DocumentProgress,
+    DocumentUpdateOut,
+    PacingOut,
+    Page,
+    SectionOut,
+)
 from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS
-from parley.v1 import common_pb2
+from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -22,6 +30,30 @@ WATCH_SECONDS = 600.0
 @router.get("/{document_id}")
 async def get_document(document_id: str, who: CurrentPrincipal, services: Deps) -> Document:
     return Document.of(await services.backends.get_document(who, document_id))
+
+
+@router.put("/{document_id}", status_code=status.HTTP_202_ACCEPTED)
+async def update_document(
+    document_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    response: Response,
+    file: Annotated[UploadFile, File(description="the document's new content, in any accepted type")],
+) -> DocumentUpdateOut:
+    """A new version under the same id (202, queued), with how its sections compare with the
+    current ones; only changed sections are chunked again. The same file again is `unchanged`
+    (200) and makes no version."""
+    limit = services.settings.max_upload_bytes
+    content = await file.read(limit + 1)
+    if len(content) > limit:
+        raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
+    header = ingestion_pb2.VersionHeader(
+        document_id=document_id, content_type=file.content_type or "", filename=file.filename or ""
+    )
+    update = DocumentUpdateOut.of(await services.backends.update_document(who, header, content))
+    if update.outcome == "unchanged":
+        response.status_code = status.HTTP_200_OK
+    return update
 
 
 @router.get("/{document_id}/sections")
