@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -221,7 +222,13 @@ def test_another_tenants_ids_are_not_found(
     asyncio.run(make_other_tenant())
     other = httpx.Client(base_url=platform.gateway_url, headers={"Authorization": f"Bearer {other_key}"})
     collection_id = ready_document["collection"]["id"]
-    for path in (f"/v1/collections/{collection_id}", f"/v1/documents/{ready_document['document']['id']}"):
+    document_id = ready_document["document"]["id"]
+    for path in (
+        f"/v1/collections/{collection_id}",
+        f"/v1/documents/{document_id}",
+        f"/v1/documents/{document_id}/sections",
+        f"/v1/documents/{document_id}/characters",
+    ):
         response = other.get(path)
         assert response.status_code == 404, (path, response.text)
         assert response.json()["error"]["code"] == "not_found"
@@ -339,3 +346,161 @@ def test_a_large_document_is_chunked_and_indexed(api: httpx.Client, ready_docume
         },
     )
     assert "Paragraph 731.17" in answer.json()["message"]["content"]
+
+
+SCREENPLAYS = Path(__file__).parents[1] / ".." / "shared" / "data" / "screenplays"
+
+
+@pytest.mark.skipif(not SCREENPLAYS.is_dir(), reason=f"the shared test data is not at {SCREENPLAYS}")
+def test_a_screenplay_upload_has_scenes_and_reports(
+    api: httpx.Client, platform: Platform, ready_document: dict[str, Any]
+) -> None:
+    script = (SCREENPLAYS / "Brick-and-Steel.fountain").read_bytes()
+    uploaded = api.post(
+        f"/v1/collections/{ready_document['collection']['id']}/documents",
+        # What a browser declares for a .fountain file: ingestion tells the type from the content.
+        files={"file": ("Brick-and-Steel.fountain", script, "application/octet-stream")},
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    assert (uploaded.json()["content_type"], uploaded.json()["title"]) == ("text/x-fountain", "BRICK & STEEL")
+    document_id = uploaded.json()["id"]
+
+    def ready() -> dict[str, Any] | None:
+        document = api.get(f"/v1/documents/{document_id}").json()
+        assert document["status"] != "failed", document["error"]
+        return document if document["status"] == "ready" else None
+
+    eventually(ready)
+    # The bytes are kept as uploaded (the file mixes CRLF and LF).
+    assert sql(platform, "SELECT content FROM ingestion.document_versions WHERE document_id = %s", document_id) == [
+        (script,)
+    ]
+
+    sections: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = api.get(
+            f"/v1/documents/{document_id}/sections", params={"page_size": 4, **({"page_token": token} if token else {})}
+        ).json()
+        sections += page["data"]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    # Checked by hand reading the file: a title page, then 6 INT/EXT headings and 2 forced ones.
+    assert [section["kind"] for section in sections] == ["title_page"] + ["scene"] * 8
+    assert [section["ordinal"] for section in sections] == list(range(9))
+    assert sections[0]["scene"] is None
+    assert sections[1]["heading"] == "EXT. BRICK'S PATIO - DAY" and sections[1]["page"] == 1
+    assert sections[1]["scene"] == {
+        "number": "1",
+        "int_ext": "EXT",
+        "location": "BRICK'S PATIO",
+        "time_of_day": "DAY",
+        "characters": ["STEEL", "BRICK"],
+    }
+
+    characters = api.get(f"/v1/documents/{document_id}/characters")
+    assert characters.status_code == 200, characters.text
+    by_name = {row["name"]: row for row in characters.json()["characters"]}
+    assert characters.json()["characters"][0]["name"] == "STEEL"
+    assert (by_name["STEEL"]["scenes"], by_name["STEEL"]["dialogue_blocks"]) == (5, 9)
+    assert (by_name["BRICK"]["scenes"], by_name["BRICK"]["dialogue_blocks"]) == (2, 4)
+    assert by_name["BRICK"]["most_shared_with"] == "STEEL"
+
+    pacing = api.get(f"/v1/documents/{document_id}/pacing").json()
+    assert (pacing["scenes"], pacing["int_ext"], pacing["day_night"]) == (
+        8,
+        {"EXT": 4, "INT": 2, "": 2},
+        {"day": 6, "night": 0, "other": 2},
+    )
+    assert len(pacing["per_scene"]) == 8 and all(scene["eighths"] >= 1 for scene in pacing["per_scene"])
+
+    not_a_script = api.get(f"/v1/documents/{ready_document['document']['id']}/characters")
+    assert not_a_script.status_code == 409
+    assert "not a screenplay" in not_a_script.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "reason"),
+    [
+        ("scan.pdf", b"%PDF-1.4\n%%EOF garbage", "PDF cannot be read"),
+        ("picture.fountain", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "looks binary"),
+        ("broken.fdx", b'<?xml version="1.0"?><FinalDraft><Content>', "not well-formed"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_refused_and_stores_nothing(
+    api: httpx.Client, platform: Platform, ready_document: dict[str, Any], filename: str, content: bytes, reason: str
+) -> None:
+    refused = api.post(
+        f"/v1/collections/{ready_document['collection']['id']}/documents",
+        files={"file": (filename, content, "application/octet-stream")},
+    )
+    assert refused.status_code == 400, refused.text
+    assert reason in refused.json()["error"]["message"]
+    assert sql(platform, "SELECT count(*) FROM ingestion.documents WHERE filename = %s", filename) == [(0,)]
+
+
+PILOT = """Title: The Pilot
+
+INT. DINER - NIGHT
+
+ANNA
+Coffee. Black.
+
+BEN
+You always say that.
+
+EXT. PARKING LOT - DAY
+
+ANNA
+Keys.
+"""
+
+
+def test_a_new_version_keeps_the_id_and_reindexes_only_what_changed(
+    api: httpx.Client, platform: Platform, ready_document: dict[str, Any]
+) -> None:
+    uploaded = api.post(
+        f"/v1/collections/{ready_document['collection']['id']}/documents",
+        files={"file": ("pilot.fountain", PILOT.encode(), "application/octet-stream")},
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    document_id = uploaded.json()["id"]
+
+    def ready_at(version: int) -> Callable[[], dict[str, Any] | None]:
+        def ready() -> dict[str, Any] | None:
+            document = api.get(f"/v1/documents/{document_id}").json()
+            assert document["status"] != "failed", document["error"]
+            return document if document["status"] == "ready" and document["version"] == version else None
+
+        return ready
+
+    eventually(ready_at(1))
+    indexed_before = dict(
+        sql(platform, "SELECT heading, chunk_id FROM retrieval.chunks WHERE document_id = %s", document_id)
+    )
+
+    # BEN has a new line in the diner; the title page and the parking lot are word for word the same.
+    edited = PILOT.replace("You always say that.", "Decaf, then?")
+    updated = api.put(f"/v1/documents/{document_id}", files={"file": ("pilot.fountain", edited.encode())})
+    assert updated.status_code == 202, updated.text
+    assert (updated.json()["outcome"], updated.json()["document"]["id"]) == ("new_version", document_id)
+    assert updated.json()["document"]["version"] == 2
+    assert updated.json()["sections"] == {"added": 0, "changed": 1, "removed": 0, "unchanged": 2}
+
+    eventually(ready_at(2))
+    indexed_after = dict(
+        sql(platform, "SELECT heading, chunk_id FROM retrieval.chunks WHERE document_id = %s", document_id)
+    )
+    assert indexed_after.keys() == indexed_before.keys()
+    assert indexed_after["EXT. PARKING LOT - DAY"] == indexed_before["EXT. PARKING LOT - DAY"]
+    assert indexed_after["INT. DINER - NIGHT"] != indexed_before["INT. DINER - NIGHT"]
+    words = {
+        row["name"]: row["words"] for row in api.get(f"/v1/documents/{document_id}/characters").json()["characters"]
+    }
+    assert words["BEN"] == 2
+
+    again = api.put(f"/v1/documents/{document_id}", files={"file": ("pilot.fountain", edited.encode())})
+    assert again.status_code == 200, again.text
+    assert (again.json()["outcome"], again.json()["document"]["version"]) == ("unchanged", 2)
+    assert api.get(f"/v1/documents/{document_id}").json()["version"] == 2

@@ -4,8 +4,22 @@ import hashlib
 
 import pytest
 
-from parley.ingestion.chunking import chunk_text, first_heading
+from parley.ingestion.sections import (
+    SectionChanges,
+    SectionChunk,
+    chunk_sections,
+    compare_sections,
+    markdown_sections,
+    plain_sections,
+)
 from parley.kit.tokens import count_tokens
+
+
+def chunk_text(text: str, *, markdown: bool, max_tokens: int = 300) -> list[SectionChunk]:
+    """What the worker does with a Markdown or plain-text upload."""
+    sections = markdown_sections(text) if markdown else plain_sections(text)
+    return chunk_sections(sections, max_tokens=max_tokens)
+
 
 MANUAL = """# Setup
 
@@ -112,6 +126,31 @@ def test_windows_line_endings_chunk_like_unix_ones() -> None:
     assert chunk_text(MANUAL.replace("\n", "\r\n"), markdown=True) == chunk_text(MANUAL, markdown=True)
 
 
-def test_first_heading_skips_code_blocks() -> None:
-    assert first_heading("```\n# not this\n```\n\n## Real title ##\n") == "Real title"
-    assert first_heading("no headings at all") == ""
+def test_a_heading_in_a_code_block_is_text() -> None:
+    sections = markdown_sections("```\n# not this\n```\n\n## Real title ##\n\nBody.\n")
+
+    assert [section.heading_path for section in sections] == [(), ("Real title",)]
+    assert [section.heading_path for section in markdown_sections("no headings at all")] == [()]
+
+
+def test_a_section_another_version_already_chunked_keeps_its_pieces_and_keys() -> None:
+    sections = markdown_sections(MANUAL)
+    setup = sections[0]
+    # As an earlier version split it (say, with a smaller limit): reused as it was, not split again.
+    previous = {(setup.content_sha256, 0): ["Parley needs", "PostgreSQL and NATS."]}
+
+    chunks = chunk_sections(sections, max_tokens=300, previous=previous)
+    fresh = chunk_sections(sections, max_tokens=300)
+
+    assert [chunk.text for chunk in chunks[:2]] == ["Parley needs", "PostgreSQL and NATS."]
+    assert [chunk.key for chunk in chunks[2:]] == [chunk.key for chunk in fresh[1:]]
+    assert [chunk.ordinal for chunk in chunks] == list(range(len(fresh) + 1))
+
+
+def test_sections_compare_by_text_then_heading_path() -> None:
+    old = [(("A",), "1"), (("B",), "2"), (("B",), "2"), (("C",), "3")]
+    new = [(("A",), "1"), (("B",), "2"), (("C",), "3x"), (("D",), "4"), (("Moved",), "2")]
+
+    assert compare_sections(old, new) == SectionChanges(added=1, changed=1, removed=0, unchanged=3)
+    assert compare_sections(old, old) == SectionChanges(added=0, changed=0, removed=0, unchanged=4)
+    assert compare_sections(old, []) == SectionChanges(added=0, changed=0, removed=4, unchanged=0)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from parley.ingestion.formats import FINAL_DRAFT, FOUNTAIN, HTML, PDF, detect_format, parse_document
+from parley.ingestion.formats import detect_format, parse_document
 from parley.ingestion.html_text import html_document
 from parley.ingestion.pdf_text import pdf_sections
 from parley.ingestion.sections import chunk_sections, markdown_sections, new_section, normalise_text
-from parley.kit.contracts import MARKDOWN, PLAIN_TEXT
+from parley.kit.contracts import FINAL_DRAFT, FOUNTAIN, HTML, MARKDOWN, PDF, PLAIN_TEXT
 from parley.kit.errors import InvalidInput
 from parley.kit.tokens import count_tokens
 

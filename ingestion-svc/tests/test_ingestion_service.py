@@ -2,6 +2,7 @@
 worker, the events retrieval relies on, readiness, tenancy, refusals and deletion."""
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -143,12 +144,27 @@ async def test_a_markdown_upload_is_chunked_announced_and_made_ready(
         "Parley Guide › Usage",
     ]
     assert "“naïve” café" in upserted.chunks[-1].text
-    for chunk in upserted.chunks:
-        assert chunk.chunk_id == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{document.id}:1:{chunk.ordinal}"))
-        section = await ingestion.GetSection(
-            ingestion_pb2.GetSectionRequest(document_id=document.id, ordinal=chunk.ordinal), metadata=who(tenant_id)
-        )
-        assert (section.heading, section.text, section.content_hash) == (chunk.heading, chunk.text, chunk.content_hash)
+    assert len({chunk.chunk_id for chunk in upserted.chunks}) == len(upserted.chunks)
+    # One section per heading (each small enough to be one chunk here), stored with the chunks.
+    listed = await ingestion.ListSections(
+        ingestion_pb2.ListSectionsRequest(document_id=document.id, page=common_pb2.PageRequest(page_size=3)),
+        metadata=who(tenant_id),
+    )
+    rest = await ingestion.ListSections(
+        ingestion_pb2.ListSectionsRequest(
+            document_id=document.id, page=common_pb2.PageRequest(page_token=listed.next_page_token)
+        ),
+        metadata=who(tenant_id),
+    )
+    sections = [*listed.sections, *rest.sections]
+    assert [" › ".join(section.heading_path) for section in sections] == [c.heading for c in upserted.chunks]
+    assert [section.ordinal for section in sections] == [0, 1, 2, 3] and not rest.next_page_token
+    assert all(section.kind == "heading" and not section.HasField("scene") for section in sections)
+    section = await ingestion.GetSection(
+        ingestion_pb2.GetSectionRequest(document_id=document.id, ordinal=3), metadata=who(tenant_id)
+    )
+    assert (section.heading, section.text) == ("Usage", upserted.chunks[3].text)
+    assert section.content_sha256 == hashlib.sha256(section.text.encode()).hexdigest()
 
     indexing = await wait_for_status(ingestion, tenant_id, document.id, ingestion_pb2.DOCUMENT_STATUS_INDEXING)
     assert indexing.chunk_count == len(upserted.chunks)
@@ -172,6 +188,73 @@ async def test_a_markdown_upload_is_chunked_announced_and_made_ready(
         ingestion_pb2.GetCollectionRequest(collection_id=collection.id), metadata=who(tenant_id)
     )
     assert fetched.document_count == 1
+
+
+def version_of(
+    document_id: str, pieces: Iterable[bytes], *, filename: str = ""
+) -> list[ingestion_pb2.UpdateDocumentRequest]:
+    header = ingestion_pb2.VersionHeader(document_id=document_id, filename=filename)
+    return [
+        ingestion_pb2.UpdateDocumentRequest(header=header),
+        *(ingestion_pb2.UpdateDocumentRequest(content=piece) for piece in pieces),
+    ]
+
+
+async def test_a_new_version_keeps_the_id_and_rechunks_only_changed_sections(
+    ingestion: Stub, nats_client: NatsClient, tenant_id: str
+) -> None:
+    collection = await new_collection(ingestion, tenant_id)
+    document = await ingestion.IngestDocument(iter(upload(collection.id, [GUIDE.encode()])), metadata=who(tenant_id))
+    first = await wait_for_event(
+        nats_client.jetstream(),
+        "docs.chunks.upserted",
+        events_pb2.ChunksUpserted.FromString,
+        lambda event: event.document_id == document.id and event.version == 1,
+    )
+    await wait_for_status(ingestion, tenant_id, document.id, ingestion_pb2.DOCUMENT_STATUS_INDEXING)
+    # Installing's text changes, Usage goes, a new section comes; the rest stays word for word.
+    edited = GUIDE.replace("wait for the services", "wait for every service").split("## Usage")[0]
+    edited += "## Troubleshooting\n\nRead the logs first.\n"
+
+    update = await ingestion.UpdateDocument(iter(version_of(document.id, [edited.encode()])), metadata=who(tenant_id))
+
+    assert update.outcome == "new_version"
+    assert (update.document.id, update.document.version) == (document.id, 2)
+    assert update.document.status == ingestion_pb2.DOCUMENT_STATUS_QUEUED
+    assert (update.sections.added, update.sections.changed, update.sections.removed, update.sections.unchanged) == (
+        1,
+        1,
+        1,
+        2,
+    )
+    second = await wait_for_event(
+        nats_client.jetstream(),
+        "docs.chunks.upserted",
+        events_pb2.ChunksUpserted.FromString,
+        lambda event: event.document_id == document.id and event.version == 2,
+    )
+    ids_before = {chunk.heading: chunk.chunk_id for chunk in first.chunks}
+    ids_after = {chunk.heading: chunk.chunk_id for chunk in second.chunks}
+    kept = {heading for heading in ids_after if ids_after[heading] == ids_before.get(heading)}
+    assert kept == {"Parley Guide", "Parley Guide › Setup"}
+    assert set(ids_after) - set(ids_before) == {"Parley Guide › Troubleshooting"}
+
+    again = await ingestion.UpdateDocument(iter(version_of(document.id, [edited.encode()])), metadata=who(tenant_id))
+    assert (again.outcome, again.document.version) == ("unchanged", 2)
+    assert again.sections.unchanged == 4 and again.sections.added == again.sections.changed == 0
+
+    stranger = who(f"other-{uuid.uuid4()}")
+    assert await code_of(ingestion.UpdateDocument(iter(version_of(document.id, [b"# Mine"])), metadata=stranger)) == (
+        grpc.StatusCode.NOT_FOUND
+    )
+    broken = version_of(document.id, [b"\x89PNG\r\n\x1a\n\x00\x00"], filename="x.png")
+    assert await code_of(ingestion.UpdateDocument(iter(broken), metadata=who(tenant_id))) == (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    fetched = await ingestion.GetDocument(
+        ingestion_pb2.GetDocumentRequest(document_id=document.id), metadata=who(tenant_id)
+    )
+    assert fetched.version == 2
 
 
 async def test_watching_a_document_follows_it_to_ready(
@@ -311,8 +394,9 @@ async def test_ids_that_are_not_uuids_are_not_found(ingestion: Stub, tenant_id: 
 @pytest.mark.parametrize(
     ("case", "build"),
     [
-        ("wrong type", lambda cid: upload(cid, [b"%PDF-1.7"], content_type="application/pdf", filename="a.pdf")),
-        ("unknown extension", lambda cid: upload(cid, [b"hello"], content_type="", filename="a.docx")),
+        ("broken pdf", lambda cid: upload(cid, [b"%PDF-1.7"], content_type="application/pdf", filename="a.pdf")),
+        ("unsupported type", lambda cid: upload(cid, [b"hello"], content_type="image/png", filename="a.png")),
+        ("binary", lambda cid: upload(cid, [b"PK\x03\x04\x14\x00\x00\x00"], content_type="", filename="a.docx")),
         ("nul bytes", lambda cid: upload(cid, [b"hello\x00world"])),
         ("invalid utf-8", lambda cid: upload(cid, [b"caf\xe9 au lait"])),
         ("empty", lambda cid: upload(cid, [])),

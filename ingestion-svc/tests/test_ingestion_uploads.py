@@ -4,45 +4,45 @@ import uuid
 
 import pytest
 
-from parley.ingestion.documents import check_title, decode_content, default_title, resolve_content_type
+from parley.ingestion.documents import check_title, declared_type, default_title
+from parley.ingestion.formats import parse_document
 from parley.ingestion.ids import chunk_id
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.ids import parse_id
 
 
 @pytest.mark.parametrize(
-    ("content_type", "filename", "expected"),
+    ("data", "content_type", "filename", "expected"),
     [
-        ("text/markdown", "", "text/markdown"),
-        ("Text/Plain; charset=utf-8", "notes.md", "text/plain"),
-        ("", "guide.md", "text/markdown"),
-        ("", "Guide.MARKDOWN", "text/markdown"),
-        ("", "notes.txt", "text/plain"),
-        # What browsers and curl declare for a file type they do not know: the name decides.
-        ("application/octet-stream", "notes.md", "text/markdown"),
+        (b"# Notes", "text/markdown", "", "text/markdown"),
+        (b"# Notes", "Text/Plain; charset=utf-8", "notes.md", "text/plain"),
+        (b"Notes", "", "guide.md", "text/markdown"),
+        (b"Notes", "", "Guide.MARKDOWN", "text/markdown"),
+        (b"Notes", "", "notes.txt", "text/plain"),
+        # What browsers and curl declare for a file type they do not know: the content and name decide.
+        (b"Notes", "application/octet-stream", "notes.md", "text/markdown"),
+        (b"INT. HOUSE - DAY\n\nA door.\n", "application/octet-stream", "pilot.fountain", "text/x-fountain"),
     ],
 )
-def test_content_type_is_declared_or_inferred(content_type: str, filename: str, expected: str) -> None:
-    assert resolve_content_type(content_type, filename) == expected
+def test_content_type_is_declared_or_inferred(data: bytes, content_type: str, filename: str, expected: str) -> None:
+    assert parse_document(data, filename=filename, declared=declared_type(content_type)).format == expected
 
 
-@pytest.mark.parametrize(("content_type", "filename"), [("application/pdf", "a.pdf"), ("", "a.pdf"), ("", "")])
-def test_other_content_types_are_refused_naming_the_allowed_ones(content_type: str, filename: str) -> None:
-    with pytest.raises(InvalidInput, match="text/plain, text/markdown"):
-        resolve_content_type(content_type, filename)
-
-
-def test_content_must_be_utf8_text() -> None:
-    assert decode_content("\ufeffhéllo".encode()) == "héllo"
-    for bad in (b"\xff\xfe bad", b"nul\x00inside", b"", b" \n\t "):
-        with pytest.raises(InvalidInput):
-            decode_content(bad)
+def test_a_type_we_do_not_read_is_refused_naming_the_ones_we_do() -> None:
+    with pytest.raises(InvalidInput, match="text/plain, text/markdown, text/html, application/pdf"):
+        parse_document(b"hello", filename="a.png", declared=declared_type("image/png"))
 
 
 def test_titles() -> None:
-    assert default_title("intro\n\n# The Guide\n", content_type="text/markdown", filename="x.md") == "The Guide"
-    assert default_title("# Not markdown here", content_type="text/plain", filename="dir/notes.txt") == "notes"
-    assert default_title("text", content_type="text/plain", filename="") == "Untitled"
+    def title(data: bytes, filename: str) -> str:
+        return default_title(parse_document(data, filename=filename), filename=filename)
+
+    assert title(b"intro\n\n# The Guide\n\nText.", "x.md") == "The Guide"
+    assert title(b"# Not markdown here", "dir/notes.txt") == "notes"
+    assert title(b"text", "") == "Untitled"
+    assert title(b"Title: Brick & Steel\n\nINT. HOUSE - DAY\n\nA door.\n", "draft.fountain") == "Brick & Steel"
+    # A scene heading is not a script's title.
+    assert title(b"INT. HOUSE - DAY\n\nA door.\n\nEXT. ROAD - NIGHT\n\nA car.\n", "pilot.fountain") == "pilot"
     assert check_title("  A title  ") == "A title"
     with pytest.raises(InvalidInput):
         check_title("t" * 301)
@@ -50,7 +50,7 @@ def test_titles() -> None:
 
 def test_ids() -> None:
     document_id = uuid.uuid4()
-    assert chunk_id(document_id, 1, 0) == uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}:1:0")
+    assert chunk_id(document_id, "ab:0:1") == uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}:chunk:ab:0:1")
     assert parse_id(str(document_id), kind="document") == document_id
     with pytest.raises(NotFound):
         parse_id("not-a-uuid", kind="document")

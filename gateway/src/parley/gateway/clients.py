@@ -130,6 +130,16 @@ class Backends:
         # An upload carries more bytes than a lookup: a longer deadline, still a deadline.
         return await self.ingestion.IngestDocument(pieces(), timeout=self.deadline * 6, metadata=_metadata(who))
 
+    async def update_document(
+        self, who: Principal, header: ingestion_pb2.VersionHeader, content: bytes
+    ) -> ingestion_pb2.DocumentUpdate:
+        async def pieces() -> AsyncIterator[ingestion_pb2.UpdateDocumentRequest]:
+            yield ingestion_pb2.UpdateDocumentRequest(header=header)
+            for start in range(0, len(content), UPLOAD_PIECE_BYTES):
+                yield ingestion_pb2.UpdateDocumentRequest(content=content[start : start + UPLOAD_PIECE_BYTES])
+
+        return await self.ingestion.UpdateDocument(pieces(), timeout=self.deadline * 6, metadata=_metadata(who))
+
     async def get_document(self, who: Principal, document_id: str) -> ingestion_pb2.Document:
         request = ingestion_pb2.GetDocumentRequest(document_id=document_id)
         return await self.ingestion.GetDocument(request, timeout=self.deadline, metadata=_metadata(who))
@@ -143,6 +153,20 @@ class Backends:
     async def delete_document(self, who: Principal, document_id: str) -> None:
         request = ingestion_pb2.DeleteDocumentRequest(document_id=document_id)
         await self.ingestion.DeleteDocument(request, timeout=self.deadline, metadata=_metadata(who))
+
+    async def list_sections(
+        self, who: Principal, document_id: str, page: common_pb2.PageRequest
+    ) -> ingestion_pb2.ListSectionsResponse:
+        request = ingestion_pb2.ListSectionsRequest(document_id=document_id, page=page)
+        return await self.ingestion.ListSections(request, timeout=self.deadline, metadata=_metadata(who))
+
+    async def get_characters(self, who: Principal, document_id: str) -> ingestion_pb2.CharactersReport:
+        request = ingestion_pb2.GetCharactersRequest(document_id=document_id)
+        return await self.ingestion.GetCharacters(request, timeout=self.deadline, metadata=_metadata(who))
+
+    async def get_pacing(self, who: Principal, document_id: str) -> ingestion_pb2.PacingReport:
+        request = ingestion_pb2.GetPacingRequest(document_id=document_id)
+        return await self.ingestion.GetPacing(request, timeout=self.deadline, metadata=_metadata(who))
 
     def watch_document(
         self, who: Principal, document_id: str, *, timeout: float

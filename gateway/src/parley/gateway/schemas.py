@@ -293,3 +293,108 @@ class BudgetOut(BaseModel):
     @classmethod
     def of_quota(cls, proto: usage_pb2.CheckQuotaResponse) -> "BudgetOut":
         return cls(monthly_limit_usd=_limit_usd(proto, "limit_micros"))
+
+
+class SectionChangesOut(BaseModel):
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+
+
+class DocumentUpdateOut(BaseModel):
+    """A new version's outcome: `new_version` (queued, same id) or `unchanged` (the same bytes)."""
+
+    document: Document
+    outcome: Literal["new_version", "unchanged"]
+    sections: SectionChangesOut
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.DocumentUpdate) -> "DocumentUpdateOut":
+        return cls.model_validate(
+            {
+                "document": Document.of(proto.document),
+                "outcome": proto.outcome,
+                "sections": proto_fields(proto.sections),
+            }
+        )
+
+
+# --- A document's sections and a screenplay's reports -------------------------------------------
+
+
+class SceneOut(BaseModel):
+    number: str
+    int_ext: str
+    location: str
+    time_of_day: str
+    characters: list[str]
+
+
+class SectionOut(BaseModel):
+    """One section of a document's current version; `scene` only for a screenplay's scenes."""
+
+    id: str
+    ordinal: int
+    kind: str
+    heading: str
+    heading_path: list[str]
+    page: int | None = None
+    tokens: int
+    scene: SceneOut | None = None
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.Section) -> "SectionOut":
+        return cls.model_validate(proto_fields(proto))
+
+
+class CharacterOut(BaseModel):
+    name: str
+    scenes: int
+    dialogue_blocks: int
+    words: int
+    first_scene: str
+    last_scene: str
+    longest_absence: int
+    most_shared_with: NoneIfEmpty = None
+    shared_scenes: int
+
+
+class CharactersOut(BaseModel):
+    """Who speaks in a screenplay, most scenes first, counted from its scenes."""
+
+    document_id: str
+    characters: list[CharacterOut]
+
+    @classmethod
+    def of(cls, document_id: str, proto: ingestion_pb2.CharactersReport) -> "CharactersOut":
+        return cls.model_validate({"document_id": document_id, **proto_fields(proto)})
+
+
+class ScenePacingOut(BaseModel):
+    number: str
+    heading: str
+    lines: int
+    eighths: int
+    dialogue_share: float
+
+
+class ActPacingOut(BaseModel):
+    act: str
+    scenes: int
+    pages: float
+
+
+class PacingOut(BaseModel):
+    document_id: str
+    pages: int
+    scenes: int
+    dialogue_share: float
+    day_night: dict[str, int]
+    int_ext: dict[str, int]
+    per_scene: list[ScenePacingOut]
+    per_act: list[ActPacingOut]
+
+    @classmethod
+    def of(cls, document_id: str, proto: ingestion_pb2.PacingReport) -> "PacingOut":
+        return cls.model_validate({"document_id": document_id, **proto_fields(proto)})

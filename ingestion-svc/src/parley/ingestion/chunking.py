@@ -1,16 +1,13 @@
-"""Splitting a document into token-sized chunks, each carrying the path of headings above it.
+"""Splitting one section's text into token-sized pieces, and telling Markdown headings from text.
 
-Markdown is cut into sections at its headings (ATX `#` and setext underlines, never inside a
-fenced code block); plain text is one section. Each section's paragraphs are packed into
-chunks of at most `max_tokens` (cl100k, as the models count them); a paragraph too long on
-its own is cut at sentence ends, and a sentence too long on its own at token boundaries.
-Pure and deterministic: the same text always yields the same chunks.
+A section's paragraphs are packed into pieces of at most `max_tokens` (cl100k, as the models
+count them); a paragraph too long on its own is cut at sentence ends, and a sentence too long
+on its own at token boundaries. A fenced code block stays whole and never holds a heading.
+Pure and deterministic: the same text always yields the same pieces.
 """
 
-import hashlib
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from parley.kit.tokens import count_tokens, encoding
 
@@ -24,78 +21,14 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|(?<=[。！？])\s*")
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    ordinal: int
-    heading: str
-    text: str
-    token_count: int
-    content_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Section:
-    heading: str
-    paragraphs: list[str]
-
-
-def chunk_text(text: str, *, markdown: bool, max_tokens: int = 300) -> list[Chunk]:
+def split_text(text: str, *, max_tokens: int) -> list[str]:
+    """`text`'s paragraphs packed into pieces of at most `max_tokens`."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    sections = _markdown_sections(text) if markdown else [_Section("", _paragraphs(text.split("\n")))]
-    if markdown and not any(section.paragraphs for section in sections):
-        # Only headings: their words are still the document's content.
-        sections = [_Section("", _paragraphs(text.split("\n")))]
-    chunks: list[Chunk] = []
-    for section in sections:
-        for piece in _pack(section.paragraphs, max_tokens):
-            chunks.append(
-                Chunk(
-                    ordinal=len(chunks),
-                    heading=section.heading,
-                    text=piece,
-                    token_count=count_tokens(piece),
-                    content_hash=hashlib.sha256(piece.encode()).hexdigest(),
-                )
-            )
-    return chunks
+    return list(_pack(_paragraphs(text.replace("\r\n", "\n").replace("\r", "\n").split("\n")), max_tokens))
 
 
-def first_heading(text: str) -> str:
-    """The first Markdown heading's text, or "" when there is none."""
-    for heading, _ in _headings_and_lines(text.replace("\r\n", "\n").split("\n")):
-        if heading is not None and heading[1]:
-            return heading[1]
-    return ""
-
-
-def _markdown_sections(text: str) -> list[_Section]:
-    sections: list[_Section] = []
-    path: list[tuple[int, str]] = []
-    body: list[str] = []
-
-    def close() -> None:
-        paragraphs = _paragraphs(body)
-        if paragraphs:
-            sections.append(_Section(HEADING_SEPARATOR.join(title for _, title in path), paragraphs))
-        body.clear()
-
-    for heading, line in _headings_and_lines(text.split("\n")):
-        if heading is None:
-            body.append(line)
-            continue
-        close()
-        level, title = heading
-        while path and path[-1][0] >= level:
-            path.pop()
-        if title:
-            path.append((level, title))
-    close()
-    return sections
-
-
-def _headings_and_lines(lines: list[str]) -> Iterator[tuple[tuple[int, str] | None, str]]:
+def headings_and_lines(lines: list[str]) -> Iterator[tuple[tuple[int, str] | None, str]]:
     """Each line, with (level, title) when it is a heading. A setext heading's text line is
     held back until we know whether an underline follows it."""
     fence = ""

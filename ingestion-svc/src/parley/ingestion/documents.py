@@ -1,41 +1,49 @@
-"""Documents: the streamed upload and its checks, reading them, and deleting them.
+"""Documents: the streamed upload and its checks, reading them (and their sections and a
+screenplay's reports), and deleting them.
 
-An upload stores version 1 as QUEUED and, in the same transaction, queues its IngestJob in the
-outbox; the pipeline (pipeline.py) takes it from there.
+An upload is parsed (formats.py) before anything is stored, so a file we cannot read is refused
+with the reason and leaves nothing behind; then version 1 is stored as QUEUED with its bytes as
+uploaded and, in the same transaction, its IngestJob queued in the outbox; the pipeline
+(pipeline.py) takes it from there.
 """
 
+import asyncio
+import base64
+import binascii
 import hashlib
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from parley.ingestion import store
 from parley.ingestion.catalog import refuse_nul
-from parley.ingestion.chunking import first_heading
 from parley.ingestion.config import Settings
+from parley.ingestion.formats import ParsedDocument, parse_document
 from parley.ingestion.ids import new_id
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
+from parley.ingestion.screenplay_reports import CharacterReport, PacingReport, characters_report, pacing_report
+from parley.ingestion.sections import SectionChanges, compare_sections
 from parley.ingestion.store import DocumentRecord, SectionRecord
 from parley.kit.contracts import (
     CHUNKS_DELETED,
-    DOCUMENT_TYPES,
-    MARKDOWN,
     MAX_TITLE_CHARS,
+    SCREENPLAY_TYPES,
     document_deleted_msg_id,
-    document_type_for,
     ingest_msg_id,
     ingest_subject,
 )
 from parley.kit.db import Sessions
-from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.errors import Conflict, FailedPrecondition, InvalidInput, NotFound
 from parley.kit.ids import parse_id
 from parley.kit.outbox import enqueue
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.v1 import events_pb2
 
-ACCEPTED = ", ".join(DOCUMENT_TYPES)
 UNTITLED = "Untitled"
+# What browsers and curl declare for a type they do not know: the content and the name decide.
+UNDECLARED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,25 @@ class UploadHeader:
     filename: str
 
 
-UploadPart = UploadHeader | bytes
+@dataclass(frozen=True, slots=True)
+class VersionHeader:
+    document_id: str
+    content_type: str
+    filename: str
+
+
+UploadPart = UploadHeader | VersionHeader | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    document: DocumentRecord
+    outcome: str  # NEW_VERSION or UNCHANGED
+    sections: SectionChanges
+
+
+NEW_VERSION = "new_version"
+UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +81,15 @@ class Page:
     next_page_token: str
 
 
-def resolve_content_type(content_type: str, filename: str) -> str:
-    """The declared type when it is one we accept (parameters such as charset ignored), else the one
-    the file name implies: browsers and curl declare `application/octet-stream` for a `.md` file.
-    This is the one place that decides; the gateway passes both through."""
-    declared = content_type.split(";", 1)[0].strip().lower()
-    if declared in DOCUMENT_TYPES:
-        return declared
-    implied = document_type_for(filename)
-    if implied is not None:
-        return implied
-    if declared:
-        raise InvalidInput(f"content type {declared!r} is not supported; use one of {ACCEPTED}")
-    raise InvalidInput(f"cannot tell the content type of {filename!r}; set content_type to one of {ACCEPTED}")
+@dataclass(frozen=True, slots=True)
+class SectionPage:
+    sections: list[SectionRecord]
+    next_page_token: str
+
+
+def declared_type(content_type: str) -> str | None:
+    """The type the caller declared, or None when it declared only "some bytes"."""
+    return None if content_type.split(";", 1)[0].strip().lower() in UNDECLARED else content_type
 
 
 def check_title(title: str) -> str:
@@ -77,23 +99,14 @@ def check_title(title: str) -> str:
     return title
 
 
-def default_title(text: str, *, content_type: str, filename: str) -> str:
-    heading = first_heading(text) if content_type == MARKDOWN else ""
+def default_title(parsed: ParsedDocument, *, filename: str) -> str:
+    """The document's own title, else its first heading (never a scene's), else the file's stem."""
+    heading = next(
+        (section.heading_path[0] for section in parsed.sections if section.heading_path and section.scene is None),
+        "",
+    )
     stem = PurePosixPath(filename.strip().replace("\\", "/")).stem.strip() if filename.strip() else ""
-    return (heading or stem or UNTITLED)[:MAX_TITLE_CHARS]
-
-
-def decode_content(data: bytes) -> str:
-    try:
-        # utf-8-sig: a byte-order mark some editors write is not part of the text.
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InvalidInput(f"the content is not valid UTF-8 (byte {error.start})") from None
-    if "\x00" in text:
-        raise InvalidInput("the content contains NUL bytes; only text documents are accepted")
-    if not text.strip():
-        raise InvalidInput("the document is empty")
-    return text
+    return (parsed.title.strip() or heading or stem or UNTITLED)[:MAX_TITLE_CHARS]
 
 
 async def read_content(parts: AsyncIterator[UploadPart], *, max_bytes: int) -> bytes:
@@ -101,7 +114,7 @@ async def read_content(parts: AsyncIterator[UploadPart], *, max_bytes: int) -> b
     pieces: list[bytes] = []
     size = 0
     async for part in parts:
-        if isinstance(part, UploadHeader):
+        if not isinstance(part, bytes):
             raise InvalidInput("only the first message may carry a header")
         size += len(part)
         if size > max_bytes:
@@ -130,7 +143,6 @@ class Documents:
             raise InvalidInput("the first message of an upload must carry the header")
         collection_id = parse_id(header.collection_id, kind="collection")
         refuse_nul(header.filename, field="filename")
-        content_type = resolve_content_type(header.content_type, header.filename)
         title = check_title(header.title)
         async with self._sessions() as session:
             # Before reading megabytes of content for a collection that is not there.
@@ -138,8 +150,12 @@ class Documents:
                 raise NotFound(f"collection {header.collection_id!r} not found")
 
         data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
-        text = decode_content(data)
-        title = title or default_title(text, content_type=content_type, filename=header.filename)
+        # Parsing a PDF takes a while: off the loop. The worker parses the stored bytes again; here
+        # it is the check that refuses what cannot be read before anything is stored.
+        parsed = await asyncio.to_thread(
+            parse_document, data, filename=header.filename, declared=declared_type(header.content_type)
+        )
+        title = title or default_title(parsed, filename=header.filename)
         sha256 = hashlib.sha256(data).hexdigest()
 
         async with self._sessions() as session, session.begin():
@@ -156,10 +172,10 @@ class Documents:
                 document_id=new_id(),
                 collection_id=collection_id,
                 title=title,
-                content_type=content_type,
+                content_type=parsed.format,
                 filename=header.filename.strip(),
                 status=Status.QUEUED,
-                content=text,
+                content=data,
                 size_bytes=len(data),
                 content_sha256=sha256,
             )
@@ -187,6 +203,64 @@ class Documents:
         self._notify_outbox()
         await self._progress.publish(document)
         return document
+
+    async def update(self, *, tenant_id: str, parts: AsyncIterator[UploadPart]) -> Update:
+        """A new version under the same id, parsed before it is stored like an upload, and how its
+        sections compare with the current ones. The same bytes again make no version."""
+        header = await anext(parts, None)
+        if not isinstance(header, VersionHeader):
+            raise InvalidInput("the first message of a new version must carry the header")
+        refuse_nul(header.filename, field="filename")
+        current = await self.get(tenant_id=tenant_id, document_id=header.document_id)
+        data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
+        filename = header.filename.strip() or current.filename
+        parsed = await asyncio.to_thread(
+            parse_document, data, filename=filename, declared=declared_type(header.content_type)
+        )
+        sha256 = hashlib.sha256(data).hexdigest()
+        async with self._sessions() as session, session.begin():
+            document = await store.get_document(
+                session=session, tenant_id=tenant_id, document_id=current.id, for_update=True
+            )
+            if document is None:
+                raise NotFound(f"document {header.document_id!r} not found")
+            held = await store.latest_sections(session=session, tenant_id=tenant_id, document_id=document.id)
+            changes = compare_sections(
+                [(section.heading_path, section.content_sha256) for section in held],
+                [(section.heading_path, section.content_sha256) for section in parsed.sections],
+            )
+            if sha256 == document.content_sha256:
+                return Update(document=document, outcome=UNCHANGED, sections=changes)
+            twin = await store.find_document_by_content(
+                session=session,
+                tenant_id=tenant_id,
+                collection_id=document.collection_id,
+                title=document.title,
+                content_sha256=sha256,
+            )
+            if twin is not None:
+                raise Conflict(f"document {str(twin.id)!r} in this collection already has this title and content")
+            document = await store.add_version(
+                session=session,
+                tenant_id=tenant_id,
+                document=document,
+                content=data,
+                content_sha256=sha256,
+                content_type=parsed.format,
+                filename=filename,
+            )
+            await enqueue(
+                session=session,
+                table=outbox,
+                subject=ingest_subject(),
+                msg_id=ingest_msg_id(document.id, document.version),
+                message=events_pb2.IngestJob(
+                    tenant_id=tenant_id, document_id=str(document.id), version=document.version
+                ),
+            )
+        self._notify_outbox()
+        await self._progress.publish(document)
+        return Update(document=document, outcome=NEW_VERSION, sections=changes)
 
     async def get(self, *, tenant_id: str, document_id: str) -> DocumentRecord:
         async with self._sessions() as session:
@@ -239,3 +313,66 @@ class Documents:
         if section is None:
             raise NotFound(f"document {document_id!r} has no section {ordinal}")
         return section
+
+    async def sections(self, *, tenant_id: str, document_id: str, size: int, page_token: str) -> SectionPage:
+        """The current version's sections in order; empty until the worker has parsed it."""
+        document = await self.get(tenant_id=tenant_id, document_id=document_id)
+        limit = page_size(size)
+        after = _decode_section_token(page_token, version=document.version)
+        async with self._sessions() as session:
+            rows = await store.list_sections(
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document.id,
+                version=document.version,
+                after_ordinal=after,
+                limit=limit + 1,
+            )
+        page, more = rows[:limit], len(rows) > limit
+        token = _encode_section_token(document.version, page[-1].ordinal) if more else ""
+        return SectionPage(sections=page, next_page_token=token)
+
+    async def characters(self, *, tenant_id: str, document_id: str) -> Sequence[CharacterReport]:
+        return characters_report(await self._scenes(tenant_id=tenant_id, document_id=document_id))
+
+    async def pacing(self, *, tenant_id: str, document_id: str) -> PacingReport:
+        return pacing_report(await self._scenes(tenant_id=tenant_id, document_id=document_id))
+
+    async def _scenes(self, *, tenant_id: str, document_id: str) -> Sequence[SectionRecord]:
+        """A screenplay's stored scene sections: its reports are counted from them, never re-parsed."""
+        document = await self.get(tenant_id=tenant_id, document_id=document_id)
+        if document.content_type not in SCREENPLAY_TYPES:
+            raise FailedPrecondition(
+                f"document {document_id!r} is {document.content_type}, not a screenplay "
+                f"(reports are for {', '.join(sorted(SCREENPLAY_TYPES))})"
+            )
+        async with self._sessions() as session:
+            scenes = await store.list_sections(
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document.id,
+                version=document.version,
+                scenes_only=True,
+            )
+        if not scenes and document.status in (Status.QUEUED, Status.CHUNKING):
+            raise FailedPrecondition(f"document {document_id!r} is not parsed yet ({document.status.lower()})")
+        return scenes
+
+
+def _encode_section_token(version: int, ordinal: int) -> str:
+    raw = json.dumps({"v": version, "o": ordinal}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_section_token(token: str, *, version: int) -> int:
+    """The ordinal the next page starts after (-1 for the first page)."""
+    if not token:
+        return -1
+    try:
+        fields = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        token_version, ordinal = int(fields["v"]), int(fields["o"])
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("page_token is not one this service issued") from None
+    if token_version != version:
+        raise FailedPrecondition("the document has a new version since this page token; list its sections again")
+    return ordinal

@@ -10,31 +10,24 @@ that says what is wrong, before anything is stored.
 import codecs
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from parley.ingestion.html_text import html_document
 from parley.ingestion.pdf_text import pdf_sections
 from parley.ingestion.screenplay import TITLE_PAGE_START, fdx_sections, fountain_sections, is_scene_heading
 from parley.ingestion.sections import Section, markdown_sections, plain_sections
-from parley.kit.contracts import MARKDOWN, PLAIN_TEXT
+from parley.kit.contracts import (
+    DOCUMENT_TYPES,
+    FINAL_DRAFT,
+    FOUNTAIN,
+    HTML,
+    MARKDOWN,
+    PDF,
+    PLAIN_TEXT,
+    document_type_for,
+)
 from parley.kit.errors import InvalidInput
 
-HTML = "text/html"
-PDF = "application/pdf"
-FOUNTAIN = "text/x-fountain"
-FINAL_DRAFT = "application/x-fdx"
-
-# Each type read here and the file name endings that imply it (for kit.contracts.DOCUMENT_TYPES).
-FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
-    PLAIN_TEXT: (".txt", ".text"),
-    MARKDOWN: (".md", ".markdown"),
-    HTML: (".html", ".htm", ".xhtml"),
-    PDF: (".pdf",),
-    FOUNTAIN: (".fountain", ".spmd"),
-    FINAL_DRAFT: (".fdx",),
-}
-SCREENPLAY_FORMATS = frozenset({FOUNTAIN, FINAL_DRAFT})
-
+ACCEPTED = ", ".join(DOCUMENT_TYPES)
 _SNIFF_BYTES = 4096
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.S)
 _FINAL_DRAFT_ROOT = re.compile(rb"<FinalDraft[\s>]")
@@ -53,8 +46,8 @@ def detect_format(data: bytes, filename: str, declared: str | None = None) -> st
     """The document's type: the declared one if given (parameters such as charset ignored), else
     what the content shows, else what the name's ending implies, else plain text."""
     if declared and (kind := declared.split(";", 1)[0].strip().lower()):
-        if kind not in FORMAT_SUFFIXES:
-            raise InvalidInput(f"content type {kind!r} is not supported; use one of {', '.join(FORMAT_SUFFIXES)}")
+        if kind not in DOCUMENT_TYPES:
+            raise InvalidInput(f"content type {kind!r} is not supported; use one of {ACCEPTED}")
         return kind
     if not data.strip():
         raise InvalidInput("the document is empty")
@@ -67,9 +60,8 @@ def detect_format(data: bytes, filename: str, declared: str | None = None) -> st
         if _HTML_START.match(head):
             return HTML  # in whatever charset its <meta> declares
     if _looks_binary(head):
-        accepted = ", ".join(FORMAT_SUFFIXES)
-        raise InvalidInput(f"{filename or 'the document'} looks binary, not text; accepted types are {accepted}")
-    by_name = _format_for_name(filename)
+        raise InvalidInput(f"{filename or 'the document'} looks binary, not text; accepted types are {ACCEPTED}")
+    by_name = document_type_for(filename)
     text = head.decode("utf-8", errors="ignore")
     if by_name in (None, PLAIN_TEXT) and _looks_like_fountain(text):
         return FOUNTAIN  # screenplays are often saved as .txt
@@ -127,11 +119,6 @@ def _declared_charset(data: bytes) -> str | None:
         return codecs.lookup(name).name
     except LookupError:
         return None
-
-
-def _format_for_name(filename: str) -> str | None:
-    suffix = PurePosixPath(filename.strip().replace("\\", "/")).suffix.lower()
-    return next((kind for kind, endings in FORMAT_SUFFIXES.items() if suffix in endings), None)
 
 
 def _looks_binary(head: bytes) -> bool:

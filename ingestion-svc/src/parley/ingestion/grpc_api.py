@@ -1,28 +1,36 @@
 """IngestionService over gRPC: proto in, a domain call, proto out. GetArtifacts is not served yet."""
 
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from parley.ingestion.catalog import Collections
-from parley.ingestion.documents import Documents, UploadHeader, UploadPart
-from parley.ingestion.messages import to_proto
+from parley.ingestion.documents import Documents, UploadHeader, UploadPart, VersionHeader
+from parley.ingestion.messages import report_proto, to_proto
 from parley.ingestion.progress import Progress
 from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
 from parley.kit.rpc import Context
 from parley.v1 import ingestion_pb2, ingestion_pb2_grpc
 
+UploadRequest = TypeVar("UploadRequest", ingestion_pb2.IngestDocumentRequest, ingestion_pb2.UpdateDocumentRequest)
 
-async def _upload_parts(requests: AsyncIterator[ingestion_pb2.IngestDocumentRequest]) -> AsyncIterator[UploadPart]:
+
+async def _upload_parts(requests: AsyncIterator[UploadRequest]) -> AsyncIterator[UploadPart]:
     async for request in requests:
         part = request.WhichOneof("part")
         if part == "header":
             header = request.header
-            yield UploadHeader(
-                collection_id=header.collection_id,
-                title=header.title,
-                content_type=header.content_type,
-                filename=header.filename,
-            )
+            if isinstance(header, ingestion_pb2.DocumentHeader):
+                yield UploadHeader(
+                    collection_id=header.collection_id,
+                    title=header.title,
+                    content_type=header.content_type,
+                    filename=header.filename,
+                )
+            else:
+                yield VersionHeader(
+                    document_id=header.document_id, content_type=header.content_type, filename=header.filename
+                )
         elif part == "content":
             yield request.content
         else:
@@ -74,6 +82,14 @@ class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
         )
         return to_proto(ingestion_pb2.Document, document)
 
+    async def UpdateDocument(
+        self, request_iterator: AsyncIterator[ingestion_pb2.UpdateDocumentRequest], context: Context
+    ) -> ingestion_pb2.DocumentUpdate:
+        update = await self._documents.update(
+            tenant_id=caller(context).tenant_id, parts=_upload_parts(request_iterator)
+        )
+        return to_proto(ingestion_pb2.DocumentUpdate, update)
+
     async def GetDocument(self, request: ingestion_pb2.GetDocumentRequest, context: Context) -> ingestion_pb2.Document:
         document = await self._documents.get(tenant_id=caller(context).tenant_id, document_id=request.document_id)
         return to_proto(ingestion_pb2.Document, document)
@@ -116,3 +132,29 @@ class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
             tenant_id=caller(context).tenant_id, document_id=request.document_id, ordinal=request.ordinal
         )
         return to_proto(ingestion_pb2.Section, section)
+
+    async def ListSections(
+        self, request: ingestion_pb2.ListSectionsRequest, context: Context
+    ) -> ingestion_pb2.ListSectionsResponse:
+        page = await self._documents.sections(
+            tenant_id=caller(context).tenant_id,
+            document_id=request.document_id,
+            size=request.page.page_size,
+            page_token=request.page.page_token,
+        )
+        return ingestion_pb2.ListSectionsResponse(
+            sections=[to_proto(ingestion_pb2.Section, record) for record in page.sections],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetCharacters(
+        self, request: ingestion_pb2.GetCharactersRequest, context: Context
+    ) -> ingestion_pb2.CharactersReport:
+        rows = await self._documents.characters(tenant_id=caller(context).tenant_id, document_id=request.document_id)
+        return ingestion_pb2.CharactersReport(
+            characters=[report_proto(ingestion_pb2.CharacterReport, row) for row in rows]
+        )
+
+    async def GetPacing(self, request: ingestion_pb2.GetPacingRequest, context: Context) -> ingestion_pb2.PacingReport:
+        report = await self._documents.pacing(tenant_id=caller(context).tenant_id, document_id=request.document_id)
+        return report_proto(ingestion_pb2.PacingReport, report)

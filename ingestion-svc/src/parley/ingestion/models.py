@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Uuid,
     func,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from parley.kit.outbox import outbox_table
 
@@ -77,7 +79,7 @@ document_versions = Table(
     Column("document_id", Uuid, ForeignKey("ingestion.documents.id", ondelete="CASCADE"), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("tenant_id", Text, nullable=False),
-    Column("content", Text, nullable=False),
+    Column("content", LargeBinary, nullable=False),  # the bytes as uploaded
     Column("content_sha256", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -94,6 +96,7 @@ chunks = Table(
     Column("text", Text, nullable=False),
     Column("token_count", Integer, nullable=False),
     Column("content_hash", Text, nullable=False),
+    Column("section_ordinal", Integer, nullable=False, server_default="0"),
     ForeignKeyConstraint(
         ["document_id", "version"],
         ["ingestion.document_versions.document_id", "ingestion.document_versions.version"],
@@ -101,6 +104,33 @@ chunks = Table(
         name="chunks_version_fkey",
     ),
     UniqueConstraint("document_id", "version", "ordinal", name="chunks_document_version_ordinal_key"),
+)
+
+# A version's sections in order, written with its chunks; a screenplay's scenes carry their
+# counts (characters, dialogue, lines) in `scene`, from which its reports are computed.
+sections = Table(
+    "sections",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("document_id", Uuid, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("heading", Text, nullable=False),
+    Column("heading_path", ARRAY(Text), nullable=False),
+    Column("page", Integer, nullable=True),
+    Column("tokens", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("content_sha256", Text, nullable=False),
+    Column("scene", JSONB(none_as_null=True), nullable=True),
+    ForeignKeyConstraint(
+        ["document_id", "version"],
+        ["ingestion.document_versions.document_id", "ingestion.document_versions.version"],
+        ondelete="CASCADE",
+        name="sections_version_fkey",
+    ),
+    UniqueConstraint("document_id", "version", "ordinal", name="sections_document_version_ordinal_key"),
 )
 
 outbox = outbox_table(metadata)

@@ -1,6 +1,6 @@
 """The pipeline that makes a stored version searchable, one committed step at a time:
 
-    QUEUED ──IngestJob──▶ CHUNKING ──chunks + ChunksUpserted──▶ INDEXING ──ChunksIndexed──▶ READY
+    QUEUED ──IngestJob──▶ CHUNKING ──sections + chunks + ChunksUpserted──▶ INDEXING ──ChunksIndexed──▶ READY
                               └────────── nothing to index, or too large for one event ──▶ FAILED
 
 Each step is one transaction under the document's row lock; an event it announces to another
@@ -11,17 +11,19 @@ already done, finishes without doing anything.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from parley.ingestion import store
-from parley.ingestion.chunking import Chunk, chunk_text
 from parley.ingestion.config import Settings
+from parley.ingestion.formats import parse_document
 from parley.ingestion.ids import chunk_id
 from parley.ingestion.messages import to_proto
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
-from parley.kit.contracts import CHUNKS_UPSERTED, MARKDOWN, chunks_msg_id
+from parley.ingestion.sections import Section, SectionChunk, SectionKey, chunk_sections
+from parley.kit.contracts import CHUNKS_UPSERTED, chunks_msg_id
 from parley.kit.db import Sessions
+from parley.kit.errors import InvalidInput
 from parley.kit.ids import as_uuid
 from parley.kit.outbox import enqueue
 from parley.v1 import events_pb2
@@ -57,6 +59,9 @@ class Pipeline:
             content = await store.get_version_content(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
             )
+            previous = await store.chunked_pieces(
+                session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
+            )
             started = document.status == Status.QUEUED
             if started:
                 document = await store.set_status(
@@ -65,19 +70,24 @@ class Pipeline:
         if started and document is not None:
             await self._progress.publish(document)
 
-        pieces: list[Chunk] = []
+        sections: list[Section] = []
+        pieces: list[SectionChunk] = []
         error = ""
-        if content is None:
+        if content is None or document is None:
             error = "the document's content is missing"
         else:
             try:
-                # Tokenizing megabytes blocks for a while; keep the loop free for other consumers and RPCs.
-                pieces = await asyncio.to_thread(
-                    chunk_text,
+                # Parsing and tokenizing megabytes blocks for a while; keep the loop free for other
+                # consumers and RPCs.
+                sections, pieces = await asyncio.to_thread(
+                    self._split,
                     content,
-                    markdown=document is not None and document.content_type == MARKDOWN,
-                    max_tokens=self._settings.chunk_max_tokens,
+                    filename=document.filename,
+                    content_type=document.content_type,
+                    previous=previous,
                 )
+            except InvalidInput as refused:
+                error = str(refused)
             except Exception:
                 log.exception("chunking failed", extra={"fields": {"document_id": document_id}})
                 error = "the document could not be split into chunks"
@@ -97,7 +107,7 @@ class Pipeline:
                 version=version,
                 document_title=document.title,
                 chunks=[
-                    to_proto(events_pb2.ChunkRecord, piece, chunk_id=str(chunk_id(document.id, version, piece.ordinal)))
+                    to_proto(events_pb2.ChunkRecord, piece, chunk_id=str(chunk_id(document.id, piece.key)))
                     for piece in pieces
                 ],
             )
@@ -111,8 +121,13 @@ class Pipeline:
                     session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.FAILED, error=error
                 )
             else:
-                await store.replace_chunks(
-                    session=session, tenant_id=tenant_id, document_id=document_uuid, version=version, new_chunks=pieces
+                await store.replace_sections_and_chunks(
+                    session=session,
+                    tenant_id=tenant_id,
+                    document_id=document_uuid,
+                    version=version,
+                    new_sections=sections,
+                    new_chunks=pieces,
                 )
                 document = await store.set_status(
                     session=session,
@@ -133,6 +148,15 @@ class Pipeline:
             self._notify_outbox()
         if document is not None:
             await self._progress.publish(document)
+
+    def _split(
+        self, content: bytes, *, filename: str, content_type: str, previous: Mapping[SectionKey, Sequence[str]]
+    ) -> tuple[list[Section], list[SectionChunk]]:
+        """The stored bytes read as the type the upload settled on, and their chunks; a section the
+        previous chunked version has too keeps its pieces (only changed sections are split)."""
+        parsed = parse_document(content, filename=filename, declared=content_type)
+        chunks = chunk_sections(parsed.sections, max_tokens=self._settings.chunk_max_tokens, previous=previous)
+        return parsed.sections, chunks
 
     async def mark_indexed(self, *, tenant_id: str, document_id: str, version: int) -> None:
         """INDEXING → READY, once retrieval says the version is searchable."""

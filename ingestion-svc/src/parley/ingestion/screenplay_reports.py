@@ -8,11 +8,13 @@ scene's printed lines over 55, in eighths, at least one (how a stripboard counts
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Protocol
 
 from parley.ingestion.screenplay import LINES_PER_PAGE
-from parley.ingestion.sections import Scene, Section
+from parley.ingestion.sections import Scene
 
 _DAY_WORDS = frozenset({"DAY", "MORNING", "AFTERNOON", "NOON", "DAWN", "SUNRISE", "DAYTIME"})
 _NIGHT_WORDS = frozenset({"NIGHT", "EVENING", "DUSK", "SUNSET", "MIDNIGHT", "NIGHTTIME"})
@@ -58,11 +60,18 @@ class PacingReport:
     per_act: list[ActPacing]
 
 
-def scenes_of(sections: list[Section]) -> list[Scene]:
+class HasScene(Protocol):
+    """A section as parsed or as stored: the reports need only its scene."""
+
+    @property
+    def scene(self) -> Scene | None: ...
+
+
+def scenes_of(sections: Sequence[HasScene]) -> list[Scene]:
     return [section.scene for section in sections if section.scene is not None]
 
 
-def characters_report(sections: list[Section]) -> list[CharacterReport]:
+def characters_report(sections: Sequence[HasScene]) -> list[CharacterReport]:
     """One row per speaking character, most scenes first (then most words, then name)."""
     scenes = scenes_of(sections)
     appearances: dict[str, list[int]] = {}
@@ -113,7 +122,7 @@ def day_or_night(time_of_day: str) -> str:
     return "other"
 
 
-def pacing_report(sections: list[Section]) -> PacingReport:
+def pacing_report(sections: Sequence[HasScene]) -> PacingReport:
     scenes = scenes_of(sections)
     per_act: dict[str, list[Scene]] = {}
     for scene in scenes:

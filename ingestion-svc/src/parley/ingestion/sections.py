@@ -2,20 +2,27 @@
 screenplay) its scene; and those sections cut into token-sized chunks that keep their metadata.
 
 A section's `content_sha256` is the hash of its normalised text, so a new version of a document
-re-chunks only the sections whose hash changed. Every parser (Markdown, HTML, PDF, Fountain, FDX)
-builds its sections with `new_section`, so the normalisation is the same for all of them.
+re-chunks only the sections whose hash changed, and a chunk's key — (section hash, which
+occurrence of that hash, piece) — stays the same while its section does, so its id does too.
+Every parser (Markdown, HTML, PDF, Fountain, FDX) builds its sections with `new_section`, so
+the normalisation is the same for all of them.
 """
 
 import hashlib
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from parley.ingestion.chunking import HEADING_SEPARATOR, _headings_and_lines, chunk_text
+from parley.ingestion.chunking import HEADING_SEPARATOR, headings_and_lines, split_text
 from parley.kit.tokens import count_tokens
 
 SectionKind = Literal["heading", "page", "scene", "title_page", "text"]
+# A section's text hash and which occurrence of it (from 0, in document order) it is: what finds
+# the same section in another version, even when a document repeats a section word for word.
+SectionKey = tuple[str, int]
 
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _BLANK_RUN = re.compile(r"\n{3,}")
@@ -75,6 +82,7 @@ class SectionChunk:
     text: str
     token_count: int
     content_hash: str
+    key: str  # section hash, occurrence and piece: the same for the same piece of an unchanged section
 
 
 def normalise_text(text: str) -> str:
@@ -134,7 +142,7 @@ def markdown_sections(text: str) -> list[Section]:
             sections.append(section)
         body.clear()
 
-    for heading, line in _headings_and_lines(lines):
+    for heading, line in headings_and_lines(lines):
         if heading is None:
             body.append(line)
             continue
@@ -151,20 +159,77 @@ def markdown_sections(text: str) -> list[Section]:
     return sections
 
 
-def chunk_sections(sections: list[Section], *, max_tokens: int) -> list[SectionChunk]:
+def section_keys(hashes: Iterable[str]) -> list[SectionKey]:
+    seen: Counter[str] = Counter()
+    keys: list[SectionKey] = []
+    for sha256 in hashes:
+        keys.append((sha256, seen[sha256]))
+        seen[sha256] += 1
+    return keys
+
+
+def chunk_sections(
+    sections: list[Section], *, max_tokens: int, previous: Mapping[SectionKey, Sequence[str]] | None = None
+) -> list[SectionChunk]:
     """Each section's paragraphs packed into chunks of at most `max_tokens`; a chunk never spans
-    two sections, so each keeps its section's heading path, page and scene, in order."""
+    two sections, so each keeps its section's heading path, page and scene, in order. A section
+    found in `previous` (another version's pieces by section key) keeps those pieces unsplit."""
     chunks: list[SectionChunk] = []
-    for section in sections:
-        for piece in chunk_text(section.text, markdown=False, max_tokens=max_tokens):
+    keys = section_keys(section.content_sha256 for section in sections)
+    for section, key in zip(sections, keys, strict=True):
+        pieces = (previous or {}).get(key)
+        if pieces is None:
+            pieces = split_text(section.text, max_tokens=max_tokens)
+        for index, piece in enumerate(pieces):
             chunks.append(
                 SectionChunk(
                     ordinal=len(chunks),
                     section_ordinal=section.ordinal,
                     heading=section.heading_label,
-                    text=piece.text,
-                    token_count=piece.token_count,
-                    content_hash=piece.content_hash,
+                    text=piece,
+                    token_count=count_tokens(piece),
+                    content_hash=hashlib.sha256(piece.encode()).hexdigest(),
+                    key=f"{key[0]}:{key[1]}:{index}",
                 )
             )
     return chunks
+
+
+@dataclass(frozen=True, slots=True)
+class SectionChanges:
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+
+
+def compare_sections(
+    old: Sequence[tuple[tuple[str, ...], str]], new: Sequence[tuple[tuple[str, ...], str]]
+) -> SectionChanges:
+    """Sections given as (heading path, text hash). The same text anywhere is unchanged; what is
+    left pairs up by heading path as changed; the rest of the new is added, of the old removed."""
+    left_old = Counter(sha256 for _, sha256 in old)
+    unchanged = 0
+    unmatched_new: list[tuple[str, ...]] = []
+    for path, sha256 in new:
+        if left_old[sha256] > 0:
+            left_old[sha256] -= 1
+            unchanged += 1
+        else:
+            unmatched_new.append(path)
+    old_paths: Counter[tuple[str, ...]] = Counter()
+    for path, sha256 in old:
+        if left_old[sha256] > 0:
+            left_old[sha256] -= 1
+            old_paths[path] += 1
+    changed = 0
+    for path in unmatched_new:
+        if old_paths[path] > 0:
+            old_paths[path] -= 1
+            changed += 1
+    return SectionChanges(
+        added=len(unmatched_new) - changed,
+        changed=changed,
+        removed=sum(old_paths.values()),
+        unchanged=unchanged,
+    )

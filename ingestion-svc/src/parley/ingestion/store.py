@@ -2,16 +2,17 @@
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import RowMapping, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.ingestion.chunking import Chunk
-from parley.ingestion.ids import chunk_id
-from parley.ingestion.models import Status, chunks, collections, document_versions, documents
+from parley.ingestion.ids import chunk_id, section_id
+from parley.ingestion.models import Status, chunks, collections, document_versions, documents, sections
+from parley.ingestion.sections import DialogueBlock, Scene, Section, SectionChunk, SectionKey, section_keys
 from parley.kit.paging import Cursor
 
 
@@ -45,11 +46,36 @@ class DocumentRecord:
 
 @dataclass(frozen=True, slots=True)
 class SectionRecord:
+    id: uuid.UUID
     document_id: uuid.UUID
     ordinal: int
+    kind: str
     heading: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    tokens: int
     text: str
-    content_hash: str
+    content_sha256: str
+    scene: Scene | None
+
+
+def _scene(value: dict[str, Any] | None) -> Scene | None:
+    """A scene as `asdict` stored it in JSONB: lists back to tuples, speeches back to records."""
+    if value is None:
+        return None
+    return Scene(
+        **value
+        | {
+            "characters": tuple(value["characters"]),
+            "dialogue_blocks": tuple(DialogueBlock(**block) for block in value["dialogue_blocks"]),
+            "act_path": tuple(value["act_path"]),
+        }
+    )
+
+
+def _section(row: RowMapping) -> SectionRecord:
+    values = {field.name: row[field.name] for field in fields(SectionRecord)}
+    return SectionRecord(**values | {"heading_path": tuple(row["heading_path"]), "scene": _scene(row["scene"])})
 
 
 def _document(row: RowMapping) -> DocumentRecord:
@@ -162,7 +188,7 @@ async def insert_document(
     content_type: str,
     filename: str,
     status: Status,
-    content: str,
+    content: bytes,
     size_bytes: int,
     content_sha256: str,
 ) -> DocumentRecord | None:
@@ -238,7 +264,7 @@ async def delete_document(*, session: AsyncSession, tenant_id: str, document_id:
 
 async def get_version_content(
     *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int
-) -> str | None:
+) -> bytes | None:
     return await session.scalar(
         select(document_versions.c.content).where(
             document_versions.c.tenant_id == tenant_id,
@@ -278,25 +304,56 @@ async def set_status(
     return None if row is None else _document(row)
 
 
-async def replace_chunks(
-    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int, new_chunks: Sequence[Chunk]
+async def replace_sections_and_chunks(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document_id: uuid.UUID,
+    version: int,
+    new_sections: Sequence[Section],
+    new_chunks: Sequence[SectionChunk],
 ) -> None:
-    """The version's chunk set becomes exactly `new_chunks`; running it twice changes nothing."""
+    """The version's sections and chunks become exactly these; running it twice changes nothing.
+    Older versions' chunks go: a chunk of an unchanged section has the same id in every version."""
+    await session.execute(delete(chunks).where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id))
     await session.execute(
-        delete(chunks).where(
-            chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id, chunks.c.version == version
+        delete(sections).where(
+            sections.c.tenant_id == tenant_id, sections.c.document_id == document_id, sections.c.version == version
         )
     )
+    if new_sections:
+        await session.execute(
+            insert(sections),
+            [
+                {
+                    "id": section_id(document_id, version, section.ordinal),
+                    "tenant_id": tenant_id,
+                    "document_id": document_id,
+                    "version": version,
+                    "ordinal": section.ordinal,
+                    "kind": section.kind,
+                    "heading": section.heading,
+                    "heading_path": list(section.heading_path),
+                    "page": section.page,
+                    "tokens": section.tokens,
+                    "text": section.text,
+                    "content_sha256": section.content_sha256,
+                    "scene": None if section.scene is None else asdict(section.scene),
+                }
+                for section in new_sections
+            ],
+        )
     if new_chunks:
         await session.execute(
             insert(chunks),
             [
                 {
-                    "chunk_id": chunk_id(document_id, version, chunk.ordinal),
+                    "chunk_id": chunk_id(document_id, chunk.key),
                     "tenant_id": tenant_id,
                     "document_id": document_id,
                     "version": version,
                     "ordinal": chunk.ordinal,
+                    "section_ordinal": chunk.section_ordinal,
                     "heading": chunk.heading,
                     "text": chunk.text,
                     "token_count": chunk.token_count,
@@ -311,15 +368,130 @@ async def get_section(
     *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int, ordinal: int
 ) -> SectionRecord | None:
     row = (
-        await session.execute(
-            select(
-                chunks.c.document_id, chunks.c.ordinal, chunks.c.heading, chunks.c.text, chunks.c.content_hash
-            ).where(
-                chunks.c.tenant_id == tenant_id,
-                chunks.c.document_id == document_id,
-                chunks.c.version == version,
-                chunks.c.ordinal == ordinal,
+        (
+            await session.execute(
+                select(sections).where(
+                    sections.c.tenant_id == tenant_id,
+                    sections.c.document_id == document_id,
+                    sections.c.version == version,
+                    sections.c.ordinal == ordinal,
+                )
             )
         )
-    ).one_or_none()
-    return None if row is None else SectionRecord(**row._asdict())
+        .mappings()
+        .one_or_none()
+    )
+    return None if row is None else _section(row)
+
+
+async def list_sections(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document_id: uuid.UUID,
+    version: int,
+    after_ordinal: int = -1,
+    limit: int | None = None,
+    scenes_only: bool = False,
+) -> list[SectionRecord]:
+    """The version's sections in order, from the one after `after_ordinal`."""
+    query = select(sections).where(
+        sections.c.tenant_id == tenant_id,
+        sections.c.document_id == document_id,
+        sections.c.version == version,
+        sections.c.ordinal > after_ordinal,
+    )
+    if scenes_only:
+        query = query.where(sections.c.scene.is_not(None))
+    rows = await session.execute(query.order_by(sections.c.ordinal).limit(limit))
+    return [_section(row) for row in rows.mappings()]
+
+
+async def chunked_pieces(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, version: int
+) -> dict[SectionKey, list[str]]:
+    """The chunk texts of the document's chunked version other than `version`, by section key."""
+    held = (
+        await session.execute(
+            select(chunks.c.version, chunks.c.section_ordinal, chunks.c.text)
+            .where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id, chunks.c.version != version)
+            .order_by(chunks.c.version.desc(), chunks.c.ordinal)
+        )
+    ).all()
+    if not held:
+        return {}
+    chunked_version = held[0].version
+    hashes = (
+        await session.execute(
+            select(sections.c.ordinal, sections.c.content_sha256)
+            .where(
+                sections.c.tenant_id == tenant_id,
+                sections.c.document_id == document_id,
+                sections.c.version == chunked_version,
+            )
+            .order_by(sections.c.ordinal)
+        )
+    ).all()
+    key_of = dict(zip((row.ordinal for row in hashes), section_keys(row.content_sha256 for row in hashes), strict=True))
+    pieces: dict[SectionKey, list[str]] = {}
+    for row in held:
+        if row.version == chunked_version and row.section_ordinal in key_of:
+            pieces.setdefault(key_of[row.section_ordinal], []).append(row.text)
+    return pieces
+
+
+async def latest_sections(*, session: AsyncSession, tenant_id: str, document_id: uuid.UUID) -> list[SectionRecord]:
+    """The sections of the document's newest version that has any (a version still queued has none)."""
+    newest = await session.scalar(
+        select(func.max(sections.c.version)).where(
+            sections.c.tenant_id == tenant_id, sections.c.document_id == document_id
+        )
+    )
+    if newest is None:
+        return []
+    return await list_sections(session=session, tenant_id=tenant_id, document_id=document_id, version=newest)
+
+
+async def add_version(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document: DocumentRecord,
+    content: bytes,
+    content_sha256: str,
+    content_type: str,
+    filename: str,
+) -> DocumentRecord:
+    """The next version of a document (locked by the caller), QUEUED; the id stays."""
+    version = document.version + 1
+    await session.execute(
+        insert(document_versions).values(
+            document_id=document.id,
+            version=version,
+            tenant_id=tenant_id,
+            content=content,
+            content_sha256=content_sha256,
+        )
+    )
+    row = (
+        (
+            await session.execute(
+                update(documents)
+                .where(documents.c.tenant_id == tenant_id, documents.c.id == document.id)
+                .values(
+                    version=version,
+                    status=Status.QUEUED,
+                    content_type=content_type,
+                    filename=filename,
+                    size_bytes=len(content),
+                    content_sha256=content_sha256,
+                    error="",
+                    updated_at=func.now(),
+                )
+                .returning(*documents.c)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return _document(row)

@@ -99,11 +99,21 @@ MAX_PAGE_TOKEN_CHARS = 512
 
 PLAIN_TEXT = "text/plain"
 MARKDOWN = "text/markdown"
-# Each accepted type and the file name endings that imply it when a caller declares none.
+HTML = "text/html"
+PDF = "application/pdf"
+FOUNTAIN = "text/x-fountain"
+FINAL_DRAFT = "application/x-fdx"
+# Each accepted type and the file name endings that imply it when neither the caller's declared
+# type nor the content settles it.
 DOCUMENT_TYPES: dict[str, tuple[str, ...]] = {
     PLAIN_TEXT: (".txt", ".text"),
     MARKDOWN: (".md", ".markdown"),
+    HTML: (".html", ".htm", ".xhtml"),
+    PDF: (".pdf",),
+    FOUNTAIN: (".fountain", ".spmd"),
+    FINAL_DRAFT: (".fdx",),
 }
+SCREENPLAY_TYPES = frozenset({FOUNTAIN, FINAL_DRAFT})
 
 
 def document_type_for(filename: str) -> str | None:

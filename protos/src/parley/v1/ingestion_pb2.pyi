@@ -128,6 +128,46 @@ class IngestDocumentRequest(_message.Message):
     content: bytes
     def __init__(self, header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., content: _Optional[bytes] = ...) -> None: ...
 
+class VersionHeader(_message.Message):
+    __slots__ = ("document_id", "content_type", "filename")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    content_type: str
+    filename: str
+    def __init__(self, document_id: _Optional[str] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class UpdateDocumentRequest(_message.Message):
+    __slots__ = ("header", "content")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    header: VersionHeader
+    content: bytes
+    def __init__(self, header: _Optional[_Union[VersionHeader, _Mapping]] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class SectionChanges(_message.Message):
+    __slots__ = ("added", "changed", "removed", "unchanged")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    def __init__(self, added: _Optional[int] = ..., changed: _Optional[int] = ..., removed: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...
+
+class DocumentUpdate(_message.Message):
+    __slots__ = ("document", "outcome", "sections")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    document: Document
+    outcome: str
+    sections: SectionChanges
+    def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., outcome: _Optional[str] = ..., sections: _Optional[_Union[SectionChanges, _Mapping]] = ...) -> None: ...
+
 class GetDocumentRequest(_message.Message):
     __slots__ = ("document_id",)
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -207,18 +247,170 @@ class GetSectionRequest(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., ordinal: _Optional[int] = ...) -> None: ...
 
 class Section(_message.Message):
-    __slots__ = ("document_id", "ordinal", "heading", "text", "content_hash")
+    __slots__ = ("document_id", "ordinal", "heading", "text", "content_sha256", "id", "kind", "heading_path", "page", "tokens", "scene")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ORDINAL_FIELD_NUMBER: _ClassVar[int]
     HEADING_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
-    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    HEADING_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SCENE_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     ordinal: int
     heading: str
     text: str
-    content_hash: str
-    def __init__(self, document_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
+    content_sha256: str
+    id: str
+    kind: str
+    heading_path: _containers.RepeatedScalarFieldContainer[str]
+    page: int
+    tokens: int
+    scene: Scene
+    def __init__(self, document_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., content_sha256: _Optional[str] = ..., id: _Optional[str] = ..., kind: _Optional[str] = ..., heading_path: _Optional[_Iterable[str]] = ..., page: _Optional[int] = ..., tokens: _Optional[int] = ..., scene: _Optional[_Union[Scene, _Mapping]] = ...) -> None: ...
+
+class Scene(_message.Message):
+    __slots__ = ("number", "heading", "int_ext", "location", "time_of_day", "characters", "dialogue_lines", "action_lines", "lines", "start_page", "act_path", "forced")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    HEADING_FIELD_NUMBER: _ClassVar[int]
+    INT_EXT_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    TIME_OF_DAY_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    DIALOGUE_LINES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_LINES_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    START_PAGE_FIELD_NUMBER: _ClassVar[int]
+    ACT_PATH_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    number: str
+    heading: str
+    int_ext: str
+    location: str
+    time_of_day: str
+    characters: _containers.RepeatedScalarFieldContainer[str]
+    dialogue_lines: int
+    action_lines: int
+    lines: int
+    start_page: int
+    act_path: _containers.RepeatedScalarFieldContainer[str]
+    forced: bool
+    def __init__(self, number: _Optional[str] = ..., heading: _Optional[str] = ..., int_ext: _Optional[str] = ..., location: _Optional[str] = ..., time_of_day: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., dialogue_lines: _Optional[int] = ..., action_lines: _Optional[int] = ..., lines: _Optional[int] = ..., start_page: _Optional[int] = ..., act_path: _Optional[_Iterable[str]] = ..., forced: _Optional[bool] = ...) -> None: ...
+
+class ListSectionsRequest(_message.Message):
+    __slots__ = ("document_id", "page")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    page: _common_pb2.PageRequest
+    def __init__(self, document_id: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class ListSectionsResponse(_message.Message):
+    __slots__ = ("sections", "next_page_token")
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sections: _containers.RepeatedCompositeFieldContainer[Section]
+    next_page_token: str
+    def __init__(self, sections: _Optional[_Iterable[_Union[Section, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetCharactersRequest(_message.Message):
+    __slots__ = ("document_id",)
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+
+class CharacterReport(_message.Message):
+    __slots__ = ("name", "scenes", "dialogue_blocks", "words", "first_scene", "last_scene", "longest_absence", "most_shared_with", "shared_scenes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    DIALOGUE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SCENE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SCENE_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_ABSENCE_FIELD_NUMBER: _ClassVar[int]
+    MOST_SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SCENES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scenes: int
+    dialogue_blocks: int
+    words: int
+    first_scene: str
+    last_scene: str
+    longest_absence: int
+    most_shared_with: str
+    shared_scenes: int
+    def __init__(self, name: _Optional[str] = ..., scenes: _Optional[int] = ..., dialogue_blocks: _Optional[int] = ..., words: _Optional[int] = ..., first_scene: _Optional[str] = ..., last_scene: _Optional[str] = ..., longest_absence: _Optional[int] = ..., most_shared_with: _Optional[str] = ..., shared_scenes: _Optional[int] = ...) -> None: ...
+
+class CharactersReport(_message.Message):
+    __slots__ = ("characters",)
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    characters: _containers.RepeatedCompositeFieldContainer[CharacterReport]
+    def __init__(self, characters: _Optional[_Iterable[_Union[CharacterReport, _Mapping]]] = ...) -> None: ...
+
+class GetPacingRequest(_message.Message):
+    __slots__ = ("document_id",)
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+
+class ScenePacing(_message.Message):
+    __slots__ = ("number", "heading", "lines", "eighths", "dialogue_share")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    HEADING_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    EIGHTHS_FIELD_NUMBER: _ClassVar[int]
+    DIALOGUE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    number: str
+    heading: str
+    lines: int
+    eighths: int
+    dialogue_share: float
+    def __init__(self, number: _Optional[str] = ..., heading: _Optional[str] = ..., lines: _Optional[int] = ..., eighths: _Optional[int] = ..., dialogue_share: _Optional[float] = ...) -> None: ...
+
+class ActPacing(_message.Message):
+    __slots__ = ("act", "scenes", "pages")
+    ACT_FIELD_NUMBER: _ClassVar[int]
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    act: str
+    scenes: int
+    pages: float
+    def __init__(self, act: _Optional[str] = ..., scenes: _Optional[int] = ..., pages: _Optional[float] = ...) -> None: ...
+
+class PacingReport(_message.Message):
+    __slots__ = ("pages", "scenes", "dialogue_share", "day_night", "int_ext", "per_scene", "per_act")
+    class DayNightEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class IntExtEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    SCENES_FIELD_NUMBER: _ClassVar[int]
+    DIALOGUE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DAY_NIGHT_FIELD_NUMBER: _ClassVar[int]
+    INT_EXT_FIELD_NUMBER: _ClassVar[int]
+    PER_SCENE_FIELD_NUMBER: _ClassVar[int]
+    PER_ACT_FIELD_NUMBER: _ClassVar[int]
+    pages: int
+    scenes: int
+    dialogue_share: float
+    day_night: _containers.ScalarMap[str, int]
+    int_ext: _containers.ScalarMap[str, int]
+    per_scene: _containers.RepeatedCompositeFieldContainer[ScenePacing]
+    per_act: _containers.RepeatedCompositeFieldContainer[ActPacing]
+    def __init__(self, pages: _Optional[int] = ..., scenes: _Optional[int] = ..., dialogue_share: _Optional[float] = ..., day_night: _Optional[_Mapping[str, int]] = ..., int_ext: _Optional[_Mapping[str, int]] = ..., per_scene: _Optional[_Iterable[_Union[ScenePacing, _Mapping]]] = ..., per_act: _Optional[_Iterable[_Union[ActPacing, _Mapping]]] = ...) -> None: ...
 
 class DocumentProgress(_message.Message):
     __slots__ = ("tenant_id", "document_id", "collection_id", "status", "chunk_count", "error", "at", "version")

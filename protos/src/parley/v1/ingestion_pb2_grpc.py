@@ -61,6 +61,11 @@ class IngestionServiceStub:
                 request_serializer=parley_dot_v1_dot_ingestion__pb2.IngestDocumentRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_ingestion__pb2.Document.FromString,
                 _registered_method=True)
+        self.UpdateDocument = channel.stream_unary(
+                '/parley.v1.IngestionService/UpdateDocument',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.UpdateDocumentRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.DocumentUpdate.FromString,
+                _registered_method=True)
         self.GetDocument = channel.unary_unary(
                 '/parley.v1.IngestionService/GetDocument',
                 request_serializer=parley_dot_v1_dot_ingestion__pb2.GetDocumentRequest.SerializeToString,
@@ -90,6 +95,21 @@ class IngestionServiceStub:
                 '/parley.v1.IngestionService/GetSection',
                 request_serializer=parley_dot_v1_dot_ingestion__pb2.GetSectionRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_ingestion__pb2.Section.FromString,
+                _registered_method=True)
+        self.ListSections = channel.unary_unary(
+                '/parley.v1.IngestionService/ListSections',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.ListSectionsRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.ListSectionsResponse.FromString,
+                _registered_method=True)
+        self.GetCharacters = channel.unary_unary(
+                '/parley.v1.IngestionService/GetCharacters',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.GetCharactersRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.CharactersReport.FromString,
+                _registered_method=True)
+        self.GetPacing = channel.unary_unary(
+                '/parley.v1.IngestionService/GetPacing',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.GetPacingRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.PacingReport.FromString,
                 _registered_method=True)
 
 
@@ -124,6 +144,14 @@ class IngestionServiceServicer:
 
     def IngestDocument(self, request_iterator, context):
         """The first message carries the header, every following one a piece of the content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDocument(self, request_iterator, context):
+        """A new version of a document, keeping its id: the first message carries the header, every
+        following one a piece of the content. The same bytes as the current version make no version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +193,27 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSections(self, request, context):
+        """The current version's sections in order (for a screenplay, its title page and scenes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCharacters(self, request, context):
+        """Reports on a screenplay, counted from its stored scenes. FAILED_PRECONDITION for any other
+        document, or one not parsed yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPacing(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +241,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.IngestDocument,
                     request_deserializer=parley_dot_v1_dot_ingestion__pb2.IngestDocumentRequest.FromString,
                     response_serializer=parley_dot_v1_dot_ingestion__pb2.Document.SerializeToString,
+            ),
+            'UpdateDocument': grpc.stream_unary_rpc_method_handler(
+                    servicer.UpdateDocument,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.UpdateDocumentRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.DocumentUpdate.SerializeToString,
             ),
             'GetDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDocument,
@@ -222,6 +276,21 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.GetSection,
                     request_deserializer=parley_dot_v1_dot_ingestion__pb2.GetSectionRequest.FromString,
                     response_serializer=parley_dot_v1_dot_ingestion__pb2.Section.SerializeToString,
+            ),
+            'ListSections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSections,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.ListSectionsRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.ListSectionsResponse.SerializeToString,
+            ),
+            'GetCharacters': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCharacters,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.GetCharactersRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.CharactersReport.SerializeToString,
+            ),
+            'GetPacing': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPacing,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.GetPacingRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.PacingReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +430,33 @@ class IngestionService:
             '/parley.v1.IngestionService/IngestDocument',
             parley_dot_v1_dot_ingestion__pb2.IngestDocumentRequest.SerializeToString,
             parley_dot_v1_dot_ingestion__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDocument(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/parley.v1.IngestionService/UpdateDocument',
+            parley_dot_v1_dot_ingestion__pb2.UpdateDocumentRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.DocumentUpdate.FromString,
             options,
             channel_credentials,
             insecure,
@@ -523,6 +619,87 @@ class IngestionService:
             '/parley.v1.IngestionService/GetSection',
             parley_dot_v1_dot_ingestion__pb2.GetSectionRequest.SerializeToString,
             parley_dot_v1_dot_ingestion__pb2.Section.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.IngestionService/ListSections',
+            parley_dot_v1_dot_ingestion__pb2.ListSectionsRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.ListSectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCharacters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.IngestionService/GetCharacters',
+            parley_dot_v1_dot_ingestion__pb2.GetCharactersRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.CharactersReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPacing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.IngestionService/GetPacing',
+            parley_dot_v1_dot_ingestion__pb2.GetPacingRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.PacingReport.FromString,
             options,
             channel_credentials,
             insecure,

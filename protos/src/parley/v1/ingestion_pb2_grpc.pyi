@@ -41,12 +41,23 @@ class IngestionServiceStub:
     DeleteCollection: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteCollectionRequest, _ingestion_pb2.DeleteCollectionResponse]
     IngestDocument: _grpc.StreamUnaryMultiCallable[_ingestion_pb2.IngestDocumentRequest, _ingestion_pb2.Document]
     """The first message carries the header, every following one a piece of the content."""
+    UpdateDocument: _grpc.StreamUnaryMultiCallable[_ingestion_pb2.UpdateDocumentRequest, _ingestion_pb2.DocumentUpdate]
+    """A new version of a document, keeping its id: the first message carries the header, every
+    following one a piece of the content. The same bytes as the current version make no version.
+    """
     GetDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentRequest, _ingestion_pb2.Document]
     ListDocuments: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]
     DeleteDocument: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteDocumentRequest, _ingestion_pb2.DeleteDocumentResponse]
     WatchDocument: _grpc.UnaryStreamMultiCallable[_ingestion_pb2.WatchDocumentRequest, _ingestion_pb2.DocumentProgress]
     GetArtifacts: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetArtifactsRequest, _ingestion_pb2.GetArtifactsResponse]
     GetSection: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetSectionRequest, _ingestion_pb2.Section]
+    ListSections: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ListSectionsRequest, _ingestion_pb2.ListSectionsResponse]
+    """The current version's sections in order (for a screenplay, its title page and scenes)."""
+    GetCharacters: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetCharactersRequest, _ingestion_pb2.CharactersReport]
+    """Reports on a screenplay, counted from its stored scenes. FAILED_PRECONDITION for any other
+    document, or one not parsed yet.
+    """
+    GetPacing: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetPacingRequest, _ingestion_pb2.PacingReport]
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -61,12 +72,23 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     DeleteCollection: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteCollectionRequest, _ingestion_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
     IngestDocument: _aio.StreamUnaryMultiCallable[_ingestion_pb2.IngestDocumentRequest, _ingestion_pb2.Document]  # type: ignore[assignment]
     """The first message carries the header, every following one a piece of the content."""
+    UpdateDocument: _aio.StreamUnaryMultiCallable[_ingestion_pb2.UpdateDocumentRequest, _ingestion_pb2.DocumentUpdate]  # type: ignore[assignment]
+    """A new version of a document, keeping its id: the first message carries the header, every
+    following one a piece of the content. The same bytes as the current version make no version.
+    """
     GetDocument: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetDocumentRequest, _ingestion_pb2.Document]  # type: ignore[assignment]
     ListDocuments: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ListDocumentsRequest, _ingestion_pb2.ListDocumentsResponse]  # type: ignore[assignment]
     DeleteDocument: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.DeleteDocumentRequest, _ingestion_pb2.DeleteDocumentResponse]  # type: ignore[assignment]
     WatchDocument: _aio.UnaryStreamMultiCallable[_ingestion_pb2.WatchDocumentRequest, _ingestion_pb2.DocumentProgress]  # type: ignore[assignment]
     GetArtifacts: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetArtifactsRequest, _ingestion_pb2.GetArtifactsResponse]  # type: ignore[assignment]
     GetSection: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetSectionRequest, _ingestion_pb2.Section]  # type: ignore[assignment]
+    ListSections: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ListSectionsRequest, _ingestion_pb2.ListSectionsResponse]  # type: ignore[assignment]
+    """The current version's sections in order (for a screenplay, its title page and scenes)."""
+    GetCharacters: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetCharactersRequest, _ingestion_pb2.CharactersReport]  # type: ignore[assignment]
+    """Reports on a screenplay, counted from its stored scenes. FAILED_PRECONDITION for any other
+    document, or one not parsed yet.
+    """
+    GetPacing: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetPacingRequest, _ingestion_pb2.PacingReport]  # type: ignore[assignment]
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Collections, documents and their versions, sections/chunks and artifacts.
@@ -110,6 +132,16 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         """The first message carries the header, every following one a piece of the content."""
 
     @_abc_1.abstractmethod
+    def UpdateDocument(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingestion_pb2.UpdateDocumentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.DocumentUpdate, _abc.Awaitable[_ingestion_pb2.DocumentUpdate]]:
+        """A new version of a document, keeping its id: the first message carries the header, every
+        following one a piece of the content. The same bytes as the current version make no version.
+        """
+
+    @_abc_1.abstractmethod
     def GetDocument(
         self,
         request: _ingestion_pb2.GetDocumentRequest,
@@ -150,5 +182,30 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_pb2.GetSectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.Section, _abc.Awaitable[_ingestion_pb2.Section]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSections(
+        self,
+        request: _ingestion_pb2.ListSectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.ListSectionsResponse, _abc.Awaitable[_ingestion_pb2.ListSectionsResponse]]:
+        """The current version's sections in order (for a screenplay, its title page and scenes)."""
+
+    @_abc_1.abstractmethod
+    def GetCharacters(
+        self,
+        request: _ingestion_pb2.GetCharactersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.CharactersReport, _abc.Awaitable[_ingestion_pb2.CharactersReport]]:
+        """Reports on a screenplay, counted from its stored scenes. FAILED_PRECONDITION for any other
+        document, or one not parsed yet.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPacing(
+        self,
+        request: _ingestion_pb2.GetPacingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.PacingReport, _abc.Awaitable[_ingestion_pb2.PacingReport]]: ...
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

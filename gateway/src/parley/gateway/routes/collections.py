@@ -46,10 +46,14 @@ async def upload_document(
     collection_id: str,
     who: CurrentPrincipal,
     services: Deps,
-    file: Annotated[UploadFile, File(description="a plain-text (.txt) or Markdown (.md) file")],
+    file: Annotated[
+        UploadFile, File(description="a screenplay (.fountain, .fdx), PDF, HTML, Markdown or plain-text file")
+    ],
     title: Annotated[str, Form(max_length=MAX_TITLE_CHARS, pattern=NO_NUL)] = "",
 ) -> Document:
-    """Store the document and queue it for chunking and indexing; poll it (or its events) until `ready`."""
+    """Store the document and queue it for chunking and indexing; poll it (or its events) until `ready`.
+    A file ingestion cannot read (empty, binary, broken, a scan without text) is refused with 400
+    and the reason, and nothing is stored."""
     limit = services.settings.max_upload_bytes
     content = await file.read(limit + 1)
     if len(content) > limit:

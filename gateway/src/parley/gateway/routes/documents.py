@@ -1,15 +1,26 @@
-"""One document: its state, its progress as SSE, its removal."""
+"""One document: its state, its sections, a screenplay's reports, its progress as SSE, its removal."""
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import grpc
-from fastapi import APIRouter, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from sse_starlette import EventSourceResponse
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
-from parley.gateway.errors import from_grpc
+from parley.gateway.errors import ApiError, from_grpc
 from parley.gateway.events import error_frame
-from parley.gateway.schemas import Document, DocumentProgress
+from parley.gateway.schemas import (
+    CharactersOut,
+    Document,
+    DocumentProgress,
+    DocumentUpdateOut,
+    PacingOut,
+    Page,
+    SectionOut,
+)
+from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS
+from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -19,6 +30,59 @@ WATCH_SECONDS = 600.0
 @router.get("/{document_id}")
 async def get_document(document_id: str, who: CurrentPrincipal, services: Deps) -> Document:
     return Document.of(await services.backends.get_document(who, document_id))
+
+
+@router.put("/{document_id}", status_code=status.HTTP_202_ACCEPTED)
+async def update_document(
+    document_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    response: Response,
+    file: Annotated[UploadFile, File(description="the document's new content, in any accepted type")],
+) -> DocumentUpdateOut:
+    """A new version under the same id (202, queued), with how its sections compare with the
+    current ones; only changed sections are chunked again. The same file again is `unchanged`
+    (200) and makes no version."""
+    limit = services.settings.max_upload_bytes
+    content = await file.read(limit + 1)
+    if len(content) > limit:
+        raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
+    header = ingestion_pb2.VersionHeader(
+        document_id=document_id, content_type=file.content_type or "", filename=file.filename or ""
+    )
+    update = DocumentUpdateOut.of(await services.backends.update_document(who, header, content))
+    if update.outcome == "unchanged":
+        response.status_code = status.HTTP_200_OK
+    return update
+
+
+@router.get("/{document_id}/sections")
+async def list_sections(
+    document_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+) -> Page[SectionOut]:
+    """The current version's sections in order (a screenplay's title page and scenes); empty
+    until the document has been chunked."""
+    page = await services.backends.list_sections(
+        who, document_id, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+    )
+    return Page(data=[SectionOut.of(s) for s in page.sections], next_page_token=page.next_page_token or None)
+
+
+@router.get("/{document_id}/characters")
+async def get_characters(document_id: str, who: CurrentPrincipal, services: Deps) -> CharactersOut:
+    """A screenplay's speaking characters, counted from its scenes; 409 for any other document."""
+    return CharactersOut.of(document_id, await services.backends.get_characters(who, document_id))
+
+
+@router.get("/{document_id}/pacing")
+async def get_pacing(document_id: str, who: CurrentPrincipal, services: Deps) -> PacingOut:
+    """A screenplay's pages, scene lengths in eighths, dialogue share, day/night and INT/EXT
+    counts; 409 for any other document."""
+    return PacingOut.of(document_id, await services.backends.get_pacing(who, document_id))
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
