@@ -1,4 +1,4 @@
-"""Ingestion's pure chunker (`parley.ingestion.chunking.chunk_text`) on a generated ~200 KB
+"""Ingestion's pure chunker (`markdown_sections` then `chunk_sections`) on a generated ~200 KB
 Markdown document: document tokens (cl100k) chunked per second, median of several runs.
 
 Compared in the same run with the floor under it: tiktoken encoding the whole document once
@@ -13,14 +13,17 @@ DOCUMENT_BYTES = 200_000
 
 
 def run(*, quick: bool = False) -> Table:
-    """Times chunk_text (markdown, max_tokens 300 and 800) and one plain encode of the document."""
-    from parley.ingestion.chunking import chunk_text  # imported here: the service may be mid-edit
+    """Times sectioning + chunking (markdown, max_tokens 300 and 800) and one plain encode of the document."""
+    from parley.ingestion.sections import (
+        chunk_sections,
+        markdown_sections,
+    )  # imported here: the service may be mid-edit
 
     document = markdown_document(DOCUMENT_BYTES)
     tokens = count_tokens(document)
     times = 3 if quick else 7
     table = Table(
-        "chunking — parley.ingestion.chunking.chunk_text, ~200 KB Markdown",
+        "chunking — markdown_sections + chunk_sections, ~200 KB Markdown",
         ("case", "chunks", "median ms", "p95 ms", "tokens/s (median)", "× encode"),
     )
     floor = repeat(lambda: count_tokens(document), times=times)
@@ -28,10 +31,10 @@ def run(*, quick: bool = False) -> Table:
         "tiktoken encode once (floor)", "-", ms(median(floor)), ms(p95(floor)), rate(tokens, median(floor)), "1.0"
     )
     for max_tokens in (300, 800):
-        chunks = chunk_text(document, markdown=True, max_tokens=max_tokens)
-        samples = repeat(lambda m=max_tokens: chunk_text(document, markdown=True, max_tokens=m), times=times)
+        chunks = chunk_sections(markdown_sections(document), max_tokens=max_tokens)
+        samples = repeat(lambda m=max_tokens: chunk_sections(markdown_sections(document), max_tokens=m), times=times)
         table.add(
-            f"chunk_text markdown, max_tokens={max_tokens}",
+            f"markdown sections + chunks, max_tokens={max_tokens}",
             len(chunks),
             ms(median(samples)),
             ms(p95(samples)),
