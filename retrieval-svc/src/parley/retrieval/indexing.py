@@ -3,7 +3,8 @@
 Each event is applied in one transaction, and redelivery is harmless: an upsert whose version is
 not newer than the one held (or whose document or collection is deleted) changes nothing and
 announces nothing, and the `ChunksIndexed` of a version is enqueued in the same transaction that
-made it searchable.
+made it searchable. A version's BM25 postings are replaced in that same transaction, and deleted
+with their document or collection, so the keyword leg never disagrees with the chunks.
 """
 
 import hashlib
@@ -18,6 +19,7 @@ from parley.kit import outbox
 from parley.kit.contracts import CHUNKS_INDEXED, indexed_msg_id
 from parley.kit.db import Sessions
 from parley.retrieval import store
+from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
 from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.models import outbox as outbox_table
 from parley.retrieval.store import NewChunk
@@ -31,7 +33,8 @@ embeddings_made = Counter(
 
 
 def embedding_input(heading: str, text: str) -> str:
-    """What is embedded for a chunk: its heading carries meaning the text often leaves implicit."""
+    """What is embedded, and analysed for BM25, for a chunk: its heading carries meaning the text
+    often leaves implicit."""
     return f"{heading}\n{text}" if heading else text
 
 
@@ -44,9 +47,10 @@ def embedding_key(content: str) -> str:
 class Indexer:
     """Applies ChunksUpserted and ChunksDeleted to the index, embedding only what it has never seen."""
 
-    def __init__(self, *, sessions: Sessions, embedder: Embedder) -> None:
+    def __init__(self, *, sessions: Sessions, embedder: Embedder, bm25: Bm25Parameters = BM25_DEFAULTS) -> None:
         self._sessions = sessions
         self._embedder = embedder
+        self._bm25 = bm25
 
     async def index_version(self, event: events_pb2.ChunksUpserted) -> bool:
         """Make one document version searchable. True when it changed the index (and enqueued ChunksIndexed)."""
@@ -69,9 +73,8 @@ class Indexer:
             if not claimed:
                 log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
                 return False
-            vectors = await self._embed_with_cache(
-                session=session, contents=[embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
-            )
+            contents = [embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
+            vectors = await self._embed_with_cache(session=session, contents=contents)
             await store.replace_document_chunks(
                 session=session,
                 tenant_id=event.tenant_id,
@@ -80,6 +83,14 @@ class Indexer:
                 version=event.version,
                 document_title=event.document_title,
                 new_chunks=[_new_chunk(chunk, vector) for chunk, vector in zip(event.chunks, vectors, strict=True)],
+            )
+            await store.replace_postings(
+                session=session,
+                tenant_id=event.tenant_id,
+                collection_id=event.collection_id,
+                document_id=event.document_id,
+                texts={chunk.chunk_id: content for chunk, content in zip(event.chunks, contents, strict=True)},
+                bm25=self._bm25,
             )
             await outbox.enqueue(
                 session=session,
@@ -122,8 +133,17 @@ class Indexer:
                     collection_id=event.collection_id,
                     document_id=event.document_id,
                 )
+                await store.forget_document_postings(
+                    session=session,
+                    tenant_id=event.tenant_id,
+                    collection_id=event.collection_id,
+                    document_id=event.document_id,
+                )
             else:
                 removed = await store.delete_collection(
+                    session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
+                )
+                await store.forget_collection_postings(
                     session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
                 )
         log.info(
