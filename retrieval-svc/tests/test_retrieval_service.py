@@ -170,6 +170,7 @@ async def search(
     tenant_id: str | None = None,
     k: int = 0,
     document_ids: Sequence[str] = (),
+    heading: str = "",
 ) -> list[retrieval_pb2.ChunkHit]:
     response = await stub.Search(
         retrieval_pb2.SearchRequest(
@@ -177,7 +178,7 @@ async def search(
             collection_ids=[doc.collection_id],
             k=k,
             mode=mode,
-            filters=retrieval_pb2.SearchFilters(document_ids=document_ids),
+            filters=retrieval_pb2.SearchFilters(document_ids=document_ids, heading=heading),
         ),
         metadata=as_(tenant_id or doc.tenant_id),
         timeout=10,
@@ -309,6 +310,57 @@ async def test_deleting_a_document_or_a_collection_removes_its_chunks(
 
     await pipeline.delete(events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id))
     assert await search(stub, doc, "warp engines") == []
+
+
+async def test_deleting_forgets_the_keyword_statistics(pipeline: Pipeline, sessions: Sessions, doc: Doc) -> None:
+    sibling = Doc(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=str(uuid.uuid4()))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    await pipeline.upsert(sibling.upserted(1, [GARDEN_TEXT]))
+
+    async def bm25_chunk_count() -> int | None:
+        async with sessions() as session:
+            return (
+                await session.execute(
+                    select(models.bm25_collections.c.chunk_count).where(
+                        models.bm25_collections.c.tenant_id == doc.tenant_id,
+                        models.bm25_collections.c.collection_id == doc.collection_id,
+                    )
+                )
+            ).scalar_one_or_none()
+
+    assert await bm25_chunk_count() == 3
+    await pipeline.delete(
+        events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=doc.document_id)
+    )
+    # N (and so every IDF) no longer counts the deleted document's chunks.
+    assert await bm25_chunk_count() == 1
+    await pipeline.delete(events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id))
+    assert await bm25_chunk_count() is None
+
+
+async def test_keyword_search_matches_any_word_and_marks_it_in_the_snippet(
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT, "Use <b>bold</b> & breads"]))
+    hits = await search(stub, doc, "antimatter bread spaceship", retrieval_pb2.SEARCH_MODE_KEYWORD)
+    # "antimatter" is in one chunk, "bread" (stemmed) in two: no chunk has every word, all three match.
+    assert {hit.ordinal for hit in hits} == {0, 1, 3}
+    snippets = {hit.ordinal: hit.snippet for hit in hits}
+    assert "<mark>antimatter</mark>" in snippets[0]
+    assert "<mark>bread</mark>" in snippets[1]
+    # The document's own markup never reaches the snippet as HTML (PostgreSQL's parser drops tags,
+    # the rest is escaped): only the marks are.
+    assert "<b>" not in snippets[3]
+    assert snippets[3].endswith("&amp; <mark>breads</mark>")
+
+
+async def test_search_can_be_limited_to_headings(
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, f"{ENGINE_TEXT} Again.", GARDEN_TEXT]))
+    for mode in (retrieval_pb2.SEARCH_MODE_KEYWORD, retrieval_pb2.SEARCH_MODE_VECTOR, retrieval_pb2.SEARCH_MODE_HYBRID):
+        hits = await search(stub, doc, "warp engines", mode, heading="SECTION 2")
+        assert [hit.heading for hit in hits] == ["Section 2"]
 
 
 async def test_search_can_be_limited_to_some_documents(
