@@ -42,6 +42,7 @@ def test_k_zero_means_the_default_and_blank_ids_are_dropped() -> None:
         ("engines", [""], 5),
         ("engines", ["c"], 51),
         ("engines", ["c"], -1),
+        ("engines", [f"c{number}" for number in range(21)], 5),
     ],
 )
 def test_invalid_queries_are_refused(text: str, collections: list[str], k: int) -> None:

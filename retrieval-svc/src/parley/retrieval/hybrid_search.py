@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.kit.contracts import MAX_QUERY_CHARS, MAX_SEARCH_K
+from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHARS, MAX_SEARCH_K
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
@@ -62,6 +62,9 @@ def search_query(
     collections = _distinct(collection_ids)
     if not collections:
         raise InvalidInput("at least one collection id is required")
+    # A search spans at most what a conversation may: chat searches a conversation's collections.
+    if len(collections) > MAX_COLLECTIONS_PER_CONVERSATION:
+        raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections per search")
     if not 0 <= k <= MAX_SEARCH_K:
         raise InvalidInput(f"k must be between 1 and {MAX_SEARCH_K} (0 means {DEFAULT_K})")
     if len(heading) > MAX_HEADING_FILTER_CHARS:
