@@ -345,7 +345,7 @@ async def test_keyword_search_matches_any_word_and_marks_it_in_the_snippet(
     hits = await search(stub, doc, "antimatter bread spaceship", retrieval_pb2.SEARCH_MODE_KEYWORD)
     # "antimatter" is in one chunk, "bread" (stemmed) in two: no chunk has every word, all three match.
     assert {hit.ordinal for hit in hits} == {0, 1, 3}
-    snippets = {hit.ordinal: hit.snippet for hit in hits}
+    snippets = {hit.ordinal: hit.highlight for hit in hits}
     assert "<mark>antimatter</mark>" in snippets[0]
     assert "<mark>bread</mark>" in snippets[1]
     # The document's own markup never reaches the snippet as HTML (PostgreSQL's parser drops tags,

@@ -330,7 +330,7 @@ class SearchHit(FromProto):
     """`snippet` is HTML: the chunk's best passage for the query, escaped, matched words in <mark></mark>."""
 
     score: float
-    snippet: str
+    snippet: str = Field(validation_alias="highlight")
     chunk_id: str
     document_id: str
     collection_id: str

@@ -41,7 +41,7 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filters: _Optional[_Union[SearchFilters, _Mapping]] = ...) -> None: ...
 
 class ChunkHit(_message.Message):
-    __slots__ = ("chunk_id", "document_id", "collection_id", "document_title", "ordinal", "heading", "text", "token_count", "score", "snippet")
+    __slots__ = ("chunk_id", "document_id", "collection_id", "document_title", "ordinal", "heading", "text", "token_count", "score", "highlight")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -51,7 +51,7 @@ class ChunkHit(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
-    SNIPPET_FIELD_NUMBER: _ClassVar[int]
+    HIGHLIGHT_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     document_id: str
     collection_id: str
@@ -61,8 +61,8 @@ class ChunkHit(_message.Message):
     text: str
     token_count: int
     score: float
-    snippet: str
-    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ..., snippet: _Optional[str] = ...) -> None: ...
+    highlight: str
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ..., highlight: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits",)

@@ -1,7 +1,7 @@
 """Search over the index: keyword (BM25, see bm25.py), vector (pgvector cosine over the embedder's
 vectors), and hybrid, which fuses the two ranked lists by weighted reciprocal rank; plus
-positional reads (neighbours, chunks by id). Every hit carries a snippet: its best passage for the
-query, HTML-escaped, with the matching words in <mark></mark>.
+positional reads (neighbours, chunks by id). Every hit carries a highlight: its best passage for
+the query, HTML-escaped, with the matching words in <mark></mark>.
 
 Each leg is a method of its own, so either can be replaced without touching fusion or the other.
 """
@@ -130,7 +130,7 @@ class Searcher:
         self._keyword_weight = keyword_weight
 
     async def search(self, *, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
-        """The best k chunks, best first, each with its snippet."""
+        """The best k chunks, best first, each with its highlight."""
         scope = SearchScope(
             tenant_id=tenant_id,
             collection_ids=query.collection_ids,
@@ -162,7 +162,7 @@ class Searcher:
                     session=session, tenant_id=tenant_id, chunk_ids=[hit.chunk_id for hit in hits], query=query.text
                 )
             }
-        return [replace(hit, snippet=marked(passages.get(hit.chunk_id, ""))) for hit in hits]
+        return [replace(hit, highlight=marked(passages.get(hit.chunk_id, ""))) for hit in hits]
 
     async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[StoredChunk]:
         """The chunks containing any of the query's words, best BM25 score first."""

@@ -42,7 +42,7 @@ class StoredChunk:
     text: str
     token_count: int
     score: float = 0.0
-    snippet: str = ""
+    highlight: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +74,8 @@ class Snippet:
     text: str
 
 
-# A StoredChunk's fields are columns of `chunks`, except the score and snippet a search computes.
-_HIT_FIELDS = tuple(field.name for field in fields(StoredChunk) if field.name not in {"score", "snippet"})
+# A StoredChunk's fields are columns of `chunks`, except the score and highlight a search computes.
+_HIT_FIELDS = tuple(field.name for field in fields(StoredChunk) if field.name not in {"score", "highlight"})
 _HIT_COLUMNS = tuple(chunks.c[name] for name in _HIT_FIELDS)
 
 # Control characters no document text carries (ingestion extracts text): the domain turns them
