@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.retrieval
@@ -23,7 +24,7 @@ from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra, serving
-from parley.retrieval import events, models
+from parley.retrieval import events, models, store
 from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
 from parley.retrieval.hybrid_search import Searcher
@@ -361,6 +362,40 @@ async def test_search_can_be_limited_to_headings(
     for mode in (retrieval_pb2.SEARCH_MODE_KEYWORD, retrieval_pb2.SEARCH_MODE_VECTOR, retrieval_pb2.SEARCH_MODE_HYBRID):
         hits = await search(stub, doc, "warp engines", mode, heading="SECTION 2")
         assert [hit.heading for hit in hits] == ["Section 2"]
+
+
+async def test_row_level_security_hides_other_tenants_rows_from_any_query(
+    pipeline: Pipeline, sessions: Sessions, doc: Doc
+) -> None:
+    other = Doc(tenant_id=str(uuid.uuid4()), collection_id=doc.collection_id, document_id=str(uuid.uuid4()))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    await pipeline.upsert(other.upserted(1, [GARDEN_TEXT]))
+
+    async def visible(tenant_id: str) -> dict[str, set[str]]:
+        """What a query with no tenant filter at all sees, in a transaction given to the tenant."""
+        async with sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
+            tenants = {
+                name: set((await session.execute(select(table.c.tenant_id).distinct())).scalars())
+                for name, table in (("chunks", models.chunks), ("bm25_collections", models.bm25_collections))
+            }
+            postings = await session.execute(select(models.bm25_postings.c.document_id).distinct())
+            return {**tenants, "postings of": set(postings.scalars())}
+
+    assert await visible(doc.tenant_id) == {
+        "chunks": {doc.tenant_id},
+        "bm25_collections": {doc.tenant_id},
+        "postings of": {doc.document_id},
+    }
+    assert await visible("") == {"chunks": set(), "bm25_collections": set(), "postings of": set()}
+
+    # Nor can a transaction of one tenant write a row of another.
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=doc.tenant_id)
+            await store.delete_document(
+                session=session, tenant_id=other.tenant_id, collection_id=other.collection_id, document_id="x"
+            )
 
 
 async def test_search_can_be_limited_to_some_documents(

@@ -143,6 +143,7 @@ class Searcher:
         # Embed before opening the transaction: an embedder may be a network call.
         embedding = (await self._embedder.embed([query.text]))[0] if query.mode is not Mode.KEYWORD else []
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if query.mode is not Mode.VECTOR:
                 keyword = await self.keyword_leg(session=session, scope=scope, text=query.text)
             if query.mode is not Mode.KEYWORD:
@@ -185,7 +186,8 @@ class Searcher:
         if not document_id:
             raise InvalidInput("document_id is required")
         before, after = min(before, MAX_NEIGHBOURS), min(after, MAX_NEIGHBOURS)
-        async with self._sessions() as session:
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if not await store.document_is_indexed(session=session, tenant_id=tenant_id, document_id=document_id):
                 raise NotFound(f"document {document_id} is not in the index")
             return await store.chunks_between(
@@ -202,7 +204,8 @@ class Searcher:
         wanted = _distinct(chunk_ids)
         if len(wanted) > MAX_CHUNK_IDS:
             raise InvalidInput(f"at most {MAX_CHUNK_IDS} chunk ids per call")
-        async with self._sessions() as session:
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             found = {
                 chunk.chunk_id: chunk
                 for chunk in await store.chunks_by_id(session=session, tenant_id=tenant_id, chunk_ids=wanted)

@@ -58,6 +58,7 @@ class Indexer:
         _require(event.collection_id, "collection_id")
         _require(event.document_id, "document_id")
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
             if await store.is_collection_deleted(
                 session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
             ):
@@ -126,6 +127,7 @@ class Indexer:
         _require(event.tenant_id, "tenant_id")
         _require(event.collection_id, "collection_id")
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
             if event.document_id:
                 removed = await store.delete_document(
                     session=session,

@@ -1,4 +1,5 @@
-"""All SQL of the retrieval service. Every query about tenant data filters on tenant_id."""
+"""All SQL of the retrieval service. Every query about tenant data filters on tenant_id, and runs
+in a transaction that `enter_tenant` has given to that tenant (row-level security, migration 0003)."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -97,6 +98,19 @@ def _hit(row: RowMapping, score: float = 0.0) -> StoredChunk:
 def _rowcount(result: Result[Any]) -> int:
     # AsyncSession.execute is typed for any statement; a DELETE's result is a CursorResult.
     return cast(CursorResult[Any], result).rowcount
+
+
+# The role of migration 0003's policies: no login, no BYPASSRLS, not the tables' owner.
+TENANT_ROLE = "parley_retrieval_tenant"
+
+
+async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
+    rows, whatever a query's WHERE says. First thing in every transaction on tenant data."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": TENANT_ROLE, "tenant_id": tenant_id},
+    )
 
 
 # --- indexing ---------------------------------------------------------------------------------
