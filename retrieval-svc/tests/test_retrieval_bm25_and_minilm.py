@@ -62,6 +62,7 @@ async def put(
                     token_count=len(body.split()),
                     content_hash="",
                     embedding=None,
+                    embedding_model="",
                 )
                 for ordinal, (chunk_id, body) in enumerate(chunks.items())
             ],

@@ -27,7 +27,7 @@ from parley.kit.testing import Infra, serving
 from parley.retrieval import events, models, store
 from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
-from parley.retrieval.hybrid_search import Searcher
+from parley.retrieval.hybrid_search import Mode, Searcher, search_query
 from parley.retrieval.indexing import Indexer
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
 
@@ -396,6 +396,33 @@ async def test_row_level_security_hides_other_tenants_rows_from_any_query(
             await store.delete_document(
                 session=session, tenant_id=other.tenant_id, collection_id=other.collection_id, document_id="x"
             )
+
+
+class RenamedEmbedder(LocalEmbedder):
+    """Another model, as far as the index can tell: the same vectors under another name."""
+
+    name = "local-hash-384-renamed"
+
+
+async def test_after_a_switch_of_embedder_old_vectors_are_ignored_until_remade(
+    pipeline: Pipeline, sessions: Sessions, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    switched = Searcher(sessions=sessions, embedder=RenamedEmbedder())
+    query = search_query(text="warp engines", collection_ids=[doc.collection_id], k=5, mode=Mode.VECTOR)
+    # Vectors of another model are not comparable with the query's: none is used.
+    assert await switched.search(tenant_id=doc.tenant_id, query=query) == []
+
+    await Indexer(sessions=sessions, embedder=RenamedEmbedder()).reembed_until_current(asyncio.Event())
+    hits = await switched.search(tenant_id=doc.tenant_id, query=query)
+    assert [hit.ordinal for hit in hits][:1] == [0]
+    async with sessions() as session:
+        models_of = await session.execute(
+            select(models.chunks.c.embedding_model, func.count(models.chunks.c.embedding))
+            .where(models.chunks.c.document_id == doc.document_id)
+            .group_by(models.chunks.c.embedding_model)
+        )
+        assert models_of.all() == [(RenamedEmbedder.name, 2)]
 
 
 async def test_search_can_be_limited_to_some_documents(

@@ -46,6 +46,7 @@ async def main() -> None:
         indexer = Indexer(sessions=runtime.sessions, embedder=embedder, bm25=bm25)
         for consumer in events.consumers(indexer=indexer, relay=relay):
             runtime.consume(consumer)
+        runtime.spawn(indexer.reembed_until_current(runtime.stopping), name="reembed")
         await runtime.wait_for_signal()
     finally:
         await runtime.close()

@@ -9,8 +9,8 @@ from parley.kit.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     # "minilm": all-MiniLM-L6-v2 on the CPU (minilm.py), semantic, ~60 ms a chunk on one core.
-    # "local": the hashing embedder, lexical and instant (tests, tiny machines). Both are 384 wide;
-    # switching leaves the stored vectors of the other until their documents are indexed again.
+    # "local": the hashing embedder, lexical and instant (tests, tiny machines). After a switch the
+    # stored vectors of the other are re-made in the background (Indexer.reembed_until_current).
     embedding_provider: Literal["minilm", "local"] = "minilm"
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)

@@ -175,7 +175,9 @@ class Searcher:
         """The chunks nearest the query's embedding, nearest first; none for a query with no words."""
         if is_zero(embedding):
             return []
-        return await store.vector_search(session=session, scope=scope, embedding=embedding, ef_search=ef_search)
+        return await store.vector_search(
+            session=session, scope=scope, embedding=embedding, model=self._embedder.name, ef_search=ef_search
+        )
 
     async def neighbours(
         self, *, tenant_id: str, document_id: str, ordinal: int, before: int, after: int

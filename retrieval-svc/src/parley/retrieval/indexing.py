@@ -7,6 +7,7 @@ made it searchable. A version's BM25 postings are replaced in that same transact
 with their document or collection, so the keyword leg never disagrees with the chunks.
 """
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from parley.retrieval.store import NewChunk
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+
+REEMBED_BATCH = 32
 
 embeddings_made = Counter(
     "parley_retrieval_embeddings_total", "Chunk embeddings needed for indexing, by where they came from", ["source"]
@@ -83,7 +86,10 @@ class Indexer:
                 document_id=event.document_id,
                 version=event.version,
                 document_title=event.document_title,
-                new_chunks=[_new_chunk(chunk, vector) for chunk, vector in zip(event.chunks, vectors, strict=True)],
+                new_chunks=[
+                    _new_chunk(chunk, vector, self._embedder.name)
+                    for chunk, vector in zip(event.chunks, vectors, strict=True)
+                ],
             )
             await store.replace_postings(
                 session=session,
@@ -121,6 +127,38 @@ class Indexer:
         embeddings_made.labels("cache").inc(len(keys) - len(missing))
         embeddings_made.labels("model").inc(len(missing))
         return [known[key] for key in keys]
+
+    async def reembed_stale(self, *, batch: int = REEMBED_BATCH) -> int:
+        """Re-embed up to `batch` chunks whose vectors are another model's (or none); returns how many.
+        A maintenance job across tenants: it runs as the service's login role, outside row-level
+        security, and changes nothing but vectors. Each chunk is written in a transaction of its
+        own, so it never holds one chunk's lock while waiting for another (an upsert replacing
+        the same document could otherwise deadlock with it)."""
+        async with self._sessions() as session, session.begin():
+            stale = await store.stale_chunks(session=session, model=self._embedder.name, limit=batch)
+            if not stale:
+                return 0
+            vectors = await self._embed_with_cache(
+                session=session, contents=[embedding_input(chunk.heading, chunk.text) for chunk in stale]
+            )
+        for chunk, vector in zip(stale, vectors, strict=True):
+            async with self._sessions() as session, session.begin():
+                await store.set_embedding(
+                    session=session, chunk_id=chunk.chunk_id, model=self._embedder.name, embedding=_stored(vector)
+                )
+        return len(stale)
+
+    async def reembed_until_current(self, stopping: asyncio.Event) -> None:
+        """After a switch of embedder: re-embed every stale chunk, a batch per transaction, then stop.
+        Until then a vector search finds only the chunks already re-embedded."""
+        total = 0
+        while not stopping.is_set():
+            done = await self.reembed_stale()
+            if not done:
+                break
+            total += done
+        if total:
+            log.info("re-embedded chunks", extra={"fields": {"model": self._embedder.name, "chunks": total}})
 
     async def remove(self, event: events_pb2.ChunksDeleted) -> int:
         """Drop a document's chunks, or a whole collection's when document_id is empty."""
@@ -162,11 +200,17 @@ class Indexer:
         return removed
 
 
-def _new_chunk(chunk: events_pb2.ChunkRecord, vector: list[float]) -> NewChunk:
+def _new_chunk(chunk: events_pb2.ChunkRecord, vector: list[float], model: str) -> NewChunk:
     # NewChunk names its fields as ChunkRecord does: a field both have is copied, never listed.
-    copied = {field.name: getattr(chunk, field.name) for field in fields(NewChunk) if field.name != "embedding"}
+    copied = {
+        field.name: getattr(chunk, field.name) for field in fields(NewChunk) if not field.name.startswith("embedding")
+    }
+    return NewChunk(**copied, embedding=_stored(vector), embedding_model=model)
+
+
+def _stored(vector: list[float]) -> list[float] | None:
     # A zero vector has no direction: stored as no embedding at all (see models.chunks).
-    return NewChunk(**copied, embedding=None if is_zero(vector) else vector)
+    return None if is_zero(vector) else vector
 
 
 def _require(value: str, name: str) -> None:

@@ -47,6 +47,9 @@ chunks = Table(
     Column("tsv", TSVECTOR, Computed(TSV_EXPRESSION, persisted=True), nullable=False),
     # NULL for a chunk with no words: a zero vector has no direction, and its cosine distance is NaN.
     Column("embedding", Vector(DIMENSIONS), nullable=True),
+    # The embedder (its `name`) whose vector this is; '' before any. Searches compare only vectors
+    # of their own model; Indexer.reembed_stale re-makes the others after a switch.
+    Column("embedding_model", Text, nullable=False, server_default=""),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
     Index(
         "ix_chunks_embedding",

@@ -55,6 +55,16 @@ class NewChunk:
     token_count: int
     content_hash: str
     embedding: list[float] | None
+    embedding_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleChunk:
+    """A chunk whose vector is not the current embedder's."""
+
+    chunk_id: str
+    heading: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +360,26 @@ async def cache_embeddings(*, session: AsyncSession, model: str, embeddings: Map
     )
 
 
+async def stale_chunks(*, session: AsyncSession, model: str, limit: int) -> list[StaleChunk]:
+    """Chunks, of any tenant, whose vector is not `model`'s."""
+    rows = await session.execute(
+        select(chunks.c.chunk_id, chunks.c.heading, chunks.c.text)
+        .where(chunks.c.embedding_model != model)
+        .order_by(chunks.c.chunk_id)
+        .limit(limit)
+    )
+    return [StaleChunk(chunk_id=row.chunk_id, heading=row.heading, text=row.text) for row in rows]
+
+
+async def set_embedding(*, session: AsyncSession, chunk_id: str, model: str, embedding: list[float] | None) -> None:
+    """The chunk's new vector (None: it has no words to embed); nothing if it is gone or already `model`'s."""
+    await session.execute(
+        update(chunks)
+        .where(chunks.c.chunk_id == chunk_id, chunks.c.embedding_model != model)
+        .values(embedding=embedding, embedding_model=model)
+    )
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 
@@ -458,14 +488,14 @@ async def snippets(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence
 
 
 async def vector_search(
-    *, session: AsyncSession, scope: SearchScope, embedding: list[float], ef_search: int
+    *, session: AsyncSession, scope: SearchScope, embedding: list[float], model: str, ef_search: int
 ) -> list[StoredChunk]:
-    """Nearest first. Runs in a transaction: the scan's settings are SET LOCAL."""
+    """Nearest first among the vectors of `model`. Runs in a transaction: the scan's settings are SET LOCAL."""
     await _widen_hnsw_scan(session, ef_search)
     distance = chunks.c.embedding.cosine_distance(embedding).label("distance")
     statement = (
         select(*_HIT_COLUMNS, distance)
-        .where(_in_scope(scope), chunks.c.embedding.is_not(None))
+        .where(_in_scope(scope), chunks.c.embedding.is_not(None), chunks.c.embedding_model == model)
         .order_by(distance, chunks.c.chunk_id)
         .limit(scope.limit)
     )
