@@ -3,9 +3,9 @@
     .venv/bin/python bench/retrieval_lab.py [FOLDER] [--scale 100000] [--fusion-grid]
 
 FOLDER holds corpus.jsonl, queries.jsonl and qrels/test.tsv (default: ../shared/data/cranfield).
-Each document is indexed as one chunk into the retrieval schema (migrations, then the BM25 tables of
-parley.retrieval.bm25 and the embedding column widened to MiniLM's 384 dimensions, as the
-integration will), and every query is run in each mode: keyword (BM25 in PostgreSQL), keyword as
+Each document is indexed as one chunk into the retrieval schema (its migrations; chunks and BM25
+postings written by parley.retrieval.store, as the Indexer writes them), and every query is run
+in each mode: keyword (BM25 in PostgreSQL), keyword as
 today (websearch_to_tsquery + ts_rank_cd), vector (MiniLM, exact and HNSW), hybrid (fusions of
 the two), and in-process bm25s as the reference. Printed as Markdown tables for BENCHMARKS.md.
 
@@ -39,8 +39,10 @@ import parley.retrieval
 from bench._common import Table, machine
 from parley.kit import db
 from parley.kit.devstack import EmbeddedPostgres
-from parley.retrieval.bm25 import MAX_POSTINGS_PER_TERM, Bm25Index, ChunkText, ddl
+from parley.retrieval import store
+from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
 from parley.retrieval.minilm import MiniLmEmbedder
+from parley.retrieval.store import SearchScope
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
 CACHE = Path.home() / ".cache" / "parley-bench"
@@ -161,19 +163,16 @@ def score_fusion(
 # --- the database -----------------------------------------------------------------------------
 
 
-async def prepare_schema(engine: AsyncEngine, dimensions: int) -> None:
+async def prepare_schema(engine: AsyncEngine) -> None:
     await db.migrate(engine, schema="retrieval", migrations=Path(parley.retrieval.__file__).parent / "migrations")
     async with engine.begin() as connection:
-        # What the integration's migration does: MiniLM's vectors are 384 wide, not 256.
-        await connection.execute(text("DROP INDEX retrieval.ix_chunks_embedding"))
-        await connection.execute(text(f"ALTER TABLE retrieval.chunks ALTER COLUMN embedding TYPE vector({dimensions})"))
-        for statement in ddl("retrieval"):
-            await connection.execute(text(statement))
+        # Built once after the bulk insert (build_hnsw), which is much faster than row by row.
+        await connection.execute(text("DROP INDEX IF EXISTS retrieval.ix_chunks_embedding"))
 
 
 async def insert_chunks(
     sessions: async_sessionmaker,  # type: ignore[type-arg]
-    bm25: Bm25Index,
+    bm25: Bm25Parameters,
     *,
     tenant_id: str,
     documents: dict[str, list[tuple[str, str, list[float]]]],
@@ -201,12 +200,13 @@ async def insert_chunks(
                     for ordinal, (chunk_id, body, vector) in enumerate(chunks)
                 ],
             )
-            await bm25.replace_document(
+            await store.replace_postings(
                 session=session,
                 tenant_id=tenant_id,
                 collection_id=COLLECTION,
                 document_id=document_id,
-                chunks=[ChunkText(chunk_id=chunk_id, text=body) for chunk_id, body, _ in chunks],
+                texts={chunk_id: body for chunk_id, body, _ in chunks},
+                bm25=bm25,
             )
 
 
@@ -227,17 +227,18 @@ async def build_hnsw(engine: AsyncEngine) -> float:
 
 
 class Modes:
-    def __init__(self, sessions: async_sessionmaker, bm25: Bm25Index, tenant_id: str) -> None:  # type: ignore[type-arg]
+    def __init__(self, sessions: async_sessionmaker, bm25: Bm25Parameters, tenant_id: str) -> None:  # type: ignore[type-arg]
         self._sessions = sessions
         self._bm25 = bm25
         self._tenant_id = tenant_id
 
-    async def keyword(self, query: str, limit: int = DEPTH, *, cap: int | None = MAX_POSTINGS_PER_TERM) -> Hits:
-        bm25 = self._bm25 if cap == MAX_POSTINGS_PER_TERM else Bm25Index(max_postings_per_term=cap)
+    async def keyword(
+        self, query: str, limit: int = DEPTH, *, cap: int | None = BM25_DEFAULTS.max_postings_per_term
+    ) -> Hits:
+        bm25 = Bm25Parameters(k1=self._bm25.k1, b=self._bm25.b, max_postings_per_term=cap)
+        scope = SearchScope(tenant_id=self._tenant_id, collection_ids=[COLLECTION], document_ids=(), limit=limit)
         async with self._sessions() as session:
-            hits = await bm25.search(
-                session=session, tenant_id=self._tenant_id, collection_ids=[COLLECTION], query=query, limit=limit
-            )
+            hits = await store.keyword_search(session=session, scope=scope, query=query, bm25=bm25)
         return [(hit.chunk_id, hit.score) for hit in hits]
 
     async def keyword_today(self, query: str, limit: int = DEPTH) -> list[tuple[str, float]]:
@@ -421,7 +422,7 @@ async def index_scale(
     vectors: dict[str, list[float]],
     sessions: async_sessionmaker,  # type: ignore[type-arg]
     engine: AsyncEngine,
-    bm25: Bm25Index,
+    bm25: Bm25Parameters,
     size: int,
 ) -> str:
     rng = random.Random(8)
@@ -459,7 +460,7 @@ async def scale(
     vectors: dict[str, list[float]],
     sessions: async_sessionmaker,  # type: ignore[type-arg]
     engine: AsyncEngine,
-    bm25: Bm25Index,
+    bm25: Bm25Parameters,
     embedder: MiniLmEmbedder,
     size: int,
 ) -> list[Table]:
@@ -530,7 +531,7 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
     dataset = load(folder)
     embedder = MiniLmEmbedder(threads=1)
     vectors = corpus_vectors(MiniLmEmbedder(threads=2, batch_size=8), dataset.corpus)
-    embedder.warm_up()
+    await embedder.warm_up()
     with contextlib.ExitStack() as stack:
         root = data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="retrieval-lab-")))
         postgres = EmbeddedPostgres(root / "postgres")
@@ -538,11 +539,16 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
         engine = db.create_engine(postgres.start(), statement_timeout_ms=0)
         try:
             sessions = async_sessionmaker(engine, expire_on_commit=False)
-            bm25 = Bm25Index()
+            bm25 = BM25_DEFAULTS
+            await db.migrate(
+                engine, schema="retrieval", migrations=Path(parley.retrieval.__file__).parent / "migrations"
+            )
             async with engine.connect() as connection:
-                indexed = await connection.scalar(text("SELECT to_regclass('retrieval.bm25_postings') IS NOT NULL"))
+                indexed = await connection.scalar(
+                    text("SELECT count(*) > 0 FROM retrieval.chunks WHERE tenant_id = :t"), {"t": TENANT}
+                )
             if not indexed:
-                await prepare_schema(engine, embedder.dimensions)
+                await prepare_schema(engine)
                 started = time.perf_counter()
                 await insert_chunks(
                     sessions,

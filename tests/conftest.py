@@ -13,6 +13,9 @@ from parley.kit.devstack import Platform, Ports
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     # No URLs: the embedded PostgreSQL and NATS start too, as on a fresh machine.
     environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
+    # The hashing embedder: MiniLM's ~60 ms a chunk would make the 1,200-chunk manual take minutes.
+    # test_end_to_end.py starts a platform of its own with the real model for the search tests.
+    environ["PARLEY_EMBEDDING_PROVIDER"] = "local"
     started = Platform(tmp_path_factory.mktemp("parley"), ports=Ports.free(), environ=environ)
     started.start()
     try:

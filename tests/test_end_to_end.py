@@ -8,9 +8,10 @@ the database) would check.
 
 import asyncio
 import json
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 
 from parley.gateway import auth, store
 from parley.kit import db
-from parley.kit.devstack import Platform
+from parley.kit.devstack import Platform, Ports
 
 MANUAL = """# Espresso machine manual
 
@@ -504,3 +505,61 @@ def test_a_new_version_keeps_the_id_and_reindexes_only_what_changed(
     assert again.status_code == 200, again.text
     assert (again.json()["outcome"], again.json()["document"]["version"]) == ("unchanged", 2)
     assert api.get(f"/v1/documents/{document_id}").json()["version"] == 2
+
+
+GARDEN = """# Vegetable garden
+
+## Tomatoes
+
+Tomatoes need full sun, a stake to climb and deep watering twice a week once the fruit sets.
+"""
+
+
+@pytest.fixture(scope="module")
+def minilm_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A platform of its own with retrieval's default embedder, all-MiniLM-L6-v2 (the session's
+    platform runs the instant hashing one)."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
+    started = Platform(tmp_path_factory.mktemp("parley-minilm"), ports=Ports.free(), environ=environ)
+    started.start()
+    try:
+        assert started.secrets is not None
+        headers = {"Authorization": f"Bearer {started.secrets.admin_api_key}"}
+        with httpx.Client(base_url=started.gateway_url, headers=headers, timeout=30) as client:
+            yield client
+    finally:
+        started.stop()
+
+
+def test_search_finds_passages_by_meaning_with_the_real_model(minilm_api: httpx.Client) -> None:
+    api = minilm_api
+    created = api.post("/v1/collections", json={"name": "home"})
+    assert created.status_code == 201, created.text
+    collection_id = created.json()["id"]
+    ids = []
+    for name, content in (("espresso.md", MANUAL), ("garden.md", GARDEN)):
+        uploaded = api.post(
+            f"/v1/collections/{collection_id}/documents", files={"file": (name, content.encode(), "text/markdown")}
+        )
+        assert uploaded.status_code == 202, uploaded.text
+        ids.append(uploaded.json()["id"])
+
+    def both_ready() -> bool:
+        return all(api.get(f"/v1/documents/{document_id}").json()["status"] == "ready" for document_id in ids)
+
+    eventually(both_ready)
+    espresso = ids[0]
+
+    # No word of the question is in the manual: only a semantic model finds it.
+    by_meaning = api.post(
+        "/v1/search",
+        json={"query": "removing limescale from a coffee maker", "collection_ids": [collection_id], "mode": "vector"},
+    )
+    assert by_meaning.status_code == 200, by_meaning.text
+    assert by_meaning.json()["data"][0]["document_id"] == espresso
+
+    by_words = api.post("/v1/search", json={"query": "citric acid", "collection_ids": [collection_id]})
+    assert by_words.status_code == 200, by_words.text
+    top = by_words.json()["data"][0]
+    assert top["document_id"] == espresso
+    assert "<mark>citric</mark> <mark>acid</mark>" in top["snippet"]

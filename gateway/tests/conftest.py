@@ -39,28 +39,38 @@ OpenGateway = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 @pytest.fixture(scope="session")
 def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -> OpenGateway:
-    """Opens the gateway app over a real ASGI transport. Backends not given point at a port where
-    nothing listens; `chat` replaces the chat backend (a fake of its Protocol); other keywords are
-    settings."""
+    """Opens the gateway app over a real ASGI transport. Backends not given (`*_target`) point at a
+    port where nothing listens; `chat` replaces the chat backend (a fake of its Protocol); other
+    keywords are settings."""
 
     @asynccontextmanager
     async def open_app(
-        *, chat: ChatBackend | None = None, usage_target: str = "", **settings: Any
+        *,
+        chat: ChatBackend | None = None,
+        usage_target: str = "",
+        ingestion_target: str = "",
+        retrieval_target: str = "",
+        **settings: Any,
     ) -> AsyncIterator[httpx.AsyncClient]:
         nowhere = f"127.0.0.1:{free_port()}"
         config = Settings(
             env="test",
             database_url=infra.database_url,
             nats_url=infra.nats_url,
-            ingestion_target=nowhere,
+            ingestion_target=ingestion_target or nowhere,
             chat_target=nowhere,
             usage_target=usage_target or nowhere,
+            retrieval_target=retrieval_target or nowhere,
             api_key_pepper=PEPPER,
             call_deadline_seconds=2,
             **settings,
         )
         backends = Backends(
-            ingestion_target=nowhere, chat_target=nowhere, usage_target=config.usage_target, deadline_seconds=2
+            ingestion_target=config.ingestion_target,
+            chat_target=nowhere,
+            usage_target=config.usage_target,
+            retrieval_target=config.retrieval_target,
+            deadline_seconds=2,
         )
         services = Services(config, sessions, backends, nats_client, nats_client.jetstream(), chat or backends.chat)
         try:

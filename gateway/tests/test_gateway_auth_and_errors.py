@@ -51,6 +51,7 @@ def test_the_pepper_must_be_real_outside_dev() -> None:
             ingestion_target="i:1",
             chat_target="c:1",
             usage_target="u:1",
+            retrieval_target="r:1",
             api_key_pepper="changeme",
         )
 

@@ -4,68 +4,98 @@ import math
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley.kit.db import Sessions, session_factory
-from parley.retrieval.bm25 import K1, B, Bm25Index, ChunkText, ddl
+import parley.retrieval
+from parley.kit import db
+from parley.kit.db import Sessions
+from parley.retrieval import store
+from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
 from parley.retrieval.embeddings import Embedder
 from parley.retrieval.minilm import MiniLmEmbedder
+from parley.retrieval.models import bm25_collections
+from parley.retrieval.store import SearchScope, StoredChunk
 
-# A schema of the tests' own: the BM25 tables are not in the retrieval migrations yet.
-SCHEMA = "bm25_tests"
+K1, B = BM25_DEFAULTS.k1, BM25_DEFAULTS.b
 
 
 @pytest_asyncio.fixture(scope="module")
 async def sessions(engine: AsyncEngine) -> Sessions:
-    async with engine.begin() as connection:
-        await connection.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        await connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-        for statement in ddl(SCHEMA):
-            await connection.execute(text(statement))
-    return session_factory(engine)
+    await db.migrate(engine, schema="retrieval", migrations=Path(parley.retrieval.__file__).parent / "migrations")
+    return db.session_factory(engine)
 
 
 @pytest.fixture
-def index() -> Bm25Index:
-    return Bm25Index(schema=SCHEMA)
+def index() -> Bm25Parameters:
+    return BM25_DEFAULTS
 
 
 async def put(
     sessions: Sessions,
-    index: Bm25Index,
+    index: Bm25Parameters,
     tenant_id: str,
     document_id: str,
     chunks: dict[str, str],
     *,
     collection: str = "c",
 ) -> None:
+    """The chunks and their postings, written as the Indexer writes them."""
     async with sessions() as session, session.begin():
-        await index.replace_document(
+        await store.replace_document_chunks(
             session=session,
             tenant_id=tenant_id,
             collection_id=collection,
             document_id=document_id,
-            chunks=[ChunkText(chunk_id=chunk_id, text=body) for chunk_id, body in chunks.items()],
+            version=1,
+            document_title=document_id,
+            new_chunks=[
+                store.NewChunk(
+                    chunk_id=f"{tenant_id}:{chunk_id}",
+                    ordinal=ordinal,
+                    heading="",
+                    text=body,
+                    token_count=len(body.split()),
+                    content_hash="",
+                    embedding=None,
+                    embedding_model="",
+                )
+                for ordinal, (chunk_id, body) in enumerate(chunks.items())
+            ],
+        )
+        await store.replace_postings(
+            session=session,
+            tenant_id=tenant_id,
+            collection_id=collection,
+            document_id=document_id,
+            texts={f"{tenant_id}:{chunk_id}": body for chunk_id, body in chunks.items()},
+            bm25=index,
         )
 
 
 async def search(
-    sessions: Sessions, index: Bm25Index, tenant_id: str, query: str, *, collections: tuple[str, ...] = ("c",)
+    sessions: Sessions,
+    index: Bm25Parameters,
+    tenant_id: str,
+    query: str,
+    *,
+    collections: tuple[str, ...] = ("c",),
+    document_ids: tuple[str, ...] = (),
 ) -> dict[str, float]:
+    """Chunk id (without the tenant prefix) → BM25 score, best first."""
+    scope = SearchScope(tenant_id=tenant_id, collection_ids=collections, document_ids=document_ids, limit=10)
     async with sessions() as session:
-        hits = await index.search(
-            session=session, tenant_id=tenant_id, collection_ids=collections, query=query, limit=10
-        )
-    return {hit.chunk_id: hit.score for hit in hits}
+        hits: list[StoredChunk] = await store.keyword_search(session=session, scope=scope, query=query, bm25=index)
+    return {hit.chunk_id.removeprefix(f"{tenant_id}:"): hit.score for hit in hits}
 
 
-async def test_the_analyzer_stems_and_drops_stop_words(sessions: Sessions, index: Bm25Index) -> None:
+async def test_the_analyzer_stems_and_drops_stop_words(sessions: Sessions) -> None:
     async with sessions() as session:
-        terms = await index.analyse(session=session, content="The engines were running; an engine runs.")
+        terms = await store.analyse(session=session, content="The engines were running; an engine runs.")
     assert terms == {"engin": 2, "run": 2}
 
 
@@ -74,7 +104,7 @@ def bm25(tf: int, df: int, n: int, length: int, avgdl: float) -> float:
     return idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avgdl))
 
 
-async def test_scores_are_bm25_computed_by_hand(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+async def test_scores_are_bm25_computed_by_hand(sessions: Sessions, index: Bm25Parameters, tenant_id: str) -> None:
     # Terms after analysis: a = {warp: 2, engin: 1}, b = {warp: 1, core: 1, breach: 1}, c = {bread: 1}.
     await put(sessions, index, tenant_id, "d1", {"a": "warp warp engine", "b": "warp core breach"})
     await put(sessions, index, tenant_id, "d2", {"c": "bread"})
@@ -88,12 +118,12 @@ async def test_scores_are_bm25_computed_by_hand(sessions: Sessions, index: Bm25I
     )
 
 
-async def test_any_word_of_the_query_can_match(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+async def test_any_word_of_the_query_can_match(sessions: Sessions, index: Bm25Parameters, tenant_id: str) -> None:
     await put(sessions, index, tenant_id, "d", {"warp": "the warp drive", "bread": "fresh bread and butter"})
     assert set(await search(sessions, index, tenant_id, "warp bread spaceship")) == {"warp", "bread"}
 
 
-async def test_rarer_words_weigh_more(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+async def test_rarer_words_weigh_more(sessions: Sessions, index: Bm25Parameters, tenant_id: str) -> None:
     # "ship" is in every chunk, "nebula" in one: a chunk with the rare word outranks one with the common word.
     await put(
         sessions,
@@ -111,7 +141,7 @@ async def test_rarer_words_weigh_more(sessions: Sessions, index: Bm25Index, tena
     assert ranked[0] == "rare"
 
 
-async def test_long_chunks_do_not_win_by_length(sessions: Sessions, index: Bm25Index, tenant_id: str) -> None:
+async def test_long_chunks_do_not_win_by_length(sessions: Sessions, index: Bm25Parameters, tenant_id: str) -> None:
     padding = " ".join(f"filler{number}" for number in range(60))
     await put(sessions, index, tenant_id, "d", {"short": "reactor shielding", "long": f"reactor shielding {padding}"})
     scores = await search(sessions, index, tenant_id, "reactor")
@@ -120,51 +150,49 @@ async def test_long_chunks_do_not_win_by_length(sessions: Sessions, index: Bm25I
 
 async def test_a_search_reads_a_common_terms_best_postings_first(sessions: Sessions, tenant_id: str) -> None:
     chunks = {"twice": "ship ship", "alone": "ship", "short": "ship hull", "long": "ship hull cargo deck"}
-    await put(sessions, Bm25Index(schema=SCHEMA), tenant_id, "d", chunks)
-    capped = await search(sessions, Bm25Index(schema=SCHEMA, max_postings_per_term=2), tenant_id, "ship")
+    await put(sessions, BM25_DEFAULTS, tenant_id, "d", chunks)
+    capped = await search(sessions, Bm25Parameters(max_postings_per_term=2), tenant_id, "ship")
     assert set(capped) == {"twice", "alone"}
-    everything = await search(sessions, Bm25Index(schema=SCHEMA, max_postings_per_term=None), tenant_id, "ship")
+    everything = await search(sessions, Bm25Parameters(max_postings_per_term=None), tenant_id, "ship")
     assert list(everything) == ["twice", "alone", "short", "long"]
     # The cap chooses what is read; the scores of what is read stay exact.
     assert capped == pytest.approx({key: everything[key] for key in capped})
 
 
 async def test_a_search_narrowed_to_documents_keeps_the_corpus_idf(
-    sessions: Sessions, index: Bm25Index, tenant_id: str
+    sessions: Sessions, index: Bm25Parameters, tenant_id: str
 ) -> None:
     await put(sessions, index, tenant_id, "d1", {"a": "warp"})
     await put(sessions, index, tenant_id, "d2", {"b": "warp", "c": "bread"})
-    async with sessions() as session:
-        hits = await index.search(
-            session=session, tenant_id=tenant_id, collection_ids=["c"], query="warp", limit=10, document_ids=["d2"]
-        )
-    assert {hit.chunk_id: hit.score for hit in hits} == pytest.approx({"b": bm25(1, 2, 3, 1, 1.0)})
+    narrowed = await search(sessions, index, tenant_id, "warp", document_ids=("d2",))
+    assert narrowed == pytest.approx({"b": bm25(1, 2, 3, 1, 1.0)})
 
 
 async def test_reindexing_and_deleting_keep_the_statistics_exact(
-    sessions: Sessions, index: Bm25Index, tenant_id: str
+    sessions: Sessions, index: Bm25Parameters, tenant_id: str
 ) -> None:
     await put(sessions, index, tenant_id, "d1", {"a": "warp core"})
     await put(sessions, index, tenant_id, "d2", {"b": "warp field", "c": "dilithium"})
     await put(sessions, index, tenant_id, "d2", {"b2": "warp field"})  # a new version of d2
     async with sessions() as session, session.begin():
-        await index.forget_document(session=session, tenant_id=tenant_id, collection_id="c", document_id="d1")
+        await store.forget_document_postings(session=session, tenant_id=tenant_id, collection_id="c", document_id="d1")
     async with sessions() as session:
         stats = (
             await session.execute(
-                text(f"SELECT chunk_count, total_length FROM {SCHEMA}.bm25_collections WHERE tenant_id = :t"),
-                {"t": tenant_id},
+                select(bm25_collections.c.chunk_count, bm25_collections.c.total_length).where(
+                    bm25_collections.c.tenant_id == tenant_id
+                )
             )
         ).one()
     assert (stats.chunk_count, stats.total_length) == (1, 2)
     assert set(await search(sessions, index, tenant_id, "warp dilithium core")) == {"b2"}
     async with sessions() as session, session.begin():
-        await index.forget_collection(session=session, tenant_id=tenant_id, collection_id="c")
+        await store.forget_collection_postings(session=session, tenant_id=tenant_id, collection_id="c")
     assert await search(sessions, index, tenant_id, "warp") == {}
 
 
 async def test_collections_searched_together_share_one_idf(
-    sessions: Sessions, index: Bm25Index, tenant_id: str
+    sessions: Sessions, index: Bm25Parameters, tenant_id: str
 ) -> None:
     await put(sessions, index, tenant_id, "d1", {"x": "warp", "y": "engine"}, collection="one")
     await put(sessions, index, tenant_id, "d2", {"z": "warp engine"}, collection="two")

@@ -42,6 +42,7 @@ def test_k_zero_means_the_default_and_blank_ids_are_dropped() -> None:
         ("engines", [""], 5),
         ("engines", ["c"], 51),
         ("engines", ["c"], -1),
+        ("engines", [f"c{number}" for number in range(21)], 5),
     ],
 )
 def test_invalid_queries_are_refused(text: str, collections: list[str], k: int) -> None:
@@ -68,10 +69,17 @@ def test_the_consumers_are_of_the_subjects_events_declares() -> None:
 def test_fusion_favours_chunks_both_lists_rank() -> None:
     keyword = [chunk("a"), chunk("b"), chunk("c")]
     vector = [chunk("d"), chunk("c"), chunk("a")]
-    fused = fuse([keyword, vector], limit=3)
+    fused = fuse(keyword, vector, keyword_weight=0.5, limit=3)
     assert [hit.chunk_id for hit in fused] == ["a", "c", "d"]
-    assert fused[0].score == pytest.approx(1 / 61 + 1 / 63)
+    assert fused[0].score == pytest.approx(0.5 / 61 + 0.5 / 63)
+
+
+def test_fusion_weighs_the_keyword_list_as_configured() -> None:
+    keyword, vector = [chunk("k")], [chunk("v")]
+    assert [hit.chunk_id for hit in fuse(keyword, vector, keyword_weight=0.7, limit=2)] == ["k", "v"]
+    assert [hit.chunk_id for hit in fuse(keyword, vector, keyword_weight=0.3, limit=2)] == ["v", "k"]
 
 
 def test_fusion_of_one_list_keeps_its_order() -> None:
-    assert [hit.chunk_id for hit in fuse([[chunk("x"), chunk("y")], []], limit=5)] == ["x", "y"]
+    fused = fuse([chunk("x"), chunk("y")], [], keyword_weight=0.5, limit=5)
+    assert [hit.chunk_id for hit in fused] == ["x", "y"]

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.retrieval
@@ -23,10 +24,10 @@ from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra, serving
-from parley.retrieval import events, models
+from parley.retrieval import events, models, store
 from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
-from parley.retrieval.hybrid_search import Searcher
+from parley.retrieval.hybrid_search import Mode, Searcher, search_query
 from parley.retrieval.indexing import Indexer
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
 
@@ -170,6 +171,7 @@ async def search(
     tenant_id: str | None = None,
     k: int = 0,
     document_ids: Sequence[str] = (),
+    heading: str = "",
 ) -> list[retrieval_pb2.ChunkHit]:
     response = await stub.Search(
         retrieval_pb2.SearchRequest(
@@ -177,7 +179,7 @@ async def search(
             collection_ids=[doc.collection_id],
             k=k,
             mode=mode,
-            filters=retrieval_pb2.SearchFilters(document_ids=document_ids),
+            filters=retrieval_pb2.SearchFilters(document_ids=document_ids, heading=heading),
         ),
         metadata=as_(tenant_id or doc.tenant_id),
         timeout=10,
@@ -309,6 +311,118 @@ async def test_deleting_a_document_or_a_collection_removes_its_chunks(
 
     await pipeline.delete(events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id))
     assert await search(stub, doc, "warp engines") == []
+
+
+async def test_deleting_forgets_the_keyword_statistics(pipeline: Pipeline, sessions: Sessions, doc: Doc) -> None:
+    sibling = Doc(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=str(uuid.uuid4()))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    await pipeline.upsert(sibling.upserted(1, [GARDEN_TEXT]))
+
+    async def bm25_chunk_count() -> int | None:
+        async with sessions() as session:
+            return (
+                await session.execute(
+                    select(models.bm25_collections.c.chunk_count).where(
+                        models.bm25_collections.c.tenant_id == doc.tenant_id,
+                        models.bm25_collections.c.collection_id == doc.collection_id,
+                    )
+                )
+            ).scalar_one_or_none()
+
+    assert await bm25_chunk_count() == 3
+    await pipeline.delete(
+        events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=doc.document_id)
+    )
+    # N (and so every IDF) no longer counts the deleted document's chunks.
+    assert await bm25_chunk_count() == 1
+    await pipeline.delete(events_pb2.ChunksDeleted(tenant_id=doc.tenant_id, collection_id=doc.collection_id))
+    assert await bm25_chunk_count() is None
+
+
+async def test_keyword_search_matches_any_word_and_marks_it_in_the_snippet(
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT, "Use <b>bold</b> & breads"]))
+    hits = await search(stub, doc, "antimatter bread spaceship", retrieval_pb2.SEARCH_MODE_KEYWORD)
+    # "antimatter" is in one chunk, "bread" (stemmed) in two: no chunk has every word, all three match.
+    assert {hit.ordinal for hit in hits} == {0, 1, 3}
+    snippets = {hit.ordinal: hit.highlight for hit in hits}
+    assert "<mark>antimatter</mark>" in snippets[0]
+    assert "<mark>bread</mark>" in snippets[1]
+    # The document's own markup never reaches the snippet as HTML (PostgreSQL's parser drops tags,
+    # the rest is escaped): only the marks are.
+    assert "<b>" not in snippets[3]
+    assert snippets[3].endswith("&amp; <mark>breads</mark>")
+
+
+async def test_search_can_be_limited_to_headings(
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, f"{ENGINE_TEXT} Again.", GARDEN_TEXT]))
+    for mode in (retrieval_pb2.SEARCH_MODE_KEYWORD, retrieval_pb2.SEARCH_MODE_VECTOR, retrieval_pb2.SEARCH_MODE_HYBRID):
+        hits = await search(stub, doc, "warp engines", mode, heading="SECTION 2")
+        assert [hit.heading for hit in hits] == ["Section 2"]
+
+
+async def test_row_level_security_hides_other_tenants_rows_from_any_query(
+    pipeline: Pipeline, sessions: Sessions, doc: Doc
+) -> None:
+    other = Doc(tenant_id=str(uuid.uuid4()), collection_id=doc.collection_id, document_id=str(uuid.uuid4()))
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    await pipeline.upsert(other.upserted(1, [GARDEN_TEXT]))
+
+    async def visible(tenant_id: str) -> dict[str, set[str]]:
+        """What a query with no tenant filter at all sees, in a transaction given to the tenant."""
+        async with sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
+            tenants = {
+                name: set((await session.execute(select(table.c.tenant_id).distinct())).scalars())
+                for name, table in (("chunks", models.chunks), ("bm25_collections", models.bm25_collections))
+            }
+            postings = await session.execute(select(models.bm25_postings.c.document_id).distinct())
+            return {**tenants, "postings of": set(postings.scalars())}
+
+    assert await visible(doc.tenant_id) == {
+        "chunks": {doc.tenant_id},
+        "bm25_collections": {doc.tenant_id},
+        "postings of": {doc.document_id},
+    }
+    assert await visible("") == {"chunks": set(), "bm25_collections": set(), "postings of": set()}
+
+    # Nor can a transaction of one tenant write a row of another.
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=doc.tenant_id)
+            await store.delete_document(
+                session=session, tenant_id=other.tenant_id, collection_id=other.collection_id, document_id="x"
+            )
+
+
+class RenamedEmbedder(LocalEmbedder):
+    """Another model, as far as the index can tell: the same vectors under another name."""
+
+    name = "local-hash-384-renamed"
+
+
+async def test_after_a_switch_of_embedder_old_vectors_are_ignored_until_remade(
+    pipeline: Pipeline, sessions: Sessions, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    switched = Searcher(sessions=sessions, embedder=RenamedEmbedder())
+    query = search_query(text="warp engines", collection_ids=[doc.collection_id], k=5, mode=Mode.VECTOR)
+    # Vectors of another model are not comparable with the query's: none is used.
+    assert await switched.search(tenant_id=doc.tenant_id, query=query) == []
+
+    await Indexer(sessions=sessions, embedder=RenamedEmbedder()).reembed_until_current(asyncio.Event())
+    hits = await switched.search(tenant_id=doc.tenant_id, query=query)
+    assert [hit.ordinal for hit in hits][:1] == [0]
+    async with sessions() as session:
+        models_of = await session.execute(
+            select(models.chunks.c.embedding_model, func.count(models.chunks.c.embedding))
+            .where(models.chunks.c.document_id == doc.document_id)
+            .group_by(models.chunks.c.embedding_model)
+        )
+        assert models_of.all() == [(RenamedEmbedder.name, 2)]
 
 
 async def test_search_can_be_limited_to_some_documents(

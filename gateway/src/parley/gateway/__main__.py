@@ -37,6 +37,7 @@ async def main() -> None:
         ingestion_target=settings.ingestion_target,
         chat_target=settings.chat_target,
         usage_target=settings.usage_target,
+        retrieval_target=settings.retrieval_target,
         deadline_seconds=settings.call_deadline_seconds,
     )
     try:

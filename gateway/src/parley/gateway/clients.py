@@ -19,6 +19,8 @@ from parley.v1 import (
     common_pb2,
     ingestion_pb2,
     ingestion_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
 )
@@ -84,15 +86,25 @@ class GrpcChat:
 
 
 class Backends:
-    def __init__(self, *, ingestion_target: str, chat_target: str, usage_target: str, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        ingestion_target: str,
+        chat_target: str,
+        usage_target: str,
+        retrieval_target: str,
+        deadline_seconds: float,
+    ) -> None:
         self._channels: list[grpc.aio.Channel] = [
             open_channel(ingestion_target),
             open_channel(chat_target),
             open_channel(usage_target),
+            open_channel(retrieval_target),
         ]
         self.ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channels[0])
         self.chat = GrpcChat(self._channels[1], deadline_seconds=deadline_seconds)
         self.usage = usage_pb2_grpc.UsageServiceStub(self._channels[2])
+        self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(self._channels[3])
         self.deadline = deadline_seconds
 
     async def close(self) -> None:
@@ -192,3 +204,8 @@ class Backends:
         # None leaves the field unset: no limit.
         request = usage_pb2.SetBudgetRequest(monthly_limit_micros=monthly_limit_micros)
         return await self.usage.SetBudget(request, timeout=self.deadline, metadata=_metadata(who))
+
+    # Retrieval
+
+    async def search(self, who: Principal, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
+        return await self.retrieval.Search(request, timeout=self.deadline, metadata=_metadata(who))

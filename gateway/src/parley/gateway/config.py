@@ -10,6 +10,7 @@ class Settings(ServiceSettings):
     ingestion_target: str
     chat_target: str
     usage_target: str
+    retrieval_target: str
     # Keys are stored as HMAC-SHA256(pepper, key): a leaked table alone does not let anyone in.
     api_key_pepper: SecretStr
     # The first admin key, created on a fresh install when no key exists yet.

@@ -20,9 +20,11 @@ from parley.kit.contracts import (
     MAX_MODEL_CHARS,
     MAX_NAME_CHARS,
     MAX_OUTPUT_TOKENS,
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_K,
     MODEL_NAME,
 )
-from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, usage_pb2
+from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, retrieval_pb2, usage_pb2
 
 # PostgreSQL text cannot hold NUL; refused here, with the field's name, rather than failing later.
 NO_NUL = r"^[^\x00]*$"
@@ -398,3 +400,53 @@ class PacingOut(BaseModel):
     @classmethod
     def of(cls, document_id: str, proto: ingestion_pb2.PacingReport) -> "PacingOut":
         return cls.model_validate({"document_id": document_id, **proto_fields(proto)})
+
+
+# Search
+
+
+class SearchFiltersIn(Body):
+    document_ids: Annotated[list[Id], Field(max_length=100)] = []
+    # A substring of the chunk's heading, any case.
+    heading: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300, pattern=NO_NUL)] = ""
+
+
+class SearchIn(Body):
+    query: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS, pattern=NO_NUL)
+    ]
+    # A search spans at most what a conversation may: chat searches a conversation's collections.
+    collection_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_COLLECTIONS_PER_CONVERSATION)]
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    k: Annotated[int, Field(ge=1, le=MAX_SEARCH_K)] = 10
+    filters: SearchFiltersIn = SearchFiltersIn()
+
+    def proto(self) -> retrieval_pb2.SearchRequest:
+        return retrieval_pb2.SearchRequest(
+            query=self.query,
+            collection_ids=self.collection_ids,
+            k=self.k,
+            mode=f"SEARCH_MODE_{self.mode.upper()}",
+            filters=retrieval_pb2.SearchFilters(**self.filters.model_dump()),
+        )
+
+
+class SearchHit(FromProto):
+    """`snippet` is HTML: the chunk's best passage for the query, escaped, matched words in <mark></mark>."""
+
+    score: float
+    snippet: str = Field(validation_alias="highlight")
+    chunk_id: str
+    document_id: str
+    collection_id: str
+    document_title: str
+    heading: str
+    ordinal: int
+
+
+class SearchOut(BaseModel):
+    data: list[SearchHit]
+
+    @classmethod
+    def of(cls, proto: retrieval_pb2.SearchResponse) -> "SearchOut":
+        return cls(data=[SearchHit.model_validate(hit) for hit in proto.hits])

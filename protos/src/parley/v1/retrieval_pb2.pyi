@@ -19,10 +19,12 @@ SEARCH_MODE_KEYWORD: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
 
 class SearchFilters(_message.Message):
-    __slots__ = ("document_ids",)
+    __slots__ = ("document_ids", "heading")
     DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    HEADING_FIELD_NUMBER: _ClassVar[int]
     document_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, document_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    heading: str
+    def __init__(self, document_ids: _Optional[_Iterable[str]] = ..., heading: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("query", "collection_ids", "k", "mode", "filters")
@@ -39,7 +41,7 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filters: _Optional[_Union[SearchFilters, _Mapping]] = ...) -> None: ...
 
 class ChunkHit(_message.Message):
-    __slots__ = ("chunk_id", "document_id", "collection_id", "document_title", "ordinal", "heading", "text", "token_count", "score")
+    __slots__ = ("chunk_id", "document_id", "collection_id", "document_title", "ordinal", "heading", "text", "token_count", "score", "highlight")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +51,7 @@ class ChunkHit(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    HIGHLIGHT_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     document_id: str
     collection_id: str
@@ -58,7 +61,8 @@ class ChunkHit(_message.Message):
     text: str
     token_count: int
     score: float
-    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+    highlight: str
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ..., highlight: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits",)

@@ -6,6 +6,7 @@ from pathlib import Path
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
 from parley.retrieval import events, models
+from parley.retrieval.bm25 import Bm25Parameters
 from parley.retrieval.config import Settings
 from parley.retrieval.embeddings import build_embedder
 from parley.retrieval.grpc_api import RetrievalApi
@@ -21,18 +22,31 @@ async def main() -> None:
     )
     try:
         embedder = build_embedder(settings)
+        # Loaded before serving (in a worker thread): the first search must not wait for the model.
+        await embedder.warm_up()
+        bm25 = Bm25Parameters(
+            k1=settings.bm25_k1, b=settings.bm25_b, max_postings_per_term=settings.bm25_max_postings_per_term
+        )
         relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
         await runtime.serve_grpc(
             (
                 retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-                RetrievalApi(Searcher(sessions=runtime.sessions, embedder=embedder)),
+                RetrievalApi(
+                    Searcher(
+                        sessions=runtime.sessions,
+                        embedder=embedder,
+                        bm25=bm25,
+                        keyword_weight=settings.hybrid_keyword_weight,
+                    )
+                ),
                 "parley.v1.RetrievalService",
             )
         )
-        indexer = Indexer(sessions=runtime.sessions, embedder=embedder)
+        indexer = Indexer(sessions=runtime.sessions, embedder=embedder, bm25=bm25)
         for consumer in events.consumers(indexer=indexer, relay=relay):
             runtime.consume(consumer)
+        runtime.spawn(indexer.reembed_until_current(runtime.stopping), name="reembed")
         await runtime.wait_for_signal()
     finally:
         await runtime.close()

@@ -1,9 +1,11 @@
-"""Embedders: text in, unit-length vectors out.
+"""Embedders: text in, unit-length vectors out, `DIMENSIONS` wide (the index's vector column).
 
+`MiniLmEmbedder` (minilm.py, all-MiniLM-L6-v2 on the CPU) is the default: semantic, offline.
 `LocalEmbedder` is the offline default: no model, no network, the same vector for the same
 text on every machine and every run. It hashes normalised word unigrams and bigrams into
 signed buckets ("the hashing trick"), so texts that share words point the same way. It is
-lexical, not semantic, but it makes vector and hybrid search work end to end with no key.
+lexical, not semantic, and instant: for tests, and machines where a model's ~60 ms per chunk is
+too much.
 """
 
 import asyncio
@@ -16,8 +18,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from parley.retrieval.config import Settings
+from parley.retrieval.minilm import MiniLmEmbedder
 
-DIMENSIONS = 256
+# all-MiniLM-L6-v2's width; the local embedder hashes into as many buckets, so either fits the column.
+DIMENSIONS = 384
 
 _WORD = re.compile(r"[^\W_]+")
 _POSSESSIVE = re.compile(r"['’]s\b")
@@ -35,17 +39,26 @@ class Embedder(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
+    async def warm_up(self) -> None:
+        """Load now whatever the first embed would, so the first search does not wait for it."""
+        ...
+
 
 def build_embedder(settings: Settings) -> Embedder:
     match settings.embedding_provider:
+        case "minilm":
+            return MiniLmEmbedder()
         case "local":
             return LocalEmbedder()
 
 
 class LocalEmbedder:
     # Bump the suffix whenever the vectors change, so cached vectors of the old scheme are not reused.
-    name = "local-hash-256-v1"
+    name = "local-hash-384-v1"
     dimensions = DIMENSIONS
+
+    async def warm_up(self) -> None:
+        return None
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         # Pure CPU work: a large document should not stall the event loop (and the gRPC calls on it).

@@ -29,6 +29,7 @@ class RetrievalApi(retrieval_pb2_grpc.RetrievalServiceServicer):
             # An enum value this build does not know falls back to the default, as UNSPECIFIED does.
             mode=_MODES.get(request.mode, Mode.HYBRID),
             document_ids=request.filters.document_ids,
+            heading=request.filters.heading,
         )
         hits = await self._searcher.search(tenant_id=caller(context).tenant_id, query=query)
         return retrieval_pb2.SearchResponse(hits=_hits(hits))

@@ -1,27 +1,32 @@
-"""Search over the index: keyword (Postgres full text), vector (pgvector cosine), and hybrid, which
-fuses the two ranked lists by reciprocal rank; plus positional reads (neighbours, chunks by id).
+"""Search over the index: keyword (BM25, see bm25.py), vector (pgvector cosine over the embedder's
+vectors), and hybrid, which fuses the two ranked lists by weighted reciprocal rank; plus
+positional reads (neighbours, chunks by id). Every hit carries a highlight: its best passage for
+the query, HTML-escaped, with the matching words in <mark></mark>.
 
-Each leg is a method of its own, so either can be replaced (a BM25 keyword leg, another
-embedder) without touching fusion or the other leg.
+Each leg is a method of its own, so either can be replaced without touching fusion or the other.
 """
 
 import enum
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.kit.contracts import MAX_QUERY_CHARS, MAX_SEARCH_K
+from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHARS, MAX_SEARCH_K
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
+from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
 from parley.retrieval.embeddings import Embedder, is_zero
-from parley.retrieval.store import SearchScope, StoredChunk
+from parley.retrieval.store import MARK_END, MARK_START, SearchScope, StoredChunk
 
 DEFAULT_K = 8
 RRF_K = 60
 MAX_NEIGHBOURS = 10
 MAX_CHUNK_IDS = 100
+MAX_HEADING_FILTER_CHARS = 300
+DEFAULT_KEYWORD_WEIGHT = 0.5
 
 
 class Mode(enum.Enum):
@@ -37,10 +42,17 @@ class SearchQuery:
     k: int
     mode: Mode
     document_ids: tuple[str, ...] = ()
+    heading: str = ""
 
 
 def search_query(
-    *, text: str, collection_ids: Sequence[str], k: int, mode: Mode, document_ids: Sequence[str] = ()
+    *,
+    text: str,
+    collection_ids: Sequence[str],
+    k: int,
+    mode: Mode,
+    document_ids: Sequence[str] = (),
+    heading: str = "",
 ) -> SearchQuery:
     """A validated query, or InvalidInput naming what is wrong."""
     if not text.strip():
@@ -50,14 +62,20 @@ def search_query(
     collections = _distinct(collection_ids)
     if not collections:
         raise InvalidInput("at least one collection id is required")
+    # A search spans at most what a conversation may: chat searches a conversation's collections.
+    if len(collections) > MAX_COLLECTIONS_PER_CONVERSATION:
+        raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections per search")
     if not 0 <= k <= MAX_SEARCH_K:
         raise InvalidInput(f"k must be between 1 and {MAX_SEARCH_K} (0 means {DEFAULT_K})")
+    if len(heading) > MAX_HEADING_FILTER_CHARS:
+        raise InvalidInput(f"the heading filter must be at most {MAX_HEADING_FILTER_CHARS} characters")
     return SearchQuery(
         text=text,
         collection_ids=collections,
         k=k or DEFAULT_K,
         mode=mode,
         document_ids=_distinct(document_ids),
+        heading=heading.strip(),
     )
 
 
@@ -67,14 +85,28 @@ def candidates_for(k: int) -> int:
     return min(4 * k, 200)
 
 
-def fuse(ranked_lists: Sequence[Sequence[StoredChunk]], *, limit: int, rrf_k: int = RRF_K) -> list[StoredChunk]:
-    """Reciprocal rank fusion: each chunk scores the sum of 1 / (rrf_k + rank) over the lists it is in."""
+def hnsw_ef_search(k: int) -> int:
+    """The HNSW candidate list for a search of k: at least pgvector's useful minimum, and as deep
+    as the legs a hybrid search fuses."""
+    return max(100, 4 * k)
+
+
+def fuse(
+    keyword: Sequence[StoredChunk],
+    vector: Sequence[StoredChunk],
+    *,
+    keyword_weight: float,
+    limit: int,
+    rrf_k: int = RRF_K,
+) -> list[StoredChunk]:
+    """Weighted reciprocal rank fusion: a chunk scores the sum of weight / (rrf_k + rank) over the
+    lists it is in; the keyword list weighs `keyword_weight`, the vector list the rest."""
     scores: dict[str, float] = {}
     best_rank: dict[str, int] = {}
     chunks: dict[str, StoredChunk] = {}
-    for ranked in ranked_lists:
+    for ranked, weight in ((keyword, keyword_weight), (vector, 1.0 - keyword_weight)):
         for rank, chunk in enumerate(ranked, start=1):
-            scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+            scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + weight / (rrf_k + rank)
             best_rank[chunk.chunk_id] = min(rank, best_rank.get(chunk.chunk_id, rank))
             chunks.setdefault(chunk.chunk_id, chunk)
     order = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], best_rank[chunk_id], chunk_id))
@@ -84,45 +116,68 @@ def fuse(ranked_lists: Sequence[Sequence[StoredChunk]], *, limit: int, rrf_k: in
 class Searcher:
     """Reads of the index for one tenant at a time; never writes."""
 
-    def __init__(self, *, sessions: Sessions, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        embedder: Embedder,
+        bm25: Bm25Parameters = BM25_DEFAULTS,
+        keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
+    ) -> None:
         self._sessions = sessions
         self._embedder = embedder
+        self._bm25 = bm25
+        self._keyword_weight = keyword_weight
 
     async def search(self, *, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
+        """The best k chunks, best first, each with its highlight."""
         scope = SearchScope(
             tenant_id=tenant_id,
             collection_ids=query.collection_ids,
             document_ids=query.document_ids,
             limit=query.k if query.mode is not Mode.HYBRID else candidates_for(query.k),
+            heading=query.heading,
         )
         keyword: list[StoredChunk] = []
         vector: list[StoredChunk] = []
         # Embed before opening the transaction: an embedder may be a network call.
         embedding = (await self._embedder.embed([query.text]))[0] if query.mode is not Mode.KEYWORD else []
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if query.mode is not Mode.VECTOR:
                 keyword = await self.keyword_leg(session=session, scope=scope, text=query.text)
             if query.mode is not Mode.KEYWORD:
-                vector = await self.vector_leg(session=session, scope=scope, embedding=embedding)
-        match query.mode:
-            case Mode.KEYWORD:
-                return keyword
-            case Mode.VECTOR:
-                return vector
-            case Mode.HYBRID:
-                return fuse([keyword, vector], limit=query.k)
+                vector = await self.vector_leg(
+                    session=session, scope=scope, embedding=embedding, ef_search=hnsw_ef_search(query.k)
+                )
+            match query.mode:
+                case Mode.KEYWORD:
+                    hits = keyword
+                case Mode.VECTOR:
+                    hits = vector
+                case Mode.HYBRID:
+                    hits = fuse(keyword, vector, keyword_weight=self._keyword_weight, limit=query.k)
+            passages = {
+                snippet.chunk_id: snippet.text
+                for snippet in await store.snippets(
+                    session=session, tenant_id=tenant_id, chunk_ids=[hit.chunk_id for hit in hits], query=query.text
+                )
+            }
+        return [replace(hit, highlight=marked(passages.get(hit.chunk_id, ""))) for hit in hits]
 
     async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[StoredChunk]:
-        """The chunks matching the query's words, best first."""
-        return await store.keyword_search(session=session, scope=scope, query=text)
+        """The chunks containing any of the query's words, best BM25 score first."""
+        return await store.keyword_search(session=session, scope=scope, query=text, bm25=self._bm25)
 
     async def vector_leg(
-        self, *, session: AsyncSession, scope: SearchScope, embedding: list[float]
+        self, *, session: AsyncSession, scope: SearchScope, embedding: list[float], ef_search: int
     ) -> list[StoredChunk]:
         """The chunks nearest the query's embedding, nearest first; none for a query with no words."""
         if is_zero(embedding):
             return []
-        return await store.vector_search(session=session, scope=scope, embedding=embedding)
+        return await store.vector_search(
+            session=session, scope=scope, embedding=embedding, model=self._embedder.name, ef_search=ef_search
+        )
 
     async def neighbours(
         self, *, tenant_id: str, document_id: str, ordinal: int, before: int, after: int
@@ -133,7 +188,8 @@ class Searcher:
         if not document_id:
             raise InvalidInput("document_id is required")
         before, after = min(before, MAX_NEIGHBOURS), min(after, MAX_NEIGHBOURS)
-        async with self._sessions() as session:
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if not await store.document_is_indexed(session=session, tenant_id=tenant_id, document_id=document_id):
                 raise NotFound(f"document {document_id} is not in the index")
             return await store.chunks_between(
@@ -150,12 +206,18 @@ class Searcher:
         wanted = _distinct(chunk_ids)
         if len(wanted) > MAX_CHUNK_IDS:
             raise InvalidInput(f"at most {MAX_CHUNK_IDS} chunk ids per call")
-        async with self._sessions() as session:
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             found = {
                 chunk.chunk_id: chunk
                 for chunk in await store.chunks_by_id(session=session, tenant_id=tenant_id, chunk_ids=wanted)
             }
         return [found[chunk_id] for chunk_id in wanted if chunk_id in found]
+
+
+def marked(passage: str) -> str:
+    """A passage as safe HTML: its text escaped, the words that matched the query in <mark></mark>."""
+    return html.escape(passage, quote=False).replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
 
 
 def _distinct(values: Sequence[str]) -> tuple[str, ...]:

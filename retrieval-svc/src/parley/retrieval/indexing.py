@@ -3,9 +3,11 @@
 Each event is applied in one transaction, and redelivery is harmless: an upsert whose version is
 not newer than the one held (or whose document or collection is deleted) changes nothing and
 announces nothing, and the `ChunksIndexed` of a version is enqueued in the same transaction that
-made it searchable.
+made it searchable. A version's BM25 postings are replaced in that same transaction, and deleted
+with their document or collection, so the keyword leg never disagrees with the chunks.
 """
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ from parley.kit import outbox
 from parley.kit.contracts import CHUNKS_INDEXED, indexed_msg_id
 from parley.kit.db import Sessions
 from parley.retrieval import store
+from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
 from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.models import outbox as outbox_table
 from parley.retrieval.store import NewChunk
@@ -25,13 +28,16 @@ from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
+REEMBED_BATCH = 32
+
 embeddings_made = Counter(
     "parley_retrieval_embeddings_total", "Chunk embeddings needed for indexing, by where they came from", ["source"]
 )
 
 
 def embedding_input(heading: str, text: str) -> str:
-    """What is embedded for a chunk: its heading carries meaning the text often leaves implicit."""
+    """What is embedded, and analysed for BM25, for a chunk: its heading carries meaning the text
+    often leaves implicit."""
     return f"{heading}\n{text}" if heading else text
 
 
@@ -44,9 +50,10 @@ def embedding_key(content: str) -> str:
 class Indexer:
     """Applies ChunksUpserted and ChunksDeleted to the index, embedding only what it has never seen."""
 
-    def __init__(self, *, sessions: Sessions, embedder: Embedder) -> None:
+    def __init__(self, *, sessions: Sessions, embedder: Embedder, bm25: Bm25Parameters = BM25_DEFAULTS) -> None:
         self._sessions = sessions
         self._embedder = embedder
+        self._bm25 = bm25
 
     async def index_version(self, event: events_pb2.ChunksUpserted) -> bool:
         """Make one document version searchable. True when it changed the index (and enqueued ChunksIndexed)."""
@@ -54,6 +61,7 @@ class Indexer:
         _require(event.collection_id, "collection_id")
         _require(event.document_id, "document_id")
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
             if await store.is_collection_deleted(
                 session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
             ):
@@ -69,9 +77,8 @@ class Indexer:
             if not claimed:
                 log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
                 return False
-            vectors = await self._embed_with_cache(
-                session=session, contents=[embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
-            )
+            contents = [embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
+            vectors = await self._embed_with_cache(session=session, contents=contents)
             await store.replace_document_chunks(
                 session=session,
                 tenant_id=event.tenant_id,
@@ -79,7 +86,18 @@ class Indexer:
                 document_id=event.document_id,
                 version=event.version,
                 document_title=event.document_title,
-                new_chunks=[_new_chunk(chunk, vector) for chunk, vector in zip(event.chunks, vectors, strict=True)],
+                new_chunks=[
+                    _new_chunk(chunk, vector, self._embedder.name)
+                    for chunk, vector in zip(event.chunks, vectors, strict=True)
+                ],
+            )
+            await store.replace_postings(
+                session=session,
+                tenant_id=event.tenant_id,
+                collection_id=event.collection_id,
+                document_id=event.document_id,
+                texts={chunk.chunk_id: content for chunk, content in zip(event.chunks, contents, strict=True)},
+                bm25=self._bm25,
             )
             await outbox.enqueue(
                 session=session,
@@ -110,11 +128,44 @@ class Indexer:
         embeddings_made.labels("model").inc(len(missing))
         return [known[key] for key in keys]
 
+    async def reembed_stale(self, *, batch: int = REEMBED_BATCH) -> int:
+        """Re-embed up to `batch` chunks whose vectors are another model's (or none); returns how many.
+        A maintenance job across tenants: it runs as the service's login role, outside row-level
+        security, and changes nothing but vectors. Each chunk is written in a transaction of its
+        own, so it never holds one chunk's lock while waiting for another (an upsert replacing
+        the same document could otherwise deadlock with it)."""
+        async with self._sessions() as session, session.begin():
+            stale = await store.stale_chunks(session=session, model=self._embedder.name, limit=batch)
+            if not stale:
+                return 0
+            vectors = await self._embed_with_cache(
+                session=session, contents=[embedding_input(chunk.heading, chunk.text) for chunk in stale]
+            )
+        for chunk, vector in zip(stale, vectors, strict=True):
+            async with self._sessions() as session, session.begin():
+                await store.set_embedding(
+                    session=session, chunk_id=chunk.chunk_id, model=self._embedder.name, embedding=_stored(vector)
+                )
+        return len(stale)
+
+    async def reembed_until_current(self, stopping: asyncio.Event) -> None:
+        """After a switch of embedder: re-embed every stale chunk, a batch per transaction, then stop.
+        Until then a vector search finds only the chunks already re-embedded."""
+        total = 0
+        while not stopping.is_set():
+            done = await self.reembed_stale()
+            if not done:
+                break
+            total += done
+        if total:
+            log.info("re-embedded chunks", extra={"fields": {"model": self._embedder.name, "chunks": total}})
+
     async def remove(self, event: events_pb2.ChunksDeleted) -> int:
         """Drop a document's chunks, or a whole collection's when document_id is empty."""
         _require(event.tenant_id, "tenant_id")
         _require(event.collection_id, "collection_id")
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
             if event.document_id:
                 removed = await store.delete_document(
                     session=session,
@@ -122,8 +173,17 @@ class Indexer:
                     collection_id=event.collection_id,
                     document_id=event.document_id,
                 )
+                await store.forget_document_postings(
+                    session=session,
+                    tenant_id=event.tenant_id,
+                    collection_id=event.collection_id,
+                    document_id=event.document_id,
+                )
             else:
                 removed = await store.delete_collection(
+                    session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
+                )
+                await store.forget_collection_postings(
                     session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
                 )
         log.info(
@@ -140,11 +200,17 @@ class Indexer:
         return removed
 
 
-def _new_chunk(chunk: events_pb2.ChunkRecord, vector: list[float]) -> NewChunk:
+def _new_chunk(chunk: events_pb2.ChunkRecord, vector: list[float], model: str) -> NewChunk:
     # NewChunk names its fields as ChunkRecord does: a field both have is copied, never listed.
-    copied = {field.name: getattr(chunk, field.name) for field in fields(NewChunk) if field.name != "embedding"}
+    copied = {
+        field.name: getattr(chunk, field.name) for field in fields(NewChunk) if not field.name.startswith("embedding")
+    }
+    return NewChunk(**copied, embedding=_stored(vector), embedding_model=model)
+
+
+def _stored(vector: list[float]) -> list[float] | None:
     # A zero vector has no direction: stored as no embedding at all (see models.chunks).
-    return NewChunk(**copied, embedding=None if is_zero(vector) else vector)
+    return None if is_zero(vector) else vector
 
 
 def _require(value: str, name: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime  # type: ignore[import-untyped]  # ships no types; the lead may list it in mypy's overrides
+import onnxruntime
 from tokenizers import Tokenizer
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -75,9 +75,9 @@ class MiniLmEmbedder:
                 vectors[index] = vector
         return vectors
 
-    def warm_up(self) -> None:
-        """Load the model now (about a second) rather than on the first search."""
-        self._load()
+    async def warm_up(self) -> None:
+        """Load the model now (about a second, off the event loop) rather than on the first search."""
+        await asyncio.to_thread(self._load)
 
     def _load(self) -> _Loaded:
         if self._loaded is not None:

@@ -1,18 +1,25 @@
-"""The retrieval schema: the chunk index, what version of each document it holds, and the embedding cache."""
+"""The retrieval schema: the chunk index, its BM25 term statistics, what version of each document it
+holds, and the embedding cache."""
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    REAL,
+    BigInteger,
     Boolean,
     Column,
     Computed,
     DateTime,
+    ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
@@ -40,12 +47,16 @@ chunks = Table(
     Column("tsv", TSVECTOR, Computed(TSV_EXPRESSION, persisted=True), nullable=False),
     # NULL for a chunk with no words: a zero vector has no direction, and its cosine distance is NaN.
     Column("embedding", Vector(DIMENSIONS), nullable=True),
+    # The embedder (its `name`) whose vector this is; '' before any. Searches compare only vectors
+    # of their own model; Indexer.reembed_stale re-makes the others after a switch.
+    Column("embedding_model", Text, nullable=False, server_default=""),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
     Index(
         "ix_chunks_embedding",
         "embedding",
         postgresql_using="hnsw",
         postgresql_ops={"embedding": "vector_cosine_ops"},
+        postgresql_with={"m": 16, "ef_construction": 64},
     ),
     Index("ix_chunks_tenant_document_ordinal", "tenant_id", "document_id", "ordinal"),
     Index("ix_chunks_tenant_collection", "tenant_id", "collection_id"),
@@ -83,9 +94,65 @@ embedding_cache = Table(
     metadata,
     Column("model", Text, nullable=False),
     Column("content_hash", Text, nullable=False),
-    Column("embedding", Vector(DIMENSIONS), nullable=False),
+    # No width: each model's vectors are its own, and a model of another width can share the table.
+    Column("embedding", Vector(), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("model", "content_hash"),
+)
+
+# BM25's statistics (see bm25.py): per (tenant, collection) the chunk count and total length, per
+# term its document frequency, per (term, chunk) a posting. Written in the transaction that writes
+# the chunks, so the keyword leg never sees half of a version.
+bm25_collections = Table(
+    "bm25_collections",
+    metadata,
+    Column("collection_key", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("collection_id", Text, nullable=False),
+    Column("chunk_count", BigInteger, nullable=False, server_default="0"),
+    Column("total_length", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("tenant_id", "collection_id", name="uq_bm25_collections_tenant_collection"),
+)
+
+bm25_terms = Table(
+    "bm25_terms",
+    metadata,
+    Column(
+        "collection_key",
+        BigInteger,
+        ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("term", Text, nullable=False),
+    Column("df", BigInteger, nullable=False),
+    PrimaryKeyConstraint("collection_key", "term"),
+)
+
+# No primary key: postings are derived from the chunks and replaced a document at a time; the
+# index that matters is the impact-ordered one a search reads (index-only, best postings first).
+bm25_postings = Table(
+    "bm25_postings",
+    metadata,
+    Column(
+        "collection_key",
+        BigInteger,
+        ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("term", Text, nullable=False),
+    Column("chunk_id", Text, nullable=False),
+    Column("document_id", Text, nullable=False),
+    Column("tf", Integer, nullable=False),
+    Column("chunk_length", Integer, nullable=False),
+    Column("impact", REAL, nullable=False),
+    Index(
+        "ix_bm25_postings_term_impact",
+        "collection_key",
+        "term",
+        text("impact DESC"),
+        postgresql_include=["chunk_id", "document_id", "tf", "chunk_length"],
+    ),
+    Index("ix_bm25_postings_document", "collection_key", "document_id"),
 )
 
 outbox = outbox_table(metadata)

@@ -1,4 +1,5 @@
-"""All SQL of the retrieval service. Every query about tenant data filters on tenant_id."""
+"""All SQL of the retrieval service. Every query about tenant data filters on tenant_id, and runs
+in a transaction that `enter_tenant` has given to that tenant (row-level security, migration 0003)."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -12,15 +13,23 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import REGCONFIG, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.retrieval.models import chunks, deleted_collections, embedding_cache, indexed_documents
+from parley.retrieval.bm25 import Bm25Parameters
+from parley.retrieval.models import (
+    bm25_collections,
+    bm25_postings,
+    bm25_terms,
+    chunks,
+    deleted_collections,
+    embedding_cache,
+    indexed_documents,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,7 @@ class StoredChunk:
     text: str
     token_count: int
     score: float = 0.0
+    highlight: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,16 @@ class NewChunk:
     token_count: int
     content_hash: str
     embedding: list[float] | None
+    embedding_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleChunk:
+    """A chunk whose vector is not the current embedder's."""
+
+    chunk_id: str
+    heading: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +75,30 @@ class SearchScope:
     collection_ids: Sequence[str]
     document_ids: Sequence[str]
     limit: int
+    # A substring of the chunk's heading, matched case-insensitively; empty matches every chunk.
+    heading: str = ""
 
 
-# A StoredChunk's fields are columns of `chunks`, except the score each read computes.
-_HIT_FIELDS = tuple(field.name for field in fields(StoredChunk) if field.name != "score")
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    chunk_id: str
+    text: str
+
+
+# A StoredChunk's fields are columns of `chunks`, except the score and highlight a search computes.
+_HIT_FIELDS = tuple(field.name for field in fields(StoredChunk) if field.name not in {"score", "highlight"})
 _HIT_COLUMNS = tuple(chunks.c[name] for name in _HIT_FIELDS)
 
-_ENGLISH = literal_column("'english'::regconfig", REGCONFIG)
+# Control characters no document text carries (ingestion extracts text): the domain turns them
+# into the public markers after escaping the text around them.
+MARK_START = "\x02"
+MARK_END = "\x03"
+_HEADLINE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=40, MinWords=15, MaxFragments=2"
+
+
+_COLLECTIONS = f"{bm25_collections.schema}.{bm25_collections.name}"
+_TERMS = f"{bm25_terms.schema}.{bm25_terms.name}"
+_POSTINGS = f"{bm25_postings.schema}.{bm25_postings.name}"
 
 
 def _hit(row: RowMapping, score: float = 0.0) -> StoredChunk:
@@ -71,6 +108,19 @@ def _hit(row: RowMapping, score: float = 0.0) -> StoredChunk:
 def _rowcount(result: Result[Any]) -> int:
     # AsyncSession.execute is typed for any statement; a DELETE's result is a CursorResult.
     return cast(CursorResult[Any], result).rowcount
+
+
+# The role of migration 0003's policies: no login, no BYPASSRLS, not the tables' owner.
+TENANT_ROLE = "parley_retrieval_tenant"
+
+
+async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
+    rows, whatever a query's WHERE says. First thing in every transaction on tenant data."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": TENANT_ROLE, "tenant_id": tenant_id},
+    )
 
 
 # --- indexing ---------------------------------------------------------------------------------
@@ -169,6 +219,124 @@ async def delete_collection(*, session: AsyncSession, tenant_id: str, collection
     )
 
 
+# BM25's statistics (the design is in bm25.py). Every write locks the collection's row first: the
+# counters stay exact, and concurrent documents of one collection cannot deadlock.
+
+
+async def replace_postings(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    collection_id: str,
+    document_id: str,
+    texts: Mapping[str, str],
+    bm25: Bm25Parameters,
+) -> None:
+    """Make the document's postings those of `texts` (chunk id → analysed text; none: forgotten).
+    Call it in the transaction that writes the chunks, so search never sees half of either."""
+    key = await _lock_bm25_collection(session=session, tenant_id=tenant_id, collection_id=collection_id)
+    await _forget_postings(session=session, key=key, document_id=document_id)
+    if not texts:
+        return
+    await session.execute(
+        text(
+            f"""WITH analysed AS (
+                SELECT given.chunk_id, terms.lexeme AS term, cardinality(terms.positions) AS tf
+                FROM unnest(CAST(:chunk_ids AS text[]), CAST(:texts AS text[])) AS given(chunk_id, body),
+                     unnest(to_tsvector('english', given.body)) AS terms
+            ),
+            lengths AS (SELECT chunk_id, sum(tf)::int AS chunk_length FROM analysed GROUP BY chunk_id),
+            collection AS (
+                UPDATE {_COLLECTIONS}
+                SET chunk_count = chunk_count + (SELECT count(*) FROM lengths),
+                    total_length = total_length + (SELECT coalesce(sum(chunk_length), 0) FROM lengths)
+                WHERE collection_key = :key
+                RETURNING total_length::float8 / nullif(chunk_count, 0) AS avgdl
+            ),
+            counted AS (
+                INSERT INTO {_TERMS} AS t (collection_key, term, df)
+                SELECT :key, term, count(*) FROM analysed GROUP BY term ORDER BY term
+                ON CONFLICT (collection_key, term) DO UPDATE SET df = t.df + excluded.df
+            )
+            INSERT INTO {_POSTINGS} (collection_key, term, chunk_id, document_id, tf, chunk_length, impact)
+            SELECT :key, analysed.term, analysed.chunk_id, :document_id, analysed.tf, lengths.chunk_length,
+                   analysed.tf * (:k1 + 1)
+                   / (analysed.tf + :k1 * (1 - :b + :b * lengths.chunk_length / collection.avgdl))
+            FROM analysed JOIN lengths USING (chunk_id) CROSS JOIN collection"""
+        ),
+        {
+            "chunk_ids": list(texts),
+            "texts": list(texts.values()),
+            "key": key,
+            "document_id": document_id,
+            "k1": bm25.k1,
+            "b": bm25.b,
+        },
+    )
+
+
+async def forget_document_postings(
+    *, session: AsyncSession, tenant_id: str, collection_id: str, document_id: str
+) -> None:
+    key = await _lock_bm25_collection(session=session, tenant_id=tenant_id, collection_id=collection_id)
+    await _forget_postings(session=session, key=key, document_id=document_id)
+
+
+async def forget_collection_postings(*, session: AsyncSession, tenant_id: str, collection_id: str) -> None:
+    # Its terms and postings go with the collection row (ON DELETE CASCADE).
+    await session.execute(
+        delete(bm25_collections).where(
+            bm25_collections.c.tenant_id == tenant_id, bm25_collections.c.collection_id == collection_id
+        )
+    )
+
+
+async def _lock_bm25_collection(*, session: AsyncSession, tenant_id: str, collection_id: str) -> int:
+    statement = (
+        insert(bm25_collections)
+        .values(tenant_id=tenant_id, collection_id=collection_id)
+        .on_conflict_do_update(
+            constraint="uq_bm25_collections_tenant_collection",
+            set_={"chunk_count": bm25_collections.c.chunk_count},
+        )
+        .returning(bm25_collections.c.collection_key)
+    )
+    # INSERT .. ON CONFLICT DO UPDATE .. RETURNING always returns the row, now locked.
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def _forget_postings(*, session: AsyncSession, key: int, document_id: str) -> None:
+    await session.execute(
+        text(
+            f"""WITH gone AS (
+                DELETE FROM {_POSTINGS}
+                WHERE collection_key = :key AND document_id = :document_id
+                RETURNING term, chunk_id, chunk_length
+            ),
+            uncounted AS (
+                UPDATE {_TERMS} AS t SET df = t.df - gone_terms.df
+                FROM (SELECT term, count(*) AS df FROM gone GROUP BY term) AS gone_terms
+                WHERE t.collection_key = :key AND t.term = gone_terms.term
+            ),
+            gone_chunks AS (SELECT DISTINCT chunk_id, chunk_length FROM gone)
+            UPDATE {_COLLECTIONS}
+            SET chunk_count = chunk_count - (SELECT count(*) FROM gone_chunks),
+                total_length = total_length - (SELECT coalesce(sum(chunk_length), 0) FROM gone_chunks)
+            WHERE collection_key = :key"""
+        ),
+        {"key": key, "document_id": document_id},
+    )
+
+
+async def analyse(*, session: AsyncSession, content: str) -> dict[str, int]:
+    """The terms of a text and how often each occurs, as chunks and queries are analysed for BM25."""
+    rows = await session.execute(
+        text("SELECT lexeme, cardinality(positions) AS tf FROM unnest(to_tsvector('english', :text))"),
+        {"text": content},
+    )
+    return {row.lexeme: row.tf for row in rows}
+
+
 async def cached_embeddings(
     *, session: AsyncSession, model: str, content_hashes: Sequence[str]
 ) -> dict[str, list[float]]:
@@ -192,6 +360,26 @@ async def cache_embeddings(*, session: AsyncSession, model: str, embeddings: Map
     )
 
 
+async def stale_chunks(*, session: AsyncSession, model: str, limit: int) -> list[StaleChunk]:
+    """Chunks, of any tenant, whose vector is not `model`'s."""
+    rows = await session.execute(
+        select(chunks.c.chunk_id, chunks.c.heading, chunks.c.text)
+        .where(chunks.c.embedding_model != model)
+        .order_by(chunks.c.chunk_id)
+        .limit(limit)
+    )
+    return [StaleChunk(chunk_id=row.chunk_id, heading=row.heading, text=row.text) for row in rows]
+
+
+async def set_embedding(*, session: AsyncSession, chunk_id: str, model: str, embedding: list[float] | None) -> None:
+    """The chunk's new vector (None: it has no words to embed); nothing if it is gone or already `model`'s."""
+    await session.execute(
+        update(chunks)
+        .where(chunks.c.chunk_id == chunk_id, chunks.c.embedding_model != model)
+        .values(embedding=embedding, embedding_model=model)
+    )
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 
@@ -199,34 +387,122 @@ def _in_scope(scope: SearchScope) -> ColumnElement[bool]:
     condition = and_(chunks.c.tenant_id == scope.tenant_id, chunks.c.collection_id.in_(list(scope.collection_ids)))
     if scope.document_ids:
         condition = and_(condition, chunks.c.document_id.in_(list(scope.document_ids)))
+    if scope.heading:
+        condition = and_(condition, func.strpos(func.lower(chunks.c.heading), func.lower(scope.heading)) > 0)
     return condition
 
 
-async def keyword_search(*, session: AsyncSession, scope: SearchScope, query: str) -> list[StoredChunk]:
-    tsquery = func.websearch_to_tsquery(_ENGLISH, query)
-    rank = func.ts_rank_cd(chunks.c.tsv, tsquery).label("rank")
-    statement = (
-        select(*_HIT_COLUMNS, rank)
-        .where(_in_scope(scope), chunks.c.tsv.bool_op("@@")(tsquery))
-        .order_by(rank.desc(), chunks.c.chunk_id)
-        .limit(scope.limit)
+async def keyword_search(
+    *, session: AsyncSession, scope: SearchScope, query: str, bm25: Bm25Parameters
+) -> list[StoredChunk]:
+    """Chunks containing any of the query's terms, best BM25 score first (ties by chunk id)."""
+    # N, avgdl and df are those of all the chosen collections together (scores stay comparable
+    # across them), not of the few documents or headings a caller narrowed the search to.
+    # The LIMIT goes inside the scoring when nothing narrows after it: the join with the chunks
+    # then reads only the top rows.
+    narrowed_after = bool(scope.heading)
+    rows = await session.execute(
+        text(
+            f"""WITH query_terms AS (
+                SELECT DISTINCT lexeme AS term FROM unnest(to_tsvector('english', :query))
+            ),
+            scope AS (
+                SELECT collection_key, chunk_count, total_length FROM {_COLLECTIONS}
+                WHERE tenant_id = :tenant_id AND collection_id = ANY(CAST(:collection_ids AS text[]))
+            ),
+            corpus AS (
+                SELECT sum(chunk_count)::float8 AS n,
+                       sum(total_length)::float8 / nullif(sum(chunk_count), 0) AS avgdl,
+                       CAST(:k1 AS float8) AS k1, CAST(:b AS float8) AS b
+                FROM scope
+            ),
+            term_stats AS (
+                SELECT t.term, sum(t.df)::float8 AS df
+                FROM {_TERMS} AS t JOIN scope USING (collection_key) JOIN query_terms USING (term)
+                WHERE t.df > 0
+                GROUP BY t.term
+            ),
+            postings AS (
+                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
+                FROM scope CROSS JOIN query_terms
+                CROSS JOIN LATERAL (
+                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
+                    WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
+                      AND (cardinality(CAST(:document_ids AS text[])) = 0
+                           OR p.document_id = ANY(CAST(:document_ids AS text[])))
+                    ORDER BY p.impact DESC
+                    LIMIT CAST(:per_term AS bigint)
+                ) AS p
+            ),
+            scored AS (
+                SELECT chunk_id,
+                       sum(
+                           ln(1 + (n - df + 0.5) / (df + 0.5))
+                           * tf * (k1 + 1) / (tf + k1 * (1 - b + b * chunk_length / avgdl))
+                       ) AS score
+                FROM postings JOIN term_stats USING (term) CROSS JOIN corpus
+                GROUP BY chunk_id
+                ORDER BY score DESC, chunk_id
+                LIMIT CAST(:scored_limit AS bigint)
+            )
+            SELECT {", ".join(f"c.{name}" for name in _HIT_FIELDS)}, scored.score
+            FROM scored JOIN {chunks.schema}.{chunks.name} AS c USING (chunk_id)
+            WHERE c.tenant_id = :tenant_id AND strpos(lower(c.heading), lower(:heading)) > 0
+            ORDER BY scored.score DESC, c.chunk_id
+            LIMIT :limit"""
+        ),
+        {
+            "query": query,
+            "tenant_id": scope.tenant_id,
+            "collection_ids": list(scope.collection_ids),
+            "document_ids": list(scope.document_ids),
+            "heading": scope.heading,
+            "k1": bm25.k1,
+            "b": bm25.b,
+            "per_term": bm25.max_postings_per_term,
+            "scored_limit": None if narrowed_after else scope.limit,
+            "limit": scope.limit,
+        },
     )
-    return [_hit(row._mapping, row.rank) for row in await session.execute(statement)]
+    return [_hit(row._mapping, row.score) for row in rows]
 
 
-async def vector_search(*, session: AsyncSession, scope: SearchScope, embedding: list[float]) -> list[StoredChunk]:
-    await _widen_hnsw_scan(session, scope.limit)
+async def snippets(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence[str], query: str) -> list[Snippet]:
+    """The best passage of each chunk for the query, its matching words between MARK_START and
+    MARK_END; analysed as BM25 analyses (any word of the query may match)."""
+    if not chunk_ids:
+        return []
+    rows = await session.execute(
+        text(
+            f"""WITH query AS (
+                SELECT CAST(coalesce(string_agg(quote_literal(lexeme), ' | '), '') AS tsquery) AS q
+                FROM unnest(to_tsvector('english', :query))
+            )
+            SELECT chunk_id, ts_headline('english', text, query.q, :options) AS snippet
+            FROM {chunks.schema}.{chunks.name} CROSS JOIN query
+            WHERE tenant_id = :tenant_id AND chunk_id = ANY(CAST(:chunk_ids AS text[]))"""
+        ),
+        {"query": query, "tenant_id": tenant_id, "chunk_ids": list(chunk_ids), "options": _HEADLINE_OPTIONS},
+    )
+    return [Snippet(chunk_id=row.chunk_id, text=row.snippet) for row in rows]
+
+
+async def vector_search(
+    *, session: AsyncSession, scope: SearchScope, embedding: list[float], model: str, ef_search: int
+) -> list[StoredChunk]:
+    """Nearest first among the vectors of `model`. Runs in a transaction: the scan's settings are SET LOCAL."""
+    await _widen_hnsw_scan(session, ef_search)
     distance = chunks.c.embedding.cosine_distance(embedding).label("distance")
     statement = (
         select(*_HIT_COLUMNS, distance)
-        .where(_in_scope(scope), chunks.c.embedding.is_not(None))
+        .where(_in_scope(scope), chunks.c.embedding.is_not(None), chunks.c.embedding_model == model)
         .order_by(distance, chunks.c.chunk_id)
         .limit(scope.limit)
     )
     return [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
 
 
-async def _widen_hnsw_scan(session: AsyncSession, limit: int) -> None:
+async def _widen_hnsw_scan(session: AsyncSession, ef_search: int) -> None:
     # The tenant and collection filters apply after the HNSW scan, so a scan with the default
     # candidate list (40) can come back short. Widen the list, and on pgvector >= 0.8 let the
     # scan continue until enough rows pass the filters.
@@ -236,7 +512,7 @@ async def _widen_hnsw_scan(session: AsyncSession, limit: int) -> None:
             " (SELECT set_config('hnsw.iterative_scan', 'strict_order', true) FROM pg_extension"
             "  WHERE extname = 'vector' AND string_to_array(extversion, '.')::int[] >= ARRAY[0, 8])"
         ),
-        {"ef_search": str(min(1000, max(100, 4 * limit)))},
+        {"ef_search": str(ef_search)},
     )
 
 

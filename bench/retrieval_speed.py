@@ -1,0 +1,33 @@
+"""Retrieval latency at scale: retrieval_lab's scale test, on its own.
+
+    .venv/bin/python bench/retrieval_speed.py [FOLDER] [--size 100000] [--data DIR]
+
+Adds SIZE synthetic chunks (halves of two abstracts of FOLDER joined, their MiniLM vectors
+blended) to an embedded PostgreSQL migrated as retrieval's, written through parley.retrieval.store
+as the Indexer writes them, then times keyword (BM25 through store.keyword_search, every posting
+and capped), vector (HNSW per ef_search, with recall@10 against exact) and hybrid. --data keeps
+the index for the next run (building 100k takes minutes). The quality tables of the lab come too.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a package, from any folder
+
+from bench import retrieval_lab
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("folder", nargs="?", type=Path, default=retrieval_lab.DEFAULT_FOLDER)
+    parser.add_argument("--size", type=int, default=100_000, help="synthetic chunks to add")
+    parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
+    args = parser.parse_args(argv)
+    return retrieval_lab.main(
+        [str(args.folder), "--scale", str(args.size), *(["--data", str(args.data)] if args.data else [])]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

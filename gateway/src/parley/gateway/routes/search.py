@@ -1,0 +1,25 @@
+"""Search over the caller's collections: the passages themselves, without an answer."""
+
+import asyncio
+
+from fastapi import APIRouter
+
+from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.schemas import SearchIn, SearchOut
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+@router.post("")
+async def search(body: SearchIn, who: CurrentPrincipal, services: Deps) -> SearchOut:
+    """The best `k` chunks for the query, best first, each with a marked snippet.
+
+    Every collection must be the caller's: one that is not (another tenant's, deleted, never
+    made) is a 404, as it is everywhere else, rather than a search that quietly finds nothing.
+    """
+    # Ingestion owns collections; retrieval only ever returns the caller's tenant's chunks, but
+    # it cannot tell "not yours" from "empty".
+    await asyncio.gather(
+        *(services.backends.get_collection(who, collection_id) for collection_id in body.collection_ids)
+    )
+    return SearchOut.of(await services.backends.search(who, body.proto()))
