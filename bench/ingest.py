@@ -172,18 +172,18 @@ def _screenplay(platform: Platform, client: httpx.Client, script: str, pages: in
     table.add("chunk ids new in version 2", len(changed_ids))
     table.add(
         f"chunks of scene {EDITED_SCENE} alone ({edited_scene.tokens} tokens)",
-        _scene_chunks(platform, document_id, edited_scene.heading),
+        _scene_chunks(platform, document_id, edited_scene.ordinal),
     )
     return table
 
 
-def _scene_chunks(platform: Platform, document_id: str, heading: str) -> int:
+def _scene_chunks(platform: Platform, document_id: str, ordinal: int) -> int:
+    """The chunks of one section of the current version."""
     with psycopg.connect(platform.database_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM ingestion.chunks c JOIN ingestion.sections s "
-            "ON s.document_id = c.document_id AND s.version = c.version AND s.ordinal = c.section_ordinal "
-            "WHERE c.document_id = %s AND s.heading = %s",
-            (document_id, heading),
+            "SELECT count(*) FROM ingestion.chunks c JOIN ingestion.documents d "
+            "ON d.id = c.document_id AND d.version = c.version WHERE c.document_id = %s AND c.section_ordinal = %s",
+            (document_id, ordinal),
         ).fetchone()
     return int(row[0]) if row else 0
 

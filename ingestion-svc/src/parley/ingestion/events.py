@@ -48,8 +48,8 @@ JOB_MAX_DELIVER = 3
 # redelivered within JOB_ACK_WAIT_SECONDS of its last sign of life.
 JOB_ACK_WAIT_SECONDS = 15.0
 JOB_HEARTBEAT_SECONDS = 5.0
-# How long an idle worker waits on its lowest queue before looking at the urgent one again.
-IDLE_WAIT_SECONDS = 1.0
+# How long an idle worker waits on the urgent queue before looking at the others again.
+IDLE_WAIT_SECONDS = 0.2
 
 
 def ingest_durables(prefix: str = INGEST_DURABLE) -> list[str]:
@@ -102,25 +102,40 @@ def indexed_consumer(pipeline: Pipeline, *, durable: str = INDEXED_DURABLE) -> b
 async def run_by_priority(js: JetStreamContext, consumers: Sequence[bus.Consumer], stop: asyncio.Event) -> None:
     """Take one message at a time from the first of `consumers` that has one."""
     subscriptions = [await bus.subscribe(js, consumer) for consumer in consumers]
+    queues = list(zip(consumers, subscriptions, strict=True))
     try:
         while not stop.is_set():
-            for index, (consumer, subscription) in enumerate(zip(consumers, subscriptions, strict=True)):
-                # Only the last queue is waited on: an empty urgent queue must not delay the others.
-                last = index == len(consumers) - 1
-                try:
-                    messages = await subscription.fetch(1, timeout=IDLE_WAIT_SECONDS if last else 0.05)
-                except (TimeoutError, NatsTimeoutError):
-                    continue
-                except Exception:
-                    log.exception("fetch failed", extra={"fields": {"consumer": consumer.durable}})
-                    await asyncio.sleep(1.0)
-                    break
-                for message in messages:
-                    await bus.handle(js, consumer, message)
-                break  # back to the most urgent queue
+            try:
+                # A fetch from an empty queue only returns when it expires: ask which have work
+                # first, so an empty urgent queue costs a round trip, not a wait.
+                waiting = [queue for queue in queues if await _has_work(queue[1])]
+                for consumer, subscription in waiting or queues[:1]:
+                    # Idle, wait on the most urgent queue: an urgent job is taken the moment it
+                    # comes, any other within IDLE_WAIT_SECONDS.
+                    messages = await _fetch_one(subscription, timeout=0.05 if waiting else IDLE_WAIT_SECONDS)
+                    for message in messages:
+                        await bus.handle(js, consumer, message)
+                    if messages:
+                        break  # back to the most urgent queue
+            except Exception:
+                log.exception("fetching ingest jobs failed")
+                await asyncio.sleep(1.0)
     finally:
         for subscription in subscriptions:
             await subscription.unsubscribe()
+
+
+async def _has_work(subscription: JetStreamContext.PullSubscription) -> bool:
+    info = await subscription.consumer_info()
+    # Pending: never delivered; ack pending: delivered and not finished (a nak'd job comes back).
+    return (info.num_pending or 0) + (info.num_ack_pending or 0) > 0
+
+
+async def _fetch_one(subscription: JetStreamContext.PullSubscription, *, timeout: float) -> list[Msg]:
+    try:
+        return await subscription.fetch(1, timeout=timeout)
+    except (TimeoutError, NatsTimeoutError):  # nats-py raises either when nothing came
+        return []
 
 
 def _heartbeating(handler: bus.Handler) -> bus.Handler:
