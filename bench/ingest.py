@@ -39,7 +39,8 @@ READY_WITHIN = 600.0
 POLL_SECONDS = 0.05
 HEADING = re.compile(r"^(INT|EXT|INT\./EXT|I/E)[. ]", re.MULTILINE)
 CUE = re.compile(r"^([A-Z][A-Z .'-]{1,30})(\s*\(.*\))?$")
-EDITED_SCENE = 40  # the copy's scene whose dialogue the second version changes
+EDITED_SCENE = 40  # the scene (as numbered here) the second version adds a line of action to
+EDITED_LINE = "The card on the table is older than anyone in the room."
 
 
 def _scenes(fountain: str) -> list[str]:
@@ -81,7 +82,7 @@ def _edit_one_scene(script: str) -> str:
     """The same script with a line of action added at the top of one scene (nothing else moves)."""
     marker = f"#{EDITED_SCENE}#\n"
     at = script.index(marker) + len(marker)
-    return script[:at] + "\nThe card on the table is older than anyone in the room.\n" + script[at:]
+    return script[:at] + f"\n{EDITED_LINE}\n" + script[at:]
 
 
 def _wait_ready(client: httpx.Client, document_id: str, *, version: int = 1) -> dict[str, object]:
@@ -164,14 +165,14 @@ def _screenplay(platform: Platform, client: httpx.Client, script: str, pages: in
     edited_scene = next(
         section
         for section in parse_document(edited.encode(), filename="f.fountain", declared="").sections
-        if section.scene is not None and section.scene.number == str(EDITED_SCENE)
+        if EDITED_LINE in section.text
     )
     table.add(f"new version, scene {EDITED_SCENE} edited: PUT → ready", f"{new_version_seconds:.2f} s")
     table.add("sections changed (PUT's answer)", put.json()["sections"])
     table.add("chunks re-embedded (retrieval's model-embedding counter)", int(re_embedded))
     table.add("chunk ids new in version 2", len(changed_ids))
     table.add(
-        f"chunks of scene {EDITED_SCENE} alone ({edited_scene.tokens} tokens)",
+        f"chunks of the edited scene ({edited_scene.tokens} tokens)",
         _scene_chunks(platform, document_id, edited_scene.ordinal),
     )
     return table
