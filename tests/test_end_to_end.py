@@ -314,9 +314,12 @@ def test_a_watcher_that_connects_right_after_the_upload_sees_every_step(
     with api.stream("GET", f"/v1/documents/{uploaded.json()['id']}/events") as response:
         progress = read_sse(response)
 
-    assert [event.event for event in progress] == ["progress"] * 4
-    assert [event.data["status"] for event in progress] == ["queued", "chunking", "indexing", "ready"]
+    assert [event.event for event in progress] == ["progress"] * 5
+    assert [event.data["status"] for event in progress] == ["queued", "parsing", "chunking", "indexing", "ready"]
     assert progress[-1].data["chunk_count"] == 1 and progress[-1].data["version"] == 1
+    # Each step says how far it is and what it does.
+    assert (progress[2].data["total"], progress[2].data["message"]) == (1, "splitting 1 sections into chunks")
+    assert (progress[-1].data["done"], progress[-1].data["total"]) == (1, 1)
 
 
 def test_a_large_document_is_chunked_and_indexed(api: httpx.Client, ready_document: dict[str, Any]) -> None:

@@ -19,8 +19,11 @@ import parley.retrieval
 from parley.gateway import auth, store
 from parley.ingestion.catalog import Collections
 from parley.ingestion.config import Settings as IngestionSettings
+from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
+from parley.ingestion.events import ingest_durables
 from parley.ingestion.grpc_api import IngestionApi
+from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
 from parley.kit import db
 from parley.kit.rpc import GrpcServer
@@ -50,10 +53,15 @@ async def backends(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) -
     sessions = db.session_factory(engine)
     settings = IngestionSettings(env="test", database_url=infra.database_url, nats_url=infra.nats_url)
     progress = Progress(sessions=sessions, js=nats_client.jetstream())
+    pipeline = Pipeline(sessions=sessions, progress=progress, settings=settings, notify_outbox=lambda: None)
     ingestion = IngestionApi(
         collections=Collections(sessions=sessions, notify_outbox=lambda: None),
         documents=Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=lambda: None),
         progress=progress,
+        # Search never parks a job; the servicer needs one all the same.
+        dead_letters=DeadLetters(
+            js=nats_client.jetstream(), pipeline=pipeline, stream="JOBS", durables=ingest_durables()
+        ),
     )
     # The hashing embedder: instant. The real model runs in tests/test_end_to_end.py.
     embedder = LocalEmbedder()

@@ -14,6 +14,7 @@ import parley.ingestion
 from parley.ingestion import events
 from parley.ingestion.catalog import Collections
 from parley.ingestion.config import Settings
+from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
@@ -26,6 +27,7 @@ from parley.v1 import ingestion_pb2_grpc
 
 # Small, so the oversize upload test sends little.
 TEST_MAX_DOCUMENT_BYTES = 64 * 1024
+TEST_INGEST_DURABLE = "test-ingestion-ingest"
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -48,12 +50,19 @@ async def ingestion(
     documents = Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
     pipeline = Pipeline(sessions=sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
     collections = Collections(sessions=sessions, notify_outbox=relay.notify)
-    tasks = [asyncio.create_task(relay.run(stop))]
-    for consumer in events.consumers(
-        pipeline, ingest_durable="test-ingestion-ingest", indexed_durable="test-ingestion-indexed"
-    ):
-        tasks.append(asyncio.create_task(bus.run_consumer(js, consumer, stop)))
-    api = IngestionApi(collections=collections, documents=documents, progress=progress)
+    dead_letters = DeadLetters(
+        js=js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables(TEST_INGEST_DURABLE)
+    )
+    tasks = [
+        asyncio.create_task(relay.run(stop)),
+        asyncio.create_task(
+            events.run_by_priority(js, events.ingest_consumers(pipeline, durable_prefix=TEST_INGEST_DURABLE), stop)
+        ),
+        asyncio.create_task(
+            bus.run_consumer(js, events.indexed_consumer(pipeline, durable="test-ingestion-indexed"), stop)
+        ),
+    ]
+    api = IngestionApi(collections=collections, documents=documents, progress=progress, dead_letters=dead_letters)
     try:
         async with serving(
             ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, api, "parley.v1.IngestionService"

@@ -283,6 +283,7 @@ async def test_watching_a_document_follows_it_to_ready(
     # usually moved on, and the watcher is told the steps it missed.
     every_step = [
         ingestion_pb2.DOCUMENT_STATUS_QUEUED,
+        ingestion_pb2.DOCUMENT_STATUS_PARSING,
         ingestion_pb2.DOCUMENT_STATUS_CHUNKING,
         ingestion_pb2.DOCUMENT_STATUS_INDEXING,
         ingestion_pb2.DOCUMENT_STATUS_READY,
@@ -298,6 +299,12 @@ async def test_watching_a_document_follows_it_to_ready(
     ]
     assert [progress.status for progress in again] == every_step
     assert {progress.version for progress in again} == {1}
+    # Each step says how far it is and what it does: one section of one chunk, then searchable.
+    chunking, indexing, ready = again[2], again[3], again[4]
+    assert (chunking.total, chunking.message) == (1, "splitting 1 sections into chunks")
+    assert (indexing.total, indexing.message) == (1, "retrieval is indexing 1 chunks")
+    assert (ready.done, ready.total, ready.message) == (1, 1, "searchable: 1 chunks")
+    assert "normal priority" in again[0].message
     assert again[-1].chunk_count == 1
     assert document.title == "words"
 

@@ -107,15 +107,47 @@ async def test_a_message_that_keeps_failing_is_parked(nats_client: NatsClient) -
     consumer = bus.Consumer(stream="JOBS", durable=durable, subject=subject, handler=always_fails, max_deliver=2)
     task = asyncio.create_task(bus.run_consumer(js, consumer, stop))
     try:
-        # The nak delays are 2 s then 4 s: parking comes on the third delivery.
+        # The nak delay is 2 s: parking comes when the second delivery fails too.
         message = await parked.next_msg(timeout=20)
     finally:
         stop.set()
         await task
         await parked.unsubscribe()
     assert message.data == b"poison"
-    assert message.headers == {"Parley-Subject": subject, "Parley-Deliveries": "3"}
+    assert message.headers == {
+        "Parley-Subject": subject,
+        "Parley-Deliveries": "2",
+        "Parley-Reason": "ValueError: poison",
+    }
     assert attempts == [1, 2]
+
+    # An operator lists it, with why, and replays it onto its subject, where it is delivered afresh.
+    [listed] = await bus.parked_messages(js, stream="JOBS", durables=[durable])
+    assert (listed.subject, listed.deliveries, listed.reason, listed.data) == (
+        subject,
+        2,
+        "ValueError: poison",
+        b"poison",
+    )
+    replayed: list[bytes] = []
+
+    async def succeeds(message: Msg) -> None:
+        replayed.append(message.data)
+
+    await bus.replay_parked(js, listed)
+    assert await bus.parked_messages(js, stream="JOBS", durables=[durable]) == []
+    stop = asyncio.Event()
+    fixed = bus.Consumer(stream="JOBS", durable=durable, subject=subject, handler=succeeds, max_deliver=2)
+    task = asyncio.create_task(bus.run_consumer(js, fixed, stop))
+    try:
+        for _ in range(100):
+            if replayed:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+    assert replayed == [b"poison"]
 
 
 async def test_the_outbox_relays_each_row_once(engine: AsyncEngine, nats_client: NatsClient) -> None:

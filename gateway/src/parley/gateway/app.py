@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 
 from parley.gateway import errors
 from parley.gateway.api.deps import Services
-from parley.gateway.routes import chat, collections, documents, health, search, usage
+from parley.gateway.routes import admin, chat, collections, documents, health, search, usage
 from parley.kit.identity import bind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -33,7 +33,7 @@ def create_app(services: Services) -> FastAPI:
     # An upload plus its multipart framing and form fields.
     body_limit = services.settings.max_upload_bytes + 64 * 1024
     errors.install(app)
-    for module in (health, collections, documents, search, chat, usage):
+    for module in (health, collections, documents, search, chat, usage, admin):
         app.include_router(module.router)
 
     @app.middleware("http")

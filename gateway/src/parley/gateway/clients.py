@@ -180,6 +180,14 @@ class Backends:
         request = ingestion_pb2.GetPacingRequest(document_id=document_id)
         return await self.ingestion.GetPacing(request, timeout=self.deadline, metadata=_metadata(who))
 
+    async def list_dead_letters(self, who: Principal) -> ingestion_pb2.ListDeadLettersResponse:
+        request = ingestion_pb2.ListDeadLettersRequest()
+        return await self.ingestion.ListDeadLetters(request, timeout=self.deadline, metadata=_metadata(who))
+
+    async def replay_dead_letter(self, who: Principal, seq: int) -> ingestion_pb2.DeadLetter:
+        request = ingestion_pb2.ReplayDeadLetterRequest(seq=seq)
+        return await self.ingestion.ReplayDeadLetter(request, timeout=self.deadline, metadata=_metadata(who))
+
     def watch_document(
         self, who: Principal, document_id: str, *, timeout: float
     ) -> AsyncIterable[ingestion_pb2.DocumentProgress]:

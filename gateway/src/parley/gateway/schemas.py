@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from parley.kit.contracts import (
+    INGEST_PRIORITIES,
     MAX_COLLECTIONS_PER_CONVERSATION,
     MAX_DESCRIPTION_CHARS,
     MAX_INTENT_CHARS,
@@ -29,6 +30,8 @@ from parley.v1 import chat_pb2, common_pb2, ingestion_pb2, retrieval_pb2, usage_
 # PostgreSQL text cannot hold NUL; refused here, with the field's name, rather than failing later.
 NO_NUL = r"^[^\x00]*$"
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
+# An ingest job's queue: what an upload or a new version may ask for.
+PRIORITY = f"^({'|'.join(INGEST_PRIORITIES)})$"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Tier = Literal["quick", "standard", "deep"]
 
@@ -109,6 +112,10 @@ class Document(FromProto):
     token_count: int
     content_sha256: str
     error: NoneIfEmpty
+    failed_stage: NoneIfEmpty
+    done: int
+    total: int
+    message: str
     created_at: ProtoTime
     updated_at: ProtoTime
 
@@ -124,9 +131,29 @@ class DocumentProgress(FromProto):
     version: int
     chunk_count: int
     error: str
+    failed_stage: str
+    done: int
+    total: int
+    message: str
 
     @classmethod
     def of(cls, proto: ingestion_pb2.DocumentProgress) -> "DocumentProgress":
+        return cls.model_validate(proto)
+
+
+class DeadLetter(FromProto):
+    """An ingest job that kept failing and was set aside; `seq` names it for a replay."""
+
+    seq: int
+    document_id: str
+    version: int
+    subject: str
+    deliveries: int
+    reason: str
+    parked_at: ProtoTime
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.DeadLetter) -> "DeadLetter":
         return cls.model_validate(proto)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from parley.ingestion import events
 from parley.ingestion.catalog import Collections
 from parley.ingestion.config import Settings
+from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
@@ -37,15 +38,23 @@ async def main() -> None:
             sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify
         )
         pipeline = Pipeline(sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
+        dead_letters = DeadLetters(
+            js=runtime.js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables()
+        )
         await runtime.serve_grpc(
             (
                 ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-                IngestionApi(collections=collections, documents=documents, progress=progress),
+                IngestionApi(
+                    collections=collections, documents=documents, progress=progress, dead_letters=dead_letters
+                ),
                 "parley.v1.IngestionService",
             )
         )
-        for consumer in events.consumers(pipeline):
-            runtime.consume(consumer)
+        runtime.spawn(
+            events.run_by_priority(runtime.js, events.ingest_consumers(pipeline), runtime.stopping),
+            name="ingest-worker",
+        )
+        runtime.consume(events.indexed_consumer(pipeline))
         await runtime.wait_for_signal()
     finally:
         await runtime.close()

@@ -28,6 +28,7 @@ from parley.ingestion.sections import SectionChanges, compare_sections
 from parley.ingestion.store import DocumentRecord, SectionRecord
 from parley.kit.contracts import (
     CHUNKS_DELETED,
+    INGEST_PRIORITIES,
     MAX_TITLE_CHARS,
     SCREENPLAY_TYPES,
     document_deleted_msg_id,
@@ -52,6 +53,7 @@ class UploadHeader:
     title: str
     content_type: str
     filename: str
+    priority: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class VersionHeader:
     document_id: str
     content_type: str
     filename: str
+    priority: str
 
 
 UploadPart = UploadHeader | VersionHeader | bytes
@@ -90,6 +93,18 @@ class SectionPage:
 def declared_type(content_type: str) -> str | None:
     """The type the caller declared, or None when it declared only "some bytes"."""
     return None if content_type.split(";", 1)[0].strip().lower() in UNDECLARED else content_type
+
+
+def job_priority(priority: str) -> str:
+    """The queue a job goes to: urgent, normal (when none is named) or low."""
+    priority = priority.strip().lower() or "normal"
+    if priority not in INGEST_PRIORITIES:
+        raise InvalidInput(f"priority must be one of {', '.join(INGEST_PRIORITIES)}")
+    return priority
+
+
+def queued_message(priority: str) -> str:
+    return f"waiting for the ingest worker ({priority} priority)"
 
 
 def check_title(title: str) -> str:
@@ -144,6 +159,7 @@ class Documents:
         collection_id = parse_id(header.collection_id, kind="collection")
         refuse_nul(header.filename, field="filename")
         title = check_title(header.title)
+        priority = job_priority(header.priority)
         async with self._sessions() as session:
             # Before reading megabytes of content for a collection that is not there.
             if not await store.collection_exists(session=session, tenant_id=tenant_id, collection_id=collection_id):
@@ -178,6 +194,7 @@ class Documents:
                 content=data,
                 size_bytes=len(data),
                 content_sha256=sha256,
+                message=queued_message(priority),
             )
             if document is None:
                 # An identical upload committed between our check and our insert.
@@ -194,7 +211,7 @@ class Documents:
             await enqueue(
                 session=session,
                 table=outbox,
-                subject=ingest_subject(),
+                subject=ingest_subject(priority),
                 msg_id=ingest_msg_id(document.id, document.version),
                 message=events_pb2.IngestJob(
                     tenant_id=tenant_id, document_id=str(document.id), version=document.version
@@ -211,6 +228,7 @@ class Documents:
         if not isinstance(header, VersionHeader):
             raise InvalidInput("the first message of a new version must carry the header")
         refuse_nul(header.filename, field="filename")
+        priority = job_priority(header.priority)
         current = await self.get(tenant_id=tenant_id, document_id=header.document_id)
         data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
         filename = header.filename.strip() or current.filename
@@ -248,11 +266,12 @@ class Documents:
                 content_sha256=sha256,
                 content_type=parsed.format,
                 filename=filename,
+                message=queued_message(priority),
             )
             await enqueue(
                 session=session,
                 table=outbox,
-                subject=ingest_subject(),
+                subject=ingest_subject(priority),
                 msg_id=ingest_msg_id(document.id, document.version),
                 message=events_pb2.IngestJob(
                     tenant_id=tenant_id, document_id=str(document.id), version=document.version

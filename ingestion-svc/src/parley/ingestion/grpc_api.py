@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from parley.ingestion.catalog import Collections
+from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents, UploadHeader, UploadPart, VersionHeader
 from parley.ingestion.messages import report_proto, to_proto
 from parley.ingestion.progress import Progress
@@ -26,10 +27,14 @@ async def _upload_parts(requests: AsyncIterator[UploadRequest]) -> AsyncIterator
                     title=header.title,
                     content_type=header.content_type,
                     filename=header.filename,
+                    priority=header.priority,
                 )
             else:
                 yield VersionHeader(
-                    document_id=header.document_id, content_type=header.content_type, filename=header.filename
+                    document_id=header.document_id,
+                    content_type=header.content_type,
+                    filename=header.filename,
+                    priority=header.priority,
                 )
         elif part == "content":
             yield request.content
@@ -38,10 +43,13 @@ async def _upload_parts(requests: AsyncIterator[UploadRequest]) -> AsyncIterator
 
 
 class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
-    def __init__(self, *, collections: Collections, documents: Documents, progress: Progress) -> None:
+    def __init__(
+        self, *, collections: Collections, documents: Documents, progress: Progress, dead_letters: DeadLetters
+    ) -> None:
         self._collections = collections
         self._documents = documents
         self._progress = progress
+        self._dead_letters = dead_letters
 
     async def CreateCollection(
         self, request: ingestion_pb2.CreateCollectionRequest, context: Context
@@ -158,3 +166,17 @@ class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
     async def GetPacing(self, request: ingestion_pb2.GetPacingRequest, context: Context) -> ingestion_pb2.PacingReport:
         report = await self._documents.pacing(tenant_id=caller(context).tenant_id, document_id=request.document_id)
         return report_proto(ingestion_pb2.PacingReport, report)
+
+    async def ListDeadLetters(
+        self, request: ingestion_pb2.ListDeadLettersRequest, context: Context
+    ) -> ingestion_pb2.ListDeadLettersResponse:
+        records = await self._dead_letters.list(tenant_id=caller(context).tenant_id)
+        return ingestion_pb2.ListDeadLettersResponse(
+            dead_letters=[to_proto(ingestion_pb2.DeadLetter, record) for record in records]
+        )
+
+    async def ReplayDeadLetter(
+        self, request: ingestion_pb2.ReplayDeadLetterRequest, context: Context
+    ) -> ingestion_pb2.DeadLetter:
+        record = await self._dead_letters.replay(tenant_id=caller(context).tenant_id, seq=request.seq)
+        return to_proto(ingestion_pb2.DeadLetter, record)

@@ -30,10 +30,12 @@ class Status(StrEnum):
     """Where a document's current version is on its way to being searchable."""
 
     QUEUED = "QUEUED"
+    PARSING = "PARSING"
     CHUNKING = "CHUNKING"
     INDEXING = "INDEXING"
     READY = "READY"
     FAILED = "FAILED"
+    ANALYZING = "ANALYZING"  # for later artifacts; no step sets it yet
 
 
 collections = Table(
@@ -66,6 +68,12 @@ documents = Table(
     Column("error", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The current stage's detail: how far (done of total sections or chunks) and what, in words;
+    # when FAILED, the stage it failed in.
+    Column("failed_stage", Text, nullable=False, server_default=""),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("message", Text, nullable=False, server_default=""),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in Status)})", name="documents_status_check"),
     # The same content under the same title in the same collection is one document, even when
     # two uploads race.

@@ -1,7 +1,8 @@
 """The pipeline that makes a stored version searchable, one committed step at a time:
 
-    QUEUED ──IngestJob──▶ CHUNKING ──sections + chunks + ChunksUpserted──▶ INDEXING ──ChunksIndexed──▶ READY
-                              └────────── nothing to index, or too large for one event ──▶ FAILED
+    QUEUED ──IngestJob──▶ PARSING ──▶ CHUNKING ──sections + chunks + ChunksUpserted──▶ INDEXING ──ChunksIndexed──▶ READY
+                            └── unreadable, nothing to index, too large for one event ──▶ FAILED (stage, why)
+                            └── the job failing max_deliver times (parked) ──▶ FAILED (stage, why)
 
 Each step is one transaction under the document's row lock; an event it announces to another
 service goes to the outbox in that transaction, and its progress is published after the commit.
@@ -11,7 +12,8 @@ already done, finishes without doing anything.
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable
 
 from parley.ingestion import store
 from parley.ingestion.config import Settings
@@ -20,7 +22,8 @@ from parley.ingestion.ids import chunk_id
 from parley.ingestion.messages import to_proto
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
-from parley.ingestion.sections import Section, SectionChunk, SectionKey, chunk_sections
+from parley.ingestion.sections import Section, SectionChunk, chunk_sections
+from parley.ingestion.store import DocumentRecord
 from parley.kit.contracts import CHUNKS_UPSERTED, chunks_msg_id
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput
@@ -29,6 +32,9 @@ from parley.kit.outbox import enqueue
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+
+# The statuses of a version the worker has not finished: a (re)delivered job picks it up.
+WORKING = frozenset({Status.QUEUED, Status.PARSING, Status.CHUNKING})
 
 
 class Pipeline:
@@ -41,7 +47,9 @@ class Pipeline:
         self._notify_outbox = notify_outbox
 
     async def chunk_version(self, *, tenant_id: str, document_id: str, version: int) -> None:
-        """QUEUED → CHUNKING → INDEXING (or FAILED): chunk one version and announce its chunks."""
+        """QUEUED → PARSING → CHUNKING → INDEXING (or FAILED, with the stage and why): read one
+        version into sections, chunk them and announce the chunks. A redelivery after a crash
+        starts again from PARSING; nothing is written until the last step."""
         document_uuid = as_uuid(document_id)
         if document_uuid is None:
             log.error("dropped an ingest job with a malformed document id", extra={"fields": {"id": document_id}})
@@ -50,11 +58,7 @@ class Pipeline:
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
-            if (
-                document is None
-                or document.version != version
-                or document.status not in (Status.QUEUED, Status.CHUNKING)
-            ):
+            if document is None or document.version != version or document.status not in WORKING:
                 return
             content = await store.get_version_content(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
@@ -62,32 +66,51 @@ class Pipeline:
             previous = await store.chunked_pieces(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, version=version
             )
-            started = document.status == Status.QUEUED
-            if started:
-                document = await store.set_status(
-                    session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.CHUNKING
-                )
-        if started and document is not None:
-            await self._progress.publish(document)
+            document = await store.set_status(
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document_uuid,
+                status=Status.PARSING,
+                message=f"reading the {document.content_type} file into sections",
+            )
+        if document is None:
+            return
+        await self._progress.publish(document)
 
         sections: list[Section] = []
         pieces: list[SectionChunk] = []
-        error = ""
-        if content is None or document is None:
+        stage, error = Status.PARSING, ""
+        if content is None:
             error = "the document's content is missing"
         else:
+            # Parsing and tokenizing megabytes blocks for a while: in a thread, so the loop stays
+            # free for other consumers and RPCs. A refusal or a bug fails the document; anything
+            # else (the database, NATS) raises and the job is redelivered.
             try:
-                # Parsing and tokenizing megabytes blocks for a while; keep the loop free for other
-                # consumers and RPCs.
-                sections, pieces = await asyncio.to_thread(
-                    self._split,
-                    content,
-                    filename=document.filename,
-                    content_type=document.content_type,
-                    previous=previous,
+                sections = await asyncio.to_thread(
+                    self._parse, content, filename=document.filename, content_type=document.content_type
                 )
             except InvalidInput as refused:
                 error = str(refused)
+            except Exception:
+                log.exception("parsing failed", extra={"fields": {"document_id": document_id}})
+                error = "the document could not be read"
+        if not error:
+            advanced = await self._advance(
+                tenant_id=tenant_id,
+                document_id=document_uuid,
+                version=version,
+                status=Status.CHUNKING,
+                total=len(sections),
+                message=f"splitting {len(sections)} sections into chunks",
+            )
+            if advanced is None:
+                return
+            stage = Status.CHUNKING
+            try:
+                pieces = await asyncio.to_thread(
+                    chunk_sections, sections, max_tokens=self._settings.chunk_max_tokens, previous=previous
+                )
             except Exception:
                 log.exception("chunking failed", extra={"fields": {"document_id": document_id}})
                 error = "the document could not be split into chunks"
@@ -98,7 +121,7 @@ class Pipeline:
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
-            if document is None or document.version != version or document.status != Status.CHUNKING:
+            if document is None or document.version != version or document.status != stage:
                 return
             upserted = events_pb2.ChunksUpserted(
                 tenant_id=tenant_id,
@@ -118,7 +141,13 @@ class Pipeline:
                 )
             if error:
                 document = await store.set_status(
-                    session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.FAILED, error=error
+                    session=session,
+                    tenant_id=tenant_id,
+                    document_id=document_uuid,
+                    status=Status.FAILED,
+                    error=error,
+                    failed_stage=stage.lower(),
+                    message=f"{stage.lower()} failed",
                 )
             else:
                 await store.replace_sections_and_chunks(
@@ -136,6 +165,8 @@ class Pipeline:
                     status=Status.INDEXING,
                     chunk_count=len(pieces),
                     token_count=sum(piece.token_count for piece in pieces),
+                    total=len(pieces),
+                    message=f"retrieval is indexing {len(pieces)} chunks",
                 )
                 await enqueue(
                     session=session,
@@ -149,14 +180,78 @@ class Pipeline:
         if document is not None:
             await self._progress.publish(document)
 
-    def _split(
-        self, content: bytes, *, filename: str, content_type: str, previous: Mapping[SectionKey, Sequence[str]]
-    ) -> tuple[list[Section], list[SectionChunk]]:
-        """The stored bytes read as the type the upload settled on, and their chunks; a section the
-        previous chunked version has too keeps its pieces (only changed sections are split)."""
-        parsed = parse_document(content, filename=filename, declared=content_type)
-        chunks = chunk_sections(parsed.sections, max_tokens=self._settings.chunk_max_tokens, previous=previous)
-        return parsed.sections, chunks
+    async def _advance(
+        self, *, tenant_id: str, document_id: uuid.UUID, version: int, status: Status, total: int, message: str
+    ) -> DocumentRecord | None:
+        """The next working stage, committed and announced; None when the version is no longer
+        being worked on (deleted, superseded)."""
+        async with self._sessions() as session, session.begin():
+            document = await store.get_document(
+                session=session, tenant_id=tenant_id, document_id=document_id, for_update=True
+            )
+            if document is None or document.version != version or document.status not in WORKING:
+                return None
+            document = await store.set_status(
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document_id,
+                status=status,
+                total=total,
+                message=message,
+            )
+        if document is not None:
+            await self._progress.publish(document)
+        return document
+
+    def _parse(self, content: bytes, *, filename: str, content_type: str) -> list[Section]:
+        """The stored bytes read as the type the upload settled on."""
+        return parse_document(content, filename=filename, declared=content_type).sections
+
+    async def give_up(self, *, tenant_id: str, document_id: str, version: int, reason: str) -> None:
+        """A job parked after failing again and again: its version is FAILED, in the stage it was in."""
+        document_uuid = as_uuid(document_id)
+        if document_uuid is None:
+            return
+        async with self._sessions() as session, session.begin():
+            document = await store.get_document(
+                session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
+            )
+            if document is None or document.version != version or document.status not in WORKING:
+                return
+            # Still QUEUED: it failed before it could even start parsing.
+            stage = Status.PARSING if document.status == Status.QUEUED else document.status
+            document = await store.set_status(
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document_uuid,
+                status=Status.FAILED,
+                failed_stage=stage.lower(),
+                error=f"the ingest job kept failing and was set aside for an operator: {reason}",
+                message=f"{stage.lower()} failed",
+            )
+        if document is not None:
+            await self._progress.publish(document)
+
+    async def requeue(self, *, tenant_id: str, document_id: uuid.UUID, version: int) -> bool:
+        """An operator replays a parked job: its FAILED version goes back to QUEUED. False when the
+        job is no longer the document's current version (the replay would do nothing)."""
+        async with self._sessions() as session, session.begin():
+            document = await store.get_document(
+                session=session, tenant_id=tenant_id, document_id=document_id, for_update=True
+            )
+            if document is None or document.version != version:
+                return False
+            if document.status == Status.FAILED:
+                document = await store.set_status(
+                    session=session,
+                    tenant_id=tenant_id,
+                    document_id=document_id,
+                    status=Status.QUEUED,
+                    message="replayed by an operator; waiting for the ingest worker",
+                )
+        if document is not None:
+            await self._progress.publish(document)
+        return True
 
     async def mark_indexed(self, *, tenant_id: str, document_id: str, version: int) -> None:
         """INDEXING → READY, once retrieval says the version is searchable."""
@@ -172,7 +267,13 @@ class Pipeline:
             if document is None or document.version != version or document.status != Status.INDEXING:
                 return
             document = await store.set_status(
-                session=session, tenant_id=tenant_id, document_id=document_uuid, status=Status.READY
+                session=session,
+                tenant_id=tenant_id,
+                document_id=document_uuid,
+                status=Status.READY,
+                done=document.chunk_count,
+                total=document.chunk_count,
+                message=f"searchable: {document.chunk_count} chunks",
             )
         if document is not None:
             await self._progress.publish(document)

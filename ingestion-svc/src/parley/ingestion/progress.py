@@ -37,9 +37,21 @@ def progress_message(document: DocumentRecord) -> ingestion_pb2.DocumentProgress
     )
 
 
+# Where each status comes on a version's way (the enum's numbers are wire ids, not an order).
+STAGE_RANK = {
+    ingestion_pb2.DOCUMENT_STATUS_QUEUED: 1,
+    ingestion_pb2.DOCUMENT_STATUS_PARSING: 2,
+    ingestion_pb2.DOCUMENT_STATUS_CHUNKING: 3,
+    ingestion_pb2.DOCUMENT_STATUS_INDEXING: 4,
+    ingestion_pb2.DOCUMENT_STATUS_ANALYZING: 5,
+    ingestion_pb2.DOCUMENT_STATUS_READY: 6,
+    ingestion_pb2.DOCUMENT_STATUS_FAILED: 6,
+}
+
+
 def _order(progress: ingestion_pb2.DocumentProgress) -> tuple[int, int]:
     """Steps of one version only move forward, and a later version comes after them all."""
-    return progress.version, progress.status
+    return progress.version, STAGE_RANK.get(progress.status, 0)
 
 
 class Progress:

@@ -42,6 +42,10 @@ class DocumentRecord:
     error: str
     created_at: datetime
     updated_at: datetime
+    failed_stage: str
+    done: int
+    total: int
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ async def insert_document(
     content: bytes,
     size_bytes: int,
     content_sha256: str,
+    message: str,
 ) -> DocumentRecord | None:
     """Version 1 of a new document. None when the same title and content are already in the collection."""
     row = (
@@ -208,6 +213,7 @@ async def insert_document(
                     status=status,
                     size_bytes=size_bytes,
                     content_sha256=content_sha256,
+                    message=message,
                 )
                 .on_conflict_do_nothing(constraint="documents_dedup_key")
                 .returning(*documents.c)
@@ -281,10 +287,23 @@ async def set_status(
     document_id: uuid.UUID,
     status: Status,
     error: str = "",
+    failed_stage: str = "",
+    done: int = 0,
+    total: int = 0,
+    message: str = "",
     chunk_count: int | None = None,
     token_count: int | None = None,
 ) -> DocumentRecord | None:
-    values: dict[str, object] = {"status": status, "error": error, "updated_at": func.now()}
+    """A new stage (its detail replaces the last stage's)."""
+    values: dict[str, object] = {
+        "status": status,
+        "error": error,
+        "failed_stage": failed_stage,
+        "done": done,
+        "total": total,
+        "message": message,
+        "updated_at": func.now(),
+    }
     if chunk_count is not None:
         values["chunk_count"] = chunk_count
     if token_count is not None:
@@ -461,6 +480,7 @@ async def add_version(
     content_sha256: str,
     content_type: str,
     filename: str,
+    message: str,
 ) -> DocumentRecord:
     """The next version of a document (locked by the caller), QUEUED; the id stays."""
     version = document.version + 1
@@ -486,6 +506,10 @@ async def add_version(
                     size_bytes=len(content),
                     content_sha256=content_sha256,
                     error="",
+                    failed_stage="",
+                    done=0,
+                    total=0,
+                    message=message,
                     updated_at=func.now(),
                 )
                 .returning(*documents.c)

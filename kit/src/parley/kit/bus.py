@@ -2,22 +2,33 @@
 
 Every consumer is durable and pulls; its handler commits its own transaction and the loop
 acks only after the handler returns, so a crash means redelivery, never loss. A message
-delivered `max_deliver` times without success is parked on `parked.<stream>.<consumer>`
-and terminated, so one poison message cannot block the rest.
+whose `max_deliver`-th delivery fails (or that comes back after it, from a process that died
+mid-way) is parked on `parked.<stream>.<consumer>` with the reason, and terminated, so one
+poison message cannot block the rest. Operators list parked messages (`parked_messages`) and
+put one back on its subject (`replay_parked`).
 """
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RawStreamMsg,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -26,6 +37,7 @@ from parley.kit.contracts import parked_subject
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
+PARKED_STREAM = "PARKED"
 MIB = 1024 * 1024
 
 STREAMS: tuple[StreamConfig, ...] = (
@@ -46,7 +58,7 @@ STREAMS: tuple[StreamConfig, ...] = (
         name="CHATSTREAM", subjects=["chat.stream.>"], storage=StorageType.MEMORY, max_age=3600, max_bytes=512 * MIB
     ),
     StreamConfig(name="USAGE", subjects=["usage.>"], storage=StorageType.FILE, max_age=30 * DAY, duplicate_window=600),
-    StreamConfig(name="PARKED", subjects=["parked.>"], storage=StorageType.FILE, max_age=30 * DAY),
+    StreamConfig(name=PARKED_STREAM, subjects=["parked.>"], storage=StorageType.FILE, max_age=30 * DAY),
 )
 
 
@@ -55,6 +67,13 @@ events_handled = Counter(
 )
 
 Handler = Callable[[Msg], Awaitable[None]]
+# Told when a message is parked, with why: the owner can mark its work failed meanwhile.
+ParkHook = Callable[[Msg, str], Awaitable[None]]
+# Headers of a parked message: what it was, how often it was tried, and why it was given up.
+PARKED_SUBJECT_HEADER = "Parley-Subject"
+PARKED_DELIVERIES_HEADER = "Parley-Deliveries"
+PARKED_REASON_HEADER = "Parley-Reason"
+MAX_REASON_CHARS = 500
 
 
 async def connect(url: str, *, name: str, connect_within: float = 30.0) -> NatsClient:
@@ -90,10 +109,12 @@ class Consumer:
     max_deliver: int = 5
     ack_wait_seconds: float = 60.0
     batch: int = 10
+    on_parked: ParkHook | None = None
 
 
-async def run_consumer(js: JetStreamContext, consumer: Consumer, stop: asyncio.Event) -> None:
-    subscription = await js.pull_subscribe(
+async def subscribe(js: JetStreamContext, consumer: Consumer) -> JetStreamContext.PullSubscription:
+    """The consumer's durable pull subscription (created on first use)."""
+    return await js.pull_subscribe(
         consumer.subject,
         durable=consumer.durable,
         stream=consumer.stream,
@@ -105,6 +126,10 @@ async def run_consumer(js: JetStreamContext, consumer: Consumer, stop: asyncio.E
             max_deliver=-1,
         ),
     )
+
+
+async def run_consumer(js: JetStreamContext, consumer: Consumer, stop: asyncio.Event) -> None:
+    subscription = await subscribe(js, consumer)
     try:
         while not stop.is_set():
             try:
@@ -116,30 +141,29 @@ async def run_consumer(js: JetStreamContext, consumer: Consumer, stop: asyncio.E
                 await asyncio.sleep(1.0)
                 continue
             for message in messages:
-                await _handle(js, consumer, message)
+                await handle(js, consumer, message)
     finally:
         # An open pull subscription makes the connection's drain wait out its whole timeout.
         await subscription.unsubscribe()
 
 
-async def _handle(js: JetStreamContext, consumer: Consumer, message: Msg) -> None:
+async def handle(js: JetStreamContext, consumer: Consumer, message: Msg) -> None:
+    """Run the handler on one message: ack it, redeliver it later, or park it."""
     deliveries = message.metadata.num_delivered or 1
     if deliveries > consumer.max_deliver:
-        await js.publish(
-            parked_subject(consumer.stream, consumer.durable),
-            message.data,
-            headers={"Parley-Subject": message.subject, "Parley-Deliveries": str(deliveries)},
-        )
-        await message.term()
-        events_handled.labels(consumer.durable, "parked").inc()
-        log.error(
-            "parked a message that kept failing",
-            extra={"fields": {"consumer": consumer.durable, "subject": message.subject, "deliveries": deliveries}},
-        )
+        # Its last delivery never finished (the process died mid-way): no exception to tell.
+        await _park(js, consumer, message, f"delivered {deliveries - 1} times without finishing", deliveries)
         return
     try:
         await consumer.handler(message)
-    except Exception:
+    except Exception as error:
+        if deliveries >= consumer.max_deliver:
+            log.exception(
+                "handler failed for the last time",
+                extra={"fields": {"consumer": consumer.durable, "subject": message.subject, "deliveries": deliveries}},
+            )
+            await _park(js, consumer, message, f"{type(error).__name__}: {error}", deliveries)
+            return
         log.exception(
             "handler failed; will redeliver",
             extra={"fields": {"consumer": consumer.durable, "subject": message.subject, "deliveries": deliveries}},
@@ -149,3 +173,85 @@ async def _handle(js: JetStreamContext, consumer: Consumer, message: Msg) -> Non
         return
     await message.ack()
     events_handled.labels(consumer.durable, "ok").inc()
+
+
+async def _park(js: JetStreamContext, consumer: Consumer, message: Msg, reason: str, deliveries: int) -> None:
+    reason = " ".join(reason.split())[:MAX_REASON_CHARS]
+    await js.publish(
+        parked_subject(consumer.stream, consumer.durable),
+        message.data,
+        headers={
+            PARKED_SUBJECT_HEADER: message.subject,
+            PARKED_DELIVERIES_HEADER: str(deliveries),
+            PARKED_REASON_HEADER: reason,
+        },
+    )
+    await message.term()
+    events_handled.labels(consumer.durable, "parked").inc()
+    log.error(
+        "parked a message that kept failing",
+        extra={"fields": {"consumer": consumer.durable, "subject": message.subject, "deliveries": deliveries}},
+    )
+    if consumer.on_parked is not None:
+        try:
+            await consumer.on_parked(message, reason)
+        except Exception:
+            # The message is parked either way; its owner's record of it is best effort.
+            log.exception("the parking hook failed", extra={"fields": {"consumer": consumer.durable}})
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedMessage:
+    seq: int  # in the PARKED stream: what an operator names to replay it
+    durable: str  # the consumer that gave up on it
+    subject: str  # where it was published, and where a replay puts it back
+    deliveries: int
+    reason: str
+    parked_at: datetime
+    data: bytes
+
+
+def _parked(raw: RawStreamMsg, *, durable: str) -> ParkedMessage:
+    headers: dict[str, str] = raw.headers or {}
+    return ParkedMessage(
+        seq=raw.seq or 0,
+        durable=durable,
+        subject=headers.get(PARKED_SUBJECT_HEADER, ""),
+        deliveries=int(headers.get(PARKED_DELIVERIES_HEADER, "0") or 0),
+        reason=headers.get(PARKED_REASON_HEADER, ""),
+        parked_at=raw.time or datetime.fromtimestamp(0).astimezone(),
+        data=raw.data or b"",
+    )
+
+
+async def parked_messages(
+    js: JetStreamContext, *, stream: str, durables: Sequence[str], limit: int = 1000
+) -> list[ParkedMessage]:
+    """What the given consumers of `stream` parked and nobody replayed yet, oldest first."""
+    found: list[ParkedMessage] = []
+    for durable in durables:
+        seq = 1
+        while len(found) < limit * len(durables):
+            try:
+                raw = await js.get_msg(PARKED_STREAM, seq=seq, subject=parked_subject(stream, durable), next=True)
+            except NotFoundError:
+                break
+            found.append(_parked(raw, durable=durable))
+            seq = found[-1].seq + 1
+    return sorted(found, key=lambda parked: parked.seq)[:limit]
+
+
+async def get_parked(js: JetStreamContext, seq: int) -> ParkedMessage | None:
+    try:
+        raw = await js.get_msg(PARKED_STREAM, seq=seq)
+    except NotFoundError:
+        return None
+    durable = (raw.subject or "").rsplit(".", 1)[-1]
+    return _parked(raw, durable=durable)
+
+
+async def replay_parked(js: JetStreamContext, parked: ParkedMessage) -> None:
+    """Put a parked message back on its subject for a fresh round of deliveries, and unpark it."""
+    # Its own message id: the original's may still be inside the stream's duplicate window.
+    await js.publish(parked.subject, parked.data, headers={"Nats-Msg-Id": f"replay:{parked.seq}"})
+    await js.delete_msg(PARKED_STREAM, parked.seq)

@@ -19,12 +19,16 @@ class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_STATUS_INDEXING: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_READY: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_FAILED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_PARSING: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_ANALYZING: _ClassVar[DocumentStatus]
 DOCUMENT_STATUS_UNSPECIFIED: DocumentStatus
 DOCUMENT_STATUS_QUEUED: DocumentStatus
 DOCUMENT_STATUS_CHUNKING: DocumentStatus
 DOCUMENT_STATUS_INDEXING: DocumentStatus
 DOCUMENT_STATUS_READY: DocumentStatus
 DOCUMENT_STATUS_FAILED: DocumentStatus
+DOCUMENT_STATUS_PARSING: DocumentStatus
+DOCUMENT_STATUS_ANALYZING: DocumentStatus
 
 class Collection(_message.Message):
     __slots__ = ("id", "name", "description", "document_count", "created_at")
@@ -79,7 +83,7 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "collection_id", "title", "content_type", "status", "version", "size_bytes", "chunk_count", "token_count", "error", "content_sha256", "created_at", "updated_at")
+    __slots__ = ("id", "collection_id", "title", "content_type", "status", "version", "size_bytes", "chunk_count", "token_count", "error", "content_sha256", "created_at", "updated_at", "failed_stage", "done", "total", "message")
     ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +97,10 @@ class Document(_message.Message):
     CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     collection_id: str
     title: str
@@ -106,19 +114,25 @@ class Document(_message.Message):
     content_sha256: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., collection_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., version: _Optional[int] = ..., size_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., token_count: _Optional[int] = ..., error: _Optional[str] = ..., content_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    failed_stage: str
+    done: int
+    total: int
+    message: str
+    def __init__(self, id: _Optional[str] = ..., collection_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., version: _Optional[int] = ..., size_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., token_count: _Optional[int] = ..., error: _Optional[str] = ..., content_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class DocumentHeader(_message.Message):
-    __slots__ = ("collection_id", "title", "content_type", "filename")
+    __slots__ = ("collection_id", "title", "content_type", "filename", "priority")
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     collection_id: str
     title: str
     content_type: str
     filename: str
-    def __init__(self, collection_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+    priority: str
+    def __init__(self, collection_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ..., priority: _Optional[str] = ...) -> None: ...
 
 class IngestDocumentRequest(_message.Message):
     __slots__ = ("header", "content")
@@ -129,14 +143,16 @@ class IngestDocumentRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[DocumentHeader, _Mapping]] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class VersionHeader(_message.Message):
-    __slots__ = ("document_id", "content_type", "filename")
+    __slots__ = ("document_id", "content_type", "filename", "priority")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     content_type: str
     filename: str
-    def __init__(self, document_id: _Optional[str] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+    priority: str
+    def __init__(self, document_id: _Optional[str] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ..., priority: _Optional[str] = ...) -> None: ...
 
 class UpdateDocumentRequest(_message.Message):
     __slots__ = ("header", "content")
@@ -413,7 +429,7 @@ class PacingReport(_message.Message):
     def __init__(self, pages: _Optional[int] = ..., scenes: _Optional[int] = ..., dialogue_share: _Optional[float] = ..., day_night: _Optional[_Mapping[str, int]] = ..., int_ext: _Optional[_Mapping[str, int]] = ..., per_scene: _Optional[_Iterable[_Union[ScenePacing, _Mapping]]] = ..., per_act: _Optional[_Iterable[_Union[ActPacing, _Mapping]]] = ...) -> None: ...
 
 class DocumentProgress(_message.Message):
-    __slots__ = ("tenant_id", "document_id", "collection_id", "status", "chunk_count", "error", "at", "version")
+    __slots__ = ("tenant_id", "document_id", "collection_id", "status", "chunk_count", "error", "at", "version", "failed_stage", "done", "total", "message")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -422,6 +438,10 @@ class DocumentProgress(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     document_id: str
     collection_id: str
@@ -430,4 +450,42 @@ class DocumentProgress(_message.Message):
     error: str
     at: _timestamp_pb2.Timestamp
     version: int
-    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., chunk_count: _Optional[int] = ..., error: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    failed_stage: str
+    done: int
+    total: int
+    message: str
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., chunk_count: _Optional[int] = ..., error: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., failed_stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("seq", "document_id", "version", "subject", "deliveries", "reason", "parked_at")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PARKED_AT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    document_id: str
+    version: int
+    subject: str
+    deliveries: int
+    reason: str
+    parked_at: _timestamp_pb2.Timestamp
+    def __init__(self, seq: _Optional[int] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., subject: _Optional[str] = ..., deliveries: _Optional[int] = ..., reason: _Optional[str] = ..., parked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class ReplayDeadLetterRequest(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...

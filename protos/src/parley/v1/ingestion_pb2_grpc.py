@@ -111,6 +111,16 @@ class IngestionServiceStub:
                 request_serializer=parley_dot_v1_dot_ingestion__pb2.GetPacingRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_ingestion__pb2.PacingReport.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/parley.v1.IngestionService/ListDeadLetters',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetter = channel.unary_unary(
+                '/parley.v1.IngestionService/ReplayDeadLetter',
+                request_serializer=parley_dot_v1_dot_ingestion__pb2.ReplayDeadLetterRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_ingestion__pb2.DeadLetter.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer:
@@ -214,6 +224,21 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Ingest jobs of the caller's tenant that kept failing and were parked, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetter(self, request, context):
+        """Put a parked job back on its queue (its document goes back to queued). NOT_FOUND for a
+        sequence that is not a parked ingest job of the caller's tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,6 +316,16 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.GetPacing,
                     request_deserializer=parley_dot_v1_dot_ingestion__pb2.GetPacingRequest.FromString,
                     response_serializer=parley_dot_v1_dot_ingestion__pb2.PacingReport.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetter,
+                    request_deserializer=parley_dot_v1_dot_ingestion__pb2.ReplayDeadLetterRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_ingestion__pb2.DeadLetter.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +735,60 @@ class IngestionService:
             '/parley.v1.IngestionService/GetPacing',
             parley_dot_v1_dot_ingestion__pb2.GetPacingRequest.SerializeToString,
             parley_dot_v1_dot_ingestion__pb2.PacingReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.IngestionService/ListDeadLetters',
+            parley_dot_v1_dot_ingestion__pb2.ListDeadLettersRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.IngestionService/ReplayDeadLetter',
+            parley_dot_v1_dot_ingestion__pb2.ReplayDeadLetterRequest.SerializeToString,
+            parley_dot_v1_dot_ingestion__pb2.DeadLetter.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
 from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, Collection, CollectionIn, Document, Page
+from parley.gateway.schemas import NO_NUL, PRIORITY, Collection, CollectionIn, Document, Page
 from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS, MAX_TITLE_CHARS
 from parley.v1 import common_pb2, ingestion_pb2
 
@@ -50,6 +50,7 @@ async def upload_document(
         UploadFile, File(description="a screenplay (.fountain, .fdx), PDF, HTML, Markdown or plain-text file")
     ],
     title: Annotated[str, Form(max_length=MAX_TITLE_CHARS, pattern=NO_NUL)] = "",
+    priority: Annotated[str, Form(pattern=PRIORITY, description="urgent, normal or low")] = "normal",
 ) -> Document:
     """Store the document and queue it for chunking and indexing; poll it (or its events) until `ready`.
     A file ingestion cannot read (empty, binary, broken, a scan without text) is refused with 400
@@ -64,6 +65,7 @@ async def upload_document(
         title=title.strip(),
         content_type=file.content_type or "",
         filename=file.filename or "",
+        priority=priority,
     )
     return Document.of(await services.backends.ingest_document(who, header, content))
 

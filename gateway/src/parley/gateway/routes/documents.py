@@ -11,6 +11,7 @@ from parley.gateway.api.deps import CurrentPrincipal, Deps
 from parley.gateway.errors import ApiError, from_grpc
 from parley.gateway.events import error_frame
 from parley.gateway.schemas import (
+    PRIORITY,
     CharactersOut,
     Document,
     DocumentProgress,
@@ -39,6 +40,7 @@ async def update_document(
     services: Deps,
     response: Response,
     file: Annotated[UploadFile, File(description="the document's new content, in any accepted type")],
+    priority: Annotated[str, Query(pattern=PRIORITY, description="urgent, normal or low")] = "normal",
 ) -> DocumentUpdateOut:
     """A new version under the same id (202, queued), with how its sections compare with the
     current ones; only changed sections are chunked again. The same file again is `unchanged`
@@ -48,7 +50,10 @@ async def update_document(
     if len(content) > limit:
         raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
     header = ingestion_pb2.VersionHeader(
-        document_id=document_id, content_type=file.content_type or "", filename=file.filename or ""
+        document_id=document_id,
+        content_type=file.content_type or "",
+        filename=file.filename or "",
+        priority=priority,
     )
     update = DocumentUpdateOut.of(await services.backends.update_document(who, header, content))
     if update.outcome == "unchanged":
