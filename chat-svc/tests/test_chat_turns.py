@@ -26,6 +26,7 @@ from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
+from parley.chat.intent import IntentClassifier
 from parley.chat.models import outbox, turns
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
@@ -54,23 +55,40 @@ MANUAL = "Descale the boiler every 200 shots. Use citric acid, never vinegar."
 
 
 class FakeRetrieval:
-    def __init__(self, collection_id: str) -> None:
+    """A manual of a few sections (chunks 0…n in order); every search finds the first."""
+
+    def __init__(self, collection_id: str, sections: Sequence[str] = (MANUAL,)) -> None:
         self.collection_id = collection_id
+        self.chunks_by_id = {
+            f"{collection_id}-{ordinal}": retrieval_pb2.ChunkHit(
+                chunk_id=f"{collection_id}-{ordinal}",
+                document_id="doc-1",
+                collection_id=collection_id,
+                document_title="Espresso manual",
+                heading="Care",
+                ordinal=ordinal,
+                text=text,
+                score=0.9,
+            )
+            for ordinal, text in enumerate(sections)
+        }
+        self.searches: list[tuple[str, int]] = []  # query, k
+        self.neighbour_calls: list[tuple[str, int]] = []  # document, ordinal
 
     async def search(
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
     ) -> list[retrieval_pb2.ChunkHit]:
-        return [
-            retrieval_pb2.ChunkHit(
-                chunk_id=str(uuid.uuid4()),
-                document_id="doc-1",
-                collection_id=self.collection_id,
-                document_title="Espresso manual",
-                heading="Care",
-                text=MANUAL,
-                score=0.9,
-            )
-        ]
+        self.searches.append((query, k))
+        return list(self.chunks_by_id.values())[:1]
+
+    async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
+        return [self.chunks_by_id[chunk_id] for chunk_id in chunk_ids if chunk_id in self.chunks_by_id]
+
+    async def neighbours(
+        self, identity: Identity, *, document_id: str, ordinal: int, before: int, after: int
+    ) -> list[retrieval_pb2.ChunkHit]:
+        self.neighbour_calls.append((document_id, ordinal))
+        return [chunk for chunk in self.chunks_by_id.values() if ordinal - before <= chunk.ordinal <= ordinal + after]
 
 
 class FakeCollections:
@@ -135,6 +153,7 @@ class Harness:
     owner: Owner
     collection_id: str
     sessions: db.Sessions
+    retrieval: FakeRetrieval
 
     def ask(self, message: str = "How often should I descale the boiler?", **overrides: object) -> TurnRequest:
         fields: dict[str, object] = {
@@ -173,8 +192,10 @@ async def harness(
     budget: FakeBudget | None = None,
     remote: dict[str, LlmProvider] | None = None,
     usage: Budget | None = None,  # a real usage-svc's client instead of the fake budget
+    sections: Sequence[str] = (MANUAL,),
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
+    retrieval = FakeRetrieval(collection_id, sections)
     js = nats_client.jetstream()
     budget = budget or FakeBudget()
     runner = TurnRunner(
@@ -182,10 +203,11 @@ async def harness(
         sessions=sessions,
         nc=nats_client,
         js=js,
-        retrieval=FakeRetrieval(collection_id),
+        retrieval=retrieval,
         collections=FakeCollections({tenant: {collection_id}}),
         budget=usage or budget,
         providers={"local": provider or LocalProvider(), **(remote or {})},
+        intents=IntentClassifier(model=None),
         relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
     )
     identity = Identity(tenant_id=tenant, user_id="alice", request_id="req-1")
@@ -197,6 +219,7 @@ async def harness(
         Owner(tenant, "alice"),
         collection_id,
         sessions,
+        retrieval,
     )
 
 
@@ -218,7 +241,7 @@ async def test_a_turn_streams_stores_and_meters_its_answer(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
     h = await harness(settings, sessions, nats_client)
-    started = await h.runner.start(h.identity, h.ask(intent="how_to"))
+    started = await h.runner.start(h.identity, h.ask(intent="question"))
     read = await read_turn(nats_client, started)
 
     kinds = [event.WhichOneof("kind") for event in read]
@@ -370,6 +393,105 @@ async def test_the_message_rules_and_the_intent_are_checked(
         with pytest.raises(InvalidInput):
             await h.runner.start(h.identity, request)
     assert h.budget.holds == []
+
+
+SCENES = (
+    "INT. KITCHEN - DAY. Rosa burns the toast.",
+    "INT. BARN - NIGHT. Rosa counts the eggs twice.",
+    "EXT. FIELD - DAWN. Rosa runs from the storm.",
+    "INT. TRUCK - DAY. Rosa drives to town.",
+)
+
+
+async def test_an_answer_carries_how_its_prompt_was_built(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    started = await h.runner.start(h.identity, h.ask(tier=chat_pb2.TIER_QUICK))
+    read = await read_turn(nats_client, started)
+
+    used = read[-2].usage.context_used
+    assert (used.intent, used.intent_source, used.retrieval, used.tier, used.budget_tokens) == (
+        "question",
+        "default",
+        "semantic",
+        "quick",
+        1_200,
+    )
+    assert h.retrieval.searches[-1][1] == settings.semantic_k
+    parts = {part.name: part.tokens for part in used.parts}
+    assert list(parts) == ["system", "global", "passages", "conversation", "local", "message"]
+    assert parts["passages"] > 0 and parts["local"] == parts["conversation"] == 0
+    assert parts["message"] == count_tokens("How often should I descale the boiler?")
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages[1].context_used == used and messages[0].context_used is None
+    assert grpc_api.message_proto(messages[1]).context_used == used
+
+
+async def test_a_local_edit_reads_the_open_section_and_its_neighbours(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    section = f"{h.collection_id}-2"
+    started = await h.runner.start(
+        h.identity, h.ask("Rewrite this so the storm feels closer", current_section_id=section)
+    )
+    read = await read_turn(nats_client, started)
+
+    used = read[-2].usage.context_used
+    assert (used.intent, used.intent_source, used.retrieval) == ("local_edit", "keywords", "positional")
+    assert h.retrieval.neighbour_calls == [("doc-1", 2)] and h.retrieval.searches == []
+    assert [source.snippet for source in read[-3].sources.sources] == [SCENES[1], SCENES[3]]
+    assert {part.name: part.tokens for part in used.parts}["local"] > count_tokens(SCENES[2])
+
+
+async def test_section_feedback_reads_passages_like_the_open_section(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    section = f"{h.collection_id}-1"
+    started = await h.runner.start(
+        h.identity, h.ask("Thoughts?", intent="section_feedback", current_section_id=section)
+    )
+    used = (await read_turn(nats_client, started))[-2].usage.context_used
+    assert (used.intent, used.intent_source, used.retrieval) == ("section_feedback", "hint", "hybrid")
+    assert h.retrieval.searches == [(SCENES[1], settings.similar_k + 1)]  # the section finds itself too
+
+
+@pytest.mark.parametrize(
+    ("message", "note"),
+    [
+        ("Rewrite the storm scene", "local_edit without a current_section_id: semantic retrieval instead"),
+        ("What is Rosa's arc overall?", "no outline exists yet: semantic retrieval instead of the outline"),
+    ],
+)
+async def test_a_missing_outline_or_section_falls_back_to_semantic_and_says_so(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, message: str, note: str
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    used = (await read_turn(nats_client, await h.runner.start(h.identity, h.ask(message)))).pop(-2).usage.context_used
+    assert (used.retrieval, list(used.notes)) == ("semantic", [note])
+
+
+async def test_a_section_outside_the_conversations_collections_is_not_found(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    with pytest.raises(NotFound):
+        await h.runner.start(h.identity, h.ask(current_section_id="someone-elses-chunk"))
+    assert h.budget.holds == [] and await h.stored_turns() == 0
+
+
+async def test_the_next_turn_puts_the_last_answers_passages_first(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    first = await h.runner.start(h.identity, h.ask("Rewrite this", current_section_id=f"{h.collection_id}-1"))
+    await read_turn(nats_client, first)
+    second = await h.runner.start(h.identity, h.ask("Who is Rosa?", conversation_id=first.conversation_id))
+    sources = (await read_turn(nats_client, second))[-3].sources.sources
+    # Scenes 0 and 2 were the last answer's, under [1] and [2]; the search's scene 0 is not repeated.
+    assert [(source.index, source.snippet) for source in sources] == [(1, SCENES[0]), (2, SCENES[2])]
 
 
 async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(

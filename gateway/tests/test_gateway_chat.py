@@ -95,6 +95,30 @@ async def client(
         yield http
 
 
+CONTEXT_USED = chat_pb2.ContextUsed(
+    intent="local_edit",
+    intent_source="keywords",
+    retrieval="positional",
+    tier="deep",
+    budget_tokens=20_000,
+    parts=[chat_pb2.ContextPart(name="system", tokens=40), chat_pb2.ContextPart(name="local", tokens=300)],
+    trimmed=["conversation: the 2 oldest of 10 messages"],
+    cache_read_tokens=1_500,
+)
+CONTEXT_USED_JSON = {
+    "intent": "local_edit",
+    "intent_source": "keywords",
+    "retrieval": "positional",
+    "tier": "deep",
+    "budget_tokens": 20_000,
+    "parts": [{"name": "system", "tokens": 40}, {"name": "local", "tokens": 300}],
+    "trimmed": ["conversation: the 2 oldest of 10 messages"],
+    "notes": [],
+    "cache_read_tokens": 1_500,
+    "cache_write_tokens": 0,
+}
+
+
 async def publish_turn(nats_client: NatsClient, conversation_id: str, turn_id: str) -> None:
     """What chat-svc publishes for a turn that answers."""
     events = [
@@ -105,7 +129,9 @@ async def publish_turn(nats_client: NatsClient, conversation_id: str, turn_id: s
             )
         ),
         events_pb2.TurnEvent(
-            usage=events_pb2.TurnUsage(usage=common_pb2.TokenUsage(input_tokens=40, output_tokens=9), model="local")
+            usage=events_pb2.TurnUsage(
+                usage=common_pb2.TokenUsage(input_tokens=40, output_tokens=9), model="local", context_used=CONTEXT_USED
+            )
         ),
         events_pb2.TurnEvent(
             end=events_pb2.TurnEnd(
@@ -143,7 +169,8 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
             "collection_ids": ["c1"],
             "stream": True,
             "tier": "deep",
-            "intent": "how_to",
+            "intent": "local_edit",
+            "current_section_id": "chunk-7",
             "provider": "anthropic",
             "model": "claude-haiku-4-5",
         },
@@ -151,7 +178,8 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
     assert asked.status_code == 200, asked.text
     assert (asked.headers["X-Conversation-Id"], asked.headers["X-Turn-Id"]) == (conversation_id, turn_id)
     [request] = chat.requests
-    assert (request.tier, request.intent_hint, request.max_tokens) == (chat_pb2.TIER_DEEP, "how_to", 0)
+    assert (request.tier, request.intent_hint, request.max_tokens) == (chat_pb2.TIER_DEEP, "local_edit", 0)
+    assert request.current_section_id == "chunk-7"
     assert list(request.collection_ids) == ["c1"]
     assert (request.provider, request.model) == ("anthropic", "claude-haiku-4-5")
 
@@ -179,6 +207,7 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
         "model": "local",
+        "context_used": CONTEXT_USED_JSON,
     }
     end = json.loads(relayed[3]["data"])
     assert end["assistant_message_id"] == "a1" and end["finish_reason"] == "stop"
@@ -196,6 +225,13 @@ async def test_a_whole_answer_carries_the_stored_messages_time(
     assert message["content"] == "Descale every 200 shots [1]."
     assert datetime.fromisoformat(message["created_at"]) == STORED_AT
     assert message["usage"]["input_tokens"] == 40 and message["model"] == "local"
+    assert message["context_used"] == CONTEXT_USED_JSON
+
+
+async def test_an_unknown_intent_is_refused_with_the_known_ones(client: httpx.AsyncClient, chat: FakeChat) -> None:
+    asked = await client.post("/v1/chat", json={"message": "descale?", "collection_ids": ["c1"], "intent": "how_to"})
+    assert asked.status_code == 422 and "local_edit, section_feedback" in asked.text
+    assert chat.requests == []
 
 
 async def test_a_refused_budget_hold_is_402(client: httpx.AsyncClient, chat: FakeChat) -> None:
@@ -256,6 +292,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
                 turn_id="t1",
                 created_at=stamp(STORED_AT),
                 incomplete=True,
+                context_used=CONTEXT_USED,
             ),
         ],
     )
@@ -266,6 +303,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
     assert answer["sources"][0]["document_id"] == "d1" and answer["model"] == "local"
     assert datetime.fromisoformat(answer["created_at"]) == STORED_AT
     assert (question["incomplete"], answer["incomplete"]) == (False, True)
+    assert (question["context_used"], answer["context_used"]) == (None, CONTEXT_USED_JSON)
     listed = (await client.get("/v1/conversations")).json()["data"]
     assert listed[0]["id"] == conversation_id and listed[0]["messages"] is None
     assert listed[0]["collection_ids"] == ["c1"]

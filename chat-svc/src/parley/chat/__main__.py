@@ -8,6 +8,7 @@ from parley.chat.clients import IngestionClient, RetrievalClient, UsageClient
 from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
 from parley.chat.grpc_api import ChatApi
+from parley.chat.intent import IntentClassifier
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
 from parley.chat.turns import TurnRunner
@@ -20,6 +21,7 @@ from parley.v1 import chat_pb2_grpc
 async def main() -> None:
     settings = Settings()
     llms = providers(settings)  # a bad provider setting stops the service here
+    intents = IntentClassifier.configured(settings.intent_model, llms)
     await load_encoding()
     runtime = await ServiceRuntime.start(
         "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
@@ -38,6 +40,7 @@ async def main() -> None:
         collections=ingestion,
         budget=usage,
         providers=llms,
+        intents=intents,
         relay=relay,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)

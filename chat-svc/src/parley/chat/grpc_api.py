@@ -26,6 +26,7 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
                 provider=request.provider,
                 model=request.model,
                 intent=request.intent_hint,
+                current_section_id=request.current_section_id,
             ),
         )
         return chat_pb2.StartTurnResponse(conversation_id=started.conversation_id, turn_id=started.turn_id)
@@ -103,4 +104,5 @@ def message_proto(record: store.MessageRecord) -> chat_pb2.Message:
         turn_id=record.turn_id,
         created_at=to_timestamp(record.created_at),
         incomplete=record.incomplete,
+        context_used=record.context_used,
     )

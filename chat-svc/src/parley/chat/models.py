@@ -50,6 +50,8 @@ messages = Table(
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
     # An answer the provider broke off after it began: kept and billed, but not whole.
     Column("incomplete", Boolean, nullable=False, server_default=false()),
+    # An answer's prompt: intent, parts and their tokens, what was trimmed, cache reads and writes.
+    Column("context_used", JSONB, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
 )

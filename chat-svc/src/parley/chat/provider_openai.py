@@ -40,14 +40,16 @@ SPEND_LIMIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached
 
 
 def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
-    system = "\n\n".join(part for part in (prompt.instructions, prompt.context()) if part)
+    # The automatic prefix cache wants the same order: what stays from turn to turn first.
+    stable = (prompt.instructions, prompt.global_context, prompt.context(), prompt.summary)
+    system = "\n\n".join(part for part in stable if part)
     out: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
     for turn in prompt.history:
         if turn.role == "assistant":
             out.append({"role": "assistant", "content": turn.content})
         else:
             out.append({"role": "user", "content": turn.content})
-    out.append({"role": "user", "content": prompt.question})
+    out.append({"role": "user", "content": "\n\n".join(part for part in (prompt.local, prompt.question) if part)})
     return out
 
 

@@ -1,8 +1,8 @@
 """All SQL of chat-svc, returning typed records. Every query is scoped to the tenant and the
 conversation's owner.
 
-Sources are stored as JSONB in their proto's JSON form and TokenUsage as one column per field
-(named as in the proto), each converted by one helper here.
+Sources and an answer's ContextUsed are stored as JSONB in their proto's JSON form and
+TokenUsage as one column per field (named as in the proto), each converted by one helper here.
 """
 
 import uuid
@@ -50,6 +50,7 @@ class MessageRecord:
     model: str
     usage: common_pb2.TokenUsage
     incomplete: bool  # the provider broke the answer off after it began
+    context_used: chat_pb2.ContextUsed | None  # an answer's: how its prompt was built
     created_at: datetime
 
 
@@ -69,6 +70,7 @@ class NewMessage:
     model: str = ""
     usage: common_pb2.TokenUsage = field(default_factory=common_pb2.TokenUsage)
     incomplete: bool = False
+    context_used: chat_pb2.ContextUsed | None = None
 
 
 def _conversation(row: RowMapping) -> ConversationRecord:
@@ -91,6 +93,9 @@ def _message(row: RowMapping) -> MessageRecord:
         model=row["model"],
         usage=common_pb2.TokenUsage(**{name: row[name] for name in USAGE_COLUMNS}),
         incomplete=row["incomplete"],
+        context_used=None
+        if row["context_used"] is None
+        else ParseDict(row["context_used"], chat_pb2.ContextUsed(), ignore_unknown_fields=True),
         created_at=row["created_at"],
     )
 
@@ -108,6 +113,9 @@ def _message_values(message: NewMessage) -> dict[str, Any]:
         "sources": [MessageToDict(source, preserving_proto_field_name=True) for source in message.sources],
         "model": message.model,
         "incomplete": message.incomplete,
+        "context_used": None
+        if message.context_used is None
+        else MessageToDict(message.context_used, preserving_proto_field_name=True),
         **{name: getattr(message.usage, name) for name in USAGE_COLUMNS},
     }
 
