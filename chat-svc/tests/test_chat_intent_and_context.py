@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from parley.chat.context_builder import HISTORY_SHARE, LOCAL_SHARE, Prompt, Turn, build_prompt
+from parley.chat.context_builder import HISTORY_SHARE, LOCAL_SHARE, Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import IntentClassifier, by_keywords
 from parley.chat.provider_errors import ProviderUnavailable
 from parley.chat.providers import Finished, LocalProvider, ProviderEvent, TextDelta
@@ -106,17 +106,20 @@ def test_parts_come_in_the_stable_order_and_are_counted() -> None:
         local="INT. BARN - NIGHT\nRosa counts the eggs.",
         budget=5_000,
     )
+    # What the last turn had stays before the conversation; what this turn found comes after it.
     assert prompt.parts() == [
         prompt.instructions,
-        prompt.passages[0].render() + "\n\n" + prompt.passages[1].render(),
+        prompt.passages[0].render(),
         "Who is Rosa?",
         "The farmer's daughter [1].",
+        prompt.passages[1].render(),
         prompt.local,
         "Is this scene working?",
     ]
+    assert [p.hit.chunk_id for p in prompt.carried] == ["old"] and [p.hit.chunk_id for p in prompt.fresh] == ["new"]
     assert prompt.local.endswith("Rosa counts the eggs.")
     names = [name for name, _ in prompt.part_tokens]
-    assert names == ["system", "global", "passages", "conversation", "local", "message"]
+    assert names == ["system", "global", "passages", "conversation", "new_passages", "local", "message"]
     counted = dict(prompt.part_tokens)
     assert counted["global"] == 0  # no outline or character sheets exist yet
     assert counted["local"] == count_tokens(prompt.local)
@@ -131,6 +134,18 @@ def test_the_last_answers_passages_come_first_under_their_numbers() -> None:
         question="And then?", hits=[chunk("c"), chunk("b"), chunk("d")], carried=carried, history=[], budget=5_000
     )
     assert [(p.index, p.hit.chunk_id) for p in prompt.passages] == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    # No conversation yet to put between them: all four carry over to the next turn.
+    assert prompt.fresh_passages == 0 and len(prompt.carried) == 4
+
+
+@pytest.mark.parametrize(
+    ("total", "kept"),
+    [(3, 3), (10, 10), (12, 6), (14, 8), (16, 10), (18, 6), (22, 10), (24, 6)],
+)
+def test_the_conversation_window_moves_six_messages_at_a_time(total: int, kept: int) -> None:
+    messages = list(range(total))
+    window = history_window(messages[-10:], total=total, last=10)
+    assert list(window) == messages[total - kept :]
 
 
 def test_over_budget_the_passages_not_found_again_go_first_then_the_lowest_ranked() -> None:

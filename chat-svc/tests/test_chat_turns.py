@@ -420,7 +420,7 @@ async def test_an_answer_carries_how_its_prompt_was_built(
     )
     assert h.retrieval.searches[-1][1] == settings.semantic_k
     parts = {part.name: part.tokens for part in used.parts}
-    assert list(parts) == ["system", "global", "passages", "conversation", "local", "message"]
+    assert list(parts) == ["system", "global", "passages", "conversation", "new_passages", "local", "message"]
     assert parts["passages"] > 0 and parts["local"] == parts["conversation"] == 0
     assert parts["message"] == count_tokens("How often should I descale the boiler?")
     _, messages = await h.conversations.get(h.owner, started.conversation_id)

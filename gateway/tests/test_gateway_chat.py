@@ -116,6 +116,7 @@ CONTEXT_USED_JSON = {
     "notes": [],
     "cache_read_tokens": 1_500,
     "cache_write_tokens": 0,
+    "carried_passages": 0,
 }
 
 

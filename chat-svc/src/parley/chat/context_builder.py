@@ -6,9 +6,12 @@ system (the instructions), global (an outline and the main character sheets: non
 slot stays empty), the retrieved passages, the conversation (a rolling summary, then the last
 messages), local (the text of the section the user has open) and the message.
 
-The passages are ordered for the cache too: those the previous answer cited come first, in the
-order and under the numbers they had, then this turn's new ones. A follow-up that retrieves
-what the last turn did repeats the prompt's prefix byte for byte.
+The passages are split for the cache. Those carried over from the last turn come first, in the
+order and under the numbers they had, before the conversation; this turn's new ones come after
+the conversation (`fresh_passages`), just before the local text and the message. So what stays
+(instructions, carried passages, the conversation so far) is a prefix the next turn repeats byte
+for byte, and what changes sits after it. On the first turn there is no conversation yet and
+every passage counts as carried: the next turn carries them all.
 
 When the parts do not fit, they are trimmed by priority, what matters least going first:
 passages carried over that this turn's retrieval did not find again, then this turn's passages
@@ -17,13 +20,18 @@ oldest messages go first) and the local text at most `LOCAL_SHARE` (cut at its e
 instructions and the message are always sent.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from parley.kit.tokens import count_tokens, encoding
 from parley.v1 import retrieval_pb2
 
 HISTORY_SHARE = 0.3
+# The conversation's window of recent messages moves this many messages at a time, not one
+# exchange per turn: between moves every turn repeats the last one's conversation as a prefix.
+HISTORY_STEP = 6
 LOCAL_SHARE = 0.4
 PASSAGE_SEPARATOR_TOKENS = 1
 
@@ -34,6 +42,17 @@ INSTRUCTIONS = (
 )
 LOCAL_HEADING = "The section the user has open:\n\n"
 SUMMARY_HEADING = "Summary of the conversation so far:\n\n"
+
+
+Message = TypeVar("Message")
+
+
+def history_window(recent: Sequence[Message], *, total: int, last: int) -> Sequence[Message]:
+    """Of a conversation's `total` messages, the `recent` ones (at most `last`, the newest last),
+    those from a start that moves `HISTORY_STEP` messages at a time: between `last` -
+    HISTORY_STEP + 1 and `last` of them."""
+    start = math.ceil(max(0, total - last) / HISTORY_STEP) * HISTORY_STEP
+    return recent[max(0, len(recent) - (total - start)) :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +80,27 @@ class Prompt:
     global_context: str = ""
     summary: str = ""
     local: str = ""
-    # How it was built: (system | global | passages | conversation | local | message, tokens), and
-    # what did not fit, in words.
+    fresh_passages: int = 0  # the last this many passages are new this turn: they follow the conversation
+    # How it was built: (system | global | passages | conversation | new_passages | local | message,
+    # tokens), and what did not fit, in words.
     part_tokens: tuple[tuple[str, int], ...] = ()
     trimmed: tuple[str, ...] = ()
 
+    @property
+    def carried(self) -> tuple[Passage, ...]:
+        return self.passages[: len(self.passages) - self.fresh_passages]
+
+    @property
+    def fresh(self) -> tuple[Passage, ...]:
+        return self.passages[len(self.passages) - self.fresh_passages :]
+
     def context(self) -> str:
-        return "\n\n".join(passage.render() for passage in self.passages)
+        """The carried passages, which go before the conversation."""
+        return "\n\n".join(passage.render() for passage in self.carried)
+
+    def fresh_context(self) -> str:
+        """The new passages, which go after it."""
+        return "\n\n".join(passage.render() for passage in self.fresh)
 
     def parts(self) -> list[str]:
         """Every text the model reads, in order (a provider counts and frames them)."""
@@ -77,6 +110,7 @@ class Prompt:
             self.context(),
             self.summary,
             *(turn.content for turn in self.history),
+            self.fresh_context(),
             self.local,
             self.question,
         ]
@@ -93,7 +127,8 @@ def build_prompt(
     local: str = "",
     summary: str = "",
 ) -> Prompt:
-    """`hits` best first, as retrieval ranked them; `carried` the passages the previous answer had, in its order."""
+    """`hits` best first, as retrieval ranked them; `carried` the passages to keep before the
+    conversation if they fit, in the order the last turn had them."""
     trimmed: list[str] = []
     system_tokens, message_tokens = count_tokens(INSTRUCTIONS), count_tokens(question)
     remaining = budget - system_tokens - message_tokens
@@ -128,9 +163,12 @@ def build_prompt(
     conversation_tokens = count_tokens(summary_text) + sum(count_tokens(turn.content) for turn in kept_history)
     remaining -= conversation_tokens
 
-    passages, passage_trims = _fit_passages(carried, hits, remaining)
+    passages, fresh, passage_trims = _fit_passages(carried, hits, remaining)
     trimmed.extend(passage_trims)
-    passage_tokens = sum(count_tokens(passage.render()) + PASSAGE_SEPARATOR_TOKENS for passage in passages)
+    if not (kept_history or summary_text):
+        fresh = 0  # nothing to keep them apart from: all carry over to the next turn
+    passage_tokens = [count_tokens(passage.render()) + PASSAGE_SEPARATOR_TOKENS for passage in passages]
+    split = len(passages) - fresh
 
     return Prompt(
         INSTRUCTIONS,
@@ -139,11 +177,13 @@ def build_prompt(
         question,
         summary=summary_text,
         local=local_text,
+        fresh_passages=fresh,
         part_tokens=(
             ("system", system_tokens),
             ("global", 0),
-            ("passages", passage_tokens),
+            ("passages", sum(passage_tokens[:split])),
             ("conversation", conversation_tokens),
+            ("new_passages", sum(passage_tokens[split:])),
             ("local", local_tokens),
             ("message", message_tokens),
         ),
@@ -153,8 +193,9 @@ def build_prompt(
 
 def _fit_passages(
     carried: Sequence[retrieval_pb2.ChunkHit], hits: Sequence[retrieval_pb2.ChunkHit], room: int
-) -> tuple[tuple[Passage, ...], list[str]]:
-    """Carried passages first, then new ones, numbered in that order; dropped by priority if over `room`."""
+) -> tuple[tuple[Passage, ...], int, list[str]]:
+    """Carried passages first, then new ones, numbered in that order, and how many are new;
+    dropped by priority if over `room`."""
     found = {hit.chunk_id for hit in hits}
     # A passage keeps the place it had last turn, with what this turn's retrieval says of it.
     ordered = list({hit.chunk_id: hit for hit in [*carried, *hits]}.values())
@@ -172,6 +213,7 @@ def _fit_passages(
         Passage(index=number, hit=hit)
         for number, hit in enumerate((hit for hit in ordered if hit.chunk_id in kept), start=1)
     )
+    fresh = len([passage for passage in passages if passage.hit.chunk_id not in carried_ids])
     trims: list[str] = []
     dropped_carried = len([chunk_id for chunk_id in carried_ids if chunk_id not in kept])
     dropped_new = len([hit for hit in hits if hit.chunk_id not in kept and hit.chunk_id not in carried_ids])
@@ -179,7 +221,7 @@ def _fit_passages(
         trims.append(f"passages: {dropped_carried} carried over from the last answer")
     if dropped_new:
         trims.append(f"passages: {dropped_new} of {len(hits)} retrieved, the lowest ranked")
-    return passages, trims
+    return passages, fresh, trims
 
 
 def _cut(text: str, tokens: int) -> str:

@@ -1,21 +1,21 @@
 """Claude through Anthropic's official SDK: the Messages API, streamed, with prompt caching.
 
-The prompt goes out in the order the context builder made it, stable parts first. The system
-prompt is the instructions and global context, then one block per passage (so a later turn that
-keeps the first passages and adds others still matches block by block), then the rolling
-summary; the messages are the history, then the local text and the question. Four
-`cache_control` breakpoints (Anthropic's maximum), each where a later request is likely to repeat
-everything before it byte for byte:
+The prompt goes out in the order the context builder made it, what stays first. The system
+prompt is the instructions and global context, then one block per carried passage (so a later
+turn that keeps only the first of them still matches block by block), then the rolling summary;
+the messages are the history, then (in the last user message) the new passages, the local text
+and the question. Four `cache_control` breakpoints (Anthropic's maximum), each where a later
+request is likely to repeat everything before it byte for byte:
 1. after the instructions and global context: the same for every turn of every conversation,
    worth it once they grow past the model's minimum cacheable length (below it a breakpoint
    costs nothing);
-2. after the passages (and summary): the next turn carries these passages over first, in the
-   same order under the same numbers, so it reads this prefix even when it adds new passages
-   after them (found through the 20-block lookback);
-3. on the last message of the history: a turn that retrieves nothing new reads the whole
-   conversation so far;
-4. on the question, the last block: the next turn repeats the prompt up to here when it has no
-   open section (its local text sits before the question and is not kept in the history).
+2. after the carried passages (and summary): the next turn carries them again, in the same
+   order under the same numbers;
+3. on the last message of the history: the next turn has this conversation and one more
+   exchange, so it reads everything so far and writes only the newest exchange and what
+   follows it;
+4. on the question, the last block: a next turn that repeats this prompt exactly up to here
+   (no new passages, no open section) reads all of it.
 A write costs 25% more than plain input and a read 90% less, so a prefix read once has paid.
 
 Usage is what Anthropic reports, never a recount: `input_tokens` excludes the cache, so it maps
@@ -50,7 +50,7 @@ def system_blocks(prompt: Prompt) -> list[TextBlockParam]:
     stable: list[TextBlockParam] = [
         {"type": "text", "text": text} for text in (prompt.instructions, prompt.global_context) if text
     ]
-    context: list[TextBlockParam] = [{"type": "text", "text": passage.render()} for passage in prompt.passages]
+    context: list[TextBlockParam] = [{"type": "text", "text": passage.render()} for passage in prompt.carried]
     if prompt.summary:
         context.append({"type": "text", "text": prompt.summary})
     # The API refuses empty text blocks, hence the filters above and the checks here.
@@ -61,15 +61,16 @@ def system_blocks(prompt: Prompt) -> list[TextBlockParam]:
 
 
 def messages(prompt: Prompt) -> list[MessageParam]:
-    """History, then the local text and question, one text block each; a run of turns by one
-    role is one message.
+    """History, then the new passages, the local text and the question, one text block each; a
+    run of turns by one role is one message.
 
     The history window may begin with an answer whose question it cut off: the API wants a user
     message first, and an answer without its question helps no one, so it is left out.
     """
     merged: list[tuple[str, list[TextBlockParam]]] = []
     history = [(turn.role, turn.content) for turn in prompt.history]
-    for position, (role, content) in enumerate([*history, ("user", prompt.local), ("user", prompt.question)]):
+    last = [("user", prompt.fresh_context()), ("user", prompt.local), ("user", prompt.question)]
+    for position, (role, content) in enumerate([*history, *last]):
         if not content or (not merged and role != "user"):
             continue
         block: TextBlockParam = {"type": "text", "text": content}

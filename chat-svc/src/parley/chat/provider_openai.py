@@ -2,8 +2,9 @@
 
 Chat Completions, streamed with `stream_options.include_usage` so the last chunk reports usage.
 The prompt keeps the context builder's order, stable parts first (one system message with the
-instructions and the passages, then the history, then the question), because OpenAI caches
-prompt prefixes automatically from 1,024 tokens: there are no breakpoints to place.
+instructions and the carried passages, then the history, then one user message with the new
+passages, the local text and the question), because OpenAI caches prompt prefixes automatically
+from 1,024 tokens: there are no breakpoints to place.
 
 Usage is what the server reports, never a recount: `prompt_tokens` includes the cached tokens
 (`prompt_tokens_details.cached_tokens`) and, on models that charge cache writes, the tokens
@@ -49,7 +50,8 @@ def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
             out.append({"role": "assistant", "content": turn.content})
         else:
             out.append({"role": "user", "content": turn.content})
-    out.append({"role": "user", "content": "\n\n".join(part for part in (prompt.local, prompt.question) if part)})
+    last = (prompt.fresh_context(), prompt.local, prompt.question)
+    out.append({"role": "user", "content": "\n\n".join(part for part in last if part)})
     return out
 
 

@@ -191,6 +191,15 @@ async def conversation_messages(
     return [_message(row) for row in reversed(rows)]
 
 
+async def count_messages(*, session: AsyncSession, tenant_id: str, conversation_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(messages)
+        .where(messages.c.tenant_id == tenant_id, messages.c.conversation_id == conversation_id)
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
 async def add_turn(*, session: AsyncSession, owner: Owner, conversation_id: str, turn_id: str) -> TurnRecord:
     row = (
         (

@@ -39,7 +39,7 @@ from nats.js import JetStreamContext
 from parley.chat import metrics, store
 from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
-from parley.chat.context_builder import Prompt, Turn, build_prompt
+from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.providers import Finished, LlmProvider, TextDelta
@@ -265,6 +265,7 @@ class TurnRunner:
             parts=[chat_pb2.ContextPart(name=name, tokens=tokens) for name, tokens in prompt.part_tokens],
             trimmed=prompt.trimmed,
             notes=context.notes,
+            carried_passages=len(prompt.carried),
         )
         # Priced by usage-svc: every counted input token uncached plus every allowed output token,
         # the most this call can cost.
@@ -339,7 +340,8 @@ class TurnRunner:
     async def _conversation(
         self, owner: store.Owner, request: TurnRequest
     ) -> tuple[store.ConversationRecord | None, list[store.MessageRecord]]:
-        """The caller's conversation this turn continues and its recent messages (none for a new one)."""
+        """The caller's conversation this turn continues and its recent messages, in the window the
+        context builder keeps (none for a new one)."""
         if not request.conversation_id:
             return None, []
         async with self._sessions() as session:
@@ -348,13 +350,16 @@ class TurnRunner:
             )
             if conversation is None:
                 raise NotFound(f"conversation {request.conversation_id} not found")
-            history = await store.conversation_messages(
+            recent = await store.conversation_messages(
                 session=session,
                 tenant_id=owner.tenant_id,
                 conversation_id=conversation.id,
                 last=self._settings.history_messages,
             )
-        return conversation, history
+            total = await store.count_messages(
+                session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
+            )
+        return conversation, list(history_window(recent, total=total, last=self._settings.history_messages))
 
     async def _gather(
         self,
@@ -418,11 +423,15 @@ class TurnRunner:
     async def _carried(
         self, identity: Identity, history: Sequence[store.MessageRecord], *, collection_ids: Sequence[str]
     ) -> list[retrieval_pb2.ChunkHit]:
-        """The passages of the last answer, in the order it had them (chunks since deleted are gone)."""
+        """The passages the last answer carried before its conversation, in their order; when it
+        carried none (its retrieval had displaced them all), every passage it had. Chunks deleted
+        since are gone."""
         answer = next((message for message in reversed(history) if message.role == "assistant"), None)
         if answer is None or not answer.sources:
             return []
+        carried = answer.context_used.carried_passages if answer.context_used is not None else 0
         ordered = [source.chunk_id for source in sorted(answer.sources, key=lambda source: source.index)]
+        ordered = ordered[:carried] if carried else ordered
         found = {
             chunk.chunk_id: chunk
             for chunk in await self._retrieval.chunks(identity, ordered)

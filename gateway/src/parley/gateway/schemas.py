@@ -201,6 +201,7 @@ class ContextUsed(BaseModel):
     notes: list[str]
     cache_read_tokens: int
     cache_write_tokens: int
+    carried_passages: int  # the first passages, before the conversation: the next turn carries them
 
     @classmethod
     def of(cls, proto: chat_pb2.ContextUsed) -> "ContextUsed":

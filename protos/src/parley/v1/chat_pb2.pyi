@@ -152,7 +152,7 @@ class ContextPart(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class ContextUsed(_message.Message):
-    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens")
+    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens", "carried_passages")
     INTENT_FIELD_NUMBER: _ClassVar[int]
     INTENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,7 @@ class ContextUsed(_message.Message):
     NOTES_FIELD_NUMBER: _ClassVar[int]
     CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CARRIED_PASSAGES_FIELD_NUMBER: _ClassVar[int]
     intent: str
     intent_source: str
     retrieval: str
@@ -173,7 +174,8 @@ class ContextUsed(_message.Message):
     notes: _containers.RepeatedScalarFieldContainer[str]
     cache_read_tokens: int
     cache_write_tokens: int
-    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ...) -> None: ...
+    carried_passages: int
+    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., carried_passages: _Optional[int] = ...) -> None: ...
 
 class Conversation(_message.Message):
     __slots__ = ("id", "title", "collection_ids", "messages", "created_at", "updated_at")
