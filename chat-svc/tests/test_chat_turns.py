@@ -4,6 +4,7 @@ retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients), and f
 providers the official SDKs against HTTP fakes of the Anthropic and OpenAI APIs (tests.fakes)."""
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
 from parley.usage.recording import Recorder
 from parley.usage.reports import Reports
-from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
+from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script
@@ -770,3 +771,81 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     assert len(anthropic_fake.received) == 1, "a refused turn never calls the model"
     await client.close()
     await claude.close()
+
+
+@pytest_asyncio.fixture
+async def chat_api(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> AsyncIterator[tuple[chat_pb2_grpc.ChatServiceStub, Harness]]:
+    """chat-svc's gRPC API over a harness's runner and conversations."""
+    h = await harness(settings, sessions, nats_client)
+    server = GrpcServer(port=0, host="127.0.0.1")
+    api = grpc_api.ChatApi(turns=h.runner, conversations=h.conversations)
+    server.add(chat_pb2_grpc.add_ChatServiceServicer_to_server, api, "parley.v1.ChatService")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield chat_pb2_grpc.ChatServiceStub(channel), h
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_a_conversation_exports_as_json_and_markdown(
+    chat_api: tuple[chat_pb2_grpc.ChatServiceStub, Harness], nats_client: NatsClient
+) -> None:
+    stub, h = chat_api
+    started = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, started)
+    metadata = h.identity.metadata()
+
+    def export(format: str) -> Awaitable[chat_pb2.ExportConversationResponse]:
+        request = chat_pb2.ExportConversationRequest(conversation_id=started.conversation_id, format=format)
+        return stub.ExportConversation(request, metadata=metadata, timeout=5)
+
+    as_json = await export("json")
+    assert as_json.content_type == "application/json"
+    document = json.loads(as_json.content)
+    question, answer = document["messages"]
+    assert document["id"] == started.conversation_id and question["content"] == "How often should I descale the boiler?"
+    assert answer["model"] == "local" and answer["sources"][0]["document_title"] == "Espresso manual"
+    assert answer["context_used"]["intent"] == "question" and int(answer["usage"]["output_tokens"]) > 0
+
+    as_markdown = await export("markdown")
+    assert as_markdown.content_type.startswith("text/markdown")
+    text = as_markdown.content.decode()
+    assert text.startswith("# How often should I descale the boiler?\n")
+    assert "## You — " in text and "## Answer (local) — " in text and "1. Espresso manual › Care" in text
+    assert answer["content"] in text and "*Context: question (default), semantic retrieval, standard tier" in text
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await export("pdf")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.ExportConversation(
+            chat_pb2.ExportConversationRequest(conversation_id=started.conversation_id, format="json"),
+            metadata=Identity(tenant_id="someone-else", user_id="alice", request_id="r").metadata(),
+            timeout=5,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_conversations_are_listed_newest_first_a_page_at_a_time(
+    chat_api: tuple[chat_pb2_grpc.ChatServiceStub, Harness], nats_client: NatsClient
+) -> None:
+    stub, h = chat_api
+    for message in ("First question?", "Second question?", "Third question?"):
+        await read_turn(nats_client, await h.runner.start(h.identity, h.ask(message)))
+    titles: list[str] = []
+    token = ""
+    while True:
+        page = await stub.ListConversations(
+            chat_pb2.ListConversationsRequest(page=common_pb2.PageRequest(page_size=2, page_token=token)),
+            metadata=h.identity.metadata(),
+            timeout=5,
+        )
+        titles += [conversation.title for conversation in page.conversations]
+        assert all(not conversation.messages for conversation in page.conversations)
+        if not (token := page.next_page_token):
+            break
+    assert titles == ["Third question?", "Second question?", "First question?"]

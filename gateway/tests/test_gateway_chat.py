@@ -41,6 +41,7 @@ class FakeChat:
         self.next_turn = (str(uuid.uuid4()), str(uuid.uuid4()))
         self.turns: dict[tuple[str, str], chat_pb2.Turn] = {}
         self.conversations: dict[str, chat_pb2.Conversation] = {}
+        self.exports: list[str] = []  # the formats asked for
 
     async def start_turn(self, who: store.Principal, request: chat_pb2.StartTurnRequest) -> chat_pb2.StartTurnResponse:
         self.requests.append(request)
@@ -71,6 +72,15 @@ class FakeChat:
 
     async def delete_conversation(self, who: store.Principal, conversation_id: str) -> None:
         self.conversations.pop(conversation_id)
+
+    async def export_conversation(
+        self, who: store.Principal, conversation_id: str, format: str
+    ) -> chat_pb2.ExportConversationResponse:
+        self.exports.append(format)
+        conversation = await self.get_conversation(who, conversation_id)
+        return chat_pb2.ExportConversationResponse(
+            content_type="text/markdown; charset=utf-8", content=f"# {conversation.title}\n".encode()
+        )
 
 
 @pytest.fixture
@@ -308,3 +318,17 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
     listed = (await client.get("/v1/conversations")).json()["data"]
     assert listed[0]["id"] == conversation_id and listed[0]["messages"] is None
     assert listed[0]["collection_ids"] == ["c1"]
+
+
+async def test_a_conversation_is_exported_as_a_file(client: httpx.AsyncClient, chat: FakeChat) -> None:
+    conversation_id = str(uuid.uuid4())
+    chat.conversations[conversation_id] = chat_pb2.Conversation(id=conversation_id, title="Descaling")
+    exported = await client.get(f"/v1/conversations/{conversation_id}/export")
+    assert exported.status_code == 200, exported.text
+    assert exported.text == "# Descaling\n" and exported.headers["content-type"].startswith("text/markdown")
+    disposition = exported.headers["content-disposition"]
+    assert disposition == f'attachment; filename="conversation-{conversation_id}.md"'
+    assert (await client.get(f"/v1/conversations/{conversation_id}/export?format=json")).status_code == 200
+    assert chat.exports == ["markdown", "json"]
+    assert (await client.get(f"/v1/conversations/{conversation_id}/export?format=pdf")).status_code == 422
+    assert (await client.get(f"/v1/conversations/{uuid.uuid4()}/export")).status_code == 404

@@ -2,6 +2,7 @@
 
 from parley.chat import store
 from parley.chat.conversations import Conversations
+from parley.chat.export import export
 from parley.chat.turns import TurnRequest, TurnRunner
 from parley.kit.identity import caller
 from parley.kit.rpc import Context
@@ -73,7 +74,9 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
     async def ExportConversation(
         self, request: chat_pb2.ExportConversationRequest, context: Context
     ) -> chat_pb2.ExportConversationResponse:
-        raise NotImplementedError
+        conversation, messages = await self._conversations.get(_owner(context), request.conversation_id)
+        exported = export(_conversation(conversation, messages), request.format)
+        return chat_pb2.ExportConversationResponse(content_type=exported.content_type, content=exported.content)
 
 
 def _owner(context: Context) -> store.Owner:
