@@ -28,6 +28,7 @@ from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
 from parley.chat.intent import IntentClassifier
+from parley.chat.memory import Summarizer, summary_due
 from parley.chat.models import outbox, turns
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
@@ -37,7 +38,7 @@ from parley.chat.store import Owner
 from parley.chat.turn_stream import TURN_STREAM_NAME
 from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
 from parley.kit import db
-from parley.kit.contracts import USAGE_RECORDED, turn_subject
+from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
@@ -155,6 +156,7 @@ class Harness:
     collection_id: str
     sessions: db.Sessions
     retrieval: FakeRetrieval
+    memory: Summarizer
 
     def ask(self, message: str = "How often should I descale the boiler?", **overrides: object) -> TurnRequest:
         fields: dict[str, object] = {
@@ -194,11 +196,19 @@ async def harness(
     remote: dict[str, LlmProvider] | None = None,
     usage: Budget | None = None,  # a real usage-svc's client instead of the fake budget
     sections: Sequence[str] = (MANUAL,),
+    summary_model: LlmProvider | None = None,
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
     retrieval = FakeRetrieval(collection_id, sections)
     js = nats_client.jetstream()
     budget = budget or FakeBudget()
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=js)  # not run: events stay in the outbox
+    memory = Summarizer(
+        sessions=sessions,
+        relay=relay,
+        model=None if summary_model is None else (summary_model, "local"),
+        window=settings.history_messages,
+    )
     runner = TurnRunner(
         settings=settings,
         sessions=sessions,
@@ -209,7 +219,8 @@ async def harness(
         budget=usage or budget,
         providers={"local": provider or LocalProvider(), **(remote or {})},
         intents=IntentClassifier(model=None),
-        relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
+        memory=memory,
+        relay=relay,
     )
     identity = Identity(tenant_id=tenant, user_id="alice", request_id="req-1")
     return Harness(
@@ -221,6 +232,7 @@ async def harness(
         collection_id,
         sessions,
         retrieval,
+        memory,
     )
 
 
@@ -849,3 +861,65 @@ async def test_conversations_are_listed_newest_first_a_page_at_a_time(
         if not (token := page.next_page_token):
             break
     assert titles == ["Third question?", "Second question?", "First question?"]
+
+
+class SummaryModel(LocalProvider):
+    """Summarises every conversation the same way, and remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        self.asked.append(prompt.question)
+        yield TextDelta("The user asked about descaling, eight times.")
+        yield Finished(common_pb2.TokenUsage(input_tokens=300, output_tokens=9), "stop", provider="local", model=model)
+
+
+class PromptRecorder(LocalProvider):
+    def __init__(self) -> None:
+        self.prompts: list[Prompt] = []
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        self.prompts.append(prompt)
+        async for event in super().stream(prompt, model=model, max_tokens=max_tokens):
+            yield event
+
+
+async def test_a_long_conversation_is_summarised_in_the_background_and_the_summary_replaces_old_messages(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    summariser, answers = SummaryModel(), PromptRecorder()
+    h = await harness(settings, sessions, nats_client, provider=answers, summary_model=summariser)
+    conversation_id = ""
+    for n in range(8):  # 16 messages: past 15, and the window has moved past the first 6
+        started = await h.runner.start(
+            h.identity, h.ask(f"Question {n} about descaling?", conversation_id=conversation_id)
+        )
+        conversation_id = started.conversation_id
+        await read_turn(nats_client, started)
+
+    async with h.sessions() as session:
+        payloads = (await session.execute(select(outbox.c.payload).where(outbox.c.subject == SUMMARIZE_JOBS))).scalars()
+        jobs = [chat_pb2.SummarizeJob.FromString(payload) for payload in payloads]
+    [job] = [job for job in jobs if job.conversation_id == conversation_id]
+    assert (job.tenant_id, job.user_id, job.through_messages) == (h.owner.tenant_id, "alice", 6)
+
+    await h.memory.summarize(job)
+    await h.memory.summarize(job)  # redelivered: nothing more to do, and not billed twice
+    assert len(summariser.asked) == 1
+    assert "User: Question 0 about descaling?" in summariser.asked[0]
+    assert "Question 3" not in summariser.asked[0]  # message 7 and on stay in the window
+    billed = [event for event in await h.usage_events(conversation_id) if event.kind == "summary"]
+    assert [(event.usage.input_tokens, event.reservation_id) for event in billed] == [(300, "")]
+
+    await read_turn(nats_client, await h.runner.start(h.identity, h.ask("And now?", conversation_id=conversation_id)))
+    prompt = answers.prompts[-1]
+    assert prompt.summary.endswith("The user asked about descaling, eight times.")
+    assert "Question 0 about descaling?" not in [turn.content for turn in prompt.history]
+
+
+def test_a_summary_is_due_once_past_fifteen_messages_when_the_window_moves() -> None:
+    assert summary_due(total_messages=14, summarized=0, window=10) is None
+    assert summary_due(total_messages=15, summarized=0, window=10) == 6
+    assert summary_due(total_messages=16, summarized=6, window=10) is None
+    assert summary_due(total_messages=18, summarized=6, window=10) == 12

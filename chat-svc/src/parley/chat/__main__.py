@@ -9,6 +9,7 @@ from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
 from parley.chat.grpc_api import ChatApi
 from parley.chat.intent import IntentClassifier
+from parley.chat.memory import Summarizer
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
 from parley.chat.turns import TurnRunner
@@ -31,6 +32,9 @@ async def main() -> None:
     ingestion = IngestionClient(settings.ingestion_target, deadline_seconds=deadline)
     usage = UsageClient(settings.usage_target, deadline_seconds=deadline)
     relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
+    memory = Summarizer.configured(
+        settings.summary_model, llms, sessions=runtime.sessions, relay=relay, window=settings.history_messages
+    )
     turns = TurnRunner(
         settings=settings,
         sessions=runtime.sessions,
@@ -41,6 +45,7 @@ async def main() -> None:
         budget=usage,
         providers=llms,
         intents=intents,
+        memory=memory,
         relay=relay,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
@@ -49,6 +54,7 @@ async def main() -> None:
     try:
         runtime.spawn(relay.run(relay_stop), name="outbox")
         await events.serve_cancels(runtime.nc, turns)
+        runtime.consume(events.summaries(memory))
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,

@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     # A cheaper model (`provider:model`) asked for a message's intent when the keywords say
     # nothing; empty: no call, such a message is a `question`.
     intent_model: str = ""
+    # The model (`provider:model`) that folds a long conversation's older messages into its rolling
+    # summary, in the background; empty: no summaries, the window of recent messages alone.
+    summary_model: str = ""
     # Provider tokens are gathered into frames: fewer NATS messages and SSE writes per answer.
     frame_chars: int = 48
     frame_seconds: float = 0.05

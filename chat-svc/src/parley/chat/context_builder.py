@@ -47,12 +47,16 @@ SUMMARY_HEADING = "Summary of the conversation so far:\n\n"
 Message = TypeVar("Message")
 
 
+def window_start(*, total: int, last: int) -> int:
+    """Where the conversation's window begins among its `total` messages: it holds between
+    `last` - HISTORY_STEP + 1 and `last` of them; what lies before it, the rolling summary covers."""
+    return math.ceil(max(0, total - last) / HISTORY_STEP) * HISTORY_STEP
+
+
 def history_window(recent: Sequence[Message], *, total: int, last: int) -> Sequence[Message]:
-    """Of a conversation's `total` messages, the `recent` ones (at most `last`, the newest last),
-    those from a start that moves `HISTORY_STEP` messages at a time: between `last` -
-    HISTORY_STEP + 1 and `last` of them."""
-    start = math.ceil(max(0, total - last) / HISTORY_STEP) * HISTORY_STEP
-    return recent[max(0, len(recent) - (total - start)) :]
+    """Of a conversation's `total` messages, the `recent` ones (at most `last`, the newest last)
+    from `window_start` on."""
+    return recent[max(0, len(recent) - (total - window_start(total=total, last=last))) :]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.models import conversations, messages, outbox, turns
 from parley.kit import outbox as kit_outbox
-from parley.kit.contracts import USAGE_RECORDED
+from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED
 from parley.kit.ids import as_uuid
 from parley.kit.paging import Cursor
 from parley.v1 import chat_pb2, common_pb2, events_pb2
@@ -38,6 +38,8 @@ class ConversationRecord:
     collection_ids: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    summary: str  # of the first `summarized_messages` messages
+    summarized_messages: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,8 @@ def _conversation(row: RowMapping) -> ConversationRecord:
         collection_ids=tuple(row["collection_ids"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        summary=row["summary"],
+        summarized_messages=row["summarized_messages"],
     )
 
 
@@ -288,6 +292,29 @@ async def record_usage(*, session: AsyncSession, usage_event: events_pb2.UsageRe
     await kit_outbox.enqueue(
         session=session, table=outbox, subject=USAGE_RECORDED, msg_id=usage_event.event_id, message=usage_event
     )
+
+
+async def request_summary(*, session: AsyncSession, job: chat_pb2.SummarizeJob) -> None:
+    # One job per summary: a redelivered or repeated request within the stream's window is dropped.
+    msg_id = f"summarize:{job.conversation_id}:{job.through_messages}"
+    await kit_outbox.enqueue(session=session, table=outbox, subject=SUMMARIZE_JOBS, msg_id=msg_id, message=job)
+
+
+async def save_summary(
+    *, session: AsyncSession, tenant_id: str, conversation_id: str, summary: str, through_messages: int
+) -> bool:
+    """Keep a summary unless one covering as much or more is already stored (jobs may race)."""
+    saved = await session.execute(
+        update(conversations)
+        .where(
+            conversations.c.id == conversation_id,
+            conversations.c.tenant_id == tenant_id,
+            conversations.c.summarized_messages < through_messages,
+        )
+        .values(summary=summary, summarized_messages=through_messages)
+        .returning(conversations.c.id)
+    )
+    return saved.first() is not None
 
 
 async def delete_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> bool:

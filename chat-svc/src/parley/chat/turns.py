@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -41,6 +40,8 @@ from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
+from parley.chat.memory import Summarizer
+from parley.chat.metering import usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.chat.turn_stream import TurnStream
@@ -136,6 +137,7 @@ class _Turn:
     model: str
     max_tokens: int
     prompt: Prompt
+    summarized: int  # how many of the conversation's first messages its summary covered at the start
     context_used: chat_pb2.ContextUsed  # without the call's cache figures, known when it ends
     hold: Hold
     started: float
@@ -163,37 +165,6 @@ class _Turn:
         return used
 
 
-def usage_event(
-    identity: Identity,
-    *,
-    kind: str,
-    usage: common_pb2.TokenUsage,
-    provider: str,
-    model: str,
-    reservation_id: str,
-    conversation_id: str,
-    latency_ms: int,
-    success: bool,
-) -> events_pb2.UsageRecorded:
-    occurred_at = Timestamp()
-    occurred_at.GetCurrentTime()
-    return events_pb2.UsageRecorded(
-        event_id=str(uuid.uuid4()),
-        tenant_id=identity.tenant_id,
-        user_id=identity.user_id,
-        kind=kind,
-        provider=provider,
-        model=model,
-        usage=usage,
-        reservation_id=reservation_id,
-        conversation_id=conversation_id,
-        request_id=identity.request_id,
-        latency_ms=latency_ms,
-        success=success,
-        occurred_at=occurred_at,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Context:
     """What a turn's prompt is built from, and how it was gathered."""
@@ -219,6 +190,7 @@ class TurnRunner:
         budget: Budget,
         providers: dict[str, LlmProvider],
         intents: IntentClassifier,
+        memory: Summarizer,
         relay: OutboxRelay,
     ) -> None:
         self._settings = settings
@@ -230,6 +202,7 @@ class TurnRunner:
         self._budget = budget
         self._providers = providers
         self._intents = intents
+        self._memory = memory
         self._relay = relay
         self._running = RunningTurns()
 
@@ -254,6 +227,7 @@ class TurnRunner:
             carried=context.carried,
             local=context.local,
             history=[Turn(role=message.role, content=message.content) for message in history],
+            summary=conversation.summary if conversation else "",
             budget=budget,
         )
         context_used = chat_pb2.ContextUsed(
@@ -294,6 +268,7 @@ class TurnRunner:
                 model=model,
                 max_tokens=max_tokens,
                 prompt=prompt,
+                summarized=conversation.summarized_messages,
                 context_used=context_used,
                 hold=hold,
                 started=time.monotonic(),
@@ -538,6 +513,12 @@ class TurnRunner:
             await store.end_turn(
                 session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="completed"
             )
+            total = await store.count_messages(
+                session=session, tenant_id=turn.owner.tenant_id, conversation_id=turn.conversation_id
+            )
+            job = self._memory.job(turn.owner, turn.conversation_id, summarized=turn.summarized, total_messages=total)
+            if job is not None:
+                await store.request_summary(session=session, job=job)
             await store.record_usage(
                 session=session,
                 usage_event=turn.usage_event(

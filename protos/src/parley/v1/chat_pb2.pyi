@@ -238,3 +238,15 @@ class ExportConversationResponse(_message.Message):
     content_type: str
     content: bytes
     def __init__(self, content_type: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class SummarizeJob(_message.Message):
+    __slots__ = ("tenant_id", "user_id", "conversation_id", "through_messages")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    user_id: str
+    conversation_id: str
+    through_messages: int
+    def __init__(self, tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., through_messages: _Optional[int] = ...) -> None: ...
