@@ -504,3 +504,39 @@ def test_a_new_version_keeps_the_id_and_reindexes_only_what_changed(
     assert again.status_code == 200, again.text
     assert (again.json()["outcome"], again.json()["document"]["version"]) == ("unchanged", 2)
     assert api.get(f"/v1/documents/{document_id}").json()["version"] == 2
+
+
+def test_a_local_edit_reads_around_the_open_section_and_the_conversation_exports(
+    api: httpx.Client, ready_document: dict[str, Any]
+) -> None:
+    first = api.post(
+        "/v1/chat",
+        json={"message": "What grind should I use?", "collection_ids": [ready_document["collection"]["id"]]},
+    )
+    assert first.status_code == 200, first.text
+    answer = first.json()["message"]
+    assert answer["context_used"]["intent"] == "question" and answer["context_used"]["retrieval"] == "semantic"
+    section = answer["sources"][0]
+
+    edit = api.post(
+        "/v1/chat",
+        json={
+            "message": "Rewrite this section so it reads more simply",
+            "conversation_id": first.json()["conversation_id"],
+            "current_section_id": section["chunk_id"],
+        },
+    )
+    assert edit.status_code == 200, edit.text
+    used = edit.json()["message"]["context_used"]
+    assert (used["intent"], used["intent_source"], used["retrieval"]) == ("local_edit", "keywords", "positional")
+    parts = {part["name"]: part["tokens"] for part in used["parts"]}
+    assert parts["local"] > 0 and parts["conversation"] > 0
+    assert {source["document_id"] for source in edit.json()["message"]["sources"]} == {section["document_id"]}
+
+    conversation_id = first.json()["conversation_id"]
+    exported = api.get(f"/v1/conversations/{conversation_id}/export")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/markdown")
+    assert "## You — " in exported.text and "Rewrite this section so it reads more simply" in exported.text
+    as_json = api.get(f"/v1/conversations/{conversation_id}/export", params={"format": "json"}).json()
+    assert [message["role"] for message in as_json["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert as_json["messages"][-1]["context_used"]["intent"] == "local_edit"
