@@ -531,7 +531,10 @@ def test_a_local_edit_reads_around_the_open_section_and_the_conversation_exports
     assert (used["intent"], used["intent_source"], used["retrieval"]) == ("local_edit", "keywords", "positional")
     parts = {part["name"]: part["tokens"] for part in used["parts"]}
     assert parts["local"] > 0 and parts["conversation"] > 0
-    assert {source["document_id"] for source in edit.json()["message"]["sources"]} == {section["document_id"]}
+    cited = [(source["document_id"], source["chunk_id"]) for source in edit.json()["message"]["sources"]]
+    # The section itself is the local part, not a passage; its neighbours are.
+    assert section["chunk_id"] not in {chunk_id for _, chunk_id in cited}
+    assert any(document_id == section["document_id"] for document_id, _ in cited)
 
     conversation_id = first.json()["conversation_id"]
     exported = api.get(f"/v1/conversations/{conversation_id}/export")

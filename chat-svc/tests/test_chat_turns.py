@@ -506,6 +506,12 @@ async def test_the_next_turn_puts_the_last_answers_passages_first(
     # Scenes 0 and 2 were the last answer's, under [1] and [2]; the search's scene 0 is not repeated.
     assert [(source.index, source.snippet) for source in sources] == [(1, SCENES[0]), (2, SCENES[2])]
 
+    # Open one of them: it is the local part, no longer a passage.
+    asked = h.ask("Tighten this", conversation_id=first.conversation_id, current_section_id=f"{h.collection_id}-2")
+    third = await h.runner.start(h.identity, asked)
+    sources = (await read_turn(nats_client, third))[-3].sources.sources
+    assert SCENES[2] not in [source.snippet for source in sources]
+
 
 async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient

@@ -390,7 +390,12 @@ class TurnRunner:
             intent=intent,
             retrieval=strategy,
             hits=hits,
-            carried=await self._carried(identity, history, collection_ids=collection_ids),
+            # The open section is the local part already; as a passage it would be there twice.
+            carried=[
+                chunk
+                for chunk in await self._carried(identity, history, collection_ids=collection_ids)
+                if section is None or chunk.chunk_id != section.chunk_id
+            ],
             local=section.text if section is not None else "",
             notes=tuple(notes),
         )
