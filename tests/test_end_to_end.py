@@ -566,3 +566,42 @@ def test_search_finds_passages_by_meaning_with_the_real_model(minilm_api: httpx.
     top = by_words.json()["data"][0]
     assert top["document_id"] == espresso
     assert "<mark>citric</mark> <mark>acid</mark>" in top["snippet"]
+
+
+def test_a_local_edit_reads_around_the_open_section_and_the_conversation_exports(
+    api: httpx.Client, ready_document: dict[str, Any]
+) -> None:
+    first = api.post(
+        "/v1/chat",
+        json={"message": "What grind should I use?", "collection_ids": [ready_document["collection"]["id"]]},
+    )
+    assert first.status_code == 200, first.text
+    answer = first.json()["message"]
+    assert answer["context_used"]["intent"] == "question" and answer["context_used"]["retrieval"] == "semantic"
+    section = answer["sources"][0]
+
+    edit = api.post(
+        "/v1/chat",
+        json={
+            "message": "Rewrite this section so it reads more simply",
+            "conversation_id": first.json()["conversation_id"],
+            "current_section_id": section["chunk_id"],
+        },
+    )
+    assert edit.status_code == 200, edit.text
+    used = edit.json()["message"]["context_used"]
+    assert (used["intent"], used["intent_source"], used["retrieval"]) == ("local_edit", "keywords", "positional")
+    parts = {part["name"]: part["tokens"] for part in used["parts"]}
+    assert parts["local"] > 0 and parts["conversation"] > 0
+    cited = [(source["document_id"], source["chunk_id"]) for source in edit.json()["message"]["sources"]]
+    # The section itself is the local part, not a passage; its neighbours are.
+    assert section["chunk_id"] not in {chunk_id for _, chunk_id in cited}
+    assert any(document_id == section["document_id"] for document_id, _ in cited)
+
+    conversation_id = first.json()["conversation_id"]
+    exported = api.get(f"/v1/conversations/{conversation_id}/export")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/markdown")
+    assert "## You — " in exported.text and "Rewrite this section so it reads more simply" in exported.text
+    as_json = api.get(f"/v1/conversations/{conversation_id}/export", params={"format": "json"}).json()
+    assert [message["role"] for message in as_json["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert as_json["messages"][-1]["context_used"]["intent"] == "local_edit"

@@ -1,5 +1,7 @@
 """The prompt stays inside its tier's budget, and the local provider answers from it with citations."""
 
+import uuid
+
 from parley.chat.context_builder import Turn, build_prompt
 from parley.chat.providers import Finished, LocalProvider, TextDelta, compose_answer
 from parley.kit.contracts import tier_budget
@@ -9,7 +11,12 @@ from parley.v1 import chat_pb2, common_pb2, retrieval_pb2
 
 def hit(text: str, *, title: str = "Manual", heading: str = "") -> retrieval_pb2.ChunkHit:
     return retrieval_pb2.ChunkHit(
-        chunk_id="c", document_id="d", document_title=title, heading=heading, text=text, token_count=count_tokens(text)
+        chunk_id=str(uuid.uuid4()),
+        document_id="d",
+        document_title=title,
+        heading=heading,
+        text=text,
+        token_count=count_tokens(text),
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn
+from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn, build_prompt
 from parley.chat.provider_anthropic import AnthropicProvider, messages
 from parley.chat.provider_errors import FirstTokenTimeout, ProviderRefused, StreamBroken
 from parley.chat.provider_openai import OpenAIProvider
@@ -296,3 +296,47 @@ def test_claude_messages_start_with_a_question_and_alternate() -> None:
     (only,) = built
     assert isinstance(only["content"], list)
     assert [block["text"] for block in only["content"] if block["type"] == "text"] == ["first", "again", "now?"]
+
+
+async def test_carried_passages_and_the_conversation_are_read_back_and_new_passages_written(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    espresso, grinder, milk = (passage(n, topic, 40).hit for n, topic in enumerate(("espresso", "grinder", "milk"), 1))
+    budget = 20_000
+    first = build_prompt(
+        question="How often is the boiler descaled?", hits=[espresso, grinder], history=[], budget=budget
+    )
+    _, turn1 = await answer(claude, first, model=SONNET)
+
+    history = [Turn("user", first.question), Turn("assistant", DEFAULT_ANSWER)]
+    second = build_prompt(
+        question="And the milk?",
+        hits=[milk, espresso],
+        carried=[p.hit for p in first.carried],
+        history=history,
+        budget=budget,
+    )
+    assert [p.hit.text for p in second.carried] == [espresso.text, grinder.text]
+    assert [p.hit.text for p in second.fresh] == [milk.text]
+    _, turn2 = await answer(claude, second, model=SONNET)
+    sent = anthropic_fake.received[-1].body
+    assert [block["text"] for block in sent["system"]] == [INSTRUCTIONS, *(p.render() for p in second.carried)]
+    assert [block["text"] for block in sent["messages"][-1]["content"]] == [second.fresh_context(), second.question]
+    # The instructions, the carried passages and the first question are read; the new passage is written.
+    assert turn2.cache_read_tokens == turn1.cache_write_tokens
+
+    history += [Turn("user", second.question), Turn("assistant", DEFAULT_ANSWER)]
+    third = build_prompt(
+        question="Anything else?",
+        hits=[espresso],
+        carried=[p.hit for p in second.carried],
+        history=history,
+        budget=budget,
+    )
+    _, turn3 = await answer(claude, third, model=SONNET)
+    # The conversation so far is read too; only the newest exchange and the question are written.
+    assert turn3.cache_read_tokens == turn1.cache_write_tokens + count_tokens(DEFAULT_ANSWER)
+    assert turn3.cache_write_tokens == sum(
+        count_tokens(text) for text in (second.question, DEFAULT_ANSWER, third.question)
+    )
+    assert turn3.input_tokens == 0

@@ -4,6 +4,7 @@ retrieval, ingestion and usage-svc (the Protocols of parley.chat.clients), and f
 providers the official SDKs against HTTP fakes of the Anthropic and OpenAI APIs (tests.fakes)."""
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
+from parley.chat.intent import IntentClassifier
+from parley.chat.memory import Summarizer, summary_due
 from parley.chat.models import outbox, turns
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
@@ -35,7 +38,7 @@ from parley.chat.store import Owner
 from parley.chat.turn_stream import TURN_STREAM_NAME
 from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
 from parley.kit import db
-from parley.kit.contracts import USAGE_RECORDED, turn_subject
+from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
@@ -45,7 +48,7 @@ from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
 from parley.usage.recording import Recorder
 from parley.usage.reports import Reports
-from parley.v1 import chat_pb2, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
+from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script
@@ -54,23 +57,40 @@ MANUAL = "Descale the boiler every 200 shots. Use citric acid, never vinegar."
 
 
 class FakeRetrieval:
-    def __init__(self, collection_id: str) -> None:
+    """A manual of a few sections (chunks 0…n in order); every search finds the first."""
+
+    def __init__(self, collection_id: str, sections: Sequence[str] = (MANUAL,)) -> None:
         self.collection_id = collection_id
+        self.chunks_by_id = {
+            f"{collection_id}-{ordinal}": retrieval_pb2.ChunkHit(
+                chunk_id=f"{collection_id}-{ordinal}",
+                document_id="doc-1",
+                collection_id=collection_id,
+                document_title="Espresso manual",
+                heading="Care",
+                ordinal=ordinal,
+                text=text,
+                score=0.9,
+            )
+            for ordinal, text in enumerate(sections)
+        }
+        self.searches: list[tuple[str, int]] = []  # query, k
+        self.neighbour_calls: list[tuple[str, int]] = []  # document, ordinal
 
     async def search(
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
     ) -> list[retrieval_pb2.ChunkHit]:
-        return [
-            retrieval_pb2.ChunkHit(
-                chunk_id=str(uuid.uuid4()),
-                document_id="doc-1",
-                collection_id=self.collection_id,
-                document_title="Espresso manual",
-                heading="Care",
-                text=MANUAL,
-                score=0.9,
-            )
-        ]
+        self.searches.append((query, k))
+        return list(self.chunks_by_id.values())[:1]
+
+    async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
+        return [self.chunks_by_id[chunk_id] for chunk_id in chunk_ids if chunk_id in self.chunks_by_id]
+
+    async def neighbours(
+        self, identity: Identity, *, document_id: str, ordinal: int, before: int, after: int
+    ) -> list[retrieval_pb2.ChunkHit]:
+        self.neighbour_calls.append((document_id, ordinal))
+        return [chunk for chunk in self.chunks_by_id.values() if ordinal - before <= chunk.ordinal <= ordinal + after]
 
 
 class FakeCollections:
@@ -135,6 +155,8 @@ class Harness:
     owner: Owner
     collection_id: str
     sessions: db.Sessions
+    retrieval: FakeRetrieval
+    memory: Summarizer
 
     def ask(self, message: str = "How often should I descale the boiler?", **overrides: object) -> TurnRequest:
         fields: dict[str, object] = {
@@ -173,20 +195,32 @@ async def harness(
     budget: FakeBudget | None = None,
     remote: dict[str, LlmProvider] | None = None,
     usage: Budget | None = None,  # a real usage-svc's client instead of the fake budget
+    sections: Sequence[str] = (MANUAL,),
+    summary_model: LlmProvider | None = None,
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
+    retrieval = FakeRetrieval(collection_id, sections)
     js = nats_client.jetstream()
     budget = budget or FakeBudget()
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=js)  # not run: events stay in the outbox
+    memory = Summarizer(
+        sessions=sessions,
+        relay=relay,
+        model=None if summary_model is None else (summary_model, "local"),
+        window=settings.history_messages,
+    )
     runner = TurnRunner(
         settings=settings,
         sessions=sessions,
         nc=nats_client,
         js=js,
-        retrieval=FakeRetrieval(collection_id),
+        retrieval=retrieval,
         collections=FakeCollections({tenant: {collection_id}}),
         budget=usage or budget,
         providers={"local": provider or LocalProvider(), **(remote or {})},
-        relay=OutboxRelay(sessions=sessions, table=outbox, js=js),  # not run: events stay in the outbox
+        intents=IntentClassifier(model=None),
+        memory=memory,
+        relay=relay,
     )
     identity = Identity(tenant_id=tenant, user_id="alice", request_id="req-1")
     return Harness(
@@ -197,6 +231,8 @@ async def harness(
         Owner(tenant, "alice"),
         collection_id,
         sessions,
+        retrieval,
+        memory,
     )
 
 
@@ -218,7 +254,7 @@ async def test_a_turn_streams_stores_and_meters_its_answer(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
     h = await harness(settings, sessions, nats_client)
-    started = await h.runner.start(h.identity, h.ask(intent="how_to"))
+    started = await h.runner.start(h.identity, h.ask(intent="question"))
     read = await read_turn(nats_client, started)
 
     kinds = [event.WhichOneof("kind") for event in read]
@@ -370,6 +406,111 @@ async def test_the_message_rules_and_the_intent_are_checked(
         with pytest.raises(InvalidInput):
             await h.runner.start(h.identity, request)
     assert h.budget.holds == []
+
+
+SCENES = (
+    "INT. KITCHEN - DAY. Rosa burns the toast.",
+    "INT. BARN - NIGHT. Rosa counts the eggs twice.",
+    "EXT. FIELD - DAWN. Rosa runs from the storm.",
+    "INT. TRUCK - DAY. Rosa drives to town.",
+)
+
+
+async def test_an_answer_carries_how_its_prompt_was_built(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    started = await h.runner.start(h.identity, h.ask(tier=chat_pb2.TIER_QUICK))
+    read = await read_turn(nats_client, started)
+
+    used = read[-2].usage.context_used
+    assert (used.intent, used.intent_source, used.retrieval, used.tier, used.budget_tokens) == (
+        "question",
+        "default",
+        "semantic",
+        "quick",
+        1_200,
+    )
+    assert h.retrieval.searches[-1][1] == settings.semantic_k
+    parts = {part.name: part.tokens for part in used.parts}
+    assert list(parts) == ["system", "global", "passages", "conversation", "new_passages", "local", "message"]
+    assert parts["passages"] > 0 and parts["local"] == parts["conversation"] == 0
+    assert parts["message"] == count_tokens("How often should I descale the boiler?")
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages[1].context_used == used and messages[0].context_used is None
+    assert grpc_api.message_proto(messages[1]).context_used == used
+
+
+async def test_a_local_edit_reads_the_open_section_and_its_neighbours(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    section = f"{h.collection_id}-2"
+    started = await h.runner.start(
+        h.identity, h.ask("Rewrite this so the storm feels closer", current_section_id=section)
+    )
+    read = await read_turn(nats_client, started)
+
+    used = read[-2].usage.context_used
+    assert (used.intent, used.intent_source, used.retrieval) == ("local_edit", "keywords", "positional")
+    assert h.retrieval.neighbour_calls == [("doc-1", 2)] and h.retrieval.searches == []
+    assert [source.snippet for source in read[-3].sources.sources] == [SCENES[1], SCENES[3]]
+    assert {part.name: part.tokens for part in used.parts}["local"] > count_tokens(SCENES[2])
+
+
+async def test_section_feedback_reads_passages_like_the_open_section(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    section = f"{h.collection_id}-1"
+    started = await h.runner.start(
+        h.identity, h.ask("Thoughts?", intent="section_feedback", current_section_id=section)
+    )
+    used = (await read_turn(nats_client, started))[-2].usage.context_used
+    assert (used.intent, used.intent_source, used.retrieval) == ("section_feedback", "hint", "hybrid")
+    assert h.retrieval.searches == [(SCENES[1], settings.similar_k + 1)]  # the section finds itself too
+
+
+@pytest.mark.parametrize(
+    ("message", "note"),
+    [
+        ("Rewrite the storm scene", "local_edit without a current_section_id: semantic retrieval instead"),
+        ("What is Rosa's arc overall?", "no outline exists yet: semantic retrieval instead of the outline"),
+    ],
+)
+async def test_a_missing_outline_or_section_falls_back_to_semantic_and_says_so(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, message: str, note: str
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    used = (await read_turn(nats_client, await h.runner.start(h.identity, h.ask(message)))).pop(-2).usage.context_used
+    assert (used.retrieval, list(used.notes)) == ("semantic", [note])
+
+
+async def test_a_section_outside_the_conversations_collections_is_not_found(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    with pytest.raises(NotFound):
+        await h.runner.start(h.identity, h.ask(current_section_id="someone-elses-chunk"))
+    assert h.budget.holds == [] and await h.stored_turns() == 0
+
+
+async def test_the_next_turn_puts_the_last_answers_passages_first(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, sections=SCENES)
+    first = await h.runner.start(h.identity, h.ask("Rewrite this", current_section_id=f"{h.collection_id}-1"))
+    await read_turn(nats_client, first)
+    second = await h.runner.start(h.identity, h.ask("Who is Rosa?", conversation_id=first.conversation_id))
+    sources = (await read_turn(nats_client, second))[-3].sources.sources
+    # Scenes 0 and 2 were the last answer's, under [1] and [2]; the search's scene 0 is not repeated.
+    assert [(source.index, source.snippet) for source in sources] == [(1, SCENES[0]), (2, SCENES[2])]
+
+    # Open one of them: it is the local part, no longer a passage.
+    asked = h.ask("Tighten this", conversation_id=first.conversation_id, current_section_id=f"{h.collection_id}-2")
+    third = await h.runner.start(h.identity, asked)
+    sources = (await read_turn(nats_client, third))[-3].sources.sources
+    assert SCENES[2] not in [source.snippet for source in sources]
 
 
 async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(
@@ -648,3 +789,143 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     assert len(anthropic_fake.received) == 1, "a refused turn never calls the model"
     await client.close()
     await claude.close()
+
+
+@pytest_asyncio.fixture
+async def chat_api(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> AsyncIterator[tuple[chat_pb2_grpc.ChatServiceStub, Harness]]:
+    """chat-svc's gRPC API over a harness's runner and conversations."""
+    h = await harness(settings, sessions, nats_client)
+    server = GrpcServer(port=0, host="127.0.0.1")
+    api = grpc_api.ChatApi(turns=h.runner, conversations=h.conversations)
+    server.add(chat_pb2_grpc.add_ChatServiceServicer_to_server, api, "parley.v1.ChatService")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield chat_pb2_grpc.ChatServiceStub(channel), h
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_a_conversation_exports_as_json_and_markdown(
+    chat_api: tuple[chat_pb2_grpc.ChatServiceStub, Harness], nats_client: NatsClient
+) -> None:
+    stub, h = chat_api
+    started = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, started)
+    metadata = h.identity.metadata()
+
+    def export(format: str) -> Awaitable[chat_pb2.ExportConversationResponse]:
+        request = chat_pb2.ExportConversationRequest(conversation_id=started.conversation_id, format=format)
+        return stub.ExportConversation(request, metadata=metadata, timeout=5)
+
+    as_json = await export("json")
+    assert as_json.content_type == "application/json"
+    document = json.loads(as_json.content)
+    question, answer = document["messages"]
+    assert document["id"] == started.conversation_id and question["content"] == "How often should I descale the boiler?"
+    assert answer["model"] == "local" and answer["sources"][0]["document_title"] == "Espresso manual"
+    assert answer["context_used"]["intent"] == "question" and int(answer["usage"]["output_tokens"]) > 0
+
+    as_markdown = await export("markdown")
+    assert as_markdown.content_type.startswith("text/markdown")
+    text = as_markdown.content.decode()
+    assert text.startswith("# How often should I descale the boiler?\n")
+    assert "## You — " in text and "## Answer (local) — " in text and "1. Espresso manual › Care" in text
+    assert answer["content"] in text and "*Context: question (default), semantic retrieval, standard tier" in text
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await export("pdf")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.ExportConversation(
+            chat_pb2.ExportConversationRequest(conversation_id=started.conversation_id, format="json"),
+            metadata=Identity(tenant_id="someone-else", user_id="alice", request_id="r").metadata(),
+            timeout=5,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_conversations_are_listed_newest_first_a_page_at_a_time(
+    chat_api: tuple[chat_pb2_grpc.ChatServiceStub, Harness], nats_client: NatsClient
+) -> None:
+    stub, h = chat_api
+    for message in ("First question?", "Second question?", "Third question?"):
+        await read_turn(nats_client, await h.runner.start(h.identity, h.ask(message)))
+    titles: list[str] = []
+    token = ""
+    while True:
+        page = await stub.ListConversations(
+            chat_pb2.ListConversationsRequest(page=common_pb2.PageRequest(page_size=2, page_token=token)),
+            metadata=h.identity.metadata(),
+            timeout=5,
+        )
+        titles += [conversation.title for conversation in page.conversations]
+        assert all(not conversation.messages for conversation in page.conversations)
+        if not (token := page.next_page_token):
+            break
+    assert titles == ["Third question?", "Second question?", "First question?"]
+
+
+class SummaryModel(LocalProvider):
+    """Summarises every conversation the same way, and remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        self.asked.append(prompt.question)
+        yield TextDelta("The user asked about descaling, eight times.")
+        yield Finished(common_pb2.TokenUsage(input_tokens=300, output_tokens=9), "stop", provider="local", model=model)
+
+
+class PromptRecorder(LocalProvider):
+    def __init__(self) -> None:
+        self.prompts: list[Prompt] = []
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        self.prompts.append(prompt)
+        async for event in super().stream(prompt, model=model, max_tokens=max_tokens):
+            yield event
+
+
+async def test_a_long_conversation_is_summarised_in_the_background_and_the_summary_replaces_old_messages(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    summariser, answers = SummaryModel(), PromptRecorder()
+    h = await harness(settings, sessions, nats_client, provider=answers, summary_model=summariser)
+    conversation_id = ""
+    for n in range(8):  # 16 messages: past 15, and the window has moved past the first 6
+        started = await h.runner.start(
+            h.identity, h.ask(f"Question {n} about descaling?", conversation_id=conversation_id)
+        )
+        conversation_id = started.conversation_id
+        await read_turn(nats_client, started)
+
+    async with h.sessions() as session:
+        payloads = (await session.execute(select(outbox.c.payload).where(outbox.c.subject == SUMMARIZE_JOBS))).scalars()
+        jobs = [chat_pb2.SummarizeJob.FromString(payload) for payload in payloads]
+    [job] = [job for job in jobs if job.conversation_id == conversation_id]
+    assert (job.tenant_id, job.user_id, job.through_messages) == (h.owner.tenant_id, "alice", 6)
+
+    await h.memory.summarize(job)
+    await h.memory.summarize(job)  # redelivered: nothing more to do, and not billed twice
+    assert len(summariser.asked) == 1
+    assert "User: Question 0 about descaling?" in summariser.asked[0]
+    assert "Question 3" not in summariser.asked[0]  # message 7 and on stay in the window
+    billed = [event for event in await h.usage_events(conversation_id) if event.kind == "summary"]
+    assert [(event.usage.input_tokens, event.reservation_id) for event in billed] == [(300, "")]
+
+    await read_turn(nats_client, await h.runner.start(h.identity, h.ask("And now?", conversation_id=conversation_id)))
+    prompt = answers.prompts[-1]
+    assert prompt.summary.endswith("The user asked about descaling, eight times.")
+    assert "Question 0 about descaling?" not in [turn.content for turn in prompt.history]
+
+
+def test_a_summary_is_due_once_past_fifteen_messages_when_the_window_moves() -> None:
+    assert summary_due(total_messages=14, summarized=0, window=10) is None
+    assert summary_due(total_messages=15, summarized=0, window=10) == 6
+    assert summary_due(total_messages=16, summarized=6, window=10) is None
+    assert summary_due(total_messages=18, summarized=6, window=10) == 12

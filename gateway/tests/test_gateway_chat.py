@@ -41,6 +41,7 @@ class FakeChat:
         self.next_turn = (str(uuid.uuid4()), str(uuid.uuid4()))
         self.turns: dict[tuple[str, str], chat_pb2.Turn] = {}
         self.conversations: dict[str, chat_pb2.Conversation] = {}
+        self.exports: list[str] = []  # the formats asked for
 
     async def start_turn(self, who: store.Principal, request: chat_pb2.StartTurnRequest) -> chat_pb2.StartTurnResponse:
         self.requests.append(request)
@@ -72,6 +73,15 @@ class FakeChat:
     async def delete_conversation(self, who: store.Principal, conversation_id: str) -> None:
         self.conversations.pop(conversation_id)
 
+    async def export_conversation(
+        self, who: store.Principal, conversation_id: str, format: str
+    ) -> chat_pb2.ExportConversationResponse:
+        self.exports.append(format)
+        conversation = await self.get_conversation(who, conversation_id)
+        return chat_pb2.ExportConversationResponse(
+            content_type="text/markdown; charset=utf-8", content=f"# {conversation.title}\n".encode()
+        )
+
 
 @pytest.fixture
 def chat() -> FakeChat:
@@ -95,6 +105,31 @@ async def client(
         yield http
 
 
+CONTEXT_USED = chat_pb2.ContextUsed(
+    intent="local_edit",
+    intent_source="keywords",
+    retrieval="positional",
+    tier="deep",
+    budget_tokens=20_000,
+    parts=[chat_pb2.ContextPart(name="system", tokens=40), chat_pb2.ContextPart(name="local", tokens=300)],
+    trimmed=["conversation: the 2 oldest of 10 messages"],
+    cache_read_tokens=1_500,
+)
+CONTEXT_USED_JSON = {
+    "intent": "local_edit",
+    "intent_source": "keywords",
+    "retrieval": "positional",
+    "tier": "deep",
+    "budget_tokens": 20_000,
+    "parts": [{"name": "system", "tokens": 40}, {"name": "local", "tokens": 300}],
+    "trimmed": ["conversation: the 2 oldest of 10 messages"],
+    "notes": [],
+    "cache_read_tokens": 1_500,
+    "cache_write_tokens": 0,
+    "carried_passages": 0,
+}
+
+
 async def publish_turn(nats_client: NatsClient, conversation_id: str, turn_id: str) -> None:
     """What chat-svc publishes for a turn that answers."""
     events = [
@@ -105,7 +140,9 @@ async def publish_turn(nats_client: NatsClient, conversation_id: str, turn_id: s
             )
         ),
         events_pb2.TurnEvent(
-            usage=events_pb2.TurnUsage(usage=common_pb2.TokenUsage(input_tokens=40, output_tokens=9), model="local")
+            usage=events_pb2.TurnUsage(
+                usage=common_pb2.TokenUsage(input_tokens=40, output_tokens=9), model="local", context_used=CONTEXT_USED
+            )
         ),
         events_pb2.TurnEvent(
             end=events_pb2.TurnEnd(
@@ -143,7 +180,8 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
             "collection_ids": ["c1"],
             "stream": True,
             "tier": "deep",
-            "intent": "how_to",
+            "intent": "local_edit",
+            "current_section_id": "chunk-7",
             "provider": "anthropic",
             "model": "claude-haiku-4-5",
         },
@@ -151,7 +189,8 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
     assert asked.status_code == 200, asked.text
     assert (asked.headers["X-Conversation-Id"], asked.headers["X-Turn-Id"]) == (conversation_id, turn_id)
     [request] = chat.requests
-    assert (request.tier, request.intent_hint, request.max_tokens) == (chat_pb2.TIER_DEEP, "how_to", 0)
+    assert (request.tier, request.intent_hint, request.max_tokens) == (chat_pb2.TIER_DEEP, "local_edit", 0)
+    assert request.current_section_id == "chunk-7"
     assert list(request.collection_ids) == ["c1"]
     assert (request.provider, request.model) == ("anthropic", "claude-haiku-4-5")
 
@@ -179,6 +218,7 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
         "model": "local",
+        "context_used": CONTEXT_USED_JSON,
     }
     end = json.loads(relayed[3]["data"])
     assert end["assistant_message_id"] == "a1" and end["finish_reason"] == "stop"
@@ -196,6 +236,13 @@ async def test_a_whole_answer_carries_the_stored_messages_time(
     assert message["content"] == "Descale every 200 shots [1]."
     assert datetime.fromisoformat(message["created_at"]) == STORED_AT
     assert message["usage"]["input_tokens"] == 40 and message["model"] == "local"
+    assert message["context_used"] == CONTEXT_USED_JSON
+
+
+async def test_an_unknown_intent_is_refused_with_the_known_ones(client: httpx.AsyncClient, chat: FakeChat) -> None:
+    asked = await client.post("/v1/chat", json={"message": "descale?", "collection_ids": ["c1"], "intent": "how_to"})
+    assert asked.status_code == 422 and "local_edit, section_feedback" in asked.text
+    assert chat.requests == []
 
 
 async def test_a_refused_budget_hold_is_402(client: httpx.AsyncClient, chat: FakeChat) -> None:
@@ -256,6 +303,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
                 turn_id="t1",
                 created_at=stamp(STORED_AT),
                 incomplete=True,
+                context_used=CONTEXT_USED,
             ),
         ],
     )
@@ -266,6 +314,21 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
     assert answer["sources"][0]["document_id"] == "d1" and answer["model"] == "local"
     assert datetime.fromisoformat(answer["created_at"]) == STORED_AT
     assert (question["incomplete"], answer["incomplete"]) == (False, True)
+    assert (question["context_used"], answer["context_used"]) == (None, CONTEXT_USED_JSON)
     listed = (await client.get("/v1/conversations")).json()["data"]
     assert listed[0]["id"] == conversation_id and listed[0]["messages"] is None
     assert listed[0]["collection_ids"] == ["c1"]
+
+
+async def test_a_conversation_is_exported_as_a_file(client: httpx.AsyncClient, chat: FakeChat) -> None:
+    conversation_id = str(uuid.uuid4())
+    chat.conversations[conversation_id] = chat_pb2.Conversation(id=conversation_id, title="Descaling")
+    exported = await client.get(f"/v1/conversations/{conversation_id}/export")
+    assert exported.status_code == 200, exported.text
+    assert exported.text == "# Descaling\n" and exported.headers["content-type"].startswith("text/markdown")
+    disposition = exported.headers["content-disposition"]
+    assert disposition == f'attachment; filename="conversation-{conversation_id}.md"'
+    assert (await client.get(f"/v1/conversations/{conversation_id}/export?format=json")).status_code == 200
+    assert chat.exports == ["markdown", "json"]
+    assert (await client.get(f"/v1/conversations/{conversation_id}/export?format=pdf")).status_code == 422
+    assert (await client.get(f"/v1/conversations/{uuid.uuid4()}/export")).status_code == 404

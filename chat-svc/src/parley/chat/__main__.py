@@ -8,6 +8,8 @@ from parley.chat.clients import IngestionClient, RetrievalClient, UsageClient
 from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
 from parley.chat.grpc_api import ChatApi
+from parley.chat.intent import IntentClassifier
+from parley.chat.memory import Summarizer
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
 from parley.chat.turns import TurnRunner
@@ -20,6 +22,7 @@ from parley.v1 import chat_pb2_grpc
 async def main() -> None:
     settings = Settings()
     llms = providers(settings)  # a bad provider setting stops the service here
+    intents = IntentClassifier.configured(settings.intent_model, llms)
     await load_encoding()
     runtime = await ServiceRuntime.start(
         "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
@@ -29,6 +32,9 @@ async def main() -> None:
     ingestion = IngestionClient(settings.ingestion_target, deadline_seconds=deadline)
     usage = UsageClient(settings.usage_target, deadline_seconds=deadline)
     relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
+    memory = Summarizer.configured(
+        settings.summary_model, llms, sessions=runtime.sessions, relay=relay, window=settings.history_messages
+    )
     turns = TurnRunner(
         settings=settings,
         sessions=runtime.sessions,
@@ -38,6 +44,8 @@ async def main() -> None:
         collections=ingestion,
         budget=usage,
         providers=llms,
+        intents=intents,
+        memory=memory,
         relay=relay,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
@@ -46,6 +54,7 @@ async def main() -> None:
     try:
         runtime.spawn(relay.run(relay_stop), name="outbox")
         await events.serve_cancels(runtime.nc, turns)
+        runtime.consume(events.summaries(memory))
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,

@@ -32,6 +32,16 @@ class Retrieval(Protocol):
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
     ) -> list[retrieval_pb2.ChunkHit]: ...
 
+    async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
+        """The caller's chunks among these ids, in no particular order; unknown ids are left out."""
+        ...
+
+    async def neighbours(
+        self, identity: Identity, *, document_id: str, ordinal: int, before: int, after: int
+    ) -> list[retrieval_pb2.ChunkHit]:
+        """The chunks around one, in document order, itself included."""
+        ...
+
 
 class Collections(Protocol):
     async def require(self, identity: Identity, collection_id: str) -> None:
@@ -84,6 +94,26 @@ class RetrievalClient(_Client):
         except grpc.aio.AioRpcError as error:
             raise _unreachable(error, "retrieval") from None
         return list(response.hits)
+
+    async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
+        request = retrieval_pb2.GetChunksRequest(chunk_ids=list(chunk_ids))
+        try:
+            response = await self._stub.GetChunks(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            raise _unreachable(error, "retrieval") from None
+        return list(response.chunks)
+
+    async def neighbours(
+        self, identity: Identity, *, document_id: str, ordinal: int, before: int, after: int
+    ) -> list[retrieval_pb2.ChunkHit]:
+        request = retrieval_pb2.GetNeighborsRequest(
+            document_id=document_id, ordinal=ordinal, before=before, after=after
+        )
+        try:
+            response = await self._stub.GetNeighbors(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            raise _unreachable(error, "retrieval") from None
+        return list(response.chunks)
 
 
 class IngestionClient(_Client):

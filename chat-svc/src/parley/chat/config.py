@@ -23,7 +23,16 @@ class Settings(ServiceSettings):
     default_provider: str = "local"
     default_max_tokens: int = 1024
     history_messages: int = 10
-    search_k: int = 8
+    # Passages per intent: the best across the collections (semantic), or those most like the
+    # open section (hybrid, beside the section itself).
+    semantic_k: int = 10
+    similar_k: int = 5
+    # A cheaper model (`provider:model`) asked for a message's intent when the keywords say
+    # nothing; empty: no call, such a message is a `question`.
+    intent_model: str = ""
+    # The model (`provider:model`) that folds a long conversation's older messages into its rolling
+    # summary, in the background; empty: no summaries, the window of recent messages alone.
+    summary_model: str = ""
     # Provider tokens are gathered into frames: fewer NATS messages and SSE writes per answer.
     frame_chars: int = 48
     frame_seconds: float = 0.05

@@ -4,16 +4,26 @@
   turn_stream.TurnStream;
 - publishes `USAGE_RECORDED` for every model call, through the outbox (store.record_usage);
 - requests and serves `cancel_subject(turn)` (CANCEL_TURNS, core NATS request/reply): only the
-  replica running a turn can stop it, so a cancel is asked of every replica.
+  replica running a turn can stop it, so a cancel is asked of every replica;
+- publishes `SUMMARIZE_JOBS` through the outbox (store.request_summary, when a turn moves a
+  conversation's window) and consumes it (`summaries`): memory.Summarizer folds the older
+  messages into the rolling summary.
 """
 
+import logging
+
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from parley.chat.memory import Summarizer
 from parley.chat.store import Owner
 from parley.chat.turns import TurnRunner
-from parley.kit.contracts import CANCEL_TURNS
-from parley.v1 import events_pb2
+from parley.kit import bus
+from parley.kit.contracts import CANCEL_TURNS, SUMMARIZE_JOBS
+from parley.v1 import chat_pb2, events_pb2
+
+log = logging.getLogger(__name__)
 
 
 async def serve_cancels(nc: NatsClient, turns: TurnRunner) -> None:
@@ -27,3 +37,18 @@ async def serve_cancels(nc: NatsClient, turns: TurnRunner) -> None:
             await message.respond(b"")
 
     await nc.subscribe(CANCEL_TURNS, cb=on_request)
+
+
+def summaries(memory: Summarizer) -> bus.Consumer:
+    async def on_job(message: Msg) -> None:
+        try:
+            job = chat_pb2.SummarizeJob.FromString(message.data)
+        except DecodeError:
+            log.error("dropped an unreadable SummarizeJob", extra={"fields": {"subject": message.subject}})
+            return
+        await memory.summarize(job)
+
+    # A summary is one model call; give it time before JetStream redelivers.
+    return bus.Consumer(
+        stream="JOBS", durable="chat-summarize", subject=SUMMARIZE_JOBS, handler=on_job, ack_wait_seconds=120.0
+    )

@@ -2,6 +2,7 @@
 
 from parley.chat import store
 from parley.chat.conversations import Conversations
+from parley.chat.export import export
 from parley.chat.turns import TurnRequest, TurnRunner
 from parley.kit.identity import caller
 from parley.kit.rpc import Context
@@ -26,6 +27,7 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
                 provider=request.provider,
                 model=request.model,
                 intent=request.intent_hint,
+                current_section_id=request.current_section_id,
             ),
         )
         return chat_pb2.StartTurnResponse(conversation_id=started.conversation_id, turn_id=started.turn_id)
@@ -72,7 +74,9 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
     async def ExportConversation(
         self, request: chat_pb2.ExportConversationRequest, context: Context
     ) -> chat_pb2.ExportConversationResponse:
-        raise NotImplementedError
+        conversation, messages = await self._conversations.get(_owner(context), request.conversation_id)
+        exported = export(_conversation(conversation, messages), request.format)
+        return chat_pb2.ExportConversationResponse(content_type=exported.content_type, content=exported.content)
 
 
 def _owner(context: Context) -> store.Owner:
@@ -103,4 +107,5 @@ def message_proto(record: store.MessageRecord) -> chat_pb2.Message:
         turn_id=record.turn_id,
         created_at=to_timestamp(record.created_at),
         incomplete=record.incomplete,
+        context_used=record.context_used,
     )

@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     Table,
     Text,
@@ -30,6 +31,9 @@ conversations = Table(
     Column("collection_ids", ARRAY(Text), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The rolling summary of the first `summarized_messages` messages (memory.Summarizer).
+    Column("summary", Text, nullable=False, server_default=""),
+    Column("summarized_messages", Integer, nullable=False, server_default="0"),
     Index("conversations_by_owner", "tenant_id", "user_id", "updated_at"),
 )
 
@@ -50,6 +54,8 @@ messages = Table(
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
     # An answer the provider broke off after it began: kept and billed, but not whole.
     Column("incomplete", Boolean, nullable=False, server_default=false()),
+    # An answer's prompt: intent, parts and their tokens, what was trimmed, cache reads and writes.
+    Column("context_used", JSONB, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
 )

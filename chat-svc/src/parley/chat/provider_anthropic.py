@@ -1,15 +1,21 @@
 """Claude through Anthropic's official SDK: the Messages API, streamed, with prompt caching.
 
-The prompt goes out in the order the context builder made it, stable parts first: the system
-prompt is the instructions, then the passages (two blocks); the messages are the history, then
-the question. Three `cache_control` breakpoints (Anthropic allows four), each where a later
+The prompt goes out in the order the context builder made it, what stays first. The system
+prompt is the instructions and global context, then one block per carried passage (so a later
+turn that keeps only the first of them still matches block by block), then the rolling summary;
+the messages are the history, then (in the last user message) the new passages, the local text
+and the question. Four `cache_control` breakpoints (Anthropic's maximum), each where a later
 request is likely to repeat everything before it byte for byte:
-1. after the instructions: the same for every turn of every conversation, worth it once they
-   grow past the model's minimum cacheable length (below it a breakpoint costs nothing);
-2. after the passages: a follow-up that retrieves the same passages, or reads on through the
-   same document, repeats instructions and passages exactly;
-3. on the question, the last block: the next turn of the conversation repeats the whole prompt
-   with the answer and a new question after it, and reads it back through the lookback.
+1. after the instructions and global context: the same for every turn of every conversation,
+   worth it once they grow past the model's minimum cacheable length (below it a breakpoint
+   costs nothing);
+2. after the carried passages (and summary): the next turn carries them again, in the same
+   order under the same numbers;
+3. on the last message of the history: the next turn has this conversation and one more
+   exchange, so it reads everything so far and writes only the newest exchange and what
+   follows it;
+4. on the question, the last block: a next turn that repeats this prompt exactly up to here
+   (no new passages, no open section) reads all of it.
 A write costs 25% more than plain input and a read 90% less, so a prefix read once has paid.
 
 Usage is what Anthropic reports, never a recount: `input_tokens` excludes the cache, so it maps
@@ -41,21 +47,30 @@ LENGTH_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 def system_blocks(prompt: Prompt) -> list[TextBlockParam]:
-    blocks: list[TextBlockParam] = []
-    for text in (prompt.instructions, prompt.context()):
-        if text:  # the API refuses empty text blocks
-            blocks.append({"type": "text", "text": text, "cache_control": EPHEMERAL})
-    return blocks
+    stable: list[TextBlockParam] = [
+        {"type": "text", "text": text} for text in (prompt.instructions, prompt.global_context) if text
+    ]
+    context: list[TextBlockParam] = [{"type": "text", "text": passage.render()} for passage in prompt.carried]
+    if prompt.summary:
+        context.append({"type": "text", "text": prompt.summary})
+    # The API refuses empty text blocks, hence the filters above and the checks here.
+    for blocks in (stable, context):
+        if blocks:
+            blocks[-1]["cache_control"] = EPHEMERAL
+    return [*stable, *context]
 
 
 def messages(prompt: Prompt) -> list[MessageParam]:
-    """History then question, one text block per turn; a run of turns by one role is one message.
+    """History, then the new passages, the local text and the question, one text block each; a
+    run of turns by one role is one message.
 
     The history window may begin with an answer whose question it cut off: the API wants a user
     message first, and an answer without its question helps no one, so it is left out.
     """
     merged: list[tuple[str, list[TextBlockParam]]] = []
-    for role, content in [*((turn.role, turn.content) for turn in prompt.history), ("user", prompt.question)]:
+    history = [(turn.role, turn.content) for turn in prompt.history]
+    last = [("user", prompt.fresh_context()), ("user", prompt.local), ("user", prompt.question)]
+    for position, (role, content) in enumerate([*history, *last]):
         if not content or (not merged and role != "user"):
             continue
         block: TextBlockParam = {"type": "text", "text": content}
@@ -63,6 +78,8 @@ def messages(prompt: Prompt) -> list[MessageParam]:
             merged[-1][1].append(block)
         else:
             merged.append((role, [block]))
+        if position == len(history) - 1:
+            block["cache_control"] = EPHEMERAL
     if merged:
         merged[-1][1][-1]["cache_control"] = EPHEMERAL
     out: list[MessageParam] = []

@@ -2,8 +2,9 @@
 
 Chat Completions, streamed with `stream_options.include_usage` so the last chunk reports usage.
 The prompt keeps the context builder's order, stable parts first (one system message with the
-instructions and the passages, then the history, then the question), because OpenAI caches
-prompt prefixes automatically from 1,024 tokens: there are no breakpoints to place.
+instructions and the carried passages, then the history, then one user message with the new
+passages, the local text and the question), because OpenAI caches prompt prefixes automatically
+from 1,024 tokens: there are no breakpoints to place.
 
 Usage is what the server reports, never a recount: `prompt_tokens` includes the cached tokens
 (`prompt_tokens_details.cached_tokens`) and, on models that charge cache writes, the tokens
@@ -40,14 +41,17 @@ SPEND_LIMIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached
 
 
 def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
-    system = "\n\n".join(part for part in (prompt.instructions, prompt.context()) if part)
+    # The automatic prefix cache wants the same order: what stays from turn to turn first.
+    stable = (prompt.instructions, prompt.global_context, prompt.context(), prompt.summary)
+    system = "\n\n".join(part for part in stable if part)
     out: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
     for turn in prompt.history:
         if turn.role == "assistant":
             out.append({"role": "assistant", "content": turn.content})
         else:
             out.append({"role": "user", "content": turn.content})
-    out.append({"role": "user", "content": prompt.question})
+    last = (prompt.fresh_context(), prompt.local, prompt.question)
+    out.append({"role": "user", "content": "\n\n".join(part for part in last if part)})
     return out
 
 

@@ -1,8 +1,8 @@
 """All SQL of chat-svc, returning typed records. Every query is scoped to the tenant and the
 conversation's owner.
 
-Sources are stored as JSONB in their proto's JSON form and TokenUsage as one column per field
-(named as in the proto), each converted by one helper here.
+Sources and an answer's ContextUsed are stored as JSONB in their proto's JSON form and
+TokenUsage as one column per field (named as in the proto), each converted by one helper here.
 """
 
 import uuid
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.models import conversations, messages, outbox, turns
 from parley.kit import outbox as kit_outbox
-from parley.kit.contracts import USAGE_RECORDED
+from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED
 from parley.kit.ids import as_uuid
 from parley.kit.paging import Cursor
 from parley.v1 import chat_pb2, common_pb2, events_pb2
@@ -38,6 +38,8 @@ class ConversationRecord:
     collection_ids: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    summary: str  # of the first `summarized_messages` messages
+    summarized_messages: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class MessageRecord:
     model: str
     usage: common_pb2.TokenUsage
     incomplete: bool  # the provider broke the answer off after it began
+    context_used: chat_pb2.ContextUsed | None  # an answer's: how its prompt was built
     created_at: datetime
 
 
@@ -69,6 +72,7 @@ class NewMessage:
     model: str = ""
     usage: common_pb2.TokenUsage = field(default_factory=common_pb2.TokenUsage)
     incomplete: bool = False
+    context_used: chat_pb2.ContextUsed | None = None
 
 
 def _conversation(row: RowMapping) -> ConversationRecord:
@@ -78,6 +82,8 @@ def _conversation(row: RowMapping) -> ConversationRecord:
         collection_ids=tuple(row["collection_ids"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        summary=row["summary"],
+        summarized_messages=row["summarized_messages"],
     )
 
 
@@ -91,6 +97,9 @@ def _message(row: RowMapping) -> MessageRecord:
         model=row["model"],
         usage=common_pb2.TokenUsage(**{name: row[name] for name in USAGE_COLUMNS}),
         incomplete=row["incomplete"],
+        context_used=None
+        if row["context_used"] is None
+        else ParseDict(row["context_used"], chat_pb2.ContextUsed(), ignore_unknown_fields=True),
         created_at=row["created_at"],
     )
 
@@ -108,6 +117,9 @@ def _message_values(message: NewMessage) -> dict[str, Any]:
         "sources": [MessageToDict(source, preserving_proto_field_name=True) for source in message.sources],
         "model": message.model,
         "incomplete": message.incomplete,
+        "context_used": None
+        if message.context_used is None
+        else MessageToDict(message.context_used, preserving_proto_field_name=True),
         **{name: getattr(message.usage, name) for name in USAGE_COLUMNS},
     }
 
@@ -181,6 +193,15 @@ async def conversation_messages(
         query = query.limit(last)
     rows = (await session.execute(query)).mappings().all()
     return [_message(row) for row in reversed(rows)]
+
+
+async def count_messages(*, session: AsyncSession, tenant_id: str, conversation_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(messages)
+        .where(messages.c.tenant_id == tenant_id, messages.c.conversation_id == conversation_id)
+    )
+    return int((await session.execute(query)).scalar_one())
 
 
 async def add_turn(*, session: AsyncSession, owner: Owner, conversation_id: str, turn_id: str) -> TurnRecord:
@@ -271,6 +292,29 @@ async def record_usage(*, session: AsyncSession, usage_event: events_pb2.UsageRe
     await kit_outbox.enqueue(
         session=session, table=outbox, subject=USAGE_RECORDED, msg_id=usage_event.event_id, message=usage_event
     )
+
+
+async def request_summary(*, session: AsyncSession, job: chat_pb2.SummarizeJob) -> None:
+    # One job per summary: a redelivered or repeated request within the stream's window is dropped.
+    msg_id = f"summarize:{job.conversation_id}:{job.through_messages}"
+    await kit_outbox.enqueue(session=session, table=outbox, subject=SUMMARIZE_JOBS, msg_id=msg_id, message=job)
+
+
+async def save_summary(
+    *, session: AsyncSession, tenant_id: str, conversation_id: str, summary: str, through_messages: int
+) -> bool:
+    """Keep a summary unless one covering as much or more is already stored (jobs may race)."""
+    saved = await session.execute(
+        update(conversations)
+        .where(
+            conversations.c.id == conversation_id,
+            conversations.c.tenant_id == tenant_id,
+            conversations.c.summarized_messages < through_messages,
+        )
+        .values(summary=summary, summarized_messages=through_messages)
+        .returning(conversations.c.id)
+    )
+    return saved.first() is not None
 
 
 async def delete_conversation(*, session: AsyncSession, owner: Owner, conversation_id: str) -> bool:

@@ -78,9 +78,12 @@ class TurnStream:
         await self.flush()
         await self._publish(events_pb2.TurnEvent(sources=events_pb2.TurnSources(sources=sources)))
 
-    async def usage(self, usage: common_pb2.TokenUsage, *, model: str) -> None:
+    async def usage(
+        self, usage: common_pb2.TokenUsage, *, model: str, context_used: chat_pb2.ContextUsed | None = None
+    ) -> None:
         await self.flush()
-        await self._publish(events_pb2.TurnEvent(usage=events_pb2.TurnUsage(usage=usage, model=model)))
+        event = events_pb2.TurnUsage(usage=usage, model=model, context_used=context_used)
+        await self._publish(events_pb2.TurnEvent(usage=event))
 
     async def end(
         self, *, user_message_id: str, assistant_message_id: str, finish_reason: str, created_at: datetime

@@ -24,14 +24,12 @@ How a turn fails (the usage event always settles the hold):
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -40,18 +38,22 @@ from nats.js import JetStreamContext
 from parley.chat import metrics, store
 from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
-from parley.chat.context_builder import Prompt, Turn, build_prompt
+from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
+from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
+from parley.chat.memory import Summarizer
+from parley.chat.metering import usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.chat.turn_stream import TurnStream
 from parley.kit.contracts import (
+    INTENTS,
     MAX_COLLECTIONS_PER_CONVERSATION,
-    MAX_INTENT_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_OUTPUT_TOKENS,
     MAX_QUERY_CHARS,
     cancel_subject,
     tier_budget,
+    tier_name,
 )
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
@@ -64,7 +66,6 @@ log = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 280
 TITLE_CHARS = 60
-INTENT = re.compile(r"^[a-z_]*$")
 # A Source carries every field of the ChunkHit it cites that has the same name; the rest it derives.
 _SOURCE_FIELDS_FROM_HIT = tuple(
     descriptor.name
@@ -82,7 +83,8 @@ class TurnRequest:
     max_tokens: int
     provider: str
     model: str
-    intent: str  # a hint of what the message asks for; carried, not used yet
+    intent: str  # the caller's hint of what the message asks for, or empty
+    current_section_id: str = ""  # the chunk the user has open, or empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +108,8 @@ def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
         raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections per conversation")
     if not 0 <= request.max_tokens <= MAX_OUTPUT_TOKENS:
         raise InvalidInput(f"max_tokens must be between 1 and {MAX_OUTPUT_TOKENS}")
-    if len(request.intent) > MAX_INTENT_CHARS or not INTENT.match(request.intent):
-        raise InvalidInput(f"intent must be at most {MAX_INTENT_CHARS} lowercase letters and _")
+    if request.intent and request.intent not in INTENTS:
+        raise InvalidInput(f"unknown intent {request.intent!r}; known: {', '.join(INTENTS)}")
     if request.provider and request.provider not in known_providers:
         raise InvalidInput(f"unknown provider {request.provider!r}; known: {', '.join(known_providers)}")
 
@@ -135,6 +137,8 @@ class _Turn:
     model: str
     max_tokens: int
     prompt: Prompt
+    summarized: int  # how many of the conversation's first messages its summary covered at the start
+    context_used: chat_pb2.ContextUsed  # without the call's cache figures, known when it ends
     hold: Hold
     started: float
     stream: TurnStream
@@ -142,23 +146,35 @@ class _Turn:
     def usage_event(
         self, usage: common_pb2.TokenUsage, *, provider: str, model: str, success: bool
     ) -> events_pb2.UsageRecorded:
-        occurred_at = Timestamp()
-        occurred_at.GetCurrentTime()
-        return events_pb2.UsageRecorded(
-            event_id=str(uuid.uuid4()),
-            tenant_id=self.identity.tenant_id,
-            user_id=self.identity.user_id,
+        return usage_event(
+            self.identity,
             kind="chat",
+            usage=usage,
             provider=provider,
             model=model,
-            usage=usage,
             reservation_id=self.hold.reservation_id,
             conversation_id=self.conversation_id,
-            request_id=self.identity.request_id,
             latency_ms=int((time.monotonic() - self.started) * 1000),
             success=success,
-            occurred_at=occurred_at,
         )
+
+    def context_with_cache(self, usage: common_pb2.TokenUsage) -> chat_pb2.ContextUsed:
+        used = chat_pb2.ContextUsed()
+        used.CopyFrom(self.context_used)
+        used.cache_read_tokens, used.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        return used
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a turn's prompt is built from, and how it was gathered."""
+
+    intent: Intent
+    retrieval: str  # the strategy that ran
+    hits: list[retrieval_pb2.ChunkHit]
+    carried: list[retrieval_pb2.ChunkHit]
+    local: str
+    notes: tuple[str, ...]
 
 
 class TurnRunner:
@@ -173,6 +189,8 @@ class TurnRunner:
         collections: Collections,
         budget: Budget,
         providers: dict[str, LlmProvider],
+        intents: IntentClassifier,
+        memory: Summarizer,
         relay: OutboxRelay,
     ) -> None:
         self._settings = settings
@@ -183,6 +201,8 @@ class TurnRunner:
         self._collections = collections
         self._budget = budget
         self._providers = providers
+        self._intents = intents
+        self._memory = memory
         self._relay = relay
         self._running = RunningTurns()
 
@@ -199,18 +219,27 @@ class TurnRunner:
         if conversation is None:
             for collection_id in collection_ids:  # another tenant's collection is NotFound
                 await self._collections.require(identity, collection_id)
-        hits = await self._retrieval.search(
-            identity,
-            # Retrieval takes queries up to its limit; a long message most often asks at its end.
-            query=request.message[-MAX_QUERY_CHARS:],
-            collection_ids=collection_ids,
-            k=self._settings.search_k,
-        )
+        context = await self._gather(identity, request, collection_ids=collection_ids, history=history)
+        budget = tier_budget(request.tier)
         prompt = build_prompt(
             question=request.message,
-            hits=hits,
+            hits=context.hits,
+            carried=context.carried,
+            local=context.local,
             history=[Turn(role=message.role, content=message.content) for message in history],
-            budget=tier_budget(request.tier),
+            summary=conversation.summary if conversation else "",
+            budget=budget,
+        )
+        context_used = chat_pb2.ContextUsed(
+            intent=context.intent.name,
+            intent_source=context.intent.source,
+            retrieval=context.retrieval,
+            tier=tier_name(request.tier),
+            budget_tokens=budget,
+            parts=[chat_pb2.ContextPart(name=name, tokens=tokens) for name, tokens in prompt.part_tokens],
+            trimmed=prompt.trimmed,
+            notes=context.notes,
+            carried_passages=len(prompt.carried),
         )
         # Priced by usage-svc: every counted input token uncached plus every allowed output token,
         # the most this call can cost.
@@ -239,6 +268,8 @@ class TurnRunner:
                 model=model,
                 max_tokens=max_tokens,
                 prompt=prompt,
+                summarized=conversation.summarized_messages,
+                context_used=context_used,
                 hold=hold,
                 started=time.monotonic(),
                 stream=TurnStream(
@@ -284,7 +315,8 @@ class TurnRunner:
     async def _conversation(
         self, owner: store.Owner, request: TurnRequest
     ) -> tuple[store.ConversationRecord | None, list[store.MessageRecord]]:
-        """The caller's conversation this turn continues and its recent messages (none for a new one)."""
+        """The caller's conversation this turn continues and its recent messages, in the window the
+        context builder keeps (none for a new one)."""
         if not request.conversation_id:
             return None, []
         async with self._sessions() as session:
@@ -293,13 +325,119 @@ class TurnRunner:
             )
             if conversation is None:
                 raise NotFound(f"conversation {request.conversation_id} not found")
-            history = await store.conversation_messages(
+            recent = await store.conversation_messages(
                 session=session,
                 tenant_id=owner.tenant_id,
                 conversation_id=conversation.id,
                 last=self._settings.history_messages,
             )
-        return conversation, history
+            total = await store.count_messages(
+                session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
+            )
+        return conversation, list(history_window(recent, total=total, last=self._settings.history_messages))
+
+    async def _gather(
+        self,
+        identity: Identity,
+        request: TurnRequest,
+        *,
+        collection_ids: Sequence[str],
+        history: Sequence[store.MessageRecord],
+    ) -> _Context:
+        """The intent, then the passages it calls for, the open section's text, and the passages the
+        last answer had (carried first into the prompt, for the cache)."""
+        section: retrieval_pb2.ChunkHit | None = None
+        if request.current_section_id:
+            found = await self._retrieval.chunks(identity, [request.current_section_id])
+            if not found or found[0].collection_id not in collection_ids:
+                raise NotFound(f"section {request.current_section_id} not found in this conversation's collections")
+            section = found[0]
+
+        async def bill(usage: common_pb2.TokenUsage, provider: str, model: str) -> None:
+            await self._bill_intent(identity, request.conversation_id, usage, provider=provider, model=model)
+
+        intent = await self._intents.decide(hint=request.intent, message=request.message, bill=bill)
+        notes: list[str] = []
+        strategy = intent.retrieval
+        if strategy == MINIMAL:
+            notes.append("no outline exists yet: semantic retrieval instead of the outline")
+            strategy = SEMANTIC
+        if strategy in (POSITIONAL, HYBRID) and section is None:
+            notes.append(f"{intent.name} without a current_section_id: semantic retrieval instead")
+            strategy = SEMANTIC
+        if section is not None and strategy == POSITIONAL:
+            around = await self._retrieval.neighbours(
+                identity, document_id=section.document_id, ordinal=section.ordinal, before=1, after=1
+            )
+            hits = [chunk for chunk in around if chunk.chunk_id != section.chunk_id]
+        elif section is not None and strategy == HYBRID:
+            similar = await self._retrieval.search(
+                identity,
+                query=section.text[:MAX_QUERY_CHARS],
+                collection_ids=collection_ids,
+                k=self._settings.similar_k + 1,  # the section finds itself first
+            )
+            hits = [hit for hit in similar if hit.chunk_id != section.chunk_id][: self._settings.similar_k]
+        else:
+            hits = await self._retrieval.search(
+                identity,
+                # Retrieval takes queries up to its limit; a long message most often asks at its end.
+                query=request.message[-MAX_QUERY_CHARS:],
+                collection_ids=collection_ids,
+                k=self._settings.semantic_k,
+            )
+        return _Context(
+            intent=intent,
+            retrieval=strategy,
+            hits=hits,
+            # The open section is the local part already; as a passage it would be there twice.
+            carried=[
+                chunk
+                for chunk in await self._carried(identity, history, collection_ids=collection_ids)
+                if section is None or chunk.chunk_id != section.chunk_id
+            ],
+            local=section.text if section is not None else "",
+            notes=tuple(notes),
+        )
+
+    async def _carried(
+        self, identity: Identity, history: Sequence[store.MessageRecord], *, collection_ids: Sequence[str]
+    ) -> list[retrieval_pb2.ChunkHit]:
+        """The passages the last answer carried before its conversation, in their order; when it
+        carried none (its retrieval had displaced them all), every passage it had. Chunks deleted
+        since are gone."""
+        answer = next((message for message in reversed(history) if message.role == "assistant"), None)
+        if answer is None or not answer.sources:
+            return []
+        carried = answer.context_used.carried_passages if answer.context_used is not None else 0
+        ordered = [source.chunk_id for source in sorted(answer.sources, key=lambda source: source.index)]
+        ordered = ordered[:carried] if carried else ordered
+        found = {
+            chunk.chunk_id: chunk
+            for chunk in await self._retrieval.chunks(identity, ordered)
+            if chunk.collection_id in collection_ids
+        }
+        return [found[chunk_id] for chunk_id in ordered if chunk_id in found]
+
+    async def _bill_intent(
+        self, identity: Identity, conversation_id: str, usage: common_pb2.TokenUsage, *, provider: str, model: str
+    ) -> None:
+        """The classification call, metered on its own (no hold: it is a few tokens of a cheap model)."""
+        event = usage_event(
+            identity,
+            kind="intent",
+            usage=usage,
+            provider=provider,
+            model=model,
+            reservation_id="",
+            conversation_id=conversation_id,
+            latency_ms=0,
+            success=True,
+        )
+        async with self._sessions.begin() as session:
+            await store.record_usage(session=session, usage_event=event)
+        self._relay.notify()
+        metrics.observe_usage(usage, provider=provider, model=model)
 
     async def _release(self, identity: Identity, hold: Hold) -> None:
         try:
@@ -360,6 +498,7 @@ class TurnRunner:
 
     async def _complete(self, turn: _Turn, answer: str, finished: Finished) -> None:
         sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
+        context_used = turn.context_with_cache(finished.usage)
         async with self._sessions.begin() as session:
             question, stored = await store.add_messages(
                 session=session,
@@ -368,12 +507,23 @@ class TurnRunner:
                 turn_id=turn.turn_id,
                 question=store.NewMessage(role="user", content=turn.message),
                 answer=store.NewMessage(
-                    role="assistant", content=answer, sources=sources, model=finished.model, usage=finished.usage
+                    role="assistant",
+                    content=answer,
+                    sources=sources,
+                    model=finished.model,
+                    usage=finished.usage,
+                    context_used=context_used,
                 ),
             )
             await store.end_turn(
                 session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="completed"
             )
+            total = await store.count_messages(
+                session=session, tenant_id=turn.owner.tenant_id, conversation_id=turn.conversation_id
+            )
+            job = self._memory.job(turn.owner, turn.conversation_id, summarized=turn.summarized, total_messages=total)
+            if job is not None:
+                await store.request_summary(session=session, job=job)
             await store.record_usage(
                 session=session,
                 usage_event=turn.usage_event(
@@ -385,7 +535,7 @@ class TurnRunner:
         metrics.turns.labels("completed").inc()
         try:
             await turn.stream.sources(sources)
-            await turn.stream.usage(finished.usage, model=finished.model)
+            await turn.stream.usage(finished.usage, model=finished.model, context_used=context_used)
             await turn.stream.end(
                 user_message_id=question.id,
                 assistant_message_id=stored.id,
@@ -401,6 +551,7 @@ class TurnRunner:
         code = "provider_interrupted"
         try:
             sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
+            context_used = turn.context_with_cache(broken.usage)
             async with self._sessions.begin() as session:
                 await store.add_messages(
                     session=session,
@@ -415,6 +566,7 @@ class TurnRunner:
                         model=broken.model,
                         usage=broken.usage,
                         incomplete=True,
+                        context_used=context_used,
                     ),
                 )
                 await store.end_turn(
@@ -429,7 +581,7 @@ class TurnRunner:
             self._relay.notify()
             metrics.observe_usage(broken.usage, provider=broken.provider, model=broken.model)
             metrics.turns.labels(code).inc()
-            await turn.stream.usage(broken.usage, model=broken.model)
+            await turn.stream.usage(broken.usage, model=broken.model, context_used=context_used)
             await turn.stream.error(
                 code=code, message="the model stopped mid-answer; the part received is kept, marked incomplete"
             )

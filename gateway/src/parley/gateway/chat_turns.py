@@ -18,7 +18,7 @@ from nats.errors import Error as NatsError
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import TurnIdle, error_frame, turn_events
-from parley.gateway.schemas import ChatIn, Message, Source, Usage, proto_fields
+from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, proto_fields
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
 from parley.v1 import chat_pb2, events_pb2
@@ -44,6 +44,7 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
         tier=chat_pb2.Tier.Name(tier_named(body.tier)),
         max_tokens=body.max_tokens or 0,  # 0: chat-svc's default
         intent_hint=body.intent,
+        current_section_id=body.current_section_id or "",
         provider=body.provider,
         model=body.model,
     )
@@ -78,12 +79,20 @@ def sse_frame(event: events_pb2.TurnEvent) -> dict[str, str]:
     if kind == "sources":
         data = {"sources": [Source.of(source).model_dump() for source in event.sources.sources]}
     elif kind == "usage":
-        data = {**Usage.of(event.usage.usage).model_dump(), "model": event.usage.model}
+        data = {
+            **Usage.of(event.usage.usage).model_dump(),
+            "model": event.usage.model,
+            "context_used": _context_used(event.usage).model_dump() if event.usage.HasField("context_used") else None,
+        }
     elif kind == "end":
         data = {"conversation_id": event.conversation_id, "turn_id": event.turn_id, **proto_fields(event.end)}
     else:  # delta, error: their fields are the frame
         data = proto_fields(event.delta if kind == "delta" else event.error)
     return {"id": str(event.seq), "event": str(kind), "data": json.dumps(data)}
+
+
+def _context_used(usage: events_pb2.TurnUsage) -> ContextUsed:
+    return ContextUsed.of(usage.context_used)
 
 
 async def sse_frames(services: Services, subject: str, *, after_seq: int = 0) -> AsyncIterator[dict[str, str]]:
@@ -104,6 +113,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
     text: list[str] = []
     sources: list[Source] = []
     usage: Usage | None = None
+    context_used: ContextUsed | None = None
     model = ""
     try:
         async for event in turn_events(services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds):
@@ -114,6 +124,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
                 sources = [Source.of(source) for source in event.sources.sources]
             elif kind == "usage":
                 usage, model = Usage.of(event.usage.usage), event.usage.model
+                context_used = _context_used(event.usage) if event.usage.HasField("context_used") else None
             elif kind == "error":
                 raise ApiError(502, event.error.code or "turn_failed", event.error.message)
             elif kind == "end":
@@ -125,6 +136,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
                     sources=sources,
                     usage=usage,
                     model=model or None,
+                    context_used=context_used,
                     turn_id=turn.turn_id,
                     created_at=end.created_at.ToDatetime(tzinfo=UTC) if end.HasField("created_at") else None,
                 )

@@ -51,6 +51,10 @@ class ChatBackend(Protocol):
 
     async def delete_conversation(self, who: Principal, conversation_id: str) -> None: ...
 
+    async def export_conversation(
+        self, who: Principal, conversation_id: str, format: str
+    ) -> chat_pb2.ExportConversationResponse: ...
+
 
 class GrpcChat:
     def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float) -> None:
@@ -83,6 +87,12 @@ class GrpcChat:
     async def delete_conversation(self, who: Principal, conversation_id: str) -> None:
         request = chat_pb2.DeleteConversationRequest(conversation_id=conversation_id)
         await self._stub.DeleteConversation(request, timeout=self._deadline, metadata=_metadata(who))
+
+    async def export_conversation(
+        self, who: Principal, conversation_id: str, format: str
+    ) -> chat_pb2.ExportConversationResponse:
+        request = chat_pb2.ExportConversationRequest(conversation_id=conversation_id, format=format)
+        return await self._stub.ExportConversation(request, timeout=self._deadline, metadata=_metadata(who))
 
 
 class Backends:

@@ -10,10 +10,11 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from parley.kit.contracts import (
     INGEST_PRIORITIES,
+    INTENTS,
     MAX_COLLECTIONS_PER_CONVERSATION,
     MAX_DESCRIPTION_CHARS,
     MAX_INTENT_CHARS,
@@ -45,6 +46,12 @@ class CollectionIn(Body):
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS, pattern=NO_NUL)] = ""
 
 
+def _known_intent(intent: str) -> str:
+    if intent and intent not in INTENTS:
+        raise ValueError(f"unknown intent; known: {', '.join(INTENTS)}")
+    return intent
+
+
 class ChatIn(Body):
     """Checked here for a clear 422 early; chat-svc checks the same limits (kit.contracts) again."""
 
@@ -54,7 +61,10 @@ class ChatIn(Body):
     stream: bool = False
     tier: Tier = "standard"
     max_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | None = None
-    intent: Annotated[str, StringConstraints(max_length=MAX_INTENT_CHARS, pattern=r"^[a-z_]*$")] = ""
+    # Empty: chat-svc decides (keywords, else a cheaper model when configured, else `question`).
+    intent: Annotated[str, StringConstraints(max_length=MAX_INTENT_CHARS), AfterValidator(_known_intent)] = ""
+    # The chunk the user has open: its text goes into the prompt, and edits and feedback read around it.
+    current_section_id: Id | None = None
     # Empty: chat-svc's default. chat-svc checks them against the providers and models it serves.
     provider: Annotated[str, StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME)] = ""
     model: Annotated[str, StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME)] = ""
@@ -202,6 +212,31 @@ class Usage(BaseModel):
         return cls.model_validate(proto_fields(proto))
 
 
+class ContextPart(BaseModel):
+    name: str
+    tokens: int
+
+
+class ContextUsed(BaseModel):
+    """How an answer's prompt was built, and what the call read from and wrote to the prompt cache."""
+
+    intent: str
+    intent_source: str  # hint | keywords | model | default
+    retrieval: str  # positional | hybrid | semantic
+    tier: str
+    budget_tokens: int
+    parts: list[ContextPart]
+    trimmed: list[str]
+    notes: list[str]
+    cache_read_tokens: int
+    cache_write_tokens: int
+    carried_passages: int  # the first passages, before the conversation: the next turn carries them
+
+    @classmethod
+    def of(cls, proto: chat_pb2.ContextUsed) -> "ContextUsed":
+        return cls.model_validate(proto_fields(proto))
+
+
 class Message(BaseModel):
     id: str
     role: str
@@ -212,6 +247,7 @@ class Message(BaseModel):
     turn_id: str
     created_at: datetime | None = None
     incomplete: bool = False  # the provider broke off: the answer is what arrived before it did
+    context_used: ContextUsed | None = None  # an answer's
 
     @classmethod
     def of(cls, proto: chat_pb2.Message) -> "Message":

@@ -143,3 +143,8 @@ def tier_named(name: str) -> int:
 
 def tier_name(tier: int) -> str:
     return chat_pb2.Tier.Name(tier or chat_pb2.TIER_STANDARD).removeprefix("TIER_").lower()
+
+
+# --- Chat intents: what a message asks for (the gateway checks a caller's hint, chat-svc decides) -
+
+INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "question")

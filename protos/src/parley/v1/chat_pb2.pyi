@@ -36,7 +36,7 @@ TURN_STATE_FAILED: TurnState
 TURN_STATE_CANCELLED: TurnState
 
 class StartTurnRequest(_message.Message):
-    __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint")
+    __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint", "current_section_id")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_IDS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class StartTurnRequest(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INTENT_HINT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_SECTION_ID_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     collection_ids: _containers.RepeatedScalarFieldContainer[str]
     message: str
@@ -53,7 +54,8 @@ class StartTurnRequest(_message.Message):
     provider: str
     model: str
     intent_hint: str
-    def __init__(self, conversation_id: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., intent_hint: _Optional[str] = ...) -> None: ...
+    current_section_id: str
+    def __init__(self, conversation_id: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., intent_hint: _Optional[str] = ..., current_section_id: _Optional[str] = ...) -> None: ...
 
 class StartTurnResponse(_message.Message):
     __slots__ = ("conversation_id", "turn_id")
@@ -118,7 +120,7 @@ class Source(_message.Message):
     def __init__(self, index: _Optional[int] = ..., chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., heading: _Optional[str] = ..., snippet: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "sources", "usage", "model", "turn_id", "created_at", "incomplete")
+    __slots__ = ("id", "role", "content", "sources", "usage", "model", "turn_id", "created_at", "incomplete", "context_used")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +130,7 @@ class Message(_message.Message):
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_USED_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: str
     content: str
@@ -137,7 +140,42 @@ class Message(_message.Message):
     turn_id: str
     created_at: _timestamp_pb2.Timestamp
     incomplete: bool
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., model: _Optional[str] = ..., turn_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., incomplete: _Optional[bool] = ...) -> None: ...
+    context_used: ContextUsed
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., model: _Optional[str] = ..., turn_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., incomplete: _Optional[bool] = ..., context_used: _Optional[_Union[ContextUsed, _Mapping]] = ...) -> None: ...
+
+class ContextPart(_message.Message):
+    __slots__ = ("name", "tokens")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tokens: int
+    def __init__(self, name: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class ContextUsed(_message.Message):
+    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens", "carried_passages")
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    INTENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CARRIED_PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    intent: str
+    intent_source: str
+    retrieval: str
+    tier: str
+    budget_tokens: int
+    parts: _containers.RepeatedCompositeFieldContainer[ContextPart]
+    trimmed: _containers.RepeatedScalarFieldContainer[str]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    cache_read_tokens: int
+    cache_write_tokens: int
+    carried_passages: int
+    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., carried_passages: _Optional[int] = ...) -> None: ...
 
 class Conversation(_message.Message):
     __slots__ = ("id", "title", "collection_ids", "messages", "created_at", "updated_at")
@@ -200,3 +238,15 @@ class ExportConversationResponse(_message.Message):
     content_type: str
     content: bytes
     def __init__(self, content_type: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class SummarizeJob(_message.Message):
+    __slots__ = ("tenant_id", "user_id", "conversation_id", "through_messages")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    user_id: str
+    conversation_id: str
+    through_messages: int
+    def __init__(self, tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., through_messages: _Optional[int] = ...) -> None: ...

@@ -108,14 +108,16 @@ class TurnSources(_message.Message):
     def __init__(self, sources: _Optional[_Iterable[_Union[_chat_pb2.Source, _Mapping]]] = ...) -> None: ...
 
 class TurnUsage(_message.Message):
-    __slots__ = ("usage", "model", "cost_micros")
+    __slots__ = ("usage", "model", "cost_micros", "context_used")
     USAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_USED_FIELD_NUMBER: _ClassVar[int]
     usage: _common_pb2.TokenUsage
     model: str
     cost_micros: int
-    def __init__(self, usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., model: _Optional[str] = ..., cost_micros: _Optional[int] = ...) -> None: ...
+    context_used: _chat_pb2.ContextUsed
+    def __init__(self, usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., model: _Optional[str] = ..., cost_micros: _Optional[int] = ..., context_used: _Optional[_Union[_chat_pb2.ContextUsed, _Mapping]] = ...) -> None: ...
 
 class TurnEnd(_message.Message):
     __slots__ = ("user_message_id", "assistant_message_id", "finish_reason", "created_at")

@@ -1,9 +1,9 @@
 """Chat: ask a question (streamed as SSE or answered whole) and the conversations it builds."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from parley.gateway import chat_turns
@@ -79,3 +79,21 @@ async def get_conversation(conversation_id: str, who: CurrentPrincipal, services
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> None:
     await services.chat.delete_conversation(who, conversation_id)
+
+
+@router.get("/v1/conversations/{conversation_id}/export", response_class=Response)
+async def export_conversation(
+    conversation_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    format: Literal["json", "markdown"] = "markdown",
+) -> Response:
+    """The conversation as a file: `markdown` to read, `json` (the conversation with every message,
+    its sources, usage and context) to keep or process."""
+    exported = await services.chat.export_conversation(who, conversation_id, format)
+    extension = "json" if format == "json" else "md"
+    return Response(
+        exported.content,
+        media_type=exported.content_type,
+        headers={"Content-Disposition": f'attachment; filename="conversation-{conversation_id}.{extension}"'},
+    )

@@ -1,0 +1,137 @@
+"""A conversation's memory beyond its window of recent messages: a rolling summary.
+
+Once a conversation has `SUMMARY_AFTER` messages, each time its window (context_builder's
+`window_start`) moves past messages the summary does not cover, the turn that moved it asks for
+a new summary (a `SummarizeJob` on SUMMARIZE_JOBS, through the outbox in the turn's own
+transaction). The job runs in the background, off any turn's path: one call to the summary
+model (`PARLEY_SUMMARY_MODEL`, `provider:model`) folds the older messages into the previous
+summary, billed as usage kind `summary`. The prompt then carries the summary in place of
+those messages. Without a summary model there are no summaries: the window alone.
+"""
+
+import logging
+import time
+from collections.abc import Mapping
+
+from parley.chat import metrics, store
+from parley.chat.context_builder import Prompt, window_start
+from parley.chat.metering import usage_event
+from parley.chat.providers import Finished, LlmProvider, TextDelta
+from parley.kit.db import Sessions
+from parley.kit.identity import Identity
+from parley.kit.outbox import OutboxRelay
+from parley.v1 import chat_pb2
+
+log = logging.getLogger(__name__)
+
+SUMMARY_AFTER = 15
+SUMMARY_MAX_TOKENS = 400
+SUMMARY_INSTRUCTIONS = (
+    "You keep the memory of a conversation between a user and an assistant about the user's documents. "
+    "Rewrite the summary so far together with the messages that follow it as one summary of at most "
+    "150 words: what was asked, what was answered or decided, names, and open questions. "
+    "Reply with the summary only."
+)
+
+
+def summary_due(*, total_messages: int, summarized: int, window: int) -> int | None:
+    """How many messages a new summary should cover, or None when the current one will do."""
+    through = window_start(total=total_messages, last=window)
+    return through if total_messages >= SUMMARY_AFTER and through > summarized else None
+
+
+class Summarizer:
+    def __init__(
+        self, *, sessions: Sessions, relay: OutboxRelay, model: tuple[LlmProvider, str] | None, window: int
+    ) -> None:
+        self._sessions = sessions
+        self._relay = relay
+        self._model = model
+        self._window = window
+
+    @classmethod
+    def configured(
+        cls, spec: str, providers: Mapping[str, LlmProvider], *, sessions: Sessions, relay: OutboxRelay, window: int
+    ) -> "Summarizer":
+        """From `PARLEY_SUMMARY_MODEL` (`provider:model`, or empty for none); one not served stops the service."""
+        model: tuple[LlmProvider, str] | None = None
+        if spec:
+            name, _, model_name = spec.partition(":")
+            provider = providers.get(name)
+            if provider is None or model_name not in provider.models:
+                raise ValueError(f"PARLEY_SUMMARY_MODEL={spec!r} names no provider:model this service serves")
+            model = (provider, model_name)
+        return cls(sessions=sessions, relay=relay, model=model, window=window)
+
+    def job(
+        self, owner: store.Owner, conversation_id: str, *, summarized: int, total_messages: int
+    ) -> chat_pb2.SummarizeJob | None:
+        """The job a turn that brought the conversation to `total_messages` should request, if any."""
+        if self._model is None:
+            return None
+        through = summary_due(total_messages=total_messages, summarized=summarized, window=self._window)
+        if through is None:
+            return None
+        return chat_pb2.SummarizeJob(
+            tenant_id=owner.tenant_id,
+            user_id=owner.user_id,
+            conversation_id=conversation_id,
+            through_messages=through,
+        )
+
+    async def summarize(self, job: chat_pb2.SummarizeJob) -> None:
+        if self._model is None:
+            return
+        owner = store.Owner(job.tenant_id, job.user_id)
+        async with self._sessions() as session:
+            conversation = await store.get_conversation(
+                session=session, owner=owner, conversation_id=job.conversation_id
+            )
+            if conversation is None or conversation.summarized_messages >= job.through_messages:
+                return  # deleted since, or a later job got there first
+            messages = await store.conversation_messages(
+                session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
+            )
+        folded = messages[conversation.summarized_messages : job.through_messages]
+        transcript = "\n\n".join(
+            f"{'User' if message.role == 'user' else 'Assistant'}: {message.content}" for message in folded
+        )
+        asked = f"Summary so far:\n{conversation.summary or '(none)'}\n\nMessages:\n{transcript}"
+        provider, model = self._model
+        started = time.monotonic()
+        said: list[str] = []
+        finished: Finished | None = None
+        async for event in provider.stream(
+            Prompt(SUMMARY_INSTRUCTIONS, (), (), asked), model=model, max_tokens=SUMMARY_MAX_TOKENS
+        ):
+            if isinstance(event, TextDelta):
+                said.append(event.text)
+            else:
+                finished = event
+        assert finished is not None, "a provider stream ends with Finished"
+        identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=f"summary:{conversation.id}")
+        async with self._sessions.begin() as session:
+            await store.save_summary(
+                session=session,
+                tenant_id=owner.tenant_id,
+                conversation_id=conversation.id,
+                summary="".join(said).strip(),
+                through_messages=job.through_messages,
+            )
+            # Billed even when a racing job's summary won: the call was made.
+            await store.record_usage(
+                session=session,
+                usage_event=usage_event(
+                    identity,
+                    kind="summary",
+                    usage=finished.usage,
+                    provider=finished.provider,
+                    model=finished.model,
+                    reservation_id="",
+                    conversation_id=conversation.id,
+                    latency_ms=int((time.monotonic() - started) * 1000),
+                    success=True,
+                ),
+            )
+        self._relay.notify()
+        metrics.observe_usage(finished.usage, provider=finished.provider, model=finished.model)

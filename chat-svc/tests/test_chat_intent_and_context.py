@@ -1,0 +1,175 @@
+"""What a message asks for (hint, keywords, a cheaper model, or the default), and the prompt's
+parts: in a stable order, carried passages first, trimmed by priority inside the budget."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from parley.chat.context_builder import HISTORY_SHARE, LOCAL_SHARE, Prompt, Turn, build_prompt, history_window
+from parley.chat.intent import IntentClassifier, by_keywords
+from parley.chat.provider_errors import ProviderUnavailable
+from parley.chat.providers import Finished, LocalProvider, ProviderEvent, TextDelta
+from parley.kit.tokens import count_tokens
+from parley.v1 import common_pb2, retrieval_pb2
+
+
+@pytest.mark.parametrize(
+    ("message", "intent"),
+    [
+        ("Rewrite this line so it lands harder", "local_edit"),
+        ("Can you tighten the dialogue here?", "local_edit"),
+        ("make this shorter please", "local_edit"),
+        ("Any feedback on this scene?", "section_feedback"),
+        ("Does this scene work?", "section_feedback"),
+        ("What do you think of the opening?", "section_feedback"),
+        ("Brainstorm three endings", "brainstorm"),
+        ("What if Rosa never left the farm?", "brainstorm"),
+        ("Give me ideas for a subplot", "brainstorm"),
+        ("What is Rosa's arc over the whole script?", "global_question"),
+        ("What are the main themes?", "global_question"),
+        ("How does the structure hold up overall?", "global_question"),
+        ("Who drives the truck in scene 12?", None),
+        ("When does the storm start?", None),
+    ],
+)
+def test_keywords_tell_the_intent_or_say_nothing(message: str, intent: str | None) -> None:
+    assert by_keywords(message) == intent
+
+
+class Labeller(LocalProvider):
+    """A cheaper model that answers with one label (or fails), counting its calls."""
+
+    def __init__(self, label: str, *, fail: bool = False) -> None:
+        self.label, self.fail, self.calls = label, fail, 0
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        self.calls += 1
+        if self.fail:
+            raise ProviderUnavailable("down", provider="cheap")
+        yield TextDelta(f" {self.label}.")
+        yield Finished(common_pb2.TokenUsage(input_tokens=90, output_tokens=2), "stop", provider="cheap", model=model)
+
+
+class Bills:
+    def __init__(self) -> None:
+        self.billed: list[tuple[int, str, str]] = []
+
+    async def __call__(self, usage: common_pb2.TokenUsage, provider: str, model: str) -> None:
+        self.billed.append((usage.input_tokens + usage.output_tokens, provider, model))
+
+
+async def test_the_hint_then_the_keywords_decide_and_no_model_is_asked() -> None:
+    labeller, bills = Labeller("brainstorm"), Bills()
+    classifier = IntentClassifier(model=(labeller, "small"))
+    hinted = await classifier.decide(hint="local_edit", message="Brainstorm endings", bill=bills)
+    by_words = await classifier.decide(hint="", message="Brainstorm endings", bill=bills)
+    assert (hinted.name, hinted.source, hinted.retrieval) == ("local_edit", "hint", "positional")
+    assert (by_words.name, by_words.source, by_words.retrieval) == ("brainstorm", "keywords", "semantic")
+    assert labeller.calls == 0 and bills.billed == []
+
+
+async def test_the_cheaper_model_decides_what_the_keywords_cannot_and_is_billed() -> None:
+    labeller, bills = Labeller("section_feedback"), Bills()
+    decided = await IntentClassifier(model=(labeller, "small")).decide(hint="", message="Hmm, scene 3?", bill=bills)
+    assert (decided.name, decided.source, decided.retrieval) == ("section_feedback", "model", "hybrid")
+    assert bills.billed == [(92, "cheap", "small")]
+
+
+@pytest.mark.parametrize("labeller", [Labeller("poetry"), Labeller("question", fail=True)])
+async def test_without_a_usable_model_answer_it_is_a_question(labeller: Labeller) -> None:
+    decided = await IntentClassifier(model=(labeller, "small")).decide(hint="", message="Scene 3?", bill=Bills())
+    assert (decided.name, decided.source) == ("question", "default")
+
+
+async def test_without_a_cheaper_model_the_default_is_a_question() -> None:
+    decided = await IntentClassifier(model=None).decide(hint="", message="Who is Rosa?", bill=Bills())
+    assert (decided.name, decided.source, decided.retrieval) == ("question", "default", "semantic")
+
+
+def test_a_cheaper_model_must_be_one_served() -> None:
+    with pytest.raises(ValueError, match="PARLEY_INTENT_MODEL"):
+        IntentClassifier.configured("local:gpt-9", {"local": LocalProvider()})
+
+
+def chunk(chunk_id: str, words: int = 40) -> retrieval_pb2.ChunkHit:
+    return retrieval_pb2.ChunkHit(
+        chunk_id=chunk_id, document_title="Script", heading=chunk_id, text=f"{chunk_id} says " + "line " * words
+    )
+
+
+def test_parts_come_in_the_stable_order_and_are_counted() -> None:
+    prompt = build_prompt(
+        question="Is this scene working?",
+        hits=[chunk("new")],
+        carried=[chunk("old")],
+        history=[Turn("user", "Who is Rosa?"), Turn("assistant", "The farmer's daughter [1].")],
+        local="INT. BARN - NIGHT\nRosa counts the eggs.",
+        budget=5_000,
+    )
+    # What the last turn had stays before the conversation; what this turn found comes after it.
+    assert prompt.parts() == [
+        prompt.instructions,
+        prompt.passages[0].render(),
+        "Who is Rosa?",
+        "The farmer's daughter [1].",
+        prompt.passages[1].render(),
+        prompt.local,
+        "Is this scene working?",
+    ]
+    assert [p.hit.chunk_id for p in prompt.carried] == ["old"] and [p.hit.chunk_id for p in prompt.fresh] == ["new"]
+    assert prompt.local.endswith("Rosa counts the eggs.")
+    names = [name for name, _ in prompt.part_tokens]
+    assert names == ["system", "global", "passages", "conversation", "new_passages", "local", "message"]
+    counted = dict(prompt.part_tokens)
+    assert counted["global"] == 0  # no outline or character sheets exist yet
+    assert counted["local"] == count_tokens(prompt.local)
+    assert counted["conversation"] == count_tokens("Who is Rosa?") + count_tokens("The farmer's daughter [1].")
+    assert sum(counted.values()) >= LocalProvider().count_tokens(prompt, model="local")
+    assert prompt.trimmed == ()
+
+
+def test_the_last_answers_passages_come_first_under_their_numbers() -> None:
+    carried = [chunk("a"), chunk("b")]
+    prompt = build_prompt(
+        question="And then?", hits=[chunk("c"), chunk("b"), chunk("d")], carried=carried, history=[], budget=5_000
+    )
+    assert [(p.index, p.hit.chunk_id) for p in prompt.passages] == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    # No conversation yet to put between them: all four carry over to the next turn.
+    assert prompt.fresh_passages == 0 and len(prompt.carried) == 4
+
+
+@pytest.mark.parametrize(
+    ("total", "kept"),
+    [(3, 3), (10, 10), (12, 6), (14, 8), (16, 10), (18, 6), (22, 10), (24, 6)],
+)
+def test_the_conversation_window_moves_six_messages_at_a_time(total: int, kept: int) -> None:
+    messages = list(range(total))
+    window = history_window(messages[-10:], total=total, last=10)
+    assert list(window) == messages[total - kept :]
+
+
+def test_over_budget_the_passages_not_found_again_go_first_then_the_lowest_ranked() -> None:
+    carried = [chunk("kept"), chunk("stale")]
+    hits = [chunk("best"), chunk("kept"), chunk("second"), chunk("worst")]
+    one = count_tokens(chunk("xxxxxx").text) + 12  # a passage with its "[n] (Script › id)" line
+    budget = 80 + 3 * one  # instructions, message, and three passages
+    prompt = build_prompt(question="And then?", hits=hits, carried=carried, history=[], budget=budget)
+    assert [p.hit.chunk_id for p in prompt.passages] == ["kept", "best", "second"]
+    assert prompt.trimmed == (
+        "passages: 1 carried over from the last answer",
+        "passages: 1 of 4 retrieved, the lowest ranked",
+    )
+    assert LocalProvider().count_tokens(prompt, model="local") <= budget
+
+
+def test_the_conversation_and_the_open_section_keep_to_their_shares() -> None:
+    history = [Turn("user", "word " * 200), Turn("assistant", "answer " * 200)] * 5
+    prompt = build_prompt(
+        question="Tighten this.", hits=[chunk("n")], history=history, local="beat " * 5_000, budget=1_200
+    )
+    counted = dict(prompt.part_tokens)
+    assert counted["conversation"] <= HISTORY_SHARE * 1_200
+    assert counted["local"] <= LOCAL_SHARE * 1_200
+    assert prompt.history and len(prompt.history) < len(history)
+    assert "conversation: the" in prompt.trimmed[1] and prompt.trimmed[0].startswith("local: the open section cut")
+    assert LocalProvider().count_tokens(prompt, model="local") <= 1_200
