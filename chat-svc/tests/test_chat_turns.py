@@ -39,13 +39,14 @@ from parley.chat.turn_stream import TURN_STREAM_NAME
 from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
 from parley.kit import db
 from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED, turn_subject
-from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
+from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound, Unavailable
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.rpc import GrpcServer
 from parley.kit.tokens import count_tokens
 from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
+from parley.usage.prices import Prices
 from parley.usage.recording import Recorder
 from parley.usage.reports import Reports
 from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
@@ -112,6 +113,8 @@ class FakeBudget:
     granted: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     while_holding: Callable[[], Awaitable[None]] | None = None  # what happens meanwhile elsewhere
+    price_micros: int | None = 4_321  # what an answer costs; None: usage-svc cannot say
+    priced: list[tuple[str, str, common_pb2.TokenUsage]] = field(default_factory=list)  # provider, model, usage
 
     async def reserve(
         self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
@@ -127,6 +130,12 @@ class FakeBudget:
 
     async def release(self, identity: Identity, reservation_id: str) -> None:
         self.released.append(reservation_id)
+
+    async def price(self, identity: Identity, *, provider: str, model: str, usage: common_pb2.TokenUsage) -> int:
+        if self.price_micros is None:
+            raise Unavailable("usage is unavailable; try again")
+        self.priced.append((provider, model, usage))
+        return self.price_micros
 
 
 class BrokenProvider(LocalProvider):
@@ -274,6 +283,9 @@ async def test_a_turn_streams_stores_and_meters_its_answer(
     source = stored.sources[0]
     assert (source.index, source.collection_id, source.heading, source.snippet) == (1, h.collection_id, "Care", MANUAL)
     assert stored.usage == read[-2].usage.usage and stored.usage.output_tokens > 0
+    # The answer shows what usage-svc priced its usage at, stored and in the usage event.
+    assert h.budget.priced == [("local", "local", stored.usage)]
+    assert stored.cost_micros == read[-2].usage.cost_micros == grpc_api.message_proto(stored).cost_micros == 4_321
 
     # The hold covered the prompt as the provider counts it, plus the default max_tokens.
     [(model, input_tokens, max_output)] = h.budget.holds
@@ -286,6 +298,21 @@ async def test_a_turn_streams_stores_and_meters_its_answer(
 
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "completed" and view.events_kept
+
+
+async def test_an_answer_usage_svc_cannot_price_is_stored_and_billed_without_a_cost(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, budget=FakeBudget(price_micros=None))
+    started = await h.runner.start(h.identity, h.ask())
+    read = await read_turn(nats_client, started)
+
+    assert [event.WhichOneof("kind") for event in read][-2:] == ["usage", "end"]
+    assert not read[-2].usage.HasField("cost_micros"), "unknown, not free"
+    _, (_, stored) = await h.conversations.get(h.owner, started.conversation_id)
+    assert stored.cost_micros is None and not grpc_api.message_proto(stored).HasField("cost_micros")
+    [recorded] = await h.usage_events(started.conversation_id)
+    assert recorded.success and recorded.usage == stored.usage, "billing does not wait for the price"
 
 
 async def test_a_second_turn_continues_with_the_conversations_collections(
@@ -660,6 +687,8 @@ async def test_an_answer_broken_off_mid_stream_is_kept_incomplete_and_billed(
     assert not recorded.success and recorded.usage == stored.usage == read[-2].usage.usage
     assert recorded.usage.output_tokens == 4 and (recorded.provider, recorded.model) == ("anthropic", SONNET)
     assert recorded.usage.input_tokens + recorded.usage.cache_write_tokens > 0
+    assert h.budget.priced == [("anthropic", SONNET, stored.usage)]
+    assert stored.cost_micros == read[-2].usage.cost_micros == 4_321, "what was said is priced too"
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "failed"
     assert sample("parley_chat_turns_total", outcome="provider_interrupted") == interrupted + 1
@@ -744,7 +773,11 @@ async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Re
     await db.migrate(engine, schema="usage", migrations=Path(parley.usage.__file__).parent / "migrations")
     usage_sessions = db.session_factory(engine)
     budgets = Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15))
-    api = UsageApi(budgets=budgets, reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500))
+    api = UsageApi(
+        budgets=budgets,
+        prices=Prices(sessions=usage_sessions),
+        reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
+    )
     server = GrpcServer(port=0, host="127.0.0.1")
     server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
     await server.start()
@@ -782,6 +815,8 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     quota = await budgets.quota(tenant_id=h.identity.tenant_id)
     assert usage.output_tokens == count_tokens(DEFAULT_ANSWER) and usage.cache_write_tokens == 0
     assert (quota.spent_micros, quota.reserved_micros) == (cost, 0)
+    _, (_, stored) = await h.conversations.get(h.owner, started.conversation_id)
+    assert stored.cost_micros == cost, "the answer shows what usage-svc billed"
 
     with pytest.raises(BudgetExceeded) as refused:
         await h.runner.start(h.identity, ask)

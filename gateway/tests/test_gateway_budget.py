@@ -20,6 +20,7 @@ from parley.kit import db
 from parley.kit.rpc import GrpcServer
 from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
+from parley.usage.prices import Prices
 from parley.usage.reports import Reports
 from parley.v1 import usage_pb2_grpc
 
@@ -30,6 +31,7 @@ async def usage_target(engine: AsyncEngine) -> AsyncIterator[str]:
     usage_sessions = db.session_factory(engine)
     api = UsageApi(
         budgets=Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15)),
+        prices=Prices(sessions=usage_sessions),
         reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
     )
     server = GrpcServer(port=0, host="127.0.0.1")

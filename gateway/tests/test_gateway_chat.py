@@ -141,7 +141,10 @@ async def publish_turn(nats_client: NatsClient, conversation_id: str, turn_id: s
         ),
         events_pb2.TurnEvent(
             usage=events_pb2.TurnUsage(
-                usage=common_pb2.TokenUsage(input_tokens=40, output_tokens=9), model="local", context_used=CONTEXT_USED
+                usage=common_pb2.TokenUsage(input_tokens=40, output_tokens=9),
+                model="local",
+                cost_micros=1_250,
+                context_used=CONTEXT_USED,
             )
         ),
         events_pb2.TurnEvent(
@@ -218,6 +221,7 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
         "model": "local",
+        "cost_usd": 0.00125,
         "context_used": CONTEXT_USED_JSON,
     }
     end = json.loads(relayed[3]["data"])
@@ -236,7 +240,7 @@ async def test_a_whole_answer_carries_the_stored_messages_time(
     assert message["content"] == "Descale every 200 shots [1]."
     assert datetime.fromisoformat(message["created_at"]) == STORED_AT
     assert message["usage"]["input_tokens"] == 40 and message["model"] == "local"
-    assert message["context_used"] == CONTEXT_USED_JSON
+    assert message["context_used"] == CONTEXT_USED_JSON and message["cost_usd"] == 0.00125
 
 
 async def test_an_unknown_intent_is_refused_with_the_known_ones(client: httpx.AsyncClient, chat: FakeChat) -> None:
@@ -304,6 +308,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
                 created_at=stamp(STORED_AT),
                 incomplete=True,
                 context_used=CONTEXT_USED,
+                cost_micros=2_500,
             ),
         ],
     )
@@ -315,6 +320,7 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
     assert datetime.fromisoformat(answer["created_at"]) == STORED_AT
     assert (question["incomplete"], answer["incomplete"]) == (False, True)
     assert (question["context_used"], answer["context_used"]) == (None, CONTEXT_USED_JSON)
+    assert (question["cost_usd"], answer["cost_usd"]) == (None, 0.0025), "unknown is null, not free"
     listed = (await client.get("/v1/conversations")).json()["data"]
     assert listed[0]["id"] == conversation_id and listed[0]["messages"] is None
     assert listed[0]["collection_ids"] == ["c1"]

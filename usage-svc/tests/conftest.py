@@ -18,6 +18,7 @@ from parley.usage import events
 from parley.usage.budget import Budgets
 from parley.usage.config import Settings
 from parley.usage.grpc_api import UsageApi
+from parley.usage.prices import Prices
 from parley.usage.recording import Recorder
 from parley.usage.reports import Reports
 from parley.v1 import usage_pb2_grpc
@@ -50,7 +51,9 @@ async def usage_stub(
     sessions: db.Sessions, settings: Settings, budgets: Budgets
 ) -> AsyncIterator[usage_pb2_grpc.UsageServiceStub]:
     api = UsageApi(
-        budgets=budgets, reports=Reports(sessions=sessions, export_rows_per_chunk=settings.export_rows_per_chunk)
+        budgets=budgets,
+        prices=Prices(sessions=sessions),
+        reports=Reports(sessions=sessions, export_rows_per_chunk=settings.export_rows_per_chunk),
     )
     async with serving(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService") as channel:
         yield usage_pb2_grpc.UsageServiceStub(channel)

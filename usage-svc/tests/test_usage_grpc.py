@@ -333,3 +333,44 @@ async def test_calls_without_a_tenant_are_refused(usage_stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest())
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+CALL = TokenUsage(input_tokens=100, output_tokens=200, cache_read_tokens=1_000, cache_write_tokens=400)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "cost"),
+    [
+        # 100*3 + 200*15 + 1000*0.3 + 400*3.75 micro-USD per token, Sonnet's row
+        ("anthropic", "claude-sonnet-4-5", 300 + 3_000 + 300 + 1_500),
+        # a model the table does not list is priced at the dearest row, "default": 15, 75, 1.5, 18.75
+        ("openai", "gpt-9", 1_500 + 15_000 + 1_500 + 7_500),
+        ("local", "local-large", 0),
+    ],
+)
+async def test_price_usage_is_the_calls_usage_at_its_models_row(
+    usage_stub: Stub, tenant_id: str, provider: str, model: str, cost: int
+) -> None:
+    request = usage_pb2.PriceUsageRequest(provider=provider, model=model, usage=CALL)
+
+    priced = await usage_stub.PriceUsage(request, metadata=as_tenant(tenant_id))
+
+    assert priced.cost_micros == cost
+
+
+async def test_price_usage_is_what_the_recorded_event_is_billed(
+    usage_stub: Stub, recorder: Recorder, tenant_id: str
+) -> None:
+    at = datetime(2025, 7, 1, tzinfo=UTC)
+    usage = TokenUsage(input_tokens=1_234, output_tokens=567, cache_read_tokens=89, cache_write_tokens=10)
+    await record(recorder, tenant_id, at=at, provider="openai", model="gpt-4o", usage=usage)
+
+    priced = await usage_stub.PriceUsage(
+        usage_pb2.PriceUsageRequest(provider="openai", model="gpt-4o", usage=usage), metadata=as_tenant(tenant_id)
+    )
+
+    billed = await usage_stub.GetUsage(
+        usage_pb2.GetUsageRequest(since=timestamp(at), until=timestamp(at + timedelta(days=1))),
+        metadata=as_tenant(tenant_id),
+    )
+    assert priced.cost_micros == billed.total.cost_micros > 0

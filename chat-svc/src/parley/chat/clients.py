@@ -16,7 +16,15 @@ import grpc
 from parley.kit.errors import BudgetExceeded, NotFound, Unavailable
 from parley.kit.identity import Identity
 from parley.kit.rpc import open_channel
-from parley.v1 import ingestion_pb2, ingestion_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc, usage_pb2, usage_pb2_grpc
+from parley.v1 import (
+    common_pb2,
+    ingestion_pb2,
+    ingestion_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,10 @@ class Budget(Protocol):
         ...
 
     async def release(self, identity: Identity, reservation_id: str) -> None: ...
+
+    async def price(self, identity: Identity, *, provider: str, model: str, usage: common_pb2.TokenUsage) -> int:
+        """What the call's usage costs, in micro-USD, at the prices usage-svc bills it at."""
+        ...
 
 
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -159,3 +171,11 @@ class UsageClient(_Client):
     async def release(self, identity: Identity, reservation_id: str) -> None:
         request = usage_pb2.SettleRequest(reservation_id=reservation_id)
         await self._stub.Settle(request, timeout=self._deadline, metadata=identity.metadata())
+
+    async def price(self, identity: Identity, *, provider: str, model: str, usage: common_pb2.TokenUsage) -> int:
+        request = usage_pb2.PriceUsageRequest(provider=provider, model=model, usage=usage)
+        try:
+            response = await self._stub.PriceUsage(request, timeout=self._deadline, metadata=identity.metadata())
+        except grpc.aio.AioRpcError as error:
+            raise _unreachable(error, "usage") from None
+        return response.cost_micros

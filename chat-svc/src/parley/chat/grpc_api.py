@@ -108,4 +108,5 @@ def message_proto(record: store.MessageRecord) -> chat_pb2.Message:
         created_at=to_timestamp(record.created_at),
         incomplete=record.incomplete,
         context_used=record.context_used,
+        cost_micros=record.cost_micros,  # None leaves it unset: not known
     )

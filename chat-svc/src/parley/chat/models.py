@@ -56,6 +56,8 @@ messages = Table(
     Column("incomplete", Boolean, nullable=False, server_default=false()),
     # An answer's prompt: intent, parts and their tokens, what was trimmed, cache reads and writes.
     Column("context_used", JSONB, nullable=True),
+    # An answer's cost as usage-svc priced it (USD millionths); NULL when it could not say.
+    Column("cost_micros", BigInteger, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
 )

@@ -53,6 +53,7 @@ class MessageRecord:
     usage: common_pb2.TokenUsage
     incomplete: bool  # the provider broke the answer off after it began
     context_used: chat_pb2.ContextUsed | None  # an answer's: how its prompt was built
+    cost_micros: int | None  # an answer's, as usage-svc priced it; None: not known
     created_at: datetime
 
 
@@ -73,6 +74,7 @@ class NewMessage:
     usage: common_pb2.TokenUsage = field(default_factory=common_pb2.TokenUsage)
     incomplete: bool = False
     context_used: chat_pb2.ContextUsed | None = None
+    cost_micros: int | None = None
 
 
 def _conversation(row: RowMapping) -> ConversationRecord:
@@ -100,6 +102,7 @@ def _message(row: RowMapping) -> MessageRecord:
         context_used=None
         if row["context_used"] is None
         else ParseDict(row["context_used"], chat_pb2.ContextUsed(), ignore_unknown_fields=True),
+        cost_micros=row["cost_micros"],
         created_at=row["created_at"],
     )
 
@@ -120,6 +123,7 @@ def _message_values(message: NewMessage) -> dict[str, Any]:
         "context_used": None
         if message.context_used is None
         else MessageToDict(message.context_used, preserving_proto_field_name=True),
+        "cost_micros": message.cost_micros,
         **{name: getattr(message.usage, name) for name in USAGE_COLUMNS},
     }
 

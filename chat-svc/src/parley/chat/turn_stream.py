@@ -79,10 +79,15 @@ class TurnStream:
         await self._publish(events_pb2.TurnEvent(sources=events_pb2.TurnSources(sources=sources)))
 
     async def usage(
-        self, usage: common_pb2.TokenUsage, *, model: str, context_used: chat_pb2.ContextUsed | None = None
+        self,
+        usage: common_pb2.TokenUsage,
+        *,
+        model: str,
+        cost_micros: int | None = None,
+        context_used: chat_pb2.ContextUsed | None = None,
     ) -> None:
         await self.flush()
-        event = events_pb2.TurnUsage(usage=usage, model=model, context_used=context_used)
+        event = events_pb2.TurnUsage(usage=usage, model=model, cost_micros=cost_micros, context_used=context_used)
         await self._publish(events_pb2.TurnEvent(usage=event))
 
     async def end(

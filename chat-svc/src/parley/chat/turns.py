@@ -439,6 +439,15 @@ class TurnRunner:
         self._relay.notify()
         metrics.observe_usage(usage, provider=provider, model=model)
 
+    async def _price(self, turn: _Turn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> int | None:
+        """What the answer cost, to show with it; None when usage-svc cannot say. Billing is not
+        this: usage-svc prices the turn's usage event itself."""
+        try:
+            return await self._budget.price(turn.identity, provider=provider, model=model, usage=usage)
+        except Exception:
+            log.exception("could not price an answer", extra={"fields": {"turn_id": turn.turn_id}})
+            return None
+
     async def _release(self, identity: Identity, hold: Hold) -> None:
         try:
             await self._budget.release(identity, hold.reservation_id)
@@ -499,6 +508,7 @@ class TurnRunner:
     async def _complete(self, turn: _Turn, answer: str, finished: Finished) -> None:
         sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
         context_used = turn.context_with_cache(finished.usage)
+        cost = await self._price(turn, finished.usage, provider=finished.provider, model=finished.model)
         async with self._sessions.begin() as session:
             question, stored = await store.add_messages(
                 session=session,
@@ -513,6 +523,7 @@ class TurnRunner:
                     model=finished.model,
                     usage=finished.usage,
                     context_used=context_used,
+                    cost_micros=cost,
                 ),
             )
             await store.end_turn(
@@ -535,7 +546,7 @@ class TurnRunner:
         metrics.turns.labels("completed").inc()
         try:
             await turn.stream.sources(sources)
-            await turn.stream.usage(finished.usage, model=finished.model, context_used=context_used)
+            await turn.stream.usage(finished.usage, model=finished.model, cost_micros=cost, context_used=context_used)
             await turn.stream.end(
                 user_message_id=question.id,
                 assistant_message_id=stored.id,
@@ -552,6 +563,7 @@ class TurnRunner:
         try:
             sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
             context_used = turn.context_with_cache(broken.usage)
+            cost = await self._price(turn, broken.usage, provider=broken.provider, model=broken.model)
             async with self._sessions.begin() as session:
                 await store.add_messages(
                     session=session,
@@ -567,6 +579,7 @@ class TurnRunner:
                         usage=broken.usage,
                         incomplete=True,
                         context_used=context_used,
+                        cost_micros=cost,
                     ),
                 )
                 await store.end_turn(
@@ -581,7 +594,7 @@ class TurnRunner:
             self._relay.notify()
             metrics.observe_usage(broken.usage, provider=broken.provider, model=broken.model)
             metrics.turns.labels(code).inc()
-            await turn.stream.usage(broken.usage, model=broken.model, context_used=context_used)
+            await turn.stream.usage(broken.usage, model=broken.model, cost_micros=cost, context_used=context_used)
             await turn.stream.error(
                 code=code, message="the model stopped mid-answer; the part received is kept, marked incomplete"
             )

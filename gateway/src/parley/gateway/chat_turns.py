@@ -18,7 +18,7 @@ from nats.errors import Error as NatsError
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import TurnIdle, error_frame, turn_events
-from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, proto_fields
+from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
 from parley.v1 import chat_pb2, events_pb2
@@ -82,6 +82,7 @@ def sse_frame(event: events_pb2.TurnEvent) -> dict[str, str]:
         data = {
             **Usage.of(event.usage.usage).model_dump(),
             "model": event.usage.model,
+            "cost_usd": optional_usd(event.usage, "cost_micros"),
             "context_used": _context_used(event.usage).model_dump() if event.usage.HasField("context_used") else None,
         }
     elif kind == "end":
@@ -115,6 +116,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
     usage: Usage | None = None
     context_used: ContextUsed | None = None
     model = ""
+    cost_usd: float | None = None
     try:
         async for event in turn_events(services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds):
             kind = event.WhichOneof("kind")
@@ -124,6 +126,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
                 sources = [Source.of(source) for source in event.sources.sources]
             elif kind == "usage":
                 usage, model = Usage.of(event.usage.usage), event.usage.model
+                cost_usd = optional_usd(event.usage, "cost_micros")
                 context_used = _context_used(event.usage) if event.usage.HasField("context_used") else None
             elif kind == "error":
                 raise ApiError(502, event.error.code or "turn_failed", event.error.message)
@@ -137,6 +140,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
                     usage=usage,
                     model=model or None,
                     context_used=context_used,
+                    cost_usd=cost_usd,
                     turn_id=turn.turn_id,
                     created_at=end.created_at.ToDatetime(tzinfo=UTC) if end.HasField("created_at") else None,
                 )

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from parley.kit.contracts import (
     INGEST_PRIORITIES,
@@ -248,6 +248,16 @@ class Message(BaseModel):
     created_at: datetime | None = None
     incomplete: bool = False  # the provider broke off: the answer is what arrived before it did
     context_used: ContextUsed | None = None  # an answer's
+    cost_usd: float | None = None  # an answer's, as usage-svc priced it; null: not known
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cost_in_usd(cls, fields: Any) -> Any:
+        # chat-svc's Message (a proto's fields, here or within a Conversation) says micro-USD.
+        if isinstance(fields, dict) and "cost_micros" in fields:
+            fields = dict(fields)
+            fields["cost_usd"] = usd(int(fields.pop("cost_micros")))
+        return fields
 
     @classmethod
     def of(cls, proto: chat_pb2.Message) -> "Message":
@@ -288,8 +298,8 @@ def micros(usd: float) -> int:
     return round(usd * MICROS_PER_USD)
 
 
-def _limit_usd(message: ProtoMessage, field: str) -> float | None:
-    """An optional micro-USD limit in USD; None (no limit) when the field is unset."""
+def optional_usd(message: ProtoMessage, field: str) -> float | None:
+    """An optional micro-USD field in USD; None (no limit, not known) when it is unset."""
     return usd(getattr(message, field)) if message.HasField(field) else None
 
 
@@ -342,7 +352,7 @@ class QuotaOut(BaseModel):
     def of(cls, proto: usage_pb2.CheckQuotaResponse) -> "QuotaOut":
         return cls(
             allowed=proto.allowed,
-            monthly_limit_usd=_limit_usd(proto, "limit_micros"),
+            monthly_limit_usd=optional_usd(proto, "limit_micros"),
             spent_usd=usd(proto.spent_micros),
             reserved_usd=usd(proto.reserved_micros),
         )
@@ -353,11 +363,11 @@ class BudgetOut(BaseModel):
 
     @classmethod
     def of(cls, proto: usage_pb2.Budget) -> "BudgetOut":
-        return cls(monthly_limit_usd=_limit_usd(proto, "monthly_limit_micros"))
+        return cls(monthly_limit_usd=optional_usd(proto, "monthly_limit_micros"))
 
     @classmethod
     def of_quota(cls, proto: usage_pb2.CheckQuotaResponse) -> "BudgetOut":
-        return cls(monthly_limit_usd=_limit_usd(proto, "limit_micros"))
+        return cls(monthly_limit_usd=optional_usd(proto, "limit_micros"))
 
 
 class SectionChangesOut(BaseModel):

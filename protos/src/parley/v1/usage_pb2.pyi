@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from parley.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -158,3 +159,19 @@ class ExportChunk(_message.Message):
     CSV_FIELD_NUMBER: _ClassVar[int]
     csv: bytes
     def __init__(self, csv: _Optional[bytes] = ...) -> None: ...
+
+class PriceUsageRequest(_message.Message):
+    __slots__ = ("provider", "model", "usage")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    usage: _common_pb2.TokenUsage
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ...) -> None: ...
+
+class PriceUsageResponse(_message.Message):
+    __slots__ = ("cost_micros",)
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    cost_micros: int
+    def __init__(self, cost_micros: _Optional[int] = ...) -> None: ...

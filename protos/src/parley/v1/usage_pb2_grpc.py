@@ -70,6 +70,11 @@ class UsageServiceStub:
                 request_serializer=parley_dot_v1_dot_usage__pb2.ExportRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_usage__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.PriceUsage = channel.unary_unary(
+                '/parley.v1.UsageService/PriceUsage',
+                request_serializer=parley_dot_v1_dot_usage__pb2.PriceUsageRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_usage__pb2.PriceUsageResponse.FromString,
+                _registered_method=True)
 
 
 class UsageServiceServicer:
@@ -119,6 +124,14 @@ class UsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PriceUsage(self, request, context):
+        """What a call's usage costs at the prices its UsageRecorded is billed at. Informational: billing
+        happens when the event is recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +169,11 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=parley_dot_v1_dot_usage__pb2.ExportRequest.FromString,
                     response_serializer=parley_dot_v1_dot_usage__pb2.ExportChunk.SerializeToString,
+            ),
+            'PriceUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PriceUsage,
+                    request_deserializer=parley_dot_v1_dot_usage__pb2.PriceUsageRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_usage__pb2.PriceUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +366,33 @@ class UsageService:
             '/parley.v1.UsageService/Export',
             parley_dot_v1_dot_usage__pb2.ExportRequest.SerializeToString,
             parley_dot_v1_dot_usage__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PriceUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.UsageService/PriceUsage',
+            parley_dot_v1_dot_usage__pb2.PriceUsageRequest.SerializeToString,
+            parley_dot_v1_dot_usage__pb2.PriceUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

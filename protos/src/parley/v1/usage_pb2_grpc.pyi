@@ -41,6 +41,10 @@ class UsageServiceStub:
     GetSummary: _grpc.UnaryUnaryMultiCallable[_usage_pb2.GetSummaryRequest, _usage_pb2.GetSummaryResponse]
     SetBudget: _grpc.UnaryUnaryMultiCallable[_usage_pb2.SetBudgetRequest, _usage_pb2.Budget]
     Export: _grpc.UnaryStreamMultiCallable[_usage_pb2.ExportRequest, _usage_pb2.ExportChunk]
+    PriceUsage: _grpc.UnaryUnaryMultiCallable[_usage_pb2.PriceUsageRequest, _usage_pb2.PriceUsageResponse]
+    """What a call's usage costs at the prices its UsageRecorded is billed at. Informational: billing
+    happens when the event is recorded.
+    """
 
 @_typing.type_check_only
 class UsageServiceAsyncStub(UsageServiceStub):
@@ -55,6 +59,10 @@ class UsageServiceAsyncStub(UsageServiceStub):
     GetSummary: _aio.UnaryUnaryMultiCallable[_usage_pb2.GetSummaryRequest, _usage_pb2.GetSummaryResponse]  # type: ignore[assignment]
     SetBudget: _aio.UnaryUnaryMultiCallable[_usage_pb2.SetBudgetRequest, _usage_pb2.Budget]  # type: ignore[assignment]
     Export: _aio.UnaryStreamMultiCallable[_usage_pb2.ExportRequest, _usage_pb2.ExportChunk]  # type: ignore[assignment]
+    PriceUsage: _aio.UnaryUnaryMultiCallable[_usage_pb2.PriceUsageRequest, _usage_pb2.PriceUsageResponse]  # type: ignore[assignment]
+    """What a call's usage costs at the prices its UsageRecorded is billed at. Informational: billing
+    happens when the event is recorded.
+    """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Metering, prices and budgets. Every call is scoped to `x-tenant-id`."""
@@ -108,5 +116,15 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _usage_pb2.ExportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_usage_pb2.ExportChunk], _abc.AsyncIterator[_usage_pb2.ExportChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def PriceUsage(
+        self,
+        request: _usage_pb2.PriceUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_pb2.PriceUsageResponse, _abc.Awaitable[_usage_pb2.PriceUsageResponse]]:
+        """What a call's usage costs at the prices its UsageRecorded is billed at. Informational: billing
+        happens when the event is recorded.
+        """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

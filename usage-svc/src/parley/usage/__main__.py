@@ -9,6 +9,7 @@ from parley.usage import events
 from parley.usage.budget import Budgets
 from parley.usage.config import Settings
 from parley.usage.grpc_api import UsageApi
+from parley.usage.prices import Prices
 from parley.usage.recording import Recorder
 from parley.usage.reports import Reports
 from parley.v1 import usage_pb2_grpc
@@ -28,6 +29,7 @@ async def main() -> None:
                     budgets=Budgets(
                         sessions=sessions, reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds)
                     ),
+                    prices=Prices(sessions=sessions),
                     reports=Reports(sessions=sessions, export_rows_per_chunk=settings.export_rows_per_chunk),
                 ),
                 "parley.v1.UsageService",

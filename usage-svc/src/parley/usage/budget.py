@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from parley.kit.db import Sessions
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound
 from parley.kit.ids import as_uuid
-from parley.usage import pricing, store
+from parley.usage import prices, pricing, store
 from parley.usage.store import Reservation
 
 reservations_decided = Counter("parley_usage_reservations_total", "Reserve decisions, by outcome", ["outcome"])
@@ -84,9 +84,7 @@ class Budgets:
                 if earlier is not None:
                     return earlier
             # The same price row the call's UsageRecorded will be charged at.
-            price = await store.get_price(
-                session=session, model=hold.model, fallback=pricing.fallback_model(hold.provider)
-            )
+            price = await prices.price_row(session=session, provider=hold.provider, model=hold.model)
             amount = pricing.reservation_micros(
                 input_tokens=hold.input_tokens, max_output_tokens=hold.max_output_tokens, price=price
             )

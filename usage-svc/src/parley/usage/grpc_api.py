@@ -1,4 +1,4 @@
-"""UsageService: translation between the proto and the Budgets and Reports domain objects."""
+"""UsageService: translation between the proto and the Budgets, Prices and Reports domain objects."""
 
 from collections.abc import AsyncIterator
 from dataclasses import asdict, fields
@@ -12,6 +12,7 @@ from parley.kit.identity import caller
 from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
 from parley.usage.budget import Budgets, Hold
+from parley.usage.prices import Prices
 from parley.usage.reports import Reports
 from parley.usage.store import GroupBy, UsageTotals
 from parley.v1 import usage_pb2, usage_pb2_grpc
@@ -46,8 +47,9 @@ def _row(totals: UsageTotals) -> usage_pb2.UsageRow:
 
 
 class UsageApi(usage_pb2_grpc.UsageServiceServicer):
-    def __init__(self, *, budgets: Budgets, reports: Reports) -> None:
+    def __init__(self, *, budgets: Budgets, prices: Prices, reports: Reports) -> None:
         self._budgets = budgets
+        self._prices = prices
         self._reports = reports
 
     async def Reserve(self, request: usage_pb2.ReserveRequest, context: Context) -> usage_pb2.ReserveResponse:
@@ -97,3 +99,7 @@ class UsageApi(usage_pb2_grpc.UsageServiceServicer):
         )
         async for chunk in chunks:
             yield usage_pb2.ExportChunk(csv=chunk)
+
+    async def PriceUsage(self, request: usage_pb2.PriceUsageRequest, context: Context) -> usage_pb2.PriceUsageResponse:
+        cost = await self._prices.cost(provider=request.provider, model=request.model, usage=request.usage)
+        return usage_pb2.PriceUsageResponse(cost_micros=cost)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from prometheus_client import Counter
 
 from parley.kit.db import Sessions
-from parley.usage import pricing, store
+from parley.usage import prices, store
 from parley.usage.budget import parse_id
 from parley.v1.events_pb2 import UsageRecorded
 
@@ -39,13 +39,13 @@ class Recorder:
         now = now or datetime.now(UTC)
         occurred_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
         async with self._sessions.begin() as session:
-            price = await store.get_price(
-                session=session, model=event.model, fallback=pricing.fallback_model(event.provider)
+            cost = await prices.usage_cost(
+                session=session, provider=event.provider, model=event.model, usage=event.usage
             )
             inserted = await store.add_usage_event(
                 session=session,
                 event=event,
-                cost_micros=pricing.cost_micros(event.usage, price),
+                cost_micros=cost,
                 occurred_at=occurred_at,
             )
             if inserted and event.reservation_id:
