@@ -506,9 +506,58 @@ class TurnRunner:
             await self._fail(turn, state="failed", code=_error_code(error), message=_public_message(error))
 
     async def _complete(self, turn: _Turn, answer: str, finished: Finished) -> None:
+        stored = await self._store_answer(
+            turn, answer, usage=finished.usage, provider=finished.provider, model=finished.model, completed=True
+        )
+        metrics.turns.labels("completed").inc()
+        try:
+            await turn.stream.sources(stored.sources)
+            await turn.stream.usage(
+                finished.usage, model=finished.model, cost_micros=stored.cost, context_used=stored.context_used
+            )
+            await turn.stream.end(
+                user_message_id=stored.question.id,
+                assistant_message_id=stored.answer.id,
+                finish_reason=finished.finish_reason,
+                created_at=stored.answer.created_at,
+            )
+        except Exception:
+            # The answer is stored and metered; a client that missed the end reads the conversation.
+            log.exception("could not announce a stored turn", extra={"fields": {"turn_id": turn.turn_id}})
+
+    async def _interrupted(self, turn: _Turn, answer: str, broken: StreamBroken) -> None:
+        """Keep the partial answer, marked incomplete, and bill what the provider produced."""
+        code = "provider_interrupted"
+        try:
+            stored = await self._store_answer(
+                turn, answer, usage=broken.usage, provider=broken.provider, model=broken.model, completed=False
+            )
+            metrics.turns.labels(code).inc()
+            await turn.stream.usage(
+                broken.usage, model=broken.model, cost_micros=stored.cost, context_used=stored.context_used
+            )
+            await turn.stream.error(
+                code=code, message="the model stopped mid-answer; the part received is kept, marked incomplete"
+            )
+        except Exception:  # nothing more to tell anyone; the hold expires on its own
+            log.exception("could not report an interrupted turn", extra={"fields": {"turn_id": turn.turn_id}})
+
+    async def _store_answer(
+        self,
+        turn: _Turn,
+        answer: str,
+        *,
+        usage: common_pb2.TokenUsage,
+        provider: str,
+        model: str,
+        completed: bool,
+    ) -> "_StoredAnswer":
+        """Both messages, the turn's end and its usage event in one transaction: a whole answer
+        (`completed`, which may also ask for a summary) or the part received before the model
+        stopped (kept incomplete, the turn failed, billed as unsuccessful)."""
         sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
-        context_used = turn.context_with_cache(finished.usage)
-        cost = await self._price(turn, finished.usage, provider=finished.provider, model=finished.model)
+        context_used = turn.context_with_cache(usage)
+        cost = await self._price(turn, usage, provider=provider, model=model)
         async with self._sessions.begin() as session:
             question, stored = await store.add_messages(
                 session=session,
@@ -520,86 +569,35 @@ class TurnRunner:
                     role="assistant",
                     content=answer,
                     sources=sources,
-                    model=finished.model,
-                    usage=finished.usage,
+                    model=model,
+                    usage=usage,
+                    incomplete=not completed,
                     context_used=context_used,
                     cost_micros=cost,
                 ),
             )
             await store.end_turn(
-                session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="completed"
+                session=session,
+                tenant_id=turn.owner.tenant_id,
+                turn_id=turn.turn_id,
+                state="completed" if completed else "failed",
             )
-            total = await store.count_messages(
-                session=session, tenant_id=turn.owner.tenant_id, conversation_id=turn.conversation_id
-            )
-            job = self._memory.job(turn.owner, turn.conversation_id, summarized=turn.summarized, total_messages=total)
-            if job is not None:
-                await store.request_summary(session=session, job=job)
+            if completed:
+                total = await store.count_messages(
+                    session=session, tenant_id=turn.owner.tenant_id, conversation_id=turn.conversation_id
+                )
+                job = self._memory.job(
+                    turn.owner, turn.conversation_id, summarized=turn.summarized, total_messages=total
+                )
+                if job is not None:
+                    await store.request_summary(session=session, job=job)
             await store.record_usage(
                 session=session,
-                usage_event=turn.usage_event(
-                    finished.usage, provider=finished.provider, model=finished.model, success=True
-                ),
+                usage_event=turn.usage_event(usage, provider=provider, model=model, success=completed),
             )
         self._relay.notify()
-        metrics.observe_usage(finished.usage, provider=finished.provider, model=finished.model)
-        metrics.turns.labels("completed").inc()
-        try:
-            await turn.stream.sources(sources)
-            await turn.stream.usage(finished.usage, model=finished.model, cost_micros=cost, context_used=context_used)
-            await turn.stream.end(
-                user_message_id=question.id,
-                assistant_message_id=stored.id,
-                finish_reason=finished.finish_reason,
-                created_at=stored.created_at,
-            )
-        except Exception:
-            # The answer is stored and metered; a client that missed the end reads the conversation.
-            log.exception("could not announce a stored turn", extra={"fields": {"turn_id": turn.turn_id}})
-
-    async def _interrupted(self, turn: _Turn, answer: str, broken: StreamBroken) -> None:
-        """Keep the partial answer, marked incomplete, and bill what the provider produced."""
-        code = "provider_interrupted"
-        try:
-            sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
-            context_used = turn.context_with_cache(broken.usage)
-            cost = await self._price(turn, broken.usage, provider=broken.provider, model=broken.model)
-            async with self._sessions.begin() as session:
-                await store.add_messages(
-                    session=session,
-                    owner=turn.owner,
-                    conversation_id=turn.conversation_id,
-                    turn_id=turn.turn_id,
-                    question=store.NewMessage(role="user", content=turn.message),
-                    answer=store.NewMessage(
-                        role="assistant",
-                        content=answer,
-                        sources=sources,
-                        model=broken.model,
-                        usage=broken.usage,
-                        incomplete=True,
-                        context_used=context_used,
-                        cost_micros=cost,
-                    ),
-                )
-                await store.end_turn(
-                    session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state="failed"
-                )
-                await store.record_usage(
-                    session=session,
-                    usage_event=turn.usage_event(
-                        broken.usage, provider=broken.provider, model=broken.model, success=False
-                    ),
-                )
-            self._relay.notify()
-            metrics.observe_usage(broken.usage, provider=broken.provider, model=broken.model)
-            metrics.turns.labels(code).inc()
-            await turn.stream.usage(broken.usage, model=broken.model, cost_micros=cost, context_used=context_used)
-            await turn.stream.error(
-                code=code, message="the model stopped mid-answer; the part received is kept, marked incomplete"
-            )
-        except Exception:  # nothing more to tell anyone; the hold expires on its own
-            log.exception("could not report an interrupted turn", extra={"fields": {"turn_id": turn.turn_id}})
+        metrics.observe_usage(usage, provider=provider, model=model)
+        return _StoredAnswer(question, stored, sources, context_used, cost)
 
     async def _fail(
         self,
@@ -624,6 +622,15 @@ class TurnRunner:
             await turn.stream.error(code=code, message=message)
         except Exception:  # nothing more to tell anyone; the hold expires on its own
             log.exception("could not report a failed turn", extra={"fields": {"turn_id": turn.turn_id}})
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredAnswer:
+    question: store.MessageRecord
+    answer: store.MessageRecord
+    sources: list[chat_pb2.Source]
+    context_used: chat_pb2.ContextUsed
+    cost: int | None
 
 
 @dataclass(slots=True)

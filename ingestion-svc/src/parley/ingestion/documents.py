@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from parley.ingestion import store
 from parley.ingestion.catalog import refuse_nul
 from parley.ingestion.config import Settings
@@ -138,6 +140,19 @@ async def read_content(parts: AsyncIterator[UploadPart], *, max_bytes: int) -> b
     return b"".join(pieces)
 
 
+async def queue_ingest_job(*, session: AsyncSession, document: DocumentRecord, priority: str) -> None:
+    """The job that parses and chunks a stored version, in the transaction that stored it."""
+    await enqueue(
+        session=session,
+        table=outbox,
+        subject=ingest_subject(priority),
+        msg_id=ingest_msg_id(document.id, document.version),
+        message=events_pb2.IngestJob(
+            tenant_id=document.tenant_id, document_id=str(document.id), version=document.version
+        ),
+    )
+
+
 class Documents:
     def __init__(
         self,
@@ -208,15 +223,7 @@ class Documents:
                 if existing is None:
                     raise AssertionError("the conflicting document vanished")
                 return existing
-            await enqueue(
-                session=session,
-                table=outbox,
-                subject=ingest_subject(priority),
-                msg_id=ingest_msg_id(document.id, document.version),
-                message=events_pb2.IngestJob(
-                    tenant_id=tenant_id, document_id=str(document.id), version=document.version
-                ),
-            )
+            await queue_ingest_job(session=session, document=document, priority=priority)
         self._notify_outbox()
         await self._progress.publish(document)
         return document
@@ -268,15 +275,7 @@ class Documents:
                 filename=filename,
                 message=queued_message(priority),
             )
-            await enqueue(
-                session=session,
-                table=outbox,
-                subject=ingest_subject(priority),
-                msg_id=ingest_msg_id(document.id, document.version),
-                message=events_pb2.IngestJob(
-                    tenant_id=tenant_id, document_id=str(document.id), version=document.version
-                ),
-            )
+            await queue_ingest_job(session=session, document=document, priority=priority)
         self._notify_outbox()
         await self._progress.publish(document)
         return Update(document=document, outcome=NEW_VERSION, sections=changes)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from parley.ingestion.sections import Section, new_section
+from parley.ingestion.sections import Section, outline_sections
 
 _DROPPED_TAGS = frozenset(
     {"script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe"}
@@ -139,29 +139,6 @@ def html_document(text: str) -> tuple[str, list[Section]]:
     blocks = reader.blocks
     if any(block.in_main for block in blocks):
         blocks = [block for block in blocks if block.in_main]
-    sections: list[Section] = []
-    path: list[tuple[int, str]] = []
-    body: list[str] = []
-
-    def close() -> None:
-        section = new_section(
-            ordinal=len(sections),
-            kind="heading" if path else "text",
-            text="\n\n".join(body),
-            heading=path[-1][1] if path else "",
-            heading_path=tuple(title for _, title in path),
-        )
-        if section.text:
-            sections.append(section)
-        body.clear()
-
-    for block in blocks:
-        if not block.level:
-            body.append(block.text)
-            continue
-        close()
-        while path and path[-1][0] >= block.level:
-            path.pop()
-        path.append((block.level, block.text))
-    close()
+    outline = (((block.level, block.text) if block.level else None, block.text) for block in blocks)
+    sections = outline_sections(outline, joiner="\n\n")
     return " ".join(reader.title.split()), sections

@@ -126,6 +126,17 @@ def markdown_sections(text: str) -> list[Section]:
     """A section per heading (ATX and setext, never inside a fenced block), with the path of
     headings above it. Text before the first heading is a `text` section."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    sections = outline_sections(headings_and_lines(lines), joiner="\n")
+    if not sections and any(line.strip() for line in lines):
+        # Only headings: their words are still the document's content.
+        return plain_sections(text)
+    return sections
+
+
+def outline_sections(items: Iterable[tuple[tuple[int, str] | None, str]], *, joiner: str) -> list[Section]:
+    """Sections from a document's outline: each item is a heading `(level, title)` or, with
+    None, a piece of body text. A heading closes the section before it and takes the place of
+    any heading at its level or deeper in the path; body before the first heading is `text`."""
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
     body: list[str] = []
@@ -134,7 +145,7 @@ def markdown_sections(text: str) -> list[Section]:
         section = new_section(
             ordinal=len(sections),
             kind="heading" if path else "text",
-            text="\n".join(body),
+            text=joiner.join(body),
             heading=path[-1][1] if path else "",
             heading_path=tuple(title for _, title in path),
         )
@@ -142,7 +153,7 @@ def markdown_sections(text: str) -> list[Section]:
             sections.append(section)
         body.clear()
 
-    for heading, line in headings_and_lines(lines):
+    for heading, line in items:
         if heading is None:
             body.append(line)
             continue
@@ -153,9 +164,6 @@ def markdown_sections(text: str) -> list[Section]:
         if title:
             path.append((level, title))
     close()
-    if not sections and any(line.strip() for line in lines):
-        # Only headings: their words are still the document's content.
-        return plain_sections(text)
     return sections
 
 
