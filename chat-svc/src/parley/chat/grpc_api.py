@@ -78,6 +78,9 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
         exported = export(_conversation(conversation, messages), request.format)
         return chat_pb2.ExportConversationResponse(content_type=exported.content_type, content=exported.content)
 
+    async def Complete(self, request: chat_pb2.CompleteRequest, context: Context) -> chat_pb2.CompleteResponse:
+        raise NotImplementedError("Complete")
+
 
 def _owner(context: Context) -> store.Owner:
     identity = caller(context)

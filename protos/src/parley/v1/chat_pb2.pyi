@@ -252,3 +252,33 @@ class SummarizeJob(_message.Message):
     conversation_id: str
     through_messages: int
     def __init__(self, tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., through_messages: _Optional[int] = ...) -> None: ...
+
+class CompleteRequest(_message.Message):
+    __slots__ = ("system", "prompt", "max_tokens", "provider", "model", "kind", "request_id")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    prompt: str
+    max_tokens: int
+    provider: str
+    model: str
+    kind: str
+    request_id: str
+    def __init__(self, system: _Optional[str] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., kind: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("text", "provider", "model", "usage")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    provider: str
+    model: str
+    usage: _common_pb2.TokenUsage
+    def __init__(self, text: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ...) -> None: ...

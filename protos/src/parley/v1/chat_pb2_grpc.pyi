@@ -43,6 +43,11 @@ class ChatServiceStub:
     GetConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetConversationRequest, _chat_pb2.Conversation]
     DeleteConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteConversationRequest, _chat_pb2.DeleteConversationResponse]
     ExportConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ExportConversationRequest, _chat_pb2.ExportConversationResponse]
+    Complete: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CompleteRequest, _chat_pb2.CompleteResponse]
+    """One completion for another service's work (ingestion's artifacts) on chat-svc's providers, so
+    provider code lives in one place. Held against the tenant's budget and billed as `kind`
+    (RESOURCE_EXHAUSTED when the budget cannot hold it).
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -59,6 +64,11 @@ class ChatServiceAsyncStub(ChatServiceStub):
     GetConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
     DeleteConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteConversationRequest, _chat_pb2.DeleteConversationResponse]  # type: ignore[assignment]
     ExportConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.ExportConversationRequest, _chat_pb2.ExportConversationResponse]  # type: ignore[assignment]
+    Complete: _aio.UnaryUnaryMultiCallable[_chat_pb2.CompleteRequest, _chat_pb2.CompleteResponse]  # type: ignore[assignment]
+    """One completion for another service's work (ingestion's artifacts) on chat-svc's providers, so
+    provider code lives in one place. Held against the tenant's budget and billed as `kind`
+    (RESOURCE_EXHAUSTED when the budget cannot hold it).
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
@@ -114,5 +124,16 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ExportConversationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ExportConversationResponse, _abc.Awaitable[_chat_pb2.ExportConversationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Complete(
+        self,
+        request: _chat_pb2.CompleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.CompleteResponse, _abc.Awaitable[_chat_pb2.CompleteResponse]]:
+        """One completion for another service's work (ingestion's artifacts) on chat-svc's providers, so
+        provider code lives in one place. Held against the tenant's budget and billed as `kind`
+        (RESOURCE_EXHAUSTED when the budget cannot hold it).
+        """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

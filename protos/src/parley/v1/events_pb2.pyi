@@ -22,20 +22,28 @@ class IngestJob(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ChunkRecord(_message.Message):
-    __slots__ = ("chunk_id", "ordinal", "heading", "text", "token_count", "content_hash")
+    __slots__ = ("chunk_id", "ordinal", "heading", "text", "token_count", "content_hash", "scene_number", "characters", "page_start", "page_end")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     ORDINAL_FIELD_NUMBER: _ClassVar[int]
     HEADING_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    SCENE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_START_FIELD_NUMBER: _ClassVar[int]
+    PAGE_END_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     ordinal: int
     heading: str
     text: str
     token_count: int
     content_hash: str
-    def __init__(self, chunk_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., content_hash: _Optional[str] = ...) -> None: ...
+    scene_number: str
+    characters: _containers.RepeatedScalarFieldContainer[str]
+    page_start: int
+    page_end: int
+    def __init__(self, chunk_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., content_hash: _Optional[str] = ..., scene_number: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., page_start: _Optional[int] = ..., page_end: _Optional[int] = ...) -> None: ...
 
 class ChunksUpserted(_message.Message):
     __slots__ = ("tenant_id", "collection_id", "document_id", "version", "document_title", "chunks")

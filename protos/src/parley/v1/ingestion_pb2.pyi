@@ -83,7 +83,7 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "collection_id", "title", "content_type", "status", "version", "size_bytes", "chunk_count", "token_count", "error", "content_sha256", "created_at", "updated_at", "failed_stage", "done", "total", "message")
+    __slots__ = ("id", "collection_id", "title", "content_type", "status", "version", "size_bytes", "chunk_count", "token_count", "error", "content_sha256", "created_at", "updated_at", "failed_stage", "done", "total", "message", "analysis_state")
     ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class Document(_message.Message):
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_STATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     collection_id: str
     title: str
@@ -118,7 +119,8 @@ class Document(_message.Message):
     done: int
     total: int
     message: str
-    def __init__(self, id: _Optional[str] = ..., collection_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., version: _Optional[int] = ..., size_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., token_count: _Optional[int] = ..., error: _Optional[str] = ..., content_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    analysis_state: str
+    def __init__(self, id: _Optional[str] = ..., collection_id: _Optional[str] = ..., title: _Optional[str] = ..., content_type: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., version: _Optional[int] = ..., size_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., token_count: _Optional[int] = ..., error: _Optional[str] = ..., content_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failed_stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., analysis_state: _Optional[str] = ...) -> None: ...
 
 class DocumentHeader(_message.Message):
     __slots__ = ("collection_id", "title", "content_type", "filename", "priority")
@@ -231,7 +233,7 @@ class GetArtifactsRequest(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Artifact(_message.Message):
-    __slots__ = ("id", "document_id", "kind", "key", "content_json", "stale", "updated_at")
+    __slots__ = ("id", "document_id", "kind", "key", "content_json", "stale", "updated_at", "tokens", "model", "document_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +241,9 @@ class Artifact(_message.Message):
     CONTENT_JSON_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     document_id: str
     kind: str
@@ -246,7 +251,10 @@ class Artifact(_message.Message):
     content_json: str
     stale: bool
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., document_id: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[str] = ..., content_json: _Optional[str] = ..., stale: _Optional[bool] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tokens: int
+    model: str
+    document_version: int
+    def __init__(self, id: _Optional[str] = ..., document_id: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[str] = ..., content_json: _Optional[str] = ..., stale: _Optional[bool] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tokens: _Optional[int] = ..., model: _Optional[str] = ..., document_version: _Optional[int] = ...) -> None: ...
 
 class GetArtifactsResponse(_message.Message):
     __slots__ = ("artifacts",)

@@ -19,12 +19,20 @@ SEARCH_MODE_KEYWORD: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
 
 class SearchFilters(_message.Message):
-    __slots__ = ("document_ids", "heading")
+    __slots__ = ("document_ids", "heading", "scene_numbers", "characters", "page_from", "page_to")
     DOCUMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     HEADING_FIELD_NUMBER: _ClassVar[int]
+    SCENE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FROM_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TO_FIELD_NUMBER: _ClassVar[int]
     document_ids: _containers.RepeatedScalarFieldContainer[str]
     heading: str
-    def __init__(self, document_ids: _Optional[_Iterable[str]] = ..., heading: _Optional[str] = ...) -> None: ...
+    scene_numbers: _containers.RepeatedScalarFieldContainer[str]
+    characters: _containers.RepeatedScalarFieldContainer[str]
+    page_from: int
+    page_to: int
+    def __init__(self, document_ids: _Optional[_Iterable[str]] = ..., heading: _Optional[str] = ..., scene_numbers: _Optional[_Iterable[str]] = ..., characters: _Optional[_Iterable[str]] = ..., page_from: _Optional[int] = ..., page_to: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("query", "collection_ids", "k", "mode", "filters")
@@ -41,7 +49,7 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filters: _Optional[_Union[SearchFilters, _Mapping]] = ...) -> None: ...
 
 class ChunkHit(_message.Message):
-    __slots__ = ("chunk_id", "document_id", "collection_id", "document_title", "ordinal", "heading", "text", "token_count", "score", "highlight")
+    __slots__ = ("chunk_id", "document_id", "collection_id", "document_title", "ordinal", "heading", "text", "token_count", "score", "highlight", "scene_number", "characters", "page_start", "page_end")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +60,10 @@ class ChunkHit(_message.Message):
     TOKEN_COUNT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     HIGHLIGHT_FIELD_NUMBER: _ClassVar[int]
+    SCENE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_START_FIELD_NUMBER: _ClassVar[int]
+    PAGE_END_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     document_id: str
     collection_id: str
@@ -62,7 +74,11 @@ class ChunkHit(_message.Message):
     token_count: int
     score: float
     highlight: str
-    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ..., highlight: _Optional[str] = ...) -> None: ...
+    scene_number: str
+    characters: _containers.RepeatedScalarFieldContainer[str]
+    page_start: int
+    page_end: int
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ..., highlight: _Optional[str] = ..., scene_number: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., page_start: _Optional[int] = ..., page_end: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits",)
