@@ -32,6 +32,7 @@ from parley.kit.contracts import (
     CHUNKS_DELETED,
     INGEST_PRIORITIES,
     MAX_TITLE_CHARS,
+    PDF,
     SCREENPLAY_TYPES,
     document_deleted_msg_id,
     ingest_msg_id,
@@ -357,12 +358,13 @@ class Documents:
         return pacing_report(await self._scenes(tenant_id=tenant_id, document_id=document_id))
 
     async def _scenes(self, *, tenant_id: str, document_id: str) -> Sequence[SectionRecord]:
-        """A screenplay's stored scene sections: its reports are counted from them, never re-parsed."""
+        """A screenplay's stored scene sections: its reports are counted from them, never re-parsed.
+        A PDF is a screenplay when it was read as one (it has scenes)."""
         document = await self.get(tenant_id=tenant_id, document_id=document_id)
-        if document.content_type not in SCREENPLAY_TYPES:
+        if document.content_type not in SCREENPLAY_TYPES | {PDF}:
             raise FailedPrecondition(
                 f"document {document_id!r} is {document.content_type}, not a screenplay "
-                f"(reports are for {', '.join(sorted(SCREENPLAY_TYPES))})"
+                f"(reports are for {', '.join(sorted(SCREENPLAY_TYPES))} and PDFs of scripts)"
             )
         async with self._sessions() as session:
             scenes = await store.list_sections(
@@ -372,8 +374,10 @@ class Documents:
                 version=document.version,
                 scenes_only=True,
             )
-        if not scenes and document.status in (Status.QUEUED, Status.CHUNKING):
+        if not scenes and document.status in (Status.QUEUED, Status.PARSING, Status.CHUNKING):
             raise FailedPrecondition(f"document {document_id!r} is not parsed yet ({document.status.lower()})")
+        if not scenes and document.content_type == PDF:
+            raise FailedPrecondition(f"document {document_id!r} is a PDF that does not read as a screenplay")
         return scenes
 
 

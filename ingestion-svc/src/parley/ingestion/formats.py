@@ -78,7 +78,7 @@ def parse_document(data: bytes, *, filename: str, declared: str | None = None) -
     kind = detect_format(data, filename, declared)
     if kind == PDF:
         sections = pdf_sections(data)
-        return ParsedDocument(kind, "", sections)
+        return ParsedDocument(kind, _script_title(sections), sections)
     if kind == FINAL_DRAFT:
         sections = fdx_sections(data)
         return ParsedDocument(kind, _script_title(sections), _non_empty(sections, kind))

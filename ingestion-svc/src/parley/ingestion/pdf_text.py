@@ -1,6 +1,8 @@
 """A PDF's text layer as sections by page and heading, read with pypdf (BSD-3-Clause).
 
-Headings come from the PDF's outline (bookmarks) when it has one; otherwise from type larger
+A PDF of a screenplay is read as a script (screenplay.script_sections): one section per scene,
+its elements told apart by where each line starts on the page. In any other PDF, headings come
+from the PDF's outline (bookmarks) when it has one; otherwise from type larger
 than the body's (the size most of the text is set in), as a title or a section heading is;
 otherwise each page is one section. A section never spans two pages, so each has its page.
 A PDF with no text at all (a scan) is refused: there is nothing to search until it is OCRed.
@@ -9,6 +11,7 @@ CPU-bound: call it off the event loop (`asyncio.to_thread`).
 """
 
 import io
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError, PyPdfError
 from pypdf.generic import Destination
 
+from parley.ingestion.screenplay import PageLine, script_sections
 from parley.ingestion.sections import Section, new_section
 from parley.kit.errors import InvalidInput
 
@@ -28,7 +32,12 @@ _SPACE = re.compile(r"\s+")
 _NUMBERING = re.compile(r"(?:[0-9]+|[ivxlc]+|[a-z])?(?:\.[0-9]+)*\.?")
 
 
-Run = tuple[float, str]  # (type size in points, text)
+@dataclass(frozen=True, slots=True)
+class Run:
+    size: float  # points; 0 for turned text
+    x: float  # where it starts on the page, in points from the left edge
+    y: float  # its baseline, in points from the bottom
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,9 @@ def pdf_sections(data: bytes) -> list[Section]:
     pages = [_page_text(reader, index) for index in range(len(reader.pages))]
     if not any(text.strip() for text, _ in pages):
         raise InvalidInput("the PDF has no text layer (a scanned document?); run OCR on it and upload the result")
+    script = script_sections([_page_lines(runs) for _, runs in pages])
+    if script is not None:
+        return script
     outline = _outline_headings(reader)
     heading_sizes = [] if outline else _heading_sizes(pages)
     sections: list[Section] = []
@@ -101,7 +113,9 @@ def _page_text(reader: PdfReader, index: int) -> tuple[str, list[Run]]:
         if abs(tm[1]) > abs(tm[0]) or abs(cm[1]) > abs(cm[0]):
             size = 0.0  # turned text (a margin stamp) is never a heading
         scale = abs(tm[3] or 1.0) * abs(cm[3] or 1.0)
-        runs.append((round(size * scale, 1), text))
+        x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+        y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+        runs.append(Run(round(size * scale, 1), x, y, text))
 
     try:
         text = reader.pages[index].extract_text(visitor_text=visit)
@@ -114,8 +128,8 @@ def _heading_sizes(pages: list[tuple[str, list[Run]]]) -> list[float]:
     """Sizes larger than the body's (the size most characters of the document are set in), largest first."""
     sizes = Counter[float]()
     for _, runs in pages:
-        for size, run in runs:
-            sizes[size] += len(run.strip())
+        for run in runs:
+            sizes[run.size] += len(run.text.strip())
     if not sizes:
         return []
     body_size = sizes.most_common(1)[0][0]
@@ -126,7 +140,7 @@ def _sized_headings(runs: list[Run], heading_sizes: list[float]) -> list[_Headin
     """Runs in a heading size, joined where they follow each other; larger type is a higher level."""
     headings: list[_Heading] = []
     current_size, current_text = 0.0, ""
-    for size, run in runs:
+    for size, run in ((run.size, run.text) for run in runs):
         if not run.strip():
             current_text += run if current_text else ""
             continue
@@ -139,6 +153,29 @@ def _sized_headings(runs: list[Run], heading_sizes: list[float]) -> list[_Headin
     if current_text:
         headings.append(_Heading(heading_sizes.index(current_size) + 1, current_text))
     return [heading for heading in headings if len(heading.title.strip()) <= MAX_HEADING_CHARS * 3]
+
+
+def _page_lines(runs: list[Run]) -> list[PageLine]:
+    """The page's printed lines top to bottom: runs on one baseline joined left to right."""
+    lines: list[list[Run]] = []
+    for run in sorted((run for run in runs if run.text.strip() and run.size), key=lambda run: (-run.y, run.x)):
+        if lines and abs(lines[-1][0].y - run.y) < max(run.size, 1.0) / 3:
+            lines[-1].append(run)
+        else:
+            lines.append([run])
+    return [PageLine(x=line[0].x, y=line[0].y, text=_joined(line)) for line in lines]
+
+
+def _joined(runs: list[Run]) -> str:
+    """Runs of one line as text, a space put back where the gap between two is wider than a space
+    would leave (widths estimated at 0.6 em, Courier's: the type screenplays are set in)."""
+    text = runs[0].text
+    for before, run in itertools.pairwise(runs):
+        gap = run.x - (before.x + len(before.text) * 0.6 * before.size)
+        if gap > 0.3 * run.size and not text.endswith(" ") and not run.text.startswith(" "):
+            text += " "
+        text += run.text
+    return text
 
 
 def _outline_headings(reader: PdfReader) -> dict[int, list[_Heading]]:

@@ -14,10 +14,17 @@ transitions `... TO:` and forced `> TEXT`; page breaks `===`; character cues wit
 
 A Final Draft file is XML; it is parsed with expat and refused if it has a DTD at all, so no
 entity can be declared (no "billion laughs") and nothing external is ever fetched.
+
+A PDF of a script has no markup, only where each line starts: a screenplay is set in Courier
+12 pt with its elements at fixed indents from the action margin (dialogue about 1", parentheticals
+about 1.5", cues about 2.2", transitions 4" and more), so the indent says what a line is. The action
+margin is where most long lines start (dialogue is never that wide); the PDF's pages are the pages.
 """
 
 import re
 import textwrap
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, NoReturn
 from xml.etree import ElementTree
@@ -144,6 +151,10 @@ class _Script:
         if title:
             self._outline.append((level, title))
 
+    def turn_to_page(self, page: int) -> None:
+        """A printed page begins (a PDF's): count on from its first line, not from the estimate."""
+        self._line = max(self._line, (page - 1) * LINES_PER_PAGE)
+
     def page_break(self) -> None:
         if self._line % LINES_PER_PAGE:
             self._line += LINES_PER_PAGE - self._line % LINES_PER_PAGE
@@ -237,6 +248,9 @@ class _Script:
             start_page=draft.start_page,
             act_path=draft.act_path,
             forced=draft.forced,
+            # As many pages on from its first as its lines run over (FDX's own page numbers kept).
+            end_page=draft.start_page
+            + max(0, (self._line - 1) // LINES_PER_PAGE - (draft.start_line + 1) // LINES_PER_PAGE),
         )
         self.sections.append(
             new_section(
@@ -427,3 +441,113 @@ def _fdx_paragraphs(paragraphs: list[ElementTree.Element], script: _Script, *, d
             script.transition(text)
         elif text:
             script.action(text)
+
+
+# --- A PDF of a script ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageLine:
+    """One printed line of a PDF page: where it starts (points from the left edge), its baseline."""
+
+    x: float
+    y: float
+    text: str
+
+
+MIN_PDF_SCENES = 3  # fewer scene headings than this and a PDF is read as pages, not as a script
+_DIALOGUE_INDENT = 36.0  # points right of the action margin where dialogue begins (it sits at ~72)
+_CUE_INDENT = 130.0  # … cues (at ~158; parentheticals at ~108 are told by their brackets)
+_TRANSITION_INDENT = 250.0  # … transitions (CUT TO: at ~288 or right-aligned)
+_PDF_NUMBERED_HEADING = re.compile(r"^(?P<number>\d+[A-Z]{0,2})\.?\s+(?P<heading>.+?)(?:\s+(?P=number)\.?)?$")
+_PDF_FURNITURE = re.compile(r"^(?:\d+[A-Z]?\.?|\(MORE\)|\(?CONTINUED\)?:?(?:\s*\(\d+\))?|\d+\s+CONTINUED:?)$", re.I)
+
+
+def script_sections(pages: Sequence[Sequence[PageLine]]) -> list[Section] | None:
+    """The pages of a PDF as a screenplay's sections, or None when they do not read as a script
+    (fewer than MIN_PDF_SCENES scene headings at the action margin, or no character speaks)."""
+    lines = [line for page in pages for line in page if not _PDF_FURNITURE.match(line.text.strip())]
+    long_lines = Counter(round(line.x) for line in lines if len(line.text.strip()) > 40)
+    if not long_lines:
+        return None
+    margin = long_lines.most_common(1)[0][0]
+    headings = sum(1 for line in lines if line.x - margin < _DIALOGUE_INDENT and _pdf_heading(line.text))
+    cues = sum(1 for line in lines if _CUE_INDENT <= line.x - margin < _TRANSITION_INDENT and _is_cue(line.text))
+    if headings < MIN_PDF_SCENES or not cues:
+        return None
+    script = _Script()
+    first_scene_page = next(
+        index
+        for index, page in enumerate(pages)
+        if any(line.x - margin < _DIALOGUE_INDENT and _pdf_heading(line.text) for line in page)
+    )
+    # A sparse first page without scenes or dialogue before the script proper is its (unnumbered) title page.
+    title_pages = 1 if first_scene_page > 0 and _is_title_page(pages[0], margin) else 0
+    if title_pages:
+        script.title_page("\n".join(line.text.strip() for line in pages[0]))
+    for number, page in enumerate(pages[title_pages:], 1):
+        script.turn_to_page(number)
+        _pdf_page(page, margin, script)
+    return script.finish()
+
+
+def _pdf_heading(text: str) -> tuple[str, str] | None:
+    """(scene number or "", heading) when the line is a scene heading, its printed numbers removed.
+    A numbered line in capitals is one even without INT./EXT. (a forced heading): programs number
+    only scene headings."""
+    stripped = " ".join(text.split())
+    numbered = _PDF_NUMBERED_HEADING.match(stripped)
+    if numbered:
+        heading = numbered.group("heading")
+        if _SCENE_PREFIX.match(heading) or (heading.isupper() and any(char.isalpha() for char in heading)):
+            return numbered.group("number"), heading
+    return ("", stripped) if _SCENE_PREFIX.match(stripped) else None
+
+
+def _is_title_page(page: Sequence[PageLine], margin: float) -> bool:
+    return len(page) <= 20 and not any(_DIALOGUE_INDENT <= line.x - margin < _CUE_INDENT for line in page)
+
+
+def _pdf_page(page: Sequence[PageLine], margin: float, script: _Script) -> None:
+    """One page's lines as script elements: a blank line is a gap of more than one line's height."""
+    paragraph: list[str] = []
+    speech: tuple[str, list[Part]] | None = None
+    previous_y: float | None = None
+
+    def flush() -> None:
+        nonlocal speech
+        if paragraph:
+            script.action("\n".join(paragraph))
+            paragraph.clear()
+        if speech is not None:
+            script.speech(speech[0], speech[1])
+            speech = None
+
+    for line in page:
+        text = " ".join(line.text.split())
+        if not text or _PDF_FURNITURE.match(text):
+            continue
+        gap = previous_y is not None and previous_y - line.y > 18  # 12 pt type: a line is 12 pt
+        previous_y = line.y
+        indent = line.x - margin
+        if gap:
+            flush()
+        if indent < _DIALOGUE_INDENT:
+            if heading := _pdf_heading(text):
+                flush()
+                script.heading(heading[1], number=heading[0], forced=not _SCENE_PREFIX.match(heading[1]))
+            else:
+                if speech is not None:
+                    flush()
+                paragraph.append(text)
+        elif indent >= _TRANSITION_INDENT or (indent >= _CUE_INDENT and _is_transition(text)):
+            flush()
+            script.transition(text)
+        elif indent >= _CUE_INDENT and _is_cue(text):
+            flush()
+            speech = (text, [])
+        elif speech is not None:
+            speech[1].append(("parenthetical" if text.startswith("(") else "speech", text))
+        else:
+            paragraph.append(text)  # indented text outside a speech (a centred line, a lyric)
+    flush()

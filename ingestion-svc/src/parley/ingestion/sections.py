@@ -52,6 +52,7 @@ class Scene:
     start_page: int
     act_path: tuple[str, ...] = ()  # the Fountain sections (`#` act, `##` sequence, ...) above it
     forced: bool = False  # a `.HEADING` rather than INT./EXT.
+    end_page: int = 0  # the page its last line is on; 0 in scenes stored before it was kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,11 @@ class SectionChunk:
     token_count: int
     content_hash: str
     key: str  # section hash, occurrence and piece: the same for the same piece of an unchanged section
+    # Its section's place, for retrieval's filters (ChunkRecord): "" / () / 0 where the format has none.
+    scene_number: str = ""
+    characters: tuple[str, ...] = ()
+    page_start: int = 0
+    page_end: int = 0
 
 
 def normalise_text(text: str) -> str:
@@ -188,6 +194,7 @@ def chunk_sections(
         pieces = (previous or {}).get(key)
         if pieces is None:
             pieces = split_text(section.text, max_tokens=max_tokens)
+        scene, first_page = section.scene, section.page or 0
         for index, piece in enumerate(pieces):
             chunks.append(
                 SectionChunk(
@@ -198,6 +205,10 @@ def chunk_sections(
                     token_count=count_tokens(piece),
                     content_hash=hashlib.sha256(piece.encode()).hexdigest(),
                     key=f"{key[0]}:{key[1]}:{index}",
+                    scene_number=scene.number if scene else "",
+                    characters=scene.characters if scene else (),
+                    page_start=first_page,
+                    page_end=max(first_page, scene.end_page) if scene else first_page,
                 )
             )
     return chunks
