@@ -35,6 +35,9 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"the shared test data
         (b"Title: Script\n\nINT. HOUSE - DAY\n\nA door.\n", "script.txt", FOUNTAIN),
         (b"INT. HOUSE - DAY\n\nA door.\n\nEXT. ROAD - NIGHT\n", "notes.md", MARKDOWN),
         (b"INT. HOUSE - DAY\n\nA door.\n", "scene.fountain", FOUNTAIN),
+        (b'\xef\xbb\xbf<FinalDraft DocumentType="Script">', "", FINAL_DRAFT),
+        # Notes that mention the format's root element are notes, not a Final Draft file.
+        (b"# Sources\n\nAn `.fdx` file starts with `<FinalDraft DocumentType=...>`.\n", "SOURCES.md", MARKDOWN),
     ],
 )
 def test_format_from_content_then_name(data: bytes, filename: str, kind: str) -> None:
@@ -168,6 +171,26 @@ def test_html_main_element_is_the_content_when_marked() -> None:
     _, sections = html_document("<body><div>Sidebar blurb</div><main><h1>Real</h1><p>Body.</p></main></body>")
 
     assert [(section.heading_path, section.text) for section in sections] == [(("Real",), "Body.")]
+
+
+def test_html_layout_classes_on_the_page_itself_do_not_drop_it() -> None:
+    # mdBook marks <html class="light sidebar-visible">; the sidebar itself is a <nav>.
+    page = (
+        '<html class="light sidebar-visible"><body><nav class="sidebar"><ol><li>Chapter 1</li></ol></nav>'
+        '<div class="page"><main><h1>Working with Unsafe</h1><p>Rust gives us tools.</p></main></div></body></html>'
+    )
+
+    _, sections = html_document(page)
+
+    assert [(section.heading_path, section.text) for section in sections] == [
+        (("Working with Unsafe",), "Rust gives us tools.")
+    ]
+
+
+def test_html_that_is_all_marked_as_chrome_still_gives_its_text() -> None:
+    _, sections = html_document('<div class="menu"><p>Opening hours: 9 to 5.</p></div>')
+
+    assert [section.text for section in sections] == ["Opening hours: 9 to 5."]
 
 
 def test_html_article_header_stays_and_words_that_contain_toc_are_content() -> None:

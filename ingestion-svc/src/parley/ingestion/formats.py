@@ -30,7 +30,8 @@ from parley.kit.errors import InvalidInput
 ACCEPTED = ", ".join(DOCUMENT_TYPES)
 _SNIFF_BYTES = 4096
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.I | re.S)
-_FINAL_DRAFT_ROOT = re.compile(rb"<FinalDraft[\s>]")
+# The root element, after an XML declaration and comments: a text that only mentions <FinalDraft> is not one.
+_FINAL_DRAFT_ROOT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<FinalDraft[\s>]", re.S)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 _MARKDOWN_MARK = re.compile(r"^(?: {0,3}#{1,6}\s+\S|\s*```|.+\n(?:=+|-+)\s*$|\s*[-*+]\s+\S|\s*\d+\.\s+\S)", re.M)
 
@@ -55,7 +56,7 @@ def detect_format(data: bytes, filename: str, declared: str | None = None) -> st
     if head.lstrip().startswith(b"%PDF-"):
         return PDF
     if b"\x00" not in head:
-        if _FINAL_DRAFT_ROOT.search(head):
+        if _FINAL_DRAFT_ROOT.match(head.removeprefix(b"\xef\xbb\xbf")):
             return FINAL_DRAFT
         if _HTML_START.match(head):
             return HTML  # in whatever charset its <meta> declares

@@ -4,7 +4,9 @@ Dropped: scripts, styles, forms and what is site chrome rather than content — 
 <aside>, a page-level <header> (one inside <main> or <article> holds the article's title and
 stays), and elements whose class or id names navigation (`menu`, `nav`, `search`, `toc`,
 `sidebar`, `breadcrumb`, `banner`, `cookie`, `tagline`, ... as whole words, so `protocol` is
-not `toc`). When the page marks its <main> or <article>, only that is read. h1–h6 give the
+not `toc`; never on <html>, <body>, <main> or <article>, which are the page or its content whatever
+their classes say, and not at all when that would leave nothing). When the page marks its <main>
+or <article>, only that is read. h1–h6 give the
 heading path; a table's rows and a list's items stay under the heading above them. Nothing is
 fetched: links and images are only text.
 """
@@ -28,6 +30,9 @@ _BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _CELL_TAGS = frozenset({"td", "th"})
+# The page itself or its content: a class such as `sidebar-visible` on <html> says how to lay the
+# page out, not that it is navigation.
+_NEVER_CHROME = frozenset({"html", "body", "main", "article"})
 _NAVIGATION_WORDS = frozenset(
     {
         "nav", "navbar", "navigation", "menu", "mainmenu", "submenu", "menubar", "search", "searchbox",
@@ -53,8 +58,9 @@ def _is_navigation(attrs: list[tuple[str, str | None]]) -> bool:
 
 
 class _Reader(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, *, drop_marked: bool = True) -> None:
         super().__init__(convert_charrefs=True)
+        self._drop_marked = drop_marked
         self.blocks: list[_Block] = []
         self.title = ""
         self._skipping = ""  # the tag of the dropped element we are inside
@@ -78,7 +84,8 @@ class _Reader(HTMLParser):
                 self._flush()
             return
         chrome = tag in _DROPPED_TAGS and not (tag == "header" and self._main_depth)
-        if chrome or _is_navigation(attrs):
+        marked = self._drop_marked and tag not in _NEVER_CHROME and _is_navigation(attrs)
+        if chrome or marked:
             self._skipping, self._skip_depth = tag, 1
             return
         if tag in ("main", "article"):
@@ -133,12 +140,19 @@ class _Reader(HTMLParser):
 
 def html_document(text: str) -> tuple[str, list[Section]]:
     """The page's <title> and its sections."""
-    reader = _Reader()
-    reader.feed(text)
-    reader.close()
+    reader = _read(text, drop_marked=True)
+    if not reader.blocks:
+        reader = _read(text, drop_marked=False)  # chrome by its classes was all there was: keep it
     blocks = reader.blocks
     if any(block.in_main for block in blocks):
         blocks = [block for block in blocks if block.in_main]
     outline = (((block.level, block.text) if block.level else None, block.text) for block in blocks)
     sections = outline_sections(outline, joiner="\n\n")
     return " ".join(reader.title.split()), sections
+
+
+def _read(text: str, *, drop_marked: bool) -> _Reader:
+    reader = _Reader(drop_marked=drop_marked)
+    reader.feed(text)
+    reader.close()
+    return reader
