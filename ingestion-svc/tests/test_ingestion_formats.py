@@ -98,6 +98,34 @@ def test_normalised_text_hash_ignores_line_ends_and_trailing_space() -> None:
     assert new_section(ordinal=0, kind="text", text="A line\nB\n\nD").content_sha256 != one.content_sha256
 
 
+@pytest.mark.parametrize(
+    ("data", "title"),
+    [
+        (
+            b'---\ntitle: "Install Guide"\ntags: [setup]\ndescription: >\n  How.\n---\n\nIntro.\n\n# Setup\nRun it.\n',
+            "Install Guide",
+        ),
+        (b"+++\ntitle = 'Install Guide'\nweight = 2\n+++\nIntro.\n\n# Setup\nRun it.\n", "Install Guide"),
+        (b"---\nsidebar_position: 1\n---\nIntro.\n\n# Setup\nRun it.\n", ""),
+    ],
+)
+def test_markdown_front_matter_is_metadata_not_content(data: bytes, title: str) -> None:
+    parsed = parse_document(data, filename="install.md")
+
+    assert parsed.title == title
+    assert [(section.heading_path, section.text) for section in parsed.sections] == [
+        ((), "Intro."),
+        (("Setup",), "Run it."),
+    ]
+
+
+def test_a_markdown_rule_at_the_top_is_not_front_matter() -> None:
+    parsed = parse_document(b"---\n\nA rule, then text.\n\n---\n\nMore.\n", filename="notes.md")
+
+    assert parsed.title == ""
+    assert "A rule, then text." in parsed.sections[0].text
+
+
 def test_markdown_sections_keep_the_heading_path_after_tables_and_lists() -> None:
     text = (
         "Intro.\n\n# Guide\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nAfter the table.\n\n"

@@ -34,6 +34,14 @@ _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|
 _FINAL_DRAFT_ROOT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<FinalDraft[\s>]", re.S)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 _MARKDOWN_MARK = re.compile(r"^(?: {0,3}#{1,6}\s+\S|\s*```|.+\n(?:=+|-+)\s*$|\s*[-*+]\s+\S|\s*\d+\.\s+\S)", re.M)
+# A static-site generator's metadata block at the top of a Markdown file: YAML between `---` lines
+# (Jekyll, Docusaurus, MkDocs) or TOML between `+++` lines (Hugo). Not content: its title is the
+# document's title, the rest is dropped.
+_FRONT_MATTER = re.compile(
+    r"\A(?P<fence>---|\+\+\+)[ \t]*\n(?P<body>(?:[^\n]*\n){0,200}?)(?:(?P=fence)|\.\.\.)[ \t]*(?:\n|\Z)"
+)
+_FRONT_MATTER_LINE = re.compile(r"^(?:[A-Za-z_][\w.-]*[ \t]*[:=].*|[ \t]+.*|-[ \t].*|#.*|\[.*\]|)$")
+_FRONT_MATTER_TITLE = re.compile(r"^title[ \t]*[:=][ \t]*(?P<title>.+?)[ \t]*$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +98,19 @@ def parse_document(data: bytes, *, filename: str, declared: str | None = None) -
     if kind == FOUNTAIN:
         sections = fountain_sections(text)
         return ParsedDocument(kind, _script_title(sections), _non_empty(sections, kind))
-    sections = markdown_sections(text) if kind == MARKDOWN else plain_sections(text)
-    return ParsedDocument(kind, "", _non_empty(sections, kind))
+    if kind == MARKDOWN:
+        title, body = _front_matter(text)
+        return ParsedDocument(kind, title, _non_empty(markdown_sections(body), kind))
+    return ParsedDocument(kind, "", _non_empty(plain_sections(text), kind))
+
+
+def _front_matter(text: str) -> tuple[str, str]:
+    """(its title or "", the text after it) when the Markdown opens with front matter, else ("", text)."""
+    match = _FRONT_MATTER.match(text.lstrip("\ufeff"))
+    if match is None or not all(_FRONT_MATTER_LINE.match(line) for line in match.group("body").splitlines()):
+        return "", text
+    title = _FRONT_MATTER_TITLE.search(match.group("body"))
+    return (title.group("title").strip("\"'") if title else ""), text.lstrip("\ufeff")[match.end() :]
 
 
 def decode_text(data: bytes, *, fallback: str | None = None) -> str:
