@@ -6,10 +6,8 @@ providers the official SDKs against HTTP fakes of the Anthropic and OpenAI APIs 
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
 from typing import Literal
 
 import grpc
@@ -19,9 +17,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-import parley.usage
 from parley.chat import events, grpc_api
 from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.config import Settings
@@ -45,11 +41,8 @@ from parley.kit.outbox import OutboxRelay
 from parley.kit.rpc import GrpcServer
 from parley.kit.tokens import count_tokens
 from parley.usage.budget import Budgets
-from parley.usage.grpc_api import UsageApi
-from parley.usage.prices import Prices
 from parley.usage.recording import Recorder
-from parley.usage.reports import Reports
-from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
+from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script
@@ -571,34 +564,6 @@ SONNET = "claude-sonnet-4-6"
 FAST = RetryPolicy(first_token_timeout=2.0, backoff_base=0.001, backoff_max=0.01)
 
 
-@pytest.fixture(scope="module")
-def anthropic_fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def openai_fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def claude(anthropic_fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
-    anthropic_fake.reset()
-    provider = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=SONNET)
-    yield provider
-    await provider.close()
-
-
-@pytest.fixture
-async def gpt(openai_fake: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
-    openai_fake.reset()
-    provider = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
-    yield provider
-    await provider.close()
-
-
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -765,26 +730,6 @@ async def test_a_model_not_configured_is_refused_with_the_known_ones(
     with pytest.raises(InvalidInput, match="known: local, anthropic"):
         await h.runner.start(h.identity, h.ask(provider="nope"))
     assert h.budget.holds == []
-
-
-@pytest_asyncio.fixture(scope="module")
-async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Recorder]]:
-    """A real usage-svc: its gRPC server and domain on its own schema; the test plays the relay."""
-    await db.migrate(engine, schema="usage", migrations=Path(parley.usage.__file__).parent / "migrations")
-    usage_sessions = db.session_factory(engine)
-    budgets = Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15))
-    api = UsageApi(
-        budgets=budgets,
-        prices=Prices(sessions=usage_sessions),
-        reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
-    )
-    server = GrpcServer(port=0, host="127.0.0.1")
-    server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{server.port}", budgets, Recorder(sessions=usage_sessions)
-    finally:
-        await server.stop(0)
 
 
 async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
