@@ -20,11 +20,13 @@ from sqlalchemy import func, select
 
 from parley.chat import events, grpc_api
 from parley.chat.clients import Budget, Hold, UsageClient
+from parley.chat.completions import Completions
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer, summary_due
+from parley.chat.metering import Meter
 from parley.chat.models import outbox, turns
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
@@ -778,7 +780,15 @@ async def chat_api(
     """chat-svc's gRPC API over a harness's runner and conversations."""
     h = await harness(settings, sessions, nats_client)
     server = GrpcServer(port=0, host="127.0.0.1")
-    api = grpc_api.ChatApi(turns=h.runner, conversations=h.conversations)
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=nats_client.jetstream())
+    completions = Completions(
+        providers={"local": LocalProvider()},
+        default=(LocalProvider(), "local"),
+        default_max_tokens=settings.default_max_tokens,
+        budget=h.budget,
+        meter=Meter(sessions=sessions, relay=relay),
+    )
+    api = grpc_api.ChatApi(turns=h.runner, conversations=h.conversations, completions=completions)
     server.add(chat_pb2_grpc.add_ChatServiceServicer_to_server, api, "parley.v1.ChatService")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")

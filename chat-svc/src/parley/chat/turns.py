@@ -41,8 +41,9 @@ from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.memory import Summarizer
-from parley.chat.metering import usage_event
+from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
+from parley.chat.provider_registry import choose
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.chat.turn_stream import TurnStream
 from parley.kit.contracts import (
@@ -93,7 +94,7 @@ class StartedTurn:
     turn_id: str
 
 
-def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
+def validate(request: TurnRequest) -> None:
     """The rules a message must meet; the gateway checks them too, this is the second lock."""
     message = request.message
     if not message.strip():
@@ -110,8 +111,6 @@ def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
         raise InvalidInput(f"max_tokens must be between 1 and {MAX_OUTPUT_TOKENS}")
     if request.intent and request.intent not in INTENTS:
         raise InvalidInput(f"unknown intent {request.intent!r}; known: {', '.join(INTENTS)}")
-    if request.provider and request.provider not in known_providers:
-        raise InvalidInput(f"unknown provider {request.provider!r}; known: {', '.join(known_providers)}")
 
 
 def title_from(message: str) -> str:
@@ -204,14 +203,15 @@ class TurnRunner:
         self._intents = intents
         self._memory = memory
         self._relay = relay
+        self._meter = Meter(sessions=sessions, relay=relay)
         self._running = RunningTurns()
 
     async def start(self, identity: Identity, request: TurnRequest) -> StartedTurn:
-        validate(request, known_providers=list(self._providers))
-        provider = self._providers[request.provider or self._settings.default_provider]
-        model = request.model or provider.default_model
-        if model not in provider.models:
-            raise InvalidInput(f"unknown model {model!r} for {provider.name}; known: {', '.join(provider.models)}")
+        validate(request)
+        default = self._providers[self._settings.default_provider]
+        provider, model = choose(
+            self._providers, provider=request.provider, model=request.model, default=(default, default.default_model)
+        )
         max_tokens = request.max_tokens or self._settings.default_max_tokens
         owner = store.Owner(identity.tenant_id, identity.user_id)
         conversation, history = await self._conversation(owner, request)
@@ -434,10 +434,7 @@ class TurnRunner:
             latency_ms=0,
             success=True,
         )
-        async with self._sessions.begin() as session:
-            await store.record_usage(session=session, usage_event=event)
-        self._relay.notify()
-        metrics.observe_usage(usage, provider=provider, model=model)
+        await self._meter.record(event)
 
     async def _price(self, turn: _Turn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> int | None:
         """What the answer cost, to show with it; None when usage-svc cannot say. Billing is not
