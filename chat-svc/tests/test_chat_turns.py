@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import grpc
@@ -16,9 +17,9 @@ import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from parley.chat import events, grpc_api
+from parley.chat import events, grpc_api, store
 from parley.chat.clients import Budget, Hold, UsageClient
 from parley.chat.completions import Completions
 from parley.chat.config import Settings
@@ -919,3 +920,36 @@ def test_a_summary_is_due_once_past_fifteen_messages_when_the_window_moves() -> 
     assert summary_due(total_messages=15, summarized=0, window=10) == 6
     assert summary_due(total_messages=16, summarized=6, window=10) is None
     assert summary_due(total_messages=18, summarized=6, window=10) == 12
+
+
+async def test_turns_a_dead_replica_left_running_are_failed_and_live_ones_are_not(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, provider=EndlessProvider())
+    live = await h.runner.start(h.identity, h.ask())  # runs here until cancelled
+    abandoned, begun, finished = (str(uuid.uuid4()) for _ in range(3))
+    async with h.sessions.begin() as session:
+        for turn_id in (abandoned, begun, finished):
+            await store.add_turn(session=session, owner=h.owner, conversation_id=live.conversation_id, turn_id=turn_id)
+        await store.end_turn(session=session, tenant_id=h.owner.tenant_id, turn_id=finished, state="completed")
+        older = timedelta(seconds=settings.abandoned_turn_seconds + 60)
+        await session.execute(
+            update(turns)
+            .where(turns.c.id.in_([abandoned, finished, live.turn_id]))
+            .values(created_at=func.now() - older)
+        )
+
+    assert await h.runner.fail_abandoned() >= 1
+
+    async def state(turn_id: str) -> str:
+        view = await h.conversations.turn(h.owner, conversation_id=live.conversation_id, turn_id=turn_id)
+        return view.turn.state
+
+    assert [await state(turn_id) for turn_id in (abandoned, begun, finished, live.turn_id)] == [
+        "failed",
+        "running",  # not long enough to say
+        "completed",
+        "running",  # this replica runs it
+    ]
+    assert h.runner.cancel_here(h.owner, conversation_id=live.conversation_id, turn_id=live.turn_id)
+    assert (await read_turn(nats_client, live))[-1].error.code == "cancelled"

@@ -23,11 +23,13 @@ How a turn fails (the usage event always settles the hold):
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -311,6 +313,29 @@ class TurnRunner:
 
     async def drain(self, grace_seconds: float) -> None:
         await self._running.drain(grace_seconds)
+
+    async def fail_abandoned(self) -> int:
+        """Fail the turns whose replica died while running them (see `Settings.abandoned_turn_seconds`);
+        how many."""
+        async with self._sessions.begin() as session:
+            failed = await store.fail_abandoned_turns(
+                session=session,
+                older_than=timedelta(seconds=self._settings.abandoned_turn_seconds),
+                spare=self._running.ids(),
+            )
+        if failed:
+            log.warning("failed turns left running by a replica that died", extra={"fields": {"turns": failed}})
+        return failed
+
+    async def sweep_abandoned(self, stop: asyncio.Event) -> None:
+        """`fail_abandoned` now and every `turn_sweep_seconds` until `stop`."""
+        while not stop.is_set():
+            try:
+                await self.fail_abandoned()
+            except Exception:  # the next sweep tries again
+                log.exception("could not sweep abandoned turns")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.turn_sweep_seconds)
 
     async def _conversation(
         self, owner: store.Owner, request: TurnRequest
@@ -651,6 +676,9 @@ class RunningTurns:
 
     def finishing(self, turn_id: str) -> None:
         self._turns[turn_id].finishing = True
+
+    def ids(self) -> list[str]:
+        return list(self._turns)
 
     def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
         """Cancel the caller's own turn; another owner's turn, or one elsewhere, is not found."""
