@@ -19,7 +19,9 @@ How a turn fails (the usage event always settles the hold):
   stored marked `incomplete`, the usage event bills what the provider produced (success=false),
   the client gets `usage` then `error`, and the turn is `failed`;
 - cancelled: no message is stored; the usage event bills the text already produced, counted by
-  us (the provider charges for it), or nothing if none was.
+  us (the provider charges for it), or nothing if none was;
+- its replica died: nothing is stored or billed (the hold expires); `sweep_abandoned`, on every
+  replica, marks the turn failed once it has been running `abandoned_turn_seconds`.
 """
 
 import asyncio
