@@ -5,8 +5,6 @@ vendors, Anthropic's prompt cache is written then read across turns, failures be
 token are retried or fall back, and failures after it are not retried but billed.
 """
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 
 from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn, build_prompt
@@ -24,36 +22,6 @@ from tests.fakes.scripting import DEFAULT_ANSWER, Script
 SONNET = "claude-sonnet-4-6"
 HAIKU = "claude-haiku-4-5"
 FAST = RetryPolicy(first_token_timeout=2.0, backoff_base=0.001, backoff_max=0.01)
-
-
-@pytest.fixture(scope="module")
-def anthropic_fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def openai_fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def claude(anthropic_fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
-    anthropic_fake.reset()
-    anthropic_fake.forget_cache()
-    provider = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=SONNET)
-    yield provider
-    await provider.close()
-
-
-@pytest.fixture
-async def gpt(openai_fake: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
-    openai_fake.reset()
-    openai_fake.forget_cache()
-    provider = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
-    yield provider
-    await provider.close()
 
 
 def passage(index: int, topic: str, sentences: int) -> Passage:

@@ -6,10 +6,9 @@ providers the official SDKs against HTTP fakes of the Anthropic and OpenAI APIs 
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Literal
 
 import grpc
@@ -18,17 +17,17 @@ import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select, update
 
-import parley.usage
-from parley.chat import events, grpc_api
+from parley.chat import events, grpc_api, store
 from parley.chat.clients import Budget, Hold, UsageClient
+from parley.chat.completions import Completions
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer, summary_due
+from parley.chat.metering import Meter
 from parley.chat.models import outbox, turns
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
@@ -45,11 +44,8 @@ from parley.kit.outbox import OutboxRelay
 from parley.kit.rpc import GrpcServer
 from parley.kit.tokens import count_tokens
 from parley.usage.budget import Budgets
-from parley.usage.grpc_api import UsageApi
-from parley.usage.prices import Prices
 from parley.usage.recording import Recorder
-from parley.usage.reports import Reports
-from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2, usage_pb2_grpc
+from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2, events_pb2, retrieval_pb2
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script
@@ -571,34 +567,6 @@ SONNET = "claude-sonnet-4-6"
 FAST = RetryPolicy(first_token_timeout=2.0, backoff_base=0.001, backoff_max=0.01)
 
 
-@pytest.fixture(scope="module")
-def anthropic_fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def openai_fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def claude(anthropic_fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
-    anthropic_fake.reset()
-    provider = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=SONNET)
-    yield provider
-    await provider.close()
-
-
-@pytest.fixture
-async def gpt(openai_fake: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
-    openai_fake.reset()
-    provider = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
-    yield provider
-    await provider.close()
-
-
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -767,26 +735,6 @@ async def test_a_model_not_configured_is_refused_with_the_known_ones(
     assert h.budget.holds == []
 
 
-@pytest_asyncio.fixture(scope="module")
-async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Recorder]]:
-    """A real usage-svc: its gRPC server and domain on its own schema; the test plays the relay."""
-    await db.migrate(engine, schema="usage", migrations=Path(parley.usage.__file__).parent / "migrations")
-    usage_sessions = db.session_factory(engine)
-    budgets = Budgets(sessions=usage_sessions, reservation_ttl=timedelta(minutes=15))
-    api = UsageApi(
-        budgets=budgets,
-        prices=Prices(sessions=usage_sessions),
-        reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
-    )
-    server = GrpcServer(port=0, host="127.0.0.1")
-    server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{server.port}", budgets, Recorder(sessions=usage_sessions)
-    finally:
-        await server.stop(0)
-
-
 async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     settings: Settings,
     sessions: db.Sessions,
@@ -833,7 +781,15 @@ async def chat_api(
     """chat-svc's gRPC API over a harness's runner and conversations."""
     h = await harness(settings, sessions, nats_client)
     server = GrpcServer(port=0, host="127.0.0.1")
-    api = grpc_api.ChatApi(turns=h.runner, conversations=h.conversations)
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=nats_client.jetstream())
+    completions = Completions(
+        providers={"local": LocalProvider()},
+        default=(LocalProvider(), "local"),
+        default_max_tokens=settings.default_max_tokens,
+        budget=h.budget,
+        meter=Meter(sessions=sessions, relay=relay),
+    )
+    api = grpc_api.ChatApi(turns=h.runner, conversations=h.conversations, completions=completions)
     server.add(chat_pb2_grpc.add_ChatServiceServicer_to_server, api, "parley.v1.ChatService")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
@@ -964,3 +920,36 @@ def test_a_summary_is_due_once_past_fifteen_messages_when_the_window_moves() -> 
     assert summary_due(total_messages=15, summarized=0, window=10) == 6
     assert summary_due(total_messages=16, summarized=6, window=10) is None
     assert summary_due(total_messages=18, summarized=6, window=10) == 12
+
+
+async def test_turns_a_dead_replica_left_running_are_failed_and_live_ones_are_not(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, provider=EndlessProvider())
+    live = await h.runner.start(h.identity, h.ask())  # runs here until cancelled
+    abandoned, begun, finished = (str(uuid.uuid4()) for _ in range(3))
+    async with h.sessions.begin() as session:
+        for turn_id in (abandoned, begun, finished):
+            await store.add_turn(session=session, owner=h.owner, conversation_id=live.conversation_id, turn_id=turn_id)
+        await store.end_turn(session=session, tenant_id=h.owner.tenant_id, turn_id=finished, state="completed")
+        older = timedelta(seconds=settings.abandoned_turn_seconds + 60)
+        await session.execute(
+            update(turns)
+            .where(turns.c.id.in_([abandoned, finished, live.turn_id]))
+            .values(created_at=func.now() - older)
+        )
+
+    assert await h.runner.fail_abandoned() >= 1
+
+    async def state(turn_id: str) -> str:
+        view = await h.conversations.turn(h.owner, conversation_id=live.conversation_id, turn_id=turn_id)
+        return view.turn.state
+
+    assert [await state(turn_id) for turn_id in (abandoned, begun, finished, live.turn_id)] == [
+        "failed",
+        "running",  # not long enough to say
+        "completed",
+        "running",  # this replica runs it
+    ]
+    assert h.runner.cancel_here(h.owner, conversation_id=live.conversation_id, turn_id=live.turn_id)
+    assert (await read_turn(nats_client, live))[-1].error.code == "cancelled"

@@ -5,11 +5,13 @@ from pathlib import Path
 
 from parley.chat import events
 from parley.chat.clients import IngestionClient, RetrievalClient, UsageClient
+from parley.chat.completions import Completions
 from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
 from parley.chat.grpc_api import ChatApi
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
+from parley.chat.metering import Meter
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
 from parley.chat.turns import TurnRunner
@@ -49,16 +51,20 @@ async def main() -> None:
         relay=relay,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
+    completions = Completions.configured(
+        settings, llms, budget=usage, meter=Meter(sessions=runtime.sessions, relay=relay)
+    )
     # The relay outlives the gRPC server: turns finishing during shutdown still send their usage.
     relay_stop = asyncio.Event()
     try:
         runtime.spawn(relay.run(relay_stop), name="outbox")
+        runtime.spawn(turns.sweep_abandoned(runtime.stopping), name="abandoned-turns")
         await events.serve_cancels(runtime.nc, turns)
         runtime.consume(events.summaries(memory))
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,
-                ChatApi(turns=turns, conversations=conversations),
+                ChatApi(turns=turns, conversations=conversations, completions=completions),
                 "parley.v1.ChatService",
             )
         )

@@ -39,6 +39,11 @@ class Settings(ServiceSettings):
     publish_timeout_seconds: float = 5.0
     # How long a cancel waits for the replica running the turn to answer; silence means not running.
     cancel_wait_seconds: float = 1.0
+    # A turn still `running` this long after it began lost the replica that ran it (its budget hold
+    # has expired by then too): every replica marks such turns failed at start and every
+    # `turn_sweep_seconds`, leaving alone those it runs itself.
+    abandoned_turn_seconds: float = 900.0
+    turn_sweep_seconds: float = 60.0
 
     # Claude, through Anthropic's Messages API. The first model is the default.
     anthropic_api_key: SecretStr | None = None

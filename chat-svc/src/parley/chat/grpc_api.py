@@ -1,6 +1,7 @@
 """ChatService over gRPC: translation between protos and the domain, nothing more."""
 
 from parley.chat import store
+from parley.chat.completions import Completions
 from parley.chat.conversations import Conversations
 from parley.chat.export import export
 from parley.chat.turns import TurnRequest, TurnRunner
@@ -9,11 +10,15 @@ from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import chat_pb2, chat_pb2_grpc
 
+# gRPC's retry pushback (gRFC A6): a negative value tells the client not to retry the call.
+NO_RETRY_KEY, NO_RETRY = "grpc-retry-pushback-ms", "-1"
+
 
 class ChatApi(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, *, turns: TurnRunner, conversations: Conversations) -> None:
+    def __init__(self, *, turns: TurnRunner, conversations: Conversations, completions: Completions) -> None:
         self._turns = turns
         self._conversations = conversations
+        self._completions = completions
 
     async def StartTurn(self, request: chat_pb2.StartTurnRequest, context: Context) -> chat_pb2.StartTurnResponse:
         started = await self._turns.start(
@@ -79,7 +84,10 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
         return chat_pb2.ExportConversationResponse(content_type=exported.content_type, content=exported.content)
 
     async def Complete(self, request: chat_pb2.CompleteRequest, context: Context) -> chat_pb2.CompleteResponse:
-        raise NotImplementedError("Complete")
+        # A failed completion was retried inside (ReliableProvider) and billed: the channel's own
+        # retry of UNAVAILABLE (kit.rpc) must not run it again. The caller decides.
+        context.set_trailing_metadata(((NO_RETRY_KEY, NO_RETRY),))
+        return await self._completions.complete(caller(context), request, within=context.time_remaining())
 
 
 def _owner(context: Context) -> store.Owner:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from parley.chat.context_builder import Prompt
 from parley.chat.provider_errors import ProviderError
+from parley.chat.provider_registry import configured_model
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.kit.contracts import INTENTS
 from parley.v1 import common_pb2
@@ -97,13 +98,7 @@ class IntentClassifier:
     @classmethod
     def configured(cls, spec: str, providers: Mapping[str, LlmProvider]) -> "IntentClassifier":
         """From `PARLEY_INTENT_MODEL` (`provider:model`, or empty for none); a model not served stops the service."""
-        if not spec:
-            return cls(model=None)
-        name, _, model = spec.partition(":")
-        provider = providers.get(name)
-        if provider is None or model not in provider.models:
-            raise ValueError(f"PARLEY_INTENT_MODEL={spec!r} names no provider:model this service serves")
-        return cls(model=(provider, model))
+        return cls(model=configured_model("PARLEY_INTENT_MODEL", spec, providers))
 
     async def decide(self, *, hint: str, message: str, bill: BillIntent) -> Intent:
         if hint:

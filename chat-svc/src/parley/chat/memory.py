@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from parley.chat import metrics, store
 from parley.chat.context_builder import Prompt, window_start
 from parley.chat.metering import usage_event
+from parley.chat.provider_registry import configured_model
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
@@ -54,13 +55,7 @@ class Summarizer:
         cls, spec: str, providers: Mapping[str, LlmProvider], *, sessions: Sessions, relay: OutboxRelay, window: int
     ) -> "Summarizer":
         """From `PARLEY_SUMMARY_MODEL` (`provider:model`, or empty for none); one not served stops the service."""
-        model: tuple[LlmProvider, str] | None = None
-        if spec:
-            name, _, model_name = spec.partition(":")
-            provider = providers.get(name)
-            if provider is None or model_name not in provider.models:
-                raise ValueError(f"PARLEY_SUMMARY_MODEL={spec!r} names no provider:model this service serves")
-            model = (provider, model_name)
+        model = configured_model("PARLEY_SUMMARY_MODEL", spec, providers)
         return cls(sessions=sessions, relay=relay, model=model, window=window)
 
     def job(

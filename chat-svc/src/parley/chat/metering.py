@@ -1,10 +1,16 @@
-"""The usage event of a model call (a turn's answer, an intent guess, a summary), as usage-svc records it."""
+"""The usage event of a model call (a turn's answer, an intent guess, a summary, a completion), as
+usage-svc records it, and the `Meter` that records one on its own: the event goes to the outbox in
+a transaction of its own and the relay publishes it on `usage.recorded`. (A turn's answer and a
+rolling summary put their event in the transaction that stores what the call produced instead.)"""
 
 import uuid
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from parley.chat import metrics, store
+from parley.kit.db import Sessions
 from parley.kit.identity import Identity
+from parley.kit.outbox import OutboxRelay
 from parley.v1 import common_pb2, events_pb2
 
 
@@ -37,3 +43,16 @@ def usage_event(
         success=success,
         occurred_at=occurred_at,
     )
+
+
+class Meter:
+    def __init__(self, *, sessions: Sessions, relay: OutboxRelay) -> None:
+        self._sessions = sessions
+        self._relay = relay
+
+    async def record(self, event: events_pb2.UsageRecorded) -> None:
+        """Bill the call (and, when the event names a hold, release it): committed before it returns."""
+        async with self._sessions.begin() as session:
+            await store.record_usage(session=session, usage_event=event)
+        self._relay.notify()
+        metrics.observe_usage(event.usage, provider=event.provider, model=event.model)

@@ -8,6 +8,8 @@ parley_chat_provider_fallbacks_total{provider, model}      calls moved to this f
 parley_chat_provider_errors_total{provider, code}          failed attempts: unavailable |
                                                           first_token_timeout | refused | stream_broken
 parley_chat_turns_total{outcome}                          completed, or the turn's error code
+parley_chat_completions_total{kind, outcome}              Complete calls past their hold: completed,
+                                                          or why not (completions.py)
 """
 
 from prometheus_client import Counter, Histogram
@@ -38,6 +40,7 @@ provider_fallbacks = Counter(
 )
 provider_errors = Counter("parley_chat_provider_errors_total", "Failed LLM attempts", ["provider", "code"])
 turns = Counter("parley_chat_turns_total", "Turns ended, by outcome", ["outcome"])
+completions = Counter("parley_chat_completions_total", "Complete calls ended, by kind and outcome", ["kind", "outcome"])
 
 # TokenUsage field → the token_type label: input_tokens is "input", and so on.
 _TOKEN_TYPES = {field.name: field.name.removesuffix("_tokens") for field in common_pb2.TokenUsage.DESCRIPTOR.fields}

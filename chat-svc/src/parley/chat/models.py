@@ -14,6 +14,7 @@ from sqlalchemy import (
     Text,
     false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -71,6 +72,8 @@ turns = Table(
     Column("state", Text, nullable=False),  # running | completed | failed | cancelled
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("turns_by_conversation", "tenant_id", "conversation_id"),
+    # The sweep for turns a dead replica left running (TurnRunner.sweep_abandoned).
+    Index("turns_running", "created_at", postgresql_where=text("state = 'running'")),
 )
 
 outbox = outbox_table(metadata)

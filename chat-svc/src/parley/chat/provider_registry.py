@@ -4,13 +4,20 @@
 when its base URL is set. Each remote one is wrapped in a `ReliableProvider` with the
 configured retry policy and fallback routes (`PARLEY_LLM_FALLBACK="openai:gpt-4o-mini"`). A
 setting that names a provider or model not served here stops the service at start, not a turn.
+
+`configured_model` reads a `provider:model` setting (the intent and summary models) the same
+way; `choose` is how every request that names a provider and model (a turn, a completion) is
+checked: unknown ones are InvalidInput listing the known ones.
 """
+
+from collections.abc import Mapping
 
 from parley.chat.config import Settings
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
 from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
 from parley.chat.providers import LlmProvider, LocalProvider
+from parley.kit.errors import InvalidInput
 
 
 def providers(settings: Settings) -> dict[str, LlmProvider]:
@@ -33,6 +40,32 @@ def providers(settings: Settings) -> dict[str, LlmProvider]:
             f"configured: {', '.join(served)}"
         )
     return served
+
+
+def configured_model(setting: str, spec: str, served: Mapping[str, LlmProvider]) -> tuple[LlmProvider, str] | None:
+    """The model a `provider:model` setting (`PARLEY_SUMMARY_MODEL`, …) names, None when it is empty;
+    one not served stops the service."""
+    if not spec:
+        return None
+    name, _, model = spec.partition(":")
+    provider = served.get(name)
+    if provider is None or model not in provider.models:
+        raise ValueError(f"{setting}={spec!r} names no provider:model this service serves")
+    return provider, model
+
+
+def choose(
+    served: Mapping[str, LlmProvider], *, provider: str, model: str, default: tuple[LlmProvider, str]
+) -> tuple[LlmProvider, str]:
+    """The provider and model a request names. No provider: `default`'s, and its model unless the
+    request names another; a provider without a model: that provider's default model."""
+    if provider and provider not in served:
+        raise InvalidInput(f"unknown provider {provider!r}; known: {', '.join(served)}")
+    chosen = served[provider] if provider else default[0]
+    model = model or (chosen.default_model if provider else default[1])
+    if model not in chosen.models:
+        raise InvalidInput(f"unknown model {model!r} for {chosen.name}; known: {', '.join(chosen.models)}")
+    return chosen, model
 
 
 def _remote(settings: Settings) -> dict[str, LlmProvider]:

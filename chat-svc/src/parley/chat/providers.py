@@ -4,9 +4,12 @@ Every provider counts a prompt with cl100k (`prompt_tokens`), its own tokenizer'
 being unknown before the call: for Claude and GPT models that is close but not exact, so the
 budget hold is an estimate; what is billed is what the provider reports in `Finished`.
 
-`local` is the offline, deterministic default: it answers from the retrieved passages,
-quoting the sentences that best match the question, each with its citation, so the platform
-works end to end with no key and no network.
+`local` is the offline, deterministic default, so the platform works end to end with no key and
+no network. Given the chat's instructions (a turn) it answers from the retrieved passages,
+quoting the sentences that best match the question, each with its citation. Given any other
+instructions (a rolling summary, a `Complete` call such as an artifact) it answers with an
+extractive digest: the first `DIGEST_SENTENCES` sentences (or lines) of the prompt itself, as
+many tokens of them as max_tokens allows.
 """
 
 import asyncio
@@ -16,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from parley.chat.context_builder import Prompt
+from parley.chat.context_builder import INSTRUCTIONS, Prompt
 from parley.kit.tokens import count_tokens, encoding
 from parley.v1 import common_pb2
 
@@ -90,6 +93,16 @@ def compose_answer(prompt: Prompt) -> str:
     return "According to your documents:\n\n" + "\n\n".join(quoted)
 
 
+DIGEST_SENTENCES = 5
+
+
+def compose_digest(prompt: Prompt) -> str:
+    """The opening sentences of the prompt, in order; deterministic."""
+    # maxsplit: a long prompt is split no further than the digest needs.
+    pieces = _SENTENCE_END.split(prompt.question, maxsplit=DIGEST_SENTENCES)[:DIGEST_SENTENCES]
+    return " ".join(piece.strip() for piece in pieces if piece.strip())
+
+
 class LocalProvider:
     name = "local"
     default_model = "local"
@@ -99,7 +112,8 @@ class LocalProvider:
         return prompt_tokens(prompt)
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
-        tokens = encoding().encode(compose_answer(prompt), disallowed_special=())
+        answer = compose_answer(prompt) if prompt.instructions == INSTRUCTIONS else compose_digest(prompt)
+        tokens = encoding().encode(answer, disallowed_special=())
         finish_reason = "length" if len(tokens) > max_tokens else "stop"
         tokens = tokens[:max_tokens]
         # Token bytes may split a character; the incremental decoder holds the partial bytes back.
@@ -110,7 +124,9 @@ class LocalProvider:
                 yield TextDelta(text)
             # One token at a time, like a remote model, and without starving other turns.
             await asyncio.sleep(0)
-        usage = common_pb2.TokenUsage(input_tokens=prompt_tokens(prompt), output_tokens=len(tokens))
+        # A completion's prompt may be long: counted off the event loop.
+        input_tokens = await asyncio.to_thread(prompt_tokens, prompt)
+        usage = common_pb2.TokenUsage(input_tokens=input_tokens, output_tokens=len(tokens))
         yield Finished(usage=usage, finish_reason=finish_reason, provider=self.name, model=model)
 
     async def close(self) -> None:

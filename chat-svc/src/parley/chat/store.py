@@ -8,7 +8,7 @@ TokenUsage as one column per field (named as in the proto), each converted by on
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
@@ -250,6 +250,22 @@ async def end_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, state
     await session.execute(
         update(turns).where(turns.c.id == turn_id, turns.c.tenant_id == tenant_id).values(state=state)
     )
+
+
+async def fail_abandoned_turns(*, session: AsyncSession, older_than: timedelta, spare: Sequence[str]) -> int:
+    """Mark failed every tenant's turns still `running` that began `older_than` ago, but those in
+    `spare`; how many."""
+    failed = await session.execute(
+        update(turns)
+        .where(
+            turns.c.state == "running",
+            turns.c.created_at < func.now() - older_than,
+            turns.c.id.not_in(list(spare)),
+        )
+        .values(state="failed")
+        .returning(turns.c.id)
+    )
+    return len(failed.all())
 
 
 async def add_messages(

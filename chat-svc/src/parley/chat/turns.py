@@ -19,15 +19,19 @@ How a turn fails (the usage event always settles the hold):
   stored marked `incomplete`, the usage event bills what the provider produced (success=false),
   the client gets `usage` then `error`, and the turn is `failed`;
 - cancelled: no message is stored; the usage event bills the text already produced, counted by
-  us (the provider charges for it), or nothing if none was.
+  us (the provider charges for it), or nothing if none was;
+- its replica died: nothing is stored or billed (the hold expires); `sweep_abandoned`, on every
+  replica, marks the turn failed once it has been running `abandoned_turn_seconds`.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -41,8 +45,9 @@ from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.memory import Summarizer
-from parley.chat.metering import usage_event
+from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
+from parley.chat.provider_registry import choose
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.chat.turn_stream import TurnStream
 from parley.kit.contracts import (
@@ -93,7 +98,7 @@ class StartedTurn:
     turn_id: str
 
 
-def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
+def validate(request: TurnRequest) -> None:
     """The rules a message must meet; the gateway checks them too, this is the second lock."""
     message = request.message
     if not message.strip():
@@ -110,8 +115,6 @@ def validate(request: TurnRequest, *, known_providers: Sequence[str]) -> None:
         raise InvalidInput(f"max_tokens must be between 1 and {MAX_OUTPUT_TOKENS}")
     if request.intent and request.intent not in INTENTS:
         raise InvalidInput(f"unknown intent {request.intent!r}; known: {', '.join(INTENTS)}")
-    if request.provider and request.provider not in known_providers:
-        raise InvalidInput(f"unknown provider {request.provider!r}; known: {', '.join(known_providers)}")
 
 
 def title_from(message: str) -> str:
@@ -204,14 +207,15 @@ class TurnRunner:
         self._intents = intents
         self._memory = memory
         self._relay = relay
+        self._meter = Meter(sessions=sessions, relay=relay)
         self._running = RunningTurns()
 
     async def start(self, identity: Identity, request: TurnRequest) -> StartedTurn:
-        validate(request, known_providers=list(self._providers))
-        provider = self._providers[request.provider or self._settings.default_provider]
-        model = request.model or provider.default_model
-        if model not in provider.models:
-            raise InvalidInput(f"unknown model {model!r} for {provider.name}; known: {', '.join(provider.models)}")
+        validate(request)
+        default = self._providers[self._settings.default_provider]
+        provider, model = choose(
+            self._providers, provider=request.provider, model=request.model, default=(default, default.default_model)
+        )
         max_tokens = request.max_tokens or self._settings.default_max_tokens
         owner = store.Owner(identity.tenant_id, identity.user_id)
         conversation, history = await self._conversation(owner, request)
@@ -311,6 +315,29 @@ class TurnRunner:
 
     async def drain(self, grace_seconds: float) -> None:
         await self._running.drain(grace_seconds)
+
+    async def fail_abandoned(self) -> int:
+        """Fail the turns whose replica died while running them (see `Settings.abandoned_turn_seconds`);
+        how many."""
+        async with self._sessions.begin() as session:
+            failed = await store.fail_abandoned_turns(
+                session=session,
+                older_than=timedelta(seconds=self._settings.abandoned_turn_seconds),
+                spare=self._running.ids(),
+            )
+        if failed:
+            log.warning("failed turns left running by a replica that died", extra={"fields": {"turns": failed}})
+        return failed
+
+    async def sweep_abandoned(self, stop: asyncio.Event) -> None:
+        """`fail_abandoned` now and every `turn_sweep_seconds` until `stop`."""
+        while not stop.is_set():
+            try:
+                await self.fail_abandoned()
+            except Exception:  # the next sweep tries again
+                log.exception("could not sweep abandoned turns")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.turn_sweep_seconds)
 
     async def _conversation(
         self, owner: store.Owner, request: TurnRequest
@@ -434,10 +461,7 @@ class TurnRunner:
             latency_ms=0,
             success=True,
         )
-        async with self._sessions.begin() as session:
-            await store.record_usage(session=session, usage_event=event)
-        self._relay.notify()
-        metrics.observe_usage(usage, provider=provider, model=model)
+        await self._meter.record(event)
 
     async def _price(self, turn: _Turn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> int | None:
         """What the answer cost, to show with it; None when usage-svc cannot say. Billing is not
@@ -654,6 +678,9 @@ class RunningTurns:
 
     def finishing(self, turn_id: str) -> None:
         self._turns[turn_id].finishing = True
+
+    def ids(self) -> list[str]:
+        return list(self._turns)
 
     def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
         """Cancel the caller's own turn; another owner's turn, or one elsewhere, is not found."""

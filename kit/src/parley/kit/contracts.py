@@ -148,3 +148,8 @@ def tier_name(tier: int) -> str:
 # --- Chat intents: what a message asks for (the gateway checks a caller's hint, chat-svc decides) -
 
 INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "question")
+
+# --- Completions: chat-svc's `Complete`, the one LLM entry point for other services --------------
+
+MAX_COMPLETION_CHARS = 400_000  # a Complete call's system and prompt together (~100k cl100k tokens)
+COMPLETION_KINDS = ("summary",)  # the usage kinds a completion may be billed as; empty means the first
