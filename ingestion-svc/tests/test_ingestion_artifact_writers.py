@@ -547,7 +547,7 @@ async def test_model_sheets_keep_the_counted_facts_and_record_tokens_and_model()
     ann = sheets[0]
     assert (ann.model, ann.tokens) == ("fake/m1", completer.output_tokens // 2)
     assert ann.content["scenes"] == ["1", "2", "3", "12A", "5"]  # counted, not asked
-    assert ann.content["relationships"] == [{"with": "Bob", "relationship": "Her brother.", "shared_scenes": 4}]
+    assert ann.content["relationships"] == [{"with": "BOB", "shared_scenes": 4, "relationship": "Her brother."}]
     assert ann.content["pivotal_scenes"] == [{"scene": "5", "why": "She opens the door."}]
 
 

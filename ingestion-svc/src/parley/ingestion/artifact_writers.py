@@ -85,7 +85,8 @@ class ArtifactDraft:
 
 class ArtifactWriter(Protocol):
     async def scene_cards(self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]) -> list[ArtifactDraft]:
-        """One card for each section given (the caller passes only those that need one)."""
+        """One card for each section given that gets one (`carded`: in a screenplay, its scenes);
+        the caller passes only those that need one."""
         ...
 
     async def outline(self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]) -> ArtifactDraft: ...
@@ -445,24 +446,25 @@ def _extracted_sheet(name: str, parts: Sequence[ScenePart]) -> Content | None:
     return content
 
 
-def _title_motif(title: str, parts: Sequence[ScenePart]) -> Content | None:
-    """The longest run of the title's words, none of them in a character's name (the arcs and pairs
-    follow the characters), that three scenes or more mention."""
+def _title_phrases(title: str, excluded: set[str]) -> list[list[str]]:
+    """Runs of the title's words, longest first, that neither start nor end on a little word and
+    hold no word of `excluded`. One word of a longer title is too common a word to be a motif."""
     words = [word.lower() for word in _TITLE_WORD.findall(title)]
+    phrases: list[list[str]] = []
+    for length in range(len(words), 1 if len(words) > 1 else 0, -1):
+        for start in range(len(words) - length + 1):
+            phrase = words[start : start + length]
+            if phrase[0] not in _EDGE_WORDS and phrase[-1] not in _EDGE_WORDS and not excluded.intersection(phrase):
+                phrases.append(phrase)
+    return phrases
+
+
+def _title_motif(title: str, parts: Sequence[ScenePart]) -> Content | None:
+    """The longest run of the title's words that three scenes or more mention; none of its words
+    may be in a character's name (the arcs and pairs follow the characters)."""
     names = {word.lower() for _, scene in parts for name in scene.characters for word in _TITLE_WORD.findall(name)}
-    phrases = [
-        words[start:end]
-        for length in range(len(words), 0, -1)
-        for start in range(len(words) - length + 1)
-        if (end := start + length)
-        and words[start] not in _EDGE_WORDS
-        and words[end - 1] not in _EDGE_WORDS
-        and (length > 1 or len(words) == 1)
-    ]
-    for phrase in phrases:
+    for phrase in _title_phrases(title, names):
         spoken = " ".join(phrase)
-        if names.intersection(phrase):
-            continue
         pattern = re.compile(r"\b" + r"\W+".join(map(re.escape, phrase)) + r"\b", re.IGNORECASE)
         scenes = [scene.number for section, scene in parts if pattern.search(section.text)]
         if len(scenes) >= 3:
@@ -952,7 +954,9 @@ class ModelWriter:
         problem = ""
         batch_key = f"{_card_key(batch[0])}-{_card_key(batch[-1])}"
         for attempt in (1, 2):
-            prompt = _cards_prompt(pending) + (f"\n\n{_RETRY.format(problem=problem)}" if problem else "")
+            prompt = await asyncio.to_thread(_cards_prompt, pending)
+            if problem:
+                prompt += f"\n\n{_RETRY.format(problem=problem)}"
             completion = await self._complete(
                 owner=owner,
                 prompt=prompt,
@@ -1029,15 +1033,7 @@ class ModelWriter:
             "want": answer.want,
             "need": answer.need,
             "arc": answer.arc,
-            "relationships": [
-                {"with": relation.character, "relationship": relation.relationship}
-                | (
-                    {"shared_scenes": shared[normalise_cue(relation.character)]}
-                    if normalise_cue(relation.character) in shared
-                    else {}
-                )
-                for relation in answer.relationships
-            ],
+            "relationships": [_relationship(relation, shared) for relation in answer.relationships],
             "pivotal_scenes": [pivotal.model_dump() for pivotal in answer.pivotal_scenes],
         }
         return ArtifactDraft(
@@ -1080,6 +1076,15 @@ class ModelWriter:
             )
             for key, content, share in zip(keys, contents, tokens, strict=True)
         ]
+
+
+def _relationship(relation: RelationshipAnswer, shared: Counter[str]) -> Content:
+    """A relationship the model names, under the character's cue and with the scenes the two share
+    when the other one speaks in the script; as the model wrote it otherwise (someone who never speaks)."""
+    cue = normalise_cue(relation.character)
+    if cue in shared:
+        return {"with": cue, "shared_scenes": shared[cue], "relationship": relation.relationship}
+    return {"with": relation.character, "relationship": relation.relationship}
 
 
 def _read_cards(
