@@ -414,6 +414,8 @@ def _first_and_last_lines(name: str, parts: Sequence[ScenePart]) -> Content:
 
 
 def _extracted_sheet(name: str, parts: Sequence[ScenePart]) -> Content | None:
+    """Counts, pivotal scenes, partners and quoted lines; every scene they speak in is their arc's
+    plot thread, not repeated here, so a lead's sheet stays near its size in a feature-length script."""
     present = [(section, scene) for section, scene in parts if name in scene.characters]
     if not present:
         return None
@@ -427,7 +429,6 @@ def _extracted_sheet(name: str, parts: Sequence[ScenePart]) -> Content | None:
         "method": "extractive",
         "name": name,
         "scene_count": len(present),
-        "scenes": [scene.number for _, scene in present],
         "first_scene": present[0][1].number,
         "last_scene": present[-1][1].number,
         "pivotal_scenes": [
@@ -1024,9 +1025,7 @@ class ModelWriter:
             return _fallback(facts)
         answer, completion = got
         shared = Counter(other for _, scene in parts if name in scene.characters for other in scene.characters)
-        counted = {
-            field: facts.content[field] for field in ("name", "scene_count", "scenes", "first_scene", "last_scene")
-        }
+        counted = {field: facts.content[field] for field in ("name", "scene_count", "first_scene", "last_scene")}
         content: Content = {
             "method": "model",
             **counted,
