@@ -148,3 +148,23 @@ def tier_name(tier: int) -> str:
 # --- Chat intents: what a message asks for (the gateway checks a caller's hint, chat-svc decides) -
 
 INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "question")
+
+
+# --- Artifacts: their job queue and the analysis step's progress ids ------------------------------
+
+# JOBS: AnalyzeJob, ingestion → ingestion. Taken after every ingest queue (below low), one batch a job.
+ANALYZE_JOBS = "jobs.analyze"
+ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread")
+# A screenplay's growth (Document.analysis_state); "" for every other document.
+ANALYSIS_STATES = ("empty", "partial", "analyzed")
+
+
+def analyze_msg_id(document_id: object, version: int, written: int) -> str:
+    """The job that writes a version's next batch, after `written` artifacts: a batch queued twice
+    (a redelivered job, a lazy request meanwhile) is one job."""
+    return f"analyze:{document_id}:{version}:{written}"
+
+
+def analyzing_msg_id(document_id: object, version: int, done: int) -> str:
+    """ANALYZING moves on within the status (done of total): each step is its own progress message."""
+    return f"progress:{document_id}:{version}:ANALYZING:{done}"
