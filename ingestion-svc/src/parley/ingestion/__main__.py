@@ -1,9 +1,11 @@
-"""Start ingestion: migrations, the gRPC API, the ingest worker, the indexed consumer, the outbox relay."""
+"""Start ingestion: migrations, the gRPC API, the ingest worker (uploads, then artifact jobs), the
+indexed consumer, the outbox relay."""
 
 import asyncio
 from pathlib import Path
 
 from parley.ingestion import events
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.catalog import Collections
 from parley.ingestion.config import Settings
 from parley.ingestion.dead_letters import DeadLetters
@@ -37,7 +39,18 @@ async def main() -> None:
         documents = Documents(
             sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify
         )
-        pipeline = Pipeline(sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
+        # No writer until artifact_writers.build_writer is wired here: artifacts are then served
+        # as stored, and none are written.
+        artifacts = Artifacts(
+            sessions=runtime.sessions, progress=progress, settings=settings, writer=None, notify_outbox=relay.notify
+        )
+        pipeline = Pipeline(
+            sessions=runtime.sessions,
+            progress=progress,
+            settings=settings,
+            artifacts=artifacts,
+            notify_outbox=relay.notify,
+        )
         dead_letters = DeadLetters(
             js=runtime.js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables()
         )
@@ -45,13 +58,19 @@ async def main() -> None:
             (
                 ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
                 IngestionApi(
-                    collections=collections, documents=documents, progress=progress, dead_letters=dead_letters
+                    collections=collections,
+                    documents=documents,
+                    progress=progress,
+                    dead_letters=dead_letters,
+                    artifacts=artifacts,
                 ),
                 "parley.v1.IngestionService",
             )
         )
         runtime.spawn(
-            events.run_by_priority(runtime.js, events.ingest_consumers(pipeline), runtime.stopping),
+            events.run_by_priority(
+                runtime.js, [*events.ingest_consumers(pipeline), events.analyze_consumer(artifacts)], runtime.stopping
+            ),
             name="ingest-worker",
         )
         runtime.consume(events.indexed_consumer(pipeline))
