@@ -10,18 +10,25 @@ ones, CAROL in every third.
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import pytest
 from nats.aio.client import Client as NatsClient
 
+from parley.ingestion.artifacts import card_key, carded, growth, plan
+from parley.ingestion.config import Settings
+from parley.ingestion.models import AnalysisState
+from parley.ingestion.screenplay import fountain_sections
+from parley.ingestion.store import ArtifactRecord
 from parley.kit.identity import Identity
 from parley.v1 import events_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 Stub = ingestion_pb2_grpc.IngestionServiceStub
 # An analysis is several jobs, each through the outbox and the worker's queues.
 MAX_POLLS = 300
+MODEL = "test/scripted"
 
 
 def who(tenant_id: str) -> tuple[tuple[str, str], ...]:
@@ -159,18 +166,20 @@ async def test_a_screenplay_grows_from_empty_to_partial_to_analyzed(
     assert analyzed.analysis_state == "analyzed"
     assert analyzed.status == ingestion_pb2.DOCUMENT_STATUS_READY
     analyzing = [step for step in steps if step.status == ingestion_pb2.DOCUMENT_STATUS_ANALYZING]
-    # 26 new cards (8 a job), the outline, 3 sheets, the plot threads: 31 artifacts in 7 jobs.
+    # 26 new cards (8 a job), the outline with the plot threads, 3 sheets: 31 in 6 jobs.
     assert [(step.done, step.total) for step in analyzing] == [
         (0, 31),
         (8, 31),
         (16, 31),
         (24, 31),
         (26, 31),
-        (27, 31),
-        (30, 31),
+        (28, 31),
     ]
-    assert analyzing[0].message == "writing scene cards 0/31"
-    assert analyzing[-1].message == "writing plot threads 30/31"
+    assert [step.message for step in analyzing[::4]] == [
+        "writing scene cards 0/31",
+        "writing the outline and plot threads 26/31",
+    ]
+    assert analyzing[-1].message == "writing character sheets 28/31"
     assert steps[-1].status == ingestion_pb2.DOCUMENT_STATUS_READY
     found = await artifacts(ingestion, tenant_id, document.id)
     assert cards(found) == [str(number) for number in range(1, 32)]
@@ -342,3 +351,71 @@ async def test_another_tenants_artifacts_are_not_found_and_unknown_kinds_are_ref
         "unknown kind": grpc.StatusCode.INVALID_ARGUMENT,
     }
     assert len(await artifacts(ingestion, tenant_id, document.id)) == 3
+
+
+def settings() -> Settings:
+    return Settings(env="test", database_url="postgresql://unused", nats_url="nats://unused")
+
+
+def long_scene(action_lines: int) -> bytes:
+    action = "\n\n".join(f"Line {n} of action." for n in range(action_lines))
+    return f"INT. HALL - DAY\n\n{action}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "before", "state"),
+    [
+        (screenplay(2), AnalysisState.NONE, AnalysisState.EMPTY),
+        (screenplay(3), AnalysisState.NONE, AnalysisState.PARTIAL),
+        (screenplay(30), AnalysisState.NONE, AnalysisState.ANALYZED),
+        # One scene of ~5 pages (each action line and the blank before it: 2 of 55 lines a page),
+        # of ~11 pages, of ~62 pages: pages count as well as scenes.
+        (long_scene(135), AnalysisState.NONE, AnalysisState.EMPTY),
+        (long_scene(300), AnalysisState.NONE, AnalysisState.PARTIAL),
+        (long_scene(1_700), AnalysisState.NONE, AnalysisState.ANALYZED),
+        # A script cut short keeps its state.
+        (screenplay(2), AnalysisState.ANALYZED, AnalysisState.ANALYZED),
+    ],
+)
+def test_the_analysis_state_follows_scenes_or_pages_and_never_goes_back(
+    content: bytes, before: AnalysisState, state: AnalysisState
+) -> None:
+    sections = fountain_sections(content.decode())
+
+    assert growth(sections, settings=settings(), before=before) == state
+
+
+def test_an_analyzed_script_whose_writer_found_no_plot_thread_is_not_asked_again() -> None:
+    sections = fountain_sections(screenplay(30).decode())
+    now = datetime.now(UTC)
+
+    def written(kind: str, key: str, sha256: str = "") -> ArtifactRecord:
+        return ArtifactRecord(
+            id=uuid.uuid4(),
+            tenant_id="t",
+            document_id=uuid.uuid4(),
+            kind=kind,
+            key=key,
+            content={},
+            tokens=1,
+            model=MODEL,
+            document_version=1,
+            source_sha256=sha256,
+            changed_scenes=0,
+            stale=False,
+            created_at=now,
+            updated_at=now,
+        )
+
+    held = [
+        *(
+            written("scene_card", card_key(section), section.content_sha256)
+            for section in carded(sections, screenplay=True)
+        ),
+        written("outline", "outline"),
+        *(written("character_sheet", name) for name in ("ANN", "BOB", "CAROL")),
+    ]
+
+    left = plan(sections=sections, held=held, screenplay=True, state=AnalysisState.ANALYZED, settings=settings())
+
+    assert left == []

@@ -20,8 +20,8 @@ When a version becomes searchable (`after_indexing`, inside Pipeline.mark_indexe
 3. if the state calls for artifacts that are missing or stale, the document is ANALYZING and an
    AnalyzeJob goes to `jobs.analyze` in the same transaction; else READY.
 
-Each AnalyzeJob writes one batch (`cards_per_job` cards, or the outline, or the sheets, or the
-plot threads), keeps it, and queues the next job in one transaction; the ingest worker takes its
+Each AnalyzeJob writes one batch (`cards_per_job` cards, or the outline with the plot threads, or
+the sheets), keeps it, and queues the next job in one transaction; the ingest worker takes its
 upload queues first between jobs, so an upload waits for one batch at most. A redelivered job
 recomputes what is left from the table, and every artifact is one row per (document, kind, key),
 so a crash costs at most the batch in flight and never makes a duplicate.
@@ -37,11 +37,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.ingestion import store
-from parley.ingestion.artifact_writers import ArtifactDraft, ArtifactKind, ArtifactWriter, Owner
+from parley.ingestion.artifact_writers import ArtifactDraft, ArtifactWriter, Owner
 from parley.ingestion.config import Settings
 from parley.ingestion.models import AnalysisState, Status, outbox
 from parley.ingestion.progress import Progress
@@ -58,26 +59,32 @@ log = logging.getLogger(__name__)
 
 # Growth only moves forward: a script cut below a threshold keeps the artifacts it has.
 _GROWTH = (AnalysisState.NONE, AnalysisState.EMPTY, AnalysisState.PARTIAL, AnalysisState.ANALYZED)
-_WORDS: dict[str, str] = {
-    "scene_card": "scene cards",
-    "outline": "the outline",
-    "character_sheet": "character sheets",
-    "plot_thread": "plot threads",
-}
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one writer call makes: cards for `sections`, sheets for `characters`, or the one kind."""
+    """What one job writes: cards for `sections`, sheets for `characters`, or the outline — with
+    the plot threads when `threads`. The outline and the threads both read the whole script and go
+    stale together, so they are written together: a script whose writer finds no thread is not
+    asked again and again for the threads it lacks."""
 
-    kind: ArtifactKind
+    kind: Literal["scene_card", "outline", "character_sheet"]
     sections: tuple[SectionRecord, ...] = ()
     characters: tuple[str, ...] = ()
+    threads: bool = False
 
     @property
     def size(self) -> int:
         """Artifacts it counts for in done / total (plot threads, however many, count once)."""
-        return len(self.sections) or len(self.characters) or 1
+        return len(self.sections) or len(self.characters) or 1 + self.threads
+
+    @property
+    def words(self) -> str:
+        if self.kind == "scene_card":
+            return "scene cards"
+        if self.kind == "character_sheet":
+            return "character sheets"
+        return "the outline and plot threads" if self.threads else "the outline"
 
 
 def card_key(section: SectionRecord) -> str:
@@ -143,8 +150,8 @@ def plan(
     state: AnalysisState,
     settings: Settings,
 ) -> list[Batch]:
-    """What is missing or stale for the state, in the order it is written: cards, outline,
-    character sheets, plot threads."""
+    """What is missing or stale for the state, in the order it is written: cards, the outline
+    (with the plot threads), character sheets."""
     kept = {(artifact.kind, artifact.key): artifact for artifact in held}
     batches: list[Batch] = []
     if not screenplay or state in (AnalysisState.PARTIAL, AnalysisState.ANALYZED):
@@ -157,11 +164,13 @@ def plan(
         ]
         step = settings.cards_per_job
         batches += [Batch("scene_card", sections=tuple(due[at : at + step])) for at in range(0, len(due), step)]
-    if not screenplay or state == AnalysisState.ANALYZED:
+    analyzed = screenplay and state == AnalysisState.ANALYZED
+    if not screenplay or analyzed:
         outline = kept.get(("outline", "outline"))
-        if outline is None or outline.stale:
-            batches.append(Batch("outline"))
-    if screenplay and state == AnalysisState.ANALYZED:
+        threads_stale = any(artifact.stale for artifact in held if artifact.kind == "plot_thread")
+        if outline is None or outline.stale or (analyzed and threads_stale):
+            batches.append(Batch("outline", threads=analyzed))
+    if analyzed:
         sheets = [
             name
             for name in main_characters(sections, limit=settings.main_character_count)
@@ -169,9 +178,6 @@ def plan(
         ]
         if sheets:
             batches.append(Batch("character_sheet", characters=tuple(sheets)))
-        threads = [artifact for artifact in held if artifact.kind == "plot_thread"]
-        if not threads or any(thread.stale for thread in threads):
-            batches.append(Batch("plot_thread"))
     return batches
 
 
@@ -193,7 +199,7 @@ def _refusal(error: BudgetExceeded | Unavailable) -> str:
 def _stuck(batch: Batch) -> str:
     # A writer whose drafts do not answer what it was asked (keys it was not given) would be
     # asked again and again: stop instead, and say so.
-    return f"the writer did not write the {_WORDS[batch.kind]} asked for"
+    return f"the writer did not write the {batch.words} asked for"
 
 
 class Artifacts:
@@ -434,13 +440,14 @@ class Artifacts:
             case "scene_card":
                 return await self._writer.scene_cards(owner=owner, title=title, sections=batch.sections)
             case "outline":
-                return [await self._writer.outline(owner=owner, title=title, sections=sections)]
+                outline = await self._writer.outline(owner=owner, title=title, sections=sections)
+                if not batch.threads:
+                    return [outline]
+                return [outline, *await self._writer.plot_threads(owner=owner, title=title, sections=sections)]
             case "character_sheet":
                 return await self._writer.character_sheets(
                     owner=owner, title=title, sections=sections, characters=batch.characters
                 )
-            case "plot_thread":
-                return await self._writer.plot_threads(owner=owner, title=title, sections=sections)
 
     async def _keep(
         self, *, session: AsyncSession, document: DocumentRecord, batch: Batch, drafts: Sequence[ArtifactDraft]
@@ -458,7 +465,7 @@ class Artifacts:
                 model=draft.model,
                 source_sha256=draft.source_sha256,
             )
-        if batch.kind == "plot_thread":
+        if batch.threads:
             # Threads are written as a set: one the new set no longer has is gone from the story.
             written = {draft.key for draft in drafts}
             held = await store.list_artifacts(
@@ -490,7 +497,7 @@ class Artifacts:
             status=Status.ANALYZING,
             done=done,
             total=total,
-            message=f"writing {_WORDS[next_batch.kind]} {done}/{total}",
+            message=f"writing {next_batch.words} {done}/{total}",
         )
 
     async def _count_changes(
