@@ -57,6 +57,7 @@ from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
+MAIN_CHARACTERS = 5
 # Growth only moves forward: a script cut below a threshold keeps the artifacts it has.
 _GROWTH = (AnalysisState.NONE, AnalysisState.EMPTY, AnalysisState.PARTIAL, AnalysisState.ANALYZED)
 
@@ -106,9 +107,10 @@ def carded(sections: Sequence[SectionRecord], *, screenplay: bool) -> list[Secti
     return scenes
 
 
-def main_characters(sections: Sequence[SectionRecord], *, limit: int) -> list[str]:
-    """Who speaks in the most scenes."""
-    return [row.name for row in characters_report(sections)[:limit]]
+def main_characters(sections: Sequence[SectionRecord], *, limit: int = MAIN_CHARACTERS) -> list[str]:
+    """Who gets a sheet: who speaks in the most scenes (two at least), at most `limit` of them.
+    The same rule as artifact_writers.main_characters, which replaces this one when both are merged."""
+    return [row.name for row in characters_report(sections) if row.scenes >= 2][:limit]
 
 
 def growth(sections: Sequence[SectionRecord], *, settings: Settings, before: AnalysisState) -> AnalysisState:
@@ -173,7 +175,7 @@ def plan(
     if analyzed:
         sheets = [
             name
-            for name in main_characters(sections, limit=settings.main_character_count)
+            for name in main_characters(sections)
             if (sheet := kept.get(("character_sheet", name))) is None or sheet.stale
         ]
         if sheets:

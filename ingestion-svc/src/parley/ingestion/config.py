@@ -28,8 +28,6 @@ class Settings(ServiceSettings):
     outline_stale_after_scenes: int = Field(default=5, ge=1)
     # Scene cards one analysis job writes: the ingest worker looks at its upload queues between jobs.
     cards_per_job: int = Field(default=8, ge=1)
-    # The characters who get a sheet: those who speak in the most scenes.
-    main_character_count: int = Field(default=6, ge=1)
 
     @model_validator(mode="after")
     def _analyzed_is_past_partial(self) -> "Settings":
