@@ -155,8 +155,6 @@ INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "q
 # JOBS: AnalyzeJob, ingestion → ingestion. Taken after every ingest queue (below low), one batch a job.
 ANALYZE_JOBS = "jobs.analyze"
 ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread")
-# A screenplay's growth (Document.analysis_state); "" for every other document.
-ANALYSIS_STATES = ("empty", "partial", "analyzed")
 
 
 def analyze_msg_id(document_id: object, version: int, written: int) -> str:
