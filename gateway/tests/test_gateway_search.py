@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import parley.ingestion
 import parley.retrieval
 from parley.gateway import auth, store
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.catalog import Collections
 from parley.ingestion.config import Settings as IngestionSettings
 from parley.ingestion.dead_letters import DeadLetters
@@ -53,7 +54,13 @@ async def backends(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) -
     sessions = db.session_factory(engine)
     settings = IngestionSettings(env="test", database_url=infra.database_url, nats_url=infra.nats_url)
     progress = Progress(sessions=sessions, js=nats_client.jetstream())
-    pipeline = Pipeline(sessions=sessions, progress=progress, settings=settings, notify_outbox=lambda: None)
+    # Search reads no artifacts: none are written.
+    artifacts = Artifacts(
+        sessions=sessions, progress=progress, settings=settings, writer=None, notify_outbox=lambda: None
+    )
+    pipeline = Pipeline(
+        sessions=sessions, progress=progress, settings=settings, artifacts=artifacts, notify_outbox=lambda: None
+    )
     ingestion = IngestionApi(
         collections=Collections(sessions=sessions, notify_outbox=lambda: None),
         documents=Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=lambda: None),
@@ -62,6 +69,7 @@ async def backends(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) -
         dead_letters=DeadLetters(
             js=nats_client.jetstream(), pipeline=pipeline, stream="JOBS", durables=ingest_durables()
         ),
+        artifacts=artifacts,
     )
     # The hashing embedder: instant. The real model runs in tests/test_end_to_end.py.
     embedder = LocalEmbedder()

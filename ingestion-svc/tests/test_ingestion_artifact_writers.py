@@ -592,7 +592,11 @@ def test_local_means_extraction_and_a_provider_needs_a_completer() -> None:
     infra = {"env": "test", "database_url": "postgresql+asyncpg://unused", "nats_url": "nats://unused"}
     local = Settings.model_validate(infra)
     assert isinstance(build_writer(local, None), ExtractiveWriter)
-    remote = Settings.model_validate(infra | {"artifacts_provider": "anthropic", "artifacts_model": "claude-x"})
+    with pytest.raises(ValueError, match="PARLEY_CHAT_TARGET"):
+        Settings.model_validate(infra | {"artifacts_provider": "anthropic"})
+    remote = Settings.model_validate(
+        infra | {"artifacts_provider": "anthropic", "artifacts_model": "claude-x", "chat_target": "127.0.0.1:1"}
+    )
     assert isinstance(build_writer(remote, ScriptedCompleter(not_json)), ModelWriter)
     with pytest.raises(ValueError, match="no completer"):
         build_writer(remote, None)

@@ -507,13 +507,3 @@ async def test_deleting_announces_chunks_deleted(ingestion: Stub, nats_client: N
         ingestion.GetDocument(ingestion_pb2.GetDocumentRequest(document_id=other.id), metadata=who(tenant_id)),
     ]
     assert [await code_of(call) for call in gone] == [grpc.StatusCode.NOT_FOUND] * 2
-
-
-async def test_artifacts_are_not_served_yet(ingestion: Stub, tenant_id: str) -> None:
-    code = await code_of(
-        ingestion.GetArtifacts(
-            ingestion_pb2.GetArtifactsRequest(document_id=str(uuid.uuid4())), metadata=who(tenant_id)
-        )
-    )
-
-    assert code == grpc.StatusCode.UNIMPLEMENTED

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-import grpc
 from nats.errors import Error as NatsError
 
 from parley.gateway.api.deps import Services
@@ -48,12 +47,7 @@ async def start_turn(services: Services, who: Principal, body: ChatIn) -> Starte
         provider=body.provider,
         model=body.model,
     )
-    try:
-        started = await services.chat.start_turn(who, request)
-    except grpc.aio.AioRpcError as error:
-        if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise ApiError(402, "budget_exceeded", error.details() or "the monthly budget is spent") from None
-        raise
+    started = await services.chat.start_turn(who, request)
     return StartedTurn(started.conversation_id, started.turn_id)
 
 

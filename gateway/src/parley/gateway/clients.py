@@ -190,6 +190,14 @@ class Backends:
         request = ingestion_pb2.GetPacingRequest(document_id=document_id)
         return await self.ingestion.GetPacing(request, timeout=self.deadline, metadata=_metadata(who))
 
+    async def get_artifacts(
+        self, who: Principal, document_id: str, *, kinds: list[str], fresh: bool
+    ) -> ingestion_pb2.GetArtifactsResponse:
+        request = ingestion_pb2.GetArtifactsRequest(document_id=document_id, kinds=kinds, fresh=fresh)
+        # Fresh artifacts may be a model's work, batch after batch: a longer deadline, still one.
+        timeout = self.deadline * 6 if fresh else self.deadline
+        return await self.ingestion.GetArtifacts(request, timeout=timeout, metadata=_metadata(who))
+
     async def list_dead_letters(self, who: Principal) -> ingestion_pb2.ListDeadLettersResponse:
         request = ingestion_pb2.ListDeadLettersRequest()
         return await self.ingestion.ListDeadLetters(request, timeout=self.deadline, metadata=_metadata(who))

@@ -25,6 +25,7 @@ _FROM_GRPC: dict[grpc.StatusCode, tuple[int, str]] = {
     grpc.StatusCode.NOT_FOUND: (404, "not_found"),
     grpc.StatusCode.ALREADY_EXISTS: (409, "already_exists"),
     grpc.StatusCode.FAILED_PRECONDITION: (409, "failed_precondition"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (402, "budget_exceeded"),  # usage-svc refused the hold
     grpc.StatusCode.UNIMPLEMENTED: (501, "not_implemented"),
     grpc.StatusCode.UNAVAILABLE: (503, "unavailable"),
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, "deadline_exceeded"),

@@ -4,13 +4,23 @@ Responses are built from the backends' protos here, once, so every route returns
 shape for the same thing (ids as strings, times as ISO 8601, enums as lowercase words).
 """
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from parley.kit.contracts import (
     INGEST_PRIORITIES,
@@ -126,6 +136,8 @@ class Document(FromProto):
     done: int
     total: int
     message: str
+    # A screenplay's growth (empty, partial, analyzed: which artifacts it gets); null for other documents.
+    analysis_state: NoneIfEmpty
     created_at: ProtoTime
     updated_at: ProtoTime
 
@@ -473,6 +485,42 @@ class PacingOut(BaseModel):
     @classmethod
     def of(cls, document_id: str, proto: ingestion_pb2.PacingReport) -> "PacingOut":
         return cls.model_validate({"document_id": document_id, **proto_fields(proto)})
+
+
+# --- A document's artifacts ------------------------------------------------------------------------
+
+
+class ArtifactOut(BaseModel):
+    """A scene card, the outline, a character sheet or a plot thread; `content` is the artifact's
+    own JSON, `stale` says the document changed enough since `document_version` to rewrite it."""
+
+    id: str
+    kind: str
+    key: str
+    content: dict[str, Any] = Field(validation_alias="content_json")
+    stale: bool
+    tokens: int
+    model: str
+    document_version: int
+    updated_at: datetime
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parsed(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @classmethod
+    def of(cls, proto: ingestion_pb2.Artifact) -> "ArtifactOut":
+        return cls.model_validate(proto_fields(proto))
+
+
+class ArtifactsOut(BaseModel):
+    document_id: str
+    artifacts: list[ArtifactOut]
+
+    @classmethod
+    def of(cls, document_id: str, proto: ingestion_pb2.GetArtifactsResponse) -> "ArtifactsOut":
+        return cls(document_id=document_id, artifacts=[ArtifactOut.of(artifact) for artifact in proto.artifacts])
 
 
 # Search

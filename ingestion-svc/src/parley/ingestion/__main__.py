@@ -1,10 +1,14 @@
-"""Start ingestion: migrations, the gRPC API, the ingest worker, the indexed consumer, the outbox relay."""
+"""Start ingestion: migrations, the gRPC API, the ingest worker (uploads, then artifact jobs), the
+indexed consumer, the outbox relay."""
 
 import asyncio
 from pathlib import Path
 
 from parley.ingestion import events
+from parley.ingestion.artifact_writers import build_writer
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.catalog import Collections
+from parley.ingestion.clients import ChatCompleter
 from parley.ingestion.config import Settings
 from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
@@ -29,6 +33,17 @@ async def main() -> None:
     fits = runtime.nc.max_payload - 64 * 1024
     if settings.max_event_bytes > fits:
         settings = settings.model_copy(update={"max_event_bytes": fits})
+    # `local` artifacts are extracted here; any other provider writes them through chat-svc.
+    completer = (
+        None
+        if settings.artifacts_provider == "local"
+        else ChatCompleter(
+            settings.chat_target,
+            deadline_seconds=settings.artifacts_deadline_seconds,
+            provider=settings.artifacts_provider,
+            model=settings.artifacts_model,
+        )
+    )
     try:
         relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
@@ -37,7 +52,20 @@ async def main() -> None:
         documents = Documents(
             sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify
         )
-        pipeline = Pipeline(sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
+        artifacts = Artifacts(
+            sessions=runtime.sessions,
+            progress=progress,
+            settings=settings,
+            writer=build_writer(settings, completer),
+            notify_outbox=relay.notify,
+        )
+        pipeline = Pipeline(
+            sessions=runtime.sessions,
+            progress=progress,
+            settings=settings,
+            artifacts=artifacts,
+            notify_outbox=relay.notify,
+        )
         dead_letters = DeadLetters(
             js=runtime.js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables()
         )
@@ -45,19 +73,27 @@ async def main() -> None:
             (
                 ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
                 IngestionApi(
-                    collections=collections, documents=documents, progress=progress, dead_letters=dead_letters
+                    collections=collections,
+                    documents=documents,
+                    progress=progress,
+                    dead_letters=dead_letters,
+                    artifacts=artifacts,
                 ),
                 "parley.v1.IngestionService",
             )
         )
         runtime.spawn(
-            events.run_by_priority(runtime.js, events.ingest_consumers(pipeline), runtime.stopping),
+            events.run_by_priority(
+                runtime.js, [*events.ingest_consumers(pipeline), events.analyze_consumer(artifacts)], runtime.stopping
+            ),
             name="ingest-worker",
         )
         runtime.consume(events.indexed_consumer(pipeline))
         await runtime.wait_for_signal()
     finally:
         await runtime.close()
+        if completer is not None:
+            await completer.close()
 
 
 if __name__ == "__main__":

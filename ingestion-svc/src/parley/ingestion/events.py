@@ -2,22 +2,27 @@
 consumers, and the ingest worker that takes jobs by priority.
 
 publishes  jobs.ingest.<priority>   IngestJob          outbox, in the upload's transaction
+           jobs.analyze             AnalyzeJob         outbox, when a version becomes searchable and after each batch
            docs.chunks.upserted     ChunksUpserted     outbox, in the transaction that stores the chunks
            docs.chunks.deleted      ChunksDeleted      outbox, in the deletion's transaction
            progress.document.<id>   DocumentProgress   plain publish after each commit (best effort)
 consumes   jobs.ingest.urgent       IngestJob          durable ingestion-ingest-urgent (stream JOBS)
            jobs.ingest.normal       IngestJob          durable ingestion-ingest-normal (stream JOBS)
            jobs.ingest.low          IngestJob          durable ingestion-ingest-low (stream JOBS)
+           jobs.analyze             AnalyzeJob         durable ingestion-analyze (stream JOBS), after every ingest queue
            docs.chunks.indexed      ChunksIndexed      durable ingestion-indexed (stream DOCS)
 parks      parked.JOBS.ingestion-ingest-<priority>     a job that failed JOB_MAX_DELIVER times
+           parked.JOBS.ingestion-analyze               likewise (the document stays READY, see artifacts.py)
 
 Priorities are one durable consumer per priority subject, and ONE worker loop that fetches from
 them in order (urgent, then normal, then low), one job at a time. Separate consumers running side
 by side would let a low job take the worker while an urgent one waits; a single consumer on
 jobs.ingest.> would deliver in arrival order. A fetch order makes "urgent first" hold whenever
 the worker picks its next job, and keeps one job in flight per process (chunking is CPU-bound).
+Analysis jobs are the last queue of the same loop: each writes one batch of artifacts, so an
+upload that arrives meanwhile waits for that batch at most.
 
-Publishing lives with the domain (documents.py, catalog.py, pipeline.py, progress.py), which
+Publishing lives with the domain (documents.py, catalog.py, pipeline.py, artifacts.py, progress.py), which
 takes its subjects from contracts; this module only turns consumed messages into domain calls.
 """
 
@@ -31,15 +36,17 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.pipeline import Pipeline
 from parley.kit import bus
-from parley.kit.contracts import CHUNKS_INDEXED, INGEST_PRIORITIES, ingest_subject
+from parley.kit.contracts import ANALYZE_JOBS, CHUNKS_INDEXED, INGEST_PRIORITIES, ingest_subject
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
 INGEST_DURABLE = "ingestion-ingest"
 INDEXED_DURABLE = "ingestion-indexed"
+ANALYZE_DURABLE = "ingestion-analyze"
 JOBS_STREAM = "JOBS"
 # Tries before a job is parked: with the nak backoff (2 s, 4 s, …) a job that cannot succeed is
 # set aside, and its document marked failed, within seconds rather than blocking its queue.
@@ -86,6 +93,33 @@ def ingest_consumers(pipeline: Pipeline, *, durable_prefix: str = INGEST_DURABLE
         )
         for priority, durable in zip(INGEST_PRIORITIES, ingest_durables(durable_prefix), strict=True)
     ]
+
+
+def analyze_consumer(artifacts: Artifacts, *, durable: str = ANALYZE_DURABLE) -> bus.Consumer:
+    """Artifact jobs: run it last in `run_by_priority`, after the ingest consumers."""
+
+    async def on_analyze_job(message: Msg) -> None:
+        job = _analyze_job(message)
+        if job is not None:
+            await artifacts.write_next(tenant_id=job.tenant_id, document_id=job.document_id, version=job.version)
+
+    async def on_parked(message: Msg, reason: str) -> None:
+        job = _analyze_job(message)
+        if job is not None:
+            await artifacts.give_up(
+                tenant_id=job.tenant_id, document_id=job.document_id, version=job.version, reason=reason
+            )
+
+    return bus.Consumer(
+        stream=JOBS_STREAM,
+        durable=durable,
+        subject=ANALYZE_JOBS,
+        handler=_heartbeating(on_analyze_job),
+        max_deliver=JOB_MAX_DELIVER,
+        ack_wait_seconds=JOB_ACK_WAIT_SECONDS,
+        batch=1,
+        on_parked=on_parked,
+    )
 
 
 def indexed_consumer(pipeline: Pipeline, *, durable: str = INDEXED_DURABLE) -> bus.Consumer:
@@ -183,4 +217,12 @@ def _ingest_job(message: Msg) -> events_pb2.IngestJob | None:
     except DecodeError:
         # Redelivering a payload we cannot read would only park it later; drop it now, loudly.
         log.error("dropped an unreadable IngestJob", extra={"fields": {"subject": message.subject}})
+        return None
+
+
+def _analyze_job(message: Msg) -> events_pb2.AnalyzeJob | None:
+    try:
+        return events_pb2.AnalyzeJob.FromString(message.data)
+    except DecodeError:
+        log.error("dropped an unreadable AnalyzeJob", extra={"fields": {"subject": message.subject}})
         return None

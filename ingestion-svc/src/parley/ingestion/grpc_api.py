@@ -1,12 +1,13 @@
-"""IngestionService over gRPC: proto in, a domain call, proto out. GetArtifacts is not served yet."""
+"""IngestionService over gRPC: proto in, a domain call, proto out."""
 
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.catalog import Collections
 from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents, UploadHeader, UploadPart, VersionHeader
-from parley.ingestion.messages import report_proto, to_proto
+from parley.ingestion.messages import artifact_proto, report_proto, to_proto
 from parley.ingestion.progress import Progress
 from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
@@ -44,12 +45,19 @@ async def _upload_parts(requests: AsyncIterator[UploadRequest]) -> AsyncIterator
 
 class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
-        self, *, collections: Collections, documents: Documents, progress: Progress, dead_letters: DeadLetters
+        self,
+        *,
+        collections: Collections,
+        documents: Documents,
+        progress: Progress,
+        dead_letters: DeadLetters,
+        artifacts: Artifacts,
     ) -> None:
         self._collections = collections
         self._documents = documents
         self._progress = progress
         self._dead_letters = dead_letters
+        self._artifacts = artifacts
 
     async def CreateCollection(
         self, request: ingestion_pb2.CreateCollectionRequest, context: Context
@@ -133,7 +141,15 @@ class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
     async def GetArtifacts(
         self, request: ingestion_pb2.GetArtifactsRequest, context: Context
     ) -> ingestion_pb2.GetArtifactsResponse:
-        raise NotImplementedError("artifacts are not built yet")
+        who = caller(context)
+        records = await self._artifacts.get(
+            tenant_id=who.tenant_id,
+            user_id=who.user_id,
+            document_id=request.document_id,
+            kinds=list(request.kinds),
+            fresh=request.fresh,
+        )
+        return ingestion_pb2.GetArtifactsResponse(artifacts=[artifact_proto(record) for record in records])
 
     async def GetSection(self, request: ingestion_pb2.GetSectionRequest, context: Context) -> ingestion_pb2.Section:
         section = await self._documents.section(

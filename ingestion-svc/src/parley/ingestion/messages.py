@@ -1,6 +1,7 @@
 """Records as protobuf messages: every field a message shares by name with a record, so a new
 field is one edit in the message and one in the record, never a third in a copy list."""
 
+import json
 import uuid
 from dataclasses import asdict, fields, is_dataclass
 from datetime import datetime
@@ -10,6 +11,7 @@ from google.protobuf.json_format import ParseDict
 from google.protobuf.message import Message
 
 from parley.ingestion.models import Status
+from parley.ingestion.store import ArtifactRecord
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import ingestion_pb2
 
@@ -56,3 +58,8 @@ def report_proto(message_type: type[M], report: object) -> M:
     if not is_dataclass(report) or isinstance(report, type):
         raise TypeError(f"{type(report).__name__} is not a record")
     return ParseDict(asdict(report), message_type())
+
+
+def artifact_proto(artifact: ArtifactRecord) -> ingestion_pb2.Artifact:
+    """Its content as the JSON text the message carries."""
+    return to_proto(ingestion_pb2.Artifact, artifact, content_json=json.dumps(artifact.content, ensure_ascii=False))

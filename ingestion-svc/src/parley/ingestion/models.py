@@ -4,6 +4,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -17,10 +18,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from parley.kit.contracts import ARTIFACT_KINDS
 from parley.kit.outbox import outbox_table
 
 metadata = MetaData(schema="ingestion")
@@ -35,7 +38,16 @@ class Status(StrEnum):
     INDEXING = "INDEXING"
     READY = "READY"
     FAILED = "FAILED"
-    ANALYZING = "ANALYZING"  # for later artifacts; no step sets it yet
+    ANALYZING = "ANALYZING"  # searchable; its artifacts are being written
+
+
+class AnalysisState(StrEnum):
+    """A screenplay's growth, which decides the artifacts it gets; NONE for every other document."""
+
+    NONE = ""
+    EMPTY = "empty"  # too short for artifacts yet
+    PARTIAL = "partial"  # scene cards
+    ANALYZED = "analyzed"  # scene cards, outline, character sheets, plot threads
 
 
 collections = Table(
@@ -74,9 +86,15 @@ documents = Table(
     Column("done", Integer, nullable=False, server_default="0"),
     Column("total", Integer, nullable=False, server_default="0"),
     Column("message", Text, nullable=False, server_default=""),
+    Column("analysis_state", Text, nullable=False, server_default=""),
+    # The version whose sections the artifacts' staleness has been counted up to (0: none yet).
+    Column("analysis_version", Integer, nullable=False, server_default="0"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in Status)})", name="documents_status_check"),
     # The same content under the same title in the same collection is one document, even when
     # two uploads race.
+    CheckConstraint(
+        f"analysis_state IN ({', '.join(repr(s.value) for s in AnalysisState)})", name="documents_analysis_state_check"
+    ),
     UniqueConstraint("tenant_id", "collection_id", "title", "content_sha256", name="documents_dedup_key"),
     Index("documents_tenant_collection_created_idx", "tenant_id", "collection_id", "created_at", "id"),
 )
@@ -139,6 +157,30 @@ sections = Table(
         name="sections_version_fkey",
     ),
     UniqueConstraint("document_id", "version", "ordinal", name="sections_document_version_ordinal_key"),
+)
+
+# What a document's artifacts say, one row per (document, kind, key), replaced in place when
+# rewritten. `changed_scenes` counts the scenes changed since it was written (sheets, outline,
+# plot threads go stale past a threshold); a card is stale once its scene's text changed.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("document_id", Uuid, ForeignKey("ingestion.documents.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("content", JSONB, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("document_version", Integer, nullable=False),
+    Column("source_sha256", Text, nullable=False, server_default=""),
+    Column("changed_scenes", Integer, nullable=False, server_default="0"),
+    Column("stale", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("document_id", "kind", "key", name="artifacts_document_kind_key_key"),
+    CheckConstraint(f"kind IN ({', '.join(repr(kind) for kind in ARTIFACT_KINDS)})", name="artifacts_kind_check"),
 )
 
 outbox = outbox_table(metadata)

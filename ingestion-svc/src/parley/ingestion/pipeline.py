@@ -1,6 +1,7 @@
 """The pipeline that makes a stored version searchable, one committed step at a time:
 
     QUEUED ──IngestJob──▶ PARSING ──▶ CHUNKING ──sections + chunks + ChunksUpserted──▶ INDEXING ──ChunksIndexed──▶ READY
+                                                                        (or ANALYZING, then READY: artifacts.py)
                             └── unreadable, nothing to index, too large for one event ──▶ FAILED (stage, why)
                             └── the job failing max_deliver times (parked) ──▶ FAILED (stage, why)
 
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable
 
 from parley.ingestion import store
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.config import Settings
 from parley.ingestion.formats import parse_document
 from parley.ingestion.ids import chunk_id
@@ -39,11 +41,18 @@ WORKING = frozenset({Status.QUEUED, Status.PARSING, Status.CHUNKING})
 
 class Pipeline:
     def __init__(
-        self, *, sessions: Sessions, progress: Progress, settings: Settings, notify_outbox: Callable[[], None]
+        self,
+        *,
+        sessions: Sessions,
+        progress: Progress,
+        settings: Settings,
+        artifacts: Artifacts,
+        notify_outbox: Callable[[], None],
     ) -> None:
         self._sessions = sessions
         self._progress = progress
         self._settings = settings
+        self._artifacts = artifacts
         self._notify_outbox = notify_outbox
 
     async def chunk_version(self, *, tenant_id: str, document_id: str, version: int) -> None:
@@ -254,7 +263,8 @@ class Pipeline:
         return True
 
     async def mark_indexed(self, *, tenant_id: str, document_id: str, version: int) -> None:
-        """INDEXING → READY, once retrieval says the version is searchable."""
+        """INDEXING → READY (or ANALYZING, its first artifact job queued), once retrieval says the
+        version is searchable."""
         document_uuid = as_uuid(document_id)
         if document_uuid is None:
             log.error("dropped a ChunksIndexed with a malformed document id", extra={"fields": {"id": document_id}})
@@ -266,14 +276,7 @@ class Pipeline:
             # Another version's news, a deleted document, or a redelivery after we already moved on.
             if document is None or document.version != version or document.status != Status.INDEXING:
                 return
-            document = await store.set_status(
-                session=session,
-                tenant_id=tenant_id,
-                document_id=document_uuid,
-                status=Status.READY,
-                done=document.chunk_count,
-                total=document.chunk_count,
-                message=f"searchable: {document.chunk_count} chunks",
-            )
+            document = await self._artifacts.after_indexing(session=session, document=document)
+        self._notify_outbox()
         if document is not None:
             await self._progress.publish(document)

@@ -14,8 +14,9 @@ from nats.js import JetStreamContext
 
 from parley.ingestion import store
 from parley.ingestion.messages import to_proto
+from parley.ingestion.models import Status
 from parley.ingestion.store import DocumentRecord
-from parley.kit.contracts import progress_msg_id, progress_subject
+from parley.kit.contracts import analyzing_msg_id, progress_msg_id, progress_subject
 from parley.kit.db import Sessions
 from parley.kit.errors import NotFound
 from parley.kit.ids import parse_id
@@ -49,9 +50,10 @@ STAGE_RANK = {
 }
 
 
-def _order(progress: ingestion_pb2.DocumentProgress) -> tuple[int, int]:
-    """Steps of one version only move forward, and a later version comes after them all."""
-    return progress.version, STAGE_RANK.get(progress.status, 0)
+def _order(progress: ingestion_pb2.DocumentProgress) -> tuple[int, int, int]:
+    """Steps of one version only move forward, and a later version comes after them all. Within
+    ANALYZING, `done` grows: each artifact batch written is a step of its own."""
+    return progress.version, STAGE_RANK.get(progress.status, 0), progress.done
 
 
 class Progress:
@@ -62,11 +64,15 @@ class Progress:
     async def publish(self, document: DocumentRecord) -> None:
         """The row is the truth and watchers fall back on it: a failure here must not fail (and
         so redeliver) work that is already committed."""
+        if document.status == Status.ANALYZING:
+            msg_id = analyzing_msg_id(document.id, document.version, document.done)
+        else:
+            msg_id = progress_msg_id(document.id, document.version, document.status)
         try:
             await self._js.publish(
                 progress_subject(document.id),
                 progress_message(document).SerializeToString(),
-                headers={"Nats-Msg-Id": progress_msg_id(document.id, document.version, document.status)},
+                headers={"Nats-Msg-Id": msg_id},
             )
         except Exception:
             log.warning(
@@ -91,7 +97,7 @@ class Progress:
                 raise NotFound(f"document {document_id!r} not found")
             current = progress_message(document)
             # Older versions' steps are history of another upload.
-            last = (document.version, 0)
+            last = (document.version, 0, 0)
             if kept == 0:
                 yield current
                 if current.status in TERMINAL:

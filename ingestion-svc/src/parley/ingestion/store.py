@@ -1,7 +1,7 @@
 """All of ingestion's SQL. Every query that touches a tenant's rows filters on tenant_id."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -10,8 +10,17 @@ from sqlalchemy import RowMapping, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.ingestion.ids import chunk_id, section_id
-from parley.ingestion.models import Status, chunks, collections, document_versions, documents, sections
+from parley.ingestion.ids import chunk_id, new_id, section_id
+from parley.ingestion.models import (
+    AnalysisState,
+    Status,
+    artifacts,
+    chunks,
+    collections,
+    document_versions,
+    documents,
+    sections,
+)
 from parley.ingestion.sections import DialogueBlock, Scene, Section, SectionChunk, SectionKey, section_keys
 from parley.kit.paging import Cursor
 
@@ -46,6 +55,8 @@ class DocumentRecord:
     done: int
     total: int
     message: str
+    analysis_state: AnalysisState
+    analysis_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +95,31 @@ def _section(row: RowMapping) -> SectionRecord:
 
 def _document(row: RowMapping) -> DocumentRecord:
     values = {field.name: row[field.name] for field in fields(DocumentRecord)}
-    return DocumentRecord(**values | {"status": Status(row["status"])})
+    return DocumentRecord(
+        **values | {"status": Status(row["status"]), "analysis_state": AnalysisState(row["analysis_state"])}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    id: uuid.UUID
+    tenant_id: str
+    document_id: uuid.UUID
+    kind: str
+    key: str
+    content: dict[str, object]
+    tokens: int
+    model: str
+    document_version: int
+    source_sha256: str
+    changed_scenes: int
+    stale: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def _artifact(row: RowMapping) -> ArtifactRecord:
+    return ArtifactRecord(**{field.name: row[field.name] for field in fields(ArtifactRecord)})
 
 
 _document_count = (
@@ -519,3 +554,74 @@ async def add_version(
         .one()
     )
     return _document(row)
+
+
+async def set_analysis(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, state: AnalysisState, version: int
+) -> None:
+    """The document's analysis state, and the version its artifacts' staleness is counted up to."""
+    await session.execute(
+        update(documents)
+        .where(documents.c.tenant_id == tenant_id, documents.c.id == document_id)
+        .values(analysis_state=state, analysis_version=version)
+    )
+
+
+async def list_artifacts(
+    *, session: AsyncSession, tenant_id: str, document_id: uuid.UUID, kinds: Sequence[str] = ()
+) -> list[ArtifactRecord]:
+    """The document's artifacts (of `kinds`, when given), by kind and key."""
+    query = select(artifacts).where(artifacts.c.tenant_id == tenant_id, artifacts.c.document_id == document_id)
+    if kinds:
+        query = query.where(artifacts.c.kind.in_(kinds))
+    rows = await session.execute(query.order_by(artifacts.c.kind, artifacts.c.key))
+    return [_artifact(row) for row in rows.mappings()]
+
+
+async def upsert_artifact(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    document_id: uuid.UUID,
+    document_version: int,
+    kind: str,
+    key: str,
+    content: Mapping[str, object],
+    tokens: int,
+    model: str,
+    source_sha256: str,
+) -> None:
+    """Written anew: fresh, nothing changed since. The same (document, kind, key) twice is one row."""
+    written = {
+        "content": dict(content),
+        "tokens": tokens,
+        "model": model,
+        "document_version": document_version,
+        "source_sha256": source_sha256,
+        "changed_scenes": 0,
+        "stale": False,
+    }
+    await session.execute(
+        insert(artifacts)
+        .values(id=new_id(), tenant_id=tenant_id, document_id=document_id, kind=kind, key=key, **written)
+        .on_conflict_do_update(constraint="artifacts_document_kind_key_key", set_=written | {"updated_at": func.now()})
+    )
+
+
+async def mark_artifact(
+    *, session: AsyncSession, tenant_id: str, artifact_id: uuid.UUID, changed_scenes: int, stale: bool
+) -> None:
+    """How many scenes changed since the artifact was written, and whether that makes it stale.
+    `updated_at` stays: it says when the content was written."""
+    await session.execute(
+        update(artifacts)
+        .where(artifacts.c.tenant_id == tenant_id, artifacts.c.id == artifact_id)
+        .values(changed_scenes=changed_scenes, stale=stale)
+    )
+
+
+async def delete_artifacts(*, session: AsyncSession, tenant_id: str, artifact_ids: Sequence[uuid.UUID]) -> None:
+    if artifact_ids:
+        await session.execute(
+            delete(artifacts).where(artifacts.c.tenant_id == tenant_id, artifacts.c.id.in_(artifact_ids))
+        )

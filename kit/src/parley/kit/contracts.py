@@ -153,3 +153,20 @@ INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "q
 
 MAX_COMPLETION_CHARS = 400_000  # a Complete call's system and prompt together (~100k cl100k tokens)
 COMPLETION_KINDS = ("summary",)  # the usage kinds a completion may be billed as; empty means the first
+
+# --- Artifacts: their job queue and the analysis step's progress ids ------------------------------
+
+# JOBS: AnalyzeJob, ingestion → ingestion. Taken after every ingest queue (below low), one batch a job.
+ANALYZE_JOBS = "jobs.analyze"
+ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread")
+
+
+def analyze_msg_id(document_id: object, version: int, written: int) -> str:
+    """The job that writes a version's next batch, after `written` artifacts: a batch queued twice
+    (a redelivered job, a lazy request meanwhile) is one job."""
+    return f"analyze:{document_id}:{version}:{written}"
+
+
+def analyzing_msg_id(document_id: object, version: int, done: int) -> str:
+    """ANALYZING moves on within the status (done of total): each step is its own progress message."""
+    return f"progress:{document_id}:{version}:ANALYZING:{done}"

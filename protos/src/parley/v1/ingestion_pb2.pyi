@@ -225,12 +225,14 @@ class WatchDocumentRequest(_message.Message):
     def __init__(self, document_id: _Optional[str] = ...) -> None: ...
 
 class GetArtifactsRequest(_message.Message):
-    __slots__ = ("document_id", "kinds")
+    __slots__ = ("document_id", "kinds", "fresh")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
+    FRESH_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     kinds: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, document_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ...) -> None: ...
+    fresh: bool
+    def __init__(self, document_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ..., fresh: _Optional[bool] = ...) -> None: ...
 
 class Artifact(_message.Message):
     __slots__ = ("id", "document_id", "kind", "key", "content_json", "stale", "updated_at", "tokens", "model", "document_version")

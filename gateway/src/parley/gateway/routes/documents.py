@@ -1,4 +1,5 @@
-"""One document: its state, its sections, a screenplay's reports, its progress as SSE, its removal."""
+"""One document: its state, its sections, a screenplay's reports, its artifacts, its progress as
+SSE, its removal."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -12,6 +13,7 @@ from parley.gateway.errors import ApiError, from_grpc
 from parley.gateway.events import error_frame
 from parley.gateway.schemas import (
     PRIORITY,
+    ArtifactsOut,
     CharactersOut,
     Document,
     DocumentProgress,
@@ -20,7 +22,7 @@ from parley.gateway.schemas import (
     Page,
     SectionOut,
 )
-from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS
+from parley.kit.contracts import ARTIFACT_KINDS, MAX_PAGE_TOKEN_CHARS
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -90,6 +92,24 @@ async def get_pacing(document_id: str, who: CurrentPrincipal, services: Deps) ->
     return PacingOut.of(document_id, await services.backends.get_pacing(who, document_id))
 
 
+@router.get("/{document_id}/artifacts")
+async def get_artifacts(
+    document_id: str,
+    who: CurrentPrincipal,
+    services: Deps,
+    kind: Annotated[
+        list[str], Query(max_length=len(ARTIFACT_KINDS), description=f"only these: {', '.join(ARTIFACT_KINDS)}")
+    ] = [],  # noqa: B006
+    fresh: Annotated[bool, Query(description="write what is missing or stale first (billed)")] = False,
+) -> ArtifactsOut:
+    """Scene cards (in scene order), the outline, character sheets and plot threads, each with its
+    token count, model, the version it was made from and whether it is stale. `fresh=true` writes
+    what is missing or stale before answering: 402 when the budget is spent (what was written
+    stays), 503 when the model is down. An unknown kind is a 400 (ingestion knows the kinds)."""
+    found = await services.backends.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
+    return ArtifactsOut.of(document_id, found)
+
+
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_document(document_id: str, who: CurrentPrincipal, services: Deps) -> None:
     await services.backends.delete_document(who, document_id)
@@ -97,7 +117,8 @@ async def delete_document(document_id: str, who: CurrentPrincipal, services: Dep
 
 @router.get("/{document_id}/events")
 async def document_events(document_id: str, who: CurrentPrincipal, services: Deps) -> EventSourceResponse:
-    """Server-sent `progress` events (queued → chunking → indexing → ready | failed)."""
+    """Server-sent `progress` events (queued → parsing → chunking → indexing → [analyzing, one
+    event per batch of artifacts] → ready | failed)."""
     # Asking first turns another tenant's id into a 404 before the stream starts.
     await services.backends.get_document(who, document_id)
 
