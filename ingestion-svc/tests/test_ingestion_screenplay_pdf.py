@@ -18,7 +18,7 @@ from parley.ingestion.pdf_text import pdf_sections
 from parley.ingestion.screenplay import fountain_sections
 from parley.ingestion.screenplay_reports import characters_report
 from parley.ingestion.sections import Scene, Section, chunk_sections
-from parley.kit.contracts import CHUNKS_UPSERTED
+from parley.kit.contracts import CHUNKS_INDEXED, CHUNKS_UPSERTED
 from parley.kit.identity import Identity
 from parley.v1 import events_pb2, ingestion_pb2, ingestion_pb2_grpc
 
@@ -260,6 +260,19 @@ async def test_an_uploaded_script_pdf_gives_scene_chunks_and_a_characters_report
 
     report = await ingestion.GetCharacters(ingestion_pb2.GetCharactersRequest(document_id=document.id), metadata=who)
     assert [(character.name, character.scenes) for character in report.characters] == [("JOHN", 3), ("MARY", 2)]
+
+    # Searchable (as retrieval would say), a 3-scene script has grown to `partial`, as a Fountain one would.
+    await nats_client.jetstream().publish(
+        CHUNKS_INDEXED,
+        events_pb2.ChunksIndexed(tenant_id=tenant_id, document_id=document.id, version=1).SerializeToString(),
+        headers={"Nats-Msg-Id": f"indexed:{document.id}:1"},
+    )
+    for _ in range(100):
+        found = await ingestion.GetDocument(ingestion_pb2.GetDocumentRequest(document_id=document.id), metadata=who)
+        if found.analysis_state:
+            break
+        await asyncio.sleep(0.05)
+    assert found.analysis_state == "partial"
 
 
 async def test_reports_refuse_a_pdf_that_is_not_a_script(

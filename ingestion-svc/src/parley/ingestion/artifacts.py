@@ -47,9 +47,9 @@ from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
 from parley.ingestion.models import AnalysisState, Status, outbox
 from parley.ingestion.progress import Progress
-from parley.ingestion.screenplay_reports import pacing_report
+from parley.ingestion.screenplay_reports import is_screenplay, pacing_report
 from parley.ingestion.store import ArtifactRecord, DocumentRecord, SectionRecord
-from parley.kit.contracts import ANALYZE_JOBS, ARTIFACT_KINDS, SCREENPLAY_TYPES, analyze_msg_id
+from parley.kit.contracts import ANALYZE_JOBS, ARTIFACT_KINDS, analyze_msg_id
 from parley.kit.db import Sessions
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound, Unavailable
 from parley.kit.ids import as_uuid, parse_id
@@ -219,10 +219,11 @@ class Artifacts:
         """The version is searchable: count what its changes made stale, set the analysis state,
         and go ANALYZING with the first job queued when the state calls for something, else READY.
         In the caller's transaction, under the document's row lock, once per version."""
-        tenant_id, screenplay = document.tenant_id, document.content_type in SCREENPLAY_TYPES
+        tenant_id = document.tenant_id
         sections = await store.list_sections(
             session=session, tenant_id=tenant_id, document_id=document.id, version=document.version
         )
+        screenplay = is_screenplay(document.content_type, sections)
         if document.analysis_version:
             before = await store.list_sections(
                 session=session, tenant_id=tenant_id, document_id=document.id, version=document.analysis_version
@@ -420,7 +421,7 @@ class Artifacts:
         batches = plan(
             sections=sections,
             held=held,
-            screenplay=document.content_type in SCREENPLAY_TYPES,
+            screenplay=is_screenplay(document.content_type, sections),
             state=document.analysis_state,
             settings=self._settings,
         )
@@ -504,7 +505,7 @@ class Artifacts:
         before: Sequence[SectionRecord],
         after: Sequence[SectionRecord],
     ) -> None:
-        screenplay = document.content_type in SCREENPLAY_TYPES
+        screenplay = is_screenplay(document.content_type, after)
         changed = changed_scenes(before, after, screenplay=screenplay)
         if not changed:
             return

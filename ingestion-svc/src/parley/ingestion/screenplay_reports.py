@@ -15,6 +15,7 @@ from typing import Protocol
 
 from parley.ingestion.screenplay import LINES_PER_PAGE
 from parley.ingestion.sections import Scene
+from parley.kit.contracts import SCREENPLAY_TYPES
 
 _DAY_WORDS = frozenset({"DAY", "MORNING", "AFTERNOON", "NOON", "DAWN", "SUNRISE", "DAYTIME"})
 _NIGHT_WORDS = frozenset({"NIGHT", "EVENING", "DUSK", "SUNSET", "MIDNIGHT", "NIGHTTIME"})
@@ -65,6 +66,11 @@ class HasScene(Protocol):
 
     @property
     def scene(self) -> Scene | None: ...
+
+
+def is_screenplay(content_type: str, sections: Sequence[HasScene]) -> bool:
+    """A Fountain or FDX file, or another (a PDF of a script) that was read as one: it has scenes."""
+    return content_type in SCREENPLAY_TYPES or any(section.scene is not None for section in sections)
 
 
 def scenes_of(sections: Sequence[HasScene]) -> list[Scene]:
