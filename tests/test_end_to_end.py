@@ -423,6 +423,18 @@ def test_a_screenplay_upload_has_scenes_and_reports(
     assert not_a_script.status_code == 409
     assert "not a screenplay" in not_a_script.json()["error"]["message"]
 
+    # 8 scenes: the script has grown to `partial`, and ready means its scene cards were written
+    # (offline, extracted: the platform runs the `local` writer), one per scene, by number.
+    assert api.get(f"/v1/documents/{document_id}").json()["analysis_state"] == "partial"
+    artifacts = api.get(f"/v1/documents/{document_id}/artifacts")
+    assert artifacts.status_code == 200, artifacts.text
+    cards = artifacts.json()["artifacts"]
+    assert [(card["kind"], card["key"]) for card in cards] == [("scene_card", str(number)) for number in range(1, 9)]
+    assert {(card["model"], card["stale"], card["document_version"]) for card in cards} == {
+        ("local/extractive", False, 1)
+    }
+    assert cards[0]["content"]["characters"] == ["STEEL", "BRICK"] and 0 < cards[0]["tokens"] <= 200
+
 
 @pytest.mark.parametrize(
     ("filename", "content", "reason"),
