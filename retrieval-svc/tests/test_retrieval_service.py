@@ -25,10 +25,11 @@ from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra, serving
 from parley.retrieval import events, models, store
-from parley.retrieval.embeddings import LocalEmbedder
+from parley.retrieval.embeddings import Embedded, LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
-from parley.retrieval.hybrid_search import Mode, Searcher, search_query
+from parley.retrieval.hybrid_search import Searcher
 from parley.retrieval.indexing import Indexer
+from parley.retrieval.vectors import Vectors
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 WITHIN_SECONDS = 30.0
@@ -115,8 +116,13 @@ async def sessions(engine: AsyncEngine) -> Sessions:
     return db.session_factory(engine)
 
 
+@pytest.fixture(scope="module")
+def vectors(sessions: Sessions, engine: AsyncEngine) -> Vectors:
+    return Vectors(sessions=sessions, engine=engine, embedder=LocalEmbedder())
+
+
 @pytest_asyncio.fixture(scope="module")
-async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
+async def pipeline(sessions: Sessions, vectors: Vectors, infra: Infra) -> AsyncIterator[Pipeline]:
     # A connection of its own, closed rather than drained: bus.run_consumer leaves its pull
     # subscription open when it stops, and draining a connection that holds one waits out the
     # 30 s drain timeout.
@@ -127,7 +133,7 @@ async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
     relay = OutboxRelay(sessions=sessions, table=models.outbox, js=js)
     suffix = uuid.uuid4().hex[:8]
     consumers = events.consumers(
-        indexer=Indexer(sessions=sessions, embedder=LocalEmbedder()),
+        indexer=Indexer(sessions=sessions, vectors=vectors),
         relay=relay,
         upserted_durable=f"test-retrieval-upserted-{suffix}",
         deleted_durable=f"test-retrieval-deleted-{suffix}",
@@ -145,8 +151,8 @@ async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stub(sessions: Sessions) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
-    api = RetrievalApi(Searcher(sessions=sessions, embedder=LocalEmbedder()))
+async def stub(sessions: Sessions, vectors: Vectors) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
+    api = RetrievalApi(Searcher(sessions=sessions, vectors=vectors))
     async with serving(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, api, "parley.v1.RetrievalService"
     ) as channel:
@@ -398,33 +404,6 @@ async def test_row_level_security_hides_other_tenants_rows_from_any_query(
             )
 
 
-class RenamedEmbedder(LocalEmbedder):
-    """Another model, as far as the index can tell: the same vectors under another name."""
-
-    name = "local-hash-384-renamed"
-
-
-async def test_after_a_switch_of_embedder_old_vectors_are_ignored_until_remade(
-    pipeline: Pipeline, sessions: Sessions, doc: Doc
-) -> None:
-    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
-    switched = Searcher(sessions=sessions, embedder=RenamedEmbedder())
-    query = search_query(text="warp engines", collection_ids=[doc.collection_id], k=5, mode=Mode.VECTOR)
-    # Vectors of another model are not comparable with the query's: none is used.
-    assert await switched.search(tenant_id=doc.tenant_id, query=query) == []
-
-    await Indexer(sessions=sessions, embedder=RenamedEmbedder()).reembed_until_current(asyncio.Event())
-    hits = await switched.search(tenant_id=doc.tenant_id, query=query)
-    assert [hit.ordinal for hit in hits][:1] == [0]
-    async with sessions() as session:
-        models_of = await session.execute(
-            select(models.chunks.c.embedding_model, func.count(models.chunks.c.embedding))
-            .where(models.chunks.c.document_id == doc.document_id)
-            .group_by(models.chunks.c.embedding_model)
-        )
-        assert models_of.all() == [(RenamedEmbedder.name, 2)]
-
-
 async def test_search_can_be_limited_to_some_documents(
     pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:
@@ -469,9 +448,9 @@ async def test_get_chunks_returns_them_in_the_order_asked(
     assert [chunk.text for chunk in response.chunks] == [GARDEN_TEXT, ENGINE_TEXT]
 
 
-async def test_reindexing_unchanged_text_embeds_nothing(sessions: Sessions, doc: Doc) -> None:
+async def test_reindexing_unchanged_text_embeds_nothing(sessions: Sessions, engine: AsyncEngine, doc: Doc) -> None:
     embedder = CountingEmbedder()
-    indexer = Indexer(sessions=sessions, embedder=embedder)
+    indexer = Indexer(sessions=sessions, vectors=Vectors(sessions=sessions, engine=engine, embedder=embedder))
     await indexer.index_version(doc.upserted(1, [f"{ENGINE_TEXT} {doc.document_id}"]))
     assert embedder.embedded == 1
 
@@ -489,9 +468,10 @@ class CountingEmbedder(LocalEmbedder):
     """The local embedder, counting the texts that actually reach it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.embedded = 0
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         self.embedded += len(texts)
         return await super().embed(texts)
 

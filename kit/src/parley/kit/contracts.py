@@ -148,3 +148,7 @@ def tier_name(tier: int) -> str:
 # --- Chat intents: what a message asks for (the gateway checks a caller's hint, chat-svc decides) -
 
 INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "question")
+
+# --- Usage event kinds (UsageRecorded.kind): what a billed call was for ----------------------------
+
+USAGE_EMBEDDING = "embedding"  # chunks and queries embedded (retrieval-svc); usage-svc reports by kind
