@@ -638,10 +638,13 @@ async def vector_search(
             chunk_embeddings.c.embedding.is_not(None),
             _in_scope(scope),
         )
-        .order_by(distance, chunks.c.chunk_id)
+        # By distance alone: a second sort key would stop the HNSW index from giving the order,
+        # and every candidate would be read and sorted. Ties are ordered by chunk id below.
+        .order_by(distance)
         .limit(scope.limit)
     )
-    return [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    hits = [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
 
 
 async def _widen_hnsw_scan(session: AsyncSession, ef_search: int) -> None:
