@@ -383,17 +383,27 @@ async def test_row_level_security_hides_other_tenants_rows_from_any_query(
             await store.enter_tenant(session=session, tenant_id=tenant_id)
             tenants = {
                 name: set((await session.execute(select(table.c.tenant_id).distinct())).scalars())
-                for name, table in (("chunks", models.chunks), ("bm25_collections", models.bm25_collections))
+                for name, table in (
+                    ("chunks", models.chunks),
+                    ("chunk_embeddings", models.chunk_embeddings),
+                    ("bm25_collections", models.bm25_collections),
+                )
             }
             postings = await session.execute(select(models.bm25_postings.c.document_id).distinct())
             return {**tenants, "postings of": set(postings.scalars())}
 
     assert await visible(doc.tenant_id) == {
         "chunks": {doc.tenant_id},
+        "chunk_embeddings": {doc.tenant_id},
         "bm25_collections": {doc.tenant_id},
         "postings of": {doc.document_id},
     }
-    assert await visible("") == {"chunks": set(), "bm25_collections": set(), "postings of": set()}
+    assert await visible("") == {
+        "chunks": set(),
+        "chunk_embeddings": set(),
+        "bm25_collections": set(),
+        "postings of": set(),
+    }
 
     # Nor can a transaction of one tenant write a row of another.
     with pytest.raises(DBAPIError, match="row-level security"):

@@ -9,12 +9,15 @@ import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import event, func, make_url, select, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, func, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.retrieval
@@ -36,6 +39,7 @@ from parley.v1 import events_pb2
 from tests.fakes.openai_server import FakeOpenAI, fake_embedding
 from tests.fakes.scripting import Script, count
 
+MIGRATIONS = Path(parley.retrieval.__file__).parent / "migrations"
 OPENAI_MODEL = "text-embedding-3-small"
 TEXTS = [
     "The warp engines draw power from the antimatter reactor.",
@@ -51,19 +55,71 @@ class Database:
     sessions: Sessions
 
 
-@pytest_asyncio.fixture(scope="module")
-async def database(infra: Infra, engine: AsyncEngine) -> AsyncIterator[Database]:
+@asynccontextmanager
+async def scratch_database(infra: Infra, engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """A database of its own on the test server, dropped afterwards."""
     name = f"retrieval_vectors_{uuid.uuid4().hex[:8]}"
     admin = await engine.execution_options(isolation_level="AUTOCOMMIT").connect()
     await admin.execute(text(f'CREATE DATABASE "{name}"'))
     own = db.create_engine(make_url(db.async_url(infra.database_url)).set(database=name).render_as_string(False))
     try:
-        await db.migrate(own, schema="retrieval", migrations=Path(parley.retrieval.__file__).parent / "migrations")
-        yield Database(engine=own, sessions=db.session_factory(own))
+        yield own
     finally:
         await own.dispose()
         await admin.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def database(infra: Infra, engine: AsyncEngine) -> AsyncIterator[Database]:
+    async with scratch_database(infra, engine) as own:
+        await db.migrate(own, schema="retrieval", migrations=MIGRATIONS)
+        yield Database(engine=own, sessions=db.session_factory(own))
+
+
+def upgrade_to(connection: Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    config.attributes["schema"] = "retrieval"
+    command.upgrade(config, revision)
+
+
+async def test_the_migration_moves_each_vector_under_the_model_that_made_it(infra: Infra, engine: AsyncEngine) -> None:
+    async with scratch_database(infra, engine) as own, own.begin() as connection:
+        await connection.execute(text("CREATE SCHEMA retrieval"))
+        await connection.run_sync(upgrade_to, "0004")
+        for chunk_id, embedding, model in (
+            ("made-by-minilm", "[" + ",".join(["0.05"] * 384) + "]", MiniLmEmbedder.name),
+            ("no-words", None, "local-hash-384-v1"),
+            ("never-tagged", "[" + ",".join(["0.05"] * 384) + "]", ""),
+        ):
+            await connection.execute(
+                text(
+                    "INSERT INTO retrieval.chunks (chunk_id, tenant_id, collection_id, document_id, version,"
+                    " ordinal, text, token_count, embedding, embedding_model)"
+                    " VALUES (:chunk_id, 't', 'c', 'd', 1, 0, 'x', 1, CAST(:embedding AS vector), :model)"
+                ),
+                {"chunk_id": chunk_id, "embedding": embedding, "model": model},
+            )
+        await connection.run_sync(upgrade_to, "head")
+        moved = await connection.execute(
+            text(
+                "SELECT chunk_id, model, tenant_id, vector_dims(embedding) FROM retrieval.chunk_embeddings"
+                " ORDER BY chunk_id"
+            )
+        )
+        assert [tuple(row) for row in moved] == [
+            ("made-by-minilm", MiniLmEmbedder.name, "t", 384),
+            ("no-words", "local-hash-384-v1", "t", None),
+        ]
+        left = await connection.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = 'retrieval' AND table_name = 'chunks' AND column_name LIKE 'embedding%'"
+            )
+        )
+        assert left.all() == []
 
 
 @pytest.fixture(scope="module")
