@@ -24,6 +24,7 @@ import parley.retrieval
 from parley.kit import db
 from parley.kit.contracts import USAGE_EMBEDDING, USAGE_RECORDED
 from parley.kit.db import Sessions
+from parley.kit.errors import Unavailable
 from parley.kit.testing import Infra
 from parley.retrieval import models, store
 from parley.retrieval.config import Settings
@@ -286,7 +287,7 @@ async def test_local_embeddings_are_billed_too_and_a_failed_call_counts_as_faile
     await local.embed(tenant_id=tenant_id, embedder=local.embedder, contents=["three short words"])
     failing = openai_embedder(openai_fake, max_retries=1)
     openai_fake.script(Script.reject(500, retry_after=0.01), Script.reject(503, retry_after=0.01))
-    with pytest.raises(Exception, match="503"):
+    with pytest.raises(Unavailable, match="503"):
         await local.embed(tenant_id=tenant_id, embedder=failing, contents=[f"unseen {tenant_id}"])
 
     events = await billed(database, tenant_id)

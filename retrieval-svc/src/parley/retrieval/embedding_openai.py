@@ -5,8 +5,9 @@ more than 2,048 inputs or 300,000 tokens in one request), each input cut to the 
 tokens. Tokens are counted with cl100k_base, the text-embedding-3 models' own tokenizer. A text
 with no words is not sent (the API refuses empty input): its vector is all zeros, as the other
 embedders give it. The SDK retries 408, 409, 429, 5xx and lost connections `max_retries` times
-with its jittered exponential backoff, never sooner than `retry-after`. The bill is the API's own
-`usage.prompt_tokens`.
+with its jittered exponential backoff, never sooner than `retry-after`; what still fails is
+`Unavailable` (a search that needs it is UNAVAILABLE, an indexing is redelivered). The bill is the
+API's own `usage.prompt_tokens`.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 import openai
 
+from parley.kit.errors import Unavailable
 from parley.kit.tokens import encoding, load_encoding
 from parley.retrieval.embeddings import Embedded
 
@@ -58,12 +60,17 @@ class OpenAiEmbedder:
         batches = await asyncio.to_thread(self._batches, texts) if len(texts) > 32 else self._batches(texts)
         tokens = 0
         for batch in batches:
-            response = await self._client.embeddings.create(
-                model=self.model,
-                input=[text for _, text in batch],
-                dimensions=self.dimensions,
-                encoding_format="float",
-            )
+            try:
+                response = await self._client.embeddings.create(
+                    model=self.model,
+                    input=[text for _, text in batch],
+                    dimensions=self.dimensions,
+                    encoding_format="float",
+                )
+            except openai.APIError as error:
+                # After the SDK's retries, or refused (key, quota, request): no vectors either way.
+                status = error.status_code if isinstance(error, openai.APIStatusError) else type(error).__name__
+                raise Unavailable(f"OpenAI embeddings failed ({status})") from error
             for item in response.data:
                 vectors[batch[item.index][0]] = item.embedding
             tokens += response.usage.prompt_tokens
