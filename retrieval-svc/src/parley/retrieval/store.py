@@ -361,9 +361,11 @@ async def cache_embeddings(*, session: AsyncSession, model: str, embeddings: Map
     if not embeddings:
         return
     await session.execute(
-        insert(embedding_cache)
-        .values([{"model": model, "content_hash": key, "embedding": value} for key, value in embeddings.items()])
-        .on_conflict_do_nothing(index_elements=[embedding_cache.c.model, embedding_cache.c.content_hash])
+        insert(embedding_cache).on_conflict_do_nothing(
+            index_elements=[embedding_cache.c.model, embedding_cache.c.content_hash]
+        ),
+        # In key order: two documents sharing texts then wait on each other's keys in one order, never in a cycle.
+        [{"model": model, "content_hash": key, "embedding": value} for key, value in sorted(embeddings.items())],
     )
 
 
@@ -377,15 +379,16 @@ async def add_vectors(
     in this transaction; a vector they already have from `model` is kept."""
     if not vectors:
         return
+    # Rows as parameters (executemany, batched by SQLAlchemy): one VALUES list of a large
+    # document's vectors would pass PostgreSQL's 65,535 parameters.
     await session.execute(
-        insert(chunk_embeddings)
-        .values(
-            [
-                {"chunk_id": chunk_id, "model": model, "tenant_id": tenant_id, "embedding": vector}
-                for chunk_id, vector in vectors.items()
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=[chunk_embeddings.c.chunk_id, chunk_embeddings.c.model])
+        insert(chunk_embeddings).on_conflict_do_nothing(
+            index_elements=[chunk_embeddings.c.chunk_id, chunk_embeddings.c.model]
+        ),
+        [
+            {"chunk_id": chunk_id, "model": model, "tenant_id": tenant_id, "embedding": vector}
+            for chunk_id, vector in vectors.items()
+        ],
     )
 
 
