@@ -258,6 +258,16 @@ async def test_a_switch_of_model_keeps_search_whole_and_embeds_each_text_once(
     assert sorted(text for text in local.texts if text in chunk_texts) == sorted(chunk_texts)
 
 
+async def test_a_text_in_two_documents_is_embedded_once(database: Database, openai_fake: FakeOpenAI) -> None:
+    vectors = Vectors(sessions=database.sessions, engine=database.engine, embedder=openai_embedder(openai_fake))
+    indexer = Indexer(sessions=database.sessions, vectors=vectors)
+    shared, own = f"A paragraph both manuals carry {uuid.uuid4()}", f"Only the second has this {uuid.uuid4()}"
+    # Two tenants even: the cache holds vectors of texts, not tenant data.
+    await indexer.index_version(upserted(str(uuid.uuid4()), str(uuid.uuid4()), [shared]))
+    await indexer.index_version(upserted(str(uuid.uuid4()), str(uuid.uuid4()), [shared, own]))
+    assert [received.body["input"] for received in openai_fake.received] == [[shared], [own]]
+
+
 async def test_every_call_that_reaches_a_model_is_billed_and_cache_hits_are_not(
     database: Database, openai_fake: FakeOpenAI, tenant_id: str
 ) -> None:

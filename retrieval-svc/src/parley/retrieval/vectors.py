@@ -81,6 +81,9 @@ def stored(vector: list[float]) -> list[float] | None:
 
 
 class Vectors:
+    """The embedders (configured and previous), the cache, the serving model and the bill; shared
+    by the Indexer (what to embed new chunks with) and the Searcher (what to embed a query with)."""
+
     def __init__(
         self,
         *,
