@@ -117,7 +117,10 @@ def test_upload_is_chunked_and_indexed(ready_document: dict[str, Any], platform:
     assert len(stored) == document["chunk_count"]
     assert any("citric acid" in text for _, text, _ in stored)
     indexed = sql(
-        platform, "SELECT count(*), count(embedding) FROM retrieval.chunks WHERE document_id = %s", document["id"]
+        platform,
+        "SELECT count(*), count(embedding) FROM retrieval.chunks JOIN retrieval.chunk_embeddings USING (chunk_id)"
+        " WHERE document_id = %s",
+        document["id"],
     )
     assert indexed == [(document["chunk_count"], document["chunk_count"])]
 

@@ -33,6 +33,7 @@ from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
 from parley.retrieval.hybrid_search import Searcher
 from parley.retrieval.indexing import Indexer
+from parley.retrieval.vectors import Vectors
 from parley.v1 import events_pb2, ingestion_pb2_grpc, retrieval_pb2_grpc
 
 ENGINE = "The warp engines draw power from the antimatter reactor and push the ship beyond light speed."
@@ -72,18 +73,18 @@ async def backends(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) -
         artifacts=artifacts,
     )
     # The hashing embedder: instant. The real model runs in tests/test_end_to_end.py.
-    embedder = LocalEmbedder()
+    vectors = Vectors(sessions=sessions, engine=engine, embedder=LocalEmbedder())
     server = GrpcServer(port=0, host="127.0.0.1")
     server.add(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, ingestion, "parley.v1.IngestionService")
     server.add(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-        RetrievalApi(Searcher(sessions=sessions, embedder=embedder)),
+        RetrievalApi(Searcher(sessions=sessions, vectors=vectors)),
         "parley.v1.RetrievalService",
     )
     await server.start()
     try:
         target = f"127.0.0.1:{server.port}"
-        yield Backends(target, target, Indexer(sessions=sessions, embedder=embedder))
+        yield Backends(target, target, Indexer(sessions=sessions, vectors=vectors))
     finally:
         await server.stop(0)
 

@@ -61,8 +61,6 @@ async def put(
                     text=body,
                     token_count=len(body.split()),
                     content_hash="",
-                    embedding=None,
-                    embedding_model="",
                 )
                 for ordinal, (chunk_id, body) in enumerate(chunks.items())
             ],
@@ -229,16 +227,18 @@ def dot(left: list[float], right: list[float]) -> float:
 
 
 async def test_minilm_vectors_are_384_wide_and_unit_length(embedder: Embedder, offline: None) -> None:
-    vectors = await embedder.embed(["Warp engines need dilithium.", "", "x" * 5_000])
+    vectors = (await embedder.embed(["Warp engines need dilithium.", "", "x" * 5_000])).vectors
     assert [len(vector) for vector in vectors] == [384, 384, 384]
     for vector in vectors:
         assert math.sqrt(dot(vector, vector)) == pytest.approx(1.0, abs=1e-5)
 
 
 async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: Embedder, offline: None) -> None:
-    cat, kitten, wing = await embedder.embed(
-        ["The cat sits on the mat.", "A kitten is resting on a rug.", "Supersonic flow over a swept wing."]
-    )
+    cat, kitten, wing = (
+        await embedder.embed(
+            ["The cat sits on the mat.", "A kitten is resting on a rug.", "Supersonic flow over a swept wing."]
+        )
+    ).vectors
     # No word in common between the first two: only a semantic model puts them together.
     assert dot(cat, kitten) > 0.4
     assert dot(cat, kitten) > dot(cat, wing) + 0.3
@@ -246,7 +246,7 @@ async def test_similar_sentences_are_closer_than_unrelated_ones(embedder: Embedd
 
 async def test_a_text_gets_the_same_vector_alone_or_in_a_batch(embedder: Embedder) -> None:
     texts = ["short", "a somewhat longer sentence about engines and warp fields", "mid length text"]
-    alone = [(await embedder.embed([body]))[0] for body in texts]
-    together = await MiniLmEmbedder(batch_size=8).embed(texts)
+    alone = [(await embedder.embed([body])).vectors[0] for body in texts]
+    together = (await MiniLmEmbedder(batch_size=8).embed(texts)).vectors
     for one, other in zip(alone, together, strict=True):
         assert dot(one, other) == pytest.approx(1.0, abs=1e-4)

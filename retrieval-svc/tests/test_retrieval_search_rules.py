@@ -4,7 +4,14 @@ from typing import cast
 
 import pytest
 
-from parley.kit.contracts import CHUNKS_DELETED, CHUNKS_INDEXED, CHUNKS_UPSERTED, MAX_QUERY_CHARS, MAX_SEARCH_K
+from parley.kit.contracts import (
+    CHUNKS_DELETED,
+    CHUNKS_INDEXED,
+    CHUNKS_UPSERTED,
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_K,
+    USAGE_RECORDED,
+)
 from parley.kit.errors import InvalidInput
 from parley.kit.outbox import OutboxRelay
 from parley.retrieval import events
@@ -63,7 +70,7 @@ def test_the_consumers_are_of_the_subjects_events_declares() -> None:
     consumers = events.consumers(indexer=cast(Indexer, None), relay=cast(OutboxRelay, None))
     assert [consumer.subject for consumer in consumers] == [CHUNKS_UPSERTED, CHUNKS_DELETED]
     assert events.CONSUMES == (CHUNKS_UPSERTED, CHUNKS_DELETED)
-    assert events.PUBLISHES == (CHUNKS_INDEXED,)
+    assert events.PUBLISHES == (CHUNKS_INDEXED, USAGE_RECORDED)
 
 
 def test_fusion_favours_chunks_both_lists_rank() -> None:

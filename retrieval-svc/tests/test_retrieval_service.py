@@ -25,10 +25,11 @@ from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra, serving
 from parley.retrieval import events, models, store
-from parley.retrieval.embeddings import LocalEmbedder
+from parley.retrieval.embeddings import Embedded, LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
-from parley.retrieval.hybrid_search import Mode, Searcher, search_query
+from parley.retrieval.hybrid_search import Searcher
 from parley.retrieval.indexing import Indexer
+from parley.retrieval.vectors import Vectors
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 WITHIN_SECONDS = 30.0
@@ -115,8 +116,13 @@ async def sessions(engine: AsyncEngine) -> Sessions:
     return db.session_factory(engine)
 
 
+@pytest.fixture(scope="module")
+def vectors(sessions: Sessions, engine: AsyncEngine) -> Vectors:
+    return Vectors(sessions=sessions, engine=engine, embedder=LocalEmbedder())
+
+
 @pytest_asyncio.fixture(scope="module")
-async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
+async def pipeline(sessions: Sessions, vectors: Vectors, infra: Infra) -> AsyncIterator[Pipeline]:
     # A connection of its own, closed rather than drained: bus.run_consumer leaves its pull
     # subscription open when it stops, and draining a connection that holds one waits out the
     # 30 s drain timeout.
@@ -127,7 +133,7 @@ async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
     relay = OutboxRelay(sessions=sessions, table=models.outbox, js=js)
     suffix = uuid.uuid4().hex[:8]
     consumers = events.consumers(
-        indexer=Indexer(sessions=sessions, embedder=LocalEmbedder()),
+        indexer=Indexer(sessions=sessions, vectors=vectors),
         relay=relay,
         upserted_durable=f"test-retrieval-upserted-{suffix}",
         deleted_durable=f"test-retrieval-deleted-{suffix}",
@@ -145,8 +151,8 @@ async def pipeline(sessions: Sessions, infra: Infra) -> AsyncIterator[Pipeline]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stub(sessions: Sessions) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
-    api = RetrievalApi(Searcher(sessions=sessions, embedder=LocalEmbedder()))
+async def stub(sessions: Sessions, vectors: Vectors) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceStub]:
+    api = RetrievalApi(Searcher(sessions=sessions, vectors=vectors))
     async with serving(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, api, "parley.v1.RetrievalService"
     ) as channel:
@@ -377,17 +383,27 @@ async def test_row_level_security_hides_other_tenants_rows_from_any_query(
             await store.enter_tenant(session=session, tenant_id=tenant_id)
             tenants = {
                 name: set((await session.execute(select(table.c.tenant_id).distinct())).scalars())
-                for name, table in (("chunks", models.chunks), ("bm25_collections", models.bm25_collections))
+                for name, table in (
+                    ("chunks", models.chunks),
+                    ("chunk_embeddings", models.chunk_embeddings),
+                    ("bm25_collections", models.bm25_collections),
+                )
             }
             postings = await session.execute(select(models.bm25_postings.c.document_id).distinct())
             return {**tenants, "postings of": set(postings.scalars())}
 
     assert await visible(doc.tenant_id) == {
         "chunks": {doc.tenant_id},
+        "chunk_embeddings": {doc.tenant_id},
         "bm25_collections": {doc.tenant_id},
         "postings of": {doc.document_id},
     }
-    assert await visible("") == {"chunks": set(), "bm25_collections": set(), "postings of": set()}
+    assert await visible("") == {
+        "chunks": set(),
+        "chunk_embeddings": set(),
+        "bm25_collections": set(),
+        "postings of": set(),
+    }
 
     # Nor can a transaction of one tenant write a row of another.
     with pytest.raises(DBAPIError, match="row-level security"):
@@ -396,33 +412,6 @@ async def test_row_level_security_hides_other_tenants_rows_from_any_query(
             await store.delete_document(
                 session=session, tenant_id=other.tenant_id, collection_id=other.collection_id, document_id="x"
             )
-
-
-class RenamedEmbedder(LocalEmbedder):
-    """Another model, as far as the index can tell: the same vectors under another name."""
-
-    name = "local-hash-384-renamed"
-
-
-async def test_after_a_switch_of_embedder_old_vectors_are_ignored_until_remade(
-    pipeline: Pipeline, sessions: Sessions, doc: Doc
-) -> None:
-    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
-    switched = Searcher(sessions=sessions, embedder=RenamedEmbedder())
-    query = search_query(text="warp engines", collection_ids=[doc.collection_id], k=5, mode=Mode.VECTOR)
-    # Vectors of another model are not comparable with the query's: none is used.
-    assert await switched.search(tenant_id=doc.tenant_id, query=query) == []
-
-    await Indexer(sessions=sessions, embedder=RenamedEmbedder()).reembed_until_current(asyncio.Event())
-    hits = await switched.search(tenant_id=doc.tenant_id, query=query)
-    assert [hit.ordinal for hit in hits][:1] == [0]
-    async with sessions() as session:
-        models_of = await session.execute(
-            select(models.chunks.c.embedding_model, func.count(models.chunks.c.embedding))
-            .where(models.chunks.c.document_id == doc.document_id)
-            .group_by(models.chunks.c.embedding_model)
-        )
-        assert models_of.all() == [(RenamedEmbedder.name, 2)]
 
 
 async def test_search_can_be_limited_to_some_documents(
@@ -469,9 +458,9 @@ async def test_get_chunks_returns_them_in_the_order_asked(
     assert [chunk.text for chunk in response.chunks] == [GARDEN_TEXT, ENGINE_TEXT]
 
 
-async def test_reindexing_unchanged_text_embeds_nothing(sessions: Sessions, doc: Doc) -> None:
+async def test_reindexing_unchanged_text_embeds_nothing(sessions: Sessions, engine: AsyncEngine, doc: Doc) -> None:
     embedder = CountingEmbedder()
-    indexer = Indexer(sessions=sessions, embedder=embedder)
+    indexer = Indexer(sessions=sessions, vectors=Vectors(sessions=sessions, engine=engine, embedder=embedder))
     await indexer.index_version(doc.upserted(1, [f"{ENGINE_TEXT} {doc.document_id}"]))
     assert embedder.embedded == 1
 
@@ -489,9 +478,10 @@ class CountingEmbedder(LocalEmbedder):
     """The local embedder, counting the texts that actually reach it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.embedded = 0
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         self.embedded += len(texts)
         return await super().embed(texts)
 

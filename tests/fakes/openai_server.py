@@ -1,4 +1,5 @@
-"""A fake of OpenAI's Chat Completions API (`POST /v1/chat/completions`), whole and streamed.
+"""A fake of OpenAI's Chat Completions API (`POST /v1/chat/completions`), whole and streamed, and
+of its embeddings API (`POST /v1/embeddings`).
 
 Point the real SDK at it: `AsyncOpenAI(base_url=fake.base_url, api_key=fake.api_key)`; it
 stands as well for any OpenAI-compatible server reached by base URL.
@@ -11,18 +12,38 @@ Prompt caching is OpenAI's automatic kind: a prompt of at least 1,024 tokens is 
 later prompt reads the longest cached prefix in steps of 128 tokens (1,024, 1,152, ...).
 `prompt_tokens` includes `prompt_tokens_details.cached_tokens`, as the real API reports it.
 The prompt is tokenised as each message's role and content, one after another (cl100k_base).
+
+Embeddings are deterministic and lexical: each lowercase word of an input is hashed into one of
+`dimensions` signed buckets (1,536 when the request does not ask), and the vector is scaled to
+unit length, so inputs that share words point the same way, as real embeddings of related texts
+do. `usage.prompt_tokens` is the inputs' cl100k count (text-embedding-3's own tokenizer). The
+API's limits are enforced: at most 2,048 non-empty inputs, 8,192 tokens each, 300,000 in all.
+Each request is one `Script` step, so `script(Script.reject(429), ...)` makes a batch fail.
 """
 
 import asyncio
+import base64
 import hashlib
 import json
+import math
+import re
+import struct
 import time
 import uuid
 from dataclasses import dataclass
 
 from parley.kit.tokens import encoding
 from tests.fakes.http_server import JsonObject, Request, Response
-from tests.fakes.scripting import Answer, Behaviour, Received, Script, ScriptedServer, compose, retry_headers
+from tests.fakes.scripting import (
+    Answer,
+    Behaviour,
+    Received,
+    Script,
+    ScriptedServer,
+    compose,
+    count,
+    retry_headers,
+)
 
 MIN_CACHED = 1024
 CACHE_STEP = 128
@@ -88,6 +109,23 @@ def _content_text(content: object) -> str:
     return str(content or "")
 
 
+EMBEDDING_DIMENSIONS = 1536
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_INPUT_TOKENS = 8192
+MAX_EMBEDDING_REQUEST_TOKENS = 300_000
+_WORD = re.compile(r"\w+")
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The fake's vector of one input: its words hashed into signed buckets, unit length."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        vector[(digest >> 1) % dimensions] += 1.0 if digest & 1 else -1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
 def _data(payload: JsonObject | str) -> bytes:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
 
@@ -106,8 +144,15 @@ class FakeOpenAI(ScriptedServer):
     def forget_cache(self) -> None:
         self._cache.forget()
 
+    @property
+    def embedded_inputs(self) -> list[str]:
+        """Every input of every embeddings request answered or refused, in order."""
+        return [
+            text for received in self.received if received.path == "/v1/embeddings" for text in received.body["input"]
+        ]
+
     async def handle(self, request: Request, response: Response) -> None:
-        if request.method != "POST" or request.path != "/v1/chat/completions":
+        if request.method != "POST" or request.path not in ("/v1/chat/completions", "/v1/embeddings"):
             await response.send_json(404, _error_body(404, f"Unknown request URL: {request.method} {request.path}"))
             return
         body = request.json()
@@ -121,6 +166,9 @@ class FakeOpenAI(ScriptedServer):
             message = "You exceeded your current quota" if step.error_code else f"scripted failure {step.status}"
             body_out = _error_body(step.status, message, step.error_code)
             await response.send_json(step.status, body_out, retry_headers(step))
+            return
+        if request.path == "/v1/embeddings":
+            await self._embeddings(body, response)
             return
         if not body.get("model") or not body.get("messages"):
             await response.send_json(400, _error_body(400, "model and messages are required"))
@@ -147,6 +195,35 @@ class FakeOpenAI(ScriptedServer):
         reply = {"role": "assistant", "content": "".join(answer.pieces), "refusal": None}
         choice = {"index": 0, "message": reply, "finish_reason": finish_reason, "logprobs": None}
         await response.send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    async def _embeddings(self, body: JsonObject, response: Response) -> None:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not body.get("model") or not isinstance(inputs, list) or not inputs:
+            await response.send_json(400, _error_body(400, "model and input are required"))
+            return
+        if len(inputs) > MAX_EMBEDDING_INPUTS:
+            await response.send_json(400, _error_body(400, f"'$.input' must have at most {MAX_EMBEDDING_INPUTS} items"))
+            return
+        if any(not isinstance(text, str) or not text for text in inputs):
+            await response.send_json(400, _error_body(400, "'$.input' is invalid: empty strings are not accepted"))
+            return
+        counts = [count(text) for text in inputs]
+        if max(counts) > MAX_EMBEDDING_INPUT_TOKENS or sum(counts) > MAX_EMBEDDING_REQUEST_TOKENS:
+            await response.send_json(400, _error_body(400, "This model's maximum context length was exceeded"))
+            return
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        data = []
+        for index, text in enumerate(inputs):
+            vector = fake_embedding(text, dimensions)
+            if body.get("encoding_format") == "base64":
+                encoded: object = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            else:
+                encoded = vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        usage = {"prompt_tokens": sum(counts), "total_tokens": sum(counts)}
+        await response.send_json(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
 
     async def _stream(
         self,

@@ -170,3 +170,8 @@ def analyze_msg_id(document_id: object, version: int, written: int) -> str:
 def analyzing_msg_id(document_id: object, version: int, done: int) -> str:
     """ANALYZING moves on within the status (done of total): each step is its own progress message."""
     return f"progress:{document_id}:{version}:ANALYZING:{done}"
+
+
+# --- Usage event kinds (UsageRecorded.kind): what a billed call was for ----------------------------
+
+USAGE_EMBEDDING = "embedding"  # chunks and queries embedded (retrieval-svc); usage-svc reports by kind

@@ -1,4 +1,5 @@
-"""Start retrieval: migrations, gRPC, the two index consumers and the outbox relay."""
+"""Start retrieval: migrations, the embedders, gRPC, the two index consumers, the outbox relay, and
+the background work on vectors (the configured model's index, re-embedding after a switch)."""
 
 import asyncio
 from pathlib import Path
@@ -8,10 +9,11 @@ from parley.kit.runtime import ServiceRuntime
 from parley.retrieval import events, models
 from parley.retrieval.bm25 import Bm25Parameters
 from parley.retrieval.config import Settings
-from parley.retrieval.embeddings import build_embedder
+from parley.retrieval.embedder_registry import build_embedder, embedder_named
 from parley.retrieval.grpc_api import RetrievalApi
 from parley.retrieval.hybrid_search import Searcher
 from parley.retrieval.indexing import Indexer
+from parley.retrieval.vectors import Vectors
 from parley.v1 import retrieval_pb2_grpc
 
 
@@ -20,10 +22,16 @@ async def main() -> None:
     runtime = await ServiceRuntime.start(
         "retrieval", settings, schema="retrieval", migrations=Path(__file__).parent / "migrations"
     )
+    vectors = Vectors(
+        sessions=runtime.sessions,
+        engine=runtime.engine,
+        embedder=build_embedder(settings),
+        others=lambda name: embedder_named(name, settings),
+    )
     try:
-        embedder = build_embedder(settings)
-        # Loaded before serving (in a worker thread): the first search must not wait for the model.
-        await embedder.warm_up()
+        # Models loaded before serving (in a worker thread): the first search must not wait for one.
+        await vectors.start()
+        runtime.spawn(vectors.ensure_indexes(), name="vector-indexes")
         bm25 = Bm25Parameters(
             k1=settings.bm25_k1, b=settings.bm25_b, max_postings_per_term=settings.bm25_max_postings_per_term
         )
@@ -35,7 +43,7 @@ async def main() -> None:
                 RetrievalApi(
                     Searcher(
                         sessions=runtime.sessions,
-                        embedder=embedder,
+                        vectors=vectors,
                         bm25=bm25,
                         keyword_weight=settings.hybrid_keyword_weight,
                     )
@@ -43,13 +51,14 @@ async def main() -> None:
                 "parley.v1.RetrievalService",
             )
         )
-        indexer = Indexer(sessions=runtime.sessions, embedder=embedder, bm25=bm25)
+        indexer = Indexer(sessions=runtime.sessions, vectors=vectors, bm25=bm25)
         for consumer in events.consumers(indexer=indexer, relay=relay):
             runtime.consume(consumer)
-        runtime.spawn(indexer.reembed_until_current(runtime.stopping), name="reembed")
+        runtime.spawn(vectors.reembed_until_current(runtime.stopping), name="reembed")
         await runtime.wait_for_signal()
     finally:
         await runtime.close()
+        await vectors.close()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,28 @@
 """The retrieval service's settings, read once from `PARLEY_*` environment variables."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from parley.kit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     # "minilm": all-MiniLM-L6-v2 on the CPU (minilm.py), semantic, ~60 ms a chunk on one core.
-    # "local": the hashing embedder, lexical and instant (tests, tiny machines). After a switch the
-    # stored vectors of the other are re-made in the background (Indexer.reembed_until_current).
-    embedding_provider: Literal["minilm", "local"] = "minilm"
+    # "openai": OpenAI's embeddings API (`embedding_model`, `embedding_dimensions`; needs the key).
+    # "local": the hashing embedder, lexical and instant (tests, tiny machines).
+    # After a switch, search keeps answering from the previous model's vectors while the new
+    # model's are made in the background (vectors.py).
+    embedding_provider: Literal["minilm", "local", "openai"] = "minilm"
+    # OpenAI only: the model, and the width asked of it (`dimensions`; text-embedding-3 models
+    # shorten their vectors on request, 1536 being small's full width).
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dimensions: int = Field(default=512, gt=0, le=2000)  # HNSW indexes at most 2,000
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    embedding_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Retries of a 408/409/429/5xx or a lost connection, with the SDK's backoff (honouring retry-after).
+    embedding_retries: int = Field(default=4, ge=0)
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     # None: exact BM25. A cap trades quality for speed on large collections (see bm25.py).
@@ -19,3 +30,15 @@ class Settings(ServiceSettings):
     # The keyword list's weight in hybrid fusion (the vector list gets the rest). 0.5 measured best
     # on Cranfield (BENCHMARKS.md, "Retrieval").
     hybrid_keyword_weight: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        # A ConfigMap entry left empty means OpenAI's own URL.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _openai_needs_a_key(self) -> Self:
+        if self.embedding_provider == "openai" and self.openai_api_key is None:
+            raise ValueError("PARLEY_EMBEDDING_PROVIDER=openai needs PARLEY_OPENAI_API_KEY")
+        return self

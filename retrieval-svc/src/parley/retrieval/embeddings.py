@@ -1,11 +1,17 @@
-"""Embedders: text in, unit-length vectors out, `DIMENSIONS` wide (the index's vector column).
+"""Embedders: texts in, unit-length vectors out, and the tokens the call is billed for.
 
-`MiniLmEmbedder` (minilm.py, all-MiniLM-L6-v2 on the CPU) is the default: semantic, offline.
-`LocalEmbedder` is the offline default: no model, no network, the same vector for the same
-text on every machine and every run. It hashes normalised word unigrams and bigrams into
-signed buckets ("the hashing trick"), so texts that share words point the same way. It is
-lexical, not semantic, and instant: for tests, and machines where a model's ~60 ms per chunk is
-too much.
+Three kinds, chosen by `PARLEY_EMBEDDING_PROVIDER`:
+- `MiniLmEmbedder` (minilm.py, all-MiniLM-L6-v2 on the CPU) is the default: semantic, offline.
+- `OpenAiEmbedder` (embedding_openai.py): OpenAI's embeddings API, `dimensions` configurable.
+- `LocalEmbedder`: no model, no network, the same vector for the same text on every machine and
+  every run. It hashes normalised word unigrams and bigrams into signed buckets ("the hashing
+  trick"), so texts that share words point the same way. It is lexical, not semantic, and
+  instant: for tests, and machines where a model's ~60 ms per chunk is too much.
+
+An embedder's `name` identifies its vectors (the model and everything that changes them, such as
+the width): vectors are stored and cached under it, and only vectors of one name are compared.
+`embedder_registry` builds the configured one, and rebuilds another from the name its vectors
+carry, so the service can keep serving from the previous model's vectors while it re-embeds.
 """
 
 import asyncio
@@ -15,56 +21,82 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from parley.retrieval.config import Settings
-from parley.retrieval.minilm import MiniLmEmbedder
-
-# all-MiniLM-L6-v2's width; the local embedder hashes into as many buckets, so either fits the column.
-DIMENSIONS = 384
+# The local embedder's default width: all-MiniLM-L6-v2's, so the two are interchangeable in tests.
+LOCAL_DIMENSIONS = 384
+# The provider usage-svc bills at nothing: models that run on our own CPU.
+LOCAL_PROVIDER = "local"
 
 _WORD = re.compile(r"[^\W_]+")
 _POSSESSIVE = re.compile(r"['’]s\b")
 _BIGRAM_WEIGHT = 0.5
 
 
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """One call's vectors, in the order of its texts, and the input tokens it is billed for."""
+
+    vectors: list[list[float]]
+    input_tokens: int
+
+
 class Embedder(Protocol):
     @property
     def name(self) -> str:
-        """Identifies the vectors it makes: the embedding cache is keyed on it."""
+        """Identifies the vectors it makes: they are stored, cached and compared under it."""
+        ...
+
+    @property
+    def provider(self) -> str:
+        """Who is paid for a call, as usage-svc prices it (`local` costs nothing)."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The model as the provider (and usage-svc's price table) names it."""
         ...
 
     @property
     def dimensions(self) -> int: ...
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    async def embed(self, texts: Sequence[str]) -> Embedded: ...
 
     async def warm_up(self) -> None:
         """Load now whatever the first embed would, so the first search does not wait for it."""
         ...
 
-
-def build_embedder(settings: Settings) -> Embedder:
-    match settings.embedding_provider:
-        case "minilm":
-            return MiniLmEmbedder()
-        case "local":
-            return LocalEmbedder()
+    async def close(self) -> None: ...
 
 
 class LocalEmbedder:
-    # Bump the suffix whenever the vectors change, so cached vectors of the old scheme are not reused.
-    name = "local-hash-384-v1"
-    dimensions = DIMENSIONS
+    provider = LOCAL_PROVIDER
+
+    def __init__(self, *, dimensions: int = LOCAL_DIMENSIONS) -> None:
+        self.dimensions = dimensions
+        # Bump the suffix whenever the vectors change, so cached vectors of the old scheme are not reused.
+        self.name = f"local-hash-{dimensions}-v1"
+        self.model = self.name
 
     async def warm_up(self) -> None:
         return None
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def close(self) -> None:
+        return None
+
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         # Pure CPU work: a large document should not stall the event loop (and the gRPC calls on it).
         if len(texts) > 32:
-            return await asyncio.to_thread(lambda: [embed_text(text) for text in texts])
-        return [embed_text(text) for text in texts]
+            return await asyncio.to_thread(self._embed_now, texts)
+        return self._embed_now(texts)
+
+    def _embed_now(self, texts: Sequence[str]) -> Embedded:
+        return Embedded(
+            vectors=[embed_text(text, dimensions=self.dimensions) for text in texts],
+            # Its "tokens" are the words it hashes: billed at nothing, but a tenant sees the volume.
+            input_tokens=sum(len(terms(text)) for text in texts),
+        )
 
 
 def terms(text: str) -> list[str]:
@@ -83,7 +115,7 @@ def _stem(word: str) -> str:
     return word
 
 
-def embed_text(text: str, *, dimensions: int = DIMENSIONS) -> list[float]:
+def embed_text(text: str, *, dimensions: int = LOCAL_DIMENSIONS) -> list[float]:
     """The vector of one text; all zeros when it has no words."""
     words = terms(text)
     vector = [0.0] * dimensions

@@ -1,22 +1,24 @@
-"""What retrieval consumes from NATS, and what it publishes (through the outbox, see indexing.py).
+"""What retrieval consumes from NATS, and what it publishes (through the outbox: indexing.py,
+vectors.py).
 
-consumes  DOCS CHUNKS_UPSERTED  ChunksUpserted  durable retrieval-upserted  → Indexer.index_version
-          DOCS CHUNKS_DELETED   ChunksDeleted   durable retrieval-deleted   → Indexer.remove
-publishes DOCS CHUNKS_INDEXED   ChunksIndexed   Nats-Msg-Id indexed_msg_id(document_id, version)
+consumes  DOCS  CHUNKS_UPSERTED  ChunksUpserted  durable retrieval-upserted  → Indexer.index_version
+          DOCS  CHUNKS_DELETED   ChunksDeleted   durable retrieval-deleted   → Indexer.remove
+publishes DOCS  CHUNKS_INDEXED   ChunksIndexed   Nats-Msg-Id indexed_msg_id(document_id, version)
+          USAGE USAGE_RECORDED   UsageRecorded   kind USAGE_EMBEDDING, Nats-Msg-Id its event_id
 (names from parley.kit.contracts)
 """
 
 from nats.aio.msg import Msg
 
 from parley.kit.bus import Consumer
-from parley.kit.contracts import CHUNKS_DELETED, CHUNKS_INDEXED, CHUNKS_UPSERTED
+from parley.kit.contracts import CHUNKS_DELETED, CHUNKS_INDEXED, CHUNKS_UPSERTED, USAGE_RECORDED
 from parley.kit.outbox import OutboxRelay
 from parley.retrieval.indexing import Indexer
 from parley.v1 import events_pb2
 
 STREAM = "DOCS"
 CONSUMES = (CHUNKS_UPSERTED, CHUNKS_DELETED)
-PUBLISHES = (CHUNKS_INDEXED,)
+PUBLISHES = (CHUNKS_INDEXED, USAGE_RECORDED)
 
 UPSERTED_DURABLE = "retrieval-upserted"
 DELETED_DURABLE = "retrieval-deleted"

@@ -1,5 +1,5 @@
-"""Search over the index: keyword (BM25, see bm25.py), vector (pgvector cosine over the embedder's
-vectors), and hybrid, which fuses the two ranked lists by weighted reciprocal rank; plus
+"""Search over the index: keyword (BM25, see bm25.py), vector (pgvector cosine over the serving
+model's vectors, see vectors.py), and hybrid, which fuses the two ranked lists by weighted reciprocal rank; plus
 positional reads (neighbours, chunks by id). Every hit carries a highlight: its best passage for
 the query, HTML-escaped, with the matching words in <mark></mark>.
 
@@ -18,8 +18,9 @@ from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
-from parley.retrieval.embeddings import Embedder, is_zero
+from parley.retrieval.embeddings import is_zero
 from parley.retrieval.store import MARK_END, MARK_START, SearchScope, StoredChunk
+from parley.retrieval.vectors import QueryVector, Vectors
 
 DEFAULT_K = 8
 RRF_K = 60
@@ -120,12 +121,12 @@ class Searcher:
         self,
         *,
         sessions: Sessions,
-        embedder: Embedder,
+        vectors: Vectors,
         bm25: Bm25Parameters = BM25_DEFAULTS,
         keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
     ) -> None:
         self._sessions = sessions
-        self._embedder = embedder
+        self._vectors = vectors
         self._bm25 = bm25
         self._keyword_weight = keyword_weight
 
@@ -141,7 +142,11 @@ class Searcher:
         keyword: list[StoredChunk] = []
         vector: list[StoredChunk] = []
         # Embed before opening the transaction: an embedder may be a network call.
-        embedding = (await self._embedder.embed([query.text]))[0] if query.mode is not Mode.KEYWORD else []
+        embedding = (
+            await self._vectors.for_query(tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text)
+            if query.mode is not Mode.KEYWORD
+            else None
+        )
         async with self._sessions() as session, session.begin():
             await store.enter_tenant(session=session, tenant_id=tenant_id)
             if query.mode is not Mode.VECTOR:
@@ -170,13 +175,18 @@ class Searcher:
         return await store.keyword_search(session=session, scope=scope, query=text, bm25=self._bm25)
 
     async def vector_leg(
-        self, *, session: AsyncSession, scope: SearchScope, embedding: list[float], ef_search: int
+        self, *, session: AsyncSession, scope: SearchScope, embedding: QueryVector | None, ef_search: int
     ) -> list[StoredChunk]:
         """The chunks nearest the query's embedding, nearest first; none for a query with no words."""
-        if is_zero(embedding):
+        if embedding is None or is_zero(embedding.embedding):
             return []
         return await store.vector_search(
-            session=session, scope=scope, embedding=embedding, model=self._embedder.name, ef_search=ef_search
+            session=session,
+            scope=scope,
+            embedding=embedding.embedding,
+            model=embedding.model,
+            dimensions=embedding.dimensions,
+            ef_search=ef_search,
         )
 
     async def neighbours(

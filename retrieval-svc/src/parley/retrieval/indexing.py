@@ -4,55 +4,32 @@ Each event is applied in one transaction, and redelivery is harmless: an upsert 
 not newer than the one held (or whose document or collection is deleted) changes nothing and
 announces nothing, and the `ChunksIndexed` of a version is enqueued in the same transaction that
 made it searchable. A version's BM25 postings are replaced in that same transaction, and deleted
-with their document or collection, so the keyword leg never disagrees with the chunks.
+with their document or collection, so the keyword leg never disagrees with the chunks. The
+chunks' vectors (of each model being written, see vectors.py) go in with them too.
 """
 
-import asyncio
-import hashlib
 import logging
-from collections.abc import Sequence
 from dataclasses import fields
-
-from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.kit import outbox
 from parley.kit.contracts import CHUNKS_INDEXED, indexed_msg_id
 from parley.kit.db import Sessions
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
-from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.models import outbox as outbox_table
 from parley.retrieval.store import NewChunk
+from parley.retrieval.vectors import Vectors, embedding_input, stored
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
-
-REEMBED_BATCH = 32
-
-embeddings_made = Counter(
-    "parley_retrieval_embeddings_total", "Chunk embeddings needed for indexing, by where they came from", ["source"]
-)
-
-
-def embedding_input(heading: str, text: str) -> str:
-    """What is embedded, and analysed for BM25, for a chunk: its heading carries meaning the text
-    often leaves implicit."""
-    return f"{heading}\n{text}" if heading else text
-
-
-def embedding_key(content: str) -> str:
-    # Our own hash of exactly what is embedded, not the producer's content_hash: the cache must not
-    # depend on how another service defines "the same content".
-    return hashlib.sha256(content.encode()).hexdigest()
 
 
 class Indexer:
     """Applies ChunksUpserted and ChunksDeleted to the index, embedding only what it has never seen."""
 
-    def __init__(self, *, sessions: Sessions, embedder: Embedder, bm25: Bm25Parameters = BM25_DEFAULTS) -> None:
+    def __init__(self, *, sessions: Sessions, vectors: Vectors, bm25: Bm25Parameters = BM25_DEFAULTS) -> None:
         self._sessions = sessions
-        self._embedder = embedder
+        self._vectors = vectors
         self._bm25 = bm25
 
     async def index_version(self, event: events_pb2.ChunksUpserted) -> bool:
@@ -78,7 +55,12 @@ class Indexer:
                 log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
                 return False
             contents = [embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
-            vectors = await self._embed_with_cache(session=session, contents=contents)
+            vectors = {
+                embedder.name: await self._vectors.embed(
+                    tenant_id=event.tenant_id, embedder=embedder, contents=contents
+                )
+                for embedder in self._vectors.writing()
+            }
             await store.replace_document_chunks(
                 session=session,
                 tenant_id=event.tenant_id,
@@ -86,11 +68,15 @@ class Indexer:
                 document_id=event.document_id,
                 version=event.version,
                 document_title=event.document_title,
-                new_chunks=[
-                    _new_chunk(chunk, vector, self._embedder.name)
-                    for chunk, vector in zip(event.chunks, vectors, strict=True)
-                ],
+                new_chunks=[_new_chunk(chunk) for chunk in event.chunks],
             )
+            for model, made in vectors.items():
+                await store.add_vectors(
+                    session=session,
+                    tenant_id=event.tenant_id,
+                    model=model,
+                    vectors={chunk.chunk_id: stored(vector) for chunk, vector in zip(event.chunks, made, strict=True)},
+                )
             await store.replace_postings(
                 session=session,
                 tenant_id=event.tenant_id,
@@ -113,52 +99,6 @@ class Indexer:
             )
         log.info("indexed a document version", extra={"fields": {**_fields(event), "chunks": len(event.chunks)}})
         return True
-
-    async def _embed_with_cache(self, *, session: AsyncSession, contents: Sequence[str]) -> list[list[float]]:
-        """One vector per content, in order; only contents never embedded by this model reach the embedder."""
-        model = self._embedder.name
-        keys = [embedding_key(content) for content in contents]
-        known = await store.cached_embeddings(session=session, model=model, content_hashes=keys)
-        missing = {key: content for key, content in zip(keys, contents, strict=True) if key not in known}
-        if missing:
-            fresh = dict(zip(missing, await self._embedder.embed(list(missing.values())), strict=True))
-            await store.cache_embeddings(session=session, model=model, embeddings=fresh)
-            known.update(fresh)
-        embeddings_made.labels("cache").inc(len(keys) - len(missing))
-        embeddings_made.labels("model").inc(len(missing))
-        return [known[key] for key in keys]
-
-    async def reembed_stale(self, *, batch: int = REEMBED_BATCH) -> int:
-        """Re-embed up to `batch` chunks whose vectors are another model's (or none); returns how many.
-        A maintenance job across tenants: it runs as the service's login role, outside row-level
-        security, and changes nothing but vectors. Each chunk is written in a transaction of its
-        own, so it never holds one chunk's lock while waiting for another (an upsert replacing
-        the same document could otherwise deadlock with it)."""
-        async with self._sessions() as session, session.begin():
-            stale = await store.stale_chunks(session=session, model=self._embedder.name, limit=batch)
-            if not stale:
-                return 0
-            vectors = await self._embed_with_cache(
-                session=session, contents=[embedding_input(chunk.heading, chunk.text) for chunk in stale]
-            )
-        for chunk, vector in zip(stale, vectors, strict=True):
-            async with self._sessions() as session, session.begin():
-                await store.set_embedding(
-                    session=session, chunk_id=chunk.chunk_id, model=self._embedder.name, embedding=_stored(vector)
-                )
-        return len(stale)
-
-    async def reembed_until_current(self, stopping: asyncio.Event) -> None:
-        """After a switch of embedder: re-embed every stale chunk, a batch per transaction, then stop.
-        Until then a vector search finds only the chunks already re-embedded."""
-        total = 0
-        while not stopping.is_set():
-            done = await self.reembed_stale()
-            if not done:
-                break
-            total += done
-        if total:
-            log.info("re-embedded chunks", extra={"fields": {"model": self._embedder.name, "chunks": total}})
 
     async def remove(self, event: events_pb2.ChunksDeleted) -> int:
         """Drop a document's chunks, or a whole collection's when document_id is empty."""
@@ -200,17 +140,9 @@ class Indexer:
         return removed
 
 
-def _new_chunk(chunk: events_pb2.ChunkRecord, vector: list[float], model: str) -> NewChunk:
+def _new_chunk(chunk: events_pb2.ChunkRecord) -> NewChunk:
     # NewChunk names its fields as ChunkRecord does: a field both have is copied, never listed.
-    copied = {
-        field.name: getattr(chunk, field.name) for field in fields(NewChunk) if not field.name.startswith("embedding")
-    }
-    return NewChunk(**copied, embedding=_stored(vector), embedding_model=model)
-
-
-def _stored(vector: list[float]) -> list[float] | None:
-    # A zero vector has no direction: stored as no embedding at all (see models.chunks).
-    return None if is_zero(vector) else vector
+    return NewChunk(**{field.name: getattr(chunk, field.name) for field in fields(NewChunk)})
 
 
 def _require(value: str, name: str) -> None:

@@ -7,7 +7,8 @@ sha256 pinned below before the model is loaded, so a different build can never w
 an index made with this one.
 
 The pipeline is sentence-transformers' for this model: at most 256 word pieces, mean pooling over
-the attention mask, L2 normalisation. 384 dimensions.
+the attention mask, L2 normalisation. 384 dimensions. A call's tokens are its word pieces (with
+the two markers each text gets, after truncation): billed at nothing, shown to the tenant.
 """
 
 import asyncio
@@ -22,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime
 from tokenizers import Tokenizer
+
+from parley.retrieval.embeddings import LOCAL_PROVIDER, Embedded
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
@@ -45,6 +48,8 @@ class _Loaded:
 class MiniLmEmbedder:
     # The vectors of this exact model file: an index or cache built with another model never mixes in.
     name = "all-MiniLM-L6-v2-onnx-int8"
+    model = name
+    provider = LOCAL_PROVIDER
     dimensions = 384
 
     def __init__(self, *, threads: int = 1, batch_size: int = 1) -> None:
@@ -57,23 +62,28 @@ class MiniLmEmbedder:
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         if not texts:
-            return []
+            return Embedded(vectors=[], input_tokens=0)
         return await asyncio.to_thread(self.embed_now, texts)
 
-    def embed_now(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_now(self, texts: Sequence[str]) -> Embedded:
         """The blocking form of `embed`, for a worker thread or a script."""
         loaded = self._load()
         # Shortest first, so each batch pads to similar lengths and no short text pays for a long one.
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         vectors: list[list[float]] = [[] for _ in texts]
+        tokens = 0
         for start in range(0, len(order), self._batch_size):
             batch = order[start : start + self._batch_size]
-            pooled = _embed_batch(loaded, [texts[index] for index in batch])
+            pooled, word_pieces = _embed_batch(loaded, [texts[index] for index in batch])
+            tokens += word_pieces
             for index, vector in zip(batch, pooled.tolist(), strict=True):
                 vectors[index] = vector
-        return vectors
+        return Embedded(vectors=vectors, input_tokens=tokens)
+
+    async def close(self) -> None:
+        return None
 
     async def warm_up(self) -> None:
         """Load the model now (about a second, off the event loop) rather than on the first search."""
@@ -112,7 +122,8 @@ def _verified(distribution: importlib.metadata.Distribution, relative: str, sha2
     return path
 
 
-def _embed_batch(loaded: _Loaded, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+def _embed_batch(loaded: _Loaded, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], int]:
+    """The texts' vectors, and how many word pieces they were (padding not counted)."""
     encodings = loaded.tokenizer.encode_batch(list(texts))
     ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
     mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
@@ -124,4 +135,4 @@ def _embed_batch(loaded: _Loaded, texts: Sequence[str]) -> npt.NDArray[np.float3
     pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     normalised: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-    return normalised
+    return normalised, int(mask.sum())

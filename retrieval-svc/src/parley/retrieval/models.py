@@ -1,5 +1,5 @@
-"""The retrieval schema: the chunk index, its BM25 term statistics, what version of each document it
-holds, and the embedding cache."""
+"""The retrieval schema: the chunk index, its vectors per model, its BM25 term statistics, what
+version of each document it holds, and the embedding cache."""
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
@@ -24,7 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from parley.kit.outbox import outbox_table
-from parley.retrieval.embeddings import DIMENSIONS
 
 metadata = MetaData(schema="retrieval")
 
@@ -45,21 +44,26 @@ chunks = Table(
     Column("token_count", Integer, nullable=False),
     Column("content_hash", Text, nullable=False, server_default=""),
     Column("tsv", TSVECTOR, Computed(TSV_EXPRESSION, persisted=True), nullable=False),
-    # NULL for a chunk with no words: a zero vector has no direction, and its cosine distance is NaN.
-    Column("embedding", Vector(DIMENSIONS), nullable=True),
-    # The embedder (its `name`) whose vector this is; '' before any. Searches compare only vectors
-    # of their own model; Indexer.reembed_stale re-makes the others after a switch.
-    Column("embedding_model", Text, nullable=False, server_default=""),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
-    Index(
-        "ix_chunks_embedding",
-        "embedding",
-        postgresql_using="hnsw",
-        postgresql_ops={"embedding": "vector_cosine_ops"},
-        postgresql_with={"m": 16, "ef_construction": 64},
-    ),
     Index("ix_chunks_tenant_document_ordinal", "tenant_id", "document_id", "ordinal"),
     Index("ix_chunks_tenant_collection", "tenant_id", "collection_id"),
+)
+
+# A chunk's vector from each model that has embedded it (the embedder's `name`): the configured
+# model's, and during a switch of model also the previous one's, which search keeps using until
+# every chunk of the searched collections has the new one (vectors.py). No width: each model has
+# its own, and its HNSW index is a partial expression index `(embedding::vector(D)) WHERE model =
+# '<name>'` that the service creates at start (store.ensure_vector_index), since model names and
+# widths are configuration, not schema.
+chunk_embeddings = Table(
+    "chunk_embeddings",
+    metadata,
+    Column("chunk_id", Text, ForeignKey(chunks.c.chunk_id, ondelete="CASCADE"), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    # NULL for a chunk with no words: a zero vector has no direction, and its cosine distance is NaN.
+    Column("embedding", Vector(), nullable=True),
+    PrimaryKeyConstraint("chunk_id", "model"),
 )
 
 # One row per document ever indexed or deleted: the version the index holds, and a tombstone

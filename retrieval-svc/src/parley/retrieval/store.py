@@ -1,30 +1,38 @@
 """All SQL of the retrieval service. Every query about tenant data filters on tenant_id, and runs
 in a transaction that `enter_tenant` has given to that tenant (row-level security, migration 0003)."""
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Result,
     RowMapping,
+    Text,
     and_,
+    bindparam,
     delete,
+    exists,
     func,
+    literal,
     select,
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from parley.retrieval.bm25 import Bm25Parameters
 from parley.retrieval.models import (
     bm25_collections,
     bm25_postings,
     bm25_terms,
+    chunk_embeddings,
     chunks,
     deleted_collections,
     embedding_cache,
@@ -54,15 +62,14 @@ class NewChunk:
     text: str
     token_count: int
     content_hash: str
-    embedding: list[float] | None
-    embedding_model: str
 
 
 @dataclass(frozen=True, slots=True)
 class StaleChunk:
-    """A chunk whose vector is not the current embedder's."""
+    """A chunk without a vector of the model being made."""
 
     chunk_id: str
+    tenant_id: str
     heading: str
     text: str
 
@@ -354,30 +361,160 @@ async def cache_embeddings(*, session: AsyncSession, model: str, embeddings: Map
     if not embeddings:
         return
     await session.execute(
-        insert(embedding_cache)
-        .values([{"model": model, "content_hash": key, "embedding": value} for key, value in embeddings.items()])
-        .on_conflict_do_nothing(index_elements=[embedding_cache.c.model, embedding_cache.c.content_hash])
+        insert(embedding_cache).on_conflict_do_nothing(
+            index_elements=[embedding_cache.c.model, embedding_cache.c.content_hash]
+        ),
+        # In key order: two documents sharing texts then wait on each other's keys in one order, never in a cycle.
+        [{"model": model, "content_hash": key, "embedding": value} for key, value in sorted(embeddings.items())],
     )
 
 
-async def stale_chunks(*, session: AsyncSession, model: str, limit: int) -> list[StaleChunk]:
-    """Chunks, of any tenant, whose vector is not `model`'s."""
+# --- vectors, per model (models.chunk_embeddings) -------------------------------------------------
+
+
+async def add_vectors(
+    *, session: AsyncSession, tenant_id: str, model: str, vectors: Mapping[str, list[float] | None]
+) -> None:
+    """Chunk id → its vector from `model` (None: the chunk has no words to embed). Chunks written
+    in this transaction; a vector they already have from `model` is kept."""
+    if not vectors:
+        return
+    # Rows as parameters (executemany, batched by SQLAlchemy): one VALUES list of a large
+    # document's vectors would pass PostgreSQL's 65,535 parameters.
+    await session.execute(
+        insert(chunk_embeddings).on_conflict_do_nothing(
+            index_elements=[chunk_embeddings.c.chunk_id, chunk_embeddings.c.model]
+        ),
+        [
+            {"chunk_id": chunk_id, "model": model, "tenant_id": tenant_id, "embedding": vector}
+            for chunk_id, vector in vectors.items()
+        ],
+    )
+
+
+async def add_vector_if_chunk_exists(
+    *, session: AsyncSession, chunk_id: str, model: str, embedding: list[float] | None
+) -> None:
+    """A re-made vector of a chunk that may have been deleted (or given it) since it was read."""
+    await session.execute(
+        insert(chunk_embeddings)
+        .from_select(
+            ["chunk_id", "model", "tenant_id", "embedding"],
+            select(
+                chunks.c.chunk_id,
+                literal(model, Text),
+                chunks.c.tenant_id,
+                literal(embedding, Vector()),
+            ).where(chunks.c.chunk_id == chunk_id),
+        )
+        .on_conflict_do_nothing(index_elements=[chunk_embeddings.c.chunk_id, chunk_embeddings.c.model])
+    )
+
+
+async def stale_chunks(*, session: AsyncSession, model: str, after: str, limit: int) -> list[StaleChunk]:
+    """Chunks, of any tenant, without a vector of `model`, in chunk id order from past `after`."""
     rows = await session.execute(
-        select(chunks.c.chunk_id, chunks.c.heading, chunks.c.text)
-        .where(chunks.c.embedding_model != model)
+        select(chunks.c.chunk_id, chunks.c.tenant_id, chunks.c.heading, chunks.c.text)
+        .where(
+            chunks.c.chunk_id > after,
+            ~exists().where(chunk_embeddings.c.chunk_id == chunks.c.chunk_id, chunk_embeddings.c.model == model),
+        )
         .order_by(chunks.c.chunk_id)
         .limit(limit)
     )
-    return [StaleChunk(chunk_id=row.chunk_id, heading=row.heading, text=row.text) for row in rows]
+    return [
+        StaleChunk(chunk_id=row.chunk_id, tenant_id=row.tenant_id, heading=row.heading, text=row.text) for row in rows
+    ]
 
 
-async def set_embedding(*, session: AsyncSession, chunk_id: str, model: str, embedding: list[float] | None) -> None:
-    """The chunk's new vector (None: it has no words to embed); nothing if it is gone or already `model`'s."""
-    await session.execute(
-        update(chunks)
-        .where(chunks.c.chunk_id == chunk_id, chunks.c.embedding_model != model)
-        .values(embedding=embedding, embedding_model=model)
+async def stored_models(*, session: AsyncSession) -> list[str]:
+    """Every model that has vectors in the index, of any tenant."""
+    # A loose index scan over the primary key's second column would need a recursive query; this
+    # runs once at start.
+    return list((await session.execute(select(chunk_embeddings.c.model).distinct())).scalars())
+
+
+async def models_covering(
+    *, session: AsyncSession, tenant_id: str, collection_ids: Sequence[str], models: Sequence[str]
+) -> set[str]:
+    """Those of `models` that have a vector for every chunk of the collections."""
+    rows = await session.execute(
+        text(
+            f"""SELECT m.model FROM unnest(CAST(:models AS text[])) AS m(model)
+            WHERE NOT EXISTS (
+                SELECT FROM {chunks.schema}.{chunks.name} AS c
+                WHERE c.tenant_id = :tenant_id AND c.collection_id = ANY(CAST(:collection_ids AS text[]))
+                  AND NOT EXISTS (
+                      SELECT FROM {chunk_embeddings.schema}.{chunk_embeddings.name} AS e
+                      WHERE e.chunk_id = c.chunk_id AND e.model = m.model
+                  )
+            )"""
+        ),
+        {"models": list(models), "tenant_id": tenant_id, "collection_ids": list(collection_ids)},
     )
+    return set(rows.scalars())
+
+
+async def forget_vectors(*, session: AsyncSession, keep_model: str, after: str, limit: int) -> str | None:
+    """Delete up to `limit` vectors of other models than `keep_model`, in chunk id order from past
+    `after`; returns the last chunk id deleted (the next call's `after`), None when none was left."""
+    doomed = (
+        select(chunk_embeddings.c.chunk_id, chunk_embeddings.c.model)
+        .where(chunk_embeddings.c.model != keep_model, chunk_embeddings.c.chunk_id > after)
+        .order_by(chunk_embeddings.c.chunk_id)
+        .limit(limit)
+        .cte("doomed")
+    )
+    deleted = await session.execute(
+        delete(chunk_embeddings)
+        .where(chunk_embeddings.c.chunk_id == doomed.c.chunk_id, chunk_embeddings.c.model == doomed.c.model)
+        .returning(chunk_embeddings.c.chunk_id)
+    )
+    return max(deleted.scalars(), default=None)
+
+
+def vector_index_name(model: str) -> str:
+    """The name of a model's HNSW index: readable, unique per model, within PostgreSQL's 63 bytes."""
+    slug = "".join(character if character.isalnum() else "_" for character in model.lower())[:32]
+    return f"ix_chunk_embeddings_{slug}_{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
+async def ensure_vector_index(*, connection: AsyncConnection, model: str, dimensions: int) -> bool:
+    """Create the model's partial HNSW index if it is missing (or a build of it was interrupted).
+    `connection` must be in autocommit: CREATE INDEX CONCURRENTLY cannot run in a transaction, and
+    is what lets indexing and search go on while it builds. False when another replica is
+    building it right now."""
+    name = vector_index_name(model)
+    schema = chunk_embeddings.schema
+    lock = {"key": f"vector-index:{name}"}
+    # A session lock, not a transaction's: there is no transaction. Another replica holding it is
+    # building this index; waiting for it would only hold up this one's start.
+    if not await connection.scalar(text("SELECT pg_try_advisory_lock(hashtext(:key))"), lock):
+        return False
+    try:
+        # An index build can take minutes on a large index; the pool's statement timeout is for queries.
+        await connection.execute(text("SET statement_timeout = 0"))
+        valid = await connection.scalar(
+            text(
+                "SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :name"
+            ),
+            {"schema": schema, "name": name},
+        )
+        if valid is False:  # left behind by a build that died: IF NOT EXISTS would keep it forever
+            await connection.execute(text(f'DROP INDEX CONCURRENTLY IF EXISTS "{schema}"."{name}"'))
+        quoted_model = model.replace("'", "''")
+        await connection.execute(
+            text(
+                f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON "{schema}"."{chunk_embeddings.name}"'
+                f" USING hnsw ((embedding::vector({int(dimensions)})) vector_cosine_ops)"
+                f" WITH (m = 16, ef_construction = 64) WHERE model = '{quoted_model}'"
+            )
+        )
+        return True
+    finally:
+        await connection.execute(text("RESET statement_timeout"))
+        await connection.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), lock)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -488,18 +625,29 @@ async def snippets(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence
 
 
 async def vector_search(
-    *, session: AsyncSession, scope: SearchScope, embedding: list[float], model: str, ef_search: int
+    *, session: AsyncSession, scope: SearchScope, embedding: list[float], model: str, dimensions: int, ef_search: int
 ) -> list[StoredChunk]:
     """Nearest first among the vectors of `model`. Runs in a transaction: the scan's settings are SET LOCAL."""
     await _widen_hnsw_scan(session, ef_search)
-    distance = chunks.c.embedding.cosine_distance(embedding).label("distance")
+    # The same expression and predicate as the model's partial index (ensure_vector_index), the
+    # model inlined as a literal: a generic plan with a parameter could not prove the index applies.
+    distance = sql_cast(chunk_embeddings.c.embedding, Vector(dimensions)).cosine_distance(embedding).label("distance")
     statement = (
         select(*_HIT_COLUMNS, distance)
-        .where(_in_scope(scope), chunks.c.embedding.is_not(None), chunks.c.embedding_model == model)
-        .order_by(distance, chunks.c.chunk_id)
+        .select_from(chunk_embeddings.join(chunks, chunks.c.chunk_id == chunk_embeddings.c.chunk_id))
+        .where(
+            chunk_embeddings.c.model == bindparam("model", model, type_=Text, literal_execute=True),
+            chunk_embeddings.c.tenant_id == scope.tenant_id,
+            chunk_embeddings.c.embedding.is_not(None),
+            _in_scope(scope),
+        )
+        # By distance alone: a second sort key would stop the HNSW index from giving the order,
+        # and every candidate would be read and sorted. Ties are ordered by chunk id below.
+        .order_by(distance)
         .limit(scope.limit)
     )
-    return [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    hits = [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
 
 
 async def _widen_hnsw_scan(session: AsyncSession, ef_search: int) -> None:
