@@ -22,6 +22,7 @@ from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
 from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
+from parley.ingestion.formats import Parser
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
 from parley.ingestion.pipeline import Pipeline
@@ -145,12 +146,20 @@ async def ingestion(
     stop = asyncio.Event()
     relay = OutboxRelay(sessions=sessions, table=outbox, js=js, poll_seconds=0.2)
     progress = Progress(sessions=sessions, js=js)
-    documents = Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=relay.notify)
+    parser = Parser()  # shared, as in __main__: the worker takes what the upload parsed
+    documents = Documents(
+        sessions=sessions, progress=progress, settings=settings, notify_outbox=relay.notify, parser=parser
+    )
     artifacts = Artifacts(
         sessions=sessions, progress=progress, settings=settings, writer=artifact_writer, notify_outbox=relay.notify
     )
     pipeline = Pipeline(
-        sessions=sessions, progress=progress, settings=settings, artifacts=artifacts, notify_outbox=relay.notify
+        sessions=sessions,
+        progress=progress,
+        settings=settings,
+        artifacts=artifacts,
+        notify_outbox=relay.notify,
+        parser=parser,
     )
     collections = Collections(sessions=sessions, notify_outbox=relay.notify)
     dead_letters = DeadLetters(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from parley.ingestion.formats import detect_format, parse_document
+from parley.ingestion.formats import Parser, detect_format, parse_document
 from parley.ingestion.html_text import html_document
 from parley.ingestion.pdf_text import pdf_sections
 from parley.ingestion.sections import chunk_sections, markdown_sections, new_section, normalise_text
@@ -327,3 +327,20 @@ def test_every_shared_file_is_detected_and_read() -> None:
         "sqlite-howtocorrupt.html": HTML,
         "sqlite-whentouse.html": HTML,
     }
+
+
+async def test_the_worker_takes_what_the_upload_parsed_instead_of_parsing_again() -> None:
+    parser = Parser(keep_bytes=100)
+    script = b"Title: X\n\nINT. HOUSE - DAY\n\nA door.\n"
+
+    uploaded = await parser.parse(script, filename="x.fountain")  # what the upload checks
+    taken = await parser.parse(script, filename="x.fountain", declared=uploaded.format)  # the job
+
+    assert taken is uploaded
+    again = await parser.parse(script, filename="x.fountain", declared=uploaded.format)  # a redelivered job
+    assert again is not uploaded and again.sections == uploaded.sections
+    # Another type is another reading; what does not fit the bound is not remembered.
+    assert (await parser.parse(script, filename="x.txt", declared=PLAIN_TEXT)).format == PLAIN_TEXT
+    big = b"word " * 100
+    first = await parser.parse(big, filename="big.txt")
+    assert await parser.parse(big, filename="big.txt", declared=PLAIN_TEXT) is not first

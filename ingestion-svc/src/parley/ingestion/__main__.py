@@ -12,6 +12,7 @@ from parley.ingestion.clients import ChatCompleter
 from parley.ingestion.config import Settings
 from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
+from parley.ingestion.formats import Parser
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
 from parley.ingestion.pipeline import Pipeline
@@ -49,8 +50,10 @@ async def main() -> None:
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
         collections = Collections(sessions=runtime.sessions, notify_outbox=relay.notify)
         progress = Progress(sessions=runtime.sessions, js=runtime.js)
+        # One parser for uploads and the worker: a job takes the sections its upload just parsed.
+        parser = Parser()
         documents = Documents(
-            sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify
+            sessions=runtime.sessions, progress=progress, settings=settings, notify_outbox=relay.notify, parser=parser
         )
         artifacts = Artifacts(
             sessions=runtime.sessions,
@@ -65,6 +68,7 @@ async def main() -> None:
             settings=settings,
             artifacts=artifacts,
             notify_outbox=relay.notify,
+            parser=parser,
         )
         dead_letters = DeadLetters(
             js=runtime.js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables()

@@ -7,7 +7,6 @@ uploaded and, in the same transaction, its IngestJob queued in the outbox; the p
 (pipeline.py) takes it from there.
 """
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.ingestion import store
 from parley.ingestion.catalog import refuse_nul
 from parley.ingestion.config import Settings
-from parley.ingestion.formats import ParsedDocument, parse_document
+from parley.ingestion.formats import ParsedDocument, Parser
 from parley.ingestion.ids import new_id
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
@@ -162,11 +161,13 @@ class Documents:
         progress: Progress,
         settings: Settings,
         notify_outbox: Callable[[], None],
+        parser: Parser | None = None,
     ) -> None:
         self._sessions = sessions
         self._progress = progress
         self._settings = settings
         self._notify_outbox = notify_outbox
+        self._parser = parser or Parser()
 
     async def ingest(self, *, tenant_id: str, parts: AsyncIterator[UploadPart]) -> DocumentRecord:
         header = await anext(parts, None)
@@ -182,11 +183,9 @@ class Documents:
                 raise NotFound(f"collection {header.collection_id!r} not found")
 
         data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
-        # Parsing a PDF takes a while: off the loop. The worker parses the stored bytes again; here
-        # it is the check that refuses what cannot be read before anything is stored.
-        parsed = await asyncio.to_thread(
-            parse_document, data, filename=header.filename, declared=declared_type(header.content_type)
-        )
+        # The check that refuses what cannot be read before anything is stored; the worker takes
+        # the sections from the parser rather than parsing again.
+        parsed = await self._parser.parse(data, filename=header.filename, declared=declared_type(header.content_type))
         title = title or default_title(parsed, filename=header.filename)
         sha256 = hashlib.sha256(data).hexdigest()
 
@@ -240,9 +239,7 @@ class Documents:
         current = await self.get(tenant_id=tenant_id, document_id=header.document_id)
         data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
         filename = header.filename.strip() or current.filename
-        parsed = await asyncio.to_thread(
-            parse_document, data, filename=filename, declared=declared_type(header.content_type)
-        )
+        parsed = await self._parser.parse(data, filename=filename, declared=declared_type(header.content_type))
         sha256 = hashlib.sha256(data).hexdigest()
         async with self._sessions() as session, session.begin():
             document = await store.get_document(

@@ -7,8 +7,11 @@ binary, broken, a scan without text, a type we do not read — is refused with a
 that says what is wrong, before anything is stored.
 """
 
+import asyncio
 import codecs
+import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from parley.ingestion.html_text import html_document
@@ -111,6 +114,28 @@ def _front_matter(text: str) -> tuple[str, str]:
         return "", text
     title = _FRONT_MATTER_TITLE.search(match.group("body"))
     return (title.group("title").strip("\"'") if title else ""), text.lstrip("\ufeff")[match.end() :]
+
+
+class Parser:
+    """`parse_document` off the event loop, remembering its latest results by (content hash, type),
+    so the ingest worker does not parse again the bytes the upload just parsed to check them (the
+    same process, usually; another replica, or after a restart, simply parses). Bounded by the
+    bytes of the documents it remembers."""
+
+    def __init__(self, *, keep_bytes: int = 32 * 1024 * 1024) -> None:
+        self._keep_bytes = keep_bytes
+        self._recent: OrderedDict[tuple[str, str], tuple[int, ParsedDocument]] = OrderedDict()
+
+    async def parse(self, data: bytes, *, filename: str, declared: str | None = None) -> ParsedDocument:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if declared is not None and (kept := self._recent.pop((sha256, declared), None)) is not None:
+            return kept[1]  # taken, not kept: a document is parsed by its upload, then once by its job
+        parsed = await asyncio.to_thread(parse_document, data, filename=filename, declared=declared)
+        if len(data) <= self._keep_bytes:
+            self._recent[(sha256, parsed.format)] = (len(data), parsed)
+            while sum(size for size, _ in self._recent.values()) > self._keep_bytes:
+                self._recent.popitem(last=False)
+        return parsed
 
 
 def decode_text(data: bytes, *, fallback: str | None = None) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from parley.ingestion import store
 from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.config import Settings
-from parley.ingestion.formats import parse_document
+from parley.ingestion.formats import Parser
 from parley.ingestion.ids import chunk_id
 from parley.ingestion.messages import to_proto
 from parley.ingestion.models import Status, outbox
@@ -48,12 +48,14 @@ class Pipeline:
         settings: Settings,
         artifacts: Artifacts,
         notify_outbox: Callable[[], None],
+        parser: Parser | None = None,
     ) -> None:
         self._sessions = sessions
         self._progress = progress
         self._settings = settings
         self._artifacts = artifacts
         self._notify_outbox = notify_outbox
+        self._parser = parser or Parser()
 
     async def chunk_version(self, *, tenant_id: str, document_id: str, version: int) -> None:
         """QUEUED → PARSING → CHUNKING → INDEXING (or FAILED, with the stage and why): read one
@@ -92,13 +94,12 @@ class Pipeline:
         if content is None:
             error = "the document's content is missing"
         else:
-            # Parsing and tokenizing megabytes blocks for a while: in a thread, so the loop stays
-            # free for other consumers and RPCs. A refusal or a bug fails the document; anything
-            # else (the database, NATS) raises and the job is redelivered.
+            # The stored bytes read as the type the upload settled on (in a thread, unless the upload
+            # just parsed them here). A refusal or a bug fails the document; anything else (the
+            # database, NATS) raises and the job is redelivered.
             try:
-                sections = await asyncio.to_thread(
-                    self._parse, content, filename=document.filename, content_type=document.content_type
-                )
+                parsed = await self._parser.parse(content, filename=document.filename, declared=document.content_type)
+                sections = parsed.sections
             except InvalidInput as refused:
                 error = str(refused)
             except Exception:
@@ -211,10 +212,6 @@ class Pipeline:
         if document is not None:
             await self._progress.publish(document)
         return document
-
-    def _parse(self, content: bytes, *, filename: str, content_type: str) -> list[Section]:
-        """The stored bytes read as the type the upload settled on."""
-        return parse_document(content, filename=filename, declared=content_type).sections
 
     async def give_up(self, *, tenant_id: str, document_id: str, version: int, reason: str) -> None:
         """A job parked after failing again and again: its version is FAILED, in the stage it was in."""
