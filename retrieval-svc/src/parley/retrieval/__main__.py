@@ -25,7 +25,11 @@ async def main() -> None:
         # Loaded before serving (in a worker thread): the first search must not wait for the model.
         await embedder.warm_up()
         bm25 = Bm25Parameters(
-            k1=settings.bm25_k1, b=settings.bm25_b, max_postings_per_term=settings.bm25_max_postings_per_term
+            k1=settings.bm25_k1,
+            b=settings.bm25_b,
+            candidates_per_term=settings.bm25_candidates_per_term,
+            candidates_per_result=settings.bm25_candidates_per_result,
+            rounds=settings.bm25_rounds,
         )
         relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
@@ -38,6 +42,7 @@ async def main() -> None:
                         embedder=embedder,
                         bm25=bm25,
                         keyword_weight=settings.hybrid_keyword_weight,
+                        ef_search=settings.hnsw_ef_search,
                     )
                 ),
                 "parley.v1.RetrievalService",
@@ -47,6 +52,7 @@ async def main() -> None:
         for consumer in events.consumers(indexer=indexer, relay=relay):
             runtime.consume(consumer)
         runtime.spawn(indexer.reembed_until_current(runtime.stopping), name="reembed")
+        runtime.spawn(indexer.backfill_postings(runtime.stopping), name="backfill-postings")
         await runtime.wait_for_signal()
     finally:
         await runtime.close()

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 
 from parley.kit.outbox import outbox_table
 from parley.retrieval.embeddings import DIMENSIONS
@@ -50,7 +50,14 @@ chunks = Table(
     # The embedder (its `name`) whose vector this is; '' before any. Searches compare only vectors
     # of their own model; Indexer.reembed_stale re-makes the others after a switch.
     Column("embedding_model", Text, nullable=False, server_default=""),
+    # Where the chunk sits in a screenplay ('' / {} / 0 when its format has none): search filters.
+    Column("scene_number", Text, nullable=False, server_default=""),
+    Column("characters", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("page_start", Integer, nullable=False, server_default="0"),
+    Column("page_end", Integer, nullable=False, server_default="0"),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
+    # "Every one of these characters" is array containment (@>), which GIN answers.
+    Index("ix_chunks_characters", "characters", postgresql_using="gin"),
     Index(
         "ix_chunks_embedding",
         "embedding",
@@ -151,6 +158,14 @@ bm25_postings = Table(
         "term",
         text("impact DESC"),
         postgresql_include=["chunk_id", "document_id", "tf", "chunk_length"],
+    ),
+    # The exact rescoring of a search's candidates: one descent per (term, candidate chunk).
+    Index(
+        "ix_bm25_postings_term_chunk",
+        "collection_key",
+        "term",
+        "chunk_id",
+        postgresql_include=["tf", "chunk_length"],
     ),
     Index("ix_bm25_postings_document", "collection_key", "document_id"),
 )
