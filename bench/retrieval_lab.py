@@ -64,11 +64,12 @@ SMALL_SET_VARIANTS = (
 )
 SCALE_VARIANTS = (
     EXACT,
+    Bm25Parameters(candidates_per_term=100, candidates_per_result=2, rounds=1),
+    Bm25Parameters(candidates_per_term=100, candidates_per_result=2, rounds=3),
     Bm25Parameters(candidates_per_term=250, candidates_per_result=5, rounds=1),
-    Bm25Parameters(candidates_per_term=500, candidates_per_result=10, rounds=1),
+    Bm25Parameters(candidates_per_term=250, candidates_per_result=5, rounds=2),
     Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=1),
-    BM25_DEFAULTS,
-    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=3),
+    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=2),
 )
 CHUNKS_PER_SCALE_DOCUMENT = 20
 
@@ -604,7 +605,7 @@ async def scale(
     return [speed]
 
 
-async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None) -> None:
+async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None, scale_only: bool) -> None:
     dataset = load(folder)
     embedder = MiniLmEmbedder(threads=1)
     vectors = corpus_vectors(MiniLmEmbedder(threads=2, batch_size=8), dataset.corpus)
@@ -635,7 +636,9 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
                 )
                 print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
                 await build_hnsw(engine)
-            tables = await quality(dataset, Modes(sessions, embedder, TENANT), embedder, fusion_grid)
+            tables = (
+                [] if scale_only else await quality(dataset, Modes(sessions, embedder, TENANT), embedder, fusion_grid)
+            )
             if size:
                 tables += await scale(dataset, vectors, sessions, engine, bm25, embedder, size)
         finally:
@@ -652,12 +655,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help="a BEIR-layout data set")
     parser.add_argument("--scale", type=int, default=0, help="also time the modes at this many synthetic chunks")
     parser.add_argument("--fusion-grid", action="store_true", help="more fusion weights (to choose the default)")
+    parser.add_argument("--scale-only", action="store_true", help="only the tables at --scale N chunks")
     parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
     args = parser.parse_args(argv)
     if not (args.folder / "corpus.jsonl").exists():
         print(f"skipped: no BEIR data set at {args.folder} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
         return 0
-    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data))
+    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data, args.scale_only))
     return 0
 
 

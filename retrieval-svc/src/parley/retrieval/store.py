@@ -564,15 +564,22 @@ _GIVEN_CANDIDATES = f"""
             candidates AS (SELECT unnest(CAST(:candidate_ids AS text[])) AS chunk_id),
             {_CANDIDATES_POSTINGS},
             bound AS (SELECT 0.0::float8 AS score)"""
-# Each term's best postings by impact (an index-only scan that stops after :per_term rows), and
-# what a chunk none of them reached can score at most: per term cut short, its idf times the last
-# impact read (impacts keep the avgdl of their writing, so the bound is as close as they are).
+# Candidate generation and exact rescoring (bm25.py), in one statement:
+# - best: each term's best postings by impact, an index-only scan stopping after :per_term rows;
+#   terms cut short there are in cut_short (the others were read whole);
+# - partial: each candidate's score from the postings read (a lower bound of its exact score), and
+#   its upper bound: plus, per term cut short where it was not read, idf times the last impact read;
+# - threshold: the :limit-th best partial score; a candidate whose upper bound is below it cannot
+#   make the top :limit, and only the others are rescored: their postings of the terms cut short
+#   looked up, one index descent per (term, candidate);
+# - bound: what a chunk that is no candidate can score at most (its impacts keep the avgdl of
+#   their writing, so the bound is as close as they are).
 _BEST_CANDIDATES = f"""
             best AS (
-                SELECT scope.collection_key, query_terms.term, p.chunk_id, p.impact
+                SELECT scope.collection_key, query_terms.term, p.chunk_id, p.tf, p.chunk_length, p.impact
                 FROM scope CROSS JOIN query_terms
                 CROSS JOIN LATERAL (
-                    SELECT p.chunk_id, p.impact FROM {_POSTINGS} AS p
+                    SELECT p.chunk_id, p.tf, p.chunk_length, p.impact FROM {_POSTINGS} AS p
                     WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
                       AND (cardinality(CAST(:document_ids AS text[])) = 0
                            OR p.document_id = ANY(CAST(:document_ids AS text[])))
@@ -580,19 +587,51 @@ _BEST_CANDIDATES = f"""
                     LIMIT CAST(:per_term AS bigint)
                 ) AS p
             ),
-            candidates AS (SELECT DISTINCT chunk_id FROM best),
-            {_CANDIDATES_POSTINGS},
-            cut AS (
-                SELECT term, max(impact) AS impact
-                FROM (
-                    SELECT collection_key, term, min(impact) AS impact FROM best
-                    GROUP BY collection_key, term HAVING count(*) >= CAST(:per_term AS bigint)
-                ) AS cut_short
-                GROUP BY term
+            cut_short AS (
+                SELECT collection_key, term, min(impact) AS impact FROM best
+                GROUP BY collection_key, term HAVING count(*) >= CAST(:per_term AS bigint)
             ),
-            bound AS (
-                SELECT coalesce(sum(ln(1 + (n - df + 0.5) / (df + 0.5)) * cut.impact), 0.0)::float8 AS score
-                FROM cut JOIN term_stats USING (term) CROSS JOIN corpus
+            weights AS (
+                SELECT term_stats.term, ln(1 + (n - df + 0.5) / (df + 0.5)) AS idf,
+                       coalesce(cut.impact, 0.0) AS unread
+                FROM term_stats CROSS JOIN corpus
+                LEFT JOIN (SELECT term, max(impact) AS impact FROM cut_short GROUP BY term) AS cut USING (term)
+            ),
+            bound AS (SELECT coalesce(sum(idf * unread), 0.0)::float8 AS score FROM weights),
+            partial AS (
+                SELECT best.chunk_id,
+                       sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * chunk_length / avgdl))) AS score,
+                       sum(idf * unread) AS unread_read
+                FROM best JOIN weights USING (term) CROSS JOIN corpus
+                GROUP BY best.chunk_id
+            ),
+            threshold AS (
+                SELECT coalesce(
+                    (SELECT score FROM partial ORDER BY score DESC OFFSET :limit - 1 LIMIT 1), 0.0
+                ) AS score
+            ),
+            candidates AS (
+                SELECT chunk_id FROM partial
+                WHERE score + (SELECT score FROM bound) - unread_read >= (SELECT score FROM threshold)
+            ),
+            postings AS (
+                SELECT best.term, best.chunk_id, best.tf, best.chunk_length
+                FROM best JOIN candidates USING (chunk_id)
+                WHERE NOT EXISTS (
+                    SELECT FROM cut_short
+                    WHERE cut_short.collection_key = best.collection_key AND cut_short.term = best.term
+                )
+                UNION ALL
+                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
+                FROM cut_short CROSS JOIN candidates
+                CROSS JOIN LATERAL (
+                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
+                    WHERE p.collection_key = cut_short.collection_key AND p.term = cut_short.term
+                      AND p.chunk_id = candidates.chunk_id
+                    -- At most one row; the LIMIT keeps this a descent per pair rather than a scan
+                    -- of the term's every posting.
+                    LIMIT 1
+                ) AS p
             )"""
 
 
