@@ -58,18 +58,16 @@ EXACT = Bm25Parameters(candidates_per_term=None)
 # On 1,400 abstracts 14 best postings a term are the same share of a common term's as 1,000 are at
 # 100k chunks: the service's candidate generation as it would be at that scale.
 SMALL_SET_VARIANTS = (
+    Bm25Parameters(candidates_per_term=4, candidates_per_result=1, rounds=1),
     Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=1),
-    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=2),
     Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=3),
 )
 SCALE_VARIANTS = (
     EXACT,
-    Bm25Parameters(candidates_per_term=100, candidates_per_result=2, rounds=1),
-    Bm25Parameters(candidates_per_term=100, candidates_per_result=2, rounds=3),
-    Bm25Parameters(candidates_per_term=250, candidates_per_result=5, rounds=1),
+    Bm25Parameters(candidates_per_term=100, candidates_per_result=2),
+    Bm25Parameters(candidates_per_term=250, candidates_per_result=5),
     Bm25Parameters(candidates_per_term=250, candidates_per_result=5, rounds=2),
-    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=1),
-    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=2),
+    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10),
 )
 CHUNKS_PER_SCALE_DOCUMENT = 20
 
@@ -80,7 +78,8 @@ def describe(bm25: Bm25Parameters) -> str:
     default = " (the default)" if bm25 == BM25_DEFAULTS else ""
     return (
         f"best max({bm25.candidates_per_term}, {bm25.candidates_per_result} x limit) postings a term,"
-        f" rescored, at most {bm25.rounds} read{'s' if bm25.rounds > 1 else ''}{default}"
+        f" {bm25.rescored_per_result} x limit rescored, at most {bm25.rounds} read{'s' if bm25.rounds > 1 else ''}"
+        f"{default}"
     )
 
 

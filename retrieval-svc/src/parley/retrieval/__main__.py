@@ -29,6 +29,7 @@ async def main() -> None:
             b=settings.bm25_b,
             candidates_per_term=settings.bm25_candidates_per_term,
             candidates_per_result=settings.bm25_candidates_per_result,
+            rescored_per_result=settings.bm25_rescored_per_result,
             rounds=settings.bm25_rounds,
         )
         relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)

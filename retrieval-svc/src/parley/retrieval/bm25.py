@@ -53,9 +53,11 @@ class Bm25Parameters:
     candidates_per_term: int | None = 1000
     # ... and at least this many per result asked for, so a deep hybrid leg stays as exact.
     candidates_per_result: int = 10
+    # Candidates rescored exactly, per result asked for: the most promising by partial score.
+    rescored_per_result: int = 4
     # Reads of the candidates at most: each next one DEEPER times as deep, while a chunk left
     # unscored could beat the last hit. 1: never read again.
-    rounds: int = 2
+    rounds: int = 1
 
 
 # How much deeper each next round of candidates reads.
@@ -70,3 +72,8 @@ def candidates_per_term(bm25: Bm25Parameters, limit: int) -> int | None:
     if bm25.candidates_per_term is None:
         return None
     return max(bm25.candidates_per_term, bm25.candidates_per_result * limit)
+
+
+def rescored(bm25: Bm25Parameters, limit: int) -> int:
+    """How many candidates a search of `limit` results rescores exactly."""
+    return bm25.rescored_per_result * limit

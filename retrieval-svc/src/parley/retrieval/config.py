@@ -19,6 +19,8 @@ class Settings(ServiceSettings):
     # least this many and `bm25_candidates_per_result` per result; None reads every posting.
     bm25_candidates_per_term: int | None = Field(default=BM25_DEFAULTS.candidates_per_term, gt=0)
     bm25_candidates_per_result: int = Field(default=BM25_DEFAULTS.candidates_per_result, gt=0)
+    # Candidates rescored exactly per result asked for (the most promising).
+    bm25_rescored_per_result: int = Field(default=BM25_DEFAULTS.rescored_per_result, gt=0)
     # Reads of ever deeper candidates while one left unscored could still win (1: never again).
     bm25_rounds: int = Field(default=BM25_DEFAULTS.rounds, ge=1, le=5)
     # HNSW's candidate list at least (hnsw.ef_search): hybrid_search.DEFAULT_EF_SEARCH, measured for

@@ -18,7 +18,7 @@ from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHA
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
-from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term
+from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
 from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, SearchScope, StoredChunk
 
@@ -191,13 +191,14 @@ class Searcher:
         rescored exactly, read deeper while a chunk left unscored could still beat the last hit
         (bm25.py), at most `bm25.rounds` times."""
         per_term = candidates_per_term(self._bm25, scope.limit)
+        exact = rescored(self._bm25, scope.limit)
         for round_ in range(1, self._bm25.rounds + 1):
             found = await store.keyword_search(
-                session=session, scope=scope, query=text, bm25=self._bm25, per_term=per_term
+                session=session, scope=scope, query=text, bm25=self._bm25, per_term=per_term, rescored=exact
             )
             if per_term is None or round_ == self._bm25.rounds or found.certain(scope.limit):
                 break
-            per_term *= DEEPER
+            per_term, exact = per_term * DEEPER, exact * DEEPER
         return found.hits
 
     async def vector_leg(

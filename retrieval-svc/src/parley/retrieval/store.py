@@ -546,7 +546,7 @@ _EVERY_POSTING = f"""
                            OR p.document_id = ANY(CAST(:document_ids AS text[])))
                 ) AS p
             ),
-            bound AS (SELECT 0.0::float8 AS score)"""
+            unscored AS (SELECT 0.0::float8 AS score)"""
 # Every posting of the query's terms in the candidates: their exact scores.
 _CANDIDATES_POSTINGS = f"""
             postings AS (
@@ -563,17 +563,18 @@ _CANDIDATES_POSTINGS = f"""
 _GIVEN_CANDIDATES = f"""
             candidates AS (SELECT unnest(CAST(:candidate_ids AS text[])) AS chunk_id),
             {_CANDIDATES_POSTINGS},
-            bound AS (SELECT 0.0::float8 AS score)"""
+            unscored AS (SELECT 0.0::float8 AS score)"""
 # Candidate generation and exact rescoring (bm25.py), in one statement:
 # - best: each term's best postings by impact, an index-only scan stopping after :per_term rows;
 #   terms cut short there are in cut_short (the others were read whole);
 # - partial: each candidate's score from the postings read (a lower bound of its exact score), and
 #   its upper bound: plus, per term cut short where it was not read, idf times the last impact read;
 # - threshold: the :limit-th best partial score; a candidate whose upper bound is below it cannot
-#   make the top :limit, and only the others are rescored: their postings of the terms cut short
-#   looked up, one index descent per (term, candidate);
+#   make the top :limit; of the others, the :rescored best by partial score are rescored: their
+#   postings of the terms cut short looked up, one index descent per (term, candidate);
 # - bound: what a chunk that is no candidate can score at most (its impacts keep the avgdl of
-#   their writing, so the bound is as close as they are).
+#   their writing, so the bound is as close as they are); unscored: that, or the upper bound of a
+#   promising candidate left out, whichever is higher.
 _BEST_CANDIDATES = f"""
             best AS (
                 SELECT scope.collection_key, query_terms.term, p.chunk_id, p.tf, p.chunk_length, p.impact
@@ -610,9 +611,19 @@ _BEST_CANDIDATES = f"""
                     (SELECT score FROM partial ORDER BY score DESC OFFSET :limit - 1 LIMIT 1), 0.0
                 ) AS score
             ),
-            candidates AS (
-                SELECT chunk_id FROM partial
+            promising AS (
+                SELECT chunk_id, score, score + (SELECT score FROM bound) - unread_read AS ceiling FROM partial
                 WHERE score + (SELECT score FROM bound) - unread_read >= (SELECT score FROM threshold)
+            ),
+            candidates AS (
+                SELECT chunk_id FROM promising ORDER BY score DESC, chunk_id LIMIT CAST(:rescored AS bigint)
+            ),
+            unscored AS (
+                SELECT greatest(
+                    (SELECT score FROM bound),
+                    (SELECT max(ceiling) FROM promising
+                     WHERE NOT EXISTS (SELECT FROM candidates WHERE candidates.chunk_id = promising.chunk_id))
+                ) AS score
             ),
             postings AS (
                 SELECT best.term, best.chunk_id, best.tf, best.chunk_length
@@ -636,13 +647,19 @@ _BEST_CANDIDATES = f"""
 
 
 async def keyword_search(
-    *, session: AsyncSession, scope: SearchScope, query: str, bm25: Bm25Parameters, per_term: int | None
+    *,
+    session: AsyncSession,
+    scope: SearchScope,
+    query: str,
+    bm25: Bm25Parameters,
+    per_term: int | None,
+    rescored: int | None = None,
 ) -> KeywordHits:
     """Chunks containing any of the query's terms, best BM25 score first (ties by chunk id).
 
-    Scores are exact BM25; the chunks scored are the candidates of bm25.py: each term's `per_term`
-    best postings (None: every posting), or, under a filter on the chunks' own columns, every
-    chunk of the filter holding a query word."""
+    Scores are exact BM25; the chunks scored are the candidates of bm25.py: of each term's
+    `per_term` best postings (None: every posting), the `rescored` (None: all) most promising, or,
+    under a filter on the chunks' own columns, every chunk of the filter holding a query word."""
     # N, avgdl and df are those of all the chosen collections together (scores stay comparable
     # across them), not of the few documents, headings or scenes a caller narrowed the search to.
     candidate_ids: list[str] | None = None
@@ -697,7 +714,7 @@ async def keyword_search(
                 LIMIT :limit
             )
             SELECT {", ".join(f"c.{name}" for name in _HIT_FIELDS)}, scored.score,
-                   (SELECT score FROM bound) AS unscored_bound
+                   (SELECT score FROM unscored) AS unscored_bound
             FROM scored JOIN {chunks.schema}.{chunks.name} AS c USING (chunk_id)
             WHERE c.tenant_id = :tenant_id
             ORDER BY scored.score DESC, c.chunk_id"""
@@ -711,6 +728,7 @@ async def keyword_search(
                 "k1": bm25.k1,
                 "b": bm25.b,
                 "per_term": per_term,
+                "rescored": rescored,
                 "limit": scope.limit,
             },
         )
