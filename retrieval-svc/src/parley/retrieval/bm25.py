@@ -18,19 +18,31 @@ Tables (models.py; the SQL is in store.py):
   with the avgdl of the time it was written. Two indexes: by (term, impact desc), read
   index-only to find a term's best postings; by (term, chunk), to look up given chunks' postings.
 
-A search scores exactly, but not every chunk. Candidate generation, then exact rescoring:
+A search scores exactly, but not every chunk: candidate generation, then exact rescoring, in one
+statement (store.keyword_search):
 1. candidates: the union, over the query's terms, of each term's `candidates_per_term(limit)`
-   best postings by impact (a rare term's postings are all read; a common one stops early);
-2. each candidate's exact BM25 over ALL the query's terms (its postings looked up by (term,
-   chunk)), from tf, length and the current N, df and avgdl; the best `limit` win;
-3. a bound on what a chunk that is no term's candidate can score: the sum, over the terms cut
-   short, of idf times the last impact read. When the last hit scores below it, an unscored chunk
-   could still beat it (through many middling terms), and the search reads DEEPER times as deep,
-   at most `rounds` reads in all (WAND's threshold test, applied to a whole round).
-`candidates_per_term` None reads every posting (exact BM25, slow on large collections). The
-defaults are measured: at 100k chunks and on Cranfield (BENCHMARKS.md, "Retrieval"). A search filtered on chunk columns
-(heading, scene, characters, pages) takes as candidates every chunk of the filter holding a query
-word (GIN on the chunks' tsvector), so a narrow filter is never starved.
+   best postings by impact (a rare term's postings are all read; a common one is cut short);
+2. each candidate's partial score, from the postings read (a lower bound of its exact score), and
+   upper bound (plus, per term cut short where it was not read, idf times the last impact read);
+   candidates whose upper bound is below the limit-th best partial score cannot win (WAND's test);
+3. of the others, the `rescored(limit)` best by partial score get their exact BM25 over ALL the
+   query's terms (their postings of the terms cut short looked up by (term, chunk)), from tf,
+   length and the current N, df and avgdl; the best `limit` win;
+4. a bound on what a chunk left unscored can score (a candidate left out: its upper bound; no
+   candidate: the sum, over the terms cut short, of idf times the last impact read; impacts keep
+   the avgdl of their writing, so the bound is as close as they are). When the last hit scores
+   below it an unscored chunk could still beat it, and with `rounds` > 1 the search reads again,
+   DEEPER times as deep (candidates and rescored alike).
+Why not rescore every candidate that passes: Cranfield's long queries of common words have
+thousands, all passing at 100k chunks, and each costs an index descent per common term: slower
+than exact BM25. Why one read by default: at 100k chunks such queries are rarely certain after any
+affordable depth, and each further read costs more than the first. `candidates_per_term` None
+reads every posting (exact BM25). The defaults are measured at 10k and 100k chunks and on
+Cranfield (BENCHMARKS.md, "Retrieval").
+
+A search filtered on chunk columns (heading, scene, characters, pages) takes as candidates every
+chunk of the filter holding a query word (GIN on the chunks' tsvector), all scored exactly, so a
+narrow filter is never starved by the best postings of chunks outside it.
 
 Indexing of one collection is serialised on its `bm25_collections` row (locked first by every
 write), which keeps the counters exact and rules out deadlocks between concurrent documents.

@@ -765,10 +765,13 @@ async def vector_search(
     statement = (
         select(*_HIT_COLUMNS, distance)
         .where(_in_scope(scope), chunks.c.embedding.is_not(None), chunks.c.embedding_model == model)
-        .order_by(distance, chunks.c.chunk_id)
+        # By distance alone: a second sort key would stop PostgreSQL from using the HNSW index at
+        # all (an exact scan, 300 ms at 100k chunks). Ties are ordered by chunk id below.
+        .order_by(distance)
         .limit(scope.limit)
     )
-    return [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    hits = [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
 
 
 async def _widen_hnsw_scan(session: AsyncSession, ef_search: int) -> None:
