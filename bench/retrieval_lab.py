@@ -58,8 +58,10 @@ EXACT = Bm25Parameters(candidates_per_term=None)
 # On 1,400 abstracts 14 best postings a term are the same share of a common term's as 1,000 are at
 # 100k chunks: the service's candidate generation as it would be at that scale.
 SMALL_SET_VARIANTS = (
-    Bm25Parameters(candidates_per_term=4, candidates_per_result=1, rounds=1),
-    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=1),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rescored_per_result=10),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rescored_per_result=25),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=2),
     Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=3),
 )
 SCALE_VARIANTS = (
