@@ -66,11 +66,11 @@ SMALL_SET_VARIANTS = (
 )
 SCALE_VARIANTS = (
     EXACT,
-    Bm25Parameters(candidates_per_term=100, candidates_per_result=2),
     Bm25Parameters(candidates_per_term=250, candidates_per_result=5),
-    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10),
+    Bm25Parameters(candidates_per_term=250, candidates_per_result=5, rounds=2),
+    BM25_DEFAULTS,
     Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rescored_per_result=10),
-    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rescored_per_result=25),
+    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=2),
 )
 CHUNKS_PER_SCALE_DOCUMENT = 20
 
