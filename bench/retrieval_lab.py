@@ -41,8 +41,9 @@ from parley.kit import db
 from parley.kit.devstack import EmbeddedPostgres
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
+from parley.retrieval.hybrid_search import DEFAULT_EF_SEARCH, Mode, Searcher, search_query
 from parley.retrieval.minilm import MiniLmEmbedder
-from parley.retrieval.store import SearchScope
+from parley.retrieval.store import ChunkFilters, SearchScope
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "cranfield"
 CACHE = Path.home() / ".cache" / "parley-bench"
@@ -52,12 +53,38 @@ SCALE_TENANT = "scale"
 DEPTH = 100  # how deep each list goes before fusion, and recall@100's cut
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-EF_SEARCH_VALUES = (40, 100, 200, 400)
-# On 1,400 abstracts a cap of 14 reads the same share of a common term's postings as 1,000 does at 100k chunks.
-CAPS_ON_THE_SMALL_SET = (14, 50, 200)
-CAPS_AT_SCALE = (1000, 4000, None)
-HYBRID_CAP_AT_SCALE = 1000
+EF_SEARCH_VALUES = (20, 40, 100, 200, 400)
+EXACT = Bm25Parameters(candidates_per_term=None)
+# On 1,400 abstracts 14 best postings a term are the same share of a common term's as 1,000 are at
+# 100k chunks: the service's candidate generation as it would be at that scale.
+SMALL_SET_VARIANTS = (
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rescored_per_result=10),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rescored_per_result=25),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=2),
+    Bm25Parameters(candidates_per_term=14, candidates_per_result=1, rounds=3),
+)
+SCALE_VARIANTS = (
+    EXACT,
+    Bm25Parameters(candidates_per_term=250, candidates_per_result=5),
+    Bm25Parameters(candidates_per_term=250, candidates_per_result=5, rounds=2),
+    BM25_DEFAULTS,
+    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rescored_per_result=10),
+    Bm25Parameters(candidates_per_term=1000, candidates_per_result=10, rounds=2),
+)
 CHUNKS_PER_SCALE_DOCUMENT = 20
+
+
+def describe(bm25: Bm25Parameters) -> str:
+    if bm25.candidates_per_term is None:
+        return "every posting (exact)"
+    default = " (the default)" if bm25 == BM25_DEFAULTS else ""
+    return (
+        f"best max({bm25.candidates_per_term}, {bm25.candidates_per_result} x limit) postings a term,"
+        f" {bm25.rescored_per_result} x limit rescored, at most {bm25.rounds} read{'s' if bm25.rounds > 1 else ''}"
+        f"{default}"
+    )
+
 
 Ranking = list[str]
 Hits = list[tuple[str, float]]
@@ -183,8 +210,8 @@ async def insert_chunks(
             await session.execute(
                 text(
                     "INSERT INTO retrieval.chunks (chunk_id, tenant_id, collection_id, document_id, version, ordinal,"
-                    " text, token_count, embedding) VALUES (:chunk_id, :tenant_id, :collection_id, :document_id, 1,"
-                    " :ordinal, :text, :token_count, CAST(:embedding AS vector))"
+                    " text, token_count, embedding, embedding_model) VALUES (:chunk_id, :tenant_id, :collection_id,"
+                    " :document_id, 1, :ordinal, :text, :token_count, CAST(:embedding AS vector), :model)"
                 ),
                 [
                     {
@@ -196,6 +223,7 @@ async def insert_chunks(
                         "text": body,
                         "token_count": len(body.split()),
                         "embedding": "[" + ",".join(f"{value:.6f}" for value in vector) + "]",
+                        "model": MiniLmEmbedder.name,
                     }
                     for ordinal, (chunk_id, body, vector) in enumerate(chunks)
                 ],
@@ -227,18 +255,42 @@ async def build_hnsw(engine: AsyncEngine) -> float:
 
 
 class Modes:
-    def __init__(self, sessions: async_sessionmaker, bm25: Bm25Parameters, tenant_id: str) -> None:  # type: ignore[type-arg]
+    def __init__(self, sessions: async_sessionmaker, embedder: MiniLmEmbedder, tenant_id: str) -> None:  # type: ignore[type-arg]
         self._sessions = sessions
-        self._bm25 = bm25
+        self._embedder = embedder
         self._tenant_id = tenant_id
 
-    async def keyword(
-        self, query: str, limit: int = DEPTH, *, cap: int | None = BM25_DEFAULTS.max_postings_per_term
-    ) -> Hits:
-        bm25 = Bm25Parameters(k1=self._bm25.k1, b=self._bm25.b, max_postings_per_term=cap)
-        scope = SearchScope(tenant_id=self._tenant_id, collection_ids=[COLLECTION], document_ids=(), limit=limit)
-        async with self._sessions() as session:
-            hits = await store.keyword_search(session=session, scope=scope, query=query, bm25=bm25)
+    async def keyword(self, query: str, limit: int = DEPTH, *, bm25: Bm25Parameters = BM25_DEFAULTS) -> Hits:
+        """The service's keyword leg (Searcher.keyword_leg), in a transaction given to the tenant as its are."""
+        searcher = Searcher(sessions=self._sessions, embedder=self._embedder, bm25=bm25)
+        scope = SearchScope(tenant_id=self._tenant_id, collection_ids=[COLLECTION], limit=limit)
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=self._tenant_id)
+            hits = await searcher.keyword_leg(session=session, scope=scope, text=query)
+        return [(hit.chunk_id, hit.score) for hit in hits]
+
+    async def filtered_vector(self, query: str, document_id: str, k: int = 10) -> Hits:
+        searcher = Searcher(sessions=self._sessions, embedder=self._embedder)
+        hits = await searcher.search(
+            tenant_id=self._tenant_id,
+            query=search_query(
+                text=query,
+                collection_ids=[COLLECTION],
+                k=k,
+                mode=Mode.VECTOR,
+                filters=ChunkFilters(document_ids=[document_id]),
+            ),
+        )
+        return [(hit.chunk_id, hit.score) for hit in hits]
+
+    async def hybrid(self, query: str, k: int = 10) -> Hits:
+        """A whole search as the service runs it (Searcher.search): embedding, both legs at once on
+        two connections, fusion and highlights."""
+        searcher = Searcher(sessions=self._sessions, embedder=self._embedder)
+        hits = await searcher.search(
+            tenant_id=self._tenant_id,
+            query=search_query(text=query, collection_ids=[COLLECTION], k=k, mode=Mode.HYBRID),
+        )
         return [(hit.chunk_id, hit.score) for hit in hits]
 
     async def keyword_today(self, query: str, limit: int = DEPTH) -> list[tuple[str, float]]:
@@ -344,19 +396,12 @@ async def quality(dataset: Dataset, modes: Modes, embedder: MiniLmEmbedder, fusi
             ("keyword", partial(modes.keyword, query)),
             ("keyword_today", partial(modes.keyword_today, query)),
             ("vector", partial(modes.vector, embedding, ef_search=None)),
-            ("vector_hnsw", partial(modes.vector, embedding, ef_search=100)),
+            ("vector_hnsw", partial(modes.vector, embedding, ef_search=DEFAULT_EF_SEARCH)),
         ):
             hits, elapsed = await timed(action)
             results[name][query_id] = hits
             latency[name].append(elapsed)
-        # Hybrid as a search would run it: embed, both legs concurrently, fuse.
-        started = time.perf_counter()
-        vector_leg = await embedder.embed([query])
-        keyword_hits, vector_hits = await asyncio.gather(
-            modes.keyword(query), modes.vector(vector_leg[0], ef_search=100)
-        )
-        rrf([chunk for chunk, _ in keyword_hits], [chunk for chunk, _ in vector_hits], keyword_weight=0.5)
-        latency["hybrid"].append((time.perf_counter() - started) * 1000)
+        latency["hybrid"].append((await timed(partial(modes.hybrid, query)))[1])
 
     def ranked(name: str) -> dict[str, Ranking]:
         return {q: [chunk for chunk, _ in hits] for q, hits in results[name].items()}
@@ -370,17 +415,25 @@ async def quality(dataset: Dataset, modes: Modes, embedder: MiniLmEmbedder, fusi
                 "bm25s reference (in process; k1 1.2, b 0.75, Snowball, stop words)", reference[0], dataset.qrels
             )
         )
-    table.add(*quality_row("keyword: BM25 in PostgreSQL (k1 1.2, b 0.75)", ranked("keyword"), dataset.qrels))
-    for cap in CAPS_ON_THE_SMALL_SET:
-        capped = {
-            q: [chunk for chunk, _ in await modes.keyword(query, cap=cap)] for q, query in dataset.queries.items()
+    table.add(
+        *quality_row(f"keyword: BM25 (k1 1.2, b 0.75), {describe(BM25_DEFAULTS)}", ranked("keyword"), dataset.qrels)
+    )
+    exact = {q: [chunk for chunk, _ in await modes.keyword(query, bm25=EXACT)] for q, query in dataset.queries.items()}
+    table.add(*quality_row(f"keyword: BM25, {describe(EXACT)}", exact, dataset.qrels))
+    for variant in SMALL_SET_VARIANTS:
+        # Top 10 only (their recall@100 is not comparable): limit 10 is what makes 14 a term's share.
+        ranked_variant = {
+            q: [chunk for chunk, _ in await modes.keyword(query, 10, bm25=variant)]
+            for q, query in dataset.queries.items()
         }
-        table.add(*quality_row(f"keyword: BM25, at most {cap} postings a term", capped, dataset.qrels))
+        table.add(*quality_row(f"keyword: BM25, top 10, {describe(variant)}", ranked_variant, dataset.qrels))
     table.add(
         *quality_row("keyword as today: websearch_to_tsquery + ts_rank_cd", ranked("keyword_today"), dataset.qrels)
     )
     table.add(*quality_row("vector: MiniLM int8, exact", ranked("vector"), dataset.qrels))
-    table.add(*quality_row("vector: MiniLM int8, HNSW ef_search 100", ranked("vector_hnsw"), dataset.qrels))
+    table.add(
+        *quality_row(f"vector: MiniLM int8, HNSW ef_search {DEFAULT_EF_SEARCH}", ranked("vector_hnsw"), dataset.qrels)
+    )
     keyword, vector = results["keyword"], results["vector_hnsw"]
     weights = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7) if fusion_grid else (0.3, 0.5)
     for weight in weights:
@@ -404,8 +457,8 @@ async def quality(dataset: Dataset, modes: Modes, embedder: MiniLmEmbedder, fusi
         ("keyword", "keyword: BM25 in PostgreSQL"),
         ("keyword_today", "keyword as today"),
         ("vector", "vector, exact"),
-        ("vector_hnsw", "vector, HNSW ef_search 100"),
-        ("hybrid", "hybrid: embed + both legs + RRF"),
+        ("vector_hnsw", f"vector, HNSW ef_search {DEFAULT_EF_SEARCH}"),
+        ("hybrid", "hybrid, k 10, as the service runs it: embed + both legs at once + RRF + highlights"),
     ):
         speed.add(label, *percentiles(latency[name]))
     return [table, speed]
@@ -485,41 +538,68 @@ async def scale(
             )
         ).one()
 
-    modes = Modes(sessions, bm25, SCALE_TENANT)
+    modes = Modes(sessions, embedder, SCALE_TENANT)
     queries = list(dataset.queries.values())
     embeddings = [(await embedder.embed([query]))[0] for query in queries]
     exact = [[chunk for chunk, _ in await modes.vector(e, ef_search=None, limit=10)] for e in embeddings]
 
     speed = Table(
-        f"At {size:,} chunks (synthetic: halves of two abstracts, their vectors blended)",
-        ("mode", "p50 ms", "p99 ms", "HNSW recall@10 vs exact"),
+        f"At {size:,} chunks (synthetic: halves of two abstracts, their vectors blended; {len(queries)} queries)",
+        ("mode", "p50 ms", "p99 ms", "top 10 vs exact"),
     )
+    samples = []
+    for query in queries:
+        started = time.perf_counter()
+        await embedder.embed([query])
+        samples.append((time.perf_counter() - started) * 1000)
+    speed.add("query embedding (MiniLM int8, 1 thread)", *percentiles(samples), "")
     for ef_search in EF_SEARCH_VALUES:
         samples, recalls = [], []
         for embedding, truth in zip(embeddings, exact, strict=True):
             hits, elapsed = await timed(partial(modes.vector, embedding, ef_search=ef_search, limit=40))
             samples.append(elapsed)
             recalls.append(len({chunk for chunk, _ in hits[:10]} & set(truth)) / 10)
-        speed.add(f"vector, HNSW ef_search {ef_search}", *percentiles(samples), f"{statistics.fmean(recalls):.3f}")
-    samples = [(await timed(partial(modes.vector, e, ef_search=None, limit=40)))[1] for e in embeddings[:50]]
-    speed.add("vector, exact (50 queries)", *percentiles(samples), "1")
-    for cap in CAPS_AT_SCALE:
-        samples = [(await timed(partial(modes.keyword, q, limit=40, cap=cap)))[1] for q in queries]
-        label = f"at most {cap} postings a term" if cap else "every posting"
-        speed.add(f"keyword: BM25 in PostgreSQL (top 40, {label})", *percentiles(samples), "")
-    hybrid_samples = []
-    for query in queries:
-        started = time.perf_counter()
-        embedding = (await embedder.embed([query]))[0]
-        keyword_hits, vector_hits = await asyncio.gather(
-            modes.keyword(query, limit=40, cap=HYBRID_CAP_AT_SCALE), modes.vector(embedding, ef_search=100, limit=40)
+        chosen = " (the service's)" if ef_search == DEFAULT_EF_SEARCH else ""
+        speed.add(
+            f"vector, HNSW ef_search {ef_search}{chosen}, top 40",
+            *percentiles(samples),
+            f"recall@10 {statistics.fmean(recalls):.3f}",
         )
-        rrf([c for c, _ in keyword_hits], [c for c, _ in vector_hits], keyword_weight=0.5)
-        hybrid_samples.append((time.perf_counter() - started) * 1000)
+    samples = [(await timed(partial(modes.vector, e, ef_search=None, limit=40)))[1] for e in embeddings[:50]]
+    speed.add("vector, exact (50 queries), top 40", *percentiles(samples), "1")
+    exact_keyword: list[list[str]] = []
+    for variant in SCALE_VARIANTS:
+        samples, overlaps = [], []
+        for index, query in enumerate(queries):
+            hits, elapsed = await timed(partial(modes.keyword, query, limit=40, bm25=variant))
+            samples.append(elapsed)
+            top = [chunk for chunk, _ in hits[:10]]
+            if variant is EXACT:
+                exact_keyword.append(top)
+            overlaps.append(len(set(top) & set(exact_keyword[index])) / max(1, len(exact_keyword[index])))
+        speed.add(
+            f"keyword: BM25, {describe(variant)}, top 40",
+            *percentiles(samples),
+            f"overlap@10 {statistics.fmean(overlaps):.3f}",
+        )
+    samples = [(await timed(partial(modes.hybrid, query)))[1] for query in queries]
     speed.add(
-        f"hybrid: embed + both legs (top 40 each, HNSW 100, BM25 cap {HYBRID_CAP_AT_SCALE}) + RRF",
-        *percentiles(hybrid_samples),
+        "hybrid, k 10, as the service runs it (embed + both legs at once + RRF + highlights)",
+        *percentiles(samples),
         "",
+    )
+    # A filter the HNSW scan cannot see (one document's chunks): iterative scans must keep going
+    # until k pass, or fall to an exact scan of the few; either way k come back.
+    samples, counts = [], []
+    for index, query in enumerate(queries):
+        document_id = f"s{index % (size // CHUNKS_PER_SCALE_DOCUMENT)}"
+        hits, elapsed = await timed(partial(modes.filtered_vector, query, document_id))
+        samples.append(elapsed)
+        counts.append(len(hits))
+    speed.add(
+        f"vector, k 10, filtered to one document ({CHUNKS_PER_SCALE_DOCUMENT} chunks), as the service runs it",
+        *percentiles(samples),
+        f"{statistics.fmean(counts):.1f} hits of 10",
     )
     speed.notes.append(
         f"{indexing_note} {postings:,} postings rows, bm25_postings {sizes.postings}, chunks {sizes.chunks}."
@@ -527,7 +607,7 @@ async def scale(
     return [speed]
 
 
-async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None) -> None:
+async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None, scale_only: bool) -> None:
     dataset = load(folder)
     embedder = MiniLmEmbedder(threads=1)
     vectors = corpus_vectors(MiniLmEmbedder(threads=2, batch_size=8), dataset.corpus)
@@ -558,7 +638,9 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
                 )
                 print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
                 await build_hnsw(engine)
-            tables = await quality(dataset, Modes(sessions, bm25, TENANT), embedder, fusion_grid)
+            tables = (
+                [] if scale_only else await quality(dataset, Modes(sessions, embedder, TENANT), embedder, fusion_grid)
+            )
             if size:
                 tables += await scale(dataset, vectors, sessions, engine, bm25, embedder, size)
         finally:
@@ -575,12 +657,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help="a BEIR-layout data set")
     parser.add_argument("--scale", type=int, default=0, help="also time the modes at this many synthetic chunks")
     parser.add_argument("--fusion-grid", action="store_true", help="more fusion weights (to choose the default)")
+    parser.add_argument("--scale-only", action="store_true", help="only the tables at --scale N chunks")
     parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
     args = parser.parse_args(argv)
     if not (args.folder / "corpus.jsonl").exists():
         print(f"skipped: no BEIR data set at {args.folder} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
         return 0
-    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data))
+    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data, args.scale_only))
     return 0
 
 

@@ -4,9 +4,12 @@
 
 Adds SIZE synthetic chunks (halves of two abstracts of FOLDER joined, their MiniLM vectors
 blended) to an embedded PostgreSQL migrated as retrieval's, written through parley.retrieval.store
-as the Indexer writes them, then times keyword (BM25 through store.keyword_search, every posting
-and capped), vector (HNSW per ef_search, with recall@10 against exact) and hybrid. --data keeps
-the index for the next run (building 100k takes minutes). The quality tables of the lab come too.
+as the Indexer writes them, then times the query embedding, keyword (the service's
+Searcher.keyword_leg: every posting, and candidates rescored at several depths, each with its
+top-10 overlap with exact BM25), vector (HNSW per ef_search, with recall@10 against exact search;
+the service's ef_search marked) and hybrid as the service runs it (Searcher.search). --data keeps
+the index for the next run (building 100k takes minutes). Run it at --size 10000 and --size
+100000; the lab's quality tables are retrieval_lab.py's.
 """
 
 import argparse
@@ -25,7 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
     args = parser.parse_args(argv)
     return retrieval_lab.main(
-        [str(args.folder), "--scale", str(args.size), *(["--data", str(args.data)] if args.data else [])]
+        [
+            str(args.folder),
+            "--scale",
+            str(args.size),
+            "--scale-only",
+            *(["--data", str(args.data)] if args.data else []),
+        ]
     )
 
 

@@ -193,6 +193,83 @@ async def test_search_is_narrowed_by_documents_and_heading(
     assert await found({"heading": "engines PART 2"}) == [("Engines", "Engines part 2")]
 
 
+async def test_search_is_narrowed_by_scenes_characters_and_pages(
+    api: httpx.AsyncClient, backends: Backends, tenant: Tenant
+) -> None:
+    collection_id, _ = await collection_with(api, backends, tenant, {"Notes": [ENGINE]})
+    document_id = str(uuid.uuid4())
+    scenes = [
+        ("1", ["EDWARD", "ANNA"], 1, 2, "EDWARD and ANNA argue about the antimatter reactor."),
+        ("2", ["EDWARD"], 2, 3, "EDWARD checks the antimatter reactor alone."),
+        ("3A", ["ANNA", "MARA"], 5, 5, "ANNA shows MARA the antimatter reactor."),
+    ]
+    await backends.indexer.index_version(
+        events_pb2.ChunksUpserted(
+            tenant_id=tenant.tenant_id,
+            collection_id=collection_id,
+            document_id=document_id,
+            version=1,
+            document_title="Reactor",
+            chunks=[
+                events_pb2.ChunkRecord(
+                    chunk_id=str(uuid.uuid4()),
+                    ordinal=ordinal,
+                    heading=f"{number} INT. ENGINE ROOM - NIGHT",
+                    text=text,
+                    token_count=len(text.split()),
+                    scene_number=number,
+                    characters=characters,
+                    page_start=first,
+                    page_end=last,
+                )
+                for ordinal, (number, characters, first, last, text) in enumerate(scenes)
+            ],
+        )
+    )
+
+    async def found(filters: dict[str, object], mode: str = "hybrid") -> set[str]:
+        body = {"query": "antimatter reactor", "collection_ids": [collection_id], "mode": mode, "filters": filters}
+        response = await api.post("/v1/search", json=body, headers=tenant.headers)
+        assert response.status_code == 200, response.text
+        return {hit["scene_number"] or "not a scene" for hit in response.json()["data"]}
+
+    for mode in ("hybrid", "keyword", "vector"):
+        assert await found({}, mode) == {"1", "2", "3A", "not a scene"}
+        assert await found({"scene_numbers": ["3A", "9"]}, mode) == {"3A"}
+        assert await found({"characters": [" edward"]}, mode) == {"1", "2"}
+        assert await found({"characters": ["Anna", "EDWARD"]}, mode) == {"1"}
+        assert await found({"page_from": 3}, mode) == {"2", "3A"}
+        assert await found({"page_from": 1, "page_to": 2}, mode) == {"1", "2"}
+
+    response = await api.post(
+        "/v1/search",
+        json={"query": "MARA", "collection_ids": [collection_id], "mode": "keyword", "filters": {"page_to": 9}},
+        headers=tenant.headers,
+    )
+    [hit] = response.json()["data"]
+    assert (hit["scene_number"], hit["characters"], hit["page_start"], hit["page_end"]) == (
+        "3A",
+        ["ANNA", "MARA"],
+        5,
+        5,
+    )
+    response = await api.post(
+        "/v1/search", json={"query": "warp engines", "collection_ids": [collection_id]}, headers=tenant.headers
+    )
+    outside_a_script = response.json()["data"][0]
+    assert outside_a_script["document_title"] == "Notes"
+    assert [outside_a_script[name] for name in ("scene_number", "characters", "page_start", "page_end")] == [None] * 4
+
+
+async def test_a_page_range_out_of_order_is_refused_with_the_reason(api: httpx.AsyncClient, tenant: Tenant) -> None:
+    body = {"query": "warp", "collection_ids": ["c"], "filters": {"page_from": 5, "page_to": 4}}
+    response = await api.post("/v1/search", json=body, headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "filters"
+    assert "page_from must not be after page_to" in detail["message"]
+
+
 async def test_another_tenants_collection_is_not_found(
     api: httpx.AsyncClient, backends: Backends, tenant: Tenant, sessions: db.Sessions, pepper: str
 ) -> None:
@@ -219,6 +296,11 @@ async def test_another_tenants_collection_is_not_found(
         {"query": "warp", "collection_ids": ["c"], "k": 51},
         {"query": "warp", "collection_ids": ["c"], "mode": "fuzzy"},
         {"query": "warp", "collection_ids": ["c"], "filters": {"heading": "x" * 301}},
+        {"query": "warp", "collection_ids": ["c"], "filters": {"page_from": 0}},
+        {"query": "warp", "collection_ids": ["c"], "filters": {"page_to": -1}},
+        {"query": "warp", "collection_ids": ["c"], "filters": {"page_from": "three"}},
+        {"query": "warp", "collection_ids": ["c"], "filters": {"characters": [""]}},
+        {"query": "warp", "collection_ids": ["c"], "filters": {"scene_numbers": "12"}},
         {"query": "warp", "collection_ids": ["c"], "limit": 3},
     ],
 )

@@ -1,6 +1,7 @@
 """BM25 keyword ranking on real PostgreSQL, and the MiniLM embedder on its installed model files."""
 
 import math
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ from parley.kit import db
 from parley.kit.db import Sessions
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
-from parley.retrieval.embeddings import Embedder
+from parley.retrieval.embeddings import Embedder, LocalEmbedder
+from parley.retrieval.hybrid_search import Searcher
 from parley.retrieval.minilm import MiniLmEmbedder
 from parley.retrieval.models import bm25_collections
-from parley.retrieval.store import SearchScope, StoredChunk
+from parley.retrieval.store import ChunkFilters, SearchScope, StoredChunk
+from parley.retrieval.vectors import Vectors
 
 K1, B = BM25_DEFAULTS.k1, BM25_DEFAULTS.b
 
@@ -61,6 +64,10 @@ async def put(
                     text=body,
                     token_count=len(body.split()),
                     content_hash="",
+                    scene_number="",
+                    characters=(),
+                    page_start=0,
+                    page_end=0,
                 )
                 for ordinal, (chunk_id, body) in enumerate(chunks.items())
             ],
@@ -83,11 +90,17 @@ async def search(
     *,
     collections: tuple[str, ...] = ("c",),
     document_ids: tuple[str, ...] = (),
+    limit: int = 10,
 ) -> dict[str, float]:
     """Chunk id (without the tenant prefix) → BM25 score, best first."""
-    scope = SearchScope(tenant_id=tenant_id, collection_ids=collections, document_ids=document_ids, limit=10)
+    scope = SearchScope(
+        tenant_id=tenant_id, collection_ids=collections, limit=limit, filters=ChunkFilters(document_ids=document_ids)
+    )
     async with sessions() as session:
-        hits: list[StoredChunk] = await store.keyword_search(session=session, scope=scope, query=query, bm25=index)
+        # The keyword leg alone: the vectors are never asked for.
+        vectors = Vectors(sessions=sessions, engine=session.bind, embedder=LocalEmbedder())
+        searcher = Searcher(sessions=sessions, vectors=vectors, bm25=index)
+        hits: list[StoredChunk] = await searcher.keyword_leg(session=session, scope=scope, text=query)
     return {hit.chunk_id.removeprefix(f"{tenant_id}:"): hit.score for hit in hits}
 
 
@@ -146,15 +159,45 @@ async def test_long_chunks_do_not_win_by_length(sessions: Sessions, index: Bm25P
     assert scores["short"] > scores["long"]
 
 
-async def test_a_search_reads_a_common_terms_best_postings_first(sessions: Sessions, tenant_id: str) -> None:
-    chunks = {"twice": "ship ship", "alone": "ship", "short": "ship hull", "long": "ship hull cargo deck"}
+async def test_candidates_are_scored_over_every_query_term(sessions: Sessions, tenant_id: str) -> None:
+    # Two best postings a term (impacts all distinct): "ship" → shipshape, dual; "hull" → hulls,
+    # both. "dual" and "both" are each read through one term only, yet their scores must count
+    # the other term too, where they are not among its best.
+    chunks = {
+        "shipshape": "ship ship",
+        "dual": "ship ship hull",
+        "hulls": "hull hull",
+        "both": "ship hull",
+        "long": "ship hull cargo deck crew",
+    }
     await put(sessions, BM25_DEFAULTS, tenant_id, "d", chunks)
-    capped = await search(sessions, Bm25Parameters(max_postings_per_term=2), tenant_id, "ship")
-    assert set(capped) == {"twice", "alone"}
-    everything = await search(sessions, Bm25Parameters(max_postings_per_term=None), tenant_id, "ship")
-    assert list(everything) == ["twice", "alone", "short", "long"]
-    # The cap chooses what is read; the scores of what is read stay exact.
-    assert capped == pytest.approx({key: everything[key] for key in capped})
+    fast = Bm25Parameters(candidates_per_term=2, candidates_per_result=1, rounds=1)
+    exact = Bm25Parameters(candidates_per_term=None)
+    top_fast = await search(sessions, fast, tenant_id, "ship hull", limit=2)
+    top_exact = await search(sessions, exact, tenant_id, "ship hull", limit=2)
+    assert list(top_fast) == list(top_exact) == ["dual", "both"]
+    assert top_fast == pytest.approx(top_exact)
+
+
+async def test_the_fast_path_reads_deeper_until_no_unscored_chunk_could_win(sessions: Sessions, tenant_id: str) -> None:
+    rng = random.Random(8)
+    words = [f"w{number}" for number in range(40)]
+    # Zipf-like: a few words are in most chunks, most in few, as in prose.
+    weights = [1 / (rank + 1) for rank in range(len(words))]
+    corpus = {f"c{number}": " ".join(rng.choices(words, weights, k=rng.randint(5, 30))) for number in range(300)}
+    await put(sessions, BM25_DEFAULTS, tenant_id, "d", corpus)
+    exact = Bm25Parameters(candidates_per_term=None)
+    # 50 of a term's up to 300 postings; read once, or deeper while the bound says it may matter.
+    once = Bm25Parameters(candidates_per_term=10, candidates_per_result=5, rounds=1)
+    deeper = Bm25Parameters(candidates_per_term=10, candidates_per_result=5, rounds=3)
+    many_common_words = "w1 w2 w3 w4 w5 w6"
+    assert list(await search(sessions, once, tenant_id, many_common_words)) != list(
+        await search(sessions, exact, tenant_id, many_common_words)
+    )
+    for query in ("w0 w1 w17", "w3 w25 w30 w39", many_common_words, "w38"):
+        assert list(await search(sessions, deeper, tenant_id, query)) == list(
+            await search(sessions, exact, tenant_id, query)
+        ), query
 
 
 async def test_a_search_narrowed_to_documents_keeps_the_corpus_idf(

@@ -17,7 +17,7 @@ from parley.kit.outbox import OutboxRelay
 from parley.retrieval import events
 from parley.retrieval.hybrid_search import DEFAULT_K, Mode, fuse, search_query
 from parley.retrieval.indexing import Indexer
-from parley.retrieval.store import StoredChunk
+from parley.retrieval.store import ChunkFilters, StoredChunk
 
 
 def chunk(chunk_id: str) -> StoredChunk:
@@ -64,6 +64,27 @@ def test_the_limits_are_the_contracts() -> None:
         search_query(text="x" * (MAX_QUERY_CHARS + 1), collection_ids=["c"], k=1, mode=Mode.VECTOR)
     with pytest.raises(InvalidInput, match=str(MAX_SEARCH_K)):
         search_query(text="x", collection_ids=["c"], k=MAX_SEARCH_K + 1, mode=Mode.VECTOR)
+
+
+def test_filters_are_normalised_as_ingestion_writes_them() -> None:
+    filters = ChunkFilters(scene_numbers=[" 12A", "12A", ""], characters=["edward ", "Edward", "ANNA"], heading=" Int ")
+    query = search_query(text="x", collection_ids=["c"], k=1, mode=Mode.KEYWORD, filters=filters)
+    assert query.filters == ChunkFilters(scene_numbers=("12A",), characters=("EDWARD", "ANNA"), heading="Int")
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        ChunkFilters(page_from=5, page_to=4),
+        ChunkFilters(page_from=-1),
+        ChunkFilters(page_to=-2),
+        ChunkFilters(characters=[f"C{number}" for number in range(101)]),
+        ChunkFilters(heading="x" * 301),
+    ],
+)
+def test_invalid_filters_are_refused(filters: ChunkFilters) -> None:
+    with pytest.raises(InvalidInput):
+        search_query(text="x", collection_ids=["c"], k=1, mode=Mode.KEYWORD, filters=filters)
 
 
 def test_the_consumers_are_of_the_subjects_events_declares() -> None:

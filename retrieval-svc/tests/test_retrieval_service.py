@@ -521,3 +521,131 @@ async def test_a_call_without_identity_is_refused(stub: retrieval_pb2_grpc.Retri
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.Search(retrieval_pb2.SearchRequest(query="engines", collection_ids=["c"]), timeout=10)
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+SCENES = (
+    # scene number, who speaks, pages, text
+    ("1", ["EDWARD", "ANNA"], (1, 2), "EDWARD and ANNA argue about the warp engines in the hangar."),
+    ("2", ["EDWARD"], (2, 3), "EDWARD alone with the warp engines, talking to himself."),
+    ("3A", ["ANNA", "MARA"], (5, 5), "ANNA shows MARA the warp engines from the gantry."),
+    ("", [], (0, 0), "Title page: Warp Engines, a screenplay."),
+)
+
+
+def screenplay(doc: Doc) -> events_pb2.ChunksUpserted:
+    return events_pb2.ChunksUpserted(
+        tenant_id=doc.tenant_id,
+        collection_id=doc.collection_id,
+        document_id=doc.document_id,
+        version=1,
+        document_title="Warp",
+        chunks=[
+            events_pb2.ChunkRecord(
+                chunk_id=doc.chunk_id(1, ordinal),
+                ordinal=ordinal,
+                heading=f"{number} INT. HANGAR - DAY" if number else "Title page",
+                text=text,
+                token_count=len(text.split()),
+                scene_number=number,
+                characters=characters,
+                page_start=pages[0],
+                page_end=pages[1],
+            )
+            for ordinal, (number, characters, pages, text) in enumerate(SCENES)
+        ],
+    )
+
+
+async def test_search_can_be_limited_to_scenes_characters_and_pages(
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    await pipeline.upsert(screenplay(doc))
+
+    async def scenes(mode: int, **filters: object) -> set[str]:
+        response = await stub.Search(
+            retrieval_pb2.SearchRequest(
+                query="warp engines",
+                collection_ids=[doc.collection_id],
+                k=10,
+                mode=mode,
+                filters=retrieval_pb2.SearchFilters(**filters),
+            ),
+            metadata=as_(doc.tenant_id),
+            timeout=10,
+        )
+        return {hit.scene_number or "title" for hit in response.hits}
+
+    for mode in (retrieval_pb2.SEARCH_MODE_KEYWORD, retrieval_pb2.SEARCH_MODE_VECTOR, retrieval_pb2.SEARCH_MODE_HYBRID):
+        assert await scenes(mode) == {"1", "2", "3A", "title"}
+        assert await scenes(mode, scene_numbers=["2", "3A"]) == {"2", "3A"}
+        assert await scenes(mode, characters=["EDWARD"]) == {"1", "2"}
+        # Every one of them speaks in the scene; names in any case.
+        assert await scenes(mode, characters=["edward", "Anna"]) == {"1"}
+        assert await scenes(mode, characters=["MARA", "EDWARD"]) == set()
+        # Pages overlap the range; a chunk without pages is in none.
+        assert await scenes(mode, page_from=3) == {"2", "3A"}
+        assert await scenes(mode, page_to=2) == {"1", "2"}
+        assert await scenes(mode, page_from=3, page_to=4) == {"2"}
+        assert await scenes(mode, scene_numbers=["1", "2"], characters=["ANNA"], page_to=9) == {"1"}
+
+    [hit] = await search(stub, doc, "gantry", retrieval_pb2.SEARCH_MODE_KEYWORD)
+    assert (hit.scene_number, list(hit.characters), hit.page_start, hit.page_end) == ("3A", ["ANNA", "MARA"], 5, 5)
+    chunks = await stub.GetChunks(
+        retrieval_pb2.GetChunksRequest(chunk_ids=[doc.chunk_id(1, 0)]), metadata=as_(doc.tenant_id), timeout=10
+    )
+    assert list(chunks.chunks[0].characters) == ["EDWARD", "ANNA"]
+
+
+async def test_a_page_range_ending_before_it_starts_is_invalid_argument(
+    stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Search(
+            retrieval_pb2.SearchRequest(
+                query="warp",
+                collection_ids=[doc.collection_id],
+                filters=retrieval_pb2.SearchFilters(page_from=4, page_to=3),
+            ),
+            metadata=as_(doc.tenant_id),
+            timeout=10,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_documents_indexed_before_postings_get_them_at_start(
+    pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, sessions: Sessions, vectors: Vectors, doc: Doc
+) -> None:
+    await pipeline.upsert(doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT]))
+    # As a document indexed before migration 0002: chunks, but no postings.
+    async with sessions() as session, session.begin():
+        await store.enter_tenant(session=session, tenant_id=doc.tenant_id)
+        await store.forget_document_postings(
+            session=session, tenant_id=doc.tenant_id, collection_id=doc.collection_id, document_id=doc.document_id
+        )
+    assert await search(stub, doc, "antimatter", retrieval_pb2.SEARCH_MODE_KEYWORD) == []
+
+    indexer = Indexer(sessions=sessions, vectors=vectors)
+    await indexer.backfill_postings(asyncio.Event())
+    hits = await search(stub, doc, "antimatter", retrieval_pb2.SEARCH_MODE_KEYWORD)
+    assert [hit.chunk_id for hit in hits] == [doc.chunk_id(1, 0)]
+
+    async def statistics() -> tuple[int, int]:
+        async with sessions() as session:
+            row = (
+                await session.execute(
+                    select(models.bm25_collections.c.chunk_count, models.bm25_collections.c.total_length).where(
+                        models.bm25_collections.c.tenant_id == doc.tenant_id,
+                        models.bm25_collections.c.collection_id == doc.collection_id,
+                    )
+                )
+            ).one()
+            return row.chunk_count, row.total_length
+
+    counted = await statistics()
+    assert counted[0] == 2
+    # Again, as at the next start: nothing to do, nothing counted twice.
+    await indexer.backfill_postings(asyncio.Event())
+    assert await statistics() == counted
+    assert [hit.chunk_id for hit in await search(stub, doc, "antimatter", retrieval_pb2.SEARCH_MODE_KEYWORD)] == [
+        doc.chunk_id(1, 0)
+    ]

@@ -334,7 +334,7 @@ async def test_each_model_gets_its_own_hnsw_index_and_searches_use_it(database: 
         if "chunk_embeddings" in statement:
             sent.append((statement, parameters))
 
-    scope = SearchScope(tenant_id=tenant_id, collection_ids=[collection_id], document_ids=[], limit=10)
+    scope = SearchScope(tenant_id=tenant_id, collection_ids=[collection_id], limit=10)
     query = (await embedder.embed(["captain's log"])).vectors[0]
     event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
     try:

@@ -526,10 +526,31 @@ class ArtifactsOut(BaseModel):
 # Search
 
 
+SceneNumber = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20, pattern=NO_NUL)]
+# Ingestion writes cue names in upper case (EDWARD); a filter may be typed in any.
+CharacterName = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=100, pattern=NO_NUL)
+]
+PageNumber = Annotated[int, Field(ge=1)]
+
+
 class SearchFiltersIn(Body):
     document_ids: Annotated[list[Id], Field(max_length=100)] = []
     # A substring of the chunk's heading, any case.
     heading: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300, pattern=NO_NUL)] = ""
+    # A screenplay's scenes, as the script numbers them (any of them).
+    scene_numbers: Annotated[list[SceneNumber], Field(max_length=100)] = []
+    # Passages whose scene has every one of these characters speaking.
+    characters: Annotated[list[CharacterName], Field(max_length=100)] = []
+    # Passages on a page in [page_from, page_to]; either may be left out for an open end.
+    page_from: PageNumber | None = None
+    page_to: PageNumber | None = None
+
+    @model_validator(mode="after")
+    def _pages_in_order(self) -> "SearchFiltersIn":
+        if self.page_from is not None and self.page_to is not None and self.page_from > self.page_to:
+            raise ValueError("page_from must not be after page_to")
+        return self
 
 
 class SearchIn(Body):
@@ -548,7 +569,8 @@ class SearchIn(Body):
             collection_ids=self.collection_ids,
             k=self.k,
             mode=f"SEARCH_MODE_{self.mode.upper()}",
-            filters=retrieval_pb2.SearchFilters(**self.filters.model_dump()),
+            # Left out is the proto's 0: an open end.
+            filters=retrieval_pb2.SearchFilters(**self.filters.model_dump(exclude_none=True)),
         )
 
 
@@ -563,6 +585,11 @@ class SearchHit(FromProto):
     document_title: str
     heading: str
     ordinal: int
+    # A screenplay's passages only; null elsewhere.
+    scene_number: NoneIfEmpty = None
+    characters: Annotated[list[str] | None, BeforeValidator(lambda names: list(names) or None)] = None
+    page_start: Annotated[int | None, BeforeValidator(lambda page: page or None)] = None
+    page_end: Annotated[int | None, BeforeValidator(lambda page: page or None)] = None
 
 
 class SearchOut(BaseModel):

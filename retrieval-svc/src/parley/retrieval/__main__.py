@@ -33,7 +33,12 @@ async def main() -> None:
         await vectors.start()
         runtime.spawn(vectors.ensure_indexes(), name="vector-indexes")
         bm25 = Bm25Parameters(
-            k1=settings.bm25_k1, b=settings.bm25_b, max_postings_per_term=settings.bm25_max_postings_per_term
+            k1=settings.bm25_k1,
+            b=settings.bm25_b,
+            candidates_per_term=settings.bm25_candidates_per_term,
+            candidates_per_result=settings.bm25_candidates_per_result,
+            rescored_per_result=settings.bm25_rescored_per_result,
+            rounds=settings.bm25_rounds,
         )
         relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
@@ -46,6 +51,7 @@ async def main() -> None:
                         vectors=vectors,
                         bm25=bm25,
                         keyword_weight=settings.hybrid_keyword_weight,
+                        ef_search=settings.hnsw_ef_search,
                     )
                 ),
                 "parley.v1.RetrievalService",
@@ -55,6 +61,7 @@ async def main() -> None:
         for consumer in events.consumers(indexer=indexer, relay=relay):
             runtime.consume(consumer)
         runtime.spawn(vectors.reembed_until_current(runtime.stopping), name="reembed")
+        runtime.spawn(indexer.backfill_postings(runtime.stopping), name="backfill-postings")
         await runtime.wait_for_signal()
     finally:
         await runtime.close()

@@ -3,10 +3,12 @@
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from google.protobuf.json_format import MessageToDict
+
 from parley.kit.identity import caller
 from parley.kit.rpc import Context
 from parley.retrieval.hybrid_search import Mode, Searcher, search_query
-from parley.retrieval.store import StoredChunk
+from parley.retrieval.store import ChunkFilters, StoredChunk
 from parley.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 _MODES = {
@@ -28,8 +30,8 @@ class RetrievalApi(retrieval_pb2_grpc.RetrievalServiceServicer):
             k=request.k,
             # An enum value this build does not know falls back to the default, as UNSPECIFIED does.
             mode=_MODES.get(request.mode, Mode.HYBRID),
-            document_ids=request.filters.document_ids,
-            heading=request.filters.heading,
+            # ChunkFilters names its fields as SearchFilters does.
+            filters=ChunkFilters(**MessageToDict(request.filters, preserving_proto_field_name=True)),
         )
         hits = await self._searcher.search(tenant_id=caller(context).tenant_id, query=query)
         return retrieval_pb2.SearchResponse(hits=_hits(hits))

@@ -6,6 +6,7 @@ the query, HTML-escaped, with the matching words in <mark></mark>.
 Each leg is a method of its own, so either can be replaced without touching fusion or the other.
 """
 
+import asyncio
 import enum
 import html
 from collections.abc import Sequence
@@ -17,9 +18,9 @@ from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHA
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
-from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
+from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
 from parley.retrieval.embeddings import is_zero
-from parley.retrieval.store import MARK_END, MARK_START, SearchScope, StoredChunk
+from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, SearchScope, StoredChunk
 from parley.retrieval.vectors import QueryVector, Vectors
 
 DEFAULT_K = 8
@@ -27,7 +28,12 @@ RRF_K = 60
 MAX_NEIGHBOURS = 10
 MAX_CHUNK_IDS = 100
 MAX_HEADING_FILTER_CHARS = 300
+MAX_FILTER_VALUES = 100
 DEFAULT_KEYWORD_WEIGHT = 0.5
+# HNSW's candidate list (hnsw.ef_search), at least: the smallest that kept recall@10 against exact
+# search >= 0.95 at 10k and 100k chunks (BENCHMARKS.md, "Retrieval"). A search deeper than this
+# widens it to its own depth.
+DEFAULT_EF_SEARCH = 100
 
 
 class Mode(enum.Enum):
@@ -42,18 +48,11 @@ class SearchQuery:
     collection_ids: tuple[str, ...]
     k: int
     mode: Mode
-    document_ids: tuple[str, ...] = ()
-    heading: str = ""
+    filters: ChunkFilters = NO_FILTERS
 
 
 def search_query(
-    *,
-    text: str,
-    collection_ids: Sequence[str],
-    k: int,
-    mode: Mode,
-    document_ids: Sequence[str] = (),
-    heading: str = "",
+    *, text: str, collection_ids: Sequence[str], k: int, mode: Mode, filters: ChunkFilters = NO_FILTERS
 ) -> SearchQuery:
     """A validated query, or InvalidInput naming what is wrong."""
     if not text.strip():
@@ -68,15 +67,28 @@ def search_query(
         raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections per search")
     if not 0 <= k <= MAX_SEARCH_K:
         raise InvalidInput(f"k must be between 1 and {MAX_SEARCH_K} (0 means {DEFAULT_K})")
-    if len(heading) > MAX_HEADING_FILTER_CHARS:
-        raise InvalidInput(f"the heading filter must be at most {MAX_HEADING_FILTER_CHARS} characters")
     return SearchQuery(
-        text=text,
-        collection_ids=collections,
-        k=k or DEFAULT_K,
-        mode=mode,
-        document_ids=_distinct(document_ids),
-        heading=heading.strip(),
+        text=text, collection_ids=collections, k=k or DEFAULT_K, mode=mode, filters=_valid_filters(filters)
+    )
+
+
+def _valid_filters(filters: ChunkFilters) -> ChunkFilters:
+    if len(filters.heading) > MAX_HEADING_FILTER_CHARS:
+        raise InvalidInput(f"the heading filter must be at most {MAX_HEADING_FILTER_CHARS} characters")
+    for name, values in (("scene_numbers", filters.scene_numbers), ("characters", filters.characters)):
+        if len(values) > MAX_FILTER_VALUES:
+            raise InvalidInput(f"at most {MAX_FILTER_VALUES} {name} per search")
+    if filters.page_from < 0 or filters.page_to < 0:
+        raise InvalidInput("page_from and page_to must be pages (from 1), or 0 for an open end")
+    if filters.page_from and filters.page_to and filters.page_from > filters.page_to:
+        raise InvalidInput("page_from must not be after page_to")
+    return replace(
+        filters,
+        document_ids=_distinct(filters.document_ids),
+        heading=filters.heading.strip(),
+        scene_numbers=_distinct([number.strip() for number in filters.scene_numbers]),
+        # Ingestion normalises cue names to upper case (EDWARD); so does a filter on them.
+        characters=_distinct([name.strip().upper() for name in filters.characters]),
     )
 
 
@@ -84,12 +96,6 @@ def candidates_for(k: int) -> int:
     """How deep each list goes before fusion: deeper than k, so a chunk ranked well by one
     method and modestly by the other can still rise to the top."""
     return min(4 * k, 200)
-
-
-def hnsw_ef_search(k: int) -> int:
-    """The HNSW candidate list for a search of k: at least pgvector's useful minimum, and as deep
-    as the legs a hybrid search fuses."""
-    return max(100, 4 * k)
 
 
 def fuse(
@@ -124,44 +130,57 @@ class Searcher:
         vectors: Vectors,
         bm25: Bm25Parameters = BM25_DEFAULTS,
         keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
+        ef_search: int = DEFAULT_EF_SEARCH,
     ) -> None:
         self._sessions = sessions
         self._vectors = vectors
         self._bm25 = bm25
         self._keyword_weight = keyword_weight
+        self._ef_search = ef_search
 
     async def search(self, *, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
         """The best k chunks, best first, each with its highlight."""
         scope = SearchScope(
             tenant_id=tenant_id,
             collection_ids=query.collection_ids,
-            document_ids=query.document_ids,
             limit=query.k if query.mode is not Mode.HYBRID else candidates_for(query.k),
-            heading=query.heading,
+            filters=query.filters,
         )
-        keyword: list[StoredChunk] = []
-        vector: list[StoredChunk] = []
-        # Embed before opening the transaction: an embedder may be a network call.
-        embedding = (
-            await self._vectors.for_query(tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text)
-            if query.mode is not Mode.KEYWORD
-            else None
-        )
+
+        async def keyword() -> list[StoredChunk]:
+            if query.mode is Mode.VECTOR:
+                return []
+            async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=tenant_id)
+                return await self.keyword_leg(session=session, scope=scope, text=query.text)
+
+        async def vector() -> list[StoredChunk]:
+            if query.mode is Mode.KEYWORD:
+                return []
+            # Embedded before the transaction opens: an embedder may be a network call.
+            embedding = await self._vectors.for_query(
+                tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text
+            )
+            async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=tenant_id)
+                return await self.vector_leg(
+                    session=session, scope=scope, embedding=embedding, ef_search=max(self._ef_search, scope.limit)
+                )
+
+        # The legs on two connections at once: a hybrid search waits for the slower, not for both
+        # (and the query's embedding overlaps the keyword leg).
+        keyword_hits, vector_hits = await asyncio.gather(keyword(), vector())
+        match query.mode:
+            case Mode.KEYWORD:
+                hits = keyword_hits
+            case Mode.VECTOR:
+                hits = vector_hits
+            case Mode.HYBRID:
+                hits = fuse(keyword_hits, vector_hits, keyword_weight=self._keyword_weight, limit=query.k)
+        if not hits:
+            return []
         async with self._sessions() as session, session.begin():
             await store.enter_tenant(session=session, tenant_id=tenant_id)
-            if query.mode is not Mode.VECTOR:
-                keyword = await self.keyword_leg(session=session, scope=scope, text=query.text)
-            if query.mode is not Mode.KEYWORD:
-                vector = await self.vector_leg(
-                    session=session, scope=scope, embedding=embedding, ef_search=hnsw_ef_search(query.k)
-                )
-            match query.mode:
-                case Mode.KEYWORD:
-                    hits = keyword
-                case Mode.VECTOR:
-                    hits = vector
-                case Mode.HYBRID:
-                    hits = fuse(keyword, vector, keyword_weight=self._keyword_weight, limit=query.k)
             passages = {
                 snippet.chunk_id: snippet.text
                 for snippet in await store.snippets(
@@ -171,8 +190,19 @@ class Searcher:
         return [replace(hit, highlight=marked(passages.get(hit.chunk_id, ""))) for hit in hits]
 
     async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[StoredChunk]:
-        """The chunks containing any of the query's words, best BM25 score first."""
-        return await store.keyword_search(session=session, scope=scope, query=text, bm25=self._bm25)
+        """The chunks containing any of the query's words, best BM25 score first: candidates
+        rescored exactly, read deeper while a chunk left unscored could still beat the last hit
+        (bm25.py), at most `bm25.rounds` times."""
+        per_term = candidates_per_term(self._bm25, scope.limit)
+        exact = rescored(self._bm25, scope.limit)
+        for round_ in range(1, self._bm25.rounds + 1):
+            found = await store.keyword_search(
+                session=session, scope=scope, query=text, bm25=self._bm25, per_term=per_term, rescored=exact
+            )
+            if per_term is None or round_ == self._bm25.rounds or found.certain(scope.limit):
+                break
+            per_term, exact = per_term * DEEPER, exact * DEEPER
+        return found.hits
 
     async def vector_leg(
         self, *, session: AsyncSession, scope: SearchScope, embedding: QueryVector | None, ef_search: int

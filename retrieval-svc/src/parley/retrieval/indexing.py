@@ -8,6 +8,7 @@ with their document or collection, so the keyword leg never disagrees with the c
 chunks' vectors (of each model being written, see vectors.py) go in with them too.
 """
 
+import asyncio
 import logging
 from dataclasses import fields
 
@@ -99,6 +100,44 @@ class Indexer:
             )
         log.info("indexed a document version", extra={"fields": {**_fields(event), "chunks": len(event.chunks)}})
         return True
+
+    async def backfill_postings(self, stopping: asyncio.Event) -> None:
+        """Give BM25 postings to the documents indexed before postings existed (migration 0002), so
+        keyword search finds them without a re-upload. Run at start; idempotent. Each document in a
+        transaction of its own, under the document's lock, so it cannot overwrite the postings of a
+        version indexed meanwhile."""
+        async with self._sessions() as session:
+            # Across tenants: the service's login role, outside row-level security.
+            pending = await store.documents_without_postings(session=session)
+        done = 0
+        for document in pending:
+            if stopping.is_set():
+                break
+            async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=document.tenant_id)
+                if not await store.lock_indexed_document(
+                    session=session, tenant_id=document.tenant_id, document_id=document.document_id
+                ) or await store.has_postings(
+                    session=session,
+                    tenant_id=document.tenant_id,
+                    collection_id=document.collection_id,
+                    document_id=document.document_id,
+                ):
+                    continue
+                chunk_texts = await store.document_chunk_texts(
+                    session=session, tenant_id=document.tenant_id, document_id=document.document_id
+                )
+                await store.replace_postings(
+                    session=session,
+                    tenant_id=document.tenant_id,
+                    collection_id=document.collection_id,
+                    document_id=document.document_id,
+                    texts={chunk.chunk_id: embedding_input(chunk.heading, chunk.text) for chunk in chunk_texts},
+                    bm25=self._bm25,
+                )
+                done += 1
+        if done:
+            log.info("gave BM25 postings to documents indexed before them", extra={"fields": {"documents": done}})
 
     async def remove(self, event: events_pb2.ChunksDeleted) -> int:
         """Drop a document's chunks, or a whole collection's when document_id is empty."""

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 
 from parley.kit.outbox import outbox_table
 
@@ -44,7 +44,14 @@ chunks = Table(
     Column("token_count", Integer, nullable=False),
     Column("content_hash", Text, nullable=False, server_default=""),
     Column("tsv", TSVECTOR, Computed(TSV_EXPRESSION, persisted=True), nullable=False),
+    # Where the chunk sits in a screenplay ('' / {} / 0 when its format has none): search filters.
+    Column("scene_number", Text, nullable=False, server_default=""),
+    Column("characters", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("page_start", Integer, nullable=False, server_default="0"),
+    Column("page_end", Integer, nullable=False, server_default="0"),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
+    # "Every one of these characters" is array containment (@>), which GIN answers.
+    Index("ix_chunks_characters", "characters", postgresql_using="gin"),
     Index("ix_chunks_tenant_document_ordinal", "tenant_id", "document_id", "ordinal"),
     Index("ix_chunks_tenant_collection", "tenant_id", "collection_id"),
 )
@@ -155,6 +162,14 @@ bm25_postings = Table(
         "term",
         text("impact DESC"),
         postgresql_include=["chunk_id", "document_id", "tf", "chunk_length"],
+    ),
+    # The exact rescoring of a search's candidates: one descent per (term, candidate chunk).
+    Index(
+        "ix_bm25_postings_term_chunk",
+        "collection_key",
+        "term",
+        "chunk_id",
+        postgresql_include=["tf", "chunk_length"],
     ),
     Index("ix_bm25_postings_document", "collection_key", "document_id"),
 )

@@ -50,6 +50,10 @@ class StoredChunk:
     heading: str
     text: str
     token_count: int
+    scene_number: str = ""
+    characters: Sequence[str] = ()
+    page_start: int = 0
+    page_end: int = 0
     score: float = 0.0
     highlight: str = ""
 
@@ -62,6 +66,10 @@ class NewChunk:
     text: str
     token_count: int
     content_hash: str
+    scene_number: str
+    characters: Sequence[str]
+    page_start: int
+    page_end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +83,52 @@ class StaleChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentKey:
+    tenant_id: str
+    collection_id: str
+    document_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkText:
+    chunk_id: str
+    heading: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFilters:
+    """Which chunks a search may return; named as the SearchFilters message (grpc_api copies it by name)."""
+
+    document_ids: Sequence[str] = ()
+    # A substring of the chunk's heading, matched case-insensitively; empty matches every chunk.
+    heading: str = ""
+    # Chunks of any of these scenes; empty: every chunk.
+    scene_numbers: Sequence[str] = ()
+    # Chunks whose scene has every one of these characters speaking; empty: every chunk.
+    characters: Sequence[str] = ()
+    # Chunks on a page in [page_from, page_to]; 0 leaves that end open, and a chunk without
+    # pages is outside any page range.
+    page_from: int = 0
+    page_to: int = 0
+
+    @property
+    def narrows_chunks(self) -> bool:
+        """Whether it filters on what only the chunk rows hold (postings carry no headings or scenes)."""
+        return bool(self.heading or self.scene_numbers or self.characters or self.page_from or self.page_to)
+
+
+NO_FILTERS = ChunkFilters()
+
+
+@dataclass(frozen=True, slots=True)
 class SearchScope:
     """Which chunks one search leg may return, and how many."""
 
     tenant_id: str
     collection_ids: Sequence[str]
-    document_ids: Sequence[str]
     limit: int
-    # A substring of the chunk's heading, matched case-insensitively; empty matches every chunk.
-    heading: str = ""
+    filters: ChunkFilters = NO_FILTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +228,11 @@ async def replace_document_chunks(
     await session.execute(
         insert(chunks),
         [
-            {**document, **{field.name: getattr(chunk, field.name) for field in fields(NewChunk)}}
+            {
+                **document,
+                **{field.name: getattr(chunk, field.name) for field in fields(NewChunk)},
+                "characters": list(chunk.characters),
+            }
             for chunk in new_chunks
         ],
     )
@@ -333,6 +382,66 @@ async def _forget_postings(*, session: AsyncSession, key: int, document_id: str)
         ),
         {"key": key, "document_id": document_id},
     )
+
+
+async def documents_without_postings(*, session: AsyncSession) -> list[DocumentKey]:
+    """Documents, of any tenant, with chunks but no BM25 postings: indexed before postings existed
+    (migration 0002), or only chunks without a word. Postings are written a whole document at a
+    time, so a document with any has them all."""
+    rows = await session.execute(
+        text(
+            f"""SELECT DISTINCT c.tenant_id, c.collection_id, c.document_id
+            FROM {chunks.schema}.{chunks.name} AS c
+            WHERE NOT EXISTS (
+                SELECT FROM {_COLLECTIONS} AS bc JOIN {_POSTINGS} AS p USING (collection_key)
+                WHERE bc.tenant_id = c.tenant_id AND bc.collection_id = c.collection_id
+                  AND p.document_id = c.document_id
+            )
+            ORDER BY c.tenant_id, c.document_id"""
+        )
+    )
+    return [
+        DocumentKey(tenant_id=row.tenant_id, collection_id=row.collection_id, document_id=row.document_id)
+        for row in rows
+    ]
+
+
+async def lock_indexed_document(*, session: AsyncSession, tenant_id: str, document_id: str) -> bool:
+    """Hold the document's row until the transaction ends, as an upsert of it does; False when it
+    is deleted or unknown. After it, this transaction sees the document's latest committed chunks."""
+    found = await session.execute(
+        select(indexed_documents.c.document_id)
+        .where(
+            indexed_documents.c.tenant_id == tenant_id,
+            indexed_documents.c.document_id == document_id,
+            indexed_documents.c.deleted.is_(False),
+        )
+        .with_for_update()
+    )
+    return found.first() is not None
+
+
+async def has_postings(*, session: AsyncSession, tenant_id: str, collection_id: str, document_id: str) -> bool:
+    found = await session.execute(
+        select(bm25_postings.c.chunk_id)
+        .join(bm25_collections, bm25_collections.c.collection_key == bm25_postings.c.collection_key)
+        .where(
+            bm25_collections.c.tenant_id == tenant_id,
+            bm25_collections.c.collection_id == collection_id,
+            bm25_postings.c.document_id == document_id,
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
+async def document_chunk_texts(*, session: AsyncSession, tenant_id: str, document_id: str) -> list[ChunkText]:
+    rows = await session.execute(
+        select(chunks.c.chunk_id, chunks.c.heading, chunks.c.text)
+        .where(chunks.c.tenant_id == tenant_id, chunks.c.document_id == document_id)
+        .order_by(chunks.c.ordinal)
+    )
+    return [ChunkText(chunk_id=row.chunk_id, heading=row.heading, text=row.text) for row in rows]
 
 
 async def analyse(*, session: AsyncSession, content: str) -> dict[str, int]:
@@ -522,25 +631,195 @@ async def ensure_vector_index(*, connection: AsyncConnection, model: str, dimens
 
 def _in_scope(scope: SearchScope) -> ColumnElement[bool]:
     condition = and_(chunks.c.tenant_id == scope.tenant_id, chunks.c.collection_id.in_(list(scope.collection_ids)))
-    if scope.document_ids:
-        condition = and_(condition, chunks.c.document_id.in_(list(scope.document_ids)))
-    if scope.heading:
-        condition = and_(condition, func.strpos(func.lower(chunks.c.heading), func.lower(scope.heading)) > 0)
+    filters = scope.filters
+    if filters.document_ids:
+        condition = and_(condition, chunks.c.document_id.in_(list(filters.document_ids)))
+    if filters.heading:
+        condition = and_(condition, func.strpos(func.lower(chunks.c.heading), func.lower(filters.heading)) > 0)
+    if filters.scene_numbers:
+        condition = and_(condition, chunks.c.scene_number.in_(list(filters.scene_numbers)))
+    if filters.characters:
+        condition = and_(condition, chunks.c.characters.contains(list(filters.characters)))
+    if filters.page_from or filters.page_to:
+        # Overlap of [page_start, page_end] with the range; a chunk with no pages (0) has none.
+        condition = and_(condition, chunks.c.page_start > 0)
+    if filters.page_from:
+        condition = and_(condition, chunks.c.page_end >= filters.page_from)
+    if filters.page_to:
+        condition = and_(condition, chunks.c.page_start <= filters.page_to)
     return condition
 
 
+# Any word of the query, analysed as BM25 analyses it, as a tsquery (empty when it has none).
+_ANY_QUERY_WORD = (
+    "(SELECT CAST(coalesce(string_agg(quote_literal(lexeme), ' | '), '') AS tsquery)"
+    " FROM unnest(to_tsvector('english', :query)))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordHits:
+    hits: list[StoredChunk]
+    # The highest score a chunk left unscored can have (bm25.py); 0 when every chunk holding a
+    # query word was scored.
+    unscored_bound: float
+
+    def certain(self, limit: int) -> bool:
+        """Whether these are the best `limit` chunks of the whole collection, not only of the candidates."""
+        if not self.unscored_bound:
+            return True
+        return len(self.hits) >= limit and self.hits[limit - 1].score >= self.unscored_bound
+
+
+# Where a search's scored postings come from (bm25.py). Every posting of the query's terms: exact BM25.
+_EVERY_POSTING = f"""
+            postings AS (
+                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
+                FROM scope CROSS JOIN query_terms
+                CROSS JOIN LATERAL (
+                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
+                    WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
+                      AND (cardinality(CAST(:document_ids AS text[])) = 0
+                           OR p.document_id = ANY(CAST(:document_ids AS text[])))
+                ) AS p
+            ),
+            unscored AS (SELECT 0.0::float8 AS score)"""
+# Every posting of the query's terms in the candidates: their exact scores.
+_CANDIDATES_POSTINGS = f"""
+            postings AS (
+                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
+                FROM scope CROSS JOIN query_terms
+                CROSS JOIN LATERAL (
+                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
+                    WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
+                      AND p.chunk_id = ANY(ARRAY(SELECT chunk_id FROM candidates))
+                ) AS p
+            )"""
+# The chunks a caller chose (by heading, scene, characters or pages) that hold a query word: all
+# of them are scored.
+_GIVEN_CANDIDATES = f"""
+            candidates AS (SELECT unnest(CAST(:candidate_ids AS text[])) AS chunk_id),
+            {_CANDIDATES_POSTINGS},
+            unscored AS (SELECT 0.0::float8 AS score)"""
+# Candidate generation and exact rescoring (bm25.py), in one statement:
+# - best: each term's best postings by impact, an index-only scan stopping after :per_term rows;
+#   terms cut short there are in cut_short (the others were read whole);
+# - partial: each candidate's score from the postings read (a lower bound of its exact score), and
+#   its upper bound: plus, per term cut short where it was not read, idf times the last impact read;
+# - threshold: the :limit-th best partial score; a candidate whose upper bound is below it cannot
+#   make the top :limit; of the others, the :rescored best by partial score are rescored: their
+#   postings of the terms cut short looked up, one index descent per (term, candidate);
+# - bound: what a chunk that is no candidate can score at most (its impacts keep the avgdl of
+#   their writing, so the bound is as close as they are); unscored: that, or the upper bound of a
+#   promising candidate left out, whichever is higher.
+_BEST_CANDIDATES = f"""
+            best AS (
+                SELECT scope.collection_key, query_terms.term, p.chunk_id, p.tf, p.chunk_length, p.impact
+                FROM scope CROSS JOIN query_terms
+                CROSS JOIN LATERAL (
+                    SELECT p.chunk_id, p.tf, p.chunk_length, p.impact FROM {_POSTINGS} AS p
+                    WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
+                      AND (cardinality(CAST(:document_ids AS text[])) = 0
+                           OR p.document_id = ANY(CAST(:document_ids AS text[])))
+                    ORDER BY p.impact DESC
+                    LIMIT CAST(:per_term AS bigint)
+                ) AS p
+            ),
+            cut_short AS (
+                SELECT collection_key, term, min(impact) AS impact FROM best
+                GROUP BY collection_key, term HAVING count(*) >= CAST(:per_term AS bigint)
+            ),
+            weights AS (
+                SELECT term_stats.term, ln(1 + (n - df + 0.5) / (df + 0.5)) AS idf,
+                       coalesce(cut.impact, 0.0) AS unread
+                FROM term_stats CROSS JOIN corpus
+                LEFT JOIN (SELECT term, max(impact) AS impact FROM cut_short GROUP BY term) AS cut USING (term)
+            ),
+            bound AS (SELECT coalesce(sum(idf * unread), 0.0)::float8 AS score FROM weights),
+            partial AS (
+                SELECT best.chunk_id,
+                       sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * chunk_length / avgdl))) AS score,
+                       sum(idf * unread) AS unread_read
+                FROM best JOIN weights USING (term) CROSS JOIN corpus
+                GROUP BY best.chunk_id
+            ),
+            threshold AS (
+                SELECT coalesce(
+                    (SELECT score FROM partial ORDER BY score DESC OFFSET :limit - 1 LIMIT 1), 0.0
+                ) AS score
+            ),
+            promising AS (
+                SELECT chunk_id, score, score + (SELECT score FROM bound) - unread_read AS ceiling FROM partial
+                WHERE score + (SELECT score FROM bound) - unread_read >= (SELECT score FROM threshold)
+            ),
+            candidates AS (
+                SELECT chunk_id FROM promising ORDER BY score DESC, chunk_id LIMIT CAST(:rescored AS bigint)
+            ),
+            unscored AS (
+                SELECT greatest(
+                    (SELECT score FROM bound),
+                    (SELECT max(ceiling) FROM promising
+                     WHERE NOT EXISTS (SELECT FROM candidates WHERE candidates.chunk_id = promising.chunk_id))
+                ) AS score
+            ),
+            postings AS (
+                SELECT best.term, best.chunk_id, best.tf, best.chunk_length
+                FROM best JOIN candidates USING (chunk_id)
+                WHERE NOT EXISTS (
+                    SELECT FROM cut_short
+                    WHERE cut_short.collection_key = best.collection_key AND cut_short.term = best.term
+                )
+                UNION ALL
+                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
+                FROM cut_short CROSS JOIN candidates
+                CROSS JOIN LATERAL (
+                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
+                    WHERE p.collection_key = cut_short.collection_key AND p.term = cut_short.term
+                      AND p.chunk_id = candidates.chunk_id
+                    -- At most one row; the LIMIT keeps this a descent per pair rather than a scan
+                    -- of the term's every posting.
+                    LIMIT 1
+                ) AS p
+            )"""
+
+
 async def keyword_search(
-    *, session: AsyncSession, scope: SearchScope, query: str, bm25: Bm25Parameters
-) -> list[StoredChunk]:
-    """Chunks containing any of the query's terms, best BM25 score first (ties by chunk id)."""
+    *,
+    session: AsyncSession,
+    scope: SearchScope,
+    query: str,
+    bm25: Bm25Parameters,
+    per_term: int | None,
+    rescored: int | None = None,
+) -> KeywordHits:
+    """Chunks containing any of the query's terms, best BM25 score first (ties by chunk id).
+
+    Scores are exact BM25; the chunks scored are the candidates of bm25.py: of each term's
+    `per_term` best postings (None: every posting), the `rescored` (None: all) most promising, or,
+    under a filter on the chunks' own columns, every chunk of the filter holding a query word."""
     # N, avgdl and df are those of all the chosen collections together (scores stay comparable
-    # across them), not of the few documents or headings a caller narrowed the search to.
-    # The LIMIT goes inside the scoring when nothing narrows after it: the join with the chunks
-    # then reads only the top rows.
-    narrowed_after = bool(scope.heading)
-    rows = await session.execute(
-        text(
-            f"""WITH query_terms AS (
+    # across them), not of the few documents, headings or scenes a caller narrowed the search to.
+    candidate_ids: list[str] | None = None
+    if scope.filters.narrows_chunks:
+        # A narrow filter is never starved by the best postings of chunks outside it.
+        found = await session.execute(
+            select(chunks.c.chunk_id).where(
+                _in_scope(scope), chunks.c.tsv.bool_op("@@")(text(_ANY_QUERY_WORD).bindparams(query=query))
+            )
+        )
+        candidate_ids = list(found.scalars())
+        if not candidate_ids:
+            return KeywordHits(hits=[], unscored_bound=0.0)
+    if candidate_ids is not None:
+        postings = _GIVEN_CANDIDATES
+    elif per_term is None:
+        postings = _EVERY_POSTING
+    else:
+        postings = _BEST_CANDIDATES
+    rows = (
+        await session.execute(
+            text(
+                f"""WITH query_terms AS (
                 SELECT DISTINCT lexeme AS term FROM unnest(to_tsvector('english', :query))
             ),
             scope AS (
@@ -559,18 +838,7 @@ async def keyword_search(
                 WHERE t.df > 0
                 GROUP BY t.term
             ),
-            postings AS (
-                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
-                FROM scope CROSS JOIN query_terms
-                CROSS JOIN LATERAL (
-                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
-                    WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
-                      AND (cardinality(CAST(:document_ids AS text[])) = 0
-                           OR p.document_id = ANY(CAST(:document_ids AS text[])))
-                    ORDER BY p.impact DESC
-                    LIMIT CAST(:per_term AS bigint)
-                ) AS p
-            ),
+            {postings},
             scored AS (
                 SELECT chunk_id,
                        sum(
@@ -580,28 +848,33 @@ async def keyword_search(
                 FROM postings JOIN term_stats USING (term) CROSS JOIN corpus
                 GROUP BY chunk_id
                 ORDER BY score DESC, chunk_id
-                LIMIT CAST(:scored_limit AS bigint)
+                LIMIT :limit
             )
-            SELECT {", ".join(f"c.{name}" for name in _HIT_FIELDS)}, scored.score
+            SELECT {", ".join(f"c.{name}" for name in _HIT_FIELDS)}, scored.score,
+                   (SELECT score FROM unscored) AS unscored_bound
             FROM scored JOIN {chunks.schema}.{chunks.name} AS c USING (chunk_id)
-            WHERE c.tenant_id = :tenant_id AND strpos(lower(c.heading), lower(:heading)) > 0
-            ORDER BY scored.score DESC, c.chunk_id
-            LIMIT :limit"""
-        ),
-        {
-            "query": query,
-            "tenant_id": scope.tenant_id,
-            "collection_ids": list(scope.collection_ids),
-            "document_ids": list(scope.document_ids),
-            "heading": scope.heading,
-            "k1": bm25.k1,
-            "b": bm25.b,
-            "per_term": bm25.max_postings_per_term,
-            "scored_limit": None if narrowed_after else scope.limit,
-            "limit": scope.limit,
-        },
+            WHERE c.tenant_id = :tenant_id
+            ORDER BY scored.score DESC, c.chunk_id"""
+            ),
+            {
+                "query": query,
+                "tenant_id": scope.tenant_id,
+                "collection_ids": list(scope.collection_ids),
+                "document_ids": list(scope.filters.document_ids),
+                "candidate_ids": candidate_ids,
+                "k1": bm25.k1,
+                "b": bm25.b,
+                "per_term": per_term,
+                "rescored": rescored,
+                "limit": scope.limit,
+            },
+        )
+    ).all()
+    # No row: no chunk holds a query word (a term with postings always yields candidates).
+    return KeywordHits(
+        hits=[_hit(row._mapping, row.score) for row in rows],
+        unscored_bound=float(rows[0].unscored_bound) if rows else 0.0,
     )
-    return [_hit(row._mapping, row.score) for row in rows]
 
 
 async def snippets(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence[str], query: str) -> list[Snippet]:
@@ -611,12 +884,8 @@ async def snippets(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence
         return []
     rows = await session.execute(
         text(
-            f"""WITH query AS (
-                SELECT CAST(coalesce(string_agg(quote_literal(lexeme), ' | '), '') AS tsquery) AS q
-                FROM unnest(to_tsvector('english', :query))
-            )
-            SELECT chunk_id, ts_headline('english', text, query.q, :options) AS snippet
-            FROM {chunks.schema}.{chunks.name} CROSS JOIN query
+            f"""SELECT chunk_id, ts_headline('english', text, {_ANY_QUERY_WORD}, :options) AS snippet
+            FROM {chunks.schema}.{chunks.name}
             WHERE tenant_id = :tenant_id AND chunk_id = ANY(CAST(:chunk_ids AS text[]))"""
         ),
         {"query": query, "tenant_id": tenant_id, "chunk_ids": list(chunk_ids), "options": _HEADLINE_OPTIONS},

@@ -15,7 +15,7 @@ from pgvector.sqlalchemy import Vector
 
 revision = "0006"
 # The lead re-chains this after 0005 (scene filters) when both branches are merged.
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
