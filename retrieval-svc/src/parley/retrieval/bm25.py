@@ -68,8 +68,11 @@ class Bm25Parameters:
     # Candidates rescored exactly, per result asked for: the most promising by partial score.
     rescored_per_result: int = 4
     # Reads of the candidates at most: each next one DEEPER times as deep, while a chunk left
-    # unscored could beat the last hit. 1: never read again.
-    rounds: int = 1
+    # unscored could beat the last hit. 1: never read again. 2 by default: ranking quality first —
+    # at 100k chunks one read keeps two thirds of exact BM25's top 10 (Cranfield at that share of
+    # postings: 0.342 against 0.377 nDCG@10), two keep 96 % (0.377) at ~4x the keyword time; a
+    # collection whose common terms fit one read (Cranfield's size) never reads twice.
+    rounds: int = 2
 
 
 # How much deeper each next round of candidates reads.
