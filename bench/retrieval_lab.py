@@ -239,17 +239,18 @@ async def insert_chunks(
             )
 
 
-async def build_hnsw(engine: AsyncEngine) -> float:
+async def build_hnsw(engine: AsyncEngine, *, rebuild: bool = True) -> float:
     """MiniLM's partial HNSW index, (re)built as the service builds it at start
     (store.ensure_vector_index: concurrently, m 16, ef_construction 64), after the bulk insert,
-    which is much faster than row by row."""
+    which is much faster than row by row. rebuild False: only if it is missing."""
     started = time.perf_counter()
     async with engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
         await autocommit.execute(text("SET maintenance_work_mem = '1GB'"))
-        await autocommit.execute(
-            text(f'DROP INDEX IF EXISTS retrieval."{store.vector_index_name(MiniLmEmbedder.name)}"')
-        )
+        if rebuild:
+            await autocommit.execute(
+                text(f'DROP INDEX IF EXISTS retrieval."{store.vector_index_name(MiniLmEmbedder.name)}"')
+            )
         if not await store.ensure_vector_index(
             connection=autocommit, model=MiniLmEmbedder.name, dimensions=MiniLmEmbedder.dimensions
         ):
@@ -558,6 +559,7 @@ async def scale(
         indexing_note = await index_scale(dataset, vectors, sessions, engine, bm25, size)
     else:
         indexing_note = "(reused the index of an earlier run)"
+        await build_hnsw(engine, rebuild=False)  # e.g. data from before vectors per model: migrated, not indexed
     async with sessions() as session:
         postings = await session.scalar(text("SELECT count(*) FROM retrieval.bm25_postings"))
         sizes = (
@@ -685,7 +687,7 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
                     documents={doc_id: [(doc_id, body, vectors[doc_id])] for doc_id, body in dataset.corpus.items()},
                 )
                 print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
-                await build_hnsw(engine)
+            await build_hnsw(engine, rebuild=not indexed)
             tables = (
                 []
                 if scale_only
