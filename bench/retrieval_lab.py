@@ -559,7 +559,6 @@ async def scale(
         indexing_note = await index_scale(dataset, vectors, sessions, engine, bm25, size)
     else:
         indexing_note = "(reused the index of an earlier run)"
-        await build_hnsw(engine, rebuild=False)  # e.g. data from before vectors per model: migrated, not indexed
     async with sessions() as session:
         postings = await session.scalar(text("SELECT count(*) FROM retrieval.bm25_postings"))
         sizes = (
@@ -687,6 +686,7 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
                     documents={doc_id: [(doc_id, body, vectors[doc_id])] for doc_id, body in dataset.corpus.items()},
                 )
                 print(f"(indexed {len(dataset.corpus)} documents in {time.perf_counter() - started:.1f} s)", flush=True)
+            # A reused --data folder from before vectors per model is migrated, not indexed.
             await build_hnsw(engine, rebuild=not indexed)
             tables = (
                 []
