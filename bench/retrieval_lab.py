@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -288,10 +288,10 @@ class Modes:
         )
         return [(hit.chunk_id, hit.score) for hit in hits]
 
-    async def hybrid(self, query: str, k: int = 10) -> Hits:
+    async def hybrid(self, query: str, k: int = 10, *, bm25: Bm25Parameters = BM25_DEFAULTS) -> Hits:
         """A whole search as the service runs it (Searcher.search): the query's vector (through the
         embedding cache), both legs at once on two connections, fusion and highlights."""
-        searcher = Searcher(sessions=self._sessions, vectors=self._vectors)
+        searcher = Searcher(sessions=self._sessions, vectors=self._vectors, bm25=bm25)
         hits = await searcher.search(
             tenant_id=self._tenant_id,
             query=search_query(text=query, collection_ids=[COLLECTION], k=k, mode=Mode.HYBRID),
@@ -635,6 +635,13 @@ async def scale(
             *percentiles(samples),
             "",
         )
+    one_read = replace(BM25_DEFAULTS, rounds=1)
+    samples = [(await timed(partial(modes.hybrid, query, bm25=one_read)))[1] for query in queries]
+    speed.add(
+        "hybrid as above, query's vector from the cache, keyword leg at 1 read (PARLEY_BM25_ROUNDS=1)",
+        *percentiles(samples),
+        "",
+    )
     # A filter the HNSW scan cannot see (one document's chunks): iterative scans must keep going
     # until k pass, or fall to an exact scan of the few; either way k come back.
     samples, counts = [], []
