@@ -8,6 +8,7 @@ hold and the local provider for usage, re-encoding the whole prompt once more).
 """
 
 import uuid
+from functools import partial
 
 from bench._common import Table, median, ms, p95, repeat
 from bench.corpus import paragraph, passages
@@ -65,9 +66,7 @@ def run(*, quick: bool = False) -> Table:
     ]
     for name, hits, turns in cases:
         prompt = build_prompt(question=QUESTION, hits=hits, history=turns, budget=budget)
-        samples = repeat(
-            lambda h=hits, t=turns: build_prompt(question=QUESTION, hits=h, history=t, budget=budget), times=times
-        )
+        samples = repeat(partial(build_prompt, question=QUESTION, hits=hits, history=turns, budget=budget), times=times)
         table.add(
             name,
             len(prompt.passages),
