@@ -68,11 +68,10 @@ class Bm25Parameters:
     # Candidates rescored exactly, per result asked for: the most promising by partial score.
     rescored_per_result: int = 4
     # Reads of the candidates at most: each next one DEEPER times as deep, while a chunk left
-    # unscored could beat the last hit. 1: never read again. 2 by default: ranking quality first —
-    # at 100k chunks one read keeps two thirds of exact BM25's top 10 (Cranfield at that share of
-    # postings: 0.342 against 0.377 nDCG@10), two keep 96 % (0.377) at ~4x the keyword time; a
-    # collection whose common terms fit one read (Cranfield's size) never reads twice.
-    rounds: int = 2
+    # unscored could beat the last hit. 1 by default (BENCHMARKS.md, "Retrieval"): up to ~10k chunks
+    # one read returns 0.996 of exact BM25's top 10 and a second only makes the leg slower than
+    # exact; at 100k chunks one read keeps 0.669 of it at 25 ms p50, two keep 0.962 at 98 ms.
+    rounds: int = 1
 
 
 # How much deeper each next round of candidates reads.
