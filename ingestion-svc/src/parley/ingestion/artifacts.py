@@ -181,6 +181,19 @@ def size(batches: Sequence[Batch]) -> int:
     return sum(batch.size for batch in batches)
 
 
+async def _ready(*, session: AsyncSession, document: DocumentRecord, paused: str = "") -> DocumentRecord | None:
+    """Searchable with its analysis over or paused: READY, done = total = its chunks."""
+    return await store.set_status(
+        session=session,
+        tenant_id=document.tenant_id,
+        document_id=document.id,
+        status=Status.READY,
+        done=document.chunk_count,
+        total=document.chunk_count,
+        message=ready_message(document, paused=paused),
+    )
+
+
 def ready_message(document: DocumentRecord, *, paused: str = "") -> str:
     searchable = f"searchable: {document.chunk_count} chunks"
     if paused:
@@ -245,15 +258,7 @@ class Artifacts:
             return await self._analyzing(
                 session=session, document=document, next_batch=batches[0], done=0, total=size(batches)
             )
-        return await store.set_status(
-            session=session,
-            tenant_id=tenant_id,
-            document_id=document.id,
-            status=Status.READY,
-            done=document.chunk_count,
-            total=document.chunk_count,
-            message=ready_message(document),
-        )
+        return await _ready(session=session, document=document)
 
     async def write_next(self, *, tenant_id: str, document_id: str, version: int) -> None:
         """An AnalyzeJob: write the version's next batch, keep it, queue the job after it (or
@@ -293,15 +298,7 @@ class Artifacts:
                     session=session, document=document, next_batch=left[0], done=total - size(left), total=total
                 )
             else:
-                document = await store.set_status(
-                    session=session,
-                    tenant_id=tenant_id,
-                    document_id=document_uuid,
-                    status=Status.READY,
-                    done=document.chunk_count,
-                    total=document.chunk_count,
-                    message=ready_message(document, paused=paused),
-                )
+                document = await _ready(session=session, document=document, paused=paused)
         self._notify_outbox()
         if document is not None:
             await self._progress.publish(document)
@@ -317,14 +314,8 @@ class Artifacts:
             )
             if document is None or document.version != version or document.status != Status.ANALYZING:
                 return
-            document = await store.set_status(
-                session=session,
-                tenant_id=tenant_id,
-                document_id=document_uuid,
-                status=Status.READY,
-                done=document.chunk_count,
-                total=document.chunk_count,
-                message=ready_message(document, paused=f"the analysis job kept failing ({reason})"),
+            document = await _ready(
+                session=session, document=document, paused=f"the analysis job kept failing ({reason})"
             )
         if document is not None:
             await self._progress.publish(document)

@@ -29,6 +29,7 @@ takes its subjects from contracts; this module only turns consumed messages into
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -43,6 +44,8 @@ from parley.kit.contracts import ANALYZE_JOBS, CHUNKS_INDEXED, INGEST_PRIORITIES
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+
+JobT = TypeVar("JobT", events_pb2.IngestJob, events_pb2.AnalyzeJob)
 
 INGEST_DURABLE = "ingestion-ingest"
 INDEXED_DURABLE = "ingestion-indexed"
@@ -69,12 +72,12 @@ def ingest_consumers(pipeline: Pipeline, *, durable_prefix: str = INGEST_DURABLE
     """One durable consumer per priority, most urgent first: run them with `run_by_priority`."""
 
     async def on_ingest_job(message: Msg) -> None:
-        job = _ingest_job(message)
+        job = _decoded(message, events_pb2.IngestJob)
         if job is not None:
             await pipeline.chunk_version(tenant_id=job.tenant_id, document_id=job.document_id, version=job.version)
 
     async def on_parked(message: Msg, reason: str) -> None:
-        job = _ingest_job(message)
+        job = _decoded(message, events_pb2.IngestJob)
         if job is not None:
             await pipeline.give_up(
                 tenant_id=job.tenant_id, document_id=job.document_id, version=job.version, reason=reason
@@ -99,12 +102,12 @@ def analyze_consumer(artifacts: Artifacts, *, durable: str = ANALYZE_DURABLE) ->
     """Artifact jobs: run it last in `run_by_priority`, after the ingest consumers."""
 
     async def on_analyze_job(message: Msg) -> None:
-        job = _analyze_job(message)
+        job = _decoded(message, events_pb2.AnalyzeJob)
         if job is not None:
             await artifacts.write_next(tenant_id=job.tenant_id, document_id=job.document_id, version=job.version)
 
     async def on_parked(message: Msg, reason: str) -> None:
-        job = _analyze_job(message)
+        job = _decoded(message, events_pb2.AnalyzeJob)
         if job is not None:
             await artifacts.give_up(
                 tenant_id=job.tenant_id, document_id=job.document_id, version=job.version, reason=reason
@@ -211,18 +214,10 @@ def _heartbeating(handler: bus.Handler) -> bus.Handler:
     return run
 
 
-def _ingest_job(message: Msg) -> events_pb2.IngestJob | None:
+def _decoded(message: Msg, kind: type[JobT]) -> JobT | None:
     try:
-        return events_pb2.IngestJob.FromString(message.data)
+        return kind.FromString(message.data)
     except DecodeError:
         # Redelivering a payload we cannot read would only park it later; drop it now, loudly.
-        log.error("dropped an unreadable IngestJob", extra={"fields": {"subject": message.subject}})
-        return None
-
-
-def _analyze_job(message: Msg) -> events_pb2.AnalyzeJob | None:
-    try:
-        return events_pb2.AnalyzeJob.FromString(message.data)
-    except DecodeError:
-        log.error("dropped an unreadable AnalyzeJob", extra={"fields": {"subject": message.subject}})
+        log.error(f"dropped an unreadable {kind.__name__}", extra={"fields": {"subject": message.subject}})
         return None
