@@ -671,30 +671,30 @@ class KeywordHits:
         return len(self.hits) >= limit and self.hits[limit - 1].score >= self.unscored_bound
 
 
-# Where a search's scored postings come from (bm25.py). Every posting of the query's terms: exact BM25.
-_EVERY_POSTING = f"""
+def _postings_where(condition: str) -> str:
+    """The `postings` CTE: every posting of the query's terms that meets `condition` (on `p`)."""
+    return f"""
             postings AS (
                 SELECT p.term, p.chunk_id, p.tf, p.chunk_length
                 FROM scope CROSS JOIN query_terms
                 CROSS JOIN LATERAL (
                     SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
                     WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
-                      AND (cardinality(CAST(:document_ids AS text[])) = 0
-                           OR p.document_id = ANY(CAST(:document_ids AS text[])))
-                ) AS p
-            ),
-            unscored AS (SELECT 0.0::float8 AS score)"""
-# Every posting of the query's terms in the candidates: their exact scores.
-_CANDIDATES_POSTINGS = f"""
-            postings AS (
-                SELECT p.term, p.chunk_id, p.tf, p.chunk_length
-                FROM scope CROSS JOIN query_terms
-                CROSS JOIN LATERAL (
-                    SELECT p.term, p.chunk_id, p.tf, p.chunk_length FROM {_POSTINGS} AS p
-                    WHERE p.collection_key = scope.collection_key AND p.term = query_terms.term
-                      AND p.chunk_id = ANY(ARRAY(SELECT chunk_id FROM candidates))
+                      AND {condition}
                 ) AS p
             )"""
+
+
+# Where a search's scored postings come from (bm25.py). Every posting of the query's terms: exact BM25.
+_EVERY_POSTING = (
+    _postings_where(
+        "(cardinality(CAST(:document_ids AS text[])) = 0 OR p.document_id = ANY(CAST(:document_ids AS text[])))"
+    )
+    + """,
+            unscored AS (SELECT 0.0::float8 AS score)"""
+)
+# Every posting of the query's terms in the candidates: their exact scores.
+_CANDIDATES_POSTINGS = _postings_where("p.chunk_id = ANY(ARRAY(SELECT chunk_id FROM candidates))")
 # The chunks a caller chose (by heading, scene, characters or pages) that hold a query word: all
 # of them are scored.
 _GIVEN_CANDIDATES = f"""
