@@ -1,5 +1,6 @@
 """Start retrieval: migrations, the embedders, gRPC, the two index consumers, the outbox relay, and
-the background work on vectors (the configured model's index, re-embedding after a switch)."""
+the background work on vectors (the configured model's index, re-embedding after a switch) and
+on the keyword index (the largest collections' postings loaded into memory)."""
 
 import asyncio
 from pathlib import Path
@@ -13,6 +14,7 @@ from parley.retrieval.embedder_registry import build_embedder, embedder_named
 from parley.retrieval.grpc_api import RetrievalApi
 from parley.retrieval.hybrid_search import Searcher
 from parley.retrieval.indexing import Indexer
+from parley.retrieval.keyword_index import KeywordIndex
 from parley.retrieval.vectors import Vectors
 from parley.v1 import retrieval_pb2_grpc
 
@@ -28,6 +30,11 @@ async def main() -> None:
         embedder=build_embedder(settings),
         others=lambda name: embedder_named(name, settings),
     )
+    keyword_index = KeywordIndex(
+        sessions=runtime.sessions,
+        max_postings=settings.bm25_memory_postings,
+        load_inline_chunks=settings.bm25_memory_inline_chunks,
+    )
     try:
         # Models loaded before serving (in a worker thread): the first search must not wait for one.
         await vectors.start()
@@ -40,6 +47,7 @@ async def main() -> None:
             rescored_per_result=settings.bm25_rescored_per_result,
             rounds=settings.bm25_rounds,
         )
+        runtime.spawn(keyword_index.warm(runtime.stopping), name="keyword-index")
         relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)
         runtime.spawn(relay.run(runtime.stopping), name="outbox")
         await runtime.serve_grpc(
@@ -50,6 +58,7 @@ async def main() -> None:
                         sessions=runtime.sessions,
                         vectors=vectors,
                         bm25=bm25,
+                        keyword_index=keyword_index,
                         keyword_weight=settings.hybrid_keyword_weight,
                         ef_search=settings.hnsw_ef_search,
                     )
@@ -64,6 +73,7 @@ async def main() -> None:
         runtime.spawn(indexer.backfill_postings(runtime.stopping), name="backfill-postings")
         await runtime.wait_for_signal()
     finally:
+        await keyword_index.close()
         await runtime.close()
         await vectors.close()
 

@@ -34,6 +34,13 @@ class Settings(ServiceSettings):
     bm25_rescored_per_result: int = Field(default=BM25_DEFAULTS.rescored_per_result, gt=0)
     # Reads of ever deeper candidates while one left unscored could still win (1: never again).
     bm25_rounds: int = Field(default=BM25_DEFAULTS.rounds, ge=1, le=5)
+    # Postings held in memory for exact BM25 at once (keyword_index.py), over all collections:
+    # 8 bytes each (20M: ~160 MB); the least recently searched collections make room; 0: none,
+    # every keyword search reads PostgreSQL.
+    bm25_memory_postings: int = Field(default=20_000_000, ge=0)
+    # A collection of at most this many chunks is loaded on its first search, which waits; a
+    # larger one in the background (its searches read PostgreSQL meanwhile), or at start.
+    bm25_memory_inline_chunks: int = Field(default=5_000, ge=0)
     # HNSW's candidate list at least (hnsw.ef_search): hybrid_search.DEFAULT_EF_SEARCH, measured for
     # recall@10 >= 0.95 (not imported: hybrid_search depends on the embedder, which reads Settings).
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)

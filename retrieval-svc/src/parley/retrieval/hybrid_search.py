@@ -20,6 +20,7 @@ from parley.kit.errors import InvalidInput, NotFound
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
 from parley.retrieval.embeddings import is_zero
+from parley.retrieval.keyword_index import KeywordIndex
 from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, SearchScope, StoredChunk
 from parley.retrieval.vectors import QueryVector, Vectors
 
@@ -129,12 +130,14 @@ class Searcher:
         sessions: Sessions,
         vectors: Vectors,
         bm25: Bm25Parameters = BM25_DEFAULTS,
+        keyword_index: KeywordIndex | None = None,
         keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
         ef_search: int = DEFAULT_EF_SEARCH,
     ) -> None:
         self._sessions = sessions
         self._vectors = vectors
         self._bm25 = bm25
+        self._keyword_index = keyword_index
         self._keyword_weight = keyword_weight
         self._ef_search = ef_search
 
@@ -190,9 +193,14 @@ class Searcher:
         return [replace(hit, highlight=marked(passages.get(hit.chunk_id, ""))) for hit in hits]
 
     async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[StoredChunk]:
-        """The chunks containing any of the query's words, best BM25 score first: candidates
-        rescored exactly, read deeper while a chunk left unscored could still beat the last hit
-        (bm25.py), at most `bm25.rounds` times."""
+        """The chunks containing any of the query's words, best BM25 score first: exact, from the
+        postings in memory (keyword_index.py) when the collections' copies are ready; else from
+        PostgreSQL's, candidates rescored exactly, read deeper while a chunk left unscored could
+        still beat the last hit (bm25.py), at most `bm25.rounds` times."""
+        if self._keyword_index is not None:
+            hits = await self._keyword_index.search(session=session, scope=scope, text=text, bm25=self._bm25)
+            if hits is not None:
+                return hits
         per_term = candidates_per_term(self._bm25, scope.limit)
         exact = rescored(self._bm25, scope.limit)
         for round_ in range(1, self._bm25.rounds + 1):

@@ -122,7 +122,26 @@ bm25_collections = Table(
     Column("collection_id", Text, nullable=False),
     Column("chunk_count", BigInteger, nullable=False, server_default="0"),
     Column("total_length", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every write of the collection's postings (keyword_index.py follows it).
+    Column("generation", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("tenant_id", "collection_id", name="uq_bm25_collections_tenant_collection"),
+)
+
+# Per document, the collection generation that last changed its postings (a deleted document keeps
+# its row): what a replica's in-memory postings must re-read after that generation.
+bm25_document_changes = Table(
+    "bm25_document_changes",
+    metadata,
+    Column(
+        "collection_key",
+        BigInteger,
+        ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("document_id", Text, nullable=False),
+    Column("generation", BigInteger, nullable=False),
+    PrimaryKeyConstraint("collection_key", "document_id"),
+    Index("ix_bm25_document_changes_generation", "collection_key", "generation"),
 )
 
 bm25_terms = Table(

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from parley.retrieval.bm25 import Bm25Parameters
 from parley.retrieval.models import (
     bm25_collections,
+    bm25_document_changes,
     bm25_postings,
     bm25_terms,
     chunk_embeddings,
@@ -290,8 +291,9 @@ async def replace_postings(
 ) -> None:
     """Make the document's postings those of `texts` (chunk id → analysed text; none: forgotten).
     Call it in the transaction that writes the chunks, so search never sees half of either."""
-    key = await _lock_bm25_collection(session=session, tenant_id=tenant_id, collection_id=collection_id)
-    await _forget_postings(session=session, key=key, document_id=document_id)
+    key = await _forget_postings(
+        session=session, tenant_id=tenant_id, collection_id=collection_id, document_id=document_id
+    )
     if not texts:
         return
     await session.execute(
@@ -334,8 +336,7 @@ async def replace_postings(
 async def forget_document_postings(
     *, session: AsyncSession, tenant_id: str, collection_id: str, document_id: str
 ) -> None:
-    key = await _lock_bm25_collection(session=session, tenant_id=tenant_id, collection_id=collection_id)
-    await _forget_postings(session=session, key=key, document_id=document_id)
+    await _forget_postings(session=session, tenant_id=tenant_id, collection_id=collection_id, document_id=document_id)
 
 
 async def forget_collection_postings(*, session: AsyncSession, tenant_id: str, collection_id: str) -> None:
@@ -347,21 +348,28 @@ async def forget_collection_postings(*, session: AsyncSession, tenant_id: str, c
     )
 
 
-async def _lock_bm25_collection(*, session: AsyncSession, tenant_id: str, collection_id: str) -> int:
+async def _forget_postings(*, session: AsyncSession, tenant_id: str, collection_id: str, document_id: str) -> int:
+    """Remove the document's postings from its collection's, first locking the collection's row
+    and moving it to its next generation, with the document noted as changed in it (for the
+    in-memory copies, keyword_index.py). The collection's key."""
     statement = (
         insert(bm25_collections)
-        .values(tenant_id=tenant_id, collection_id=collection_id)
+        .values(tenant_id=tenant_id, collection_id=collection_id, generation=1)
         .on_conflict_do_update(
             constraint="uq_bm25_collections_tenant_collection",
-            set_={"chunk_count": bm25_collections.c.chunk_count},
+            set_={"generation": bm25_collections.c.generation + 1},
         )
-        .returning(bm25_collections.c.collection_key)
+        .returning(bm25_collections.c.collection_key, bm25_collections.c.generation)
     )
     # INSERT .. ON CONFLICT DO UPDATE .. RETURNING always returns the row, now locked.
-    return int((await session.execute(statement)).scalar_one())
-
-
-async def _forget_postings(*, session: AsyncSession, key: int, document_id: str) -> None:
+    key, generation = (await session.execute(statement)).one()
+    changed = insert(bm25_document_changes).values(collection_key=key, document_id=document_id, generation=generation)
+    await session.execute(
+        changed.on_conflict_do_update(
+            index_elements=[bm25_document_changes.c.collection_key, bm25_document_changes.c.document_id],
+            set_={"generation": changed.excluded.generation},
+        )
+    )
     await session.execute(
         text(
             f"""WITH gone AS (
@@ -382,6 +390,7 @@ async def _forget_postings(*, session: AsyncSession, key: int, document_id: str)
         ),
         {"key": key, "document_id": document_id},
     )
+    return int(key)
 
 
 async def documents_without_postings(*, session: AsyncSession) -> list[DocumentKey]:
@@ -874,6 +883,221 @@ async def keyword_search(
     return KeywordHits(
         hits=[_hit(row._mapping, row.score) for row in rows],
         unscored_bound=float(rows[0].unscored_bound) if rows else 0.0,
+    )
+
+
+# --- the in-memory keyword index's reads (keyword_index.py) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostingsCollection:
+    """A collection's BM25 row as a search sees it."""
+
+    collection_key: int
+    generation: int
+    chunk_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordQuery:
+    """A query's terms (analysed as chunks are) and the chosen collections that have postings."""
+
+    terms: tuple[str, ...]
+    collections: tuple[PostingsCollection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PostingsChunk:
+    chunk_id: str
+    document_id: str
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TermPostings:
+    """One term's postings: its chunks' slots (positions in the load's chunk list) and term
+    frequencies, each a run of big-endian int4s, in slot order."""
+
+    term: str
+    slots: bytes
+    tfs: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionPostings:
+    """A whole collection's postings as of `generation`."""
+
+    generation: int
+    chunks: list[PostingsChunk]
+    terms: list[TermPostings]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedPosting:
+    chunk: PostingsChunk
+    term: str
+    tf: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostingsChanges:
+    """The documents changed after a generation, up to `generation`, and their postings now
+    (none for a document deleted, or emptied)."""
+
+    generation: int
+    document_ids: frozenset[str]
+    postings: list[ChangedPosting]
+
+
+async def keyword_query(
+    *, session: AsyncSession, tenant_id: str, collection_ids: Sequence[str], query: str
+) -> KeywordQuery:
+    rows = (
+        await session.execute(
+            text(
+                f"""SELECT q.terms, c.collection_key, c.generation, c.chunk_count
+                FROM (
+                    SELECT ARRAY(SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', :query)) ORDER BY 1) AS terms
+                ) AS q
+                LEFT JOIN {_COLLECTIONS} AS c
+                    ON c.tenant_id = :tenant_id AND c.collection_id = ANY(CAST(:collection_ids AS text[]))
+                ORDER BY c.collection_key"""
+            ),
+            {"query": query, "tenant_id": tenant_id, "collection_ids": list(collection_ids)},
+        )
+    ).all()
+    return KeywordQuery(
+        terms=tuple(rows[0].terms),
+        collections=tuple(
+            PostingsCollection(
+                collection_key=int(row.collection_key), generation=int(row.generation), chunk_count=int(row.chunk_count)
+            )
+            for row in rows
+            if row.collection_key is not None
+        ),
+    )
+
+
+async def begin_snapshot(session: AsyncSession) -> None:
+    """Make this transaction read one snapshot throughout (its first statement)."""
+    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+
+
+async def postings_collections(*, session: AsyncSession) -> list[tuple[str, PostingsCollection]]:
+    """Every tenant's collections with postings, largest first, with their tenant. Across tenants:
+    the service's login role, outside row-level security."""
+    rows = await session.execute(
+        select(
+            bm25_collections.c.tenant_id,
+            bm25_collections.c.collection_key,
+            bm25_collections.c.generation,
+            bm25_collections.c.chunk_count,
+        )
+        .where(bm25_collections.c.chunk_count > 0)
+        .order_by(bm25_collections.c.chunk_count.desc())
+    )
+    return [
+        (
+            row.tenant_id,
+            PostingsCollection(
+                collection_key=row.collection_key, generation=row.generation, chunk_count=row.chunk_count
+            ),
+        )
+        for row in rows
+    ]
+
+
+async def collection_postings(*, session: AsyncSession, collection_key: int) -> CollectionPostings | None:
+    """The collection's every posting (None when it is gone). Call it in a snapshot (begin_snapshot):
+    it reads in three statements."""
+    generation = (
+        await session.execute(
+            select(bm25_collections.c.generation).where(bm25_collections.c.collection_key == collection_key)
+        )
+    ).scalar_one_or_none()
+    if generation is None:
+        return None
+    # A chunk's slot is its position in chunk_id order, the same in both statements.
+    chunk_rows = await session.execute(
+        text(
+            f"""SELECT chunk_id, min(document_id) AS document_id, min(chunk_length) AS length
+            FROM {_POSTINGS} WHERE collection_key = :key
+            GROUP BY chunk_id ORDER BY chunk_id COLLATE "C"
+            """
+        ),
+        {"key": collection_key},
+    )
+    # Each term's postings as two byte strings, so millions of them arrive as a few thousand values.
+    term_rows = await session.execute(
+        text(
+            f"""WITH slots AS (
+                SELECT chunk_id, (row_number() OVER (ORDER BY chunk_id COLLATE "C") - 1)::int4 AS slot
+                FROM (SELECT DISTINCT chunk_id FROM {_POSTINGS} WHERE collection_key = :key) AS c
+            )
+            SELECT p.term, string_agg(int4send(s.slot), ''::bytea ORDER BY s.slot) AS slots,
+                   string_agg(int4send(p.tf), ''::bytea ORDER BY s.slot) AS tfs
+            FROM {_POSTINGS} AS p JOIN slots AS s USING (chunk_id)
+            WHERE p.collection_key = :key
+            GROUP BY p.term"""
+        ),
+        {"key": collection_key},
+    )
+    return CollectionPostings(
+        generation=int(generation),
+        chunks=[
+            PostingsChunk(chunk_id=row.chunk_id, document_id=row.document_id, length=row.length) for row in chunk_rows
+        ],
+        terms=[TermPostings(term=row.term, slots=bytes(row.slots), tfs=bytes(row.tfs)) for row in term_rows],
+    )
+
+
+async def postings_changes(
+    *, session: AsyncSession, collection_key: int, after: int, max_documents: int
+) -> PostingsChanges | None:
+    """The documents changed after generation `after`, with their postings now; None when the
+    collection is gone or more than `max_documents` changed. Call it in a snapshot (begin_snapshot)."""
+    generation = (
+        await session.execute(
+            select(bm25_collections.c.generation).where(bm25_collections.c.collection_key == collection_key)
+        )
+    ).scalar_one_or_none()
+    if generation is None:
+        return None
+    changed = [
+        document_id
+        for document_id in (
+            await session.execute(
+                select(bm25_document_changes.c.document_id)
+                .where(
+                    bm25_document_changes.c.collection_key == collection_key,
+                    bm25_document_changes.c.generation > after,
+                )
+                .limit(max_documents + 1)
+            )
+        ).scalars()
+    ]
+    if len(changed) > max_documents:
+        return None
+    rows = await session.execute(
+        select(
+            bm25_postings.c.chunk_id,
+            bm25_postings.c.document_id,
+            bm25_postings.c.chunk_length,
+            bm25_postings.c.term,
+            bm25_postings.c.tf,
+        ).where(bm25_postings.c.collection_key == collection_key, bm25_postings.c.document_id.in_(changed))
+    )
+    return PostingsChanges(
+        generation=int(generation),
+        document_ids=frozenset(changed),
+        postings=[
+            ChangedPosting(
+                chunk=PostingsChunk(chunk_id=row.chunk_id, document_id=row.document_id, length=row.chunk_length),
+                term=row.term,
+                tf=row.tf,
+            )
+            for row in rows
+        ],
     )
 
 
