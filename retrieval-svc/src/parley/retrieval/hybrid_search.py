@@ -21,7 +21,7 @@ from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
 from parley.retrieval.embeddings import is_zero
 from parley.retrieval.keyword_index import KeywordIndex
-from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, SearchScope, StoredChunk
+from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, Ranked, SearchScope, StoredChunk
 from parley.retrieval.vectors import QueryVector, Vectors
 
 DEFAULT_K = 8
@@ -100,25 +100,23 @@ def candidates_for(k: int) -> int:
 
 
 def fuse(
-    keyword: Sequence[StoredChunk],
-    vector: Sequence[StoredChunk],
+    keyword: Sequence[Ranked],
+    vector: Sequence[Ranked],
     *,
     keyword_weight: float,
     limit: int,
     rrf_k: int = RRF_K,
-) -> list[StoredChunk]:
+) -> list[Ranked]:
     """Weighted reciprocal rank fusion: a chunk scores the sum of weight / (rrf_k + rank) over the
     lists it is in; the keyword list weighs `keyword_weight`, the vector list the rest."""
     scores: dict[str, float] = {}
     best_rank: dict[str, int] = {}
-    chunks: dict[str, StoredChunk] = {}
     for ranked, weight in ((keyword, keyword_weight), (vector, 1.0 - keyword_weight)):
         for rank, chunk in enumerate(ranked, start=1):
             scores[chunk.chunk_id] = scores.get(chunk.chunk_id, 0.0) + weight / (rrf_k + rank)
             best_rank[chunk.chunk_id] = min(rank, best_rank.get(chunk.chunk_id, rank))
-            chunks.setdefault(chunk.chunk_id, chunk)
     order = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], best_rank[chunk_id], chunk_id))
-    return [replace(chunks[chunk_id], score=scores[chunk_id]) for chunk_id in order[:limit]]
+    return [Ranked(chunk_id=chunk_id, score=scores[chunk_id]) for chunk_id in order[:limit]]
 
 
 class Searcher:
@@ -150,14 +148,14 @@ class Searcher:
             filters=query.filters,
         )
 
-        async def keyword() -> list[StoredChunk]:
+        async def keyword() -> list[Ranked]:
             if query.mode is Mode.VECTOR:
                 return []
             async with self._sessions() as session, session.begin():
                 await store.enter_tenant(session=session, tenant_id=tenant_id)
                 return await self.keyword_leg(session=session, scope=scope, text=query.text)
 
-        async def vector() -> list[StoredChunk]:
+        async def vector() -> list[Ranked]:
             if query.mode is Mode.KEYWORD:
                 return []
             # Embedded before the transaction opens: an embedder may be a network call.
@@ -182,17 +180,13 @@ class Searcher:
                 hits = fuse(keyword_hits, vector_hits, keyword_weight=self._keyword_weight, limit=query.k)
         if not hits:
             return []
+        # The chunks themselves are read once, for these hits only, with their passages.
         async with self._sessions() as session, session.begin():
             await store.enter_tenant(session=session, tenant_id=tenant_id)
-            passages = {
-                snippet.chunk_id: snippet.text
-                for snippet in await store.snippets(
-                    session=session, tenant_id=tenant_id, chunk_ids=[hit.chunk_id for hit in hits], query=query.text
-                )
-            }
-        return [replace(hit, highlight=marked(passages.get(hit.chunk_id, ""))) for hit in hits]
+            found = await store.hits_with_passages(session=session, tenant_id=tenant_id, ranked=hits, query=query.text)
+        return [replace(hit, highlight=marked(hit.highlight)) for hit in found]
 
-    async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[StoredChunk]:
+    async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[Ranked]:
         """The chunks containing any of the query's words, best BM25 score first: exact, from the
         postings in memory (keyword_index.py) when the collections' copies are ready; else from
         PostgreSQL's, candidates rescored exactly, read deeper while a chunk left unscored could
@@ -214,7 +208,7 @@ class Searcher:
 
     async def vector_leg(
         self, *, session: AsyncSession, scope: SearchScope, embedding: QueryVector | None, ef_search: int
-    ) -> list[StoredChunk]:
+    ) -> list[Ranked]:
         """The chunks nearest the query's embedding, nearest first; none for a query with no words."""
         if embedding is None or is_zero(embedding.embedding):
             return []

@@ -33,7 +33,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.kit.db import Sessions
 from parley.retrieval import store
 from parley.retrieval.bm25 import Bm25Parameters
-from parley.retrieval.store import PostingsChanges, PostingsCollection, SearchScope, StoredChunk
+from parley.retrieval.store import PostingsChanges, PostingsCollection, Ranked, SearchScope
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class KeywordIndex:
 
     async def search(
         self, *, session: AsyncSession, scope: SearchScope, text: str, bm25: Bm25Parameters
-    ) -> list[StoredChunk] | None:
+    ) -> list[Ranked] | None:
         """The scope's best chunks for the query by exact BM25, or None when a collection has no
         copy ready (the caller takes the SQL leg). `session` is in the search's transaction, the
         tenant entered."""
@@ -269,14 +269,7 @@ class KeywordIndex:
             bm25=bm25,
             limit=scope.limit,
         )
-        rows = {
-            chunk.chunk_id: chunk
-            for chunk in await store.chunks_by_id(
-                session=session, tenant_id=scope.tenant_id, chunk_ids=[chunk_id for chunk_id, _ in best]
-            )
-        }
-        # A chunk missing here was replaced after this search's snapshot; the copy is newer.
-        return [replace(rows[chunk_id], score=score) for chunk_id, score in best if chunk_id in rows]
+        return [Ranked(chunk_id=chunk_id, score=score) for chunk_id, score in best]
 
     async def warm(self, stopping: asyncio.Event) -> None:
         """Load the largest collections' copies while the budget lasts, so that their first

@@ -3,7 +3,7 @@ in a transaction that `enter_tenant` has given to that tenant (row-level securit
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
 from pgvector.sqlalchemy import Vector
@@ -57,6 +57,15 @@ class StoredChunk:
     page_end: int = 0
     score: float = 0.0
     highlight: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A chunk a search leg ranked, by its score there; the chunk itself is read once, for the
+    search's final hits only (hits_with_passages)."""
+
+    chunk_id: str
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +139,6 @@ class SearchScope:
     collection_ids: Sequence[str]
     limit: int
     filters: ChunkFilters = NO_FILTERS
-
-
-@dataclass(frozen=True, slots=True)
-class Snippet:
-    chunk_id: str
-    text: str
 
 
 # A StoredChunk's fields are columns of `chunks`, except the score and highlight a search computes.
@@ -668,7 +671,7 @@ _ANY_QUERY_WORD = (
 
 @dataclass(frozen=True, slots=True)
 class KeywordHits:
-    hits: list[StoredChunk]
+    hits: list[Ranked]
     # The highest score a chunk left unscored can have (bm25.py); 0 when every chunk holding a
     # query word was scored.
     unscored_bound: float
@@ -856,14 +859,11 @@ async def keyword_search(
                        ) AS score
                 FROM postings JOIN term_stats USING (term) CROSS JOIN corpus
                 GROUP BY chunk_id
-                ORDER BY score DESC, chunk_id
-                LIMIT :limit
             )
-            SELECT {", ".join(f"c.{name}" for name in _HIT_FIELDS)}, scored.score,
-                   (SELECT score FROM unscored) AS unscored_bound
-            FROM scored JOIN {chunks.schema}.{chunks.name} AS c USING (chunk_id)
-            WHERE c.tenant_id = :tenant_id
-            ORDER BY scored.score DESC, c.chunk_id"""
+            SELECT chunk_id, score, (SELECT score FROM unscored) AS unscored_bound
+            FROM scored
+            ORDER BY score DESC, chunk_id
+            LIMIT :limit"""
             ),
             {
                 "query": query,
@@ -881,7 +881,7 @@ async def keyword_search(
     ).all()
     # No row: no chunk holds a query word (a term with postings always yields candidates).
     return KeywordHits(
-        hits=[_hit(row._mapping, row.score) for row in rows],
+        hits=[Ranked(chunk_id=row.chunk_id, score=float(row.score)) for row in rows],
         unscored_bound=float(rows[0].unscored_bound) if rows else 0.0,
     )
 
@@ -1101,32 +1101,46 @@ async def postings_changes(
     )
 
 
-async def snippets(*, session: AsyncSession, tenant_id: str, chunk_ids: Sequence[str], query: str) -> list[Snippet]:
-    """The best passage of each chunk for the query, its matching words between MARK_START and
-    MARK_END; analysed as BM25 analyses (any word of the query may match)."""
-    if not chunk_ids:
+async def hits_with_passages(
+    *, session: AsyncSession, tenant_id: str, ranked: Sequence[Ranked], query: str
+) -> list[StoredChunk]:
+    """The ranked chunks that still exist, in their order, with their scores, each with its best
+    passage for the query as `highlight`: the matching words between MARK_START and MARK_END,
+    analysed as BM25 analyses (any word of the query may match)."""
+    if not ranked:
         return []
     rows = await session.execute(
         text(
-            f"""SELECT chunk_id, ts_headline('english', text, {_ANY_QUERY_WORD}, :options) AS snippet
+            f"""SELECT {", ".join(_HIT_FIELDS)},
+                   ts_headline('english', text, {_ANY_QUERY_WORD}, :options) AS passage
             FROM {chunks.schema}.{chunks.name}
             WHERE tenant_id = :tenant_id AND chunk_id = ANY(CAST(:chunk_ids AS text[]))"""
         ),
-        {"query": query, "tenant_id": tenant_id, "chunk_ids": list(chunk_ids), "options": _HEADLINE_OPTIONS},
+        {
+            "query": query,
+            "tenant_id": tenant_id,
+            "chunk_ids": [hit.chunk_id for hit in ranked],
+            "options": _HEADLINE_OPTIONS,
+        },
     )
-    return [Snippet(chunk_id=row.chunk_id, text=row.snippet) for row in rows]
+    found = {row.chunk_id: row._mapping for row in rows}
+    return [
+        replace(_hit(found[hit.chunk_id], hit.score), highlight=found[hit.chunk_id]["passage"])
+        for hit in ranked
+        if hit.chunk_id in found
+    ]
 
 
 async def vector_search(
     *, session: AsyncSession, scope: SearchScope, embedding: list[float], model: str, dimensions: int, ef_search: int
-) -> list[StoredChunk]:
+) -> list[Ranked]:
     """Nearest first among the vectors of `model`. Runs in a transaction: the scan's settings are SET LOCAL."""
     await _widen_hnsw_scan(session, ef_search)
     # The same expression and predicate as the model's partial index (ensure_vector_index), the
     # model inlined as a literal: a generic plan with a parameter could not prove the index applies.
     distance = sql_cast(chunk_embeddings.c.embedding, Vector(dimensions)).cosine_distance(embedding).label("distance")
     statement = (
-        select(*_HIT_COLUMNS, distance)
+        select(chunks.c.chunk_id, distance)
         .select_from(chunk_embeddings.join(chunks, chunks.c.chunk_id == chunk_embeddings.c.chunk_id))
         .where(
             chunk_embeddings.c.model == bindparam("model", model, type_=Text, literal_execute=True),
@@ -1139,7 +1153,7 @@ async def vector_search(
         .order_by(distance)
         .limit(scope.limit)
     )
-    hits = [_hit(row._mapping, 1.0 - row.distance) for row in await session.execute(statement)]
+    hits = [Ranked(chunk_id=row.chunk_id, score=1.0 - row.distance) for row in await session.execute(statement)]
     return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
 
 
