@@ -2,8 +2,12 @@
 
 Why not `ts_rank`: it has no IDF and no length normalisation tuned like BM25's, and
 `websearch_to_tsquery` requires every word; on Cranfield that lexical leg scored far below BM25
-and dragged hybrid search under vector search alone. Why not a library index in memory: the
-index must follow every upsert and delete across replicas, in the same transaction as the chunks.
+and dragged hybrid search under vector search alone. Why PostgreSQL and not only a library index
+in memory: the postings must follow every upsert and delete across replicas, in the same
+transaction as the chunks. Searches read them from a copy in memory (keyword_index.py, exact BM25,
+kept current through the collection's `generation`) when one is ready; the statement below is the
+leg for the rest (a collection still loading, larger than the memory budget, or a filter on
+chunk columns).
 
 The analyzer is PostgreSQL's own `english` text search configuration (`to_tsvector`): lowercase,
 the English stop words, Snowball English stemming. Chunks and queries go through the same one,
@@ -11,15 +15,16 @@ so the two can never drift apart, and a chunk is analysed where it is stored.
 
 Tables (models.py; the SQL is in store.py):
 - `bm25_collections`: one row per (tenant, collection): a compact key for the others, the number
-  of chunks with at least one term and the total of their lengths (for N and avgdl).
+  of chunks with at least one term and the total of their lengths (for N and avgdl), and its
+  generation (bumped by every write; `bm25_document_changes` holds each document's last).
 - `bm25_terms`: per collection and term, the number of chunks containing it (df).
 - `bm25_postings`: per collection, term and chunk, the term's frequency in the chunk, the chunk's
   length (its number of terms after stop words) and the posting's impact: its BM25 term weight
   with the avgdl of the time it was written. Two indexes: by (term, impact desc), read
   index-only to find a term's best postings; by (term, chunk), to look up given chunks' postings.
 
-A search scores exactly, but not every chunk: candidate generation, then exact rescoring, in one
-statement (store.keyword_search):
+A search in PostgreSQL scores exactly, but not every chunk: candidate generation, then exact
+rescoring, in one statement (store.keyword_search):
 1. candidates: the union, over the query's terms, of each term's `candidates_per_term(limit)`
    best postings by impact (a rare term's postings are all read; a common one is cut short);
 2. each candidate's partial score, from the postings read (a lower bound of its exact score), and

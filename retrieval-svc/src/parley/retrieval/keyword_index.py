@@ -86,13 +86,19 @@ class _Term:
 @dataclass(frozen=True, slots=True)
 class _Part:
     """What one search reads of one copy; never changed once made, so it can be scored off the
-    event loop while the copy moves on."""
+    event loop while the copy moves on. `alive` and `eligible` are None when every slot is."""
 
     chunk_ids: Sequence[str]
     lengths: Floats
-    alive: Mask
-    eligible: Mask
+    alive: Mask | None
+    eligible: Mask | None
     postings: dict[str, tuple[Slots, Counts]]
+
+    def df(self, term: str) -> int:
+        postings = self.postings.get(term)
+        if postings is None:
+            return 0
+        return len(postings[0]) if self.alive is None else int(np.count_nonzero(self.alive[postings[0]]))
 
 
 class CollectionCopy:
@@ -172,14 +178,12 @@ class CollectionCopy:
                 self._unmerged -= len(term.added_slots)
                 postings[name] = term.merged()
         size = len(self._chunk_ids)
-        alive = self._alive[:size].copy()
+        alive = None if self.chunk_count == size else self._alive[:size].copy()
+        eligible = alive
         if document_ids:
             eligible = np.zeros(size, dtype=np.bool_)
             for document_id in document_ids:
                 eligible[self._document_slots.get(document_id, [])] = True
-            eligible &= alive
-        else:
-            eligible = alive
         return _Part(
             chunk_ids=self._chunk_ids, lengths=self._lengths[:size], alive=alive, eligible=eligible, postings=postings
         )
@@ -201,22 +205,24 @@ def best_chunks(
     n, avgdl = float(chunk_count), total_length / chunk_count
     idf: dict[str, float] = {}
     for term in terms:
-        df = sum(int(np.count_nonzero(part.alive[part.postings[term][0]])) for part in parts if term in part.postings)
+        df = sum(part.df(term) for part in parts)
         if df:
             idf[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
     found: list[tuple[str, float]] = []
     for part in parts:
-        scores = np.zeros(len(part.alive), dtype=np.float64)
+        norms = bm25.k1 * (1 - bm25.b + bm25.b * part.lengths / avgdl)
+        scores = np.zeros(len(part.lengths), dtype=np.float64)
         for term, weight in idf.items():
             postings = part.postings.get(term)
             if postings is None:
                 continue
             slots, counts = postings
-            live = part.eligible[slots]
-            slots, tf = slots[live], counts[live].astype(np.float64)
-            norm = bm25.k1 * (1 - bm25.b + bm25.b * part.lengths[slots] / avgdl)
+            if part.eligible is not None:
+                live = part.eligible[slots]
+                slots, counts = slots[live], counts[live]
+            tf = counts.astype(np.float64)
             # A term's slots are distinct, so the fancy-indexed += adds once per posting.
-            scores[slots] += weight * tf * (bm25.k1 + 1) / (tf + norm)
+            scores[slots] += weight * (bm25.k1 + 1) * tf / (tf + norms[slots])
         matched = np.flatnonzero(scores)
         if len(matched) > limit:
             cut = np.partition(scores[matched], -limit)[-limit]
