@@ -40,7 +40,7 @@ class Settings(ServiceSettings):
     bm25_memory_postings: int = Field(default=20_000_000, ge=0)
     # A collection of at most this many chunks is loaded on its first search, which waits; a
     # larger one in the background (its searches read PostgreSQL meanwhile), or at start.
-    bm25_memory_inline_chunks: int = Field(default=5_000, ge=0)
+    bm25_memory_inline_chunks: int = Field(default=1_000, ge=0)
     # HNSW's candidate list at least (hnsw.ef_search): hybrid_search.DEFAULT_EF_SEARCH, measured for
     # recall@10 >= 0.95 (not imported: hybrid_search depends on the embedder, which reads Settings).
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)

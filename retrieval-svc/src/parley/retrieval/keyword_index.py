@@ -61,8 +61,10 @@ MAX_CATCH_UP_DOCUMENTS = 500
 WARM_SHARE = 0.8
 
 
-def _int4s(packed: bytes) -> npt.NDArray[np.int32]:
-    return np.frombuffer(packed, dtype=">i4").astype(np.int32)
+def _slots_and_tfs(pairs: bytes) -> tuple[Slots, Counts]:
+    """Big-endian int4 pairs (slot, tf); ordinality counts from 1."""
+    columns = np.frombuffer(pairs, dtype=">i4").reshape(-1, 2).astype(np.int32)
+    return np.ascontiguousarray(columns[:, 0] - 1), np.ascontiguousarray(columns[:, 1])
 
 
 @dataclass(slots=True)
@@ -116,8 +118,7 @@ class CollectionCopy:
         for slot, chunk in enumerate(postings.chunks):
             self._document_slots.setdefault(chunk.document_id, []).append(slot)
         self._terms = {
-            term.term: _Term(slots=_int4s(term.slots), tfs=_int4s(term.tfs), added_slots=[], added_tfs=[])
-            for term in postings.terms
+            term.term: _Term(*_slots_and_tfs(term.pairs), added_slots=[], added_tfs=[]) for term in postings.terms
         }
         self.postings = sum(len(term.slots) for term in self._terms.values())
         self.chunk_count = size

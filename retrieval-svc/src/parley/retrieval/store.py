@@ -915,12 +915,11 @@ class PostingsChunk:
 
 @dataclass(frozen=True, slots=True)
 class TermPostings:
-    """One term's postings: its chunks' slots (positions in the load's chunk list) and term
-    frequencies, each a run of big-endian int4s, in slot order."""
+    """One term's postings: (slot, tf) pairs of big-endian int4s, a slot being the chunk's
+    position in its load's chunk list."""
 
     term: str
-    slots: bytes
-    tfs: bytes
+    pairs: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -1009,7 +1008,7 @@ async def postings_collections(*, session: AsyncSession) -> list[tuple[str, Post
 
 async def collection_postings(*, session: AsyncSession, collection_key: int) -> CollectionPostings | None:
     """The collection's every posting (None when it is gone). Call it in a snapshot (begin_snapshot):
-    it reads in three statements."""
+    it reads in several statements."""
     generation = (
         await session.execute(
             select(bm25_collections.c.generation).where(bm25_collections.c.collection_key == collection_key)
@@ -1017,37 +1016,36 @@ async def collection_postings(*, session: AsyncSession, collection_key: int) -> 
     ).scalar_one_or_none()
     if generation is None:
         return None
-    # A chunk's slot is its position in chunk_id order, the same in both statements.
-    chunk_rows = await session.execute(
-        text(
-            f"""SELECT chunk_id, min(document_id) AS document_id, min(chunk_length) AS length
-            FROM {_POSTINGS} WHERE collection_key = :key
-            GROUP BY chunk_id ORDER BY chunk_id COLLATE "C"
-            """
-        ),
-        {"key": collection_key},
-    )
-    # Each term's postings as two byte strings, so millions of them arrive as a few thousand values.
+    # Sorts and hashes of a whole collection's postings in memory rather than spilled to disk
+    # (22 s against 7 s for 100k chunks' 7M postings).
+    await session.execute(text("SET LOCAL work_mem = '256MB'"))
+    chunk_rows = (
+        await session.execute(
+            text(
+                f"""SELECT chunk_id, min(document_id) AS document_id, min(chunk_length) AS length
+                FROM {_POSTINGS} WHERE collection_key = :key GROUP BY chunk_id"""
+            ),
+            {"key": collection_key},
+        )
+    ).all()
+    # Each term's postings as one byte string, so millions of them arrive as a few thousand values;
+    # a chunk's slot is its position in chunk_rows.
     term_rows = await session.execute(
         text(
-            f"""WITH slots AS (
-                SELECT chunk_id, (row_number() OVER (ORDER BY chunk_id COLLATE "C") - 1)::int4 AS slot
-                FROM (SELECT DISTINCT chunk_id FROM {_POSTINGS} WHERE collection_key = :key) AS c
-            )
-            SELECT p.term, string_agg(int4send(s.slot), ''::bytea ORDER BY s.slot) AS slots,
-                   string_agg(int4send(p.tf), ''::bytea ORDER BY s.slot) AS tfs
-            FROM {_POSTINGS} AS p JOIN slots AS s USING (chunk_id)
+            f"""SELECT p.term, string_agg(int4send(s.slot::int4) || int4send(p.tf), ''::bytea) AS pairs
+            FROM {_POSTINGS} AS p
+            JOIN unnest(CAST(:chunk_ids AS text[])) WITH ORDINALITY AS s(chunk_id, slot) USING (chunk_id)
             WHERE p.collection_key = :key
             GROUP BY p.term"""
         ),
-        {"key": collection_key},
+        {"key": collection_key, "chunk_ids": [row.chunk_id for row in chunk_rows]},
     )
     return CollectionPostings(
         generation=int(generation),
         chunks=[
             PostingsChunk(chunk_id=row.chunk_id, document_id=row.document_id, length=row.length) for row in chunk_rows
         ],
-        terms=[TermPostings(term=row.term, slots=bytes(row.slots), tfs=bytes(row.tfs)) for row in term_rows],
+        terms=[TermPostings(term=row.term, pairs=bytes(row.pairs)) for row in term_rows],
     )
 
 
