@@ -5,11 +5,13 @@
 Adds SIZE synthetic chunks (halves of two abstracts of FOLDER joined, their MiniLM vectors
 blended) to an embedded PostgreSQL migrated as retrieval's, written through parley.retrieval.store
 as the Indexer writes them, then times the query embedding, keyword (the service's
-Searcher.keyword_leg: every posting, and candidates rescored at several depths in one read or
-two, each with its top-10 overlap with exact BM25), vector (store.vector_search on MiniLM's
+Searcher.keyword_leg: from PostgreSQL, every posting, and candidates rescored at several depths in
+one read or two, each with its top-10 overlap with exact BM25; then from the postings copied into
+memory, keyword_index.py, after timing their load), vector (store.vector_search on MiniLM's
 partial HNSW index per ef_search, with recall@10 against the same statement with index scans
-off; the service's ef_search marked) and hybrid as the service runs it (Searcher.search, the
-query embedded, then from the embedding cache). --data keeps
+off; the service's ef_search marked) and hybrid as the service runs it (Searcher.search with
+the keyword leg from memory, the query embedded, then from the embedding cache; and with the
+keyword leg from PostgreSQL). --data keeps
 the index for the next run (building 100k takes minutes). Run it at --size 10000 and --size
 100000; the lab's quality tables are retrieval_lab.py's.
 """

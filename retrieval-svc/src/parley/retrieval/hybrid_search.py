@@ -162,11 +162,17 @@ class Searcher:
             embedding = await self._vectors.for_query(
                 tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text
             )
-            async with self._sessions() as session, session.begin():
-                await store.enter_tenant(session=session, tenant_id=tenant_id)
-                return await self.vector_leg(
-                    session=session, scope=scope, embedding=embedding, ef_search=max(self._ef_search, scope.limit)
-                )
+            try:
+                async with self._sessions() as session, session.begin():
+                    await store.enter_tenant(session=session, tenant_id=tenant_id)
+                    return await self.vector_leg(
+                        session=session, scope=scope, embedding=embedding, ef_search=max(self._ef_search, scope.limit)
+                    )
+            finally:
+                # Cached and billed while the leg ran; done before the search answers, and not
+                # undone by a search cancelled meanwhile.
+                if embedding.recording is not None:
+                    await asyncio.shield(embedding.recording)
 
         # The legs on two connections at once: a hybrid search waits for the slower, not for both
         # (and the query's embedding overlaps the keyword leg).

@@ -28,7 +28,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -61,6 +61,9 @@ class QueryVector:
     model: str
     dimensions: int
     embedding: list[float]
+    # The query's vector being cached and its embedding billed (None: it came from the cache).
+    # Awaited before the search answers, but after its vector leg: not on the search's path.
+    recording: asyncio.Task[None] | None = None
 
 
 def embedding_input(heading: str, text: str) -> str:
@@ -168,21 +171,36 @@ class Vectors:
         return next((candidate for candidate in candidates if candidate.name in covering), self._embedder)
 
     async def for_query(self, *, tenant_id: str, collection_ids: Sequence[str], text: str) -> QueryVector:
-        """The query's vector, from the serving model of the collections searched."""
+        """The query's vector, from the serving model of the collections searched; await its
+        `recording` before answering."""
         embedder = await self.serving(tenant_id=tenant_id, collection_ids=collection_ids)
-        [embedding] = await self.embed(tenant_id=tenant_id, embedder=embedder, contents=[text])
-        return QueryVector(model=embedder.name, dimensions=embedder.dimensions, embedding=embedding)
+        [embedding], record = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=[text])
+        return QueryVector(
+            model=embedder.name,
+            dimensions=embedder.dimensions,
+            embedding=embedding,
+            recording=asyncio.create_task(record) if record is not None else None,
+        )
 
     async def embed(self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str]) -> list[list[float]]:
         """One vector per content, in order; only contents this model never embedded reach it,
         and that call is billed to `tenant_id`."""
+        vectors, record = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=contents)
+        if record is not None:
+            await record
+        return vectors
+
+    async def _embed(
+        self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str]
+    ) -> tuple[list[list[float]], Coroutine[None, None, None] | None]:
+        """The vectors, and what is left to do once the model was called: cache them and bill it."""
         keys = [embedding_key(content) for content in contents]
         async with self._sessions() as session:
             known = await store.cached_embeddings(session=session, model=embedder.name, content_hashes=keys)
         missing = {key: content for key, content in zip(keys, contents, strict=True) if key not in known}
         embeddings_made.labels("cache").inc(len(keys) - len(missing))
         if not missing:
-            return [known[key] for key in keys]
+            return [known[key] for key in keys], None
         started = time.monotonic()
         try:
             embedded = await embedder.embed(list(missing.values()))
@@ -196,12 +214,15 @@ class Vectors:
         usage = _usage_event(
             tenant_id=tenant_id, embedder=embedder, tokens=embedded.input_tokens, started=started, success=True
         )
-        async with self._sessions() as session, session.begin():
-            await store.cache_embeddings(session=session, model=embedder.name, embeddings=fresh)
-            await _enqueue_usage(session=session, event=usage)
-        embeddings_made.labels("model").inc(len(missing))
+
+        async def record() -> None:
+            async with self._sessions() as session, session.begin():
+                await store.cache_embeddings(session=session, model=embedder.name, embeddings=fresh)
+                await _enqueue_usage(session=session, event=usage)
+            embeddings_made.labels("model").inc(len(missing))
+
         known.update(fresh)
-        return [known[key] for key in keys]
+        return [known[key] for key in keys], record()
 
     async def reembed_stale(self, *, after: str = "", batch: int = REEMBED_BATCH) -> str | None:
         """Give up to `batch` chunks past `after` (chunk id order) that lack the configured model's
