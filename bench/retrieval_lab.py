@@ -1,6 +1,6 @@
 """Retrieval quality and speed on a BEIR-layout data set, against a real embedded PostgreSQL.
 
-    .venv/bin/python bench/retrieval_lab.py [FOLDER] [--scale 100000] [--fusion-grid]
+    .venv/bin/python bench/retrieval_lab.py [FOLDER] [--scale 100000] [--fusion-grid] [--bm25-grid]
 
 FOLDER holds corpus.jsonl, queries.jsonl and qrels/test.tsv (default: ../shared/data/cranfield).
 Each document is indexed as one chunk into the retrieval schema (its migrations; chunks and BM25
@@ -8,6 +8,8 @@ postings written by parley.retrieval.store, as the Indexer writes them), and eve
 in each mode: keyword (BM25 in PostgreSQL), keyword as
 today (websearch_to_tsquery + ts_rank_cd), vector (MiniLM, exact and HNSW), hybrid (fusions of
 the two), and in-process bm25s as the reference. Printed as Markdown tables for BENCHMARKS.md.
+
+--bm25-grid adds a table over BM25's k1 and b: the exact keyword leg, bm25s and hybrid at each.
 
 --scale N adds N synthetic chunks (halves of two abstracts joined, their vectors blended) to
 time the modes at that size and measure HNSW recall@10 against exact search per ef_search.
@@ -58,6 +60,8 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 EF_SEARCH_VALUES = (20, 40, 100, 200, 400)
 EXACT = Bm25Parameters(candidates_per_term=None)
+GRID_K1 = (0.9, 1.2, 1.5, 1.8, 2.0)
+GRID_B = (0.6, 0.75, 0.9)
 # On 1,400 abstracts 14 best postings a term are the same share of a common term's as 1,000 are at
 # 100k chunks: the service's candidate generation as it would be at that scale.
 SMALL_SET_VARIANTS = (
@@ -97,17 +101,21 @@ Hits = list[tuple[str, float]]
 @dataclass(frozen=True, slots=True)
 class Dataset:
     corpus: dict[str, str]
+    # Each text as BEIR's loaders join it (title + " " + text; Cranfield's title so counts twice), as
+    # figures published elsewhere were computed: issue 8's bm25s reference reproduces only on these.
+    beir_corpus: dict[str, str]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
 
 
 def load(folder: Path) -> Dataset:
-    corpus = {}
+    corpus, beir_corpus = {}, {}
     for line in (folder / "corpus.jsonl").open():
         record = json.loads(line)
         # Cranfield's text already starts with its title; elsewhere put the title first, as a heading would be.
         title, body = record.get("title", ""), record["text"]
         corpus[str(record["_id"])] = body if body.startswith(title.rstrip(" .")) else f"{title}\n{body}".strip()
+        beir_corpus[str(record["_id"])] = f"{title} {body}".strip()
     qrels: dict[str, dict[str, int]] = {}
     for line in list((folder / "qrels" / "test.tsv").open())[1:]:
         query_id, doc_id, score = line.split("\t")
@@ -118,7 +126,7 @@ def load(folder: Path) -> Dataset:
         record = json.loads(line)
         if str(record["_id"]) in qrels:
             queries[str(record["_id"])] = record["text"]
-    return Dataset(corpus=corpus, queries=queries, qrels=qrels)
+    return Dataset(corpus=corpus, beir_corpus=beir_corpus, queries=queries, qrels=qrels)
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -404,7 +412,10 @@ def corpus_vectors(embedder: MiniLmEmbedder, corpus: dict[str, str]) -> dict[str
     return {doc_id: matrix[index].tolist() for index, doc_id in enumerate(ids)}
 
 
-def bm25s_reference(dataset: Dataset) -> tuple[dict[str, Ranking], list[float]] | None:
+def bm25s_reference(
+    dataset: Dataset, corpus: dict[str, str], **parameters: float
+) -> tuple[dict[str, Ranking], list[float]] | None:
+    """bm25s.BM25(**parameters): none given, the library's defaults (k1 1.5, b 0.75, method lucene)."""
     try:
         import bm25s  # type: ignore[import-untyped, import-not-found, unused-ignore]  # the [bench] extra
         import Stemmer  # type: ignore[import-not-found]
@@ -412,10 +423,10 @@ def bm25s_reference(dataset: Dataset) -> tuple[dict[str, Ranking], list[float]] 
         print("(bm25s reference skipped: pip install -e 'retrieval-svc[bench]')")
         return None
     stemmer = Stemmer.Stemmer("english")
-    ids = list(dataset.corpus)
-    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    ids = list(corpus)
+    retriever = bm25s.BM25(**parameters)
     retriever.index(
-        bm25s.tokenize([dataset.corpus[i] for i in ids], stopwords="en", stemmer=stemmer, show_progress=False),
+        bm25s.tokenize([corpus[i] for i in ids], stopwords="en", stemmer=stemmer, show_progress=False),
         show_progress=False,
     )
     rankings: dict[str, Ranking] = {}
@@ -430,7 +441,13 @@ def bm25s_reference(dataset: Dataset) -> tuple[dict[str, Ranking], list[float]] 
 
 
 async def quality(
-    dataset: Dataset, modes: Modes, embedder: MiniLmEmbedder, sessions: Sessions, fusion_grid: bool
+    dataset: Dataset,
+    modes: Modes,
+    embedder: MiniLmEmbedder,
+    sessions: Sessions,
+    *,
+    fusion_grid: bool,
+    bm25_grid: bool,
 ) -> list[Table]:
     results: dict[str, dict[str, list[tuple[str, float]]]] = {
         name: {} for name in ("keyword", "keyword_today", "vector", "vector_hnsw")
@@ -459,13 +476,23 @@ async def quality(
 
     columns = ("mode", "nDCG@10 graded", "nDCG@10 binary", "recall@10", "recall@100", "MRR@10")
     table = Table(f"Retrieval quality ({len(dataset.corpus)} documents, {len(dataset.queries)} queries)", columns)
-    reference = bm25s_reference(dataset)
+    reference = bm25s_reference(dataset, dataset.corpus, k1=1.2, b=0.75)
     if reference is not None:
         table.add(
             *quality_row(
                 "bm25s reference (in process; k1 1.2, b 0.75, Snowball, stop words)", reference[0], dataset.qrels
             )
         )
+        for corpus, which in ((dataset.corpus, ""), (dataset.beir_corpus, ", on BEIR's title + text (title twice)")):
+            library_defaults = bm25s_reference(dataset, corpus)
+            assert library_defaults is not None
+            table.add(
+                *quality_row(
+                    f"bm25s with its defaults (k1 1.5, b 0.75, method lucene; Snowball, stop words){which}",
+                    library_defaults[0],
+                    dataset.qrels,
+                )
+            )
     table.add(
         *quality_row(f"keyword: BM25 (k1 1.2, b 0.75), {describe(BM25_DEFAULTS)}", ranked("keyword"), dataset.qrels)
     )
@@ -515,7 +542,55 @@ async def quality(
         ),
     ):
         speed.add(label, *percentiles(latency[name]))
-    return [table, speed]
+    return [table, speed, await k1_b_grid(dataset, modes, ranked("vector_hnsw"))] if bm25_grid else [table, speed]
+
+
+async def k1_b_grid(dataset: Dataset, modes: Modes, vector: dict[str, Ranking]) -> Table:
+    """BM25's k1 and b on the exact keyword leg (both applied at query time: no re-index), on bm25s,
+    and on hybrid search: RRF of that leg with HNSW vector search, and Searcher.search itself."""
+
+    def ndcg(rankings: dict[str, Ranking]) -> str:
+        graded, binary = (
+            statistics.fmean(ndcg_at_10(rankings[q], dataset.qrels[q], binary=binary) for q in rankings)
+            for binary in (False, True)
+        )
+        return f"{graded:.3f} / {binary:.3f}"
+
+    table = Table(
+        "BM25's k1 and b: nDCG@10 graded / binary",
+        (
+            "k1",
+            "b",
+            "keyword: exact BM25",
+            "bm25s (method lucene)",
+            "hybrid: RRF k 60, keyword weight 0.5",
+            "hybrid as the service runs it (k 10)",
+        ),
+    )
+    for k1 in GRID_K1:
+        for b in GRID_B:
+            keyword = {
+                q: [chunk for chunk, _ in await modes.keyword(query, bm25=replace(EXACT, k1=k1, b=b))]
+                for q, query in dataset.queries.items()
+            }
+            service = {
+                q: [chunk for chunk, _ in await modes.hybrid(query, bm25=replace(BM25_DEFAULTS, k1=k1, b=b))]
+                for q, query in dataset.queries.items()
+            }
+            reference = bm25s_reference(dataset, dataset.corpus, k1=k1, b=b)
+            table.add(
+                k1,
+                b,
+                ndcg(keyword),
+                ndcg(reference[0]) if reference is not None else "—",
+                ndcg({q: rrf(keyword[q], vector[q], keyword_weight=0.5) for q in dataset.queries}),
+                ndcg(service),
+            )
+    table.notes.append(
+        "RRF fuses each leg's top 100. The service's hybrid runs the default keyword leg (candidates,"
+        " then exact rescoring) with these k1 and b over postings whose impacts were written at k1 1.2, b 0.75."
+    )
+    return table
 
 
 def mixed(first: str, second: str) -> str:
@@ -708,7 +783,9 @@ async def scale(
     return [speed]
 
 
-async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | None, scale_only: bool) -> None:
+async def main_async(
+    folder: Path, size: int, fusion_grid: bool, bm25_grid: bool, data: Path | None, scale_only: bool
+) -> None:
     dataset = load(folder)
     embedder = MiniLmEmbedder(threads=1)
     vectors = corpus_vectors(MiniLmEmbedder(threads=2, batch_size=8), dataset.corpus)
@@ -743,7 +820,14 @@ async def main_async(folder: Path, size: int, fusion_grid: bool, data: Path | No
             tables = (
                 []
                 if scale_only
-                else await quality(dataset, Modes(sessions, service_vectors, TENANT), embedder, sessions, fusion_grid)
+                else await quality(
+                    dataset,
+                    Modes(sessions, service_vectors, TENANT),
+                    embedder,
+                    sessions,
+                    fusion_grid=fusion_grid,
+                    bm25_grid=bm25_grid,
+                )
             )
             if size:
                 tables += await scale(dataset, vectors, sessions, engine, bm25, embedder, service_vectors, size)
@@ -761,13 +845,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help="a BEIR-layout data set")
     parser.add_argument("--scale", type=int, default=0, help="also time the modes at this many synthetic chunks")
     parser.add_argument("--fusion-grid", action="store_true", help="more fusion weights (to choose the default)")
+    parser.add_argument("--bm25-grid", action="store_true", help="BM25's k1 and b over a grid (to choose them)")
     parser.add_argument("--scale-only", action="store_true", help="only the tables at --scale N chunks")
     parser.add_argument("--data", type=Path, help="keep PostgreSQL's data here and reuse what is indexed there")
     args = parser.parse_args(argv)
     if not (args.folder / "corpus.jsonl").exists():
         print(f"skipped: no BEIR data set at {args.folder} (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
         return 0
-    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.data, args.scale_only))
+    asyncio.run(main_async(args.folder, args.scale, args.fusion_grid, args.bm25_grid, args.data, args.scale_only))
     return 0
 
 
