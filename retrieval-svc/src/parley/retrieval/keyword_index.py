@@ -123,7 +123,6 @@ class CollectionCopy:
         self.postings = sum(len(term.slots) for term in self._terms.values())
         self.chunk_count = size
         self.total_length = float(self._lengths[:size].sum())
-        self._dead_postings = 0
         self._unmerged = 0
 
     def apply(self, changes: PostingsChanges) -> None:

@@ -1006,14 +1006,17 @@ async def postings_collections(*, session: AsyncSession) -> list[tuple[str, Post
     ]
 
 
+async def _generation(*, session: AsyncSession, collection_key: int) -> int | None:
+    found = await session.execute(
+        select(bm25_collections.c.generation).where(bm25_collections.c.collection_key == collection_key)
+    )
+    return found.scalar_one_or_none()
+
+
 async def collection_postings(*, session: AsyncSession, collection_key: int) -> CollectionPostings | None:
     """The collection's every posting (None when it is gone). Call it in a snapshot (begin_snapshot):
     it reads in several statements."""
-    generation = (
-        await session.execute(
-            select(bm25_collections.c.generation).where(bm25_collections.c.collection_key == collection_key)
-        )
-    ).scalar_one_or_none()
+    generation = await _generation(session=session, collection_key=collection_key)
     if generation is None:
         return None
     # Sorts and hashes of a whole collection's postings in memory rather than spilled to disk
@@ -1054,11 +1057,7 @@ async def postings_changes(
 ) -> PostingsChanges | None:
     """The documents changed after generation `after`, with their postings now; None when the
     collection is gone or more than `max_documents` changed. Call it in a snapshot (begin_snapshot)."""
-    generation = (
-        await session.execute(
-            select(bm25_collections.c.generation).where(bm25_collections.c.collection_key == collection_key)
-        )
-    ).scalar_one_or_none()
+    generation = await _generation(session=session, collection_key=collection_key)
     if generation is None:
         return None
     changed = [
