@@ -150,6 +150,34 @@ async def test_a_message_that_keeps_failing_is_parked(nats_client: NatsClient) -
     assert replayed == [b"poison"]
 
 
+async def test_a_consumer_with_concurrency_handles_messages_of_a_batch_at_once(nats_client: NatsClient) -> None:
+    js = nats_client.jetstream()
+    durable = f"kit-test-{uuid.uuid4().hex[:8]}"
+    subject = f"jobs.test.{durable}"
+    both_started = asyncio.Barrier(2)
+    handled: list[bytes] = []
+
+    async def needs_company(message: Msg) -> None:
+        # Passes only when the other message is being handled at the same time.
+        await asyncio.wait_for(both_started.wait(), timeout=5)
+        handled.append(message.data)
+
+    for number in (1, 2):
+        await js.publish(subject, f"m{number}".encode(), headers={"Nats-Msg-Id": f"{durable}-{number}"})
+    stop = asyncio.Event()
+    consumer = bus.Consumer(stream="JOBS", durable=durable, subject=subject, handler=needs_company, concurrency=2)
+    task = asyncio.create_task(bus.run_consumer(js, consumer, stop))
+    try:
+        for _ in range(100):
+            if len(handled) == 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+    assert sorted(handled) == [b"m1", b"m2"]
+
+
 async def test_the_outbox_relays_each_row_once(engine: AsyncEngine, nats_client: NatsClient) -> None:
     schema = f"kit_outbox_{uuid.uuid4().hex[:8]}"
     table = outbox.outbox_table(MetaData(schema=schema))

@@ -67,7 +67,9 @@ async def main() -> None:
             )
         )
         indexer = Indexer(sessions=runtime.sessions, vectors=vectors, bm25=bm25)
-        for consumer in events.consumers(indexer=indexer, relay=relay):
+        for consumer in events.consumers(
+            indexer=indexer, relay=relay, indexing_concurrency=settings.indexing_concurrency
+        ):
             runtime.consume(consumer)
         runtime.spawn(vectors.reembed_until_current(runtime.stopping), name="reembed")
         runtime.spawn(indexer.backfill_postings(runtime.stopping), name="backfill-postings")

@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
     embedding_timeout_seconds: float = Field(default=30.0, gt=0)
     # Retries of a 408/409/429/5xx or a lost connection, with the SDK's backoff (honouring retry-after).
     embedding_retries: int = Field(default=4, ge=0)
+    # Documents indexed at once: while one is embedded (a CPU, in a worker thread) another's
+    # chunks, vectors and postings are written (BENCHMARKS.md, "Ingestion").
+    indexing_concurrency: int = Field(default=2, ge=1, le=16)
     bm25_k1: float = Field(default=1.2, gt=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     # Candidates a keyword search rescores exactly (bm25.py): each query term's best postings, at

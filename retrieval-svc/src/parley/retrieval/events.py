@@ -30,6 +30,7 @@ def consumers(
     relay: OutboxRelay,
     upserted_durable: str = UPSERTED_DURABLE,
     deleted_durable: str = DELETED_DURABLE,
+    indexing_concurrency: int = 1,
 ) -> list[Consumer]:
     async def on_upserted(message: Msg) -> None:
         if await indexer.index_version(events_pb2.ChunksUpserted.FromString(message.data)):
@@ -40,6 +41,14 @@ def consumers(
         await indexer.remove(events_pb2.ChunksDeleted.FromString(message.data))
 
     return [
-        Consumer(stream=STREAM, durable=upserted_durable, subject=CHUNKS_UPSERTED, handler=on_upserted),
+        # Versions are claimed (indexing.py), so upserts may be indexed in any order: one
+        # document's embedding overlaps another's writes.
+        Consumer(
+            stream=STREAM,
+            durable=upserted_durable,
+            subject=CHUNKS_UPSERTED,
+            handler=on_upserted,
+            concurrency=indexing_concurrency,
+        ),
         Consumer(stream=STREAM, durable=deleted_durable, subject=CHUNKS_DELETED, handler=on_deleted),
     ]
