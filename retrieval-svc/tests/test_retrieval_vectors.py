@@ -35,7 +35,7 @@ from parley.retrieval.hybrid_search import Mode, Searcher, search_query
 from parley.retrieval.indexing import Indexer
 from parley.retrieval.minilm import MiniLmEmbedder
 from parley.retrieval.store import SearchScope
-from parley.retrieval.vectors import Vectors, embedding_input
+from parley.retrieval.vectors import Vectors, embedding_input, embedding_key
 from parley.v1 import events_pb2
 from tests.fakes.openai_server import FakeOpenAI, fake_embedding
 from tests.fakes.scripting import Script, count
@@ -288,6 +288,28 @@ async def test_every_call_that_reaches_a_model_is_billed_and_cache_hits_are_not(
     ] * 2
     assert [event.usage.input_tokens for event in events] == [sum(map(count, contents)), count(query)]
     assert all(event.event_id and event.latency_ms >= 0 for event in events)
+
+
+async def test_a_local_model_embeds_a_query_asked_again_once_and_keeps_it_out_of_the_shared_cache(
+    database: Database, tenant_id: str
+) -> None:
+    collection_id = str(uuid.uuid4())
+    vectors = Vectors(sessions=database.sessions, engine=database.engine, embedder=LocalEmbedder())
+    # Texts of this test alone: the shared cache may hold the others' vectors.
+    await Indexer(sessions=database.sessions, vectors=vectors).index_version(
+        upserted(tenant_id, collection_id, [f"{body} ({tenant_id})" for body in TEXTS[:2]])
+    )
+    searcher = Searcher(sessions=database.sessions, vectors=vectors)
+    query = f"engines of {tenant_id}"
+    first = await vector_hits(searcher, tenant_id, collection_id, query)
+    assert await vector_hits(searcher, tenant_id, collection_id, query) == first
+    # The indexing call and the query's one call are billed; the repeat reached no model.
+    assert [event.usage.input_tokens > 0 for event in await billed(database, tenant_id)] == [True, True]
+    async with database.sessions() as session:
+        cached = await store.cached_embeddings(
+            session=session, model=vectors.embedder.name, content_hashes=[embedding_key(query)]
+        )
+    assert cached == {}
 
 
 async def test_local_embeddings_are_billed_too_and_a_failed_call_counts_as_failed(

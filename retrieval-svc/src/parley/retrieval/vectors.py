@@ -28,6 +28,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from parley.kit import outbox
 from parley.kit.contracts import USAGE_EMBEDDING, USAGE_RECORDED
 from parley.kit.db import Sessions
 from parley.retrieval import store
-from parley.retrieval.embeddings import Embedder, is_zero
+from parley.retrieval.embeddings import LOCAL_PROVIDER, Embedder, is_zero
 from parley.retrieval.models import outbox as outbox_table
 from parley.retrieval.store import StaleChunk
 from parley.v1 import common_pb2, events_pb2
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 REEMBED_BATCH = 32
 FORGET_BATCH = 1_000
 RETRY_SECONDS = 30.0
+# Query vectors of local models kept in process for a query asked again (~9 KB each).
+RECENT_QUERIES = 1_000
 
 embeddings_made = Counter("parley_retrieval_embeddings_total", "Embeddings needed, by where they came from", ["source"])
 
@@ -106,6 +109,8 @@ class Vectors:
         self._previous: list[Embedder] = []
         # True once every chunk has a vector of the configured model: no search needs another.
         self._switched = False
+        # Recent queries' vectors from local models, by (model, content hash), least recent first.
+        self._recent_queries: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
 
     @property
     def embedder(self) -> Embedder:
@@ -172,9 +177,25 @@ class Vectors:
 
     async def for_query(self, *, tenant_id: str, collection_ids: Sequence[str], text: str) -> QueryVector:
         """The query's vector, from the serving model of the collections searched; await its
-        `recording` before answering."""
+        `recording` before answering. A local model's query vectors skip the shared cache: on the
+        CPU a short query takes less than reading the cache and writing it (BENCHMARKS.md,
+        "Retrieval"); a few recent ones are kept in this process for a query asked again."""
         embedder = await self.serving(tenant_id=tenant_id, collection_ids=collection_ids)
-        [embedding], record = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=[text])
+        local = embedder.provider == LOCAL_PROVIDER
+        recent = (embedder.name, embedding_key(text))
+        if local and recent in self._recent_queries:
+            self._recent_queries.move_to_end(recent)
+            embeddings_made.labels("cache").inc()
+            return QueryVector(
+                model=embedder.name, dimensions=embedder.dimensions, embedding=self._recent_queries[recent]
+            )
+        [embedding], record = await self._embed(
+            tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local
+        )
+        if local:
+            self._recent_queries[recent] = embedding
+            if len(self._recent_queries) > RECENT_QUERIES:
+                self._recent_queries.popitem(last=False)
         return QueryVector(
             model=embedder.name,
             dimensions=embedder.dimensions,
@@ -191,12 +212,15 @@ class Vectors:
         return vectors
 
     async def _embed(
-        self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str]
+        self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str], shared_cache: bool = True
     ) -> tuple[list[list[float]], Coroutine[None, None, None] | None]:
-        """The vectors, and what is left to do once the model was called: cache them and bill it."""
+        """The vectors, and what is left to do once the model was called: cache them (unless
+        `shared_cache` is off: then neither read nor written) and bill it."""
         keys = [embedding_key(content) for content in contents]
-        async with self._sessions() as session:
-            known = await store.cached_embeddings(session=session, model=embedder.name, content_hashes=keys)
+        known: dict[str, list[float]] = {}
+        if shared_cache:
+            async with self._sessions() as session:
+                known = await store.cached_embeddings(session=session, model=embedder.name, content_hashes=keys)
         missing = {key: content for key, content in zip(keys, contents, strict=True) if key not in known}
         embeddings_made.labels("cache").inc(len(keys) - len(missing))
         if not missing:
@@ -217,7 +241,8 @@ class Vectors:
 
         async def record() -> None:
             async with self._sessions() as session, session.begin():
-                await store.cache_embeddings(session=session, model=embedder.name, embeddings=fresh)
+                if shared_cache:
+                    await store.cache_embeddings(session=session, model=embedder.name, embeddings=fresh)
                 await _enqueue_usage(session=session, event=usage)
             embeddings_made.labels("model").inc(len(missing))
 
