@@ -303,6 +303,7 @@ async def test_a_local_model_embeds_a_query_asked_again_once_and_keeps_it_out_of
     query = f"engines of {tenant_id}"
     first = await vector_hits(searcher, tenant_id, collection_id, query)
     assert await vector_hits(searcher, tenant_id, collection_id, query) == first
+    await vectors.close()  # a free call is billed after its search answered; close waits for it
     # The indexing call and the query's one call are billed; the repeat reached no model.
     assert [event.usage.input_tokens > 0 for event in await billed(database, tenant_id)] == [True, True]
     async with database.sessions() as session:

@@ -7,6 +7,7 @@ Each leg is a method of its own, so either can be replaced without touching fusi
 """
 
 import asyncio
+import contextlib
 import enum
 import html
 from collections.abc import Sequence
@@ -155,41 +156,39 @@ class Searcher:
                 await store.enter_tenant(session=session, tenant_id=tenant_id)
                 return await self.keyword_leg(session=session, scope=scope, text=query.text)
 
-        async def vector() -> list[Ranked]:
+        async def vector(until_answered: contextlib.AsyncExitStack) -> list[Ranked]:
             if query.mode is Mode.KEYWORD:
                 return []
-            # Embedded before the transaction opens: an embedder may be a network call.
-            embedding = await self._vectors.for_query(
-                tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text
+            # Embedded before the transaction opens: an embedder may be a network call. The
+            # embedding is recorded while the search goes on (vectors.py).
+            embedding = await until_answered.enter_async_context(
+                self._vectors.for_query(tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text)
             )
-            try:
-                async with self._sessions() as session, session.begin():
-                    await store.enter_tenant(session=session, tenant_id=tenant_id)
-                    return await self.vector_leg(
-                        session=session, scope=scope, embedding=embedding, ef_search=max(self._ef_search, scope.limit)
-                    )
-            finally:
-                # Cached and billed while the leg ran; done before the search answers, and not
-                # undone by a search cancelled meanwhile.
-                if embedding.recording is not None:
-                    await asyncio.shield(embedding.recording)
+            async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=tenant_id)
+                return await self.vector_leg(
+                    session=session, scope=scope, embedding=embedding, ef_search=max(self._ef_search, scope.limit)
+                )
 
-        # The legs on two connections at once: a hybrid search waits for the slower, not for both
-        # (and the query's embedding overlaps the keyword leg).
-        keyword_hits, vector_hits = await asyncio.gather(keyword(), vector())
-        match query.mode:
-            case Mode.KEYWORD:
-                hits = keyword_hits
-            case Mode.VECTOR:
-                hits = vector_hits
-            case Mode.HYBRID:
-                hits = fuse(keyword_hits, vector_hits, keyword_weight=self._keyword_weight, limit=query.k)
-        if not hits:
-            return []
-        # The chunks themselves are read once, for these hits only, with their passages.
-        async with self._sessions() as session, session.begin():
-            await store.enter_tenant(session=session, tenant_id=tenant_id)
-            found = await store.hits_with_passages(session=session, tenant_id=tenant_id, ranked=hits, query=query.text)
+        async with contextlib.AsyncExitStack() as until_answered:
+            # The legs on two connections at once: a hybrid search waits for the slower, not for
+            # both (and the query's embedding overlaps the keyword leg).
+            keyword_hits, vector_hits = await asyncio.gather(keyword(), vector(until_answered))
+            match query.mode:
+                case Mode.KEYWORD:
+                    hits = keyword_hits
+                case Mode.VECTOR:
+                    hits = vector_hits
+                case Mode.HYBRID:
+                    hits = fuse(keyword_hits, vector_hits, keyword_weight=self._keyword_weight, limit=query.k)
+            if not hits:
+                return []
+            # The chunks themselves are read once, for these hits only, with their passages.
+            async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=tenant_id)
+                found = await store.hits_with_passages(
+                    session=session, tenant_id=tenant_id, ranked=hits, query=query.text
+                )
         return [replace(hit, highlight=marked(hit.highlight)) for hit in found]
 
     async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[Ranked]:

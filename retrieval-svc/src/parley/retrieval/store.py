@@ -182,6 +182,13 @@ async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
 # --- indexing ---------------------------------------------------------------------------------
 
 
+async def commit_without_flush(session: AsyncSession) -> None:
+    """Let this transaction's commit return before its WAL reaches the disk: it survives this
+    process dying, and is lost only if PostgreSQL's host fails within wal_writer_delay (200 ms).
+    For writes that cost nothing to lose, never for money."""
+    await session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 async def is_collection_deleted(*, session: AsyncSession, tenant_id: str, collection_id: str) -> bool:
     found = await session.execute(
         select(deleted_collections.c.collection_id).where(

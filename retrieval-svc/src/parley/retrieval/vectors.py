@@ -29,7 +29,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -64,9 +64,6 @@ class QueryVector:
     model: str
     dimensions: int
     embedding: list[float]
-    # The query's vector being cached and its embedding billed (None: it came from the cache).
-    # Awaited before the search answers, but after its vector leg: not on the search's path.
-    recording: asyncio.Task[None] | None = None
 
 
 def embedding_input(heading: str, text: str) -> str:
@@ -111,6 +108,8 @@ class Vectors:
         self._switched = False
         # Recent queries' vectors from local models, by (model, content hash), least recent first.
         self._recent_queries: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        # Free query embeddings being billed after their search answered.
+        self._recording: set[asyncio.Task[None]] = set()
 
     @property
     def embedder(self) -> Embedder:
@@ -136,6 +135,7 @@ class Vectors:
             await embedder.warm_up()
 
     async def close(self) -> None:
+        await asyncio.gather(*self._recording, return_exceptions=True)
         for embedder in (self._embedder, *self._previous):
             await embedder.close()
 
@@ -175,33 +175,50 @@ class Vectors:
         # vectors are the most there will be.
         return next((candidate for candidate in candidates if candidate.name in covering), self._embedder)
 
-    async def for_query(self, *, tenant_id: str, collection_ids: Sequence[str], text: str) -> QueryVector:
-        """The query's vector, from the serving model of the collections searched; await its
-        `recording` before answering. A local model's query vectors skip the shared cache: on the
-        CPU a short query takes less than reading the cache and writing it (BENCHMARKS.md,
-        "Retrieval"); a few recent ones are kept in this process for a query asked again."""
+    @contextlib.asynccontextmanager
+    async def for_query(
+        self, *, tenant_id: str, collection_ids: Sequence[str], text: str
+    ) -> AsyncIterator[QueryVector]:
+        """The query's vector, from the serving model of the collections searched, for the time of
+        one search. A model call that costs money is recorded (its vector cached, the call billed)
+        while the search goes on, and done before the context exits; a free one (a local model)
+        after it exits, off the search's path. A local model's query vectors skip the shared
+        cache: on the CPU a short query takes less than reading the cache and writing it
+        (BENCHMARKS.md, "Retrieval"); a few recent ones are kept in this process instead."""
         embedder = await self.serving(tenant_id=tenant_id, collection_ids=collection_ids)
         local = embedder.provider == LOCAL_PROVIDER
         recent = (embedder.name, embedding_key(text))
         if local and recent in self._recent_queries:
             self._recent_queries.move_to_end(recent)
             embeddings_made.labels("cache").inc()
-            return QueryVector(
+            yield QueryVector(
                 model=embedder.name, dimensions=embedder.dimensions, embedding=self._recent_queries[recent]
             )
+            return
         [embedding], record = await self._embed(
             tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local
         )
+        vector = QueryVector(model=embedder.name, dimensions=embedder.dimensions, embedding=embedding)
+        if record is None:
+            yield vector
+            return
         if local:
             self._recent_queries[recent] = embedding
             if len(self._recent_queries) > RECENT_QUERIES:
                 self._recent_queries.popitem(last=False)
-        return QueryVector(
-            model=embedder.name,
-            dimensions=embedder.dimensions,
-            embedding=embedding,
-            recording=asyncio.create_task(record) if record is not None else None,
-        )
+            try:
+                yield vector
+            finally:
+                task = asyncio.create_task(record)
+                self._recording.add(task)
+                task.add_done_callback(self._recording.discard)
+            return
+        paid = asyncio.create_task(record)
+        try:
+            yield vector
+        finally:
+            # Not undone by a search cancelled meanwhile.
+            await asyncio.shield(paid)
 
     async def embed(self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str]) -> list[list[float]]:
         """One vector per content, in order; only contents this model never embedded reach it,
@@ -241,6 +258,9 @@ class Vectors:
 
         async def record() -> None:
             async with self._sessions() as session, session.begin():
+                if embedder.provider == LOCAL_PROVIDER:
+                    # A free call's record need not wait for the disk (store.commit_without_flush).
+                    await store.commit_without_flush(session)
                 if shared_cache:
                     await store.cache_embeddings(session=session, model=embedder.name, embeddings=fresh)
                 await _enqueue_usage(session=session, event=usage)
