@@ -314,7 +314,8 @@ class Modes:
         keyword_index: KeywordIndex | None = None,
     ) -> Hits:
         """A whole search as the service runs it (Searcher.search): the query's vector (through the
-        embedding cache), both legs at once on two connections, fusion and highlights."""
+        embedding cache, or for a local model those kept in process), both legs at once on two
+        connections, fusion and highlights."""
         searcher = Searcher(sessions=self._sessions, vectors=self._vectors, bm25=bm25, keyword_index=keyword_index)
         hits = await searcher.search(
             tenant_id=self._tenant_id,
@@ -737,7 +738,10 @@ async def scale(
         f"overlap@10 {statistics.fmean(overlaps):.3f}",
     )
     await forget_query_vectors(sessions)
-    for cache in ("query embedded (not in the embedding cache)", "query's vector from the embedding cache"):
+    for cache in (
+        "a new query (embedded by MiniLM on the search's path)",
+        "the same query again (its vector kept by the service: vectors.py)",
+    ):
         samples = [(await timed(partial(modes.hybrid, query, keyword_index=in_memory)))[1] for query in queries]
         speed.add(
             "hybrid, k 10, as the service runs it (query vector + both legs at once, keyword from memory"
