@@ -390,19 +390,22 @@ async def test_row_level_security_hides_other_tenants_rows_from_any_query(
                 )
             }
             postings = await session.execute(select(models.bm25_postings.c.document_id).distinct())
-            return {**tenants, "postings of": set(postings.scalars())}
+            changes = await session.execute(select(models.bm25_document_changes.c.document_id).distinct())
+            return {**tenants, "postings of": set(postings.scalars()), "changes of": set(changes.scalars())}
 
     assert await visible(doc.tenant_id) == {
         "chunks": {doc.tenant_id},
         "chunk_embeddings": {doc.tenant_id},
         "bm25_collections": {doc.tenant_id},
         "postings of": {doc.document_id},
+        "changes of": {doc.document_id},
     }
     assert await visible("") == {
         "chunks": set(),
         "chunk_embeddings": set(),
         "bm25_collections": set(),
         "postings of": set(),
+        "changes of": set(),
     }
 
     # Nor can a transaction of one tenant write a row of another.
