@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.kit import bus, db, outbox
 from parley.kit.devstack import Secrets
-from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.errors import InvalidInput, NotFound, Unavailable
 from parley.kit.identity import Identity, caller
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.kit.rpc import GrpcServer, open_channel
@@ -63,6 +63,13 @@ class Lookup(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def Search(self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext):
         raise RuntimeError("database password is hunter2")
 
+    neighbour_calls = 0
+
+    async def GetNeighbors(self, request: retrieval_pb2.GetNeighborsRequest, context: grpc.aio.ServicerContext):
+        # Work done, then a dependency fails: a retry would do the work again.
+        Lookup.neighbour_calls += 1
+        raise Unavailable("the embedder is down")
+
 
 async def test_the_grpc_edge_admits_maps_and_hides() -> None:
     server = GrpcServer(port=0, host="127.0.0.1")
@@ -85,6 +92,14 @@ async def test_the_grpc_edge_admits_maps_and_hides() -> None:
                 await stub.Search(retrieval_pb2.SearchRequest(), metadata=Identity("t1").metadata(), timeout=5)
             assert crashed.value.code() == grpc.StatusCode.INTERNAL
             assert "hunter2" not in (crashed.value.details() or "")
+            # The channel retries UNAVAILABLE for calls that never reached a server, not for one a
+            # server answered with.
+            with pytest.raises(grpc.aio.AioRpcError) as unavailable:
+                await stub.GetNeighbors(
+                    retrieval_pb2.GetNeighborsRequest(), metadata=Identity("t1").metadata(), timeout=5
+                )
+            assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert Lookup.neighbour_calls == 1
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:

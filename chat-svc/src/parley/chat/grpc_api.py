@@ -10,9 +10,6 @@ from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import chat_pb2, chat_pb2_grpc
 
-# gRPC's retry pushback (gRFC A6): a negative value tells the client not to retry the call.
-NO_RETRY_KEY, NO_RETRY = "grpc-retry-pushback-ms", "-1"
-
 
 class ChatApi(chat_pb2_grpc.ChatServiceServicer):
     def __init__(self, *, turns: TurnRunner, conversations: Conversations, completions: Completions) -> None:
@@ -84,9 +81,8 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
         return chat_pb2.ExportConversationResponse(content_type=exported.content_type, content=exported.content)
 
     async def Complete(self, request: chat_pb2.CompleteRequest, context: Context) -> chat_pb2.CompleteResponse:
-        # A failed completion was retried inside (ReliableProvider) and billed: the channel's own
-        # retry of UNAVAILABLE (kit.rpc) must not run it again. The caller decides.
-        context.set_trailing_metadata(((NO_RETRY_KEY, NO_RETRY),))
+        # A failed completion was retried inside (ReliableProvider) and billed; its UNAVAILABLE is
+        # not retried by the caller's channel (kit.rpc), the caller decides.
         return await self._completions.complete(caller(context), request, within=context.time_remaining())
 
 

@@ -58,10 +58,17 @@ def _admit(method: str, metadata: dict[str, Any]) -> str | None:
     return None
 
 
+# gRPC's retry pushback (gRFC A6): a negative value tells the client's channel not to retry.
+_NO_RETRY = (("grpc-retry-pushback-ms", "-1"),)
+
+
 async def _fail(context: Context, method: str, error: Exception) -> None:
     if isinstance(error, ParleyError):
         rpc_handled.labels(method, error.code.name).inc()
-        await context.abort(error.code, str(error))
+        # An UNAVAILABLE a service answers with (a dependency down) comes after it may have done
+        # work: the channel's retry (open_channel) is for calls that never reached a server.
+        no_retry = _NO_RETRY if error.code is grpc.StatusCode.UNAVAILABLE else ()
+        await context.abort(error.code, str(error), trailing_metadata=no_retry)
     if isinstance(error, NotImplementedError):
         # The generated base servicer raises it for every call a service does not serve yet.
         rpc_handled.labels(method, "UNIMPLEMENTED").inc()
@@ -137,7 +144,8 @@ class GrpcServer:
 
 # A peer that restarts (a deploy, a crash) is reachable again within a second: reconnect
 # quickly, and retry a call that could not reach it for a little longer than that. Only
-# UNAVAILABLE is retried: the call never reached a server, or it did not answer at all.
+# UNAVAILABLE is retried: the call never reached a server, or it did not answer at all (an
+# UNAVAILABLE a server answers with carries a pushback that stops the retry: _fail).
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
