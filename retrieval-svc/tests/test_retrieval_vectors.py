@@ -313,6 +313,35 @@ async def test_a_local_model_embeds_a_query_asked_again_once_and_keeps_it_out_of
     assert cached == {}
 
 
+class WatchedEmbedder(LocalEmbedder):
+    """The hashing embedder, noting how many database connections are checked out while it works."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
+        self._engine = engine
+        self.connections_held: list[int] = []
+
+    async def embed(self, texts: Sequence[str]) -> Embedded:
+        self.connections_held.append(self._engine.pool.checkedout())  # type: ignore[attr-defined]
+        return await super().embed(texts)
+
+
+async def test_no_connection_is_held_while_a_model_embeds_a_document(database: Database, tenant_id: str) -> None:
+    embedder = WatchedEmbedder(database.engine)
+    vectors = Vectors(sessions=database.sessions, engine=database.engine, embedder=embedder)
+    collection_id = str(uuid.uuid4())
+    indexed = await Indexer(sessions=database.sessions, vectors=vectors).index_version(
+        upserted(tenant_id, collection_id, [f"{body} ({tenant_id})" for body in TEXTS])
+    )
+    assert indexed
+    # A remote model may take seconds: the document's lock and a pooled connection wait for nobody.
+    assert embedder.connections_held == [0]
+    assert (
+        len(await vector_hits(Searcher(sessions=database.sessions, vectors=vectors), tenant_id, collection_id, "warp"))
+        == 4
+    )
+
+
 async def test_local_embeddings_are_billed_too_and_a_failed_call_counts_as_failed(
     database: Database, openai_fake: FakeOpenAI, tenant_id: str
 ) -> None:

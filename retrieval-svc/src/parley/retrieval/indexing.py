@@ -12,6 +12,8 @@ import asyncio
 import logging
 from dataclasses import fields
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from parley.kit import outbox
 from parley.kit.contracts import CHUNKS_INDEXED, indexed_msg_id
 from parley.kit.db import Sessions
@@ -40,28 +42,20 @@ class Indexer:
         _require(event.document_id, "document_id")
         async with self._sessions() as session, session.begin():
             await store.enter_tenant(session=session, tenant_id=event.tenant_id)
-            if await store.is_collection_deleted(
-                session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
-            ):
-                log.info("ignored chunks of a deleted collection", extra={"fields": _fields(event)})
+            if await self._ignored(session, event, claim=False):
                 return False
-            claimed = await store.claim_document_version(
-                session=session,
-                tenant_id=event.tenant_id,
-                document_id=event.document_id,
-                collection_id=event.collection_id,
-                version=event.version,
-            )
-            if not claimed:
-                log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
+        # Embedded between two transactions: no connection or document lock is held while a model
+        # (a remote one above all) answers. Redelivered, the same texts come from the cache.
+        contents = [embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
+        vectors = {
+            embedder.name: await self._vectors.embed(tenant_id=event.tenant_id, embedder=embedder, contents=contents)
+            for embedder in self._vectors.writing()
+        }
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
+            # Again, now for good: the version is claimed under the document's row lock.
+            if await self._ignored(session, event, claim=True):
                 return False
-            contents = [embedding_input(chunk.heading, chunk.text) for chunk in event.chunks]
-            vectors = {
-                embedder.name: await self._vectors.embed(
-                    tenant_id=event.tenant_id, embedder=embedder, contents=contents
-                )
-                for embedder in self._vectors.writing()
-            }
             await store.replace_document_chunks(
                 session=session,
                 tenant_id=event.tenant_id,
@@ -100,6 +94,30 @@ class Indexer:
             )
         log.info("indexed a document version", extra={"fields": {**_fields(event), "chunks": len(event.chunks)}})
         return True
+
+    async def _ignored(self, session: AsyncSession, event: events_pb2.ChunksUpserted, *, claim: bool) -> bool:
+        """Whether the event changes nothing: its collection is deleted, or its version is not newer
+        than the one held (with `claim`, the version is recorded as held when it is newer)."""
+        if await store.is_collection_deleted(
+            session=session, tenant_id=event.tenant_id, collection_id=event.collection_id
+        ):
+            log.info("ignored chunks of a deleted collection", extra={"fields": _fields(event)})
+            return True
+        if claim:
+            newer = await store.claim_document_version(
+                session=session,
+                tenant_id=event.tenant_id,
+                document_id=event.document_id,
+                collection_id=event.collection_id,
+                version=event.version,
+            )
+        else:
+            newer = await store.is_newer_version(
+                session=session, tenant_id=event.tenant_id, document_id=event.document_id, version=event.version
+            )
+        if not newer:
+            log.info("ignored a version not newer than the indexed one", extra={"fields": _fields(event)})
+        return not newer
 
     async def backfill_postings(self, stopping: asyncio.Event) -> None:
         """Give BM25 postings to the documents indexed before postings existed (migration 0002), so

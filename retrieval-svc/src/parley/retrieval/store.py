@@ -216,6 +216,18 @@ async def claim_document_version(
     return (await session.execute(statement)).first() is not None
 
 
+async def is_newer_version(*, session: AsyncSession, tenant_id: str, document_id: str, version: int) -> bool:
+    """Whether claim_document_version would claim `version` now (a read: nothing is locked)."""
+    held = (
+        await session.execute(
+            select(indexed_documents.c.version, indexed_documents.c.deleted).where(
+                indexed_documents.c.tenant_id == tenant_id, indexed_documents.c.document_id == document_id
+            )
+        )
+    ).first()
+    return held is None or (held.version < version and not held.deleted)
+
+
 async def replace_document_chunks(
     *,
     session: AsyncSession,
