@@ -188,37 +188,30 @@ class Vectors:
         embedder = await self.serving(tenant_id=tenant_id, collection_ids=collection_ids)
         local = embedder.provider == LOCAL_PROVIDER
         recent = (embedder.name, embedding_key(text))
+        record: Coroutine[None, None, None] | None = None
         if local and recent in self._recent_queries:
             self._recent_queries.move_to_end(recent)
             embeddings_made.labels("cache").inc()
-            yield QueryVector(
-                model=embedder.name, dimensions=embedder.dimensions, embedding=self._recent_queries[recent]
+            embedding = self._recent_queries[recent]
+        else:
+            [embedding], record = await self._embed(
+                tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local
             )
-            return
-        [embedding], record = await self._embed(
-            tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local
-        )
-        vector = QueryVector(model=embedder.name, dimensions=embedder.dimensions, embedding=embedding)
-        if record is None:
-            yield vector
-            return
-        if local:
-            self._recent_queries[recent] = embedding
-            if len(self._recent_queries) > RECENT_QUERIES:
-                self._recent_queries.popitem(last=False)
-            try:
-                yield vector
-            finally:
+            if local:
+                self._recent_queries[recent] = embedding
+                if len(self._recent_queries) > RECENT_QUERIES:
+                    self._recent_queries.popitem(last=False)
+        paid = asyncio.create_task(record) if record is not None and not local else None
+        try:
+            yield QueryVector(model=embedder.name, dimensions=embedder.dimensions, embedding=embedding)
+        finally:
+            if paid is not None:
+                # Not undone by a search cancelled meanwhile.
+                await asyncio.shield(paid)
+            elif record is not None:
                 task = asyncio.create_task(record)
                 self._recording.add(task)
                 task.add_done_callback(self._recording.discard)
-            return
-        paid = asyncio.create_task(record)
-        try:
-            yield vector
-        finally:
-            # Not undone by a search cancelled meanwhile.
-            await asyncio.shield(paid)
 
     async def embed(self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str]) -> list[list[float]]:
         """One vector per content, in order; only contents this model never embedded reach it,
