@@ -3,6 +3,7 @@ the background work on vectors (the configured model's index, re-embedding after
 on the keyword index (the largest collections' postings loaded into memory)."""
 
 import asyncio
+from dataclasses import fields
 from pathlib import Path
 
 from parley.kit.outbox import OutboxRelay
@@ -39,13 +40,9 @@ async def main() -> None:
         # Models loaded before serving (in a worker thread): the first search must not wait for one.
         await vectors.start()
         runtime.spawn(vectors.ensure_indexes(), name="vector-indexes")
+        # Each of BM25's parameters is the setting of its name, prefixed bm25_.
         bm25 = Bm25Parameters(
-            k1=settings.bm25_k1,
-            b=settings.bm25_b,
-            candidates_per_term=settings.bm25_candidates_per_term,
-            candidates_per_result=settings.bm25_candidates_per_result,
-            rescored_per_result=settings.bm25_rescored_per_result,
-            rounds=settings.bm25_rounds,
+            **{field.name: getattr(settings, f"bm25_{field.name}") for field in fields(Bm25Parameters)}
         )
         runtime.spawn(keyword_index.warm(runtime.stopping), name="keyword-index")
         relay = OutboxRelay(sessions=runtime.sessions, table=models.outbox, js=runtime.js)
