@@ -127,17 +127,20 @@ bm25_collections = Table(
     UniqueConstraint("tenant_id", "collection_id", name="uq_bm25_collections_tenant_collection"),
 )
 
+
+def _of_bm25_collection() -> Column[int]:
+    """The column that ties a BM25 row to its collection's, and goes with it."""
+    return Column(
+        "collection_key", BigInteger, ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"), nullable=False
+    )
+
+
 # Per document, the collection generation that last changed its postings (a deleted document keeps
 # its row): what a replica's in-memory postings must re-read after that generation.
 bm25_document_changes = Table(
     "bm25_document_changes",
     metadata,
-    Column(
-        "collection_key",
-        BigInteger,
-        ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _of_bm25_collection(),
     Column("document_id", Text, nullable=False),
     Column("generation", BigInteger, nullable=False),
     PrimaryKeyConstraint("collection_key", "document_id"),
@@ -147,12 +150,7 @@ bm25_document_changes = Table(
 bm25_terms = Table(
     "bm25_terms",
     metadata,
-    Column(
-        "collection_key",
-        BigInteger,
-        ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _of_bm25_collection(),
     Column("term", Text, nullable=False),
     Column("df", BigInteger, nullable=False),
     PrimaryKeyConstraint("collection_key", "term"),
@@ -163,12 +161,7 @@ bm25_terms = Table(
 bm25_postings = Table(
     "bm25_postings",
     metadata,
-    Column(
-        "collection_key",
-        BigInteger,
-        ForeignKey(bm25_collections.c.collection_key, ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _of_bm25_collection(),
     Column("term", Text, nullable=False),
     Column("chunk_id", Text, nullable=False),
     Column("document_id", Text, nullable=False),
