@@ -185,9 +185,11 @@ class Documents:
         data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
         # The check that refuses what cannot be read before anything is stored; the worker takes
         # the sections from the parser rather than parsing again.
-        parsed = await self._parser.parse(data, filename=header.filename, declared=declared_type(header.content_type))
-        title = title or default_title(parsed, filename=header.filename)
         sha256 = hashlib.sha256(data).hexdigest()
+        parsed = await self._parser.parse(
+            data, filename=header.filename, declared=declared_type(header.content_type), sha256=sha256
+        )
+        title = title or default_title(parsed, filename=header.filename)
 
         async with self._sessions() as session, session.begin():
             if not await store.collection_exists(session=session, tenant_id=tenant_id, collection_id=collection_id):
@@ -239,8 +241,10 @@ class Documents:
         current = await self.get(tenant_id=tenant_id, document_id=header.document_id)
         data = await read_content(parts, max_bytes=self._settings.max_document_bytes)
         filename = header.filename.strip() or current.filename
-        parsed = await self._parser.parse(data, filename=filename, declared=declared_type(header.content_type))
         sha256 = hashlib.sha256(data).hexdigest()
+        parsed = await self._parser.parse(
+            data, filename=filename, declared=declared_type(header.content_type), sha256=sha256
+        )
         async with self._sessions() as session, session.begin():
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=current.id, for_update=True

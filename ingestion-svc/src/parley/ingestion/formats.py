@@ -126,8 +126,11 @@ class Parser:
         self._keep_bytes = keep_bytes
         self._recent: OrderedDict[tuple[str, str], tuple[int, ParsedDocument]] = OrderedDict()
 
-    async def parse(self, data: bytes, *, filename: str, declared: str | None = None) -> ParsedDocument:
-        sha256 = hashlib.sha256(data).hexdigest()
+    async def parse(
+        self, data: bytes, *, filename: str, declared: str | None = None, sha256: str | None = None
+    ) -> ParsedDocument:
+        """`sha256`: the data's, when the caller has it already."""
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         if declared is not None and (kept := self._recent.pop((sha256, declared), None)) is not None:
             return kept[1]  # taken, not kept: a document is parsed by its upload, then once by its job
         parsed = await asyncio.to_thread(parse_document, data, filename=filename, declared=declared)
