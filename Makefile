@@ -2,21 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PACKAGES := protos kit[embedded] usage-svc retrieval-svc ingestion-svc chat-svc gateway
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
+# uv never downloads a Python of its own: the venv's is the one `make` was given.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install run test lint format protos protos-check migration clean bench
+.PHONY: help install lock run test lint format protos protos-check migration clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and install every service, the kit and the dev tools
+install: $(STAMP) ## create .venv and install exactly uv.lock: every service, the kit and the dev tools
 
-$(STAMP): $(wildcard */pyproject.toml) requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(foreach p,$(PACKAGES),-e '$(p)') -r requirements-dev.txt
+# Plain pip installs the locked uv (hash-checked); uv installs the lock (hash-checked) and nothing else.
+$(STAMP): uv.lock requirements-bootstrap.txt pyproject.toml $(wildcard */pyproject.toml)
+	test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-bootstrap.txt; }
+	$(UV) sync --locked --quiet || { echo 'uv.lock does not match the pyproject files: did you forget `make lock`?' >&2; exit 1; }
 	touch $@
+
+lock: ## re-resolve uv.lock from the pyproject files (after changing a dependency; see docs/operations.md)
+	test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-bootstrap.txt; }
+	$(UV) lock $(LOCK_ARGS)
+	$(UV) export --frozen --quiet --only-group bootstrap --no-emit-workspace -o requirements-bootstrap.txt
 
 run: install ## start the whole platform on http://127.0.0.1:8080 (embedded PostgreSQL + NATS unless URLs are set)
 	$(PY) -m parley.kit.dev
