@@ -421,7 +421,7 @@ def bm25s_reference(
         import bm25s  # type: ignore[import-untyped, import-not-found, unused-ignore]  # the [bench] extra
         import Stemmer  # type: ignore[import-not-found]
     except ImportError:
-        print("(bm25s reference skipped: pip install -e 'retrieval-svc[bench]')")
+        print("(bm25s reference skipped: .venv/bin/uv sync --group bench)")
         return None
     stemmer = Stemmer.Stemmer("english")
     ids = list(corpus)
