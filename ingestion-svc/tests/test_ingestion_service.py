@@ -305,7 +305,7 @@ async def test_watching_a_document_follows_it_to_ready(
     assert (ready.done, ready.total, ready.message) == (1, 1, "searchable: 1 chunks")
     assert "normal priority" in again[0].message
     assert again[-1].chunk_count == 1
-    assert document.title == "words"
+    assert document.title == "Words"  # the upload's name, tidied
 
 
 async def test_a_watcher_falls_back_on_the_stored_state_when_the_stream_forgot(

@@ -38,11 +38,17 @@ def test_titles() -> None:
         return default_title(parse_document(data, filename=filename), filename=filename)
 
     assert title(b"intro\n\n# The Guide\n\nText.", "x.md") == "The Guide"
-    assert title(b"# Not markdown here", "dir/notes.txt") == "notes"
+    assert title(b"# Not markdown here", "dir/notes.txt") == "Notes"
     assert title(b"text", "") == "Untitled"
     assert title(b"Title: Brick & Steel\n\nINT. HOUSE - DAY\n\nA door.\n", "draft.fountain") == "Brick & Steel"
     # A scene heading is not a script's title.
-    assert title(b"INT. HOUSE - DAY\n\nA door.\n\nEXT. ROAD - NIGHT\n\nA car.\n", "pilot.fountain") == "pilot"
+    assert title(b"INT. HOUSE - DAY\n\nA door.\n\nEXT. ROAD - NIGHT\n\nA car.\n", "pilot.fountain") == "Pilot"
+    # Nor is a Fountain section, nor a title page's credit: with no Title: key the upload's name is.
+    sectioned = b"# CHAPTER 1\n\nINT. HOUSE - DAY\n\nA door.\n\n# SCREENPLAY\n\nEXT. ROAD - NIGHT\n\nA car.\n"
+    assert title(sectioned, "mr-and-mr-charles.fountain") == "Mr And Mr Charles"
+    credited = b"Credit: Written by\nAuthor: Jo Ng\n\nINT. HOUSE - DAY\n\nA door.\n"
+    assert title(credited, "the_long_night.fountain") == "The Long Night"
+    assert title(b"text", "NASA-report_2024.txt") == "NASA Report 2024"
     assert check_title("  A title  ") == "A title"
     with pytest.raises(InvalidInput):
         check_title("t" * 301)

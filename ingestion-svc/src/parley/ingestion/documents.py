@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -24,7 +25,13 @@ from parley.ingestion.formats import ParsedDocument, Parser
 from parley.ingestion.ids import new_id
 from parley.ingestion.models import Status, outbox
 from parley.ingestion.progress import Progress
-from parley.ingestion.screenplay_reports import CharacterReport, PacingReport, characters_report, pacing_report
+from parley.ingestion.screenplay_reports import (
+    CharacterReport,
+    PacingReport,
+    characters_report,
+    is_screenplay,
+    pacing_report,
+)
 from parley.ingestion.sections import SectionChanges, compare_sections
 from parley.ingestion.store import DocumentRecord, SectionRecord
 from parley.kit.contracts import (
@@ -117,13 +124,25 @@ def check_title(title: str) -> str:
 
 
 def default_title(parsed: ParsedDocument, *, filename: str) -> str:
-    """The document's own title, else its first heading (never a scene's), else the file's stem."""
+    """The document's own title, else its first heading, else the upload's name tidied
+    (`mr-and-mr-charles.fountain` -> "Mr And Mr Charles"). A script's headings are structure
+    (`# ACT ONE`, scene headings), never its title."""
+    screenplay = is_screenplay(parsed.format, parsed.sections)
     heading = next(
         (section.heading_path[0] for section in parsed.sections if section.heading_path and section.scene is None),
         "",
     )
-    stem = PurePosixPath(filename.strip().replace("\\", "/")).stem.strip() if filename.strip() else ""
-    return (parsed.title.strip() or heading or stem or UNTITLED)[:MAX_TITLE_CHARS]
+    return (parsed.title.strip() or ("" if screenplay else heading) or name_from_file(filename) or UNTITLED)[
+        :MAX_TITLE_CHARS
+    ]
+
+
+def name_from_file(filename: str) -> str:
+    """A file's stem as a person would write it: separators become spaces, words capitalised
+    (only those in lower case, so "NASA-report" keeps its acronym)."""
+    stem = PurePosixPath(filename.strip().replace("\\", "/")).stem if filename.strip() else ""
+    words = re.split(r"[\s_\-.]+", stem)
+    return " ".join(word[:1].upper() + word[1:] if word.islower() else word for word in words if word)
 
 
 async def read_content(parts: AsyncIterator[UploadPart], *, max_bytes: int) -> bytes:

@@ -90,10 +90,10 @@ def parse_document(data: bytes, *, filename: str, declared: str | None = None) -
     kind = detect_format(data, filename, declared)
     if kind == PDF:
         sections = pdf_sections(data)
-        return ParsedDocument(kind, _script_title(sections), sections)
+        return ParsedDocument(kind, _script_title(sections, first_line=True), sections)
     if kind == FINAL_DRAFT:
         sections = fdx_sections(data)
-        return ParsedDocument(kind, _script_title(sections), _non_empty(sections, kind))
+        return ParsedDocument(kind, _script_title(sections, first_line=True), _non_empty(sections, kind))
     text = decode_text(data, fallback=_declared_charset(data) if kind == HTML else None)
     if kind == HTML:
         title, sections = html_document(text)
@@ -191,14 +191,18 @@ def _looks_like_fountain(text: str) -> bool:
     return headings >= 1 and (headings >= 2 or bool(TITLE_PAGE_START.match(text.lstrip())))
 
 
-def _script_title(sections: list[Section]) -> str:
+def _script_title(sections: list[Section], *, first_line: bool = False) -> str:
+    """A script's `Title:`. A PDF's or Final Draft file's title page has no keys: `first_line` takes its
+    first line. Otherwise "": the caller names the script from its file, since a Fountain section
+    (`# ACT ONE`) or a credit is not a title."""
     title_page = next((section for section in sections if section.kind == "title_page"), None)
     if title_page is None:
         return ""
-    for line in title_page.text.split("\n"):
+    lines = title_page.text.split("\n")
+    for line in lines:
         if line.lower().startswith("title:"):
             return line.split(":", 1)[1].strip()
-    return title_page.text.split("\n", 1)[0].strip()
+    return lines[0].strip() if first_line else ""
 
 
 def _non_empty(sections: list[Section], kind: str) -> list[Section]:
