@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import parley.ingestion
 from parley.ingestion import events
 from parley.ingestion.artifact_writers import ArtifactDraft
-from parley.ingestion.artifacts import Artifacts, card_key
+from parley.ingestion.artifacts import Artifacts
 from parley.ingestion.catalog import Collections
 from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
@@ -27,6 +27,7 @@ from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
 from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
+from parley.ingestion.screenplay_reports import card_key
 from parley.ingestion.store import SectionRecord
 from parley.kit import bus, db
 from parley.kit.errors import BudgetExceeded

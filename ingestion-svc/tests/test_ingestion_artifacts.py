@@ -17,10 +17,11 @@ import grpc
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from parley.ingestion.artifacts import card_key, carded, growth, plan
+from parley.ingestion.artifacts import carded, growth, plan
 from parley.ingestion.config import Settings
 from parley.ingestion.models import AnalysisState
 from parley.ingestion.screenplay import fountain_sections
+from parley.ingestion.screenplay_reports import card_key
 from parley.ingestion.store import ArtifactRecord
 from parley.kit.identity import Identity
 from parley.v1 import events_pb2, ingestion_pb2, ingestion_pb2_grpc
@@ -227,6 +228,32 @@ async def test_editing_one_scene_rewrites_its_card_only_and_a_cut_scene_loses_it
     assert cut.version == 3
     assert cards(await artifacts(ingestion, tenant_id, document.id)) == ["1", "2", "3", "5", "6"]
     assert artifact_writer.called(tenant_id)[-1] == ("scene_card", ("2",))
+
+
+async def test_two_scenes_printed_with_one_number_get_a_card_each_and_keep_the_number(
+    ingestion: Stub, nats_client: NatsClient, tenant_id: str, artifact_writer: Any
+) -> None:
+    # A script that numbers two scenes 12 (a draft that renumbered by hand): each is a scene of its own.
+    body = "\n".join([scene(11), scene(12), scene(12, edit=" Rain again."), scene(13)])
+    sections = fountain_sections(body)
+    assert [(section.scene.number, section.scene.key) for section in sections if section.scene] == [
+        ("11", "11"),
+        ("12", "12"),
+        ("12", "12 (2)"),
+        ("13", "13"),
+    ]
+
+    document = await upload_ready(ingestion, nats_client, tenant_id, f"Title: Twice\n\n{body}".encode())
+
+    found = await artifacts(ingestion, tenant_id, document.id)
+    assert cards(found) == ["11", "12", "12 (2)", "13"]
+    assert artifact_writer.called(tenant_id)[-1] == ("scene_card", ("11", "12", "12 (2)", "13"))
+
+    # Editing the second 12 rewrites its card only.
+    edited = "\n".join([scene(11), scene(12), scene(12, edit=" Rain, and thunder."), scene(13)])
+    await new_version_ready(ingestion, nats_client, tenant_id, document.id, f"Title: Twice\n\n{edited}".encode())
+    assert artifact_writer.called(tenant_id)[-1] == ("scene_card", ("12 (2)",))
+    assert cards(await artifacts(ingestion, tenant_id, document.id)) == ["11", "12", "12 (2)", "13"]
 
 
 async def test_edits_make_sheets_stale_after_3_scenes_and_the_outline_after_5_and_fresh_rewrites_them(

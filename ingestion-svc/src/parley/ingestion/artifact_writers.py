@@ -43,7 +43,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from parley.ingestion.clients import Completer, Completion, Owner
 from parley.ingestion.config import Settings
 from parley.ingestion.screenplay import normalise_cue
-from parley.ingestion.screenplay_reports import characters_report, dialogue_share, eighths, pacing_report
+from parley.ingestion.screenplay_reports import card_key, characters_report, dialogue_share, eighths, pacing_report
 from parley.ingestion.sections import Scene
 from parley.ingestion.store import SectionRecord
 from parley.kit.contracts import MAX_ID_CHARS
@@ -258,10 +258,6 @@ def _section_facts(section: SectionRecord) -> Content:
     if section.page is not None:
         facts["page"] = section.page
     return facts
-
-
-def _card_key(section: SectionRecord) -> str:
-    return section.scene.number if section.scene is not None else str(section.ordinal)
 
 
 # --- Extraction ----------------------------------------------------------------------------------------
@@ -541,7 +537,7 @@ def carded(sections: Sequence[SectionRecord]) -> list[SectionRecord]:
 
 def _extract_cards(sections: Sequence[SectionRecord]) -> list[ArtifactDraft]:
     return [
-        _extracted("scene_card", _card_key(section), _extracted_card(section), section.content_sha256)
+        _extracted("scene_card", card_key(section), _extracted_card(section), section.content_sha256)
         for section in carded(sections)
     ]
 
@@ -807,7 +803,7 @@ def _cards_prompt(sections: Sequence[SectionRecord]) -> str:
     scenes = sections[0].scene is not None
     what, shape = ("scene", _SCENE_CARD_SHAPE) if scenes else ("section", _SECTION_CARD_SHAPE)
     texts = "\n\n".join(
-        f'--- key "{_card_key(section)}" ---\n{_fit(section.text, SECTION_PROMPT_TOKENS)}' for section in sections
+        f'--- key "{card_key(section)}" ---\n{_fit(section.text, SECTION_PROMPT_TOKENS)}' for section in sections
     )
     return (
         f"Write a card of about {CARD_TOKENS} tokens for each {what} below, one per key, as JSON:\n"
@@ -953,7 +949,7 @@ class ModelWriter:
         written: dict[str, ArtifactDraft] = {}
         pending = list(batch)
         problem = ""
-        batch_key = f"{_card_key(batch[0])}-{_card_key(batch[-1])}"
+        batch_key = f"{card_key(batch[0])}-{card_key(batch[-1])}"
         for attempt in (1, 2):
             prompt = await asyncio.to_thread(_cards_prompt, pending)
             if problem:
@@ -966,11 +962,11 @@ class ModelWriter:
             )
             cards, problem = _read_cards(completion.text, pending)
             written |= _model_cards(pending, cards, completion)
-            pending = [section for section in pending if _card_key(section) not in written]
+            pending = [section for section in pending if card_key(section) not in written]
             if not pending:
                 break
-            log.warning("unusable cards %s (attempt %d): %s", [_card_key(s) for s in pending], attempt, problem)
-        return [written.get(_card_key(section)) or _fallback(_extract_cards([section])[0]) for section in batch]
+            log.warning("unusable cards %s (attempt %d): %s", [card_key(s) for s in pending], attempt, problem)
+        return [written.get(card_key(section)) or _fallback(_extract_cards([section])[0]) for section in batch]
 
     async def outline(self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]) -> ArtifactDraft:
         facts = await asyncio.to_thread(_extracted_outline, title, sections)
@@ -1094,7 +1090,7 @@ def _read_cards(
         envelope = _read(CardsAnswer, text, frozenset())
     except _Unusable as problem:
         return {}, str(problem)
-    by_key = {_card_key(section): section for section in sections}
+    by_key = {card_key(section): section for section in sections}
     cards: dict[str, SceneCardAnswer | SectionCardAnswer] = {}
     problems: list[str] = []
     for item in envelope.cards:
@@ -1122,16 +1118,16 @@ def _model_cards(
     completion: Completion,
 ) -> dict[str, ArtifactDraft]:
     """Drafts of the cards the answer held; each is counted its share of the completion's output tokens."""
-    written = [section for section in sections if _card_key(section) in cards]
+    written = [section for section in sections if card_key(section) in cards]
     contents: list[Content] = []
     for section in written:
         facts = _scene_facts(section.scene) if section.scene is not None else _section_facts(section)
-        contents.append({"method": "model", **facts, **cards[_card_key(section)].model_dump(exclude={"key"})})
+        contents.append({"method": "model", **facts, **cards[card_key(section)].model_dump(exclude={"key"})})
     shares = _shares(completion.output_tokens, [_tokens(content) for content in contents])
     return {
-        _card_key(section): ArtifactDraft(
+        card_key(section): ArtifactDraft(
             kind="scene_card",
-            key=_card_key(section),
+            key=card_key(section),
             content=content,
             tokens=share,
             model=_model_of(completion),

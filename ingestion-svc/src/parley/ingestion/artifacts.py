@@ -47,7 +47,7 @@ from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
 from parley.ingestion.models import AnalysisState, Status, outbox
 from parley.ingestion.progress import Progress
-from parley.ingestion.screenplay_reports import is_screenplay, pacing_report
+from parley.ingestion.screenplay_reports import card_key, is_screenplay, pacing_report
 from parley.ingestion.store import ArtifactRecord, DocumentRecord, SectionRecord
 from parley.kit.contracts import ANALYZE_JOBS, ARTIFACT_KINDS, analyze_msg_id
 from parley.kit.db import Sessions
@@ -88,14 +88,9 @@ class Batch:
         return "the outline and plot threads" if self.threads else "the outline"
 
 
-def card_key(section: SectionRecord) -> str:
-    """A scene's number as the script writes it; another document's section by its place."""
-    return section.scene.number if section.scene is not None else str(section.ordinal)
-
-
 def carded(sections: Sequence[SectionRecord], *, screenplay: bool) -> list[SectionRecord]:
-    """The sections that get a card: a screenplay's scenes (a number used twice, its first), or
-    every section of another document."""
+    """The sections that get a card: a screenplay's scenes, or every section of another document.
+    (Scenes stored before scene keys were kept file a number used twice under its first.)"""
     if not screenplay:
         return list(sections)
     seen: set[str] = set()

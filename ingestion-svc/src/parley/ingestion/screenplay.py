@@ -133,6 +133,7 @@ class _Script:
         self._preamble: list[str] = []
         self._scene: _SceneDraft | None = None
         self._scene_count = 0
+        self._numbers_used: Counter[str] = Counter()
         self._outline: list[tuple[int, str]] = []
         self._last_speech_lines = 0
 
@@ -234,8 +235,11 @@ class _Script:
         draft, self._scene = self._scene, None
         int_ext, location, time_of_day = parse_scene_heading(draft.heading)
         characters = tuple(dict.fromkeys(block.character for block in draft.blocks))
+        self._numbers_used[draft.number] += 1
+        repeat = self._numbers_used[draft.number]
         scene = Scene(
             number=draft.number,
+            key=draft.number if repeat == 1 else f"{draft.number} ({repeat})",
             heading=draft.heading,
             int_ext=int_ext,
             location=location,

@@ -68,6 +68,19 @@ class HasScene(Protocol):
     def scene(self) -> Scene | None: ...
 
 
+class HasSceneAndOrdinal(HasScene, Protocol):
+    @property
+    def ordinal(self) -> int: ...
+
+
+def card_key(section: HasSceneAndOrdinal) -> str:
+    """What a section's card is filed under: a scene's key (its printed number, told apart when two
+    scenes share one), another document's section by its place."""
+    if section.scene is None:
+        return str(section.ordinal)
+    return section.scene.key or section.scene.number
+
+
 def is_screenplay(content_type: str, sections: Sequence[HasScene]) -> bool:
     """A Fountain or FDX file, or another (a PDF of a script) that was read as one: it has scenes."""
     return content_type in SCREENPLAY_TYPES or any(section.scene is not None for section in sections)

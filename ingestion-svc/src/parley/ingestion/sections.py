@@ -53,6 +53,9 @@ class Scene:
     act_path: tuple[str, ...] = ()  # the Fountain sections (`#` act, `##` sequence, ...) above it
     forced: bool = False  # a `.HEADING` rather than INT./EXT.
     end_page: int = 0  # the page its last line is on; 0 in scenes stored before it was kept
+    # What its scene card is filed under: its number, or "12 (2)" for the second scene a script numbers
+    # 12, so every scene has a card of its own; "" in scenes stored before it was kept (their number is).
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
