@@ -31,6 +31,7 @@ from parley.chat.metering import Meter
 from parley.chat.models import outbox, turns
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
+from parley.chat.provider_registry import EXTRACTIVE, summary_model
 from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
 from parley.chat.providers import Finished, LlmProvider, LocalProvider, ProviderEvent, TextDelta
 from parley.chat.store import Owner
@@ -202,6 +203,7 @@ async def harness(
     usage: Budget | None = None,  # a real usage-svc's client instead of the fake budget
     sections: Sequence[str] = (MANUAL,),
     summary_model: LlmProvider | None = None,
+    extractive_summaries: bool = False,
 ) -> Harness:
     tenant, collection_id = str(uuid.uuid4()), str(uuid.uuid4())
     retrieval = FakeRetrieval(collection_id, sections)
@@ -213,6 +215,7 @@ async def harness(
         relay=relay,
         model=None if summary_model is None else (summary_model, "local"),
         window=settings.history_messages,
+        extractive=extractive_summaries,
     )
     runner = TurnRunner(
         settings=settings,
@@ -913,6 +916,55 @@ async def test_a_long_conversation_is_summarised_in_the_background_and_the_summa
     prompt = answers.prompts[-1]
     assert prompt.summary.endswith("The user asked about descaling, eight times.")
     assert "Question 0 about descaling?" not in [turn.content for turn in prompt.history]
+
+
+async def test_offline_a_long_conversation_keeps_the_first_sentence_of_each_older_message(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    answers = PromptRecorder()
+    h = await harness(settings, sessions, nats_client, provider=answers, extractive_summaries=True)
+    conversation_id = ""
+    for n in range(8):
+        started = await h.runner.start(
+            h.identity,
+            h.ask(f"Question {n} about descaling? Say it in detail, please.", conversation_id=conversation_id),
+        )
+        conversation_id = started.conversation_id
+        await read_turn(nats_client, started)
+    async with h.sessions() as session:
+        payloads = (await session.execute(select(outbox.c.payload).where(outbox.c.subject == SUMMARIZE_JOBS))).scalars()
+        jobs = [chat_pb2.SummarizeJob.FromString(payload) for payload in payloads]
+    [job] = [job for job in jobs if job.conversation_id == conversation_id]
+
+    await h.memory.summarize(job)
+
+    await read_turn(nats_client, await h.runner.start(h.identity, h.ask("And now?", conversation_id=conversation_id)))
+    summary = answers.prompts[-1].summary
+    asked = [line for line in summary.splitlines() if line.startswith("User asked: ")]
+    # The six folded messages: three questions, each its first sentence only, and their answers.
+    assert asked == [f"User asked: Question {n} about descaling?" for n in range(3)]
+    assert sum(line.startswith("Assistant answered: ") for line in summary.splitlines()) == 3
+    assert "Question 3" not in summary  # still in the window, whole
+    # No model was called for it, so nothing was billed.
+    assert not [event for event in await h.usage_events(conversation_id) if event.kind == "summary"]
+
+
+def test_summaries_are_on_by_default_with_the_providers_cheaper_model_or_offline_without_one() -> None:
+    local = LocalProvider()
+    claude = AnthropicProvider(
+        api_key="sk-ant-test", default_model="claude-sonnet-4-6", models=["claude-haiku-4-5"], base_url=None
+    )
+    served: dict[str, LlmProvider] = {"local": local, "anthropic": claude}
+    assert summary_model("auto", served, default_provider="local") == EXTRACTIVE
+    assert summary_model("auto", served, default_provider="anthropic") == (claude, "claude-haiku-4-5")
+    assert summary_model("off", served, default_provider="anthropic") is None
+    assert summary_model("anthropic:claude-sonnet-4-6", served, default_provider="local") == (
+        claude,
+        "claude-sonnet-4-6",
+    )
+    with pytest.raises(ValueError, match="PARLEY_SUMMARY_MODEL"):
+        summary_model("anthropic:claude-opus-9", served, default_provider="local")
+    assert Settings.model_fields["summary_model"].default == "auto"
 
 
 def test_a_summary_is_due_once_past_fifteen_messages_when_the_window_moves() -> None:

@@ -35,7 +35,12 @@ async def main() -> None:
     usage = UsageClient(settings.usage_target, deadline_seconds=deadline)
     relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
     memory = Summarizer.configured(
-        settings.summary_model, llms, sessions=runtime.sessions, relay=relay, window=settings.history_messages
+        settings.summary_model,
+        llms,
+        default_provider=settings.default_provider,
+        sessions=runtime.sessions,
+        relay=relay,
+        window=settings.history_messages,
     )
     turns = TurnRunner(
         settings=settings,

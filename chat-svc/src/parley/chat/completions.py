@@ -9,8 +9,8 @@ character sheets) are written through `Complete` rather than by provider code of
   `MAX_OUTPUT_TOKENS`) up to `MAX_OUTPUT_TOKENS`, a kind of `contracts.COMPLETION_KINDS` (empty:
   `summary`);
 - names its provider and model, checked as a turn's are (`provider_registry.choose`: unknown ones
-  are InvalidInput); none named: the summary model (`PARLEY_SUMMARY_MODEL`), else the default
-  provider and its default model;
+  are InvalidInput); none named: the summary model when `PARLEY_SUMMARY_MODEL` names one
+  (`provider:model`), else the default provider and its default model;
 - is counted by the provider (off the event loop: a prompt may be long) and held with usage-svc
   `Reserve` for that prompt plus max_tokens of output; a refused hold is `BudgetExceeded`
   (RESOURCE_EXHAUSTED), and nothing is called or billed;
@@ -123,8 +123,8 @@ class Completions:
     def configured(
         cls, settings: Settings, providers: Mapping[str, LlmProvider], *, budget: Budget, meter: Meter
     ) -> "Completions":
-        """The default model is the summary model, as for a conversation's rolling summary, else the
-        default provider's default model."""
+        """The default model is the summary model when the setting names one, as for a conversation's
+        rolling summary, else the default provider's default model."""
         default = configured_model("PARLEY_SUMMARY_MODEL", settings.summary_model, providers)
         if default is None:
             provider = providers[settings.default_provider]

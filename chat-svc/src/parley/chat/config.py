@@ -30,9 +30,10 @@ class Settings(ServiceSettings):
     # A cheaper model (`provider:model`) asked for a message's intent when the keywords say
     # nothing; empty: no call, such a message is a `question`.
     intent_model: str = ""
-    # The model (`provider:model`) that folds a long conversation's older messages into its rolling
-    # summary, in the background; empty: no summaries, the window of recent messages alone.
-    summary_model: str = ""
+    # Who folds a long conversation's older messages into its rolling summary, in the background:
+    # `auto` the default provider (its cheaper model where it has one; with `local`, an extractive
+    # summary that calls no model), `provider:model` that model, `off` none (the recent window alone).
+    summary_model: str = "auto"
     # Provider tokens are gathered into frames: fewer NATS messages and SSE writes per answer.
     frame_chars: int = 48
     frame_seconds: float = 0.05

@@ -3,24 +3,30 @@
 Once a conversation has `SUMMARY_AFTER` messages, each time its window (context_builder's
 `window_start`) moves past messages the summary does not cover, the turn that moved it asks for
 a new summary (a `SummarizeJob` on SUMMARIZE_JOBS, through the outbox in the turn's own
-transaction). The job runs in the background, off any turn's path: one call to the summary
-model (`PARLEY_SUMMARY_MODEL`, `provider:model`) folds the older messages into the previous
-summary, billed as usage kind `summary`. The prompt then carries the summary in place of
-those messages. Without a summary model there are no summaries: the window alone.
+transaction). The job runs in the background, off any turn's path, and folds the older messages
+into the previous summary. The prompt then carries the summary in place of those messages.
+
+Who writes it (`PARLEY_SUMMARY_MODEL`, `provider_registry.summary_model`): by default (`auto`) the
+default provider, with its cheaper model where it serves one (Claude Haiku, GPT-4o mini), in one
+call billed as usage kind `summary`; offline, with `local` as the default, no model at all: an
+extractive summary, the first sentence of each older question and of its answer, so the window
+still carries the gist. `provider:model` names the model; `off` keeps the window alone.
 """
 
 import logging
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from parley.chat import metrics, store
 from parley.chat.context_builder import Prompt, window_start
 from parley.chat.metering import usage_event
-from parley.chat.provider_registry import configured_model
+from parley.chat.provider_registry import summary_model
 from parley.chat.providers import Finished, LlmProvider, TextDelta
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
+from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2
 
 log = logging.getLogger(__name__)
@@ -35,34 +41,73 @@ SUMMARY_INSTRUCTIONS = (
 )
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_FIRST_SENTENCE_CHARS = 240
+
+
 def summary_due(*, total_messages: int, summarized: int, window: int) -> int | None:
     """How many messages a new summary should cover, or None when the current one will do."""
     through = window_start(total=total_messages, last=window)
     return through if total_messages >= SUMMARY_AFTER and through > summarized else None
 
 
+def first_sentence(text: str) -> str:
+    sentence = _SENTENCE_END.split(" ".join(text.split()), maxsplit=1)[0]
+    return sentence if len(sentence) <= _FIRST_SENTENCE_CHARS else sentence[: _FIRST_SENTENCE_CHARS - 1] + "…"
+
+
+def extractive_summary(previous: str, folded: Sequence[store.MessageRecord], *, max_tokens: int) -> str:
+    """The previous summary's lines, then one line per folded message (its first sentence); the oldest
+    lines dropped while it runs over `max_tokens`."""
+    lines = [line for line in previous.split("\n") if line.strip()]
+    lines += [
+        f"{'User asked' if message.role == 'user' else 'Assistant answered'}: {first_sentence(message.content)}"
+        for message in folded
+        if message.content.strip()
+    ]
+    while len(lines) > 1 and count_tokens("\n".join(lines)) > max_tokens:
+        lines.pop(0)
+    return "\n".join(lines)
+
+
 class Summarizer:
     def __init__(
-        self, *, sessions: Sessions, relay: OutboxRelay, model: tuple[LlmProvider, str] | None, window: int
+        self,
+        *,
+        sessions: Sessions,
+        relay: OutboxRelay,
+        model: tuple[LlmProvider, str] | None,
+        window: int,
+        extractive: bool = False,
     ) -> None:
         self._sessions = sessions
         self._relay = relay
         self._model = model
+        self._extractive = extractive and model is None
         self._window = window
 
     @classmethod
     def configured(
-        cls, spec: str, providers: Mapping[str, LlmProvider], *, sessions: Sessions, relay: OutboxRelay, window: int
+        cls,
+        spec: str,
+        providers: Mapping[str, LlmProvider],
+        *,
+        default_provider: str,
+        sessions: Sessions,
+        relay: OutboxRelay,
+        window: int,
     ) -> "Summarizer":
-        """From `PARLEY_SUMMARY_MODEL` (`provider:model`, or empty for none); one not served stops the service."""
-        model = configured_model("PARLEY_SUMMARY_MODEL", spec, providers)
+        """From `PARLEY_SUMMARY_MODEL` (`auto`, `off` or `provider:model`); one not served stops the service."""
+        model = summary_model(spec, providers, default_provider=default_provider)
+        if isinstance(model, str):  # the one string it answers is EXTRACTIVE
+            return cls(sessions=sessions, relay=relay, model=None, window=window, extractive=True)
         return cls(sessions=sessions, relay=relay, model=model, window=window)
 
     def job(
         self, owner: store.Owner, conversation_id: str, *, summarized: int, total_messages: int
     ) -> chat_pb2.SummarizeJob | None:
         """The job a turn that brought the conversation to `total_messages` should request, if any."""
-        if self._model is None:
+        if self._model is None and not self._extractive:
             return None
         through = summary_due(total_messages=total_messages, summarized=summarized, window=self._window)
         if through is None:
@@ -75,7 +120,7 @@ class Summarizer:
         )
 
     async def summarize(self, job: chat_pb2.SummarizeJob) -> None:
-        if self._model is None:
+        if self._model is None and not self._extractive:
             return
         owner = store.Owner(job.tenant_id, job.user_id)
         async with self._sessions() as session:
@@ -88,6 +133,17 @@ class Summarizer:
                 session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
             )
         folded = messages[conversation.summarized_messages : job.through_messages]
+        if self._model is None:  # extractive: no call, nothing to bill
+            summary = extractive_summary(conversation.summary, folded, max_tokens=SUMMARY_MAX_TOKENS)
+            async with self._sessions.begin() as session:
+                await store.save_summary(
+                    session=session,
+                    tenant_id=owner.tenant_id,
+                    conversation_id=conversation.id,
+                    summary=summary,
+                    through_messages=job.through_messages,
+                )
+            return
         transcript = "\n\n".join(
             f"{'User' if message.role == 'user' else 'Assistant'}: {message.content}" for message in folded
         )

@@ -5,12 +5,14 @@ when its base URL is set. Each remote one is wrapped in a `ReliableProvider` wit
 configured retry policy and fallback routes (`PARLEY_LLM_FALLBACK="openai:gpt-4o-mini"`). A
 setting that names a provider or model not served here stops the service at start, not a turn.
 
-`configured_model` reads a `provider:model` setting (the intent and summary models) the same
-way; `choose` is how every request that names a provider and model (a turn, a completion) is
-checked: unknown ones are InvalidInput listing the known ones.
+`configured_model` reads a `provider:model` setting (the intent model, an explicit summary
+model) the same way; `summary_model` reads `PARLEY_SUMMARY_MODEL` with its `auto` and `off`;
+`choose` is how every request that names a provider and model (a turn, a completion) is checked:
+unknown ones are InvalidInput listing the known ones.
 """
 
 from collections.abc import Mapping
+from typing import Final, Literal
 
 from parley.chat.config import Settings
 from parley.chat.provider_anthropic import AnthropicProvider
@@ -42,16 +44,41 @@ def providers(settings: Settings) -> dict[str, LlmProvider]:
     return served
 
 
+# A provider's cheaper model, asked for background work when no model is named (both are in
+# usage-svc's price table: Haiku at a fifth of Sonnet's price, GPT-4o mini at a sixteenth of GPT-4o's).
+CHEAPER_MODEL: Final = {"anthropic": "claude-haiku-4-5", "openai": "gpt-4o-mini"}
+# `summary_model`'s answer when summaries need no model: offline, the extractive summary.
+EXTRACTIVE: Final = "extractive"
+SUMMARY_AUTO, SUMMARY_OFF = "auto", "off"
+
+
 def configured_model(setting: str, spec: str, served: Mapping[str, LlmProvider]) -> tuple[LlmProvider, str] | None:
-    """The model a `provider:model` setting (`PARLEY_SUMMARY_MODEL`, …) names, None when it is empty;
-    one not served stops the service."""
-    if not spec:
+    """The model a `provider:model` setting names, None when it is empty (or `PARLEY_SUMMARY_MODEL`'s
+    `auto` / `off`, which name none); one not served stops the service."""
+    if spec in ("", SUMMARY_AUTO, SUMMARY_OFF):
         return None
     name, _, model = spec.partition(":")
     provider = served.get(name)
     if provider is None or model not in provider.models:
         raise ValueError(f"{setting}={spec!r} names no provider:model this service serves")
     return provider, model
+
+
+def summary_model(
+    spec: str, served: Mapping[str, LlmProvider], *, default_provider: str
+) -> tuple[LlmProvider, str] | Literal["extractive"] | None:
+    """Who writes a conversation's rolling summary: `off` nobody (None); `auto` the default provider,
+    with its cheaper model when it serves one, or the extractive summary when the default is `local`;
+    `provider:model` that model."""
+    if spec == SUMMARY_OFF:
+        return None
+    if spec in ("", SUMMARY_AUTO):
+        provider = served[default_provider]
+        if provider.name == "local":
+            return EXTRACTIVE
+        cheaper = CHEAPER_MODEL.get(provider.name, "")
+        return provider, cheaper if cheaper in provider.models else provider.default_model
+    return configured_model("PARLEY_SUMMARY_MODEL", spec, served)
 
 
 def choose(
