@@ -303,7 +303,7 @@ class Modes:
                 filters=ChunkFilters(document_ids=[document_id]),
             ),
         )
-        return [(hit.chunk_id, hit.score) for hit in hits]
+        return [(hit.chunk_id, hit.score) for hit in hits.hits]
 
     async def hybrid(
         self,
@@ -321,7 +321,7 @@ class Modes:
             tenant_id=self._tenant_id,
             query=search_query(text=query, collection_ids=[COLLECTION], k=k, mode=Mode.HYBRID),
         )
-        return [(hit.chunk_id, hit.score) for hit in hits]
+        return [(hit.chunk_id, hit.score) for hit in hits.hits]
 
     async def keyword_today(self, query: str, limit: int = DEPTH) -> list[tuple[str, float]]:
         async with self._sessions() as session:

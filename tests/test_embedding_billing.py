@@ -132,7 +132,7 @@ async def test_indexing_and_a_new_query_are_each_billed_at_the_openai_price(
 
     searcher = Searcher(sessions=sessions, vectors=vectors)
     query = search_query(text="how often to descale", collection_ids=[collection_id], k=5, mode=Mode.HYBRID)
-    assert await searcher.search(tenant_id=tenant_id, query=query)
+    assert (await searcher.search(tenant_id=tenant_id, query=query)).hits
     await searcher.search(tenant_id=tenant_id, query=query)  # asked again: its vector is cached, not billed
 
     billed = await rows(sessions, tenant_id, expected=2)

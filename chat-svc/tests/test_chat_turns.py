@@ -73,13 +73,14 @@ class FakeRetrieval:
             for ordinal, text in enumerate(sections)
         }
         self.searches: list[tuple[str, int]] = []  # query, k
+        self.degraded: list[str] = []  # what retrieval says it searched without
         self.neighbour_calls: list[tuple[str, int]] = []  # document, ordinal
 
     async def search(
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
-    ) -> list[retrieval_pb2.ChunkHit]:
+    ) -> retrieval_pb2.SearchResponse:
         self.searches.append((query, k))
-        return list(self.chunks_by_id.values())[:1]
+        return retrieval_pb2.SearchResponse(hits=list(self.chunks_by_id.values())[:1], degraded=self.degraded)
 
     async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
         return [self.chunks_by_id[chunk_id] for chunk_id in chunk_ids if chunk_id in self.chunks_by_id]
@@ -510,6 +511,19 @@ async def test_a_missing_outline_or_section_falls_back_to_semantic_and_says_so(
     h = await harness(settings, sessions, nats_client, sections=SCENES)
     used = (await read_turn(nats_client, await h.runner.start(h.identity, h.ask(message)))).pop(-2).usage.context_used
     assert (used.retrieval, list(used.notes)) == ("semantic", [note])
+
+
+async def test_a_turn_whose_search_lost_its_vector_leg_says_so_in_its_context_report(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    h.retrieval.degraded = ["vector"]  # retrieval answered from the keyword leg alone
+
+    read = await read_turn(nats_client, await h.runner.start(h.identity, h.ask()))
+
+    used = read[-2].usage.context_used
+    assert list(used.notes) == ["the embeddings provider is unreachable: passages found by keyword alone"]
+    assert read[-1].WhichOneof("kind") == "end"  # and answered all the same
 
 
 async def test_a_section_outside_the_conversations_collections_is_not_found(

@@ -31,7 +31,7 @@ from parley.retrieval.config import Settings
 from parley.retrieval.embedder_registry import build_embedder, embedder_named
 from parley.retrieval.embedding_openai import OpenAiEmbedder
 from parley.retrieval.embeddings import Embedded, Embedder, LocalEmbedder
-from parley.retrieval.hybrid_search import Mode, Searcher, search_query
+from parley.retrieval.hybrid_search import Mode, Searcher, SearchQuery, search_query
 from parley.retrieval.indexing import Indexer
 from parley.retrieval.minilm import MiniLmEmbedder
 from parley.retrieval.store import SearchScope
@@ -191,7 +191,7 @@ async def vector_hits(searcher: Searcher, tenant_id: str, collection_id: str, qu
         tenant_id=tenant_id,
         query=search_query(text=query, collection_ids=[collection_id], k=10, mode=Mode.VECTOR),
     )
-    return sorted(hit.text for hit in found)
+    return sorted(hit.text for hit in found.hits)
 
 
 async def vector_models(database: Database) -> dict[str, int]:
@@ -311,6 +311,35 @@ async def test_a_local_model_embeds_a_query_asked_again_once_and_keeps_it_out_of
             session=session, model=vectors.embedder.name, content_hashes=[embedding_key(query)]
         )
     assert cached == {}
+
+
+async def test_a_hybrid_search_answers_by_keyword_when_the_embeddings_provider_is_down(
+    database: Database, openai_fake: FakeOpenAI, tenant_id: str
+) -> None:
+    collection_id = str(uuid.uuid4())
+    vectors = Vectors(
+        sessions=database.sessions, engine=database.engine, embedder=openai_embedder(openai_fake, max_retries=0)
+    )
+    await Indexer(sessions=database.sessions, vectors=vectors).index_version(upserted(tenant_id, collection_id, TEXTS))
+    searcher = Searcher(sessions=database.sessions, vectors=vectors)
+
+    def ask(mode: Mode) -> SearchQuery:
+        return search_query(text="antimatter reactor power", collection_ids=[collection_id], k=3, mode=mode)
+
+    openai_fake.script(Script.reject(503), Script.reject(503))  # down for the next two calls
+
+    found = await searcher.search(tenant_id=tenant_id, query=ask(Mode.HYBRID))
+
+    assert found.degraded == ("vector",)
+    assert [hit.text for hit in found.hits] == [TEXTS[0]]  # the keyword leg's one match
+    assert "<mark>antimatter</mark>" in found.hits[0].highlight
+    # A vector search has nothing to fall back on: it says the provider is unavailable.
+    with pytest.raises(Unavailable):
+        await searcher.search(tenant_id=tenant_id, query=ask(Mode.VECTOR))
+
+    # Back up: the next search is whole again.
+    assert (await searcher.search(tenant_id=tenant_id, query=ask(Mode.HYBRID))).degraded == ()
+    await vectors.close()
 
 
 class WatchedEmbedder(LocalEmbedder):

@@ -38,7 +38,9 @@ class Hold:
 class Retrieval(Protocol):
     async def search(
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
-    ) -> list[retrieval_pb2.ChunkHit]: ...
+    ) -> retrieval_pb2.SearchResponse:
+        """A hybrid search: its hits, and the legs that could not run (`degraded`)."""
+        ...
 
     async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
         """The caller's chunks among these ids, in no particular order; unknown ids are left out."""
@@ -97,15 +99,14 @@ class RetrievalClient(_Client):
 
     async def search(
         self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
-    ) -> list[retrieval_pb2.ChunkHit]:
+    ) -> retrieval_pb2.SearchResponse:
         request = retrieval_pb2.SearchRequest(
             query=query, collection_ids=list(collection_ids), k=k, mode=retrieval_pb2.SEARCH_MODE_HYBRID
         )
         try:
-            response = await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
+            return await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
         except grpc.aio.AioRpcError as error:
             raise _unreachable(error, "retrieval") from None
-        return list(response.hits)
 
     async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
         request = retrieval_pb2.GetChunksRequest(chunk_ids=list(chunk_ids))

@@ -404,15 +404,18 @@ class TurnRunner:
                 collection_ids=collection_ids,
                 k=self._settings.similar_k + 1,  # the section finds itself first
             )
-            hits = [hit for hit in similar if hit.chunk_id != section.chunk_id][: self._settings.similar_k]
+            notes += _degraded(similar)
+            hits = [hit for hit in similar.hits if hit.chunk_id != section.chunk_id][: self._settings.similar_k]
         else:
-            hits = await self._retrieval.search(
+            searched = await self._retrieval.search(
                 identity,
                 # Retrieval takes queries up to its limit; a long message most often asks at its end.
                 query=request.message[-MAX_QUERY_CHARS:],
                 collection_ids=collection_ids,
                 k=self._settings.semantic_k,
             )
+            notes += _degraded(searched)
+            hits = list(searched.hits)
         return _Context(
             intent=intent,
             retrieval=strategy,
@@ -720,3 +723,10 @@ def _public_message(error: Exception) -> str:
     if callable(getattr(error, "code", None)):
         return "a service this answer needs did not respond; please try again"
     return "the answer could not be completed"
+
+
+def _degraded(found: retrieval_pb2.SearchResponse) -> list[str]:
+    """The context report's note for a search that ran without some of its legs."""
+    if "vector" in found.degraded:
+        return ["the embeddings provider is unreachable: passages found by keyword alone"]
+    return [f"search ran without its {leg} leg" for leg in found.degraded]

@@ -594,7 +594,12 @@ class SearchHit(FromProto):
 
 class SearchOut(BaseModel):
     data: list[SearchHit]
+    degraded: list[str] = Field(
+        default_factory=list,
+        description='The legs of a hybrid search that could not run: "vector" when the embeddings provider '
+        "is unreachable, the hits then being the keyword leg's alone. Empty when the search was whole.",
+    )
 
     @classmethod
     def of(cls, proto: retrieval_pb2.SearchResponse) -> "SearchOut":
-        return cls(data=[SearchHit.model_validate(hit) for hit in proto.hits])
+        return cls(data=[SearchHit.model_validate(hit) for hit in proto.hits], degraded=list(proto.degraded))

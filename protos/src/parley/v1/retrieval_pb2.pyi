@@ -81,10 +81,12 @@ class ChunkHit(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_title: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., score: _Optional[float] = ..., highlight: _Optional[str] = ..., scene_number: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., page_start: _Optional[int] = ..., page_end: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits",)
+    __slots__ = ("hits", "degraded")
     HITS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[ChunkHit]
-    def __init__(self, hits: _Optional[_Iterable[_Union[ChunkHit, _Mapping]]] = ...) -> None: ...
+    degraded: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hits: _Optional[_Iterable[_Union[ChunkHit, _Mapping]]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetNeighborsRequest(_message.Message):
     __slots__ = ("document_id", "ordinal", "before", "after")

@@ -33,8 +33,8 @@ class RetrievalApi(retrieval_pb2_grpc.RetrievalServiceServicer):
             # ChunkFilters names its fields as SearchFilters does.
             filters=ChunkFilters(**MessageToDict(request.filters, preserving_proto_field_name=True)),
         )
-        hits = await self._searcher.search(tenant_id=caller(context).tenant_id, query=query)
-        return retrieval_pb2.SearchResponse(hits=_hits(hits))
+        found = await self._searcher.search(tenant_id=caller(context).tenant_id, query=query)
+        return retrieval_pb2.SearchResponse(hits=_hits(found.hits), degraded=found.degraded)
 
     async def GetNeighbors(
         self, request: retrieval_pb2.GetNeighborsRequest, context: Context

@@ -4,12 +4,16 @@ positional reads (neighbours, chunks by id). Every hit carries a highlight: its 
 the query, HTML-escaped, with the matching words in <mark></mark>.
 
 Each leg is a method of its own, so either can be replaced without touching fusion or the other.
+A hybrid search whose query cannot be embedded (the embeddings provider unreachable) answers from
+the keyword leg alone and says so (`Found.degraded`); a vector search has nothing to fall back on
+and is Unavailable.
 """
 
 import asyncio
 import contextlib
 import enum
 import html
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHARS, MAX_SEARCH_K
 from parley.kit.db import Sessions
-from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.errors import InvalidInput, NotFound, Unavailable
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
 from parley.retrieval.embeddings import is_zero
@@ -25,7 +29,11 @@ from parley.retrieval.keyword_index import KeywordIndex
 from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, Ranked, SearchScope, StoredChunk
 from parley.retrieval.vectors import QueryVector, Vectors
 
+log = logging.getLogger(__name__)
+
 DEFAULT_K = 8
+# What `Found.degraded` names: the vector leg, left out when the query could not be embedded.
+VECTOR_LEG = "vector"
 RRF_K = 60
 MAX_NEIGHBOURS = 10
 MAX_CHUNK_IDS = 100
@@ -120,6 +128,12 @@ def fuse(
     return [Ranked(chunk_id=chunk_id, score=scores[chunk_id]) for chunk_id in order[:limit]]
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    hits: list[StoredChunk]  # best first, each with its highlight
+    degraded: tuple[str, ...] = ()  # the legs that could not run (VECTOR_LEG); the hits come from the rest
+
+
 class Searcher:
     """Reads of the index for one tenant at a time; never writes."""
 
@@ -140,7 +154,7 @@ class Searcher:
         self._keyword_weight = keyword_weight
         self._ef_search = ef_search
 
-    async def search(self, *, tenant_id: str, query: SearchQuery) -> list[StoredChunk]:
+    async def search(self, *, tenant_id: str, query: SearchQuery) -> Found:
         """The best k chunks, best first, each with its highlight."""
         scope = SearchScope(
             tenant_id=tenant_id,
@@ -156,14 +170,23 @@ class Searcher:
                 await store.enter_tenant(session=session, tenant_id=tenant_id)
                 return await self.keyword_leg(session=session, scope=scope, text=query.text)
 
+        degraded: list[str] = []
+
         async def vector(until_answered: contextlib.AsyncExitStack) -> list[Ranked]:
             if query.mode is Mode.KEYWORD:
                 return []
             # Embedded before the transaction opens: an embedder may be a network call. The
             # embedding is recorded while the search goes on (vectors.py).
-            embedding = await until_answered.enter_async_context(
-                self._vectors.for_query(tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text)
-            )
+            try:
+                embedding = await until_answered.enter_async_context(
+                    self._vectors.for_query(tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text)
+                )
+            except Unavailable as down:
+                if query.mode is not Mode.HYBRID:
+                    raise
+                log.warning("hybrid search answered by keyword alone: %s", down)
+                degraded.append(VECTOR_LEG)
+                return []
             async with self._sessions() as session, session.begin():
                 await store.enter_tenant(session=session, tenant_id=tenant_id)
                 return await self.vector_leg(
@@ -182,14 +205,14 @@ class Searcher:
                 case Mode.HYBRID:
                     hits = fuse(keyword_hits, vector_hits, keyword_weight=self._keyword_weight, limit=query.k)
             if not hits:
-                return []
+                return Found([], tuple(degraded))
             # The chunks themselves are read once, for these hits only, with their passages.
             async with self._sessions() as session, session.begin():
                 await store.enter_tenant(session=session, tenant_id=tenant_id)
                 found = await store.hits_with_passages(
                     session=session, tenant_id=tenant_id, ranked=hits, query=query.text
                 )
-        return [replace(hit, highlight=marked(hit.highlight)) for hit in found]
+        return Found([replace(hit, highlight=marked(hit.highlight)) for hit in found], tuple(degraded))
 
     async def keyword_leg(self, *, session: AsyncSession, scope: SearchScope, text: str) -> list[Ranked]:
         """The chunks containing any of the query's words, best BM25 score first: exact, from the
