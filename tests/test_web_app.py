@@ -162,9 +162,9 @@ def sign_in(page: Page, key: str) -> None:
     expect(page.get_by_role("heading", name="Collections", level=1)).to_be_visible()
 
 
-def shoot(page: Page, name: str) -> None:
+def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
 def test_sign_in_refuses_a_wrong_key_and_keeps_the_right_one_for_the_tab_only(page: Page, key: str) -> None:
@@ -275,7 +275,7 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     passage = page.get_by_role("dialog")
     expect(passage).to_contain_text("The Night Shift")
     expect(passage.locator("blockquote")).to_contain_text("lighthouse keeper left them under the mat")
-    shoot(page, "chat-citation")
+    shoot(page, "chat-citation", full_page=False)  # a modal over the page: what the screen shows
     passage.get_by_role("link", name="Open the document").click()
     expect(page.get_by_role("heading", name="The Night Shift", level=1)).to_be_visible()
 
@@ -300,6 +300,35 @@ def test_cancel_stops_a_streaming_answer(page: Page, key: str, script: dict[str,
     # It stopped well before the end of the answer.
     assert answer.locator(".text").inner_text().count("[1]") < 20
     shoot(page, "chat-cancelled")
+
+
+def test_two_tabs_on_one_conversation_both_stream_the_answer(
+    browser: Browser, web: Platform, key: str, script: dict[str, Any], api: httpx.Client, claude: FakeAnthropic
+) -> None:
+    first = api.post("/v1/chat", json={"message": "Who drives?", "collection_ids": [script["collection"]["id"]]})
+    assert first.status_code == 200, first.text
+    conversation = first.json()["conversation_id"]
+    context = browser.new_context(base_url=web.gateway_url, viewport={"width": 1280, "height": 860})
+    try:
+        asking, watching = context.new_page(), context.new_page()
+        for tab in (asking, watching):
+            sign_in(tab, key)
+            tab.goto(f"/#/chat/{conversation}")
+            expect(tab.locator(".message.assistant")).to_have_count(1)
+
+        claude.script(Script(answer="Ben drives the car to the lighthouse before the tide turns [1].", pace=0.1))
+        asking.get_by_role("textbox", name="Message").fill("Where do they drive?")
+        asking.get_by_role("button", name="Send").click()
+
+        # The other tab shows the question and the answer as it streams, without asking anything.
+        expect(watching.locator(".message.user").last).to_have_text("YouWhere do they drive?")
+        expect(watching.locator(".message.assistant.streaming")).to_have_count(1, timeout=30_000)
+        for tab in (asking, watching):
+            answer = tab.locator(".message.assistant").last
+            expect(answer.locator(".text")).to_contain_text("before the tide turns", timeout=30_000)
+            expect(answer.get_by_role("list", name="Sources")).to_contain_text("The Night Shift")
+    finally:
+        context.close()
 
 
 def test_usage_page_shows_cost_and_tokens_by_model_and_kind(

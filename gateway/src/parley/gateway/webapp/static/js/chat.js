@@ -83,42 +83,19 @@ export async function showChat(page, conversationId) {
     else body.collection_ids = picks.filter((p) => p.checked).map((p) => p.value);
     if (!conversation && body.collection_ids.length === 0) return say("Pick at least one collection.", { error: true });
     text.value = "";
-    log.append(renderMessage({ role: "user", content: message, sources: [] }));
-    const answer = h("li", { class: "message assistant streaming" });
-    const textNode = h("div", { class: "text" });
-    answer.append(h("p", { class: "who" }, "Parley"), textNode);
-    log.append(answer);
     const controller = new AbortController();
-    setRunning({ controller });
-    let content = "";
-    let sources = [];
-    let usage = null;
+    setRunning({ controller, message });
+    const answer = begin(message);
     try {
       const response = await request("POST", "/v1/chat", { json: body, signal: controller.signal });
       running.conversationId = response.headers.get("X-Conversation-Id");
       running.turnId = response.headers.get("X-Turn-Id");
-      for await (const frame of events(response)) {
-        if (frame.event === "delta") {
-          content += frame.data.text;
-          textNode.textContent = content;
-        } else if (frame.event === "sources") sources = frame.data.sources;
-        else if (frame.event === "usage") usage = frame.data;
-        else if (frame.event === "error") {
-          const cancelled = frame.data.code === "cancelled";
-          answer.append(h("p", { class: cancelled ? "hint" : "error" },
-            cancelled ? "Cancelled." : `The answer failed: ${frame.data.message} (${frame.data.code})`));
-          answer.classList.add(cancelled ? "cancelled" : "failed");
-        } else if (frame.event === "end") {
-          const done = { role: "assistant", content, sources, usage, model: usage && usage.model,
-            cost_usd: usage && usage.cost_usd, context_used: usage && usage.context_used, created_at: frame.data.created_at };
-          answer.replaceWith(renderMessage(done));
-          if (!conversation) {
-            // The new conversation has an address now: its page lists it with the others.
-            setRunning(null);
-            location.hash = `#/chat/${frame.data.conversation_id}`;
-            return;
-          }
-        }
+      announce();
+      const end = await follow(response, answer);
+      if (end && !conversation) {
+        // The new conversation has an address now: its page lists it with the others.
+        setRunning(null);
+        location.hash = `#/chat/${end.conversation_id}`;
       }
     } catch (failure) {
       if (!controller.signal.aborted) {
@@ -130,6 +107,72 @@ export async function showChat(page, conversationId) {
       setRunning(null);
     }
   });
+
+  // The question, and an empty answer that fills as the stream arrives.
+  function begin(message) {
+    log.append(renderMessage({ role: "user", content: message, sources: [] }));
+    const answer = h("li", { class: "message assistant streaming" }, h("p", { class: "who" }, "Parley"),
+      h("div", { class: "text" }));
+    log.append(answer);
+    return answer;
+  }
+
+  // A turn's frames into its answer; the `end` frame's data, or null when it failed or was cancelled.
+  async function follow(response, answer) {
+    const textNode = answer.querySelector(".text");
+    let content = "";
+    let sources = [];
+    let usage = null;
+    for await (const frame of events(response)) {
+      if (frame.event === "delta") {
+        content += frame.data.text;
+        textNode.textContent = content;
+      } else if (frame.event === "sources") sources = frame.data.sources;
+      else if (frame.event === "usage") usage = frame.data;
+      else if (frame.event === "error") {
+        const cancelled = frame.data.code === "cancelled";
+        answer.append(h("p", { class: cancelled ? "hint" : "error" },
+          cancelled ? "Cancelled." : `The answer failed: ${frame.data.message} (${frame.data.code})`));
+        answer.classList.add(cancelled ? "cancelled" : "failed");
+        return null;
+      } else if (frame.event === "end") {
+        answer.replaceWith(renderMessage({ role: "assistant", content, sources, usage, model: usage && usage.model,
+          cost_usd: usage && usage.cost_usd, context_used: usage && usage.context_used, created_at: frame.data.created_at }));
+        return frame.data;
+      }
+    }
+    return null;
+  }
+
+  // Tabs of this browser tell each other which turn they are streaming, so a second tab on the
+  // same conversation joins it from the turn's events (the API replays them from the start).
+  const tabs = new BroadcastChannel("parley.turns");
+  let joined = null;
+  function announce() {
+    if (running && running.turnId) {
+      tabs.postMessage({ running: { conversationId: running.conversationId, turnId: running.turnId, message: running.message } });
+    }
+  }
+  tabs.onmessage = async ({ data }) => {
+    if (data.asking) return announce();
+    const turn = data.running;
+    if (!conversation || !turn || turn.conversationId !== conversation.id || running || joined === turn.turnId) return;
+    joined = turn.turnId;
+    const controller = new AbortController();
+    setRunning({ controller, message: turn.message, ...turn });
+    const answer = begin(turn.message);
+    try {
+      const response = await request("GET", `/v1/conversations/${turn.conversationId}/turns/${turn.turnId}/events`,
+        { signal: controller.signal });
+      await follow(response, answer);
+    } catch (failure) {
+      if (!controller.signal.aborted) problem(failure);
+    } finally {
+      answer.classList.remove("streaming");
+      setRunning(null);
+    }
+  };
+  if (conversation) tabs.postMessage({ asking: conversation.id });
 
   cancelButton.addEventListener("click", async () => {
     if (!running || !running.turnId) return;
@@ -178,7 +221,10 @@ export async function showChat(page, conversationId) {
         tools, log, composer)),
   );
   if (!conversation) text.focus();
-  return () => running && running.controller.abort();
+  return () => {
+    tabs.close();
+    if (running) running.controller.abort();
+  };
 }
 
 // A message; an answer's [n] become buttons that open the passage they cite.

@@ -103,10 +103,29 @@ function scenesPanel(scenes, cards) {
         h("h3", {}, `${s.scene.number}. ${s.heading}`),
         h("p", { class: "hint" }, [s.page ? `page ${s.page}` : "", `${s.tokens} tokens`,
           s.scene.characters.length ? s.scene.characters.join(", ") : "no dialogue"].filter(Boolean).join(" · ")),
-        card ? content(card.content, new Set(["scene", "heading", "page", "characters", "method"])) : null,
+        card ? sceneCard(card.content) : null,
         card && card.stale ? h("p", { class: "badge stale" }, "card stale") : null,
       );
     }),
+  );
+}
+
+// A scene card reads as a card: what happens, the sharpest line, the tone in one line; any other
+// field a model's card has follows, as data.
+function sceneCard(card) {
+  const shown = new Set(["scene", "heading", "page", "characters", "method", "what_happens", "conflict", "tone",
+    "dialogue_share"]);
+  const tone = card.tone || {};
+  const toneLine = [tone.int_ext, tone.time_of_day, tone.length_eighths ? `${tone.length_eighths}/8 page` : "", tone.pace,
+    typeof card.dialogue_share === "number" ? `${Math.round(card.dialogue_share * 100)} % dialogue` : ""];
+  const conflict = card.conflict;
+  return h(
+    "div",
+    { class: "scene-card" },
+    card.what_happens ? h("p", {}, card.what_happens) : null,
+    conflict && conflict.line ? h("blockquote", {}, `“${conflict.line}” — ${conflict.speaker || ""}`) : null,
+    h("p", { class: "hint" }, toneLine.filter(Boolean).join(" · ")),
+    content(Object.fromEntries(Object.entries(card).filter(([k]) => !shown.has(k)))),
   );
 }
 

@@ -60,6 +60,8 @@ function chartsBy(group, perDay, days, rows) {
       return { label: days[i].toISOString().slice(0, 10), value: parts.reduce((a, p) => a + p.value, 0), parts };
     });
   const keyed = names.map((name) => [series(name), name]);
+  const day = (d) => d.toISOString().slice(0, 10);
+  const span = h("p", { class: "hint span" }, h("span", {}, day(days[0])), h("span", {}, `${day(days.at(-1))} (UTC)`));
   return h(
     "section",
     { class: "usage-group" },
@@ -67,8 +69,10 @@ function chartsBy(group, perDay, days, rows) {
     names.length ? legend(keyed) : h("p", {}, "Nothing used in this period."),
     h("h3", {}, "Cost per day"),
     bars(stacked("cost_usd"), { title: `Cost per day by ${group}`, format: usd }),
+    span,
     h("h3", {}, "Tokens per day"),
     bars(stacked("total_tokens"), { title: `Tokens per day by ${group}`, format: (v) => `${number.format(v)} tokens` }),
+    span.cloneNode(true),
     h("div", { class: "scroll" }, h("table", {},
       h("caption", {}, `Last ${days.length} days by ${group}`),
       h("thead", {}, h("tr", {}, [group, "Calls", "Input", "Output", "Cache read", "Cache write", "Cost"]
