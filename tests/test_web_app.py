@@ -216,6 +216,28 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
     expect(documents.filter(has_text="Production notes")).to_contain_text("ready")
     shoot(page, "collection")
 
+    # A new version of the notes: the sections compared, and its own bar to ready.
+    notes = documents.filter(has_text="Production notes")
+    notes.locator("input[type=file]").set_input_files(
+        files=[
+            {
+                "name": "notes.md",
+                "mimeType": "text/markdown",
+                "buffer": (NOTES + "Parking is behind the cafe.\n").encode(),
+            }
+        ]
+    )
+    expect(page.get_by_role("status")).to_contain_text("Production notes: version 2 (0 added, 1 changed, 0 removed)")
+    expect(uploads).to_have_count(3)
+    expect(uploads.first.locator(".stage")).to_have_text("ready", timeout=60_000)
+    expect(notes.get_by_role("cell").nth(2)).to_have_text("2")  # the version column
+
+    # Deleting asks first.
+    page.once("dialog", lambda dialog: dialog.accept())
+    notes.get_by_role("button", name="Delete").click()
+    expect(documents.filter(has_text="Production notes")).to_have_count(0)
+    expect(documents.filter(has_text="The Night Shift")).to_have_count(1)
+
 
 def test_a_screenplay_page_shows_scenes_cards_characters_and_pacing(
     page: Page, key: str, script: dict[str, Any]

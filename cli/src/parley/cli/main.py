@@ -4,6 +4,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -32,19 +33,20 @@ R = TypeVar("R")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-class State:
-    url: str | None = None
-    key: str | None = None
-    api: Api | None = None
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The global flags, kept on typer's context for the command that runs."""
+
+    url: str | None
+    key: str | None
 
 
-state = State()
-
-
-def connect() -> Api:
-    if state.api is None:
-        state.api = Api(Settings.resolve(url=state.url, api_key=state.key))
-    return state.api
+def connect(ctx: typer.Context) -> Api:
+    """The API client for this run (closed when the command ends)."""
+    options = ctx.find_object(Options) or Options(None, None)
+    api = Api(Settings.resolve(url=options.url, api_key=options.key))
+    ctx.call_on_close(api.close)
+    return api
 
 
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -59,22 +61,19 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-        finally:
-            if state.api is not None:
-                state.api.close()
-                state.api = None
 
     return run
 
 
 @app.callback()
 def options(
+    ctx: typer.Context,
     url: Annotated[str | None, typer.Option(help="the gateway, e.g. http://127.0.0.1:8080 (env PARLEY_URL)")] = None,
     key: Annotated[str | None, typer.Option(help="an API key (env PARLEY_API_KEY)")] = None,
 ) -> None:
     """Settings: flags, else PARLEY_URL / PARLEY_API_KEY, else ~/.config/parley/config.toml
     (url = "…", api_key = "…"), else the key make run leaves in .parley/admin-key."""
-    state.url, state.key = url, key
+    ctx.obj = Options(url, key)
 
 
 def collection_id(api: Api, name_or_id: str, *, create: bool = False) -> str:
@@ -102,10 +101,10 @@ def document_id(api: Api, name_or_id: str) -> str:
 
 @app.command()
 @one_line_errors
-def collections() -> None:
+def collections(ctx: typer.Context) -> None:
     """List the collections."""
     table = Table("id", "name", "documents", "description")
-    for c in connect().pages("/v1/collections"):
+    for c in connect(ctx).pages("/v1/collections"):
         table.add_row(c["id"], c["name"], str(c["document_count"]), c["description"])
     console.print(table)
 
@@ -113,13 +112,14 @@ def collections() -> None:
 @app.command()
 @one_line_errors
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="files and folders (folders: every readable file inside)")],
     collection: Annotated[str, typer.Option("--collection", "-c", help="its name or id; created when new")],
     priority: Annotated[Literal["urgent", "normal", "low"], typer.Option(help="queue priority")] = "normal",
     wait: Annotated[bool, typer.Option(help="follow each document until it is ready")] = True,
 ) -> None:
     """Upload files and folders, a progress bar per file; ends with added / changed / unchanged / failed."""
-    api = connect()
+    api = connect(ctx)
     counts = ingest_command.ingest(
         api, console, collection_id(api, collection, create=True), paths, priority=priority, wait=wait
     )
@@ -130,6 +130,7 @@ def ingest(
 @app.command()
 @one_line_errors
 def chat(
+    ctx: typer.Context,
     collection: Annotated[
         list[str] | None, typer.Option("--collection", "-c", help="a collection to ask (name or id); repeatable")
     ] = None,
@@ -138,7 +139,7 @@ def chat(
     tier: Annotated[Literal["quick", "standard", "deep"], typer.Option(help="how much context")] = "standard",
 ) -> None:
     """Ask questions; answers stream in, with their sources listed under them. Ctrl-C cancels an answer."""
-    api = connect()
+    api = connect(ctx)
     if conversation is None and not collection:
         raise CliError("say which collections to ask (--collection) or which conversation to resume (--conversation)")
     chat_command.Session(
@@ -153,6 +154,7 @@ def chat(
 @app.command()
 @one_line_errors
 def search(
+    ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="what to look for")],
     collection: Annotated[list[str], typer.Option("--collection", "-c", help="name or id; repeatable")],
     mode: Annotated[Literal["hybrid", "keyword", "vector"], typer.Option()] = "hybrid",
@@ -160,7 +162,7 @@ def search(
     character: Annotated[list[str] | None, typer.Option(help="only scenes where they speak; repeatable")] = None,
 ) -> None:
     """Find passages without asking for an answer."""
-    api = connect()
+    api = connect(ctx)
     body: dict[str, Any] = {"query": query, "collection_ids": [collection_id(api, c) for c in collection]}
     body |= {"mode": mode, "k": k, "filters": {"characters": character or []}}
     reports.search(console, api.post("/v1/search", body)["data"])
@@ -168,30 +170,31 @@ def search(
 
 @app.command()
 @one_line_errors
-def scenes(document: Annotated[str, typer.Argument(help="a screenplay's id or title")]) -> None:
+def scenes(ctx: typer.Context, document: Annotated[str, typer.Argument(help="a screenplay's id or title")]) -> None:
     """A screenplay's scenes: number, heading, page, who speaks, length."""
-    api = connect()
+    api = connect(ctx)
     doc = document_id(api, document)
     reports.scenes(console, api.pages(f"/v1/documents/{doc}/sections"), api.get(f"/v1/documents/{doc}/pacing"))
 
 
 @app.command()
 @one_line_errors
-def characters(document: Annotated[str, typer.Argument(help="a screenplay's id or title")]) -> None:
+def characters(ctx: typer.Context, document: Annotated[str, typer.Argument(help="a screenplay's id or title")]) -> None:
     """A screenplay's speaking characters, most scenes first."""
-    api = connect()
+    api = connect(ctx)
     reports.characters(console, api.get(f"/v1/documents/{document_id(api, document)}/characters")["characters"])
 
 
 @app.command()
 @one_line_errors
 def usage(
+    ctx: typer.Context,
     by: Annotated[Literal["day", "model", "kind", "user"], typer.Option(help="group rows by")] = "day",
     days: Annotated[int, typer.Option(min=1, max=366, help="how far back")] = 30,
     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout instead of tables")] = False,
 ) -> None:
     """Tokens and cost by day, model, kind or user, and the month's budget."""
-    api = connect()
+    api = connect(ctx)
     since = (datetime.now(UTC) - timedelta(days=days)).isoformat()
     rows = api.get("/v1/usage", group_by=by, since=since)
     if csv:
@@ -202,10 +205,10 @@ def usage(
 
 @app.command()
 @one_line_errors
-def conversations() -> None:
+def conversations(ctx: typer.Context) -> None:
     """List your conversations, most recent first (their ids resume them: chat --conversation)."""
     table = Table("id", "title", "updated")
-    for c in connect().pages("/v1/conversations", limit=100):
+    for c in connect(ctx).pages("/v1/conversations", limit=100):
         table.add_row(c["id"], c["title"], c.get("updated_at") or "")
     console.print(table)
 
@@ -213,12 +216,13 @@ def conversations() -> None:
 @app.command()
 @one_line_errors
 def export(
+    ctx: typer.Context,
     conversation: Annotated[str, typer.Argument(help="the conversation's id")],
     format: Annotated[Literal["markdown", "json"], typer.Option("--format", "-f")] = "markdown",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="a file (default: stdout)")] = None,
 ) -> None:
     """A conversation as Markdown or JSON."""
-    response = connect().request("GET", f"/v1/conversations/{conversation}/export", params={"format": format})
+    response = connect(ctx).request("GET", f"/v1/conversations/{conversation}/export", params={"format": format})
     if output is None:
         sys.stdout.write(response.text)
     else:

@@ -12,17 +12,22 @@ export async function showUsage(page) {
   today.setUTCHours(0, 0, 0, 0);
   const days = Array.from({ length: DAYS }, (_, i) => new Date(today.getTime() - (DAYS - 1 - i) * 86_400_000));
   const range = (day) => `since=${day.toISOString()}&until=${new Date(day.getTime() + 86_400_000).toISOString()}`;
-  // One question per day and grouping: the API groups by one thing at a time.
-  const perDay = (group) => Promise.all(days.map((day) => get(`/v1/usage?group_by=${group}&${range(day)}`)));
   const since = days[0].toISOString();
-  const [byModel, byKind, models, kinds, summary, quota] = await Promise.all([
-    perDay("model"),
-    perDay("kind"),
+  const [perDayTotals, models, kinds, summary, quota] = await Promise.all([
+    get(`/v1/usage?group_by=day&since=${since}`),
     get(`/v1/usage?group_by=model&since=${since}`),
     get(`/v1/usage?group_by=kind&since=${since}`),
     get("/v1/usage/summary?window=7d"),
     get("/v1/quota"),
   ]);
+  // The API groups by one thing at a time: a day's split by model and by kind is asked for only
+  // on the days that used anything, so a quiet fortnight costs no requests.
+  const active = new Set(perDayTotals.rows.filter((r) => r.events > 0).map((r) => r.group));
+  const empty = { rows: [] };
+  const perDay = (group) =>
+    Promise.all(days.map((day) => active.has(day.toISOString().slice(0, 10))
+      ? get(`/v1/usage?group_by=${group}&${range(day)}`) : empty));
+  const [byModel, byKind] = await Promise.all([perDay("model"), perDay("kind")]);
   const total = models.total;
   const input = total.input_tokens + total.cache_read_tokens + total.cache_write_tokens;
   const cacheShare = input ? total.cache_read_tokens / input : 0;
