@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
-from parley.gateway import errors
+from parley.gateway import errors, webapp
 from parley.gateway.api.deps import Services
 from parley.gateway.routes import admin, chat, collections, documents, health, search, usage
 from parley.kit.identity import bind_request_id
@@ -35,6 +35,7 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     for module in (health, collections, documents, search, chat, usage, admin):
         app.include_router(module.router)
+    webapp.install(app)  # the web app at `/`: static files over the same /v1 API
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -1,0 +1,103 @@
+// The app's shell: sign-in, the navigation, and the hash routes each page answers.
+import { ApiError, apiKey, get, setApiKey } from "./api.js";
+import { h, heading, problem, replace } from "./dom.js";
+import { showChat } from "./chat.js";
+import { showCollection, showCollections } from "./collections.js";
+import { showDocument } from "./screenplay.js";
+import { showUsage } from "./usage.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+
+// "#/chat/abc" → the page for "chat" with ["abc"]; longest prefix first.
+const routes = [
+  [/^\/collections\/([^/]+)$/, showCollection],
+  [/^\/collections\/?$/, showCollections],
+  [/^\/documents\/([^/]+)$/, showDocument],
+  [/^\/chat(?:\/([^/]+))?$/, showChat],
+  [/^\/usage\/?$/, showUsage],
+];
+
+function showSignIn(reason = "") {
+  nav.hidden = true;
+  const input = h("input", {
+    id: "api-key",
+    name: "api-key",
+    type: "password",
+    autocomplete: "off",
+    required: true,
+    spellcheck: "false",
+    placeholder: "pk_…",
+  });
+  const error = h("p", { class: "error", role: "alert" }, reason);
+  const form = h(
+    "form",
+    { class: "card narrow", "aria-labelledby": "sign-in-title" },
+    h("h1", { id: "sign-in-title" }, "Sign in"),
+    h("p", {}, "Sign in with an API key. It stays in this browser tab only and is forgotten when the tab closes."),
+    h("label", { for: "api-key" }, "API key"),
+    input,
+    error,
+    h("button", { type: "submit" }, "Sign in"),
+    h("p", { class: "hint" }, "On a machine running make run, the admin key is in .parley/admin-key."),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = input.value.trim();
+    try {
+      await get("/v1/collections?page_size=1", { key });
+      setApiKey(key);
+      if (!location.hash || location.hash === "#/") location.hash = "#/collections";
+      else route();
+    } catch (failure) {
+      error.textContent = failure instanceof ApiError ? failure.describe() : String(failure);
+      input.focus();
+    }
+  });
+  replace(main, form);
+  input.focus();
+}
+
+let leave = null;
+
+async function route() {
+  if (leave) leave(); // a page's streams and timers stop when it is left
+  leave = null;
+  if (!apiKey()) return showSignIn();
+  nav.hidden = false;
+  const path = location.hash.replace(/^#/, "") || "/collections";
+  for (const link of nav.querySelectorAll("a")) {
+    const current = path.startsWith(link.getAttribute("href").slice(1));
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  for (const [pattern, show] of routes) {
+    const match = pattern.exec(path);
+    if (!match) continue;
+    const page = h("div", { class: "page" });
+    replace(main, page);
+    try {
+      leave = (await show(page, ...match.slice(1))) || null;
+    } catch (failure) {
+      if (failure instanceof ApiError && failure.status === 401) {
+        setApiKey("");
+        return showSignIn("That API key is no longer valid: sign in again.");
+      }
+      problem(failure);
+      page.append(h("p", { class: "error" }, failure.describe ? failure.describe() : String(failure)));
+    }
+    // Keyboard and screen-reader users land on the new page's title, not the old link.
+    const title = page.querySelector("h1");
+    if (title) title.focus({ preventScroll: true });
+    return;
+  }
+  replace(main, heading("Not found"), h("p", {}, h("a", { href: "#/collections" }, "Back to collections")));
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  setApiKey("");
+  location.hash = "#/";
+  route();
+});
+window.addEventListener("hashchange", route);
+route();

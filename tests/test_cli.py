@@ -1,0 +1,185 @@
+"""`parley`, the CLI, run as a person runs it (typer's CliRunner over the real command) against
+the whole platform: ingest a folder, re-ingest it, a screenplay's scenes and characters, search,
+chat and resume, export, usage as tables and CSV, and API errors as one line with a request id."""
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from parley.cli.main import app
+from parley.kit.devstack import Platform
+
+SCRIPT = """Title: The Night Shift
+
+INT. DINER - NIGHT
+
+Rain against the glass. ANNA wipes the counter.
+
+ANNA
+Coffee. Black. The machine takes twenty minutes to warm up.
+
+BEN
+You always say that.
+
+EXT. PARKING LOT - DAY
+
+ANNA
+Keys.
+
+BEN
+The lighthouse keeper left them under the mat.
+
+INT. CAR - NIGHT
+
+BEN
+Where to?
+
+ANNA
+The lighthouse. Before the tide turns.
+"""
+NOTES = "# Production notes\n\n## Locations\n\nThe diner scenes are shot at the harbour cafe on Tuesdays.\n"
+
+
+@pytest.fixture(scope="module")
+def environment(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    assert platform.secrets is not None
+    return {
+        "PARLEY_URL": platform.gateway_url,
+        "PARLEY_API_KEY": platform.secrets.admin_api_key,
+        "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("config")),  # the ingest state file goes here
+        "COLUMNS": "200",  # tables as wide as a laptop's terminal
+    }
+
+
+@pytest.fixture(scope="module")
+def parley(environment: dict[str, str]) -> Iterator["Parley"]:
+    yield Parley(environment)
+
+
+class Parley:
+    def __init__(self, environment: dict[str, str]) -> None:
+        self.environment = environment
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+        result = self.runner.invoke(app, list(args), env=self.environment | (env or {}), input=input)
+        # Whatever happens, a person never sees a traceback.
+        assert "Traceback" not in result.output, result.output
+        return result
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("scripts")
+    (root / "pilot").mkdir()
+    (root / "pilot" / "night.fountain").write_text(SCRIPT)
+    (root / "notes.md").write_text(NOTES)
+    (root / "empty.txt").write_text("")  # ingestion refuses it: nothing to read
+    (root / "cover.png").write_bytes(b"\x89PNG")  # not a readable ending: a folder's walk skips it
+    return root
+
+
+@pytest.fixture(scope="module")
+def collection(parley: Parley, folder: Path) -> str:
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    result = parley("ingest", str(folder), "--collection", name)
+    # One file refused: the run says so and exits 1, the others are in.
+    assert result.exit_code == 1, result.output
+    assert "3 files: 2 added, 0 changed, 0 unchanged, 1 failed" in result.output
+    assert re.search(r"failed .*empty\.txt: .*\(400 invalid_argument, request id \w+\)", result.output), result.output
+    return name
+
+
+def test_ingesting_a_folder_again_sends_only_what_changed(parley: Parley, folder: Path, collection: str) -> None:
+    (folder / "empty.txt").unlink()
+    (folder / "pilot" / "night.fountain").write_text(SCRIPT + "\nEXT. LIGHTHOUSE - DAWN\n\nANNA\nFound it.\n")
+    result = parley("ingest", str(folder), "--collection", collection)
+    assert result.exit_code == 0, result.output
+    assert "2 files: 0 added, 1 changed, 1 unchanged, 0 failed" in result.output
+    assert "night.fountain" in result.output and "ready" in result.output
+
+    listed = parley("collections")
+    assert re.search(rf"{collection}\s.*\s2\s", listed.output), listed.output
+
+
+def test_scenes_and_characters_of_a_screenplay_by_its_title(parley: Parley, collection: str) -> None:
+    scenes = parley("scenes", "The Night Shift")
+    assert scenes.exit_code == 0, scenes.output
+    for heading in ("INT. DINER - NIGHT", "EXT. PARKING LOT - DAY", "INT. CAR - NIGHT", "EXT. LIGHTHOUSE - DAWN"):
+        assert heading in scenes.output
+    assert "4 scenes" in scenes.output
+
+    characters = parley("characters", "The Night Shift")
+    assert characters.exit_code == 0, characters.output
+    anna = next(line for line in characters.output.splitlines() if "ANNA" in line and "BEN (" in line)
+    assert re.search(r"ANNA\s*│\s*4\s*│", anna), characters.output
+
+
+def test_search_lists_the_passages_that_match(parley: Parley, collection: str) -> None:
+    result = parley("search", "harbour cafe", "--collection", collection, "-k", "3")
+    assert result.exit_code == 0, result.output
+    assert "Production notes" in result.output
+    assert "Locations" in result.output
+
+
+def test_chat_streams_an_answer_with_its_sources_then_resumes_and_exports(parley: Parley, collection: str) -> None:
+    asked = parley("chat", "--collection", collection, "-m", "Where did the lighthouse keeper leave the keys?")
+    assert asked.exit_code == 0, asked.output
+    assert "under the mat" in asked.output
+    assert re.search(r"\[1\] The Night Shift", asked.output), asked.output
+    assert "local: " in asked.output  # the model and its tokens under the answer
+    conversation = re.search(r"conversation ([0-9a-f-]{36})", asked.output)
+    assert conversation, asked.output
+
+    # Interactive: questions from stdin until an empty line.
+    resumed = parley("chat", "--conversation", conversation[1], input="When is the diner shot?\n\n")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.output and "2 messages" in resumed.output
+    assert "Tuesdays" in resumed.output
+
+    exported = parley("export", conversation[1])
+    assert exported.exit_code == 0
+    assert "Where did the lighthouse keeper leave the keys?" in exported.output
+    assert "When is the diner shot?" in exported.output
+    as_json = parley("export", conversation[1], "--format", "json")
+    assert '"messages"' in as_json.output
+
+
+def test_usage_as_a_table_and_as_csv(parley: Parley, collection: str) -> None:
+    parley("chat", "--collection", collection, "-m", "Who says keys?")
+    table = parley("usage", "--by", "kind")
+    assert table.exit_code == 0, table.output
+    assert "chat" in table.output and "total" in table.output
+    assert "this month:" in table.output and "no limit" in table.output
+
+    csv = parley("usage", "--by", "model", "--csv")
+    assert csv.exit_code == 0, csv.output
+    lines = csv.output.strip().splitlines()
+    assert (
+        lines[0] == "model,events,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,total_tokens,cost_usd"
+    )
+    assert any(line.startswith("local,") for line in lines[1:]), lines
+
+
+def test_errors_are_one_line_with_the_request_id(parley: Parley, environment: dict[str, str]) -> None:
+    missing = parley("scenes", str(uuid.uuid4()))
+    assert missing.exit_code == 1
+    assert re.fullmatch(r"error: .*not found \(404 not_found, request id [0-9a-f]{32}\)\n", missing.output), (
+        missing.output
+    )
+
+    refused = parley("collections", env={"PARLEY_API_KEY": "pk_wrong"})
+    assert refused.exit_code == 1
+    assert "the API key is not valid (401 unauthenticated, request id " in refused.output
+
+    unreachable = parley("--url", "http://127.0.0.1:9", "collections")
+    assert unreachable.exit_code == 1
+    assert unreachable.output.startswith("error: cannot reach Parley at http://127.0.0.1:9")
+
+    not_a_script = parley("characters", "Production notes")
+    assert not_a_script.exit_code == 1
+    assert "(409 failed_precondition, request id" in not_a_script.output
