@@ -15,7 +15,17 @@ import httpx
 import pytest
 
 from parley.kit.dev import describe
-from parley.kit.devstack import SERVICES, Backoff, Child, Platform, Ports
+from parley.kit.devstack import (
+    SERVICES,
+    Backoff,
+    Child,
+    EmbeddedNats,
+    Platform,
+    Ports,
+    SupervisedServer,
+    free_port,
+    wait_for_port,
+)
 
 
 @pytest.fixture
@@ -101,6 +111,27 @@ def test_a_service_killed_on_purpose_stays_down_until_restarted(launcher: Platfo
         time.sleep(0.02)
     assert sleeper.restarts == 0
     assert sleeper.process is not None and sleeper.process.poll() is not None
+
+
+def test_the_embedded_nats_is_restarted_when_it_dies_and_said_so(
+    launcher: Platform, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="parley.kit.devstack")
+    nats = EmbeddedNats(tmp_path / "nats", port=free_port())
+    nats.start()
+    launcher.servers["nats"] = SupervisedServer("nats", nats)
+    try:
+        assert nats._process is not None
+        nats._process.send_signal(signal.SIGKILL)  # a crash, not `kill_server`, which holds it down
+
+        supervise_until(launcher, lambda: launcher.servers["nats"].restarts == 1)
+
+        assert nats.alive()
+        wait_for_port("127.0.0.1", nats.port, within=5)
+        assert announced_delays(caplog, "nats") == [0.2]
+        assert any("nats stopped (killed by SIGKILL)" in record.getMessage() for record in caplog.records)
+    finally:
+        nats.stop()
 
 
 def test_make_run_prints_where_each_service_serves_its_metrics_and_logs(platform: Platform) -> None:

@@ -331,7 +331,7 @@ async def test_a_second_turn_continues_with_the_conversations_collections(
     assert h.budget.holds[1][1] > h.budget.holds[0][1]
 
 
-async def test_a_failed_turn_reports_an_error_stores_no_message_and_releases_its_hold(
+async def test_a_turn_that_fails_after_the_model_began_stores_nothing_and_is_billed_at_its_hold(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
     h = await harness(settings, sessions, nats_client, provider=BrokenProvider())
@@ -344,6 +344,8 @@ async def test_a_failed_turn_reports_an_error_stores_no_message_and_releases_its
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
     assert not recorded.success and recorded.usage == common_pb2.TokenUsage() and recorded.reservation_id
+    # What the model produced after our failure is unknown: the hold, the most it can cost, is charged.
+    assert recorded.billed_at_hold
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "failed"
 
@@ -767,8 +769,9 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     h = await harness(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
-    # Enough to hold one short answer (input × $1 + 40 tokens × $5), not to spend one and hold another.
-    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=400)
+    # Enough to hold one short answer (the prompt's token bound × $1.25, Haiku's cache-write rate, +
+    # 40 tokens × $5: about 1,000 micro-USD), not to spend one and hold another.
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=1_100)
     ask = h.ask(provider="anthropic", max_tokens=40)
 
     started = await h.runner.start(h.identity, ask)
@@ -988,34 +991,162 @@ def test_a_summary_is_due_once_past_fifteen_messages_when_the_window_moves() -> 
     assert summary_due(total_messages=18, summarized=6, window=10) == 12
 
 
-async def test_turns_a_dead_replica_left_running_are_failed_and_live_ones_are_not(
+class GatedProvider(LocalProvider):
+    """Says a little, then waits for `release` before it finishes: a turn to lose its lease in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        yield TextDelta("Descale ")
+        await self.release.wait()
+        yield Finished(common_pb2.TokenUsage(input_tokens=10, output_tokens=2), "stop", provider=self.name, model=model)
+
+
+class PricedEndlessProvider(EndlessProvider):
+    """An endless turn on a model usage-svc prices (Haiku), so its hold is money."""
+
+    name = "anthropic"
+    default_model = "claude-haiku-4-5"
+    models = ("claude-haiku-4-5",)
+
+
+async def lapse(sessions: db.Sessions, *turn_ids: str) -> None:
+    """The replica running these turns stopped renewing their leases long enough ago."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(turns).where(turns.c.id.in_(turn_ids)).values(lease_expires_at=func.now() - timedelta(seconds=1))
+        )
+
+
+async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_its_stream_ended(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    usage_svc: tuple[str, Budgets, Recorder],
+) -> None:
+    target, budgets, recorder = usage_svc
+    client = UsageClient(target, deadline_seconds=5)
+    h = await harness(settings, sessions, nats_client, provider=PricedEndlessProvider(), usage=client)
+    # Replica A takes a turn, says "Descale " and dies: it stops renewing the turn's lease (its task
+    # lingers in this test process, as a replica that froze would).
+    replica_a = h.runner
+    dead = await replica_a.start(h.identity, h.ask())
+    await asyncio.sleep(0.1)
+    hold = (await budgets.quota(tenant_id=h.identity.tenant_id)).reserved_micros
+    assert hold > 0
+    # Replica C runs a turn of its own and is alive: it renews its lease.
+    c = await harness(settings, sessions, nats_client, provider=PricedEndlessProvider(), usage=client)
+    replica_c = c.runner
+    live = await replica_c.start(c.identity, c.ask())
+    await lapse(sessions, dead.turn_id, live.turn_id)
+    await replica_c.leases.renew()
+    # Replica B sweeps.
+    replica_b = (await harness(settings, sessions, nats_client)).runner
+
+    settled = await replica_b.leases.settle_lapsed()
+    assert dead.turn_id in settled and live.turn_id not in settled, "a replica's own running turns are spared"
+    assert await replica_b.leases.settle_lapsed(turn_id=dead.turn_id) == []  # once only
+
+    # The usage event charges the whole hold, and releases it.
+    [billed] = await h.usage_events(dead.conversation_id)
+    assert billed.billed_at_hold and not billed.success
+    assert await recorder.record(billed)
+    quota = await budgets.quota(tenant_id=h.identity.tenant_id)
+    assert quota.spent_micros == hold
+    # Every client of the turn is told, after what it had seen.
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=nats_client.jetstream())
+    while await relay.publish_pending():
+        pass
+    read = await read_turn(nats_client, dead)
+    assert [event.WhichOneof("kind") for event in read] == ["delta", "error"]
+    assert [event.seq for event in read] == [1, 2]
+    assert read[-1].error.code == "interrupted" and "billed at its budget hold" in read[-1].error.message
+    view = await h.conversations.turn(h.owner, conversation_id=dead.conversation_id, turn_id=dead.turn_id)
+    assert view.turn.state == "interrupted"
+    # Cancel tells the truth about it.
+    with pytest.raises(NotFound, match="was interrupted"):
+        await replica_b.cancel(h.owner, conversation_id=dead.conversation_id, turn_id=dead.turn_id)
+    live_view = await c.conversations.turn(c.owner, conversation_id=live.conversation_id, turn_id=live.turn_id)
+    assert live_view.turn.state == "running"
+    assert replica_c.cancel_here(c.owner, conversation_id=live.conversation_id, turn_id=live.turn_id)
+    # The frozen replica wakes and cancels its turn: settled already, nothing more is billed.
+    assert replica_a.cancel_here(h.owner, conversation_id=dead.conversation_id, turn_id=dead.turn_id)
+    await replica_a.drain(grace_seconds=1)
+    assert await h.usage_events(dead.conversation_id) == [], "no second usage event joins the relayed one"
+    await client.close()
+
+
+async def test_cancelling_a_turn_whose_replica_died_settles_it_at_once(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
     h = await harness(settings, sessions, nats_client, provider=EndlessProvider())
-    live = await h.runner.start(h.identity, h.ask())  # runs here until cancelled
-    abandoned, begun, finished = (str(uuid.uuid4()) for _ in range(3))
-    async with h.sessions.begin() as session:
-        for turn_id in (abandoned, begun, finished):
-            await store.add_turn(session=session, owner=h.owner, conversation_id=live.conversation_id, turn_id=turn_id)
-        await store.end_turn(session=session, tenant_id=h.owner.tenant_id, turn_id=finished, state="completed")
-        older = timedelta(seconds=settings.abandoned_turn_seconds + 60)
-        await session.execute(
-            update(turns)
-            .where(turns.c.id.in_([abandoned, finished, live.turn_id]))
-            .values(created_at=func.now() - older)
+    orphan = str(uuid.uuid4())
+    started = await h.runner.start(h.identity, h.ask())
+    async with sessions.begin() as session:
+        await store.add_turn(
+            session=session,
+            owner=h.owner,
+            conversation_id=started.conversation_id,
+            turn_id=orphan,
+            lease=timedelta(seconds=-1),  # its replica is long gone
+            reservation_id=str(uuid.uuid4()),
+            provider="local",
+            model="local",
         )
+    elsewhere = (await harness(settings, sessions, nats_client)).runner
 
-    assert await h.runner.fail_abandoned() >= 1
+    with pytest.raises(NotFound, match="was interrupted"):
+        await elsewhere.cancel(h.owner, conversation_id=started.conversation_id, turn_id=orphan)
+    assert [event.billed_at_hold for event in await h.usage_events(started.conversation_id)] == [True]
+    h.runner.cancel_here(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
 
-    async def state(turn_id: str) -> str:
-        view = await h.conversations.turn(h.owner, conversation_id=live.conversation_id, turn_id=turn_id)
-        return view.turn.state
 
-    assert [await state(turn_id) for turn_id in (abandoned, begun, finished, live.turn_id)] == [
-        "failed",
-        "running",  # not long enough to say
-        "completed",
-        "running",  # this replica runs it
-    ]
-    assert h.runner.cancel_here(h.owner, conversation_id=live.conversation_id, turn_id=live.turn_id)
-    assert (await read_turn(nats_client, live))[-1].error.code == "cancelled"
+async def test_a_turn_settled_elsewhere_meanwhile_stores_and_bills_nothing_more(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    gated = GatedProvider()
+    h = await harness(settings, sessions, nats_client, provider=gated)
+    started = await h.runner.start(h.identity, h.ask())
+    await asyncio.sleep(0.1)
+    # This replica was too slow to renew its lease (a long pause): another one settled the turn.
+    await lapse(sessions, started.turn_id)
+    other = (await harness(settings, sessions, nats_client)).runner
+    assert await other.leases.settle_lapsed(turn_id=started.turn_id) == [started.turn_id]
+
+    gated.release.set()  # the model finishes after all
+    for _ in range(50):
+        if not h.runner._running.ids():
+            break
+        await asyncio.sleep(0.05)
+
+    _, messages = await h.conversations.get(h.owner, started.conversation_id)
+    assert messages == [], "its answer is not kept: the turn was already ended and billed"
+    [billed] = await h.usage_events(started.conversation_id)
+    assert billed.billed_at_hold, "one bill, the hold's"
+    view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert view.turn.state == "interrupted"
+
+
+async def test_a_turn_renews_its_lease_while_it_runs(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client, provider=EndlessProvider())
+    started = await h.runner.start(h.identity, h.ask())
+    await lapse(sessions, started.turn_id)
+    await h.runner.leases.renew()
+    other = (await harness(settings, sessions, nats_client)).runner
+    assert started.turn_id not in await other.leases.settle_lapsed(turn_id=started.turn_id)
+    h.runner.cancel_here(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+    assert (await read_turn(nats_client, started))[-1].error.code == "cancelled"
+
+
+async def test_a_turn_after_nats_lost_the_turn_stream_declares_it_again_and_answers(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    # A NATS restart loses CHATSTREAM (a memory stream): the turn declares it before it holds or calls.
+    await nats_client.jetstream().delete_stream(TURN_STREAM_NAME)
+    h = await harness(settings, sessions, nats_client)
+    started = await h.runner.start(h.identity, h.ask())
+    assert (await read_turn(nats_client, started))[-1].WhichOneof("kind") == "end"

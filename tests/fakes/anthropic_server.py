@@ -19,6 +19,7 @@ Tokens are counted with cl100k_base (see `scripting`), block text only, no per-m
 import asyncio
 import hashlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -69,6 +70,16 @@ class CacheUsage:
     input_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A call the fake answered (status 200): the usage it reports, output as if it ran to its end
+    (the most the call can be billed, even when the client went away mid-answer)."""
+
+    model: str
+    usage: CacheUsage
+    output_tokens: int
 
 
 @dataclass(slots=True)
@@ -171,6 +182,19 @@ class FakeAnthropic(ScriptedServer):
     def __init__(self, *, answer: str | None = None, min_cacheable_tokens: int | None = None) -> None:
         super().__init__(answer=answer)
         self._cache = _PromptCache(self.behaviour, min_cacheable_tokens)
+        self._served: list[Served] = []
+        self._served_lock = threading.Lock()
+
+    @property
+    def served(self) -> list[Served]:
+        """Every call answered since the last `reset`, in order."""
+        with self._served_lock:
+            return list(self._served)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._served_lock:
+            self._served.clear()
 
     @property
     def base_url(self) -> str:
@@ -209,6 +233,8 @@ class FakeAnthropic(ScriptedServer):
         usage = self._cache.use(str(body["model"]), blocks)
         answer = compose(step.answer or self.behaviour.answer, body["max_tokens"])
         stop_reason = "max_tokens" if answer.cut else "end_turn"
+        with self._served_lock:
+            self._served.append(Served(str(body["model"]), usage, answer.tokens))
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
             await self._stream(response, step, body, message_id, usage, answer, stop_reason)

@@ -18,7 +18,7 @@ from parley.v1.common_pb2 import TokenUsage
 from parley.v1.events_pb2 import UsageRecorded
 
 Stub = usage_pb2_grpc.UsageServiceStub
-SONNET_1K_IN_1K_OUT = 3_000 + 15_000  # micro-USD held for 1,000 input + 1,000 max output tokens
+SONNET_1K_IN_1K_OUT = 3_750 + 15_000  # micro-USD held: 1,000 input tokens at the cache-write rate + 1,000 output
 
 
 def as_tenant(tenant_id: str) -> tuple[tuple[str, str], ...]:
@@ -64,7 +64,7 @@ async def test_reserve_beyond_the_budget_is_resource_exhausted(usage_stub: Stub,
 
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
-    assert (quota.allowed, quota.limit_micros, quota.reserved_micros) == (False, 36_000, 36_000)
+    assert (quota.allowed, quota.limit_micros, quota.reserved_micros) == (False, 37_500, 37_500)
 
 
 async def test_settling_a_hold_makes_room_again(usage_stub: Stub, tenant_id: str) -> None:
@@ -166,18 +166,20 @@ async def test_a_zero_budget_refuses_any_cost_and_no_limit_is_explicit(usage_stu
 @pytest.mark.parametrize(
     ("provider", "model", "held"),
     [
-        # 2,000 input tokens at 2.5 micro-USD + 500 output tokens at 10 micro-USD (gpt-4o's prices)
+        # 2,000 input tokens at 2.5 micro-USD + 500 output tokens at 10 micro-USD (gpt-4o's prices;
+        # OpenAI's cache costs nothing to write, so plain input is input's dearest rate)
         ("openai", "gpt-4o", 5_000 + 5_000),
-        # chat-svc's default Claude model has a row of its own (3 and 15 micro-USD)
-        ("anthropic", "claude-sonnet-4-6", 6_000 + 7_500),
-        # a model the table does not list is held at the dearest row, "default": 15 and 75 micro-USD
-        ("openai", "gpt-9", 30_000 + 37_500),
-        ("", "gpt-9", 30_000 + 37_500),
+        # chat-svc's default Claude model has a row of its own: input at its cache-write rate
+        # (3.75 micro-USD, 1.25x plain input), output at 15
+        ("anthropic", "claude-sonnet-4-6", 7_500 + 7_500),
+        # a model the table does not list is held at the dearest row, "default": 18.75 and 75 micro-USD
+        ("openai", "gpt-9", 37_500 + 37_500),
+        ("", "gpt-9", 37_500 + 37_500),
         # ...except the offline provider's, which are free whatever they are called
         ("local", "local-large", 0),
     ],
 )
-async def test_a_hold_is_input_tokens_at_the_input_price_plus_max_output_at_the_output_price(
+async def test_a_hold_is_input_tokens_at_their_dearest_price_plus_max_output_at_the_output_price(
     usage_stub: Stub, tenant_id: str, provider: str, model: str, held: int
 ) -> None:
     hold = await usage_stub.Reserve(

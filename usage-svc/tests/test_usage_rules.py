@@ -39,9 +39,19 @@ def test_no_tokens_and_free_models_cost_nothing() -> None:
     assert pricing.cost_micros(TokenUsage(input_tokens=10**9, output_tokens=10**9), FREE) == 0
 
 
-def test_reservation_is_input_at_input_price_plus_max_output_at_output_price() -> None:
-    assert pricing.reservation_micros(input_tokens=2_000, max_output_tokens=1_000, price=SONNET) == 6_000 + 15_000
+def test_reservation_is_input_at_its_dearest_rate_plus_max_output_at_output_price() -> None:
+    # Sonnet writes its cache at 1.25x plain input: a prompt written to cache whole is the most it costs.
+    assert pricing.reservation_micros(input_tokens=2_000, max_output_tokens=1_000, price=SONNET) == 7_500 + 15_000
     assert pricing.reservation_micros(input_tokens=1, max_output_tokens=0, price=MINI) == 1
+    # No usage of those tokens costs more than the hold.
+    for usage in (
+        TokenUsage(input_tokens=2_000, output_tokens=1_000),
+        TokenUsage(cache_write_tokens=2_000, output_tokens=1_000),
+        TokenUsage(cache_read_tokens=1_000, cache_write_tokens=1_000, output_tokens=1_000),
+    ):
+        assert pricing.cost_micros(usage, SONNET) <= pricing.reservation_micros(
+            input_tokens=2_000, max_output_tokens=1_000, price=SONNET
+        )
 
 
 def test_unknown_models_fall_back_to_default_except_the_offline_provider() -> None:

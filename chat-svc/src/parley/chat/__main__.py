@@ -63,7 +63,7 @@ async def main() -> None:
     relay_stop = asyncio.Event()
     try:
         runtime.spawn(relay.run(relay_stop), name="outbox")
-        runtime.spawn(turns.sweep_abandoned(runtime.stopping), name="abandoned-turns")
+        runtime.spawn(turns.leases.run(runtime.stopping), name="turn-leases")
         await events.serve_cancels(runtime.nc, turns)
         runtime.consume(events.summaries(memory))
         await runtime.serve_grpc(

@@ -40,7 +40,7 @@ from parley.chat.context_builder import Prompt
 from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.provider_registry import choose, configured_model
-from parley.chat.providers import Finished, LlmProvider, ProviderEvent, TextDelta
+from parley.chat.providers import Finished, LlmProvider, ProviderEvent, TextDelta, prompt_tokens
 from parley.kit.contracts import COMPLETION_KINDS, MAX_COMPLETION_CHARS, MAX_OUTPUT_TOKENS
 from parley.kit.errors import InvalidInput, Unavailable
 from parley.kit.identity import Identity
@@ -98,7 +98,7 @@ class _Call:
     kind: str
     provider: LlmProvider
     model: str
-    input_tokens: int  # as the provider counted them for the hold
+    input_tokens: int  # our cl100k estimate of the prompt: what a call we cut off is billed for
     hold: Hold
     started: float
 
@@ -146,10 +146,13 @@ class Completions:
         provider, model = choose(self._providers, provider=request.provider, model=request.model, default=self._default)
         max_tokens = request.max_tokens or self._default_max_tokens
         prompt = Prompt(request.system, (), (), request.prompt)
-        input_tokens = await asyncio.to_thread(provider.count_tokens, prompt, model=model)
+        # The hold on the provider's bound of the prompt (never less than the bill); a call cut off
+        # is billed on our estimate, as a cancelled turn is.
+        bound = await asyncio.to_thread(provider.count_tokens, prompt, model=model)
         hold = await self._budget.reserve(
-            identity, provider=provider.name, model=model, input_tokens=input_tokens, max_output_tokens=max_tokens
+            identity, provider=provider.name, model=model, input_tokens=bound, max_output_tokens=max_tokens
         )
+        input_tokens = await asyncio.to_thread(prompt_tokens, prompt)
         call = _Call(
             identity=dataclasses.replace(identity, request_id=request.request_id or identity.request_id),
             kind=kind,

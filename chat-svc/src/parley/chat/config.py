@@ -40,11 +40,13 @@ class Settings(ServiceSettings):
     publish_timeout_seconds: float = 5.0
     # How long a cancel waits for the replica running the turn to answer; silence means not running.
     cancel_wait_seconds: float = 1.0
-    # A turn still `running` this long after it began lost the replica that ran it (its budget hold
-    # has expired by then too): every replica marks such turns failed at start and every
-    # `turn_sweep_seconds`, leaving alone those it runs itself.
-    abandoned_turn_seconds: float = 900.0
-    turn_sweep_seconds: float = 60.0
+    # Turn leases (leases.TurnLeases): the replica running a turn renews it every heartbeat for
+    # `turn_lease_seconds`; every replica, every `turn_sweep_seconds`, settles the running turns
+    # whose lease ran out (their replica died) at their hold. A dead replica's turns are settled
+    # within lease + sweep seconds; the lease must outlast a few missed heartbeats.
+    turn_lease_seconds: float = 15.0
+    turn_heartbeat_seconds: float = 5.0
+    turn_sweep_seconds: float = 5.0
 
     # Claude, through Anthropic's Messages API. The first model is the default.
     anthropic_api_key: SecretStr | None = None

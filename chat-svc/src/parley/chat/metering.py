@@ -25,6 +25,7 @@ def usage_event(
     conversation_id: str,
     latency_ms: int,
     success: bool,
+    billed_at_hold: bool = False,
 ) -> events_pb2.UsageRecorded:
     occurred_at = Timestamp()
     occurred_at.GetCurrentTime()
@@ -42,6 +43,7 @@ def usage_event(
         latency_ms=latency_ms,
         success=success,
         occurred_at=occurred_at,
+        billed_at_hold=billed_at_hold,
     )
 
 

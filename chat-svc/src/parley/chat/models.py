@@ -69,11 +69,19 @@ turns = Table(
     Column("id", UUID(as_uuid=False), primary_key=True),
     Column("tenant_id", Text, nullable=False),
     Column("conversation_id", UUID(as_uuid=False), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
-    Column("state", Text, nullable=False),  # running | completed | failed | cancelled
+    Column("state", Text, nullable=False),  # running | completed | failed | cancelled | interrupted
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What settling the turn needs when the replica running it died (leases.TurnLeases): who asked,
+    # the hold to charge, the call it was making.
+    Column("user_id", Text, nullable=False, server_default=""),
+    Column("reservation_id", Text, nullable=False, server_default=""),
+    Column("provider", Text, nullable=False, server_default=""),
+    Column("model", Text, nullable=False, server_default=""),
+    # Renewed by the replica running the turn; past it, the replica is presumed dead.
+    Column("lease_expires_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("turns_by_conversation", "tenant_id", "conversation_id"),
-    # The sweep for turns a dead replica left running (TurnRunner.sweep_abandoned).
-    Index("turns_running", "created_at", postgresql_where=text("state = 'running'")),
+    # Every replica's look for running turns whose lease ran out; partial: it never reads finished ones.
+    Index("turns_running", "lease_expires_at", postgresql_where=text("state = 'running'")),
 )
 
 outbox = outbox_table(metadata)

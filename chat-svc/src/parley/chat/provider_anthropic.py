@@ -36,7 +36,7 @@ from parley.chat.provider_errors import (
     StreamBroken,
     classify_status,
 )
-from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens
+from parley.chat.providers import Finished, ProviderEvent, TextDelta, request_token_bound
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
@@ -114,9 +114,9 @@ class AnthropicProvider:
         await self._client.close()
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        # cl100k, not Claude's tokenizer (only Anthropic's count endpoint knows it, a round trip
-        # per turn): an estimate for the hold; the bill is what Anthropic reports.
-        return prompt_tokens(prompt)
+        # A bound, not a count: Claude's tokenizer is Anthropic's own (its count endpoint would be a
+        # round trip per turn), and cl100k undercounts it, so a hold priced on cl100k could be passed.
+        return request_token_bound(system_blocks(prompt), messages(prompt))
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         input_tokens = cache_read = cache_write = output_tokens = 0

@@ -30,7 +30,7 @@ from parley.chat.provider_errors import (
     StreamBroken,
     classify_status,
 )
-from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens
+from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens, request_token_bound
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
@@ -93,8 +93,9 @@ class OpenAIProvider:
         await self._client.close()
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        # cl100k: exact for older GPT models, an estimate for o200k ones and compatible servers.
-        return prompt_tokens(prompt)
+        # A bound that holds for o200k, cl100k and a compatible server's tokenizer alike (cl100k is
+        # exact for older GPT models only).
+        return request_token_bound(chat_messages(prompt))
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         finish_reason = "stop"

@@ -14,6 +14,7 @@ many tokens of them as max_tokens allows.
 
 import asyncio
 import codecs
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class LlmProvider(Protocol):
     models: tuple[str, ...]  # the models a request may name, the default first
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        """The input tokens the call will be billed for, as near as is known before it: the hold is priced on it."""
+        """At least the input tokens the call will be billed for (never fewer): the hold is priced on it."""
         ...
 
     def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]: ...
@@ -56,7 +57,21 @@ class LlmProvider(Protocol):
 
 
 def prompt_tokens(prompt: Prompt) -> int:
+    """cl100k's count: what the local provider bills, and our estimate of a remote prompt."""
     return sum(count_tokens(part) for part in prompt.parts())
+
+
+# Tokens a provider may add to a request beyond its text (a system preamble, role markers).
+FRAMING_TOKENS = 64
+
+
+def request_token_bound(*request: object) -> int:
+    """At least as many tokens as any byte-level BPE tokenizer (Claude's, OpenAI's o200k and
+    cl100k, Llama's) makes of the request's text: each token covers at least one byte, so the
+    request's JSON (its text, escaped, with framing per message and block that outweighs the few
+    special tokens the provider adds per message) is a bound, plus `FRAMING_TOKENS`. A hold priced
+    on it is an upper bound on the bill; an estimate (cl100k for Claude) would not be."""
+    return len(json.dumps(request, ensure_ascii=False).encode()) + FRAMING_TOKENS
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -66,6 +66,19 @@ class TurnRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LapsedTurn:
+    """A running turn whose lease ran out: its replica died. What settling it needs."""
+
+    id: str
+    tenant_id: str
+    user_id: str
+    conversation_id: str
+    reservation_id: str
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     role: str
     content: str
@@ -208,12 +221,32 @@ async def count_messages(*, session: AsyncSession, tenant_id: str, conversation_
     return int((await session.execute(query)).scalar_one())
 
 
-async def add_turn(*, session: AsyncSession, owner: Owner, conversation_id: str, turn_id: str) -> TurnRecord:
+async def add_turn(
+    *,
+    session: AsyncSession,
+    owner: Owner,
+    conversation_id: str,
+    turn_id: str,
+    lease: timedelta,
+    reservation_id: str = "",
+    provider: str = "",
+    model: str = "",
+) -> TurnRecord:
     row = (
         (
             await session.execute(
                 insert(turns)
-                .values(id=turn_id, tenant_id=owner.tenant_id, conversation_id=conversation_id, state="running")
+                .values(
+                    id=turn_id,
+                    tenant_id=owner.tenant_id,
+                    user_id=owner.user_id,
+                    conversation_id=conversation_id,
+                    state="running",
+                    reservation_id=reservation_id,
+                    provider=provider,
+                    model=model,
+                    lease_expires_at=func.now() + lease,
+                )
                 .returning(turns)
             )
         )
@@ -246,26 +279,64 @@ async def get_turn(*, session: AsyncSession, owner: Owner, conversation_id: str,
     return None if row is None else _turn(row)
 
 
-async def end_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, state: str) -> None:
-    await session.execute(
-        update(turns).where(turns.c.id == turn_id, turns.c.tenant_id == tenant_id).values(state=state)
-    )
-
-
-async def fail_abandoned_turns(*, session: AsyncSession, older_than: timedelta, spare: Sequence[str]) -> int:
-    """Mark failed every tenant's turns still `running` that began `older_than` ago, but those in
-    `spare`; how many."""
-    failed = await session.execute(
+async def end_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, state: str) -> bool:
+    """End a running turn; False when it is not running any more (another replica settled it as
+    interrupted when its lease ran out): the caller's transaction must then record nothing."""
+    ended = await session.execute(
         update(turns)
-        .where(
-            turns.c.state == "running",
-            turns.c.created_at < func.now() - older_than,
-            turns.c.id.not_in(list(spare)),
-        )
-        .values(state="failed")
+        .where(turns.c.id == turn_id, turns.c.tenant_id == tenant_id, turns.c.state == "running")
+        .values(state=state)
         .returning(turns.c.id)
     )
-    return len(failed.all())
+    return ended.first() is not None
+
+
+async def renew_leases(*, session: AsyncSession, turn_ids: Sequence[str], lease: timedelta) -> None:
+    """The running turns of this replica are alive for `lease` more."""
+    if turn_ids:
+        await session.execute(
+            update(turns)
+            .where(turns.c.id.in_(list(turn_ids)), turns.c.state == "running")
+            .values(lease_expires_at=func.now() + lease)
+        )
+
+
+async def interrupt_lapsed_turns(
+    *, session: AsyncSession, spare: Sequence[str], turn_id: str | None = None, limit: int = 100
+) -> list[LapsedTurn]:
+    """Mark `interrupted` every tenant's running turns whose lease ran out (or just `turn_id`'s),
+    but those in `spare`; them. Rows another replica is settling are skipped, not waited for."""
+    query = (
+        select(turns)
+        .where(turns.c.state == "running", turns.c.lease_expires_at < func.now(), turns.c.id.not_in(list(spare)))
+        .order_by(turns.c.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if turn_id is not None:
+        query = query.where(turns.c.id == turn_id)
+    rows = (await session.execute(query)).mappings().all()
+    if rows:
+        await session.execute(
+            update(turns).where(turns.c.id.in_([row["id"] for row in rows])).values(state="interrupted")
+        )
+    return [
+        LapsedTurn(
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            user_id=row["user_id"],
+            conversation_id=row["conversation_id"],
+            reservation_id=row["reservation_id"],
+            provider=row["provider"],
+            model=row["model"],
+        )
+        for row in rows
+    ]
+
+
+async def enqueue_turn_event(*, session: AsyncSession, subject: str, msg_id: str, event: events_pb2.TurnEvent) -> None:
+    """A turn event published by the relay after the commit (the end of an interrupted turn)."""
+    await kit_outbox.enqueue(session=session, table=outbox, subject=subject, msg_id=msg_id, message=event)
 
 
 async def add_messages(

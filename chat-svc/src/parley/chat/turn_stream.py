@@ -7,13 +7,32 @@ from datetime import datetime
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from parley.kit import bus
 from parley.kit.bus import STREAMS
 from parley.kit.contracts import TURN_STREAMS, turn_event_msg_id, turn_subject
+from parley.kit.errors import Unavailable
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 # The stream that keeps turn events (an hour, in memory): where a late reader looks for them.
 TURN_STREAM_NAME = next(str(config.name) for config in STREAMS if TURN_STREAMS in (config.subjects or ()))
+
+
+async def require_turn_stream(js: JetStreamContext) -> None:
+    """Unavailable unless turn events can be published now: a turn checks this before it holds a
+    budget or calls a model, so a turn whose client could never see the answer costs nothing.
+    A stream NATS lost (a restart; its streams live in memory) is declared again here."""
+    try:
+        await js.stream_info(TURN_STREAM_NAME)
+        return
+    except NotFoundError:
+        pass
+    except Exception as error:
+        raise Unavailable("the event bus is unavailable; try again") from error
+    try:
+        await bus.ensure_streams(js)
+    except Exception as error:
+        raise Unavailable("the event bus is unavailable; try again") from error
 
 
 async def events_kept(js: JetStreamContext, *, conversation_id: str, turn_id: str) -> bool:

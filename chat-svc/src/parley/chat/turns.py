@@ -20,18 +20,21 @@ How a turn fails (the usage event always settles the hold):
   the client gets `usage` then `error`, and the turn is `failed`;
 - cancelled: no message is stored; the usage event bills the text already produced, counted by
   us (the provider charges for it), or nothing if none was;
-- its replica died: nothing is stored or billed (the hold expires); `sweep_abandoned`, on every
-  replica, marks the turn failed once it has been running `abandoned_turn_seconds`.
+- a failure of our own after the model began answering (the event bus went away mid-answer, …):
+  no message is stored; the usage event charges the whole hold (`billed_at_hold`), since what the
+  model produced past the failure is unknown;
+- its replica died: another replica finds the turn's lease lapsed and settles it
+  (leases.TurnLeases): `interrupted`, billed at its hold, its stream ended with an `error`.
+A turn settled elsewhere (this replica was too slow to renew its lease) stores and bills nothing
+more here: its last transaction only ends a turn that is still `running`.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -44,12 +47,13 @@ from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
+from parley.chat.leases import TurnLeases
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.provider_registry import choose
-from parley.chat.providers import Finished, LlmProvider, TextDelta
-from parley.chat.turn_stream import TurnStream
+from parley.chat.providers import Finished, LlmProvider, TextDelta, prompt_tokens
+from parley.chat.turn_stream import TurnStream, require_turn_stream
 from parley.kit.contracts import (
     INTENTS,
     MAX_COLLECTIONS_PER_CONVERSATION,
@@ -61,7 +65,7 @@ from parley.kit.contracts import (
     tier_name,
 )
 from parley.kit.db import Sessions
-from parley.kit.errors import InvalidInput, NotFound
+from parley.kit.errors import InvalidInput, NotFound, Unavailable
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.tokens import count_tokens
@@ -209,6 +213,7 @@ class TurnRunner:
         self._relay = relay
         self._meter = Meter(sessions=sessions, relay=relay)
         self._running = RunningTurns()
+        self.leases = TurnLeases(settings=settings, sessions=sessions, js=js, relay=relay, running=self._running.ids)
 
     async def start(self, identity: Identity, request: TurnRequest) -> StartedTurn:
         validate(request)
@@ -245,8 +250,10 @@ class TurnRunner:
             notes=context.notes,
             carried_passages=len(prompt.carried),
         )
-        # Priced by usage-svc: every counted input token uncached plus every allowed output token,
-        # the most this call can cost.
+        # A turn whose events cannot be published fails here, before any hold or model call.
+        await require_turn_stream(self._js)
+        # Priced by usage-svc: every counted input token at input's dearest rate plus every allowed
+        # output token, the most this call can cost.
         hold = await self._budget.reserve(
             identity,
             provider=provider.name,
@@ -261,7 +268,16 @@ class TurnRunner:
                     conversation = await store.create_conversation(
                         session=session, owner=owner, title=title_from(request.message), collection_ids=collection_ids
                     )
-                await store.add_turn(session=session, owner=owner, conversation_id=conversation.id, turn_id=turn_id)
+                await store.add_turn(
+                    session=session,
+                    owner=owner,
+                    conversation_id=conversation.id,
+                    turn_id=turn_id,
+                    lease=self.leases.lease,
+                    reservation_id=hold.reservation_id,
+                    provider=provider.name,
+                    model=model,
+                )
             turn = _Turn(
                 identity=identity,
                 owner=owner,
@@ -293,11 +309,12 @@ class TurnRunner:
         return StartedTurn(conversation.id, turn_id)
 
     async def cancel(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> None:
-        """Ask every replica; the one running the caller's turn cancels it and answers."""
-        async with self._sessions() as session:
-            turn = await store.get_turn(session=session, owner=owner, conversation_id=conversation_id, turn_id=turn_id)
-        if turn is None:
-            raise NotFound(f"turn {turn_id} not found")
+        """Ask every replica; the one running the caller's turn cancels it and answers. A turn no
+        replica runs is said to be what it is: ended (how), or interrupted — settled now if its
+        replica's lease ran out."""
+        turn = await self._turn(owner, conversation_id=conversation_id, turn_id=turn_id)
+        if turn.state != "running":
+            raise NotFound(f"turn {turn_id} is not running: it {_ENDED[turn.state]}")
         command = events_pb2.CancelTurnCommand(
             tenant_id=owner.tenant_id, user_id=owner.user_id, conversation_id=turn.conversation_id, turn_id=turn.id
         )
@@ -306,8 +323,25 @@ class TurnRunner:
             await self._nc.request(
                 cancel_subject(turn.id), command.SerializeToString(), timeout=self._settings.cancel_wait_seconds
             )
+            return
         except (NoRespondersError, NatsTimeoutError):
-            raise NotFound(f"turn {turn_id} is not running") from None
+            pass
+        if await self.leases.settle_lapsed(turn_id=turn.id):
+            raise NotFound(f"turn {turn_id} is not running: it {_ENDED['interrupted']}")
+        now = await self._turn(owner, conversation_id=conversation_id, turn_id=turn_id)
+        if now.state != "running":  # it ended while we asked
+            raise NotFound(f"turn {turn_id} is not running: it {_ENDED[now.state]}")
+        raise Unavailable(
+            f"the server running turn {turn_id} does not answer; if it stopped, the turn is ended within "
+            f"{self._settings.turn_lease_seconds + self._settings.turn_sweep_seconds:.0f}s"
+        )
+
+    async def _turn(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> store.TurnRecord:
+        async with self._sessions() as session:
+            turn = await store.get_turn(session=session, owner=owner, conversation_id=conversation_id, turn_id=turn_id)
+        if turn is None:
+            raise NotFound(f"turn {turn_id} not found")
+        return turn
 
     def cancel_here(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> bool:
         """Cancel the caller's turn if this replica runs it."""
@@ -315,29 +349,6 @@ class TurnRunner:
 
     async def drain(self, grace_seconds: float) -> None:
         await self._running.drain(grace_seconds)
-
-    async def fail_abandoned(self) -> int:
-        """Fail the turns whose replica died while running them (see `Settings.abandoned_turn_seconds`);
-        how many."""
-        async with self._sessions.begin() as session:
-            failed = await store.fail_abandoned_turns(
-                session=session,
-                older_than=timedelta(seconds=self._settings.abandoned_turn_seconds),
-                spare=self._running.ids(),
-            )
-        if failed:
-            log.warning("failed turns left running by a replica that died", extra={"fields": {"turns": failed}})
-        return failed
-
-    async def sweep_abandoned(self, stop: asyncio.Event) -> None:
-        """`fail_abandoned` now and every `turn_sweep_seconds` until `stop`."""
-        while not stop.is_set():
-            try:
-                await self.fail_abandoned()
-            except Exception:  # the next sweep tries again
-                log.exception("could not sweep abandoned turns")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.turn_sweep_seconds)
 
     async def _conversation(
         self, owner: store.Owner, request: TurnRequest
@@ -506,7 +517,7 @@ class TurnRunner:
             produced = "".join(answer)
             usage = common_pb2.TokenUsage()
             if produced:
-                usage.input_tokens = turn.provider.count_tokens(turn.prompt, model=turn.model)
+                usage.input_tokens = prompt_tokens(turn.prompt)  # our estimate, not the hold's bound
                 usage.output_tokens = count_tokens(produced)
             await self._fail(turn, state="cancelled", code="cancelled", message="the turn was cancelled", usage=usage)
             raise
@@ -528,9 +539,18 @@ class TurnRunner:
                     else "the model is unavailable right now; please try again later"
                 ),
             )
+        except SettledElsewhere:
+            log.warning("turn settled by another replica meanwhile", extra={"fields": {"turn_id": turn.turn_id}})
         except Exception as error:  # a turn's failure is reported to its client, not raised
             log.exception("turn failed", extra={"fields": {"turn_id": turn.turn_id}})
-            await self._fail(turn, state="failed", code=_error_code(error), message=_public_message(error))
+            await self._fail(
+                turn,
+                state="failed",
+                code=_error_code(error),
+                message=_public_message(error),
+                # The model was answering: what it produced past our failure is unknown, the hold bounds it.
+                billed_at_hold=first_token_seconds is not None,
+            )
 
     async def _complete(self, turn: _Turn, answer: str, finished: Finished) -> None:
         stored = await self._store_answer(
@@ -586,6 +606,13 @@ class TurnRunner:
         context_used = turn.context_with_cache(usage)
         cost = await self._price(turn, usage, provider=provider, model=model)
         async with self._sessions.begin() as session:
+            if not await store.end_turn(
+                session=session,
+                tenant_id=turn.owner.tenant_id,
+                turn_id=turn.turn_id,
+                state="completed" if completed else "failed",
+            ):
+                raise SettledElsewhere(turn.turn_id)  # rolls back: it was billed at its hold
             question, stored = await store.add_messages(
                 session=session,
                 owner=turn.owner,
@@ -602,12 +629,6 @@ class TurnRunner:
                     context_used=context_used,
                     cost_micros=cost,
                 ),
-            )
-            await store.end_turn(
-                session=session,
-                tenant_id=turn.owner.tenant_id,
-                turn_id=turn.turn_id,
-                state="completed" if completed else "failed",
             )
             if completed:
                 total = await store.count_messages(
@@ -634,21 +655,40 @@ class TurnRunner:
         code: str,
         message: str,
         usage: common_pb2.TokenUsage | None = None,
+        billed_at_hold: bool = False,
     ) -> None:
-        """Tell the client, and record the failed request so its budget hold is released."""
+        """Tell the client, and record the failed request so its budget hold is released (or, when
+        `billed_at_hold`, charged whole)."""
         usage = usage or common_pb2.TokenUsage()
         metrics.turns.labels(code).inc()
         try:
             async with self._sessions.begin() as session:
-                await store.end_turn(session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state=state)
-                await store.record_usage(
-                    session=session,
-                    usage_event=turn.usage_event(usage, provider=turn.provider.name, model=turn.model, success=False),
-                )
+                if not await store.end_turn(
+                    session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state=state
+                ):
+                    raise SettledElsewhere(turn.turn_id)
+                event = turn.usage_event(usage, provider=turn.provider.name, model=turn.model, success=False)
+                event.billed_at_hold = billed_at_hold
+                await store.record_usage(session=session, usage_event=event)
             self._relay.notify()
             await turn.stream.error(code=code, message=message)
-        except Exception:  # nothing more to tell anyone; the hold expires on its own
+        except SettledElsewhere:
+            log.warning("turn settled by another replica meanwhile", extra={"fields": {"turn_id": turn.turn_id}})
+        except Exception:  # the lease lapses and another replica (or this one) settles it at its hold
             log.exception("could not report a failed turn", extra={"fields": {"turn_id": turn.turn_id}})
+
+
+class SettledElsewhere(Exception):
+    """The turn is no longer running: another replica settled it as interrupted (its lease lapsed)."""
+
+
+# What a turn that is not running did, for the caller who tries to cancel it.
+_ENDED = {
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "was cancelled",
+    "interrupted": "was interrupted: the server running it stopped, and it was billed at its hold",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,8 +146,7 @@ async def run_by_priority(
 ) -> None:
     """Take one message at a time from the first of `consumers` that has one."""
     await _retire(js, stream=consumers[0].stream, durable=retired_durable)
-    subscriptions = [await bus.subscribe(js, consumer) for consumer in consumers]
-    queues = list(zip(consumers, subscriptions, strict=True))
+    queues = [(consumer, await bus.subscribe(js, consumer)) for consumer in consumers]
     try:
         while not stop.is_set():
             try:
@@ -165,8 +164,12 @@ async def run_by_priority(
             except Exception:
                 log.exception("fetching ingest jobs failed")
                 await asyncio.sleep(1.0)
+                # NATS may have restarted or failed over: find (or re-create) the durables again.
+                queues = [
+                    (consumer, await bus.resubscribe(js, consumer, subscription)) for consumer, subscription in queues
+                ]
     finally:
-        for subscription in subscriptions:
+        for _, subscription in queues:
             await subscription.unsubscribe()
 
 

@@ -6,9 +6,15 @@ whose `max_deliver`-th delivery fails (or that comes back after it, from a proce
 mid-way) is parked on `parked.<stream>.<consumer>` with the reason, and terminated, so one
 poison message cannot block the rest. Operators list parked messages (`parked_messages`) and
 put one back on its subject (`replay_parked`).
+
+NATS may restart (memory streams gone) or fail over to a server that knows none of our streams
+and consumers. Every connection re-declares the streams each time it reconnects
+(`connect`'s reconnect hook, retried until JetStream answers), and a consumer whose fetch fails
+subscribes again, which re-creates its durable: a service serves again without a restart.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -76,8 +82,30 @@ PARKED_REASON_HEADER = "Parley-Reason"
 MAX_REASON_CHARS = 500
 
 
-async def connect(url: str, *, name: str, connect_within: float = 30.0) -> NatsClient:
-    """Connect, retrying for a while: in Kubernetes the server may come up after us."""
+# After a reconnect JetStream may still be recovering its store (503s): keep trying this long.
+REDECLARE_WITHIN_SECONDS = 120.0
+streams_redeclared = Counter(
+    "parley_nats_streams_redeclared_total", "Times the streams were declared again after NATS reconnected"
+)
+
+
+async def connect(url: str, *, name: str, connect_within: float = 30.0, request_timeout: float = 10.0) -> NatsClient:
+    """Connect, retrying for a while: in Kubernetes the server may come up after us. Every
+    reconnect declares the streams again (`redeclare_streams`): a restarted NATS has lost its
+    memory streams, a fresh one (failover to an empty server) all of them."""
+    holder: list[NatsClient] = []
+    redeclaring: set[asyncio.Task[None]] = set()
+
+    async def on_reconnected() -> None:
+        # Not awaited here: the client's reconnect path waits for this callback, and the
+        # declarations need that path to have finished.
+        task = asyncio.create_task(redeclare_streams(holder[0].jetstream(timeout=request_timeout)))
+        redeclaring.add(task)
+        task.add_done_callback(redeclaring.discard)
+
+    async def on_disconnected() -> None:
+        log.warning("lost the NATS connection; reconnecting", extra={"fields": {"client": name}})
+
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(connect_within),
         wait=wait_exponential(multiplier=0.2, max=2),
@@ -85,9 +113,17 @@ async def connect(url: str, *, name: str, connect_within: float = 30.0) -> NatsC
         reraise=True,
     ):
         with attempt:
-            return await nats.connect(
-                url, name=name, connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=1
+            client = await nats.connect(
+                url,
+                name=name,
+                connect_timeout=5,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                reconnected_cb=on_reconnected,
+                disconnected_cb=on_disconnected,
             )
+            holder.append(client)
+            return client
     raise AssertionError("unreachable")
 
 
@@ -98,6 +134,27 @@ async def ensure_streams(js: JetStreamContext) -> None:
         except BadRequestError:
             # It exists with another configuration: bring it to ours.
             await js.update_stream(config)
+
+
+async def redeclare_streams(js: JetStreamContext, *, within: float = REDECLARE_WITHIN_SECONDS) -> None:
+    """`ensure_streams` until JetStream takes it (a restarted server answers 503 while it reads its
+    store back); logged, never raised: the next reconnect, or a consumer's next fetch, tries again."""
+    deadline = asyncio.get_running_loop().time() + within
+    delay = 0.2
+    while True:
+        try:
+            await ensure_streams(js)
+        except Exception as error:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                log.exception("could not declare the streams again after NATS came back")
+                return
+            log.info("JetStream not ready yet (%s); declaring the streams again in %.1fs", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        streams_redeclared.inc()
+        log.warning("NATS came back: declared the streams again")
+        return
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +200,31 @@ async def run_consumer(js: JetStreamContext, consumer: Consumer, stop: asyncio.E
             except Exception:
                 log.exception("fetch failed", extra={"fields": {"consumer": consumer.durable}})
                 await asyncio.sleep(1.0)
+                subscription = await resubscribe(js, consumer, subscription)
                 continue
             await _handle_batch(js, consumer, messages)
     finally:
         # An open pull subscription makes the connection's drain wait out its whole timeout.
         await subscription.unsubscribe()
+
+
+async def resubscribe(
+    js: JetStreamContext, consumer: Consumer, subscription: JetStreamContext.PullSubscription
+) -> JetStreamContext.PullSubscription:
+    """After a failed fetch: the same durable again, declared again (and its stream) if NATS lost
+    them; the old subscription when NATS is still away (the next failure tries again)."""
+    try:
+        try:
+            fresh = await subscribe(js, consumer)
+        except (NotFoundError, ServiceUnavailableError):
+            await ensure_streams(js)
+            fresh = await subscribe(js, consumer)
+    except Exception as error:  # noqa: BLE001 - NATS still away: said, and tried after the next failed fetch
+        log.warning("could not subscribe again yet: %s", error, extra={"fields": {"consumer": consumer.durable}})
+        return subscription
+    with contextlib.suppress(Exception):
+        await subscription.unsubscribe()
+    return fresh
 
 
 async def _handle_batch(js: JetStreamContext, consumer: Consumer, messages: list[Msg]) -> None:

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -68,6 +68,17 @@ class EmbeddedPostgres:
         self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         return str(self._server.get_uri())
 
+    def alive(self) -> bool:
+        return self._server is not None and bool(self._server.get_postmaster_info().is_running())
+
+    def exit_reason(self) -> str:
+        return "its postmaster is gone"
+
+    def restart(self) -> None:
+        """Start it again on the same data folder and socket (the URL does not change)."""
+        assert self._server is not None, "never started"
+        self._server.ensure_postgres_running()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
@@ -101,6 +112,22 @@ class EmbeddedNats:
         log_file.close()
         wait_for_port("127.0.0.1", self.port, within=20)
         return f"nats://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart(self) -> None:
+        """Start it again on the same port and store (what survived of it)."""
+        self.start()
+
+    def exit_reason(self) -> str:
+        return _exit_reason(self._process)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; `start` brings it back on the same store (fault tests)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
 
     def stop(self) -> None:
         if self._process is not None:
@@ -196,12 +223,28 @@ class Child:
         self.restart_at = None
 
     def exit_reason(self) -> str:
-        code = None if self.process is None else self.process.returncode
-        if code is None:
-            return "still running"
-        if code < 0:
-            return f"killed by {signal.Signals(-code).name}"
-        return f"exit code {code}"
+        return _exit_reason(self.process)
+
+
+class EmbeddedServer(Protocol):
+    def alive(self) -> bool: ...
+
+    def exit_reason(self) -> str: ...
+
+    def restart(self) -> None: ...
+
+
+@dataclass(slots=True)
+class SupervisedServer:
+    """PostgreSQL or NATS under the launcher: restarted with the services' backoff when it dies."""
+
+    name: str
+    server: EmbeddedServer
+    started_at: float = field(default_factory=time.monotonic)
+    crashes: int = 0
+    restarts: int = 0
+    restart_at: float | None = None
+    held: bool = False  # killed on purpose (fault tests): left down until `Platform.restart_server`
 
 
 class Platform:
@@ -231,6 +274,7 @@ class Platform:
         self.nats_url = self.environ.get("PARLEY_NATS_URL", "")
         self.secrets: Secrets | None = None
         self.children: dict[str, Child] = {}
+        self.servers: dict[str, SupervisedServer] = {}  # the embedded ones only
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -249,6 +293,9 @@ class Platform:
             if not self.nats_url:
                 self.nats = EmbeddedNats(self.data_dir / "nats", port=self.ports.nats)
                 self.nats_url = self.nats.start()
+            for name, server in (("postgres", self.postgres), ("nats", self.nats)):
+                if server is not None:
+                    self.servers[name] = SupervisedServer(name, server)
             self.secrets = Secrets.load_or_create(self.data_dir)
             for name in SERVICES:
                 self._add(name, self._service_env(name))
@@ -351,7 +398,9 @@ class Platform:
             self.supervise_once()
 
     def supervise_once(self) -> None:
-        """Notice services that died and start those whose backoff has passed."""
+        """Notice services (and the embedded PostgreSQL and NATS) that died and start those whose
+        backoff has passed."""
+        self._supervise_servers()
         now = time.monotonic()
         with self._lock:
             for child in self.children.values():
@@ -376,6 +425,48 @@ class Platform:
                     child.restarts += 1
                     log.warning("restarting %s (restart %d)", child.name, child.restarts)
                     child.spawn()
+
+    def _supervise_servers(self) -> None:
+        # Their restarts block this thread a few seconds at most; the services wait for them anyway.
+        now = time.monotonic()
+        for supervised in self.servers.values():
+            if supervised.held or supervised.server.alive():
+                continue
+            if supervised.restart_at is None:
+                if now - supervised.started_at >= self.backoff.stable_after:
+                    supervised.crashes = 0
+                supervised.crashes += 1
+                delay = self.backoff.delay(supervised.crashes)
+                supervised.restart_at = now + delay
+                log.warning(
+                    "%s stopped (%s); restarting it in %.1fs (crash %d in a row); the services reconnect by themselves",
+                    supervised.name,
+                    supervised.server.exit_reason(),
+                    delay,
+                    supervised.crashes,
+                )
+            elif now >= supervised.restart_at:
+                supervised.restarts += 1
+                log.warning("restarting %s (restart %d)", supervised.name, supervised.restarts)
+                try:
+                    supervised.server.restart()
+                except Exception as error:  # noqa: BLE001 - counted as another crash, retried after backoff
+                    log.warning("%s did not start: %s", supervised.name, error)
+                supervised.started_at = time.monotonic()
+                supervised.restart_at = None
+
+    def kill_server(self, name: str) -> None:
+        """SIGKILL the embedded NATS (`nats`) and hold it down until `restart_server` (fault tests)."""
+        supervised = self.servers[name]
+        supervised.held = True
+        assert isinstance(supervised.server, EmbeddedNats), "only NATS is killed on purpose"
+        supervised.server.kill()
+
+    def restart_server(self, name: str) -> None:
+        supervised = self.servers[name]
+        supervised.server.restart()
+        supervised.started_at = time.monotonic()
+        supervised.held = False
 
     def kill(self, name: str) -> None:
         """SIGKILL one service, as a crash would, and keep it down until `restart` (fault tests)."""
@@ -411,6 +502,15 @@ class Platform:
         if self.postgres is not None:
             self.postgres.stop()
             self.postgres = None
+
+
+def _exit_reason(process: subprocess.Popen[bytes] | None) -> str:
+    code = None if process is None else process.returncode
+    if code is None:
+        return "still running"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _terminate(process: subprocess.Popen[bytes], *, grace: float) -> None:

@@ -45,7 +45,7 @@ class ServiceRuntime:
         engine = db.create_engine(settings.database_url, pool_size=settings.db_pool_size)
         if migrations is not None:
             await db.migrate(engine, schema=schema, migrations=migrations)
-        nc = await bus.connect(settings.nats_url, name=f"parley-{name}")
+        nc = await bus.connect(settings.nats_url, name=f"parley-{name}", request_timeout=settings.call_deadline_seconds)
         js = nc.jetstream(timeout=settings.call_deadline_seconds)
         await bus.ensure_streams(js)
         log.info("started", extra={"fields": {"grpc_port": settings.grpc_port}})

@@ -25,6 +25,7 @@ class TurnState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TURN_STATE_COMPLETED: _ClassVar[TurnState]
     TURN_STATE_FAILED: _ClassVar[TurnState]
     TURN_STATE_CANCELLED: _ClassVar[TurnState]
+    TURN_STATE_INTERRUPTED: _ClassVar[TurnState]
 TIER_UNSPECIFIED: Tier
 TIER_QUICK: Tier
 TIER_STANDARD: Tier
@@ -34,6 +35,7 @@ TURN_STATE_RUNNING: TurnState
 TURN_STATE_COMPLETED: TurnState
 TURN_STATE_FAILED: TurnState
 TURN_STATE_CANCELLED: TurnState
+TURN_STATE_INTERRUPTED: TurnState
 
 class StartTurnRequest(_message.Message):
     __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint", "current_section_id")

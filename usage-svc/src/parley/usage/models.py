@@ -11,6 +11,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import UUID
@@ -75,6 +76,8 @@ usage_events = Table(
     Column("request_id", Text, nullable=False),
     Column("latency_ms", BigInteger, nullable=False),
     Column("success", Boolean, nullable=False),
+    # Charged the whole hold because the call's true usage was lost with its replica (the conservative bill).
+    Column("billed_at_hold", Boolean, nullable=False, server_default=false()),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("usage_events_by_time", "tenant_id", "occurred_at"),

@@ -42,8 +42,10 @@ def cost_micros(usage: TokenUsage, price: Price) -> int:
 
 
 def reservation_micros(*, input_tokens: int, max_output_tokens: int, price: Price) -> int:
-    """The most a call may cost: every input token uncached, every allowed output token used."""
-    return _ceil_div(input_tokens * price.input + max_output_tokens * price.output, TOKENS_PER_PRICE_UNIT)
+    """The most a call may cost: every input token at the dearest rate input can be billed at (a
+    cache write costs 1.25x plain input at Anthropic), every allowed output token used."""
+    dearest_input = max(price.input, price.cache_write, price.cache_read)
+    return _ceil_div(input_tokens * dearest_input + max_output_tokens * price.output, TOKENS_PER_PRICE_UNIT)
 
 
 def fallback_model(provider: str) -> str:

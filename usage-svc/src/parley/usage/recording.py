@@ -42,6 +42,13 @@ class Recorder:
             cost = await prices.usage_cost(
                 session=session, provider=event.provider, model=event.model, usage=event.usage
             )
+            if event.billed_at_hold:
+                # The conservative bill: the true usage died with the replica; the hold bounds it.
+                reservation_id = parse_id(event.reservation_id)
+                held = reservation_id and await store.reservation_amount(
+                    session=session, tenant_id=event.tenant_id, reservation_id=reservation_id
+                )
+                cost = max(cost, held or 0)
             inserted = await store.add_usage_event(
                 session=session,
                 event=event,

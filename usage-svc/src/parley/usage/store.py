@@ -200,6 +200,15 @@ async def add_reservation(
     return _record(Reservation, row._mapping)
 
 
+async def reservation_amount(*, session: AsyncSession, tenant_id: str, reservation_id: str) -> int | None:
+    """What the hold was placed for, settled or not; None when the tenant has no such reservation."""
+    return await session.scalar(
+        select(reservations.c.reserved_micros).where(
+            reservations.c.tenant_id == tenant_id, reservations.c.id == reservation_id
+        )
+    )
+
+
 async def settle_reservation(*, session: AsyncSession, tenant_id: str, reservation_id: str, now: datetime) -> bool:
     """Release a hold; False when the tenant has no such reservation. Settling twice is harmless."""
     exists = await session.scalar(
