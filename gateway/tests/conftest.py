@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import parley.gateway
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
+from parley.gateway.auth import Authenticator
 from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.kit import db
@@ -72,7 +73,15 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
             retrieval_target=config.retrieval_target,
             deadline_seconds=2,
         )
-        services = Services(config, sessions, backends, nats_client, nats_client.jetstream(), chat or backends.chat)
+        services = Services(
+            config,
+            sessions,
+            backends,
+            nats_client,
+            nats_client.jetstream(),
+            chat or backends.chat,
+            Authenticator.from_settings(config),
+        )
         try:
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway"

@@ -16,5 +16,11 @@ class Settings(ServiceSettings):
     # The first admin key, created on a fresh install when no key exists yet.
     bootstrap_api_key: SecretStr | None = None
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Any body that is not an upload (JSON): read no further than this.
+    max_body_bytes: int = 1024 * 1024
     # A turn that sends nothing for this long is reported to its client as timed out.
     turn_idle_seconds: float = 120.0
+    # Rate limits per minute, each per API key and per user; a tenant may set its own (0: none).
+    rate_requests_per_minute: int = 600
+    rate_chat_requests_per_minute: int = 8
+    rate_llm_tokens_per_minute: int = 200_000
