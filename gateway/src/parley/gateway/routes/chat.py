@@ -29,8 +29,8 @@ async def chat(body: ChatIn, who: Chatter, services: Deps) -> EventSourceRespons
     turn = await chat_turns.start_turn(services, who, body)
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Turn-Id": turn.turn_id}
     if body.stream:
-        return EventSourceResponse(chat_turns.sse_frames(services, turn.subject), headers=headers, ping=15)
-    return JSONResponse(await chat_turns.collect(services, turn), headers=headers)
+        return EventSourceResponse(chat_turns.sse_frames(services, turn.subject, charge=who), headers=headers, ping=15)
+    return JSONResponse(await chat_turns.collect(services, turn, who), headers=headers)
 
 
 @router.get("/v1/conversations/{conversation_id}/turns/{turn_id}/events")
