@@ -19,7 +19,7 @@ from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.kit import db
 from parley.kit.devstack import free_port
-from parley.kit.testing import Infra
+from parley.kit.testing import TEST_SIGNER, Infra
 
 PEPPER = "test-pepper-5b1f"
 
@@ -72,6 +72,7 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
             usage_target=config.usage_target,
             retrieval_target=config.retrieval_target,
             deadline_seconds=2,
+            signer=TEST_SIGNER,
         )
         services = Services(
             config,

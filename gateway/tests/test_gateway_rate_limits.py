@@ -26,7 +26,7 @@ from parley.gateway.config import Settings
 from parley.gateway.models import rate_counters, tenants
 from parley.kit import db
 from parley.kit.devstack import free_port
-from parley.kit.testing import Infra
+from parley.kit.testing import TEST_INTERNAL_SECRET, TEST_SIGNER, Infra
 
 from .conftest import PEPPER
 from .test_gateway_people import new_owner
@@ -45,6 +45,7 @@ def _gateway_process(infra: Infra, log: Path) -> tuple[subprocess.Popen[bytes], 
         "PARLEY_LISTEN_HOST": "127.0.0.1",
         "PARLEY_HTTP_PORT": str(port),
         "PARLEY_API_KEY_PEPPER": PEPPER,
+        "PARLEY_INTERNAL_SECRET": TEST_INTERNAL_SECRET,
         **{f"PARLEY_{name}_TARGET": nowhere for name in ("INGESTION", "CHAT", "USAGE", "RETRIEVAL")},
     }
     with log.open("wb") as out:
@@ -172,6 +173,7 @@ async def gateway_without_store(infra: Infra, nats_client: NatsClient) -> AsyncI
         usage_target=nowhere,
         retrieval_target=nowhere,
         deadline_seconds=1,
+        signer=TEST_SIGNER,
     )
     services = Services(
         config,

@@ -39,6 +39,7 @@ async def main() -> None:
         usage_target=settings.usage_target,
         retrieval_target=settings.retrieval_target,
         deadline_seconds=settings.call_deadline_seconds,
+        signer=settings.signer(),
     )
     try:
         if settings.bootstrap_api_key is not None:
