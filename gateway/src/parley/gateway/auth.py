@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.gateway import store
 from parley.gateway.access import SCOPES, Principal
 from parley.gateway.config import Settings
+from parley.gateway.sso import SingleSignOn, SsoConfig, looks_like_jwt
 from parley.kit.db import Sessions
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,35 @@ async def key_holder(session: AsyncSession, key: str, *, pepper: str) -> store.K
 
 class Authenticator:
     """Turns a presented credential into its holder and their tenant's limits: an API key, or
-    (when single sign-on is configured) an identity provider's JWT."""
+    (when single sign-on is configured) an identity provider's JWT (sso.py)."""
 
-    def __init__(self, *, pepper: str) -> None:
+    def __init__(self, *, pepper: str, sso: SingleSignOn | None = None) -> None:
         self._pepper = pepper
+        self._sso = sso
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Authenticator":
-        return cls(pepper=settings.api_key_pepper.get_secret_value())
+        sso = None
+        if settings.sso_issuer:
+            sso = SingleSignOn(
+                SsoConfig(
+                    issuer=settings.sso_issuer,
+                    audience=settings.sso_audience,
+                    algorithms=tuple(name.strip() for name in settings.sso_algorithms.split(",") if name.strip()),
+                    jwks_url=settings.sso_jwks_url,
+                    tenant_claim=settings.sso_tenant_claim,
+                    default_tenant=settings.sso_default_tenant,
+                    role_claim=settings.sso_role_claim,
+                    default_role=settings.sso_default_role,
+                    leeway_seconds=settings.sso_leeway_seconds,
+                    jwks_cache_seconds=settings.sso_jwks_cache_seconds,
+                )
+            )
+        return cls(pepper=settings.api_key_pepper.get_secret_value(), sso=sso)
 
     async def authenticate(self, session: AsyncSession, credential: str) -> tuple[Principal, store.TenantLimits] | None:
+        if self._sso is not None and looks_like_jwt(credential):
+            return await self._sso.authenticate(session, credential)
         found = await key_holder(session, credential, pepper=self._pepper)
         return None if found is None else (found.principal, found.limits)
 

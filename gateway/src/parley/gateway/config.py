@@ -24,3 +24,16 @@ class Settings(ServiceSettings):
     rate_requests_per_minute: int = 600
     rate_chat_requests_per_minute: int = 8
     rate_llm_tokens_per_minute: int = 200_000
+    # Single sign-on (sso.py): on when an issuer is set. Keys from the JWKS URL, else from the
+    # issuer's OIDC discovery document.
+    sso_issuer: str = ""
+    sso_audience: str = ""
+    sso_jwks_url: str = ""
+    # Comma-separated; asymmetric only (none and HS* are refused at start).
+    sso_algorithms: str = "RS256,ES256"
+    sso_tenant_claim: str = "parley_tenant"
+    sso_default_tenant: str = ""
+    sso_role_claim: str = "parley_role"
+    sso_default_role: str = "member"
+    sso_leeway_seconds: float = 30.0
+    sso_jwks_cache_seconds: float = 300.0
