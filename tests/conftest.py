@@ -16,6 +16,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     # The hashing embedder: MiniLM's ~60 ms a chunk would make the 1,200-chunk manual take minutes.
     # test_end_to_end.py starts a platform of its own with the real model for the search tests.
     environ["PARLEY_EMBEDDING_PROVIDER"] = "local"
+    # The tests ask more than the default 8 chat turns a minute of one user; the limit's own
+    # tests set theirs per tenant.
+    environ["PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE"] = "1000"
     started = Platform(tmp_path_factory.mktemp("parley"), ports=Ports.free(), environ=environ)
     started.start()
     try:

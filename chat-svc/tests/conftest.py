@@ -18,7 +18,7 @@ from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.provider_openai import OpenAIProvider
 from parley.kit import db
 from parley.kit.rpc import GrpcServer
-from parley.kit.testing import Infra
+from parley.kit.testing import TEST_SIGNER, Infra
 from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
 from parley.usage.prices import Prices
@@ -93,7 +93,7 @@ async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Re
         prices=Prices(sessions=usage_sessions),
         reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
     )
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
     await server.start()
     try:

@@ -33,6 +33,7 @@ from parley.kit.contracts import MAX_COMPLETION_CHARS, USAGE_RECORDED
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.rpc import GrpcServer, open_channel
+from parley.kit.testing import TEST_SIGNER, signed
 from parley.kit.tokens import count_tokens
 from parley.usage.budget import Budgets
 from parley.usage.recording import Recorder
@@ -63,7 +64,7 @@ class Chat:
 
     async def complete(self, timeout: float = 10, **fields: object) -> chat_pb2.CompleteResponse:
         request = chat_pb2.CompleteRequest(**fields)  # type: ignore[arg-type]
-        return await self.stub.Complete(request, metadata=self.identity.metadata(), timeout=timeout)
+        return await self.stub.Complete(request, metadata=signed(self.identity), timeout=timeout)
 
     async def refusal(self, **fields: object) -> grpc.aio.AioRpcError:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -87,7 +88,7 @@ class Chat:
     async def usage_by_kind(self) -> dict[str, usage_pb2.UsageRow]:
         response = await self.usage.GetUsage(
             usage_pb2.GetUsageRequest(group_by=usage_pb2.USAGE_GROUP_BY_KIND),
-            metadata=self.identity.metadata(),
+            metadata=signed(self.identity),
             timeout=5,
         )
         return {row.group: row for row in response.rows}
@@ -108,11 +109,11 @@ async def chat(
     target, budgets, recorder = usage_svc
     js = nats_client.jetstream()
     relay = OutboxRelay(sessions=sessions, table=outbox, js=js)  # not run: the test reads the outbox
-    usage = UsageClient(target, deadline_seconds=5)
+    usage = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
     providers = served(settings, claude)
     # The turn's collaborators other than usage-svc are never called by Complete.
-    retrieval = RetrievalClient("unused:1", deadline_seconds=1)
-    ingestion = IngestionClient("unused:1", deadline_seconds=1)
+    retrieval = RetrievalClient("unused:1", deadline_seconds=1, signer=TEST_SIGNER)
+    ingestion = IngestionClient("unused:1", deadline_seconds=1, signer=TEST_SIGNER)
     turns = TurnRunner(
         settings=settings,
         sessions=sessions,
@@ -128,7 +129,7 @@ async def chat(
     )
     completions = Completions.configured(settings, providers, budget=usage, meter=Meter(sessions=sessions, relay=relay))
     api = ChatApi(turns=turns, conversations=Conversations(sessions=sessions, js=js), completions=completions)
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(chat_pb2_grpc.add_ChatServiceServicer_to_server, api, "parley.v1.ChatService")
     await server.start()
     identity = Identity(tenant_id=str(uuid.uuid4()), user_id="ingestion", request_id="call-1")
@@ -279,7 +280,7 @@ async def test_a_request_naming_no_model_gets_the_summary_model(
     anthropic_fake: FakeAnthropic,
     usage_svc: tuple[str, Budgets, Recorder],
 ) -> None:
-    usage = UsageClient(usage_svc[0], deadline_seconds=5)
+    usage = UsageClient(usage_svc[0], deadline_seconds=5, signer=TEST_SIGNER)
     relay = OutboxRelay(sessions=sessions, table=outbox, js=nats_client.jetstream())
     providers = served(settings, claude)
     identity = Identity(tenant_id=str(uuid.uuid4()), request_id="defaulted")

@@ -43,6 +43,7 @@ from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound, Unavailabl
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.rpc import GrpcServer
+from parley.kit.testing import TEST_SIGNER, signed
 from parley.kit.tokens import count_tokens
 from parley.usage.budget import Budgets
 from parley.usage.recording import Recorder
@@ -765,7 +766,7 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     anthropic_fake.reset()
     haiku = "claude-haiku-4-5"  # $1 in, $5 out per million tokens in usage-svc's price table
     claude = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=haiku)
-    client = UsageClient(target, deadline_seconds=5)
+    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
     h = await harness(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
@@ -800,7 +801,7 @@ async def chat_api(
 ) -> AsyncIterator[tuple[chat_pb2_grpc.ChatServiceStub, Harness]]:
     """chat-svc's gRPC API over a harness's runner and conversations."""
     h = await harness(settings, sessions, nats_client)
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     relay = OutboxRelay(sessions=sessions, table=outbox, js=nats_client.jetstream())
     completions = Completions(
         providers={"local": LocalProvider()},
@@ -826,7 +827,7 @@ async def test_a_conversation_exports_as_json_and_markdown(
     stub, h = chat_api
     started = await h.runner.start(h.identity, h.ask())
     await read_turn(nats_client, started)
-    metadata = h.identity.metadata()
+    metadata = signed(h.identity)
 
     def export(format: str) -> Awaitable[chat_pb2.ExportConversationResponse]:
         request = chat_pb2.ExportConversationRequest(conversation_id=started.conversation_id, format=format)
@@ -853,7 +854,7 @@ async def test_a_conversation_exports_as_json_and_markdown(
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await stub.ExportConversation(
             chat_pb2.ExportConversationRequest(conversation_id=started.conversation_id, format="json"),
-            metadata=Identity(tenant_id="someone-else", user_id="alice", request_id="r").metadata(),
+            metadata=signed(Identity(tenant_id="someone-else", user_id="alice", request_id="r")),
             timeout=5,
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -870,7 +871,7 @@ async def test_conversations_are_listed_newest_first_a_page_at_a_time(
     while True:
         page = await stub.ListConversations(
             chat_pb2.ListConversationsRequest(page=common_pb2.PageRequest(page_size=2, page_token=token)),
-            metadata=h.identity.metadata(),
+            metadata=signed(h.identity),
             timeout=5,
         )
         titles += [conversation.title for conversation in page.conversations]

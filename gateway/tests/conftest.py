@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import parley.gateway
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
+from parley.gateway.auth import Authenticator
 from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.kit import db
 from parley.kit.devstack import free_port
-from parley.kit.testing import Infra
+from parley.kit.testing import TEST_SIGNER, Infra
 
 PEPPER = "test-pepper-5b1f"
 
@@ -71,8 +72,17 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
             usage_target=config.usage_target,
             retrieval_target=config.retrieval_target,
             deadline_seconds=2,
+            signer=TEST_SIGNER,
         )
-        services = Services(config, sessions, backends, nats_client, nats_client.jetstream(), chat or backends.chat)
+        services = Services(
+            config,
+            sessions,
+            backends,
+            nats_client,
+            nats_client.jetstream(),
+            chat or backends.chat,
+            Authenticator.from_settings(config),
+        )
         try:
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway"

@@ -32,7 +32,7 @@ from parley.ingestion.store import SectionRecord
 from parley.kit import db
 from parley.kit.errors import BudgetExceeded
 from parley.kit.rpc import GrpcServer
-from parley.kit.testing import Infra
+from parley.kit.testing import TEST_SIGNER, Infra
 from parley.v1 import ingestion_pb2_grpc
 
 MANUAL = b"# Guide\n\nRead me first.\n\n## Setup\n\nInstall it, then run it.\n"
@@ -105,7 +105,7 @@ async def ingestion(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) 
         ),
         artifacts=artifacts,
     )
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, api, "parley.v1.IngestionService")
     await server.start()
     try:

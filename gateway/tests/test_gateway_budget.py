@@ -18,6 +18,7 @@ import parley.usage
 from parley.gateway import auth, store
 from parley.kit import db
 from parley.kit.rpc import GrpcServer
+from parley.kit.testing import TEST_SIGNER
 from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
 from parley.usage.prices import Prices
@@ -34,7 +35,7 @@ async def usage_target(engine: AsyncEngine) -> AsyncIterator[str]:
         prices=Prices(sessions=usage_sessions),
         reports=Reports(sessions=usage_sessions, export_rows_per_chunk=500),
     )
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(usage_pb2_grpc.add_UsageServiceServicer_to_server, api, "parley.v1.UsageService")
     await server.start()
     try:

@@ -13,8 +13,10 @@ import pytest
 import pytest_asyncio
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
+from sqlalchemy import func, select
 
 from parley.gateway import auth, store
+from parley.gateway.models import rate_counters
 from parley.kit import db
 from parley.kit.contracts import turn_event_msg_id, turn_subject
 from parley.v1 import chat_pb2, common_pb2, events_pb2
@@ -338,3 +340,38 @@ async def test_a_conversation_is_exported_as_a_file(client: httpx.AsyncClient, c
     assert chat.exports == ["markdown", "json"]
     assert (await client.get(f"/v1/conversations/{conversation_id}/export?format=pdf")).status_code == 422
     assert (await client.get(f"/v1/conversations/{uuid.uuid4()}/export")).status_code == 404
+
+
+async def test_a_turns_tokens_count_against_the_llm_tokens_a_minute(
+    client: httpx.AsyncClient, chat: FakeChat, nats_client: NatsClient, sessions: db.Sessions
+) -> None:
+    """The tenant allows 40 tokens a minute: the first turn (49 tokens) is admitted, the next is
+    refused with 429 until the minute ends, and the chat is not asked."""
+    me = (await client.get("/v1/me")).json()
+    async with sessions.begin() as session:
+        await store.set_tenant_limits(
+            session=session,
+            tenant_id=me["tenant_id"],
+            requests_per_minute=None,
+            chat_requests_per_minute=None,
+            llm_tokens_per_minute=40,
+        )
+    conversation_id, turn_id = chat.next_turn
+    await publish_turn(nats_client, conversation_id, turn_id)
+    answered = await client.post("/v1/chat", json={"message": "descale?", "collection_ids": ["c1"]})
+    assert answered.status_code == 200, answered.text
+    refused = await client.post("/v1/chat", json={"message": "again?", "collection_ids": ["c1"]})
+    async with sessions() as session:
+        windows = (
+            await session.execute(
+                select(
+                    rate_counters.c.window_start, rate_counters.c.count, func.date_trunc("minute", func.now())
+                ).where(rate_counters.c.bucket == f"user:{me['user']['id']}:tokens")
+            )
+        ).all()
+    assert [count for _, count, _ in windows] == [49]  # charged once, when the turn ended
+    ((window_start, _, minute_now),) = windows
+    if window_start == minute_now:  # still the minute of the first turn's tokens (else a new window)
+        assert refused.status_code == 429, refused.text
+        assert "LLM tokens" in refused.json()["error"]["message"]
+        assert len(chat.requests) == 1

@@ -28,7 +28,7 @@ from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
 from parley.kit import db
 from parley.kit.rpc import GrpcServer
-from parley.kit.testing import Infra
+from parley.kit.testing import TEST_SIGNER, Infra
 from parley.retrieval.embeddings import LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
 from parley.retrieval.hybrid_search import Searcher
@@ -74,7 +74,7 @@ async def backends(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) -
     )
     # The hashing embedder: instant. The real model runs in tests/test_end_to_end.py.
     vectors = Vectors(sessions=sessions, engine=engine, embedder=LocalEmbedder())
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(ingestion_pb2_grpc.add_IngestionServiceServicer_to_server, ingestion, "parley.v1.IngestionService")
     server.add(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,

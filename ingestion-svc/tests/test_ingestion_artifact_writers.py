@@ -30,6 +30,7 @@ from parley.ingestion.sections import Section, markdown_sections
 from parley.ingestion.store import SectionRecord
 from parley.kit.errors import BudgetExceeded, Unavailable
 from parley.kit.rpc import Context, GrpcServer
+from parley.kit.testing import TEST_SIGNER
 from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, chat_pb2_grpc, common_pb2
 
@@ -625,10 +626,12 @@ class CompleteOnly(chat_pb2_grpc.ChatServiceServicer):
 @pytest.fixture
 async def chat() -> AsyncIterator[tuple[CompleteOnly, ChatCompleter]]:
     servicer = CompleteOnly()
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(chat_pb2_grpc.add_ChatServiceServicer_to_server, servicer, "parley.v1.ChatService")
     await server.start()
-    completer = ChatCompleter(f"127.0.0.1:{server.port}", deadline_seconds=5, provider="anthropic", model="claude-x")
+    completer = ChatCompleter(
+        f"127.0.0.1:{server.port}", deadline_seconds=5, provider="anthropic", model="claude-x", signer=TEST_SIGNER
+    )
     try:
         yield servicer, completer
     finally:

@@ -24,6 +24,7 @@ from parley.ingestion.screenplay import fountain_sections
 from parley.ingestion.screenplay_reports import card_key
 from parley.ingestion.store import ArtifactRecord
 from parley.kit.identity import Identity
+from parley.kit.testing import signed
 from parley.v1 import events_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 Stub = ingestion_pb2_grpc.IngestionServiceStub
@@ -33,7 +34,7 @@ MODEL = "test/scripted"
 
 
 def who(tenant_id: str) -> tuple[tuple[str, str], ...]:
-    return Identity(tenant_id=tenant_id, user_id="writer-1", request_id=str(uuid.uuid4())).metadata()
+    return signed(Identity(tenant_id=tenant_id, user_id="writer-1", request_id=str(uuid.uuid4())))
 
 
 def scene(number: int, *, edit: str = "") -> str:

@@ -19,6 +19,7 @@ from parley.ingestion.screenplay_reports import characters_report
 from parley.ingestion.sections import Scene, Section, chunk_sections
 from parley.kit.contracts import CHUNKS_INDEXED, CHUNKS_UPSERTED
 from parley.kit.identity import Identity
+from parley.kit.testing import signed
 from parley.v1 import events_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 SCREENPLAYS = Path(__file__).parents[2] / ".." / "shared" / "data" / "screenplays"
@@ -223,7 +224,7 @@ def test_a_real_script_printed_to_pdf_reads_back_the_same(name: str) -> None:
 async def test_an_uploaded_script_pdf_gives_scene_chunks_and_a_characters_report(
     ingestion: ingestion_pb2_grpc.IngestionServiceStub, nats_client: NatsClient, tenant_id: str
 ) -> None:
-    who = Identity(tenant_id=tenant_id, user_id="writer", request_id=str(uuid.uuid4())).metadata()
+    who = signed(Identity(tenant_id=tenant_id, user_id="writer", request_id=str(uuid.uuid4())))
     collection = await ingestion.CreateCollection(ingestion_pb2.CreateCollectionRequest(name="Scripts"), metadata=who)
     header = ingestion_pb2.DocumentHeader(collection_id=collection.id, filename="late.pdf")
     document = await ingestion.IngestDocument(
@@ -277,7 +278,7 @@ async def test_an_uploaded_script_pdf_gives_scene_chunks_and_a_characters_report
 async def test_reports_refuse_a_pdf_that_is_not_a_script(
     ingestion: ingestion_pb2_grpc.IngestionServiceStub, tenant_id: str
 ) -> None:
-    who = Identity(tenant_id=tenant_id, user_id="writer", request_id=str(uuid.uuid4())).metadata()
+    who = signed(Identity(tenant_id=tenant_id, user_id="writer", request_id=str(uuid.uuid4())))
     collection = await ingestion.CreateCollection(ingestion_pb2.CreateCollectionRequest(name="Papers"), metadata=who)
     pages = paginate(
         [(ACTION, f"Paragraph {index} of a plain report, long enough to be body text.") for index in range(5)]

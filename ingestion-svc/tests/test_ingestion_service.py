@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from parley.kit.identity import Identity
+from parley.kit.testing import signed
 from parley.v1 import common_pb2, events_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 Stub = ingestion_pb2_grpc.IngestionServiceStub
@@ -40,7 +41,7 @@ MAX_POLLS = 100
 
 
 def who(tenant_id: str) -> tuple[tuple[str, str], ...]:
-    return Identity(tenant_id=tenant_id, user_id="user-1", request_id=str(uuid.uuid4())).metadata()
+    return signed(Identity(tenant_id=tenant_id, user_id="user-1", request_id=str(uuid.uuid4())))
 
 
 def upload(

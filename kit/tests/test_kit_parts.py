@@ -1,6 +1,7 @@
 """The kit's parts against real servers: settings, gRPC edge, JetStream parking, the outbox."""
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.kit import bus, db, outbox
 from parley.kit.devstack import Secrets
 from parley.kit.errors import InvalidInput, NotFound, Unavailable
-from parley.kit.identity import Identity, caller
+from parley.kit.identity import Identity, Signer, caller
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.kit.rpc import GrpcServer, open_channel
 from parley.kit.settings import ServiceSettings
+from parley.kit.testing import TEST_INTERNAL_SECRET, TEST_SIGNER, signed
 from parley.v1 import events_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 
@@ -72,38 +74,72 @@ class Lookup(retrieval_pb2_grpc.RetrievalServiceServicer):
 
 
 async def test_the_grpc_edge_admits_maps_and_hides() -> None:
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, Lookup(), "parley.v1.RetrievalService")
     await server.start()
     try:
         async with open_channel(f"127.0.0.1:{server.port}") as channel:
             stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
             ok = await stub.GetChunks(
-                retrieval_pb2.GetChunksRequest(), metadata=Identity("t1", "u1", "r1").metadata(), timeout=5
+                retrieval_pb2.GetChunksRequest(), metadata=signed(Identity("t1", "u1", "r1")), timeout=5
             )
             assert ok.chunks[0].chunk_id == "t1"
             with pytest.raises(grpc.aio.AioRpcError) as anonymous:
                 await stub.GetChunks(retrieval_pb2.GetChunksRequest(), timeout=5)
             assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
             with pytest.raises(grpc.aio.AioRpcError) as other:
-                await stub.GetChunks(retrieval_pb2.GetChunksRequest(), metadata=Identity("t2").metadata(), timeout=5)
+                await stub.GetChunks(retrieval_pb2.GetChunksRequest(), metadata=signed(Identity("t2")), timeout=5)
             assert other.value.code() == grpc.StatusCode.NOT_FOUND
             with pytest.raises(grpc.aio.AioRpcError) as crashed:
-                await stub.Search(retrieval_pb2.SearchRequest(), metadata=Identity("t1").metadata(), timeout=5)
+                await stub.Search(retrieval_pb2.SearchRequest(), metadata=signed(Identity("t1")), timeout=5)
             assert crashed.value.code() == grpc.StatusCode.INTERNAL
             assert "hunter2" not in (crashed.value.details() or "")
             # The channel retries UNAVAILABLE for calls that never reached a server, not for one a
             # server answered with.
             with pytest.raises(grpc.aio.AioRpcError) as unavailable:
-                await stub.GetNeighbors(
-                    retrieval_pb2.GetNeighborsRequest(), metadata=Identity("t1").metadata(), timeout=5
-                )
+                await stub.GetNeighbors(retrieval_pb2.GetNeighborsRequest(), metadata=signed(Identity("t1")), timeout=5)
             assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
             assert Lookup.neighbour_calls == 1
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(1)
+
+
+async def test_an_identity_that_is_not_signed_by_the_installation_is_unauthenticated() -> None:
+    """Reaching a service's port is not enough to name a tenant: a forged tenant, an unsigned
+    identity, one signed with another secret, or an expired signature are all refused before the
+    servicer runs."""
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
+    server.add(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, Lookup(), "parley.v1.RetrievalService")
+    await server.start()
+    genuine = dict(signed(Identity("t2", "mallory", "r1")))
+    forged_tenant = tuple({**genuine, "x-tenant-id": "t1"}.items())
+    forged_role = tuple({**genuine, "x-role": "owner"}.items())
+    unsigned = Identity("t1", "u1", "r1").metadata()
+    other_secret = Signer("another-installation").metadata(Identity("t1", "u1", "r1"))
+    expired = Signer(TEST_INTERNAL_SECRET, clock=lambda: time.time() - 3600).metadata(Identity("t1", "u1", "r1"))
+    try:
+        async with open_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+            for metadata in (forged_tenant, forged_role, unsigned, other_secret, expired):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.GetChunks(retrieval_pb2.GetChunksRequest(), metadata=metadata, timeout=5)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, metadata
+            ok = await stub.GetChunks(retrieval_pb2.GetChunksRequest(), metadata=signed(Identity("t1")), timeout=5)
+            assert ok.chunks[0].chunk_id == "t1"
+    finally:
+        await server.stop(1)
+
+
+def test_a_signature_covers_tenant_user_role_request_and_expiry() -> None:
+    signer = Signer("s3cret", clock=lambda: 1_000.0, ttl_seconds=60)
+    pairs = dict(signer.metadata(Identity("t1", "u1", "r1", role="member")))
+    assert signer.refusal(pairs) is None
+    for key, value in (("x-tenant-id", "t2"), ("x-user-id", "u2"), ("x-role", "admin"), ("x-request-id", "r2")):
+        assert signer.refusal({**pairs, key: value}) is not None, key
+    later = Signer("s3cret", clock=lambda: 1_061.0)
+    assert "expired" in (later.refusal(pairs) or "")
 
 
 async def test_a_message_that_keeps_failing_is_parked(nats_client: NatsClient) -> None:

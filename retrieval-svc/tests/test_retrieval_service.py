@@ -23,7 +23,7 @@ from parley.kit.contracts import CHUNKS_DELETED, CHUNKS_INDEXED, CHUNKS_UPSERTED
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
-from parley.kit.testing import Infra, serving
+from parley.kit.testing import Infra, serving, signed
 from parley.retrieval import events, models, store
 from parley.retrieval.embeddings import Embedded, LocalEmbedder
 from parley.retrieval.grpc_api import RetrievalApi
@@ -165,7 +165,7 @@ def doc(tenant_id: str) -> Doc:
 
 
 def as_(tenant_id: str) -> tuple[tuple[str, str], ...]:
-    return Identity(tenant_id=tenant_id, user_id=str(uuid.uuid4()), request_id=str(uuid.uuid4())).metadata()
+    return signed(Identity(tenant_id=tenant_id, user_id=str(uuid.uuid4()), request_id=str(uuid.uuid4())))
 
 
 async def search(

@@ -11,6 +11,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from parley.kit.identity import Identity
+from parley.kit.testing import signed
 from parley.usage.budget import Budgets, Hold
 from parley.usage.recording import Recorder
 from parley.v1 import usage_pb2, usage_pb2_grpc
@@ -22,7 +23,7 @@ SONNET_1K_IN_1K_OUT = 3_750 + 15_000  # micro-USD held: 1,000 input tokens at th
 
 
 def as_tenant(tenant_id: str) -> tuple[tuple[str, str], ...]:
-    return Identity(tenant_id=tenant_id, user_id="user-1", request_id=str(uuid.uuid4())).metadata()
+    return signed(Identity(tenant_id=tenant_id, user_id="user-1", request_id=str(uuid.uuid4())))
 
 
 def timestamp(value: datetime) -> Timestamp:

@@ -30,9 +30,10 @@ async def main() -> None:
         "chat", settings, schema="chat", migrations=Path(__file__).parent / "migrations"
     )
     deadline = settings.call_deadline_seconds
-    retrieval = RetrievalClient(settings.retrieval_target, deadline_seconds=deadline)
-    ingestion = IngestionClient(settings.ingestion_target, deadline_seconds=deadline)
-    usage = UsageClient(settings.usage_target, deadline_seconds=deadline)
+    signer = settings.signer()
+    retrieval = RetrievalClient(settings.retrieval_target, deadline_seconds=deadline, signer=signer)
+    ingestion = IngestionClient(settings.ingestion_target, deadline_seconds=deadline, signer=signer)
+    usage = UsageClient(settings.usage_target, deadline_seconds=deadline, signer=signer)
     relay = OutboxRelay(sessions=runtime.sessions, table=outbox, js=runtime.js)
     memory = Summarizer.configured(
         settings.summary_model,

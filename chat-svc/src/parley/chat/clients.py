@@ -14,7 +14,7 @@ from typing import Protocol
 import grpc
 
 from parley.kit.errors import BudgetExceeded, NotFound, Unavailable
-from parley.kit.identity import Identity
+from parley.kit.identity import Identity, Signer
 from parley.kit.rpc import open_channel
 from parley.v1 import (
     common_pb2,
@@ -84,17 +84,19 @@ def _unreachable(error: grpc.aio.AioRpcError, service: str) -> Exception:
 
 
 class _Client:
-    def __init__(self, target: str, *, deadline_seconds: float) -> None:
+    def __init__(self, target: str, *, deadline_seconds: float, signer: Signer) -> None:
         self._channel: grpc.aio.Channel = open_channel(target)
         self._deadline = deadline_seconds
+        # chat-svc signs the identity it forwards itself: a turn outlives the gateway's signature.
+        self._signer = signer
 
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
 
 class RetrievalClient(_Client):
-    def __init__(self, target: str, *, deadline_seconds: float) -> None:
-        super().__init__(target, deadline_seconds=deadline_seconds)
+    def __init__(self, target: str, *, deadline_seconds: float, signer: Signer) -> None:
+        super().__init__(target, deadline_seconds=deadline_seconds, signer=signer)
         self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self._channel)
 
     async def search(
@@ -104,14 +106,16 @@ class RetrievalClient(_Client):
             query=query, collection_ids=list(collection_ids), k=k, mode=retrieval_pb2.SEARCH_MODE_HYBRID
         )
         try:
-            return await self._stub.Search(request, timeout=self._deadline, metadata=identity.metadata())
+            return await self._stub.Search(request, timeout=self._deadline, metadata=self._signer.metadata(identity))
         except grpc.aio.AioRpcError as error:
             raise _unreachable(error, "retrieval") from None
 
     async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
         request = retrieval_pb2.GetChunksRequest(chunk_ids=list(chunk_ids))
         try:
-            response = await self._stub.GetChunks(request, timeout=self._deadline, metadata=identity.metadata())
+            response = await self._stub.GetChunks(
+                request, timeout=self._deadline, metadata=self._signer.metadata(identity)
+            )
         except grpc.aio.AioRpcError as error:
             raise _unreachable(error, "retrieval") from None
         return list(response.chunks)
@@ -123,21 +127,23 @@ class RetrievalClient(_Client):
             document_id=document_id, ordinal=ordinal, before=before, after=after
         )
         try:
-            response = await self._stub.GetNeighbors(request, timeout=self._deadline, metadata=identity.metadata())
+            response = await self._stub.GetNeighbors(
+                request, timeout=self._deadline, metadata=self._signer.metadata(identity)
+            )
         except grpc.aio.AioRpcError as error:
             raise _unreachable(error, "retrieval") from None
         return list(response.chunks)
 
 
 class IngestionClient(_Client):
-    def __init__(self, target: str, *, deadline_seconds: float) -> None:
-        super().__init__(target, deadline_seconds=deadline_seconds)
+    def __init__(self, target: str, *, deadline_seconds: float, signer: Signer) -> None:
+        super().__init__(target, deadline_seconds=deadline_seconds, signer=signer)
         self._stub = ingestion_pb2_grpc.IngestionServiceStub(self._channel)
 
     async def require(self, identity: Identity, collection_id: str) -> None:
         request = ingestion_pb2.GetCollectionRequest(collection_id=collection_id)
         try:
-            await self._stub.GetCollection(request, timeout=self._deadline, metadata=identity.metadata())
+            await self._stub.GetCollection(request, timeout=self._deadline, metadata=self._signer.metadata(identity))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"collection {collection_id} not found") from None
@@ -145,8 +151,8 @@ class IngestionClient(_Client):
 
 
 class UsageClient(_Client):
-    def __init__(self, target: str, *, deadline_seconds: float) -> None:
-        super().__init__(target, deadline_seconds=deadline_seconds)
+    def __init__(self, target: str, *, deadline_seconds: float, signer: Signer) -> None:
+        super().__init__(target, deadline_seconds=deadline_seconds, signer=signer)
         self._stub = usage_pb2_grpc.UsageServiceStub(self._channel)
 
     async def reserve(
@@ -162,7 +168,9 @@ class UsageClient(_Client):
             idempotency_key=uuid.uuid4().hex,
         )
         try:
-            response = await self._stub.Reserve(request, timeout=self._deadline, metadata=identity.metadata())
+            response = await self._stub.Reserve(
+                request, timeout=self._deadline, metadata=self._signer.metadata(identity)
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise BudgetExceeded(error.details() or "the monthly budget is spent") from None
@@ -171,12 +179,14 @@ class UsageClient(_Client):
 
     async def release(self, identity: Identity, reservation_id: str) -> None:
         request = usage_pb2.SettleRequest(reservation_id=reservation_id)
-        await self._stub.Settle(request, timeout=self._deadline, metadata=identity.metadata())
+        await self._stub.Settle(request, timeout=self._deadline, metadata=self._signer.metadata(identity))
 
     async def price(self, identity: Identity, *, provider: str, model: str, usage: common_pb2.TokenUsage) -> int:
         request = usage_pb2.PriceUsageRequest(provider=provider, model=model, usage=usage)
         try:
-            response = await self._stub.PriceUsage(request, timeout=self._deadline, metadata=identity.metadata())
+            response = await self._stub.PriceUsage(
+                request, timeout=self._deadline, metadata=self._signer.metadata(identity)
+            )
         except grpc.aio.AioRpcError as error:
             raise _unreachable(error, "usage") from None
         return response.cost_micros

@@ -39,6 +39,7 @@ async def main() -> None:
         usage_target=settings.usage_target,
         retrieval_target=settings.retrieval_target,
         deadline_seconds=settings.call_deadline_seconds,
+        signer=settings.signer(),
     )
     try:
         if settings.bootstrap_api_key is not None:
@@ -47,7 +48,16 @@ async def main() -> None:
                 settings.bootstrap_api_key.get_secret_value(),
                 pepper=settings.api_key_pepper.get_secret_value(),
             )
-        app = create_app(Services(settings, runtime.sessions, backends, runtime.nc, runtime.js, backends.chat))
+        services = Services(
+            settings,
+            runtime.sessions,
+            backends,
+            runtime.nc,
+            runtime.js,
+            backends.chat,
+            auth.Authenticator.from_settings(settings),
+        )
+        app = create_app(services)
         server = _Server(
             uvicorn.Config(
                 app,

@@ -90,11 +90,22 @@ def _context_used(usage: events_pb2.TurnUsage) -> ContextUsed:
     return ContextUsed.of(usage.context_used)
 
 
-async def sse_frames(services: Services, subject: str, *, after_seq: int = 0) -> AsyncIterator[dict[str, str]]:
+def _tokens(usage: events_pb2.TurnUsage) -> int:
+    counted = usage.usage
+    return counted.input_tokens + counted.output_tokens + counted.cache_read_tokens + counted.cache_write_tokens
+
+
+async def sse_frames(
+    services: Services, subject: str, *, after_seq: int = 0, charge: Principal | None = None
+) -> AsyncIterator[dict[str, str]]:
+    """The turn's events as SSE frames; `charge`: whose LLM-tokens rate limit the turn's tokens
+    count against (the caller who started it; a client resuming it is not charged again)."""
     try:
         async for event in turn_events(
             services.js, subject, after_seq=after_seq, idle_seconds=services.settings.turn_idle_seconds
         ):
+            if charge is not None and event.WhichOneof("kind") == "usage":
+                await services.limiter.charge_tokens(services.sessions, charge, _tokens(event.usage))
             yield sse_frame(event)
     except TurnIdle:
         yield error_frame("timeout", "the answer stopped arriving")
@@ -103,7 +114,7 @@ async def sse_frames(services: Services, subject: str, *, after_seq: int = 0) ->
         yield error_frame("unavailable", "the answer's stream was interrupted; resume with Last-Event-ID")
 
 
-async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
+async def collect(services: Services, turn: StartedTurn, who: Principal) -> dict[str, Any]:
     """The whole answer, for clients that asked for no stream."""
     text: list[str] = []
     sources: list[Source] = []
@@ -119,6 +130,7 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
             elif kind == "sources":
                 sources = [Source.of(source) for source in event.sources.sources]
             elif kind == "usage":
+                await services.limiter.charge_tokens(services.sessions, who, _tokens(event.usage))
                 usage, model = Usage.of(event.usage.usage), event.usage.model
                 cost_usd = optional_usd(event.usage, "cost_micros")
                 context_used = _context_used(event.usage) if event.usage.HasField("context_used") else None

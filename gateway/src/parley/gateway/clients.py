@@ -11,7 +11,7 @@ from typing import Protocol
 import grpc
 
 from parley.gateway.store import Principal
-from parley.kit.identity import Identity, current_request_id
+from parley.kit.identity import Identity, Signer, current_request_id
 from parley.kit.rpc import open_channel
 from parley.v1 import (
     chat_pb2,
@@ -28,9 +28,20 @@ from parley.v1 import (
 UPLOAD_PIECE_BYTES = 64 * 1024
 
 
-def _metadata(principal: Principal) -> tuple[tuple[str, str], ...]:
-    identity = Identity(tenant_id=principal.tenant_id, user_id=principal.user_id, request_id=current_request_id())
-    return identity.metadata()
+class _Signed:
+    """The caller's identity as signed metadata (kit.identity): what every backend verifies."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def __call__(self, principal: Principal) -> tuple[tuple[str, str], ...]:
+        identity = Identity(
+            tenant_id=principal.tenant_id,
+            user_id=principal.user_id,
+            role=principal.role,
+            request_id=current_request_id(),
+        )
+        return self._signer.metadata(identity)
 
 
 # Chat
@@ -57,42 +68,43 @@ class ChatBackend(Protocol):
 
 
 class GrpcChat:
-    def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float, signer: Signer) -> None:
         self._stub = chat_pb2_grpc.ChatServiceStub(channel)
         self._deadline = deadline_seconds
+        self._metadata = _Signed(signer)
 
     async def start_turn(self, who: Principal, request: chat_pb2.StartTurnRequest) -> chat_pb2.StartTurnResponse:
         # chat-svc retrieves, builds the prompt and holds the budget before it answers: a turn's
         # start takes longer than a lookup, still within a deadline.
-        return await self._stub.StartTurn(request, timeout=self._deadline * 3, metadata=_metadata(who))
+        return await self._stub.StartTurn(request, timeout=self._deadline * 3, metadata=self._metadata(who))
 
     async def get_turn(self, who: Principal, conversation_id: str, turn_id: str) -> chat_pb2.Turn:
         request = chat_pb2.GetTurnRequest(conversation_id=conversation_id, turn_id=turn_id)
-        return await self._stub.GetTurn(request, timeout=self._deadline, metadata=_metadata(who))
+        return await self._stub.GetTurn(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def cancel_turn(self, who: Principal, conversation_id: str, turn_id: str) -> None:
         request = chat_pb2.CancelTurnRequest(conversation_id=conversation_id, turn_id=turn_id)
-        await self._stub.CancelTurn(request, timeout=self._deadline, metadata=_metadata(who))
+        await self._stub.CancelTurn(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def get_conversation(self, who: Principal, conversation_id: str) -> chat_pb2.Conversation:
         request = chat_pb2.GetConversationRequest(conversation_id=conversation_id)
-        return await self._stub.GetConversation(request, timeout=self._deadline, metadata=_metadata(who))
+        return await self._stub.GetConversation(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def list_conversations(
         self, who: Principal, page: common_pb2.PageRequest
     ) -> chat_pb2.ListConversationsResponse:
         request = chat_pb2.ListConversationsRequest(page=page)
-        return await self._stub.ListConversations(request, timeout=self._deadline, metadata=_metadata(who))
+        return await self._stub.ListConversations(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def delete_conversation(self, who: Principal, conversation_id: str) -> None:
         request = chat_pb2.DeleteConversationRequest(conversation_id=conversation_id)
-        await self._stub.DeleteConversation(request, timeout=self._deadline, metadata=_metadata(who))
+        await self._stub.DeleteConversation(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def export_conversation(
         self, who: Principal, conversation_id: str, format: str
     ) -> chat_pb2.ExportConversationResponse:
         request = chat_pb2.ExportConversationRequest(conversation_id=conversation_id, format=format)
-        return await self._stub.ExportConversation(request, timeout=self._deadline, metadata=_metadata(who))
+        return await self._stub.ExportConversation(request, timeout=self._deadline, metadata=self._metadata(who))
 
 
 class Backends:
@@ -104,6 +116,7 @@ class Backends:
         usage_target: str,
         retrieval_target: str,
         deadline_seconds: float,
+        signer: Signer,
     ) -> None:
         self._channels: list[grpc.aio.Channel] = [
             open_channel(ingestion_target),
@@ -112,7 +125,8 @@ class Backends:
             open_channel(retrieval_target),
         ]
         self.ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channels[0])
-        self.chat = GrpcChat(self._channels[1], deadline_seconds=deadline_seconds)
+        self.chat = GrpcChat(self._channels[1], deadline_seconds=deadline_seconds, signer=signer)
+        self._metadata = _Signed(signer)
         self.usage = usage_pb2_grpc.UsageServiceStub(self._channels[2])
         self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(self._channels[3])
         self.deadline = deadline_seconds
@@ -125,21 +139,21 @@ class Backends:
 
     async def create_collection(self, who: Principal, *, name: str, description: str) -> ingestion_pb2.Collection:
         request = ingestion_pb2.CreateCollectionRequest(name=name, description=description)
-        return await self.ingestion.CreateCollection(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.CreateCollection(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def get_collection(self, who: Principal, collection_id: str) -> ingestion_pb2.Collection:
         request = ingestion_pb2.GetCollectionRequest(collection_id=collection_id)
-        return await self.ingestion.GetCollection(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.GetCollection(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def list_collections(
         self, who: Principal, page: common_pb2.PageRequest
     ) -> ingestion_pb2.ListCollectionsResponse:
         request = ingestion_pb2.ListCollectionsRequest(page=page)
-        return await self.ingestion.ListCollections(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.ListCollections(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def delete_collection(self, who: Principal, collection_id: str) -> None:
         request = ingestion_pb2.DeleteCollectionRequest(collection_id=collection_id)
-        await self.ingestion.DeleteCollection(request, timeout=self.deadline, metadata=_metadata(who))
+        await self.ingestion.DeleteCollection(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def ingest_document(
         self, who: Principal, header: ingestion_pb2.DocumentHeader, content: bytes
@@ -150,7 +164,7 @@ class Backends:
                 yield ingestion_pb2.IngestDocumentRequest(content=content[start : start + UPLOAD_PIECE_BYTES])
 
         # An upload carries more bytes than a lookup: a longer deadline, still a deadline.
-        return await self.ingestion.IngestDocument(pieces(), timeout=self.deadline * 6, metadata=_metadata(who))
+        return await self.ingestion.IngestDocument(pieces(), timeout=self.deadline * 6, metadata=self._metadata(who))
 
     async def update_document(
         self, who: Principal, header: ingestion_pb2.VersionHeader, content: bytes
@@ -160,35 +174,35 @@ class Backends:
             for start in range(0, len(content), UPLOAD_PIECE_BYTES):
                 yield ingestion_pb2.UpdateDocumentRequest(content=content[start : start + UPLOAD_PIECE_BYTES])
 
-        return await self.ingestion.UpdateDocument(pieces(), timeout=self.deadline * 6, metadata=_metadata(who))
+        return await self.ingestion.UpdateDocument(pieces(), timeout=self.deadline * 6, metadata=self._metadata(who))
 
     async def get_document(self, who: Principal, document_id: str) -> ingestion_pb2.Document:
         request = ingestion_pb2.GetDocumentRequest(document_id=document_id)
-        return await self.ingestion.GetDocument(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.GetDocument(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def list_documents(
         self, who: Principal, collection_id: str, page: common_pb2.PageRequest
     ) -> ingestion_pb2.ListDocumentsResponse:
         request = ingestion_pb2.ListDocumentsRequest(collection_id=collection_id, page=page)
-        return await self.ingestion.ListDocuments(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.ListDocuments(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def delete_document(self, who: Principal, document_id: str) -> None:
         request = ingestion_pb2.DeleteDocumentRequest(document_id=document_id)
-        await self.ingestion.DeleteDocument(request, timeout=self.deadline, metadata=_metadata(who))
+        await self.ingestion.DeleteDocument(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def list_sections(
         self, who: Principal, document_id: str, page: common_pb2.PageRequest
     ) -> ingestion_pb2.ListSectionsResponse:
         request = ingestion_pb2.ListSectionsRequest(document_id=document_id, page=page)
-        return await self.ingestion.ListSections(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.ListSections(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def get_characters(self, who: Principal, document_id: str) -> ingestion_pb2.CharactersReport:
         request = ingestion_pb2.GetCharactersRequest(document_id=document_id)
-        return await self.ingestion.GetCharacters(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.GetCharacters(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def get_pacing(self, who: Principal, document_id: str) -> ingestion_pb2.PacingReport:
         request = ingestion_pb2.GetPacingRequest(document_id=document_id)
-        return await self.ingestion.GetPacing(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.GetPacing(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def get_artifacts(
         self, who: Principal, document_id: str, *, kinds: list[str], fresh: bool
@@ -196,42 +210,42 @@ class Backends:
         request = ingestion_pb2.GetArtifactsRequest(document_id=document_id, kinds=kinds, fresh=fresh)
         # Fresh artifacts may be a model's work, batch after batch: a longer deadline, still one.
         timeout = self.deadline * 6 if fresh else self.deadline
-        return await self.ingestion.GetArtifacts(request, timeout=timeout, metadata=_metadata(who))
+        return await self.ingestion.GetArtifacts(request, timeout=timeout, metadata=self._metadata(who))
 
     async def list_dead_letters(self, who: Principal) -> ingestion_pb2.ListDeadLettersResponse:
         request = ingestion_pb2.ListDeadLettersRequest()
-        return await self.ingestion.ListDeadLetters(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.ListDeadLetters(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def replay_dead_letter(self, who: Principal, seq: int) -> ingestion_pb2.DeadLetter:
         request = ingestion_pb2.ReplayDeadLetterRequest(seq=seq)
-        return await self.ingestion.ReplayDeadLetter(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.ingestion.ReplayDeadLetter(request, timeout=self.deadline, metadata=self._metadata(who))
 
     def watch_document(
         self, who: Principal, document_id: str, *, timeout: float
     ) -> AsyncIterable[ingestion_pb2.DocumentProgress]:
         request = ingestion_pb2.WatchDocumentRequest(document_id=document_id)
-        return self.ingestion.WatchDocument(request, timeout=timeout, metadata=_metadata(who))
+        return self.ingestion.WatchDocument(request, timeout=timeout, metadata=self._metadata(who))
 
     # Usage
 
     async def get_usage(self, who: Principal, request: usage_pb2.GetUsageRequest) -> usage_pb2.GetUsageResponse:
-        return await self.usage.GetUsage(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.usage.GetUsage(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def get_summary(self, who: Principal, window: str) -> usage_pb2.GetSummaryResponse:
         request = usage_pb2.GetSummaryRequest(window=window)
-        return await self.usage.GetSummary(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.usage.GetSummary(request, timeout=self.deadline, metadata=self._metadata(who))
 
     async def check_quota(self, who: Principal) -> usage_pb2.CheckQuotaResponse:
         return await self.usage.CheckQuota(
-            usage_pb2.CheckQuotaRequest(), timeout=self.deadline, metadata=_metadata(who)
+            usage_pb2.CheckQuotaRequest(), timeout=self.deadline, metadata=self._metadata(who)
         )
 
     async def set_budget(self, who: Principal, monthly_limit_micros: int | None) -> usage_pb2.Budget:
         # None leaves the field unset: no limit.
         request = usage_pb2.SetBudgetRequest(monthly_limit_micros=monthly_limit_micros)
-        return await self.usage.SetBudget(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.usage.SetBudget(request, timeout=self.deadline, metadata=self._metadata(who))
 
     # Retrieval
 
     async def search(self, who: Principal, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
-        return await self.retrieval.Search(request, timeout=self.deadline, metadata=_metadata(who))
+        return await self.retrieval.Search(request, timeout=self.deadline, metadata=self._metadata(who))

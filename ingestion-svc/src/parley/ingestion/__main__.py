@@ -43,6 +43,7 @@ async def main() -> None:
             deadline_seconds=settings.artifacts_deadline_seconds,
             provider=settings.artifacts_provider,
             model=settings.artifacts_model,
+            signer=settings.signer(),
         )
     )
     try:

@@ -13,7 +13,7 @@ from typing import Protocol
 import grpc
 
 from parley.kit.errors import BudgetExceeded, Unavailable
-from parley.kit.identity import Identity
+from parley.kit.identity import Identity, Signer
 from parley.kit.rpc import open_channel
 from parley.v1 import chat_pb2, chat_pb2_grpc
 
@@ -48,8 +48,9 @@ _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_
 class ChatCompleter:
     """`Complete` on chat-svc with one provider and model (empty: chat-svc's defaults)."""
 
-    def __init__(self, target: str, *, deadline_seconds: float, provider: str, model: str) -> None:
+    def __init__(self, target: str, *, deadline_seconds: float, provider: str, model: str, signer: Signer) -> None:
         self._channel: grpc.aio.Channel = open_channel(target)
+        self._signer = signer
         self._stub = chat_pb2_grpc.ChatServiceStub(self._channel)
         self._deadline = deadline_seconds
         self._provider = provider
@@ -67,7 +68,9 @@ class ChatCompleter:
         )
         identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=request_id)
         try:
-            response = await self._stub.Complete(request, timeout=self._deadline, metadata=identity.metadata())
+            response = await self._stub.Complete(
+                request, timeout=self._deadline, metadata=self._signer.metadata(identity)
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise BudgetExceeded(error.details() or "the budget cannot hold this completion") from None

@@ -164,20 +164,29 @@ class Secrets:
     admin_api_key: str
     api_key_pepper: str
     first_start: bool
+    # Signs the identity on every internal gRPC call (kit.identity); shared by every service.
+    internal_secret: str = ""
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> "Secrets":
         path = data_dir / "secrets.json"
         if path.exists():
             stored = json.loads(path.read_text())
-            return cls(stored["admin_api_key"], stored["api_key_pepper"], first_start=False)
-        made = {"admin_api_key": "pk_" + secrets.token_urlsafe(32), "api_key_pepper": secrets.token_urlsafe(32)}
+            if "internal_secret" not in stored:  # a data folder from before signed identities
+                stored["internal_secret"] = secrets.token_urlsafe(32)
+                path.write_text(json.dumps(stored, indent=2))
+            return cls(stored["admin_api_key"], stored["api_key_pepper"], False, stored["internal_secret"])
+        made = {
+            "admin_api_key": "pk_" + secrets.token_urlsafe(32),
+            "api_key_pepper": secrets.token_urlsafe(32),
+            "internal_secret": secrets.token_urlsafe(32),
+        }
         data_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(json.dumps(made, indent=2))
         (data_dir / "admin-key").write_text(made["admin_api_key"] + "\n")
         (data_dir / "admin-key").chmod(0o600)
-        return cls(made["admin_api_key"], made["api_key_pepper"], first_start=True)
+        return cls(made["admin_api_key"], made["api_key_pepper"], True, made["internal_secret"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +346,8 @@ class Platform:
         )
         for name in SERVICES:
             env[f"PARLEY_{name.upper()}_TARGET"] = f"127.0.0.1:{self.ports.grpc[name]}"
+        assert self.secrets is not None
+        env["PARLEY_INTERNAL_SECRET"] = self.secrets.internal_secret
         return env
 
     def _service_env(self, name: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """gRPC on grpc.aio: the server every service runs and the channels it calls others with.
 
 The server carries the standard health service and reflection, and one interceptor that
-binds the caller's request id for logs, refuses calls without the gateway's identity,
+binds the caller's request id for logs, refuses calls whose identity is not signed with the
+installation's internal secret (identity.Signer),
 maps `ParleyError`s to status codes, hides other exceptions behind INTERNAL, and
 records Prometheus metrics.
 """
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
 from parley.kit.errors import ParleyError
-from parley.kit.identity import REQUEST_KEY, TENANT_KEY, bind_request_id
+from parley.kit.identity import REQUEST_KEY, Signer, bind_request_id
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
     ) -> Any:
@@ -47,14 +51,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             behavior = getattr(handler, kind)
             if behavior is not None:
                 wrap = _wrap_streaming if kind.endswith("_stream") else _wrap_unary
-                return handler._replace(**{kind: wrap(behavior, method, metadata)})
+                return handler._replace(**{kind: wrap(behavior, method, metadata, self._signer)})
         return handler
 
 
-def _admit(method: str, metadata: dict[str, Any]) -> str | None:
+def _admit(method: str, metadata: dict[str, Any], signer: Signer) -> str | None:
     bind_request_id(str(metadata.get(REQUEST_KEY, "")))
-    if not metadata.get(TENANT_KEY):
-        return f"{method} needs {TENANT_KEY} metadata (set by the gateway)"
+    refusal = signer.refusal(metadata)
+    if refusal is not None:
+        rpc_handled.labels(method, "UNAUTHENTICATED").inc()
+        return f"{method}: {refusal}"
     return None
 
 
@@ -78,9 +84,11 @@ async def _fail(context: Context, method: str, error: Exception) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
-def _wrap_unary(behavior: Callable[..., Any], method: str, metadata: dict[str, Any]) -> Callable[..., Any]:
+def _wrap_unary(
+    behavior: Callable[..., Any], method: str, metadata: dict[str, Any], signer: Signer
+) -> Callable[..., Any]:
     async def wrapped(request: Any, context: Context) -> Any:
-        refusal = _admit(method, metadata)
+        refusal = _admit(method, metadata, signer)
         if refusal:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
         started = time.perf_counter()
@@ -98,9 +106,11 @@ def _wrap_unary(behavior: Callable[..., Any], method: str, metadata: dict[str, A
     return wrapped
 
 
-def _wrap_streaming(behavior: Callable[..., Any], method: str, metadata: dict[str, Any]) -> Callable[..., Any]:
+def _wrap_streaming(
+    behavior: Callable[..., Any], method: str, metadata: dict[str, Any], signer: Signer
+) -> Callable[..., Any]:
     async def wrapped(request: Any, context: Context) -> Any:
-        refusal = _admit(method, metadata)
+        refusal = _admit(method, metadata, signer)
         if refusal:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
         try:
@@ -118,8 +128,8 @@ def _wrap_streaming(behavior: Callable[..., Any], method: str, metadata: dict[st
 class GrpcServer:
     """A grpc.aio server with health and reflection; `stop` drains in-flight calls first."""
 
-    def __init__(self, *, port: int, host: str = "[::]") -> None:
-        self.server = grpc.aio.server(interceptors=[ServerInterceptor()])
+    def __init__(self, *, port: int, signer: Signer, host: str = "[::]") -> None:
+        self.server = grpc.aio.server(interceptors=[ServerInterceptor(signer)])
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._service_names: list[str] = []

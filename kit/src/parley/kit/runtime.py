@@ -52,7 +52,9 @@ class ServiceRuntime:
         return cls(name=name, settings=settings, engine=engine, nc=nc, js=js)
 
     async def serve_grpc(self, *services: tuple[AddServicer, object, str]) -> int:
-        self.grpc = GrpcServer(port=self.settings.grpc_port, host=self.settings.listen_host)
+        self.grpc = GrpcServer(
+            port=self.settings.grpc_port, host=self.settings.listen_host, signer=self.settings.signer()
+        )
         for add_servicer, servicer, service_name in services:
             self.grpc.add(add_servicer, servicer, service_name)
         await self.grpc.start()

@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley.kit.identity import Signer
+
 # Values people leave in example files; a service outside dev refuses to run with them.
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "placeholder", "secret", "password", "xxx", "todo", "dev"}
@@ -31,6 +33,11 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 5
     shutdown_grace_seconds: float = 10.0
     call_deadline_seconds: float = 10.0
+    # Signs the identity every gRPC call carries (kit.identity): the same in every service.
+    internal_secret: SecretStr
+
+    def signer(self) -> Signer:
+        return Signer(self.internal_secret.get_secret_value())
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "ServiceSettings":

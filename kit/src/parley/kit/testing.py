@@ -19,7 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.kit import bus, db
 from parley.kit.devstack import EmbeddedNats, EmbeddedPostgres, free_port
+from parley.kit.identity import Identity, Signer
 from parley.kit.rpc import AddServicer, GrpcServer, open_channel
+
+# The internal secret of every service a test starts (settings' `internal_secret`).
+TEST_INTERNAL_SECRET = "test-internal-secret-9c2e"
+TEST_SIGNER = Signer(TEST_INTERNAL_SECRET)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every service Settings a test builds signs and verifies with the test's secret, as the
+    # services of one deployment share theirs; the kit's test servers use the same (TEST_SIGNER).
+    os.environ.setdefault("PARLEY_INTERNAL_SECRET", TEST_INTERNAL_SECRET)
+
+
+def signed(identity: Identity) -> tuple[tuple[str, str], ...]:
+    """The metadata a service sends for `identity`, signed as the test's services expect."""
+    return TEST_SIGNER.metadata(identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +83,7 @@ async def nats_client(infra: Infra) -> AsyncIterator[NatsClient]:
 async def serving(add_servicer: AddServicer, servicer: object, service_name: str) -> AsyncIterator[grpc.aio.Channel]:
     """A servicer on a real gRPC server (the kit's, with its interceptor) on a free loopback port,
     and a channel to it."""
-    server = GrpcServer(port=0, host="127.0.0.1")
+    server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)
     server.add(add_servicer, servicer, service_name)
     await server.start()
     try:

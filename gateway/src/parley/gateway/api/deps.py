@@ -1,16 +1,21 @@
-"""What routes depend on, as `Annotated` aliases so their signatures read like sentences."""
+"""What routes depend on, as `Annotated` aliases so their signatures read like sentences:
+`who: Reader` is anyone of the tenant with a `read` credential, `who: Admin` an admin or owner
+whose credential carries `admin` (access.py holds the matrix)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from parley.gateway import auth
+from parley.gateway import access
+from parley.gateway.auth import Authenticator
 from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.gateway.errors import ApiError
+from parley.gateway.front_door import principal_of
+from parley.gateway.ratelimit import RateLimiter
 from parley.gateway.store import Principal
 from parley.kit.db import Sessions
 
@@ -25,6 +30,8 @@ class Services:
     nc: NatsClient
     js: JetStreamContext
     chat: ChatBackend
+    authenticator: Authenticator
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
 
 def get_services(request: Request) -> Services:
@@ -32,30 +39,32 @@ def get_services(request: Request) -> Services:
     return services
 
 
-async def get_principal(request: Request, services: Annotated[Services, Depends(get_services)]) -> Principal:
-    key = _presented_key(request)
-    if not key:
-        raise ApiError(
-            401,
-            "unauthenticated",
-            "send an API key: Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    principal = await auth.authenticate(
-        services.sessions, key, pepper=services.settings.api_key_pepper.get_secret_value()
-    )
+def get_principal(request: Request) -> Principal:
+    # The front door authenticated the request before its body was read (front_door.py).
+    principal = principal_of(request.scope)
     if principal is None:
-        raise ApiError(401, "unauthenticated", "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer <key>")
     return principal
 
 
-def _presented_key(request: Request) -> str:
-    authorization = request.headers.get("authorization", "")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip()
-    return request.headers.get("x-api-key", "").strip()
+def requires(action: access.Action) -> object:
+    def check(who: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not who.may(action):
+            if who.rank < action.role:
+                raise ApiError(403, "forbidden", f"to {action.name} needs the {action.role.name} role or above")
+            raise ApiError(403, "forbidden", f"to {action.name} needs a key with the `{action.scope}` scope")
+        return who
+
+    return Depends(check)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+Reader = Annotated[Principal, requires(access.READ)]
+Writer = Annotated[Principal, requires(access.WRITE)]
+Deleter = Annotated[Principal, requires(access.DELETE)]
+Chatter = Annotated[Principal, requires(access.CHAT)]
+Spender = Annotated[Principal, requires(access.SPEND)]
+PeopleAdmin = Annotated[Principal, requires(access.MANAGE_PEOPLE)]
+BudgetAdmin = Annotated[Principal, requires(access.SET_BUDGET)]
+Operator = Annotated[Principal, requires(access.OPERATE)]
 Deps = Annotated[Services, Depends(get_services)]

@@ -1,34 +1,26 @@
-"""Operators' routes (admin keys only): the tenant's ingest jobs that kept failing, and replaying one."""
+"""Operators' routes (admins and owners with an `admin` key): the tenant's ingest jobs that kept
+failing, and replaying one."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from parley.gateway.api.deps import CurrentPrincipal, Deps
-from parley.gateway.errors import ApiError
+from parley.gateway.api.deps import Deps, Operator
 from parley.gateway.schemas import DeadLetter, Page
-from parley.gateway.store import Principal
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-def _require_admin(who: Principal) -> None:
-    if who.role != "admin":
-        raise ApiError(403, "forbidden", "only an admin can see or replay dead letters")
-
-
 @router.get("/dead-letters")
-async def list_dead_letters(who: CurrentPrincipal, services: Deps) -> Page[DeadLetter]:
+async def list_dead_letters(who: Operator, services: Deps) -> Page[DeadLetter]:
     """Ingest jobs that failed on every try and were set aside, oldest first; each one's document
     is `failed` with the stage and the reason meanwhile."""
-    _require_admin(who)
     found = await services.backends.list_dead_letters(who)
     return Page(data=[DeadLetter.of(letter) for letter in found.dead_letters], next_page_token=None)
 
 
 @router.post("/dead-letters/{seq}/replay")
-async def replay_dead_letter(seq: Annotated[int, Path(ge=1)], who: CurrentPrincipal, services: Deps) -> DeadLetter:
+async def replay_dead_letter(seq: Annotated[int, Path(ge=1)], who: Operator, services: Deps) -> DeadLetter:
     """Put the job back on its queue: its document goes back to `queued` and is worked on again.
     404 for a job that is not parked (already replayed); 409 when the document has a newer version."""
-    _require_admin(who)
     return DeadLetter.of(await services.backends.replay_dead_letter(who, seq))

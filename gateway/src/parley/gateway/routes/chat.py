@@ -1,22 +1,26 @@
 """Chat: ask a question (streamed as SSE or answered whole) and the conversations it builds."""
 
+import uuid
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
-from parley.gateway import chat_turns
-from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway import access, chat_turns, store
+from parley.gateway.api.deps import Chatter, Deps, Reader, Services
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
+from parley.gateway.store import Principal
+from parley.kit.contracts import MAX_ID_CHARS, MAX_PAGE_TOKEN_CHARS
 from parley.v1 import common_pb2
 
 router = APIRouter(tags=["chat"])
 
 
 @router.post("/v1/chat", response_model=ChatOut, responses={200: {"content": {"text/event-stream": {}}}})
-async def chat(body: ChatIn, who: CurrentPrincipal, services: Deps) -> EventSourceResponse | JSONResponse:
+async def chat(body: ChatIn, who: Chatter, services: Deps) -> EventSourceResponse | JSONResponse:
     """Ask a question about a conversation's collections.
 
     With `"stream": true` the answer arrives as server-sent events: `delta` frames of text,
@@ -25,15 +29,15 @@ async def chat(body: ChatIn, who: CurrentPrincipal, services: Deps) -> EventSour
     turn = await chat_turns.start_turn(services, who, body)
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Turn-Id": turn.turn_id}
     if body.stream:
-        return EventSourceResponse(chat_turns.sse_frames(services, turn.subject), headers=headers, ping=15)
-    return JSONResponse(await chat_turns.collect(services, turn), headers=headers)
+        return EventSourceResponse(chat_turns.sse_frames(services, turn.subject, charge=who), headers=headers, ping=15)
+    return JSONResponse(await chat_turns.collect(services, turn, who), headers=headers)
 
 
 @router.get("/v1/conversations/{conversation_id}/turns/{turn_id}/events")
 async def turn_events(
     conversation_id: str,
     turn_id: str,
-    who: CurrentPrincipal,
+    who: Chatter,
     services: Deps,
     last_event_id: Annotated[str, Header(max_length=20)] = "",
 ) -> EventSourceResponse:
@@ -50,20 +54,26 @@ async def turn_events(
 
 
 @router.post("/v1/conversations/{conversation_id}/turns/{turn_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
-async def cancel_turn(conversation_id: str, turn_id: str, who: CurrentPrincipal, services: Deps) -> dict[str, str]:
+async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, services: Deps) -> dict[str, str]:
     await services.chat.cancel_turn(who, conversation_id, turn_id)
     return {"status": "cancelling"}
 
 
 @router.get("/v1/conversations")
 async def list_conversations(
-    who: CurrentPrincipal,
+    who: Reader,
     services: Deps,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=512)] = "",
+    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    user_id: Annotated[
+        str | None, Query(max_length=MAX_ID_CHARS, description="an admin: list this user's conversations")
+    ] = None,
 ) -> Page[Conversation]:
+    """The caller's conversations, most recently active first. A member sees only their own; an
+    admin may name another user of the tenant with `user_id`."""
+    owner = who if user_id is None else await _other_user(services, who, user_id)
     page = await services.chat.list_conversations(
-        who, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+        owner, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     )
     return Page(
         data=[Conversation.of(c, with_messages=False) for c in page.conversations],
@@ -71,20 +81,35 @@ async def list_conversations(
     )
 
 
+async def _other_user(services: Services, who: Principal, user_id: str) -> Principal:
+    """An admin reads as the user the conversations belong to: chat-svc keeps them per user."""
+    if not who.may(access.MANAGE_PEOPLE):
+        raise ApiError(403, "forbidden", "only an admin may list another user's conversations")
+    try:
+        user_id = str(uuid.UUID(user_id))
+    except ValueError:
+        raise ApiError(404, "not_found", f"user {user_id} not found") from None
+    async with services.sessions() as session:
+        user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=user_id)
+    if user is None:
+        raise ApiError(404, "not_found", f"user {user_id} not found")
+    return replace(who, user_id=user.id)
+
+
 @router.get("/v1/conversations/{conversation_id}")
-async def get_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> Conversation:
+async def get_conversation(conversation_id: str, who: Reader, services: Deps) -> Conversation:
     return Conversation.of(await services.chat.get_conversation(who, conversation_id), with_messages=True)
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_conversation(conversation_id: str, who: CurrentPrincipal, services: Deps) -> None:
+async def delete_conversation(conversation_id: str, who: Chatter, services: Deps) -> None:
     await services.chat.delete_conversation(who, conversation_id)
 
 
 @router.get("/v1/conversations/{conversation_id}/export", response_class=Response)
 async def export_conversation(
     conversation_id: str,
-    who: CurrentPrincipal,
+    who: Reader,
     services: Deps,
     format: Literal["json", "markdown"] = "markdown",
 ) -> Response:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
-from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.api.deps import Deleter, Deps, Reader, Writer
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import NO_NUL, PRIORITY, Collection, CollectionIn, Document, Page
 from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS, MAX_TITLE_CHARS
@@ -17,13 +17,13 @@ PageToken = Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_collection(body: CollectionIn, who: CurrentPrincipal, services: Deps) -> Collection:
+async def create_collection(body: CollectionIn, who: Writer, services: Deps) -> Collection:
     return Collection.of(await services.backends.create_collection(who, name=body.name, description=body.description))
 
 
 @router.get("")
 async def list_collections(
-    who: CurrentPrincipal, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
+    who: Reader, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
 ) -> Page[Collection]:
     page = await services.backends.list_collections(
         who, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
@@ -32,19 +32,19 @@ async def list_collections(
 
 
 @router.get("/{collection_id}")
-async def get_collection(collection_id: str, who: CurrentPrincipal, services: Deps) -> Collection:
+async def get_collection(collection_id: str, who: Reader, services: Deps) -> Collection:
     return Collection.of(await services.backends.get_collection(who, collection_id))
 
 
 @router.delete("/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_collection(collection_id: str, who: CurrentPrincipal, services: Deps) -> None:
+async def delete_collection(collection_id: str, who: Deleter, services: Deps) -> None:
     await services.backends.delete_collection(who, collection_id)
 
 
 @router.post("/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED)
 async def upload_document(
     collection_id: str,
-    who: CurrentPrincipal,
+    who: Writer,
     services: Deps,
     file: Annotated[
         UploadFile, File(description="a screenplay (.fountain, .fdx), PDF, HTML, Markdown or plain-text file")
@@ -72,7 +72,7 @@ async def upload_document(
 
 @router.get("/{collection_id}/documents")
 async def list_documents(
-    collection_id: str, who: CurrentPrincipal, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
+    collection_id: str, who: Reader, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
 ) -> Page[Document]:
     page = await services.backends.list_documents(
         who, collection_id, common_pb2.PageRequest(page_size=page_size, page_token=page_token)

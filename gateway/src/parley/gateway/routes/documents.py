@@ -8,7 +8,8 @@ import grpc
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from sse_starlette import EventSourceResponse
 
-from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway import access
+from parley.gateway.api.deps import Deleter, Deps, Reader, Writer
 from parley.gateway.errors import ApiError, from_grpc
 from parley.gateway.events import error_frame
 from parley.gateway.schemas import (
@@ -31,14 +32,14 @@ WATCH_SECONDS = 600.0
 
 
 @router.get("/{document_id}")
-async def get_document(document_id: str, who: CurrentPrincipal, services: Deps) -> Document:
+async def get_document(document_id: str, who: Reader, services: Deps) -> Document:
     return Document.of(await services.backends.get_document(who, document_id))
 
 
 @router.put("/{document_id}", status_code=status.HTTP_202_ACCEPTED)
 async def update_document(
     document_id: str,
-    who: CurrentPrincipal,
+    who: Writer,
     services: Deps,
     response: Response,
     file: Annotated[UploadFile, File(description="the document's new content, in any accepted type")],
@@ -66,7 +67,7 @@ async def update_document(
 @router.get("/{document_id}/sections")
 async def list_sections(
     document_id: str,
-    who: CurrentPrincipal,
+    who: Reader,
     services: Deps,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
@@ -80,13 +81,13 @@ async def list_sections(
 
 
 @router.get("/{document_id}/characters")
-async def get_characters(document_id: str, who: CurrentPrincipal, services: Deps) -> CharactersOut:
+async def get_characters(document_id: str, who: Reader, services: Deps) -> CharactersOut:
     """A screenplay's speaking characters, counted from its scenes; 409 for any other document."""
     return CharactersOut.of(document_id, await services.backends.get_characters(who, document_id))
 
 
 @router.get("/{document_id}/pacing")
-async def get_pacing(document_id: str, who: CurrentPrincipal, services: Deps) -> PacingOut:
+async def get_pacing(document_id: str, who: Reader, services: Deps) -> PacingOut:
     """A screenplay's pages, scene lengths in eighths, dialogue share, day/night and INT/EXT
     counts; 409 for any other document."""
     return PacingOut.of(document_id, await services.backends.get_pacing(who, document_id))
@@ -95,7 +96,7 @@ async def get_pacing(document_id: str, who: CurrentPrincipal, services: Deps) ->
 @router.get("/{document_id}/artifacts")
 async def get_artifacts(
     document_id: str,
-    who: CurrentPrincipal,
+    who: Reader,
     services: Deps,
     kind: Annotated[
         list[str], Query(max_length=len(ARTIFACT_KINDS), description=f"only these: {', '.join(ARTIFACT_KINDS)}")
@@ -106,17 +107,19 @@ async def get_artifacts(
     token count, model, the version it was made from and whether it is stale. `fresh=true` writes
     what is missing or stale before answering: 402 when the budget is spent (what was written
     stays), 503 when the model is down. An unknown kind is a 400 (ingestion knows the kinds)."""
+    if fresh and not who.may(access.SPEND):
+        raise ApiError(403, "forbidden", "writing artifacts is billed: it needs a member with a `chat` key")
     found = await services.backends.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
     return ArtifactsOut.of(document_id, found)
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_document(document_id: str, who: CurrentPrincipal, services: Deps) -> None:
+async def delete_document(document_id: str, who: Deleter, services: Deps) -> None:
     await services.backends.delete_document(who, document_id)
 
 
 @router.get("/{document_id}/events")
-async def document_events(document_id: str, who: CurrentPrincipal, services: Deps) -> EventSourceResponse:
+async def document_events(document_id: str, who: Reader, services: Deps) -> EventSourceResponse:
     """Server-sent `progress` events (queued → parsing → chunking → indexing → [analyzing, one
     event per batch of artifacts] → ready | failed)."""
     # Asking first turns another tenant's id into a 404 before the stream starts.

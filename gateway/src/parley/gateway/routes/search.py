@@ -4,14 +4,14 @@ import asyncio
 
 from fastapi import APIRouter
 
-from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.api.deps import Deps, Reader
 from parley.gateway.schemas import SearchIn, SearchOut
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
 @router.post("")
-async def search(body: SearchIn, who: CurrentPrincipal, services: Deps) -> SearchOut:
+async def search(body: SearchIn, who: Reader, services: Deps) -> SearchOut:
     """The best `k` chunks for the query, best first, each with a marked snippet.
 
     Every collection must be the caller's: one that is not (another tenant's, deleted, never

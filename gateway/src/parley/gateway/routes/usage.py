@@ -5,10 +5,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from parley.gateway.api.deps import CurrentPrincipal, Deps
+from parley.gateway.api.deps import BudgetAdmin, Deps, Reader
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
-from parley.gateway.store import Principal
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
 
@@ -29,7 +28,7 @@ def _utc(value: datetime) -> datetime:
 
 @router.get("/usage")
 async def get_usage(
-    who: CurrentPrincipal,
+    who: Reader,
     services: Deps,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -54,39 +53,32 @@ async def get_usage(
 
 
 @router.get("/usage/summary")
-async def get_summary(who: CurrentPrincipal, services: Deps, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
+async def get_summary(who: Reader, services: Deps, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
     """Requests, success rate, latency, tokens and prompt-cache hit rate over the window."""
     return SummaryOut.of(await services.backends.get_summary(who, window), window=window)
 
 
 @router.get("/quota")
-async def get_quota(who: CurrentPrincipal, services: Deps) -> QuotaOut:
+async def get_quota(who: Reader, services: Deps) -> QuotaOut:
     """This month's spend and holds against the budget; `monthly_limit_usd` is null when there is no limit."""
     return QuotaOut.of(await services.backends.check_quota(who))
 
 
 @router.get("/budget")
-async def get_budget(who: CurrentPrincipal, services: Deps) -> BudgetOut:
+async def get_budget(who: Reader, services: Deps) -> BudgetOut:
     """The tenant's monthly limit in USD; null when there is no limit."""
     return BudgetOut.of_quota(await services.backends.check_quota(who))
 
 
 @router.put("/budget")
-async def set_budget(body: BudgetIn, who: CurrentPrincipal, services: Deps) -> BudgetOut:
+async def set_budget(body: BudgetIn, who: BudgetAdmin, services: Deps) -> BudgetOut:
     """Set the monthly limit. `null` removes it; `0` is a zero budget: every turn that may cost
     anything is refused with 402 (a turn on a free model, such as `local`, still runs)."""
-    _require_admin(who)
     limit = None if body.monthly_limit_usd is None else micros(body.monthly_limit_usd)
     return BudgetOut.of(await services.backends.set_budget(who, limit))
 
 
 @router.delete("/budget", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_budget(who: CurrentPrincipal, services: Deps) -> None:
+async def remove_budget(who: BudgetAdmin, services: Deps) -> None:
     """Remove the monthly limit (the same as PUT with null)."""
-    _require_admin(who)
     await services.backends.set_budget(who, None)
-
-
-def _require_admin(who: Principal) -> None:
-    if who.role != "admin":
-        raise ApiError(403, "forbidden", "only an admin can change the tenant's budget")
