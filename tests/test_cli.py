@@ -174,7 +174,7 @@ def test_errors_are_one_line_with_the_request_id(parley: Parley, environment: di
 
     refused = parley("collections", env={"PARLEY_API_KEY": "pk_wrong"})
     assert refused.exit_code == 1
-    assert "the API key is not valid (401 unauthenticated, request id " in refused.output
+    assert "the credential is not valid (401 unauthenticated, request id " in refused.output
 
     unreachable = parley("--url", "http://127.0.0.1:9", "collections")
     assert unreachable.exit_code == 1

@@ -63,6 +63,10 @@ def paid(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Ite
             "PARLEY_TURN_SWEEP_SECONDS": str(SWEEP_SECONDS),
             # A client whose answer stopped arriving is told so after this long.
             "PARLEY_TURN_IDLE_SECONDS": "30",
+            # Dozens of turns a minute from one key: the gateway's rate limits are not what is tested here.
+            "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "0",
+            "PARLEY_RATE_REQUESTS_PER_MINUTE": "0",
+            "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "0",
         }
     )
     started = Platform(tmp_path_factory.mktemp("paid"), ports=Ports.free(), environ=environ)

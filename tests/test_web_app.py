@@ -172,7 +172,7 @@ def test_sign_in_refuses_a_wrong_key_and_keeps_the_right_one_for_the_tab_only(pa
     shoot(page, "sign-in")
     page.get_by_label("API key").fill("pk_not-a-key")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("the API key is not valid")
+    expect(page.get_by_role("alert")).to_contain_text("the credential is not valid")
     expect(page.get_by_role("alert")).to_contain_text("unauthenticated, request ")
 
     sign_in(page, key)

@@ -1028,7 +1028,7 @@ async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_i
     usage_svc: tuple[str, Budgets, Recorder],
 ) -> None:
     target, budgets, recorder = usage_svc
-    client = UsageClient(target, deadline_seconds=5)
+    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
     h = await harness(settings, sessions, nats_client, provider=PricedEndlessProvider(), usage=client)
     # Replica A takes a turn, says "Descale " and dies: it stops renewing the turn's lease (its task
     # lingers in this test process, as a replica that froze would).
