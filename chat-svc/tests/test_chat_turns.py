@@ -881,6 +881,48 @@ async def test_conversations_are_listed_newest_first_a_page_at_a_time(
     assert titles == ["Third question?", "Second question?", "First question?"]
 
 
+async def test_a_long_conversation_is_read_a_page_of_messages_at_a_time_newest_last(
+    chat_api: tuple[chat_pb2_grpc.ChatServiceStub, Harness], nats_client: NatsClient
+) -> None:
+    stub, h = chat_api
+    conversation_id = ""
+    for n in range(1, 7):  # 12 messages
+        started = await h.runner.start(h.identity, h.ask(f"Question {n}?", conversation_id=conversation_id))
+        conversation_id = started.conversation_id
+        await read_turn(nats_client, started)
+
+    async def page(size: int, token: str = "") -> chat_pb2.Conversation:
+        return await stub.GetConversation(
+            chat_pb2.GetConversationRequest(
+                conversation_id=conversation_id, page=common_pb2.PageRequest(page_size=size, page_token=token)
+            ),
+            metadata=signed(h.identity),
+            timeout=5,
+        )
+
+    pages: list[list[tuple[str, str]]] = []
+    token = ""
+    while True:
+        read = await page(5, token)
+        pages.append([(message.role, message.content) for message in read.messages])
+        if not (token := read.next_page_token):
+            break
+    # The most recent first, each page oldest to newest; a turn's question before its answer.
+    assert [len(messages) for messages in pages] == [5, 5, 2]
+    assert pages[0][-2:][0] == ("user", "Question 6?") and pages[0][-1][0] == "assistant"
+    assert pages[0][0] == ("assistant", pages[0][0][1]) and pages[1][-1] == ("user", "Question 4?")
+    assert pages[2][0] == ("user", "Question 1?")
+    whole = [message for messages in reversed(pages) for message in messages]
+    assert [content for role, content in whole if role == "user"] == [f"Question {n}?" for n in range(1, 7)]
+    assert [role for role, _ in whole] == ["user", "assistant"] * 6
+    # No page size: the default page (20) holds all twelve, with no token.
+    everything = await page(0)
+    assert len(everything.messages) == 12 and everything.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await page(5, "not-a-token")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 class SummaryModel(LocalProvider):
     """Summarises every conversation the same way, and remembers what it was given."""
 

@@ -62,7 +62,9 @@ class FakeChat:
     async def cancel_turn(self, who: store.Principal, conversation_id: str, turn_id: str) -> None:
         raise rpc_error(grpc.StatusCode.NOT_FOUND, f"turn {turn_id} is not running")
 
-    async def get_conversation(self, who: store.Principal, conversation_id: str) -> chat_pb2.Conversation:
+    async def get_conversation(
+        self, who: store.Principal, conversation_id: str, page: common_pb2.PageRequest | None = None
+    ) -> chat_pb2.Conversation:
         if conversation_id not in self.conversations:
             raise rpc_error(grpc.StatusCode.NOT_FOUND, f"conversation {conversation_id} not found")
         return self.conversations[conversation_id]

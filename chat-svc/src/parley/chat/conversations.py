@@ -20,6 +20,13 @@ class ConversationPage:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagePage:
+    conversation: store.ConversationRecord
+    messages: list[store.MessageRecord]  # oldest first
+    next_page_token: str  # reads the messages before these; "" when these are the first
+
+
+@dataclass(frozen=True, slots=True)
 class TurnView:
     turn: store.TurnRecord
     events_kept: bool  # False once the stream has dropped the turn's events
@@ -43,14 +50,30 @@ class Conversations:
     async def get(
         self, owner: store.Owner, conversation_id: str
     ) -> tuple[store.ConversationRecord, list[store.MessageRecord]]:
+        """The conversation with every message (an export)."""
+        page = await self.read(owner, conversation_id, size=None, token="")
+        return page.conversation, page.messages
+
+    async def read(self, owner: store.Owner, conversation_id: str, *, size: int | None, token: str) -> MessagePage:
+        """The conversation with its most recent `size` messages before the token's (newest last), and
+        the token for those before them; `size` None: every message."""
+        limit = None if size is None else page_size(size)
         async with self._sessions() as session:
             conversation = await store.get_conversation(session=session, owner=owner, conversation_id=conversation_id)
             if conversation is None:
                 raise NotFound(f"conversation {conversation_id} not found")
-            messages = await store.conversation_messages(
-                session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
+            rows = await store.conversation_messages(
+                session=session,
+                tenant_id=owner.tenant_id,
+                conversation_id=conversation.id,
+                last=None if limit is None else limit + 1,
+                before=decode_token(token),
             )
-        return conversation, messages
+        if limit is None or len(rows) <= limit:
+            return MessagePage(conversation, rows, "")
+        page = rows[1:]  # one more than asked was read: there are older messages
+        oldest = page[0]
+        return MessagePage(conversation, page, encode_token(Cursor(at=oldest.created_at, id=uuid.UUID(oldest.id))))
 
     async def delete(self, owner: store.Owner, conversation_id: str) -> None:
         async with self._sessions.begin() as session:

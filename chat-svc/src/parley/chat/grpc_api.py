@@ -64,8 +64,12 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
     async def GetConversation(
         self, request: chat_pb2.GetConversationRequest, context: Context
     ) -> chat_pb2.Conversation:
-        conversation, messages = await self._conversations.get(_owner(context), request.conversation_id)
-        return _conversation(conversation, messages)
+        page = await self._conversations.read(
+            _owner(context), request.conversation_id, size=request.page.page_size, token=request.page.page_token
+        )
+        found = _conversation(page.conversation, page.messages)
+        found.next_page_token = page.next_page_token
+        return found
 
     async def DeleteConversation(
         self, request: chat_pb2.DeleteConversationRequest, context: Context

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from sqlalchemy import RowMapping, delete, func, insert, literal, select, tuple_, update
+from sqlalchemy import RowMapping, case, delete, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.models import conversations, messages, outbox, turns
 from parley.kit import outbox as kit_outbox
 from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED
+from parley.kit.errors import InvalidInput
 from parley.kit.ids import as_uuid
 from parley.kit.paging import Cursor
 from parley.v1 import chat_pb2, common_pb2, events_pb2
@@ -198,14 +199,41 @@ async def list_conversations(
     return [_conversation(row) for row in (await session.execute(query)).mappings()]
 
 
+# A turn's two messages share their transaction's timestamp: the user's is the earlier all the same.
+_LATER_ROLE = case((messages.c.role == "assistant", 1), else_=0)
+
+
 async def conversation_messages(
-    *, session: AsyncSession, tenant_id: str, conversation_id: str, last: int | None = None
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    conversation_id: str,
+    last: int | None = None,
+    before: Cursor | None = None,
 ) -> list[MessageRecord]:
+    """The conversation's messages, oldest first: every one, or the `last` ones before the message
+    `before` names (a page's oldest: a cursor reading back through the conversation)."""
+    newest_first = (messages.c.created_at.desc(), _LATER_ROLE.desc(), messages.c.id.desc())
     query = (
         select(messages)
         .where(messages.c.tenant_id == tenant_id, messages.c.conversation_id == conversation_id)
-        .order_by(messages.c.created_at.desc(), messages.c.role.asc())  # user before assistant
+        .order_by(*newest_first)
     )
+    if before is not None:
+        bound = (
+            await session.execute(
+                select(messages.c.created_at, _LATER_ROLE, messages.c.id).where(
+                    messages.c.tenant_id == tenant_id,
+                    messages.c.conversation_id == conversation_id,
+                    messages.c.id == str(before.id),
+                )
+            )
+        ).one_or_none()
+        if bound is None:
+            raise InvalidInput("page_token is not one this conversation issued")
+        at, later, message_id = bound
+        after = tuple_(at, later, literal(message_id, type_=messages.c.id.type))
+        query = query.where(tuple_(messages.c.created_at, _LATER_ROLE, messages.c.id) < after)
     if last is not None:
         query = query.limit(last)
     rows = (await session.execute(query)).mappings().all()

@@ -54,7 +54,9 @@ class ChatBackend(Protocol):
 
     async def cancel_turn(self, who: Principal, conversation_id: str, turn_id: str) -> None: ...
 
-    async def get_conversation(self, who: Principal, conversation_id: str) -> chat_pb2.Conversation: ...
+    async def get_conversation(
+        self, who: Principal, conversation_id: str, page: common_pb2.PageRequest | None = None
+    ) -> chat_pb2.Conversation: ...
 
     async def list_conversations(
         self, who: Principal, page: common_pb2.PageRequest
@@ -86,8 +88,10 @@ class GrpcChat:
         request = chat_pb2.CancelTurnRequest(conversation_id=conversation_id, turn_id=turn_id)
         await self._stub.CancelTurn(request, timeout=self._deadline, metadata=self._metadata(who))
 
-    async def get_conversation(self, who: Principal, conversation_id: str) -> chat_pb2.Conversation:
-        request = chat_pb2.GetConversationRequest(conversation_id=conversation_id)
+    async def get_conversation(
+        self, who: Principal, conversation_id: str, page: common_pb2.PageRequest | None = None
+    ) -> chat_pb2.Conversation:
+        request = chat_pb2.GetConversationRequest(conversation_id=conversation_id, page=page)
         return await self._stub.GetConversation(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def list_conversations(

@@ -283,12 +283,17 @@ class Conversation(BaseModel):
     messages: list[Message] | None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    next_page_token: str | None = Field(
+        default=None,
+        description="The conversation read alone: reads the messages before these; null when these are the first.",
+    )
 
     @classmethod
     def of(cls, proto: chat_pb2.Conversation, *, with_messages: bool) -> "Conversation":
         fields = proto_fields(proto)
         if not with_messages:  # a list carries none: null says "not loaded", [] would say "empty"
             fields["messages"] = None
+        fields["next_page_token"] = proto.next_page_token or None
         return cls.model_validate(fields)
 
 

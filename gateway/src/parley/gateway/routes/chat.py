@@ -97,8 +97,17 @@ async def _other_user(services: Services, who: Principal, user_id: str) -> Princ
 
 
 @router.get("/v1/conversations/{conversation_id}")
-async def get_conversation(conversation_id: str, who: Reader, services: Deps) -> Conversation:
-    return Conversation.of(await services.chat.get_conversation(who, conversation_id), with_messages=True)
+async def get_conversation(
+    conversation_id: str,
+    who: Reader,
+    services: Deps,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+) -> Conversation:
+    """The conversation with its most recent `page_size` messages, oldest to newest (newest last);
+    `next_page_token` reads the messages before them (null when these are the first)."""
+    page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
+    return Conversation.of(await services.chat.get_conversation(who, conversation_id, page), with_messages=True)
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
