@@ -62,7 +62,7 @@ def paid(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Ite
             "PARLEY_TURN_HEARTBEAT_SECONDS": "1",
             "PARLEY_TURN_SWEEP_SECONDS": str(SWEEP_SECONDS),
             # A client whose answer stopped arriving is told so after this long.
-            "PARLEY_TURN_IDLE_SECONDS": "30",
+            "PARLEY_TURN_IDLE_SECONDS": "10",
         }
     )
     started = Platform(tmp_path_factory.mktemp("paid"), ports=Ports.free(), environ=environ)
