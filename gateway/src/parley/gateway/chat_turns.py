@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import TurnIdle, error_frame, turn_events
+from parley.gateway.events import TurnIdle, TurnStreamLost, error_frame, turn_events
 from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
@@ -93,7 +93,11 @@ def _context_used(usage: events_pb2.TurnUsage) -> ContextUsed:
 async def sse_frames(services: Services, subject: str, *, after_seq: int = 0) -> AsyncIterator[dict[str, str]]:
     try:
         async for event in turn_events(
-            services.js, subject, after_seq=after_seq, idle_seconds=services.settings.turn_idle_seconds
+            services.js,
+            subject,
+            after_seq=after_seq,
+            idle_seconds=services.settings.turn_idle_seconds,
+            nc=services.nc,
         ):
             yield sse_frame(event)
     except TurnIdle:
@@ -112,7 +116,9 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
     model = ""
     cost_usd: float | None = None
     try:
-        async for event in turn_events(services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds):
+        async for event in turn_events(
+            services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds, nc=services.nc
+        ):
             kind = event.WhichOneof("kind")
             if kind == "delta":
                 text.append(event.delta.text)
@@ -146,4 +152,11 @@ async def collect(services: Services, turn: StartedTurn) -> dict[str, Any]:
                 }
     except TurnIdle:
         raise ApiError(504, "timeout", "the answer stopped arriving") from None
+    except TurnStreamLost:
+        raise ApiError(
+            503,
+            "unavailable",
+            f"the event bus restarted while the answer streamed; the conversation {turn.conversation_id} keeps "
+            "what was stored",
+        ) from None
     raise ApiError(502, "turn_failed", "the turn ended without an answer")
