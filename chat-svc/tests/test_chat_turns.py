@@ -26,6 +26,7 @@ from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.conversations import Conversations
 from parley.chat.intent import IntentClassifier
+from parley.chat.leases import hold_key
 from parley.chat.memory import Summarizer, summary_due
 from parley.chat.metering import Meter
 from parley.chat.models import outbox, turns
@@ -116,7 +117,14 @@ class FakeBudget:
     priced: list[tuple[str, str, common_pb2.TokenUsage]] = field(default_factory=list)  # provider, model, usage
 
     async def reserve(
-        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+        self,
+        identity: Identity,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        idempotency_key: str = "",
     ) -> Hold:
         if self.refuse:
             raise BudgetExceeded("the monthly budget is spent")
@@ -404,7 +412,7 @@ async def test_a_turn_that_cannot_be_stored_after_its_hold_releases_the_hold(
         await h.conversations.delete(h.owner, first.conversation_id)
 
     h.budget.while_holding = delete_the_conversation
-    with pytest.raises(Exception, match="foreign key"):
+    with pytest.raises(NotFound, match="was deleted while the turn started"):
         await h.runner.start(h.identity, h.ask("And?", conversation_id=first.conversation_id, collection_ids=()))
     assert h.budget.released == [h.budget.granted[-1]]
 
@@ -1134,16 +1142,59 @@ async def test_cancelling_a_turn_whose_replica_died_settles_it_at_once(
             conversation_id=started.conversation_id,
             turn_id=orphan,
             lease=timedelta(seconds=-1),  # its replica is long gone
-            reservation_id=str(uuid.uuid4()),
             provider="local",
             model="local",
         )
+        await store.set_turn_hold(session=session, turn_id=orphan, reservation_id=str(uuid.uuid4()))
     elsewhere = (await harness(settings, sessions, nats_client)).runner
 
     with pytest.raises(NotFound, match="was interrupted"):
         await elsewhere.cancel(h.owner, conversation_id=started.conversation_id, turn_id=orphan)
     assert [event.billed_at_hold for event in await h.usage_events(started.conversation_id)] == [True]
     h.runner.cancel_here(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
+
+
+async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and_its_hold_released(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    usage_svc: tuple[str, Budgets, Recorder],
+) -> None:
+    target, budgets, _ = usage_svc
+    client = UsageClient(target, deadline_seconds=5)
+    h = await harness(settings, sessions, nats_client, usage=client)
+    first = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, first)
+    # A replica wrote the turn and placed its hold, then died before recording the hold on the turn.
+    turn_id = str(uuid.uuid4())
+    async with sessions.begin() as session:
+        await store.add_turn(
+            session=session,
+            owner=h.owner,
+            conversation_id=first.conversation_id,
+            turn_id=turn_id,
+            lease=timedelta(seconds=-1),
+            provider="anthropic",
+            model="claude-haiku-4-5",
+        )
+    await client.reserve(
+        h.identity,
+        provider="anthropic",
+        model="claude-haiku-4-5",
+        input_tokens=1_000,
+        max_output_tokens=1_000,
+        idempotency_key=hold_key(turn_id),
+    )
+    assert (await budgets.quota(tenant_id=h.identity.tenant_id)).reserved_micros > 0
+
+    assert await h.runner.leases.settle_lapsed(turn_id=turn_id) == [turn_id]
+
+    # No model was called: nothing billed, the hold released, the turn failed, its clients told.
+    assert (await budgets.quota(tenant_id=h.identity.tenant_id)).reserved_micros == 0
+    assert all(event.billed_at_hold is False for event in await h.usage_events(first.conversation_id))
+    view = await h.conversations.turn(h.owner, conversation_id=first.conversation_id, turn_id=turn_id)
+    assert view.turn.state == "failed"
+    await client.close()
 
 
 async def test_a_turn_settled_elsewhere_meanwhile_stores_and_bills_nothing_more(

@@ -24,7 +24,6 @@ from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings as IngestionSettings
 from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
-from parley.ingestion.events import ingest_durables
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
@@ -100,9 +99,7 @@ async def ingestion(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) 
         collections=Collections(sessions=sessions, notify_outbox=lambda: None),
         documents=Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=lambda: None),
         progress=progress,
-        dead_letters=DeadLetters(
-            js=nats_client.jetstream(), pipeline=pipeline, stream="JOBS", durables=ingest_durables()
-        ),
+        dead_letters=DeadLetters(js=nats_client.jetstream(), pipeline=pipeline),
         artifacts=artifacts,
     )
     server = GrpcServer(port=0, host="127.0.0.1", signer=TEST_SIGNER)

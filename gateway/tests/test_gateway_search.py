@@ -22,7 +22,6 @@ from parley.ingestion.catalog import Collections
 from parley.ingestion.config import Settings as IngestionSettings
 from parley.ingestion.dead_letters import DeadLetters
 from parley.ingestion.documents import Documents
-from parley.ingestion.events import ingest_durables
 from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
@@ -67,9 +66,7 @@ async def backends(engine: AsyncEngine, infra: Infra, nats_client: NatsClient) -
         documents=Documents(sessions=sessions, progress=progress, settings=settings, notify_outbox=lambda: None),
         progress=progress,
         # Search never parks a job; the servicer needs one all the same.
-        dead_letters=DeadLetters(
-            js=nats_client.jetstream(), pipeline=pipeline, stream="JOBS", durables=ingest_durables()
-        ),
+        dead_letters=DeadLetters(js=nats_client.jetstream(), pipeline=pipeline),
         artifacts=artifacts,
     )
     # The hashing embedder: instant. The real model runs in tests/test_end_to_end.py.

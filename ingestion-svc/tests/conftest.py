@@ -163,9 +163,7 @@ async def ingestion(
         parser=parser,
     )
     collections = Collections(sessions=sessions, notify_outbox=relay.notify)
-    dead_letters = DeadLetters(
-        js=js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables(TEST_INGEST_DURABLE)
-    )
+    dead_letters = DeadLetters(js=js, pipeline=pipeline)
     tasks = [
         asyncio.create_task(relay.run(stop)),
         asyncio.create_task(

@@ -190,6 +190,30 @@ async def test_a_markdown_upload_is_chunked_announced_and_made_ready(
     assert fetched.document_count == 1
 
 
+async def test_a_version_retrieval_gave_up_on_ends_failed_with_the_reason(
+    ingestion: Stub, nats_client: NatsClient, tenant_id: str
+) -> None:
+    collection = await new_collection(ingestion, tenant_id)
+    document = await ingestion.IngestDocument(
+        iter(upload(collection.id, [GUIDE.encode()], content_type="")), metadata=who(tenant_id)
+    )
+    await wait_for_status(ingestion, tenant_id, document.id, ingestion_pb2.DOCUMENT_STATUS_INDEXING)
+
+    # What retrieval says when it parks the version's upsert after its retries.
+    reason = "OperationalError: number of parameters must be between 0 and 65535"
+    await nats_client.jetstream().publish(
+        "docs.chunks.indexed",
+        events_pb2.ChunksIndexed(
+            tenant_id=tenant_id, document_id=document.id, version=1, error=reason
+        ).SerializeToString(),
+        headers={"Nats-Msg-Id": f"index-failed:{document.id}:1"},
+    )
+
+    failed = await wait_for_status(ingestion, tenant_id, document.id, ingestion_pb2.DOCUMENT_STATUS_FAILED)
+    assert failed.failed_stage == "indexing"
+    assert failed.error == f"indexing it in retrieval kept failing and was set aside for an operator: {reason}"
+
+
 def version_of(
     document_id: str, pieces: Iterable[bytes], *, filename: str = ""
 ) -> list[ingestion_pb2.UpdateDocumentRequest]:

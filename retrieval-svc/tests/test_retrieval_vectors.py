@@ -17,16 +17,18 @@ import pytest
 import pytest_asyncio
 from alembic import command
 from alembic.config import Config
+from nats.aio.msg import Msg
 from sqlalchemy import Connection, event, func, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.retrieval
 from parley.kit import db
-from parley.kit.contracts import USAGE_EMBEDDING, USAGE_RECORDED
+from parley.kit.contracts import CHUNKS_INDEXED, CHUNKS_UPSERTED, USAGE_EMBEDDING, USAGE_RECORDED, index_failed_msg_id
 from parley.kit.db import Sessions
 from parley.kit.errors import Unavailable
+from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra
-from parley.retrieval import models, store
+from parley.retrieval import events, models, store
 from parley.retrieval.config import Settings
 from parley.retrieval.embedder_registry import build_embedder, embedder_named
 from parley.retrieval.embedding_openai import OpenAiEmbedder
@@ -482,3 +484,34 @@ def test_the_configured_embedder_and_those_named_by_stored_vectors() -> None:
     assert embedder_named("someone-elses-model", openai) is None
     with pytest.raises(ValueError, match="PARLEY_OPENAI_API_KEY"):
         Settings(**base, embedding_provider="openai")
+
+
+async def test_the_embedding_cache_is_read_for_more_than_65535_chunks_at_once(database: Database) -> None:
+    # PostgreSQL takes at most 65,535 parameters a statement: a document of more chunks (a 1 MB
+    # Markdown of tiny sections) failed here five times and was parked. (Indexing such a document
+    # whole was checked once, ~50 s on a laptop: too slow for the suite; this was its only statement
+    # over the limit.)
+    hashes = [f"{number:064x}" for number in range(66_000)]
+    async with database.sessions() as session:
+        assert await store.cached_embeddings(session=session, model="never-used", content_hashes=hashes) == {}
+
+
+async def test_an_upsert_retrieval_gives_up_on_tells_ingestion_why(database: Database, tenant_id: str) -> None:
+    vectors = Vectors(sessions=database.sessions, engine=database.engine, embedder=LocalEmbedder())
+    await vectors.start()
+    indexer = Indexer(sessions=database.sessions, vectors=vectors)
+    relay = OutboxRelay(sessions=database.sessions, table=models.outbox, js=None)  # type: ignore[arg-type]
+    [upserts, _] = events.consumers(indexer=indexer, relay=relay)
+    event = upserted(tenant_id, str(uuid.uuid4()), ["a chunk"])
+    assert upserts.on_parked is not None
+
+    # What the bus does once the upsert's last delivery failed and it was parked.
+    await upserts.on_parked(Msg(_client=None, subject=CHUNKS_UPSERTED, data=event.SerializeToString()), "boom")  # type: ignore[arg-type]
+
+    async with database.sessions() as session:
+        rows = await session.execute(
+            select(models.outbox.c.msg_id, models.outbox.c.payload).where(models.outbox.c.subject == CHUNKS_INDEXED)
+        )
+        told = {row.msg_id: events_pb2.ChunksIndexed.FromString(row.payload) for row in rows}
+    said = told[index_failed_msg_id(event.document_id, 1)]
+    assert (said.tenant_id, said.document_id, said.version, said.error) == (tenant_id, event.document_id, 1, "boom")

@@ -61,9 +61,17 @@ class Collections(Protocol):
 
 class Budget(Protocol):
     async def reserve(
-        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+        self,
+        identity: Identity,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        idempotency_key: str = "",
     ) -> Hold:
-        """Raise BudgetExceeded when the tenant's budget cannot hold the call's upper bound."""
+        """Raise BudgetExceeded when the tenant's budget cannot hold the call's upper bound. The same
+        `idempotency_key` again answers the hold it placed (whatever the tokens)."""
         ...
 
     async def release(self, identity: Identity, reservation_id: str) -> None: ...
@@ -156,16 +164,24 @@ class UsageClient(_Client):
         self._stub = usage_pb2_grpc.UsageServiceStub(self._channel)
 
     async def reserve(
-        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+        self,
+        identity: Identity,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        idempotency_key: str = "",
     ) -> Hold:
-        # A key of this call's own, so gRPC's retries of it hold once. Not the request id: a client
-        # chooses that, and reusing one must not hand back an earlier hold instead of a new check.
+        # A key of this call's own (a turn's, or a fresh one), so gRPC's retries of it hold once. Not
+        # the request id: a client chooses that, and reusing one must not hand back an earlier hold
+        # instead of a new check.
         request = usage_pb2.ReserveRequest(
             provider=provider,
             model=model,
             input_tokens=input_tokens,
             max_output_tokens=max_output_tokens,
-            idempotency_key=uuid.uuid4().hex,
+            idempotency_key=idempotency_key or uuid.uuid4().hex,
         )
         try:
             response = await self._stub.Reserve(

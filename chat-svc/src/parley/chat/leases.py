@@ -9,6 +9,8 @@ each in one transaction:
   died with the replica, and the hold is the most the call could cost), which also releases it;
 - an `error` event (`interrupted`) numbered after the turn's last published event goes to the
   outbox, so every client of the turn is told, even if this replica dies next.
+A turn whose replica died before recording its hold on it never called a model: it is `failed`,
+its clients told, nothing billed, and the hold (if it was placed) released by the turn's key.
 `FOR UPDATE SKIP LOCKED` keeps two replicas from settling one turn; the runner's own last
 transaction only ends a turn still `running` (store.end_turn), so a turn settled here is never
 billed a second time by a replica that was only slow.
@@ -27,11 +29,13 @@ from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat import metrics, store
+from parley.chat.clients import Budget
 from parley.chat.config import Settings
 from parley.chat.metering import usage_event
 from parley.chat.turn_stream import TURN_STREAM_NAME
 from parley.kit.contracts import turn_event_msg_id, turn_subject
 from parley.kit.db import Sessions
+from parley.kit.errors import BudgetExceeded
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.v1 import common_pb2, events_pb2
@@ -45,6 +49,15 @@ INTERRUPTED_MESSAGE = (
 )
 
 
+def hold_key(turn_id: str) -> str:
+    """The idempotency key of a turn's budget hold: the sweep finds a hold placed by a replica that
+    died before it could record it."""
+    return f"turn:{turn_id}"
+
+
+NEVER_BEGAN_MESSAGE = "the server taking this question stopped before the answer began; nothing was billed: ask again"
+
+
 class TurnLeases:
     def __init__(
         self,
@@ -53,9 +66,11 @@ class TurnLeases:
         sessions: Sessions,
         js: JetStreamContext,
         relay: OutboxRelay,
+        budget: Budget,
         running: Callable[[], Sequence[str]],
     ) -> None:
         self._settings = settings
+        self._budget = budget
         self._sessions = sessions
         self._js = js
         self._relay = relay
@@ -75,6 +90,9 @@ class TurnLeases:
             lapsed = await store.interrupt_lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
             for turn in lapsed:
                 await self._settle(session, turn)
+        for turn in lapsed:
+            if not turn.reservation_id:
+                await self._release_unrecorded_hold(turn)
         if lapsed:
             self._relay.notify()
             for _ in lapsed:
@@ -85,7 +103,40 @@ class TurnLeases:
             )
         return [turn.id for turn in lapsed]
 
+    async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> None:
+        """Its replica died before recording the turn's hold, so no model was called: release the
+        hold, if it was placed. Reserve with the turn's key answers that hold (or places one of
+        nothing), and Settle releases it."""
+        identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
+        try:
+            hold = await self._budget.reserve(
+                identity,
+                provider=turn.provider,
+                model=turn.model,
+                input_tokens=0,
+                max_output_tokens=0,
+                idempotency_key=hold_key(turn.id),
+            )
+            await self._budget.release(identity, hold.reservation_id)
+        except BudgetExceeded:
+            return  # no hold was placed (a hold of nothing is refused only past the limit)
+        except Exception:  # it expires on its own
+            log.exception("could not release the hold of a turn that never began", extra={"fields": {"turn": turn.id}})
+
     async def _settle(self, session: AsyncSession, turn: store.LapsedTurn) -> None:
+        subject = turn_subject(turn.conversation_id, turn.id)
+        seq = await self._last_seq(subject) + 1
+        if not turn.reservation_id:  # it never called a model: nothing to bill
+            event = events_pb2.TurnEvent(
+                conversation_id=turn.conversation_id,
+                turn_id=turn.id,
+                seq=seq,
+                error=events_pb2.TurnError(code=INTERRUPTED, message=NEVER_BEGAN_MESSAGE),
+            )
+            await store.enqueue_turn_event(
+                session=session, subject=subject, msg_id=turn_event_msg_id(turn.id, seq), event=event
+            )
+            return
         identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
         await store.record_usage(
             session=session,
@@ -102,8 +153,6 @@ class TurnLeases:
                 billed_at_hold=True,
             ),
         )
-        subject = turn_subject(turn.conversation_id, turn.id)
-        seq = await self._last_seq(subject) + 1
         event = events_pb2.TurnEvent(
             conversation_id=turn.conversation_id,
             turn_id=turn.id,

@@ -256,7 +256,6 @@ async def add_turn(
     conversation_id: str,
     turn_id: str,
     lease: timedelta,
-    reservation_id: str = "",
     provider: str = "",
     model: str = "",
 ) -> TurnRecord:
@@ -270,7 +269,6 @@ async def add_turn(
                     user_id=owner.user_id,
                     conversation_id=conversation_id,
                     state="running",
-                    reservation_id=reservation_id,
                     provider=provider,
                     model=model,
                     lease_expires_at=func.now() + lease,
@@ -307,6 +305,27 @@ async def get_turn(*, session: AsyncSession, owner: Owner, conversation_id: str,
     return None if row is None else _turn(row)
 
 
+async def set_turn_hold(*, session: AsyncSession, turn_id: str, reservation_id: str) -> bool:
+    """The hold a started turn may spend, recorded before its model is called; False when the turn
+    is gone meanwhile (its conversation was deleted)."""
+    recorded = await session.execute(
+        update(turns)
+        .where(turns.c.id == turn_id, turns.c.state == "running")
+        .values(reservation_id=reservation_id)
+        .returning(turns.c.id)
+    )
+    return recorded.first() is not None
+
+
+async def discard_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, conversation_id: str | None) -> None:
+    """A turn refused at its hold, and the conversation created for it (`conversation_id`), if any."""
+    await session.execute(delete(turns).where(turns.c.id == turn_id, turns.c.tenant_id == tenant_id))
+    if conversation_id is not None:
+        await session.execute(
+            delete(conversations).where(conversations.c.id == conversation_id, conversations.c.tenant_id == tenant_id)
+        )
+
+
 async def end_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, state: str) -> bool:
     """End a running turn; False when it is not running any more (another replica settled it as
     interrupted when its lease ran out): the caller's transaction must then record nothing."""
@@ -333,7 +352,8 @@ async def interrupt_lapsed_turns(
     *, session: AsyncSession, spare: Sequence[str], turn_id: str | None = None, limit: int = 100
 ) -> list[LapsedTurn]:
     """Mark `interrupted` every tenant's running turns whose lease ran out (or just `turn_id`'s),
-    but those in `spare`; them. Rows another replica is settling are skipped, not waited for."""
+    but those in `spare` — `failed` those that died before their hold was recorded (no model was
+    called); them. Rows another replica is settling are skipped, not waited for."""
     query = (
         select(turns)
         .where(turns.c.state == "running", turns.c.lease_expires_at < func.now(), turns.c.id.not_in(list(spare)))
@@ -344,10 +364,11 @@ async def interrupt_lapsed_turns(
     if turn_id is not None:
         query = query.where(turns.c.id == turn_id)
     rows = (await session.execute(query)).mappings().all()
-    if rows:
-        await session.execute(
-            update(turns).where(turns.c.id.in_([row["id"] for row in rows])).values(state="interrupted")
-        )
+    # A turn with its hold recorded may have called its model: interrupted. One without never did.
+    for state, held in (("interrupted", True), ("failed", False)):
+        ids = [row["id"] for row in rows if bool(row["reservation_id"]) == held]
+        if ids:
+            await session.execute(update(turns).where(turns.c.id.in_(ids)).values(state=state))
     return [
         LapsedTurn(
             id=row["id"],

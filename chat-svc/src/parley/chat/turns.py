@@ -47,7 +47,7 @@ from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
-from parley.chat.leases import TurnLeases
+from parley.chat.leases import TurnLeases, hold_key
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
@@ -213,7 +213,9 @@ class TurnRunner:
         self._relay = relay
         self._meter = Meter(sessions=sessions, relay=relay)
         self._running = RunningTurns()
-        self.leases = TurnLeases(settings=settings, sessions=sessions, js=js, relay=relay, running=self._running.ids)
+        self.leases = TurnLeases(
+            settings=settings, sessions=sessions, js=js, relay=relay, budget=budget, running=self._running.ids
+        )
 
     async def start(self, identity: Identity, request: TurnRequest) -> StartedTurn:
         validate(request)
@@ -252,16 +254,11 @@ class TurnRunner:
         )
         # A turn whose events cannot be published fails here, before any hold or model call.
         await require_turn_stream(self._js)
-        # Priced by usage-svc: every counted input token at input's dearest rate plus every allowed
-        # output token, the most this call can cost.
-        hold = await self._budget.reserve(
-            identity,
-            provider=provider.name,
-            model=model,
-            input_tokens=provider.count_tokens(prompt, model=model),
-            max_output_tokens=max_tokens,
-        )
         turn_id = str(uuid.uuid4())
+        created = conversation is None
+        # The turn is written before its hold: a replica that dies between the two leaves a row the
+        # lease sweep finds, and the sweep releases the hold by the turn's key (leases.hold_key).
+        self._running.starting(turn_id)
         try:
             async with self._sessions.begin() as session:
                 if conversation is None:
@@ -274,39 +271,72 @@ class TurnRunner:
                     conversation_id=conversation.id,
                     turn_id=turn_id,
                     lease=self.leases.lease,
-                    reservation_id=hold.reservation_id,
                     provider=provider.name,
                     model=model,
                 )
-            turn = _Turn(
-                identity=identity,
-                owner=owner,
-                conversation_id=conversation.id,
-                turn_id=turn_id,
-                message=request.message,
-                provider=provider,
-                model=model,
-                max_tokens=max_tokens,
-                prompt=prompt,
-                summarized=conversation.summarized_messages,
-                context_used=context_used,
-                hold=hold,
-                started=time.monotonic(),
-                stream=TurnStream(
-                    self._js,
+            try:
+                # Priced by usage-svc: every input token of the provider's bound at input's dearest
+                # rate plus every allowed output token, the most this call can cost.
+                hold = await self._budget.reserve(
+                    identity,
+                    provider=provider.name,
+                    model=model,
+                    input_tokens=provider.count_tokens(prompt, model=model),
+                    max_output_tokens=max_tokens,
+                    idempotency_key=hold_key(turn_id),
+                )
+            except BaseException:
+                await self._discard(owner, turn_id=turn_id, conversation_id=conversation.id if created else None)
+                raise
+            try:
+                async with self._sessions.begin() as session:
+                    if not await store.set_turn_hold(
+                        session=session, turn_id=turn_id, reservation_id=hold.reservation_id
+                    ):
+                        raise NotFound(f"conversation {conversation.id} was deleted while the turn started")
+                turn = _Turn(
+                    identity=identity,
+                    owner=owner,
                     conversation_id=conversation.id,
                     turn_id=turn_id,
-                    frame_chars=self._settings.frame_chars,
-                    frame_seconds=self._settings.frame_seconds,
-                    publish_timeout=self._settings.publish_timeout_seconds,
-                ),
-            )
-        except BaseException:
-            await self._release(identity, hold)  # no task will ever send the usage event that would
-            raise
-        task = asyncio.create_task(self._run(turn), name=f"turn:{turn_id}")
-        self._running.add(turn_id, owner=owner, conversation_id=conversation.id, task=task)
+                    message=request.message,
+                    provider=provider,
+                    model=model,
+                    max_tokens=max_tokens,
+                    prompt=prompt,
+                    summarized=conversation.summarized_messages,
+                    context_used=context_used,
+                    hold=hold,
+                    started=time.monotonic(),
+                    stream=TurnStream(
+                        self._js,
+                        conversation_id=conversation.id,
+                        turn_id=turn_id,
+                        frame_chars=self._settings.frame_chars,
+                        frame_seconds=self._settings.frame_seconds,
+                        publish_timeout=self._settings.publish_timeout_seconds,
+                    ),
+                )
+            except BaseException:
+                await self._release(identity, hold)  # no task will ever send the usage event that would
+                await self._discard(owner, turn_id=turn_id, conversation_id=conversation.id if created else None)
+                raise
+            task = asyncio.create_task(self._run(turn), name=f"turn:{turn_id}")
+            self._running.add(turn_id, owner=owner, conversation_id=conversation.id, task=task)
+        finally:
+            self._running.started(turn_id)
         return StartedTurn(conversation.id, turn_id)
+
+    async def _discard(self, owner: store.Owner, *, turn_id: str, conversation_id: str | None) -> None:
+        """A turn refused (or failed) at its hold leaves nothing: its row, and its conversation if it
+        was created for it. If this fails, the lease sweep ends the turn (failed, unbilled)."""
+        try:
+            async with self._sessions.begin() as session:
+                await store.discard_turn(
+                    session=session, tenant_id=owner.tenant_id, turn_id=turn_id, conversation_id=conversation_id
+                )
+        except Exception:
+            log.exception("could not discard a turn refused at its hold", extra={"fields": {"turn_id": turn_id}})
 
     async def cancel(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> None:
         """Ask every replica; the one running the caller's turn cancels it and answers. A turn no
@@ -714,6 +744,13 @@ class RunningTurns:
 
     def __init__(self) -> None:
         self._turns: dict[str, _Running] = {}
+        self._starting: set[str] = set()  # written, their hold being placed: leased, not yet running
+
+    def starting(self, turn_id: str) -> None:
+        self._starting.add(turn_id)
+
+    def started(self, turn_id: str) -> None:
+        self._starting.discard(turn_id)
 
     def add(self, turn_id: str, *, owner: store.Owner, conversation_id: str, task: asyncio.Task[None]) -> None:
         self._turns[turn_id] = _Running(owner, conversation_id, task)
@@ -723,7 +760,8 @@ class RunningTurns:
         self._turns[turn_id].finishing = True
 
     def ids(self) -> list[str]:
-        return list(self._turns)
+        """The turns whose leases this process keeps: running, or starting."""
+        return [*self._turns, *self._starting]
 
     def cancel(self, owner: store.Owner, conversation_id: str, turn_id: str) -> bool:
         """Cancel the caller's own turn; another owner's turn, or one elsewhere, is not found."""

@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import TurnIdle, error_frame, turn_events
+from parley.gateway.events import TurnIdle, TurnStreamLost, error_frame, turn_events
 from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
@@ -102,7 +102,11 @@ async def sse_frames(
     count against (the caller who started it; a client resuming it is not charged again)."""
     try:
         async for event in turn_events(
-            services.js, subject, after_seq=after_seq, idle_seconds=services.settings.turn_idle_seconds
+            services.js,
+            subject,
+            after_seq=after_seq,
+            idle_seconds=services.settings.turn_idle_seconds,
+            nc=services.nc,
         ):
             if charge is not None and event.WhichOneof("kind") == "usage":
                 await services.limiter.charge_tokens(services.sessions, charge, _tokens(event.usage))
@@ -123,7 +127,9 @@ async def collect(services: Services, turn: StartedTurn, who: Principal) -> dict
     model = ""
     cost_usd: float | None = None
     try:
-        async for event in turn_events(services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds):
+        async for event in turn_events(
+            services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds, nc=services.nc
+        ):
             kind = event.WhichOneof("kind")
             if kind == "delta":
                 text.append(event.delta.text)
@@ -158,4 +164,11 @@ async def collect(services: Services, turn: StartedTurn, who: Principal) -> dict
                 }
     except TurnIdle:
         raise ApiError(504, "timeout", "the answer stopped arriving") from None
+    except TurnStreamLost:
+        raise ApiError(
+            503,
+            "unavailable",
+            f"the event bus restarted while the answer streamed; the conversation {turn.conversation_id} keeps "
+            "what was stored",
+        ) from None
     raise ApiError(502, "turn_failed", "the turn ended without an answer")

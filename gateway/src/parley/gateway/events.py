@@ -11,6 +11,8 @@ import json
 import time
 from collections.abc import AsyncIterator
 
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -20,6 +22,11 @@ from parley.v1 import events_pb2
 
 class TurnIdle(Exception):
     """Nothing arrived from the turn for longer than its idle limit."""
+
+
+class TurnStreamLost(NatsError):
+    """The connection to NATS was lost and made again while reading: a restarted NATS has lost the
+    turn's events (CHATSTREAM is in memory) and the reader's consumer with them."""
 
 
 def error_frame(code: str, message: str) -> dict[str, str]:
@@ -32,9 +39,16 @@ def is_terminal(event: events_pb2.TurnEvent) -> bool:
 
 
 async def turn_events(
-    js: JetStreamContext, subject: str, *, after_seq: int = 0, idle_seconds: float
+    js: JetStreamContext,
+    subject: str,
+    *,
+    after_seq: int = 0,
+    idle_seconds: float,
+    nc: NatsClient | None = None,
 ) -> AsyncIterator[events_pb2.TurnEvent]:
-    """Every event of the turn with seq > after_seq, in order, until its end or error."""
+    """Every event of the turn with seq > after_seq, in order, until its end or error. With `nc`,
+    TurnStreamLost as soon as it has reconnected, rather than the idle limit later."""
+    reconnects = nc.stats["reconnects"] if nc is not None else 0
     subscription = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
     try:
         last_event_at = time.monotonic()
@@ -42,6 +56,8 @@ async def turn_events(
             try:
                 message = await subscription.next_msg(timeout=1.0)
             except (TimeoutError, NatsTimeoutError):
+                if nc is not None and nc.stats["reconnects"] != reconnects:
+                    raise TurnStreamLost(subject) from None
                 if time.monotonic() - last_event_at > idle_seconds:
                     raise TurnIdle(subject) from None
                 continue

@@ -164,9 +164,10 @@ class DocumentProgress(FromProto):
 
 
 class DeadLetter(FromProto):
-    """An ingest job that kept failing and was set aside; `seq` names it for a replay."""
+    """A message a service's consumer kept failing on and set aside; `seq` names it for a replay."""
 
     seq: int
+    consumer: str
     document_id: str
     version: int
     subject: str

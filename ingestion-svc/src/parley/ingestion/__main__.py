@@ -71,9 +71,7 @@ async def main() -> None:
             notify_outbox=relay.notify,
             parser=parser,
         )
-        dead_letters = DeadLetters(
-            js=runtime.js, pipeline=pipeline, stream=events.JOBS_STREAM, durables=events.ingest_durables()
-        )
+        dead_letters = DeadLetters(js=runtime.js, pipeline=pipeline)
         await runtime.serve_grpc(
             (
                 ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,

@@ -38,6 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from parley.ingestion.artifacts import Artifacts
+from parley.ingestion.models import Status
 from parley.ingestion.pipeline import Pipeline
 from parley.kit import bus
 from parley.kit.contracts import ANALYZE_JOBS, CHUNKS_INDEXED, INGEST_PRIORITIES, ingest_subject
@@ -131,6 +132,16 @@ def indexed_consumer(pipeline: Pipeline, *, durable: str = INDEXED_DURABLE) -> b
             event = events_pb2.ChunksIndexed.FromString(message.data)
         except DecodeError:
             log.error("dropped an unreadable ChunksIndexed", extra={"fields": {"subject": message.subject}})
+            return
+        if event.error:  # retrieval gave up on the version
+            await pipeline.give_up(
+                tenant_id=event.tenant_id,
+                document_id=event.document_id,
+                version=event.version,
+                reason=event.error,
+                what="indexing it in retrieval",
+                stages=frozenset({Status.INDEXING}),
+            )
             return
         await pipeline.mark_indexed(tenant_id=event.tenant_id, document_id=event.document_id, version=event.version)
 

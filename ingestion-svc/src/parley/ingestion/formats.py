@@ -88,6 +88,14 @@ def parse_document(data: bytes, *, filename: str, declared: str | None = None) -
     """The document's type, title and sections; InvalidInput when it cannot be read.
     CPU-bound (a PDF most of all): call it off the event loop."""
     kind = detect_format(data, filename, declared)
+    try:
+        return _parse(data, kind)
+    except RecursionError:
+        # Nesting deep enough to exhaust the stack (XML elements, PDF objects) is never a document.
+        raise InvalidInput(f"the {kind} document is nested too deeply to read") from None
+
+
+def _parse(data: bytes, kind: str) -> ParsedDocument:
     if kind == PDF:
         sections = pdf_sections(data)
         return ParsedDocument(kind, _script_title(sections, first_line=True), sections)

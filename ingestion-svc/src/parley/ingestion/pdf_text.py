@@ -6,6 +6,8 @@ from the PDF's outline (bookmarks) when it has one; otherwise from type larger
 than the body's (the size most of the text is set in), as a title or a section heading is;
 otherwise each page is one section. A section never spans two pages, so each has its page.
 A PDF with no text at all (a scan) is refused: there is nothing to search until it is OCRed.
+So is one that costs more to read than its size warrants (`parse_budget.CpuBudget`): a hostile
+file of a few KB can deflate into millions of operators.
 
 CPU-bound: call it off the event loop (`asyncio.to_thread`).
 """
@@ -20,11 +22,15 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError, PyPdfError
 from pypdf.generic import Destination
 
+from parley.ingestion.parse_budget import CpuBudget
 from parley.ingestion.screenplay import PageLine, script_sections
 from parley.ingestion.sections import Section, new_section
 from parley.kit.errors import InvalidInput
 
 MAX_PAGES = 2_000
+MIB = 1024 * 1024
+# A page of text is a few KB of instructions; more than this is a drawing or an attack.
+MAX_PAGE_CONTENT_BYTES = 2 * MIB
 HEADING_SIZE_RATIO = 1.11  # type this much larger than the body's is a heading (13.4 pt over 12 pt is)
 MAX_HEADING_CHARS = 150
 
@@ -47,8 +53,9 @@ class _Heading:
 
 
 def pdf_sections(data: bytes) -> list[Section]:
+    budget = CpuBudget.for_bytes(len(data), what="the PDF")
     reader = _open(data)
-    pages = [_page_text(reader, index) for index in range(len(reader.pages))]
+    pages = [_page_text(reader, index, budget) for index in range(len(reader.pages))]
     if not any(text.strip() for text, _ in pages):
         raise InvalidInput("the PDF has no text layer (a scanned document?); run OCR on it and upload the result")
     script = script_sections([_page_lines(runs) for _, runs in pages])
@@ -105,8 +112,10 @@ def _open(data: bytes) -> PdfReader:
     return reader
 
 
-def _page_text(reader: PdfReader, index: int) -> tuple[str, list[Run]]:
-    """The page's text, and its text runs with the size each is set in."""
+def _page_text(reader: PdfReader, index: int, budget: CpuBudget) -> tuple[str, list[Run]]:
+    """The page's text, and its text runs with the size each is set in. A page whose drawing
+    instructions are larger than MAX_PAGE_CONTENT_BYTES is refused before they are parsed (a
+    few KB of deflated bytes can hold a million operators); every operator checks the budget."""
     runs: list[Run] = []
 
     def visit(text: str, cm: list[float], tm: list[float], font: object, size: float) -> None:
@@ -117,8 +126,20 @@ def _page_text(reader: PdfReader, index: int) -> tuple[str, list[Run]]:
         y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
         runs.append(Run(round(size * scale, 1), x, y, text))
 
+    def spend(*_: object) -> None:
+        budget.check()
+
     try:
-        text = reader.pages[index].extract_text(visitor_text=visit)
+        page = reader.pages[index]
+        contents = page.get_contents()
+        size = len(contents.get_data()) if contents is not None else 0
+        if size > MAX_PAGE_CONTENT_BYTES:
+            raise InvalidInput(
+                f"page {index + 1} of the PDF holds {size / MIB:.1f} MiB of drawing instructions; "
+                f"more than {MAX_PAGE_CONTENT_BYTES / MIB:.0f} MiB a page is not read"
+            )
+        budget.check()
+        text = page.extract_text(visitor_text=visit, visitor_operand_before=spend)
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError) as error:
         raise InvalidInput(f"page {index + 1} of the PDF cannot be read ({type(error).__name__})") from None
     return text, runs

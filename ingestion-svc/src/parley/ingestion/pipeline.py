@@ -213,8 +213,18 @@ class Pipeline:
             await self._progress.publish(document)
         return document
 
-    async def give_up(self, *, tenant_id: str, document_id: str, version: int, reason: str) -> None:
-        """A job parked after failing again and again: its version is FAILED, in the stage it was in."""
+    async def give_up(
+        self,
+        *,
+        tenant_id: str,
+        document_id: str,
+        version: int,
+        reason: str,
+        what: str = "the ingest job",
+        stages: frozenset[Status] = WORKING,
+    ) -> None:
+        """A job parked after failing again and again (or retrieval's indexing of the version, `what`
+        says): its version is FAILED, in the stage it was in."""
         document_uuid = as_uuid(document_id)
         if document_uuid is None:
             return
@@ -222,7 +232,7 @@ class Pipeline:
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
-            if document is None or document.version != version or document.status not in WORKING:
+            if document is None or document.version != version or document.status not in stages:
                 return
             # Still QUEUED: it failed before it could even start parsing.
             stage = Status.PARSING if document.status == Status.QUEUED else document.status
@@ -232,15 +242,18 @@ class Pipeline:
                 document_id=document_uuid,
                 status=Status.FAILED,
                 failed_stage=stage.lower(),
-                error=f"the ingest job kept failing and was set aside for an operator: {reason}",
+                error=f"{what} kept failing and was set aside for an operator: {reason}",
                 message=f"{stage.lower()} failed",
             )
         if document is not None:
             await self._progress.publish(document)
 
-    async def requeue(self, *, tenant_id: str, document_id: uuid.UUID, version: int) -> bool:
-        """An operator replays a parked job: its FAILED version goes back to QUEUED. False when the
-        job is no longer the document's current version (the replay would do nothing)."""
+    async def requeue(
+        self, *, tenant_id: str, document_id: uuid.UUID, version: int, to: Status = Status.QUEUED
+    ) -> bool:
+        """An operator replays a parked job: its FAILED version goes back to QUEUED (or, for a parked
+        chunk set retrieval gave up on, to INDEXING). False when the job is no longer the
+        document's current version (the replay would do nothing)."""
         async with self._sessions() as session, session.begin():
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_id, for_update=True
@@ -252,8 +265,9 @@ class Pipeline:
                     session=session,
                     tenant_id=tenant_id,
                     document_id=document_id,
-                    status=Status.QUEUED,
-                    message="replayed by an operator; waiting for the ingest worker",
+                    status=to,
+                    message="replayed by an operator; waiting for "
+                    + ("the ingest worker" if to == Status.QUEUED else "retrieval to index it"),
                 )
         if document is not None:
             await self._progress.publish(document)

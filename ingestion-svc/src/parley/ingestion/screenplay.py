@@ -422,6 +422,10 @@ def _fdx_paragraphs(paragraphs: list[ElementTree.Element], script: _Script, *, d
         index += 1
         pair = paragraph.find("DualDialogue")
         if pair is not None:
+            if dual:
+                # Final Draft writes a pair of speeches side by side, never a pair inside a pair; a file
+                # that nests them (thousands deep, to exhaust the stack) is not a script.
+                raise InvalidInput("the Final Draft document nests a DualDialogue inside a DualDialogue")
             _fdx_paragraphs(list(pair.iterfind("Paragraph")), script, dual=True)
             continue
         kind = paragraph.get("Type", "Action")

@@ -335,6 +335,20 @@ async def parked_messages(
     return sorted(found, key=lambda parked: parked.seq)[:limit]
 
 
+async def all_parked(js: JetStreamContext, *, limit: int = 10_000) -> list[ParkedMessage]:
+    """Everything every consumer parked and nobody replayed yet, oldest first (at most `limit`)."""
+    found: list[ParkedMessage] = []
+    seq = 1
+    while len(found) < limit:
+        try:
+            raw = await js.get_msg(PARKED_STREAM, seq=seq, subject="parked.>", next=True)
+        except NotFoundError:
+            break
+        found.append(_parked(raw, durable=(raw.subject or "").rsplit(".", 1)[-1]))
+        seq = found[-1].seq + 1
+    return found
+
+
 async def get_parked(js: JetStreamContext, seq: int) -> ParkedMessage | None:
     try:
         raw = await js.get_msg(PARKED_STREAM, seq=seq)

@@ -63,6 +63,11 @@ def indexed_msg_id(document_id: object, version: int) -> str:
     return f"indexed:{document_id}:{version}"
 
 
+def index_failed_msg_id(document_id: object, version: int) -> str:
+    """The ChunksIndexed that says retrieval gave up on a version."""
+    return f"index-failed:{document_id}:{version}"
+
+
 def document_deleted_msg_id(document_id: object) -> str:
     return f"deleted:document:{document_id}"
 

@@ -72,16 +72,18 @@ class ChunksDeleted(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ...) -> None: ...
 
 class ChunksIndexed(_message.Message):
-    __slots__ = ("tenant_id", "document_id", "version", "chunk_count")
+    __slots__ = ("tenant_id", "document_id", "version", "chunk_count", "error")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     document_id: str
     version: int
     chunk_count: int
-    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+    error: str
+    def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., chunk_count: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TurnEvent(_message.Message):
     __slots__ = ("conversation_id", "turn_id", "seq", "delta", "sources", "usage", "end", "error")

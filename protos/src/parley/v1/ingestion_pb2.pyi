@@ -471,7 +471,7 @@ class ListDeadLettersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeadLetter(_message.Message):
-    __slots__ = ("seq", "document_id", "version", "subject", "deliveries", "reason", "parked_at")
+    __slots__ = ("seq", "document_id", "version", "subject", "deliveries", "reason", "parked_at", "consumer")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -479,6 +479,7 @@ class DeadLetter(_message.Message):
     DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     PARKED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
     seq: int
     document_id: str
     version: int
@@ -486,7 +487,8 @@ class DeadLetter(_message.Message):
     deliveries: int
     reason: str
     parked_at: _timestamp_pb2.Timestamp
-    def __init__(self, seq: _Optional[int] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., subject: _Optional[str] = ..., deliveries: _Optional[int] = ..., reason: _Optional[str] = ..., parked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    consumer: str
+    def __init__(self, seq: _Optional[int] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., subject: _Optional[str] = ..., deliveries: _Optional[int] = ..., reason: _Optional[str] = ..., parked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consumer: _Optional[str] = ...) -> None: ...
 
 class ListDeadLettersResponse(_message.Message):
     __slots__ = ("dead_letters",)

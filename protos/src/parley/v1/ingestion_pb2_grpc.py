@@ -225,15 +225,15 @@ class IngestionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDeadLetters(self, request, context):
-        """Ingest jobs of the caller's tenant that kept failing and were parked, oldest first.
+        """The caller's tenant's messages that any service's consumer gave up on and parked, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReplayDeadLetter(self, request, context):
-        """Put a parked job back on its queue (its document goes back to queued). NOT_FOUND for a
-        sequence that is not a parked ingest job of the caller's tenant.
+        """Put a parked message back on its subject (an ingest job's document back to queued, a chunk
+        set's back to indexing). NOT_FOUND for a sequence that is not a parked message of the caller's tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,10 +59,10 @@ class IngestionServiceStub:
     """
     GetPacing: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetPacingRequest, _ingestion_pb2.PacingReport]
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ListDeadLettersRequest, _ingestion_pb2.ListDeadLettersResponse]
-    """Ingest jobs of the caller's tenant that kept failing and were parked, oldest first."""
+    """The caller's tenant's messages that any service's consumer gave up on and parked, oldest first."""
     ReplayDeadLetter: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.ReplayDeadLetterRequest, _ingestion_pb2.DeadLetter]
-    """Put a parked job back on its queue (its document goes back to queued). NOT_FOUND for a
-    sequence that is not a parked ingest job of the caller's tenant.
+    """Put a parked message back on its subject (an ingest job's document back to queued, a chunk
+    set's back to indexing). NOT_FOUND for a sequence that is not a parked message of the caller's tenant.
     """
 
 @_typing.type_check_only
@@ -96,10 +96,10 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """
     GetPacing: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetPacingRequest, _ingestion_pb2.PacingReport]  # type: ignore[assignment]
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ListDeadLettersRequest, _ingestion_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """Ingest jobs of the caller's tenant that kept failing and were parked, oldest first."""
+    """The caller's tenant's messages that any service's consumer gave up on and parked, oldest first."""
     ReplayDeadLetter: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.ReplayDeadLetterRequest, _ingestion_pb2.DeadLetter]  # type: ignore[assignment]
-    """Put a parked job back on its queue (its document goes back to queued). NOT_FOUND for a
-    sequence that is not a parked ingest job of the caller's tenant.
+    """Put a parked message back on its subject (an ingest job's document back to queued, a chunk
+    set's back to indexing). NOT_FOUND for a sequence that is not a parked message of the caller's tenant.
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -226,7 +226,7 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.ListDeadLettersResponse, _abc.Awaitable[_ingestion_pb2.ListDeadLettersResponse]]:
-        """Ingest jobs of the caller's tenant that kept failing and were parked, oldest first."""
+        """The caller's tenant's messages that any service's consumer gave up on and parked, oldest first."""
 
     @_abc_1.abstractmethod
     def ReplayDeadLetter(
@@ -234,8 +234,8 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingestion_pb2.ReplayDeadLetterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.DeadLetter, _abc.Awaitable[_ingestion_pb2.DeadLetter]]:
-        """Put a parked job back on its queue (its document goes back to queued). NOT_FOUND for a
-        sequence that is not a parked ingest job of the caller's tenant.
+        """Put a parked message back on its subject (an ingest job's document back to queued, a chunk
+        set's back to indexing). NOT_FOUND for a sequence that is not a parked message of the caller's tenant.
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,7 +3,8 @@ vectors.py).
 
 consumes  DOCS  CHUNKS_UPSERTED  ChunksUpserted  durable retrieval-upserted  → Indexer.index_version
           DOCS  CHUNKS_DELETED   ChunksDeleted   durable retrieval-deleted   → Indexer.remove
-publishes DOCS  CHUNKS_INDEXED   ChunksIndexed   Nats-Msg-Id indexed_msg_id(document_id, version)
+publishes DOCS  CHUNKS_INDEXED   ChunksIndexed   Nats-Msg-Id indexed_msg_id(document_id, version);
+                                                 with `error` when an upsert is parked: index_failed_msg_id
           USAGE USAGE_RECORDED   UsageRecorded   kind USAGE_EMBEDDING, Nats-Msg-Id its event_id
 (names from parley.kit.contracts)
 """
@@ -37,6 +38,10 @@ def consumers(
             # The ChunksIndexed it enqueued need not wait for the relay's next poll.
             relay.notify()
 
+    async def on_upsert_parked(message: Msg, reason: str) -> None:
+        await indexer.give_up(events_pb2.ChunksUpserted.FromString(message.data), reason)
+        relay.notify()
+
     async def on_deleted(message: Msg) -> None:
         await indexer.remove(events_pb2.ChunksDeleted.FromString(message.data))
 
@@ -49,6 +54,7 @@ def consumers(
             subject=CHUNKS_UPSERTED,
             handler=on_upserted,
             concurrency=indexing_concurrency,
+            on_parked=on_upsert_parked,
         ),
         Consumer(stream=STREAM, durable=deleted_durable, subject=CHUNKS_DELETED, handler=on_deleted),
     ]

@@ -15,7 +15,7 @@ from dataclasses import fields
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.kit import outbox
-from parley.kit.contracts import CHUNKS_INDEXED, indexed_msg_id
+from parley.kit.contracts import CHUNKS_INDEXED, index_failed_msg_id, indexed_msg_id
 from parley.kit.db import Sessions
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, Bm25Parameters
@@ -94,6 +94,21 @@ class Indexer:
             )
         log.info("indexed a document version", extra={"fields": {**_fields(event), "chunks": len(event.chunks)}})
         return True
+
+    async def give_up(self, event: events_pb2.ChunksUpserted, reason: str) -> None:
+        """The version's upsert kept failing and was parked: tell ingestion, so the document ends
+        FAILED with the reason instead of sitting in `indexing` for ever."""
+        async with self._sessions.begin() as session:
+            await outbox.enqueue(
+                session=session,
+                table=outbox_table,
+                subject=CHUNKS_INDEXED,
+                msg_id=index_failed_msg_id(event.document_id, event.version),
+                message=events_pb2.ChunksIndexed(
+                    tenant_id=event.tenant_id, document_id=event.document_id, version=event.version, error=reason
+                ),
+            )
+        log.error("gave up indexing a document version", extra={"fields": {**_fields(event), "reason": reason}})
 
     async def _ignored(self, session: AsyncSession, event: events_pb2.ChunksUpserted, *, claim: bool) -> bool:
         """Whether the event changes nothing: its collection is deleted, or its version is not newer

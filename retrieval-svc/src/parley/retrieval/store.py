@@ -8,12 +8,14 @@ from typing import Any, cast
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     CursorResult,
     Result,
     RowMapping,
     Text,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
@@ -489,9 +491,12 @@ async def cached_embeddings(
 ) -> dict[str, list[float]]:
     if not content_hashes:
         return {}
+    # One array parameter, not an IN list: a document of more than 65,535 chunks would pass
+    # PostgreSQL's limit on a statement's parameters (and it did: such a document was parked).
+    hashes = bindparam("content_hashes", sorted(set(content_hashes)), type_=ARRAY(Text))
     rows = await session.execute(
         select(embedding_cache.c.content_hash, embedding_cache.c.embedding).where(
-            embedding_cache.c.model == model, embedding_cache.c.content_hash.in_(set(content_hashes))
+            embedding_cache.c.model == model, embedding_cache.c.content_hash == any_(hashes)
         )
     )
     return {row.content_hash: list(row.embedding) for row in rows}
