@@ -9,15 +9,16 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from parley.kit import bus
-from parley.kit.contracts import CHUNKS_UPSERTED, USAGE_RECORDED, parked_subject
+from parley.kit.contracts import ANALYZE_JOBS, CHUNKS_UPSERTED, USAGE_RECORDED, parked_subject
 from parley.kit.identity import Identity
+from parley.kit.testing import signed
 from parley.v1 import events_pb2, ingestion_pb2, ingestion_pb2_grpc
 
 Stub = ingestion_pb2_grpc.IngestionServiceStub
 
 
 def who(tenant_id: str) -> tuple[tuple[str, str], ...]:
-    return Identity(tenant_id=tenant_id, user_id="admin", request_id="dead-letters").metadata()
+    return signed(Identity(tenant_id=tenant_id, user_id="admin", request_id="dead-letters"))
 
 
 async def park(nats_client: NatsClient, *, stream: str, durable: str, subject: str, data: bytes) -> int:
@@ -88,3 +89,33 @@ async def test_a_chunk_set_retrieval_parked_names_its_document_and_version(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await ingestion.ReplayDeadLetter(ingestion_pb2.ReplayDeadLetterRequest(seq=seq), metadata=who(tenant_id))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_parked_analysis_job_is_listed_with_its_document_and_replayed(
+    ingestion: Stub, nats_client: NatsClient, tenant_id: str
+) -> None:
+    document_id = str(uuid.uuid4())
+    job = events_pb2.AnalyzeJob(tenant_id=tenant_id, document_id=document_id, version=2)
+    seq = await park(
+        nats_client, stream="JOBS", durable="ingestion-analyze", subject=ANALYZE_JOBS, data=job.SerializeToString()
+    )
+
+    listed = await ingestion.ListDeadLetters(ingestion_pb2.ListDeadLettersRequest(), metadata=who(tenant_id))
+    [letter] = [letter for letter in listed.dead_letters if letter.seq == seq]
+    assert (letter.consumer, letter.subject, letter.document_id, letter.version) == (
+        "ingestion-analyze",
+        ANALYZE_JOBS,
+        document_id,
+        2,
+    )
+
+    # Replayed as it was: the analysis job runs again (its document stays ready and searchable meanwhile).
+    redelivered = await nats_client.subscribe(ANALYZE_JOBS)
+    try:
+        await ingestion.ReplayDeadLetter(ingestion_pb2.ReplayDeadLetterRequest(seq=seq), metadata=who(tenant_id))
+        message = await redelivered.next_msg(timeout=5)
+    finally:
+        await redelivered.unsubscribe()
+    assert events_pb2.AnalyzeJob.FromString(message.data) == job
+    listed = await ingestion.ListDeadLetters(ingestion_pb2.ListDeadLettersRequest(), metadata=who(tenant_id))
+    assert all(letter.seq != seq for letter in listed.dead_letters)
