@@ -1161,7 +1161,7 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     usage_svc: tuple[str, Budgets, Recorder],
 ) -> None:
     target, budgets, _ = usage_svc
-    client = UsageClient(target, deadline_seconds=5)
+    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
     h = await harness(settings, sessions, nats_client, usage=client)
     first = await h.runner.start(h.identity, h.ask())
     await read_turn(nats_client, first)
