@@ -19,6 +19,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     # The tests ask more than the default 8 chat turns a minute of one user; the limit's own
     # tests set theirs per tenant.
     environ["PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE"] = "1000"
+    # NATS's own default message limit (1 MiB, where our embedded server allows 16): a large
+    # document's chunk set then travels in parts, as it would on such a server.
+    environ["PARLEY_MAX_EVENT_BYTES"] = str(1024 * 1024 - 64 * 1024)
     started = Platform(tmp_path_factory.mktemp("parley"), ports=Ports.free(), environ=environ)
     started.start()
     try:

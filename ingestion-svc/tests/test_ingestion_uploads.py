@@ -7,8 +7,10 @@ import pytest
 from parley.ingestion.documents import check_title, declared_type, default_title
 from parley.ingestion.formats import parse_document
 from parley.ingestion.ids import chunk_id
+from parley.ingestion.pipeline import in_parts
 from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.ids import parse_id
+from parley.v1 import events_pb2
 
 
 @pytest.mark.parametrize(
@@ -60,3 +62,25 @@ def test_ids() -> None:
     assert parse_id(str(document_id), kind="document") == document_id
     with pytest.raises(NotFound):
         parse_id("not-a-uuid", kind="document")
+
+
+def test_a_chunk_set_too_large_for_one_message_goes_in_numbered_parts_that_each_fit() -> None:
+    chunk_set = events_pb2.ChunksUpserted(
+        tenant_id="t", collection_id="c", document_id="d", version=4, document_title="T"
+    )
+    records = [
+        events_pb2.ChunkRecord(chunk_id=str(n), ordinal=n, text=f"passage {n} " + "word " * 200) for n in range(50)
+    ]
+
+    parts = in_parts(chunk_set, records, max_bytes=10_000)
+
+    assert len(parts) > 1
+    assert all(part.ByteSize() <= 10_000 for part in parts)
+    assert [(part.part, part.parts) for part in parts] == [(n, len(parts)) for n in range(1, len(parts) + 1)]
+    assert [chunk.ordinal for part in parts for chunk in part.chunks] == list(range(50))  # every one, in order
+    assert {(part.document_id, part.version, part.document_title) for part in parts} == {("d", 4, "T")}
+    # A set that fits is one message, as before: no part numbers.
+    [whole] = in_parts(chunk_set, records[:3], max_bytes=10_000)
+    assert (whole.part, whole.parts, len(whole.chunks)) == (0, 0, 3)
+    # A chunk that fits in no message cannot be sent at all.
+    assert in_parts(chunk_set, records, max_bytes=500) == []

@@ -298,6 +298,44 @@ async def test_a_newer_version_replaces_an_older_one_and_a_late_older_one_change
     assert [chunk.chunk_id for chunk in old.chunks] == [doc.chunk_id(2, 0)]
 
 
+async def test_a_chunk_set_in_parts_is_searchable_once_every_part_has_come_in_any_order(
+    pipeline: Pipeline, sessions: Sessions, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
+) -> None:
+    whole = doc.upserted(1, [ENGINE_TEXT, BREAD_TEXT, GARDEN_TEXT])
+
+    def part(number: int, *ordinals: int) -> events_pb2.ChunksUpserted:
+        piece = events_pb2.ChunksUpserted(part=number, parts=3)
+        piece.MergeFrom(whole)
+        del piece.chunks[:]
+        piece.chunks.extend(whole.chunks[ordinal] for ordinal in ordinals)
+        return piece
+
+    await pipeline.upsert(part(3, 2))
+    await pipeline.upsert(part(1, 0))
+    await pipeline.upsert(part(1, 0), delivery="again")  # redelivered: held once
+    # Two of three parts: nothing of the version is searchable yet.
+    assert await search(stub, doc, "tomatoes garden", retrieval_pb2.SEARCH_MODE_KEYWORD) == []
+
+    await pipeline.upsert(part(2, 1))
+
+    hits = await search(stub, doc, "bread tomatoes warp", retrieval_pb2.SEARCH_MODE_KEYWORD)
+    assert sorted(hit.ordinal for hit in hits) == [0, 1, 2]
+
+    async def relayed() -> bool:
+        return await outbox_holds(sessions, indexed_msg_id(doc.document_id, 1)) == 0
+
+    await eventually(relayed)
+    announced = await indexed_announcements(pipeline.js, doc.document_id)
+    assert [(item.version, item.chunk_count) for item in announced] == [(1, 3)]
+    async with sessions() as session:
+        held = (
+            select(func.count())
+            .select_from(models.upsert_parts)
+            .where(models.upsert_parts.c.document_id == doc.document_id)
+        )
+        assert (await session.execute(held)).scalar_one() == 0  # the parts are dropped once indexed
+
+
 async def test_deleting_a_document_or_a_collection_removes_its_chunks(
     pipeline: Pipeline, stub: retrieval_pb2_grpc.RetrievalServiceStub, doc: Doc
 ) -> None:

@@ -8,9 +8,10 @@ from parley.kit.settings import ServiceSettings
 class Settings(ServiceSettings):
     chunk_max_tokens: int = Field(default=300, ge=16)
     max_document_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    # A document's chunk set is one event, and NATS refuses messages above its max_payload (1 MiB
-    # unless configured; Parley's NATS configs set 16 MiB). A chunk set that would not fit fails the
-    # document instead of blocking the outbox behind a message that can never go out.
+    # The largest event ingestion publishes. NATS refuses messages above its max_payload (1 MiB
+    # unless configured; Parley's NATS configs set 16 MiB, and the service lowers this to what the
+    # server it connects to takes): a chunk set larger than this goes in parts (pipeline.in_parts),
+    # which retrieval puts back together before indexing the version.
     max_event_bytes: int = Field(default=16 * 1024 * 1024 - 64 * 1024, gt=0)
     # Who writes artifacts (scene cards, outlines, character sheets, plot threads): `local` extracts
     # them offline from the text; any other name is a chat-svc provider, asked through `Complete`.

@@ -14,7 +14,7 @@ already done, finishes without doing anything.
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from parley.ingestion import store
 from parley.ingestion.artifacts import Artifacts
@@ -34,6 +34,10 @@ from parley.kit.outbox import enqueue
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+
+# A part's two numbers (tag and varint each), and a chunk's tag and length prefix in the repeated field.
+_PART_FIELDS_BYTES = 12
+_REPEATED_OVERHEAD_BYTES = 6
 
 # The statuses of a version the worker has not finished: a (re)delivered job picks it up.
 WORKING = frozenset({Status.QUEUED, Status.PARSING, Status.CHUNKING})
@@ -133,21 +137,21 @@ class Pipeline:
             )
             if document is None or document.version != version or document.status != stage:
                 return
-            upserted = events_pb2.ChunksUpserted(
+            chunk_set = events_pb2.ChunksUpserted(
                 tenant_id=tenant_id,
                 collection_id=str(document.collection_id),
                 document_id=str(document.id),
                 version=version,
                 document_title=document.title,
-                chunks=[
-                    to_proto(events_pb2.ChunkRecord, piece, chunk_id=str(chunk_id(document.id, piece.key)))
-                    for piece in pieces
-                ],
             )
-            if not error and upserted.ByteSize() > self._settings.max_event_bytes:
+            records = [
+                to_proto(events_pb2.ChunkRecord, piece, chunk_id=str(chunk_id(document.id, piece.key)))
+                for piece in pieces
+            ]
+            parts = [] if error else in_parts(chunk_set, records, max_bytes=self._settings.max_event_bytes)
+            if not error and not parts:
                 error = (
-                    f"the document's {len(pieces)} chunks are too large to index in one event "
-                    f"({upserted.ByteSize()} bytes, limit {self._settings.max_event_bytes})"
+                    f"a chunk of the document is larger than one event may be ({self._settings.max_event_bytes} bytes)"
                 )
             if error:
                 document = await store.set_status(
@@ -178,13 +182,14 @@ class Pipeline:
                     total=len(pieces),
                     message=f"retrieval is indexing {len(pieces)} chunks",
                 )
-                await enqueue(
-                    session=session,
-                    table=outbox,
-                    subject=CHUNKS_UPSERTED,
-                    msg_id=chunks_msg_id(document_uuid, version),
-                    message=upserted,
-                )
+                for upserted in parts:
+                    await enqueue(
+                        session=session,
+                        table=outbox,
+                        subject=CHUNKS_UPSERTED,
+                        msg_id=chunks_msg_id(document_uuid, version, upserted.part),
+                        message=upserted,
+                    )
         if not error:
             self._notify_outbox()
         if document is not None:
@@ -291,3 +296,36 @@ class Pipeline:
         self._notify_outbox()
         if document is not None:
             await self._progress.publish(document)
+
+
+def in_parts(
+    chunk_set: events_pb2.ChunksUpserted, records: Sequence[events_pb2.ChunkRecord], *, max_bytes: int
+) -> list[events_pb2.ChunksUpserted]:
+    """The version's chunks as one ChunksUpserted when they fit in `max_bytes`, else as parts that
+    each do (numbered, in order); [] when a single chunk cannot fit in any."""
+    whole = events_pb2.ChunksUpserted()
+    whole.CopyFrom(chunk_set)
+    whole.chunks.extend(records)
+    if whole.ByteSize() <= max_bytes:
+        return [whole]
+    # Room for the part numbers the parts will carry, beside the version's own fields.
+    room = max_bytes - chunk_set.ByteSize() - _PART_FIELDS_BYTES
+    groups: list[list[events_pb2.ChunkRecord]] = [[]]
+    size = 0
+    for record in records:
+        # A repeated field's element costs its length prefix and tag besides itself.
+        cost = record.ByteSize() + _REPEATED_OVERHEAD_BYTES
+        if cost > room:
+            return []
+        if size + cost > room:
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += cost
+    parts = []
+    for number, group in enumerate(groups, start=1):
+        part = events_pb2.ChunksUpserted(part=number, parts=len(groups))
+        part.MergeFrom(chunk_set)
+        part.chunks.extend(group)
+        parts.append(part)
+    return parts

@@ -55,8 +55,9 @@ def ingest_msg_id(document_id: object, version: int) -> str:
     return f"ingest:{document_id}:{version}"
 
 
-def chunks_msg_id(document_id: object, version: int) -> str:
-    return f"chunks:{document_id}:{version}"
+def chunks_msg_id(document_id: object, version: int, part: int = 0) -> str:
+    """A version's chunk set; a set too large for one message goes in parts (1, 2, …), each its own."""
+    return f"chunks:{document_id}:{version}" + (f":{part}" if part else "")
 
 
 def indexed_msg_id(document_id: object, version: int) -> str:

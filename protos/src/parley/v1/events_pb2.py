@@ -27,7 +27,7 @@ from parley.v1 import common_pb2 as parley_dot_v1_dot_common__pb2
 from parley.v1 import chat_pb2 as parley_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/common.proto\x1a\x14parley/v1/chat.proto\"D\n\tIngestJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\xca\x01\n\x0b\x43hunkRecord\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0f\n\x07ordinal\x18\x02 \x01(\x05\x12\x0f\n\x07heading\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0btoken_count\x18\x05 \x01(\x05\x12\x14\n\x0c\x63ontent_hash\x18\x06 \x01(\t\x12\x14\n\x0cscene_number\x18\x07 \x01(\t\x12\x12\n\ncharacters\x18\x08 \x03(\t\x12\x12\n\npage_start\x18\t \x01(\x05\x12\x10\n\x08page_end\x18\n \x01(\x05\"\xa0\x01\n\x0e\x43hunksUpserted\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x16\n\x0e\x64ocument_title\x18\x05 \x01(\t\x12&\n\x06\x63hunks\x18\x06 \x03(\x0b\x32\x16.parley.v1.ChunkRecord\"N\n\rChunksDeleted\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\"l\n\rChunksIndexed\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x8d\x02\n\tTurnEvent\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12%\n\x05\x64\x65lta\x18\x04 \x01(\x0b\x32\x14.parley.v1.TurnDeltaH\x00\x12)\n\x07sources\x18\x05 \x01(\x0b\x32\x16.parley.v1.TurnSourcesH\x00\x12%\n\x05usage\x18\x06 \x01(\x0b\x32\x14.parley.v1.TurnUsageH\x00\x12!\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x12.parley.v1.TurnEndH\x00\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x14.parley.v1.TurnErrorH\x00\x42\x06\n\x04kind\"\x19\n\tTurnDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"1\n\x0bTurnSources\x12\"\n\x07sources\x18\x01 \x03(\x0b\x32\x11.parley.v1.Source\"\x98\x01\n\tTurnUsage\x12$\n\x05usage\x18\x01 \x01(\x0b\x32\x15.parley.v1.TokenUsage\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0b\x63ost_micros\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12,\n\x0c\x63ontext_used\x18\x04 \x01(\x0b\x32\x16.parley.v1.ContextUsedB\x0e\n\x0c_cost_micros\"\x87\x01\n\x07TurnEnd\x12\x17\n\x0fuser_message_id\x18\x01 \x01(\t\x12\x1c\n\x14\x61ssistant_message_id\x18\x02 \x01(\t\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"a\n\x11\x43\x61ncelTurnCommand\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\"\xcd\x02\n\rUsageRecorded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12$\n\x05usage\x18\x07 \x01(\x0b\x32\x15.parley.v1.TokenUsage\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x12\n\nlatency_ms\x18\x0b \x01(\x03\x12\x0f\n\x07success\x18\x0c \x01(\x08\x12/\n\x0boccurred_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x62illed_at_hold\x18\x0e \x01(\x08\"E\n\nAnalyzeJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16parley/v1/events.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/common.proto\x1a\x14parley/v1/chat.proto\"D\n\tIngestJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\xca\x01\n\x0b\x43hunkRecord\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0f\n\x07ordinal\x18\x02 \x01(\x05\x12\x0f\n\x07heading\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0btoken_count\x18\x05 \x01(\x05\x12\x14\n\x0c\x63ontent_hash\x18\x06 \x01(\t\x12\x14\n\x0cscene_number\x18\x07 \x01(\t\x12\x12\n\ncharacters\x18\x08 \x03(\t\x12\x12\n\npage_start\x18\t \x01(\x05\x12\x10\n\x08page_end\x18\n \x01(\x05\"\xbd\x01\n\x0e\x43hunksUpserted\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\x16\n\x0e\x64ocument_title\x18\x05 \x01(\t\x12&\n\x06\x63hunks\x18\x06 \x03(\x0b\x32\x16.parley.v1.ChunkRecord\x12\x0c\n\x04part\x18\x07 \x01(\x05\x12\r\n\x05parts\x18\x08 \x01(\x05\"N\n\rChunksDeleted\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rcollection_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\"l\n\rChunksIndexed\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x8d\x02\n\tTurnEvent\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12%\n\x05\x64\x65lta\x18\x04 \x01(\x0b\x32\x14.parley.v1.TurnDeltaH\x00\x12)\n\x07sources\x18\x05 \x01(\x0b\x32\x16.parley.v1.TurnSourcesH\x00\x12%\n\x05usage\x18\x06 \x01(\x0b\x32\x14.parley.v1.TurnUsageH\x00\x12!\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x12.parley.v1.TurnEndH\x00\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x14.parley.v1.TurnErrorH\x00\x42\x06\n\x04kind\"\x19\n\tTurnDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"1\n\x0bTurnSources\x12\"\n\x07sources\x18\x01 \x03(\x0b\x32\x11.parley.v1.Source\"\x98\x01\n\tTurnUsage\x12$\n\x05usage\x18\x01 \x01(\x0b\x32\x15.parley.v1.TokenUsage\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0b\x63ost_micros\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12,\n\x0c\x63ontext_used\x18\x04 \x01(\x0b\x32\x16.parley.v1.ContextUsedB\x0e\n\x0c_cost_micros\"\x87\x01\n\x07TurnEnd\x12\x17\n\x0fuser_message_id\x18\x01 \x01(\t\x12\x1c\n\x14\x61ssistant_message_id\x18\x02 \x01(\t\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\tTurnError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"a\n\x11\x43\x61ncelTurnCommand\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x0f\n\x07turn_id\x18\x04 \x01(\t\"\xcd\x02\n\rUsageRecorded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12$\n\x05usage\x18\x07 \x01(\x0b\x32\x15.parley.v1.TokenUsage\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x12\n\nlatency_ms\x18\x0b \x01(\x03\x12\x0f\n\x07success\x18\x0c \x01(\x08\x12/\n\x0boccurred_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x62illed_at_hold\x18\x0e \x01(\x08\"E\n\nAnalyzeJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +39,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNKRECORD']._serialized_start=187
   _globals['_CHUNKRECORD']._serialized_end=389
   _globals['_CHUNKSUPSERTED']._serialized_start=392
-  _globals['_CHUNKSUPSERTED']._serialized_end=552
-  _globals['_CHUNKSDELETED']._serialized_start=554
-  _globals['_CHUNKSDELETED']._serialized_end=632
-  _globals['_CHUNKSINDEXED']._serialized_start=634
-  _globals['_CHUNKSINDEXED']._serialized_end=742
-  _globals['_TURNEVENT']._serialized_start=745
-  _globals['_TURNEVENT']._serialized_end=1014
-  _globals['_TURNDELTA']._serialized_start=1016
-  _globals['_TURNDELTA']._serialized_end=1041
-  _globals['_TURNSOURCES']._serialized_start=1043
-  _globals['_TURNSOURCES']._serialized_end=1092
-  _globals['_TURNUSAGE']._serialized_start=1095
-  _globals['_TURNUSAGE']._serialized_end=1247
-  _globals['_TURNEND']._serialized_start=1250
-  _globals['_TURNEND']._serialized_end=1385
-  _globals['_TURNERROR']._serialized_start=1387
-  _globals['_TURNERROR']._serialized_end=1429
-  _globals['_CANCELTURNCOMMAND']._serialized_start=1431
-  _globals['_CANCELTURNCOMMAND']._serialized_end=1528
-  _globals['_USAGERECORDED']._serialized_start=1531
-  _globals['_USAGERECORDED']._serialized_end=1864
-  _globals['_ANALYZEJOB']._serialized_start=1866
-  _globals['_ANALYZEJOB']._serialized_end=1935
+  _globals['_CHUNKSUPSERTED']._serialized_end=581
+  _globals['_CHUNKSDELETED']._serialized_start=583
+  _globals['_CHUNKSDELETED']._serialized_end=661
+  _globals['_CHUNKSINDEXED']._serialized_start=663
+  _globals['_CHUNKSINDEXED']._serialized_end=771
+  _globals['_TURNEVENT']._serialized_start=774
+  _globals['_TURNEVENT']._serialized_end=1043
+  _globals['_TURNDELTA']._serialized_start=1045
+  _globals['_TURNDELTA']._serialized_end=1070
+  _globals['_TURNSOURCES']._serialized_start=1072
+  _globals['_TURNSOURCES']._serialized_end=1121
+  _globals['_TURNUSAGE']._serialized_start=1124
+  _globals['_TURNUSAGE']._serialized_end=1276
+  _globals['_TURNEND']._serialized_start=1279
+  _globals['_TURNEND']._serialized_end=1414
+  _globals['_TURNERROR']._serialized_start=1416
+  _globals['_TURNERROR']._serialized_end=1458
+  _globals['_CANCELTURNCOMMAND']._serialized_start=1460
+  _globals['_CANCELTURNCOMMAND']._serialized_end=1557
+  _globals['_USAGERECORDED']._serialized_start=1560
+  _globals['_USAGERECORDED']._serialized_end=1893
+  _globals['_ANALYZEJOB']._serialized_start=1895
+  _globals['_ANALYZEJOB']._serialized_end=1964
 # @@protoc_insertion_point(module_scope)

@@ -46,20 +46,24 @@ class ChunkRecord(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., ordinal: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., token_count: _Optional[int] = ..., content_hash: _Optional[str] = ..., scene_number: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., page_start: _Optional[int] = ..., page_end: _Optional[int] = ...) -> None: ...
 
 class ChunksUpserted(_message.Message):
-    __slots__ = ("tenant_id", "collection_id", "document_id", "version", "document_title", "chunks")
+    __slots__ = ("tenant_id", "collection_id", "document_id", "version", "document_title", "chunks", "part", "parts")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_TITLE_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     collection_id: str
     document_id: str
     version: int
     document_title: str
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkRecord]
-    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., document_title: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkRecord, _Mapping]]] = ...) -> None: ...
+    part: int
+    parts: int
+    def __init__(self, tenant_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., document_title: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkRecord, _Mapping]]] = ..., part: _Optional[int] = ..., parts: _Optional[int] = ...) -> None: ...
 
 class ChunksDeleted(_message.Message):
     __slots__ = ("tenant_id", "collection_id", "document_id")

@@ -1,7 +1,8 @@
 """What retrieval consumes from NATS, and what it publishes (through the outbox: indexing.py,
 vectors.py).
 
-consumes  DOCS  CHUNKS_UPSERTED  ChunksUpserted  durable retrieval-upserted  → Indexer.index_version
+consumes  DOCS  CHUNKS_UPSERTED  ChunksUpserted  durable retrieval-upserted  → Indexer.receive (a part: held
+                                                 until the version is whole, then Indexer.index_version)
           DOCS  CHUNKS_DELETED   ChunksDeleted   durable retrieval-deleted   → Indexer.remove
 publishes DOCS  CHUNKS_INDEXED   ChunksIndexed   Nats-Msg-Id indexed_msg_id(document_id, version);
                                                  with `error` when an upsert is parked: index_failed_msg_id
@@ -34,7 +35,7 @@ def consumers(
     indexing_concurrency: int = 1,
 ) -> list[Consumer]:
     async def on_upserted(message: Msg) -> None:
-        if await indexer.index_version(events_pb2.ChunksUpserted.FromString(message.data)):
+        if await indexer.receive(events_pb2.ChunksUpserted.FromString(message.data)):
             # The ChunksIndexed it enqueued need not wait for the relay's next poll.
             relay.notify()
 

@@ -35,6 +35,49 @@ class Indexer:
         self._vectors = vectors
         self._bm25 = bm25
 
+    async def receive(self, event: events_pb2.ChunksUpserted) -> bool:
+        """A version's chunk set, or one part of it: a whole set is indexed at once; a part is held
+        until the version's every part has come (in any order, each possibly twice), then the
+        version is indexed whole, as if it had come in one message. True when the index changed."""
+        if event.parts <= 1:
+            return await self.index_version(event)
+        _require(event.tenant_id, "tenant_id")
+        _require(event.document_id, "document_id")
+        async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
+            payloads = await store.hold_upsert_part(
+                session=session,
+                tenant_id=event.tenant_id,
+                document_id=event.document_id,
+                version=event.version,
+                part=event.part,
+                parts=event.parts,
+                payload=event.SerializeToString(),
+            )
+        if payloads is None:
+            log.info("held a part of a chunk set", extra={"fields": {**_fields(event), "part": event.part}})
+            return False
+        whole = events_pb2.ChunksUpserted(
+            tenant_id=event.tenant_id,
+            collection_id=event.collection_id,
+            document_id=event.document_id,
+            version=event.version,
+            document_title=event.document_title,
+        )
+        for payload in payloads:
+            whole.chunks.extend(events_pb2.ChunksUpserted.FromString(payload).chunks)
+        changed = await self.index_version(whole)  # drops the held parts with the version's write
+        if not changed:  # indexed already (a part delivered twice), or superseded: the parts go all the same
+            async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=event.tenant_id)
+                await store.drop_upsert_parts(
+                    session=session,
+                    tenant_id=event.tenant_id,
+                    document_id=event.document_id,
+                    through_version=event.version,
+                )
+        return changed
+
     async def index_version(self, event: events_pb2.ChunksUpserted) -> bool:
         """Make one document version searchable. True when it changed the index (and enqueued ChunksIndexed)."""
         _require(event.tenant_id, "tenant_id")
@@ -64,6 +107,13 @@ class Indexer:
                 version=event.version,
                 document_title=event.document_title,
                 new_chunks=[_new_chunk(chunk) for chunk in event.chunks],
+            )
+            # Parts this version (or an older one) left held are done with.
+            await store.drop_upsert_parts(
+                session=session,
+                tenant_id=event.tenant_id,
+                document_id=event.document_id,
+                through_version=event.version,
             )
             for model, made in vectors.items():
                 await store.add_vectors(

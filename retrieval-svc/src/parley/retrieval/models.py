@@ -13,6 +13,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -184,6 +185,21 @@ bm25_postings = Table(
         postgresql_include=["tf", "chunk_length"],
     ),
     Index("ix_bm25_postings_document", "collection_key", "document_id"),
+)
+
+# The parts of a chunk set too large for one message (ChunksUpserted.part of .parts), held until
+# every part of the version has come; then the version is indexed whole and its parts dropped.
+upsert_parts = Table(
+    "upsert_parts",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("document_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("part", Integer, nullable=False),
+    Column("parts", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "document_id", "version", "part"),
 )
 
 outbox = outbox_table(metadata)

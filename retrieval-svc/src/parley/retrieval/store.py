@@ -40,6 +40,7 @@ from parley.retrieval.models import (
     deleted_collections,
     embedding_cache,
     indexed_documents,
+    upsert_parts,
 )
 
 
@@ -198,6 +199,47 @@ async def is_collection_deleted(*, session: AsyncSession, tenant_id: str, collec
         )
     )
     return found.first() is not None
+
+
+async def hold_upsert_part(
+    *, session: AsyncSession, tenant_id: str, document_id: str, version: int, part: int, parts: int, payload: bytes
+) -> list[bytes] | None:
+    """Keep one part of a version's chunk set (a redelivered part is kept once); every part's
+    payload, in order, once all `parts` are held, else None."""
+    # One part of a document at a time: two parts held at once would each miss the other's row and
+    # neither would see the version whole.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"upsert:{tenant_id}:{document_id}"}
+    )
+    await session.execute(
+        insert(upsert_parts)
+        .values(tenant_id=tenant_id, document_id=document_id, version=version, part=part, parts=parts, payload=payload)
+        .on_conflict_do_nothing()
+    )
+    held = (
+        await session.execute(
+            select(upsert_parts.c.payload)
+            .where(
+                upsert_parts.c.tenant_id == tenant_id,
+                upsert_parts.c.document_id == document_id,
+                upsert_parts.c.version == version,
+            )
+            .order_by(upsert_parts.c.part)
+        )
+    ).scalars()
+    payloads = list(held)
+    return payloads if len(payloads) == parts else None
+
+
+async def drop_upsert_parts(*, session: AsyncSession, tenant_id: str, document_id: str, through_version: int) -> None:
+    """The held parts of this version and of any older one: indexed, or superseded."""
+    await session.execute(
+        delete(upsert_parts).where(
+            upsert_parts.c.tenant_id == tenant_id,
+            upsert_parts.c.document_id == document_id,
+            upsert_parts.c.version <= through_version,
+        )
+    )
 
 
 async def claim_document_version(
