@@ -104,6 +104,7 @@ export async function showChat(page, conversationId) {
       }
     } finally {
       answer.classList.remove("streaming");
+      answer.removeAttribute("aria-busy");
       setRunning(null);
     }
   });
@@ -111,7 +112,8 @@ export async function showChat(page, conversationId) {
   // The question, and an empty answer that fills as the stream arrives.
   function begin(message) {
     log.append(renderMessage({ role: "user", content: message, sources: [] }));
-    const answer = h("li", { class: "message assistant streaming" }, h("p", { class: "who" }, "Parley"),
+    // Busy while it streams: a screen reader reads the answer once, not every few words.
+    const answer = h("li", { class: "message assistant streaming", "aria-busy": "true" }, h("p", { class: "who" }, "Parley"),
       h("div", { class: "text" }));
     log.append(answer);
     return answer;
@@ -169,6 +171,7 @@ export async function showChat(page, conversationId) {
       if (!controller.signal.aborted) problem(failure);
     } finally {
       answer.classList.remove("streaming");
+      answer.removeAttribute("aria-busy");
       setRunning(null);
     }
   };

@@ -65,7 +65,8 @@ async function route() {
   leave = null;
   if (!apiKey()) return showSignIn();
   nav.hidden = false;
-  const path = location.hash.replace(/^#/, "") || "/collections";
+  const asked = location.hash.replace(/^#/, "");
+  const path = asked === "" || asked === "/" ? "/collections" : asked;
   for (const link of nav.querySelectorAll("a")) {
     const current = path.startsWith(link.getAttribute("href").slice(1));
     if (current) link.setAttribute("aria-current", "page");

@@ -5,14 +5,20 @@ import { bars, legend } from "./charts.js";
 import { h, heading, number, replace, when } from "./dom.js";
 
 export async function showDocument(page, documentId) {
-  const doc = await get(`/v1/documents/${documentId}`);
-  const isScript = doc.analysis_state !== null;
-  const [sections, artifacts, characters, pacing] = await Promise.all([
+  // Everything at once: a report that is not a screenplay's answers 409, which just means "none".
+  const report = (path) =>
+    get(`/v1/documents/${documentId}/${path}`).catch((error) => {
+      if (error.status === 409) return null;
+      throw error;
+    });
+  const [doc, sections, artifacts, characters, pacing] = await Promise.all([
+    get(`/v1/documents/${documentId}`),
     all(`/v1/documents/${documentId}/sections`),
     get(`/v1/documents/${documentId}/artifacts`).then((a) => a.artifacts),
-    isScript ? get(`/v1/documents/${documentId}/characters`).then((c) => c.characters) : null,
-    isScript ? get(`/v1/documents/${documentId}/pacing`) : null,
+    report("characters").then((c) => c && c.characters),
+    report("pacing"),
   ]);
+  const isScript = doc.analysis_state !== null;
   const byKind = (kind) => artifacts.filter((a) => a.kind === kind);
   const cards = new Map(byKind("scene_card").map((a) => [a.key, a]));
   const stale = artifacts.filter((a) => a.stale).length;
@@ -36,16 +42,16 @@ export async function showDocument(page, documentId) {
 
   const panels = isScript
     ? [
-        ["Scenes", scenesPanel(sections.filter((s) => s.kind === "scene"), cards)],
-        ["Characters", charactersPanel(characters)],
-        ["Pacing", pacingPanel(pacing)],
-        ["Outline", artifactsPanel(byKind("outline"), "No outline yet: a script gets one from 30 scenes or 60 pages.")],
-        ["Character sheets", artifactsPanel(byKind("character_sheet"), "No character sheets yet (from 30 scenes or 60 pages).")],
-        ["Plot threads", artifactsPanel(byKind("plot_thread"), "No plot threads yet (from 30 scenes or 60 pages).")],
+        ["Scenes", () => scenesPanel(sections.filter((s) => s.kind === "scene"), cards)],
+        ["Characters", () => charactersPanel(characters)],
+        ["Pacing", () => pacingPanel(pacing)],
+        ["Outline", () => artifactsPanel(byKind("outline"), "No outline yet: a script gets one from 30 scenes or 60 pages.")],
+        ["Character sheets", () => artifactsPanel(byKind("character_sheet"), "No character sheets yet (from 30 scenes or 60 pages).")],
+        ["Plot threads", () => artifactsPanel(byKind("plot_thread"), "No plot threads yet (from 30 scenes or 60 pages).")],
       ]
     : [
-        ["Sections", sectionsPanel(sections, cards)],
-        ["Outline", artifactsPanel(byKind("outline"), "No outline: a document's artifacts are written when asked for.")],
+        ["Sections", () => sectionsPanel(sections, cards)],
+        ["Outline", () => artifactsPanel(byKind("outline"), "No outline: a document's artifacts are written when asked for.")],
       ];
 
   replace(
@@ -59,35 +65,43 @@ export async function showDocument(page, documentId) {
   );
 }
 
-// Tabs as the WAI-ARIA pattern has them: arrow keys move between tabs, one panel shown.
+// Tabs as the WAI-ARIA pattern has them: arrow keys move between tabs, one panel shown. A panel
+// is built when first shown: a long script's charts and sheets cost nothing until asked for.
 function tabs(panels) {
   const list = h("div", { role: "tablist", "aria-label": "Views", class: "tabs" });
   const buttons = [];
-  const shown = [];
-  panels.forEach(([name, panel], i) => {
+  const regions = [];
+  panels.forEach(([name, build], i) => {
     const id = name.toLowerCase().replace(/\s+/g, "-");
     const tab = h("button", { type: "button", role: "tab", id: `tab-${id}`, "aria-controls": `panel-${id}`,
       "aria-selected": String(i === 0), tabindex: i === 0 ? "0" : "-1" }, name);
     const region = h("section", { role: "tabpanel", id: `panel-${id}`, "aria-labelledby": `tab-${id}`,
-      hidden: i !== 0, tabindex: "0" }, panel);
+      hidden: i !== 0, tabindex: "0" });
+    region.build = build;
     tab.addEventListener("click", () => select(i));
     tab.addEventListener("keydown", (event) => {
       const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
       if (step) select((i + step + buttons.length) % buttons.length, true);
     });
     buttons.push(tab);
-    shown.push(region);
+    regions.push(region);
     list.append(tab);
   });
   function select(index, focus = false) {
     buttons.forEach((b, j) => {
       b.setAttribute("aria-selected", String(j === index));
       b.tabIndex = j === index ? 0 : -1;
-      shown[j].hidden = j !== index;
+      regions[j].hidden = j !== index;
     });
+    const region = regions[index];
+    if (region.build) {
+      region.append(region.build());
+      region.build = null;
+    }
     if (focus) buttons[index].focus();
   }
-  return h("div", {}, list, shown);
+  select(0);
+  return h("div", {}, list, regions);
 }
 
 function scenesPanel(scenes, cards) {
@@ -137,7 +151,7 @@ function sectionsPanel(sections, cards) {
 }
 
 function charactersPanel(characters) {
-  if (!characters.length) return h("p", {}, "No one speaks yet.");
+  if (!characters || !characters.length) return h("p", {}, "No one speaks yet.");
   const columns = ["Name", "Scenes", "Speeches", "Words", "First", "Last", "Longest absence", "Most with"];
   return h("div", { class: "scroll" }, h("table", {},
     h("caption", { class: "visually-hidden" }, "Characters"),
@@ -150,6 +164,7 @@ function charactersPanel(characters) {
 }
 
 function pacingPanel(p) {
+  if (!p) return h("p", {}, "No pacing yet: the script is still being read.");
   const night = p.day_night.night || 0;
   const day = p.day_night.day || 0;
   const scenes = p.per_scene.map((s) => ({
