@@ -238,6 +238,16 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
     expect(documents.filter(has_text="Production notes")).to_have_count(0)
     expect(documents.filter(has_text="The Night Shift")).to_have_count(1)
 
+    # Without a mouse: the "choose files" control opens the file picker from the keyboard.
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="choose files").press("Enter")
+    chooser.value.set_files(
+        files=[
+            {"name": "more.md", "mimeType": "text/markdown", "buffer": b"# More notes\n\nThe van waits at the pier.\n"}
+        ]
+    )
+    expect(documents.filter(has_text="More notes")).to_contain_text("ready", timeout=60_000)
+
 
 def test_a_screenplay_page_shows_scenes_cards_characters_and_pacing(
     page: Page, key: str, script: dict[str, Any]
@@ -298,8 +308,12 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     expect(passage).to_contain_text("The Night Shift")
     expect(passage.locator("blockquote")).to_contain_text("lighthouse keeper left them under the mat")
     shoot(page, "chat-citation", full_page=False)  # a modal over the page: what the screen shows
-    passage.get_by_role("link", name="Open the document").click()
+    cited = passage.locator(".heading").inner_text()
+    passage.get_by_role("link", name="Open it in the document").click()
+    # The script opens at the cited scene, marked and focused.
     expect(page.get_by_role("heading", name="The Night Shift", level=1)).to_be_visible()
+    expect(page.locator(".scene.focused h3")).to_contain_text(cited)
+    expect(page.locator(".scene.focused")).to_be_focused()
 
 
 def test_cancel_stops_a_streaming_answer(page: Page, key: str, script: dict[str, Any], claude: FakeAnthropic) -> None:

@@ -265,7 +265,9 @@ function openPassage(source) {
     h("blockquote", {}, source.snippet),
     h("p", { class: "hint" }, `relevance ${source.score.toFixed(3)}`),
     h("div", { class: "toolbar" },
-      h("a", { href: `#/documents/${source.document_id}`, class: "button-like" }, "Open the document"),
+      h("a", { href: `#/documents/${source.document_id}${source.heading ? `/at/${encodeURIComponent(source.heading)}` : ""}`,
+        class: "button-like", onclick: () => dialog.close() }, // the modal must not outlive its page
+        source.heading ? "Open it in the document" : "Open the document"),
       h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Close")),
   );
   dialog.addEventListener("close", () => dialog.remove());

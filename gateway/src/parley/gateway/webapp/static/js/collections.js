@@ -72,7 +72,9 @@ export async function showCollection(page, collectionId) {
 
   function row(doc) {
     const isScript = SCREENPLAY_TYPES.includes(doc.content_type) || doc.analysis_state;
-    const versionInput = h("input", { type: "file", class: "visually-hidden", id: `version-${doc.id}` });
+    // Hidden from the keyboard and screen readers: its label is the one control people use.
+    const versionInput = h("input", { type: "file", class: "visually-hidden", id: `version-${doc.id}`,
+      tabindex: "-1", "aria-hidden": "true" });
     versionInput.addEventListener("change", async () => {
       const [file] = versionInput.files;
       if (!file) return;
@@ -171,7 +173,8 @@ export async function showCollection(page, collectionId) {
     await refresh().catch(problem);
   }
 
-  const picker = h("input", { type: "file", id: "upload-files", multiple: true, class: "visually-hidden" });
+  const picker = h("input", { type: "file", id: "upload-files", multiple: true, class: "visually-hidden",
+    tabindex: "-1", "aria-hidden": "true" });
   picker.addEventListener("change", () => upload([...picker.files]).then(() => (picker.value = "")));
   const zone = h(
     "div",

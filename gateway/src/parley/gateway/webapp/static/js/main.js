@@ -13,7 +13,7 @@ const nav = document.getElementById("nav");
 const routes = [
   [/^\/collections\/([^/]+)$/, showCollection],
   [/^\/collections\/?$/, showCollections],
-  [/^\/documents\/([^/]+)$/, showDocument],
+  [/^\/documents\/([^/]+)(?:\/at\/(.+))?$/, showDocument],
   [/^\/chat(?:\/([^/]+))?$/, showChat],
   [/^\/usage\/?$/, showUsage],
 ];
@@ -63,6 +63,7 @@ let leave = null;
 async function route() {
   if (leave) leave(); // a page's streams and timers stop when it is left
   leave = null;
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close(); // nor do its dialogs stay
   if (!apiKey()) return showSignIn();
   nav.hidden = false;
   const asked = location.hash.replace(/^#/, "");
@@ -88,8 +89,9 @@ async function route() {
       page.append(h("p", { class: "error" }, failure.describe ? failure.describe() : String(failure)));
     }
     // Keyboard and screen-reader users land on the new page's title, not the old link.
+    // (unless the page put the focus somewhere itself, such as on a cited scene).
     const title = page.querySelector("h1");
-    if (title) title.focus({ preventScroll: true });
+    if (title && !page.contains(document.activeElement)) title.focus({ preventScroll: true });
     return;
   }
   replace(main, heading("Not found"), h("p", {}, h("a", { href: "#/collections" }, "Back to collections")));

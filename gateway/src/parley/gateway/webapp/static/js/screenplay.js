@@ -4,7 +4,7 @@ import { all, get } from "./api.js";
 import { bars, legend } from "./charts.js";
 import { h, heading, number, replace, when } from "./dom.js";
 
-export async function showDocument(page, documentId) {
+export async function showDocument(page, documentId, at) {
   // Everything at once: a report that is not a screenplay's answers 409, which just means "none".
   const report = (path) =>
     get(`/v1/documents/${documentId}/${path}`).catch((error) => {
@@ -63,6 +63,19 @@ export async function showDocument(page, documentId) {
     doc.status === "failed" ? h("p", { class: "error" }, `Failed while ${doc.failed_stage}: ${doc.error}`) : null,
     tabs(panels),
   );
+  if (at) focusOn(page, decodeURIComponent(at));
+}
+
+// A citation opens its document at the scene or section it cites: the first card whose heading
+// ends with the cited heading is scrolled to, marked and focused.
+function focusOn(page, cited) {
+  const card = [...page.querySelectorAll(".scenes > li")].find((li) =>
+    li.querySelector("h3").textContent.trim().endsWith(cited.trim()));
+  if (!card) return;
+  card.classList.add("focused");
+  card.tabIndex = -1;
+  card.scrollIntoView({ block: "center" });
+  card.focus({ preventScroll: true });
 }
 
 // Tabs as the WAI-ARIA pattern has them: arrow keys move between tabs, one panel shown. A panel
