@@ -131,6 +131,10 @@ def test_chat_streams_an_answer_with_its_sources_then_resumes_and_exports(parley
     assert asked.exit_code == 0, asked.output
     assert "under the mat" in asked.output
     assert re.search(r"\[1\] The Night Shift", asked.output), asked.output
+    # Under the answer, the passages it cites, and only those.
+    answer, _, listed = asked.output.partition("\n  [")
+    for number in re.findall(r"^ *\[(\d+)\] ", "  [" + listed, re.MULTILINE):
+        assert f"[{number}]" in answer, asked.output
     assert "local: " in asked.output  # the model and its tokens under the answer
     conversation = re.search(r"conversation ([0-9a-f-]{36})", asked.output)
     assert conversation, asked.output
