@@ -200,6 +200,7 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
             const transfer = new DataTransfer();
             transfer.items.add(new File([script], "night.fountain"));
             transfer.items.add(new File([notes], "notes.md", {type: "text/markdown"}));
+            transfer.items.add(new File([""], "empty.txt", {type: "text/plain"}));
             return transfer;
         }""",
         [SCRIPT, NOTES],
@@ -207,8 +208,12 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
 
     uploads = page.get_by_role("list", name="Uploads").get_by_role("listitem")
-    expect(uploads).to_have_count(2)
-    for upload in uploads.all():
+    expect(uploads).to_have_count(3)
+    # The empty file is refused at once, with the reason and the request id to quote.
+    refused = uploads.filter(has_text="empty.txt")
+    expect(refused).to_have_class(re.compile(r"\bfailed\b"))
+    expect(refused).to_contain_text("(invalid_argument, request ")
+    for upload in uploads.filter(has_not_text="empty.txt").all():
         expect(upload.locator(".stage")).to_have_text("ready", timeout=60_000)
         expect(upload.get_by_role("progressbar")).to_have_attribute("value", "100")
     documents = page.get_by_role("table").get_by_role("row")
@@ -228,7 +233,7 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
         ]
     )
     expect(page.get_by_role("status")).to_contain_text("Production notes: version 2 (0 added, 1 changed, 0 removed)")
-    expect(uploads).to_have_count(3)
+    expect(uploads).to_have_count(4)
     expect(uploads.first.locator(".stage")).to_have_text("ready", timeout=60_000)
     expect(notes.get_by_role("cell").nth(2)).to_have_text("2")  # the version column
 
@@ -314,6 +319,26 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     expect(page.get_by_role("heading", name="The Night Shift", level=1)).to_be_visible()
     expect(page.locator(".scene.focused h3")).to_contain_text(cited)
     expect(page.locator(".scene.focused")).to_be_focused()
+
+
+def test_search_finds_the_scenes_where_a_character_speaks(page: Page, key: str, script: dict[str, Any]) -> None:
+    sign_in(page, key)
+    page.get_by_role("link", name="Search").click()
+    page.get_by_role("checkbox", name=script["collection"]["name"]).check()
+    page.get_by_label("Search for").fill("keys lighthouse")
+    page.get_by_label("Match by").select_option("keyword")
+    page.get_by_label("Scenes where these speak").fill("ben")
+    page.get_by_role("button", name="Search").click()
+
+    results = page.get_by_role("list", name="Results").get_by_role("listitem")
+    expect(results.first).to_contain_text("The Night Shift")
+    expect(results.first.locator("mark").first).to_be_visible()  # the matched words, marked
+    for text in results.all_inner_texts():
+        assert "BEN" in text, text  # every hit is a scene where Ben speaks
+    shoot(page, "search")
+    where = results.first.locator(".heading").inner_text().split(": ")[-1]
+    results.first.get_by_role("link", name="The Night Shift").click()
+    expect(page.locator(".scene.focused h3")).to_contain_text(where)
 
 
 def test_cancel_stops_a_streaming_answer(page: Page, key: str, script: dict[str, Any], claude: FakeAnthropic) -> None:

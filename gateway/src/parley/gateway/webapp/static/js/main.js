@@ -4,6 +4,7 @@ import { h, heading, problem, replace } from "./dom.js";
 import { showChat } from "./chat.js";
 import { showCollection, showCollections } from "./collections.js";
 import { showDocument } from "./screenplay.js";
+import { showSearch } from "./search.js";
 import { showUsage } from "./usage.js";
 
 const main = document.getElementById("main");
@@ -15,6 +16,7 @@ const routes = [
   [/^\/collections\/?$/, showCollections],
   [/^\/documents\/([^/]+)(?:\/at\/(.+))?$/, showDocument],
   [/^\/chat(?:\/([^/]+))?$/, showChat],
+  [/^\/search\/?$/, showSearch],
   [/^\/usage\/?$/, showUsage],
 ];
 
