@@ -65,7 +65,7 @@ class Parley:
         self.environment = environment
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    def __call__(self, *args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
         result = self.runner.invoke(app, list(args), env=self.environment | (env or {}), input=input)
         # Whatever happens, a person never sees a traceback.
         assert "Traceback" not in result.output, result.output
@@ -169,7 +169,7 @@ def test_usage_as_a_table_and_as_csv(parley: Parley, collection: str) -> None:
     assert any(line.startswith("local,") for line in lines[1:]), lines
 
 
-def test_errors_are_one_line_with_the_request_id(parley: Parley, environment: dict[str, str]) -> None:
+def test_errors_are_one_line_with_the_request_id(parley: Parley, collection: str) -> None:
     missing = parley("scenes", str(uuid.uuid4()))
     assert missing.exit_code == 1
     assert re.fullmatch(r"error: .*not found \(404 not_found, request id [0-9a-f]{32}\)\n", missing.output), (
@@ -187,3 +187,20 @@ def test_errors_are_one_line_with_the_request_id(parley: Parley, environment: di
     not_a_script = parley("characters", "Production notes")
     assert not_a_script.exit_code == 1
     assert "(409 failed_precondition, request id" in not_a_script.output
+
+
+def test_the_url_and_key_come_from_the_config_file_when_neither_flag_nor_environment_gives_them(
+    parley: Parley, environment: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "parley.toml"
+    config.write_text(f'url = "{environment["PARLEY_URL"]}"\napi_key = "{environment["PARLEY_API_KEY"]}"\n')
+    unset: dict[str, str | None] = {"PARLEY_URL": None, "PARLEY_API_KEY": None, "PARLEY_CONFIG": str(config)}
+    assert parley("collections", env=unset).exit_code == 0
+
+    # A flag wins over the file.
+    flagged = parley("--key", "pk_from-the-flag", "collections", env=unset)
+    assert flagged.exit_code == 1 and "(401 unauthenticated" in flagged.output
+
+    config.write_text("url = [not toml")
+    broken = parley("collections", env=unset)
+    assert broken.exit_code == 1 and broken.output.startswith(f"error: cannot read the config file {config}")

@@ -40,6 +40,10 @@ export async function showDocument(page, documentId, at) {
       .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))),
   );
 
+  // The collection's name fills in when it arrives; the page does not wait for it.
+  const crumb = h("a", { href: `#/collections/${doc.collection_id}` }, "Collection");
+  get(`/v1/collections/${doc.collection_id}`).then((c) => (crumb.textContent = c.name), () => {});
+
   const panels = isScript
     ? [
         ["Scenes", () => scenesPanel(sections.filter((s) => s.kind === "scene"), cards)],
@@ -56,7 +60,7 @@ export async function showDocument(page, documentId, at) {
 
   replace(
     page,
-    h("p", { class: "crumbs" }, h("a", { href: `#/collections/${doc.collection_id}` }, "Collection"), " › "),
+    h("p", { class: "crumbs" }, crumb, " › "),
     heading(doc.title),
     facts,
     doc.message ? h("p", { class: "hint" }, doc.message) : null,
