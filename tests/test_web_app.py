@@ -254,6 +254,26 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
     expect(documents.filter(has_text="More notes")).to_contain_text("ready", timeout=60_000)
 
 
+def test_many_files_dropped_at_once_all_reach_ready(page: Page, key: str, api: httpx.Client) -> None:
+    collection = api.post("/v1/collections", json={"name": f"many-{uuid.uuid4().hex[:6]}"}).json()
+    sign_in(page, key)
+    page.goto(f"/#/collections/{collection['id']}")
+    dropped = page.evaluate_handle(
+        """() => {
+            const transfer = new DataTransfer();
+            for (let i = 1; i <= 9; i++) {
+                transfer.items.add(new File([`# Memo ${i}\\n\\nThe van leaves at ${i} o'clock.\\n`], `memo-${i}.md`));
+            }
+            return transfer;
+        }"""
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    uploads = page.get_by_role("list", name="Uploads").get_by_role("listitem")
+    expect(uploads).to_have_count(9)
+    expect(uploads.locator(".stage").filter(has_text="ready")).to_have_count(9, timeout=60_000)
+    expect(page.get_by_role("table").get_by_role("row").filter(has_text="Memo")).to_have_count(9)
+
+
 def test_a_screenplay_page_shows_scenes_cards_characters_and_pacing(
     page: Page, key: str, script: dict[str, Any]
 ) -> None:
