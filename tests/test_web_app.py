@@ -288,6 +288,7 @@ def test_a_screenplay_page_shows_scenes_cards_characters_and_pacing(
         ["1. INT. DINER - NIGHT", "2. EXT. PARKING LOT - DAY", "3. INT. CAR - NIGHT"]
     )
     expect(scenes.locator("#scene-1")).to_contain_text("Rain against the glass")  # its card
+    expect(scenes.locator("#scene-1 .hint").first).to_have_text("page 1 · 42 tokens · ANNA, BEN")  # from its section
     shoot(page, "screenplay-scenes")
 
     page.get_by_role("tab", name="Characters").click()

@@ -11,14 +11,18 @@ export async function showDocument(page, documentId, at) {
       if (error.status === 409) return null;
       throw error;
     });
-  const [doc, sections, artifacts, characters, pacing] = await Promise.all([
+  // Sections come 100 a page, one page after another: a script's scenes are drawn from its pacing
+  // report and cards at once, and each scene's page, tokens and speakers filled in when they come.
+  const sectionsLoad = all(`/v1/documents/${documentId}/sections`);
+  sectionsLoad.catch(() => {}); // a script's page does not wait for them; a failure shows elsewhere
+  const [doc, artifacts, characters, pacing] = await Promise.all([
     get(`/v1/documents/${documentId}`),
-    all(`/v1/documents/${documentId}/sections`),
     get(`/v1/documents/${documentId}/artifacts`).then((a) => a.artifacts),
     report("characters").then((c) => c && c.characters),
     report("pacing"),
   ]);
   const isScript = doc.analysis_state !== null;
+  const sections = isScript ? [] : await sectionsLoad;
   const byKind = (kind) => artifacts.filter((a) => a.kind === kind);
   const cards = new Map(byKind("scene_card").map((a) => [a.key, a]));
   const stale = artifacts.filter((a) => a.stale).length;
@@ -46,7 +50,7 @@ export async function showDocument(page, documentId, at) {
 
   const panels = isScript
     ? [
-        ["Scenes", () => scenesPanel(sections.filter((s) => s.kind === "scene"), cards)],
+        ["Scenes", () => scenesPanel(pacing, cards, sectionsLoad)],
         ["Characters", () => charactersPanel(characters)],
         ["Pacing", () => pacingPanel(pacing)],
         ["Outline", () => artifactsPanel(byKind("outline"), "No outline yet: a script gets one from 30 scenes or 60 pages.")],
@@ -121,24 +125,35 @@ function tabs(panels) {
   return h("div", {}, list, regions);
 }
 
-function scenesPanel(scenes, cards) {
-  if (!scenes.length) return h("p", {}, "No scenes yet: the script is still being read.");
-  return h(
+function scenesPanel(pacing, cards, sectionsLoad) {
+  if (!pacing || !pacing.per_scene.length) return h("p", {}, "No scenes yet: the script is still being read.");
+  const hints = new Map();
+  const list = h(
     "ol",
     { class: "scenes" },
-    scenes.map((s) => {
-      const card = cards.get(s.scene.number);
+    pacing.per_scene.map((s) => {
+      const card = cards.get(s.number);
+      const hint = h("p", { class: "hint" }, `${s.eighths}/8 page`);
+      hints.set(s.number, hint);
       return h(
         "li",
-        { class: "card scene", id: `scene-${s.scene.number}` },
-        h("h3", {}, `${s.scene.number}. ${s.heading}`),
-        h("p", { class: "hint" }, [s.page ? `page ${s.page}` : "", `${s.tokens} tokens`,
-          s.scene.characters.length ? s.scene.characters.join(", ") : "no dialogue"].filter(Boolean).join(" · ")),
+        { class: "card scene", id: `scene-${s.number}` },
+        h("h3", {}, `${s.number}. ${s.heading}`),
+        hint,
         card ? sceneCard(card.content) : null,
         card && card.stale ? h("p", { class: "badge stale" }, "card stale") : null,
       );
     }),
   );
+  sectionsLoad.then((sections) => {
+    for (const s of sections) {
+      const hint = s.scene && hints.get(s.scene.number);
+      if (!hint) continue;
+      hint.textContent = [s.page ? `page ${s.page}` : "", `${s.tokens} tokens`,
+        s.scene.characters.length ? s.scene.characters.join(", ") : "no dialogue"].filter(Boolean).join(" · ");
+    }
+  }, () => {});
+  return list;
 }
 
 // A scene card reads as a card: what happens, the sharpest line, the tone in one line; any other
