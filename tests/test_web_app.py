@@ -10,6 +10,7 @@ Screenshots of every page are kept in `.parley/screenshots/` (the README says so
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -420,6 +421,11 @@ def test_usage_page_shows_cost_and_tokens_by_model_and_kind(
         "/v1/chat", json={"message": "Who drives the car?", "collection_ids": [script["collection"]["id"]]}
     )
     assert asked.status_code == 200, asked.text
+    # usage-svc records the turn's event from JetStream, a moment after the answer.
+    deadline = time.monotonic() + 30
+    while not any(row["group"] == "chat" for row in api.get("/v1/usage", params={"group_by": "kind"}).json()["rows"]):
+        assert time.monotonic() < deadline, "the chat's usage event was never recorded"
+        time.sleep(0.2)
     sign_in(page, key)
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("heading", name="Usage", level=1)).to_be_visible()
