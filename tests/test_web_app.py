@@ -438,6 +438,17 @@ def test_usage_page_shows_cost_and_tokens_by_model_and_kind(
     expect(page.get_by_role("img", name="Cost per day by model")).to_be_visible()
     shoot(page, "usage")
 
+    # An admin sets the month's budget; what is left is counted against it; empty is no limit again.
+    page.get_by_label("Monthly budget in USD (empty: no limit)").fill("5")
+    page.get_by_role("button", name="Set budget").click()
+    expect(page.get_by_role("status")).to_contain_text("Monthly budget set to $5.00.")
+    expect(page.locator(".facts")).to_contain_text("of $5.00")
+    assert api.get("/v1/budget").json() == {"monthly_limit_usd": 5.0}
+    page.get_by_label("Monthly budget in USD (empty: no limit)").fill("")
+    page.get_by_role("button", name="Set budget").click()
+    expect(page.locator(".facts")).to_contain_text("no limit")
+    assert api.get("/v1/budget").json() == {"monthly_limit_usd": None}
+
 
 def test_pages_fit_a_phone(browser: Browser, web: Platform, key: str, script: dict[str, Any]) -> None:
     context = browser.new_context(base_url=web.gateway_url, viewport={"width": 390, "height": 844}, is_mobile=True)
