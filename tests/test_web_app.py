@@ -323,6 +323,13 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     expect(page).to_have_url(re.compile(r"#/chat/[0-9a-f-]+$"))
     expect(page.get_by_role("navigation", name="Conversations").get_by_role("link")).not_to_have_count(0)
 
+    # The conversation downloads as Markdown, the question and the answer in it.
+    with page.expect_download() as exported:
+        page.get_by_role("button", name="Export Markdown").click()
+    assert exported.value.suggested_filename.endswith(".md"), exported.value.suggested_filename
+    markdown = Path(exported.value.path()).read_text()
+    assert "Where did the lighthouse keeper leave the keys?" in markdown and "under the mat" in markdown
+
     answer = page.locator(".message.assistant").last
     answer.get_by_text("Context report").click()
     report = answer.locator(".report")
