@@ -128,11 +128,15 @@ function tabs(panels) {
 function scenesPanel(pacing, cards, sectionsLoad) {
   if (!pacing || !pacing.per_scene.length) return h("p", {}, "No scenes yet: the script is still being read.");
   const hints = new Map();
+  const printed = new Map();
   const list = h(
     "ol",
     { class: "scenes" },
     pacing.per_scene.map((s) => {
-      const card = cards.get(s.number);
+      // A number the script prints twice has the cards "12" and "12 (2)".
+      const seen = (printed.get(s.number) || 0) + 1;
+      printed.set(s.number, seen);
+      const card = cards.get(seen > 1 ? `${s.number} (${seen})` : s.number);
       const hint = h("p", { class: "hint" }, `${s.eighths}/8 page`);
       hints.set(s.number, hint);
       return h(
