@@ -103,6 +103,7 @@ def run(*, quick: bool = False) -> list[Table]:
                 samples = samples[1:]
                 table.add(name, len(samples), ms(median(samples)), ms(p95(samples)), ms(max(samples)))
             browser.close()
+        load = os.getloadavg()[0]
         size = sum(path.stat().st_size for path in STATIC.rglob("*") if path.is_file())
         table.notes.extend(
             [
@@ -111,6 +112,7 @@ def run(*, quick: bool = False) -> list[Table]:
                 f"the app's files: {size / 1024:.0f} KiB of HTML, CSS and JavaScript, no build, nothing from elsewhere",
                 "time from `goto` in a new tab until the page's last element is in the DOM; the first load of "
                 "each page (filling the browser's cache) is not counted",
+                f"the 1-minute load average at the end: {load:.1f} (other work on the cores slows every page)",
             ]
         )
         return [table]

@@ -3,10 +3,12 @@ the whole platform: ingest a folder, re-ingest it, a screenplay's scenes and cha
 chat and resume, export, usage as tables and CSV, and API errors as one line with a request id."""
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -65,7 +67,7 @@ class Parley:
         self.environment = environment
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    def __call__(self, *args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
         result = self.runner.invoke(app, list(args), env=self.environment | (env or {}), input=input)
         # Whatever happens, a person never sees a traceback.
         assert "Traceback" not in result.output, result.output
@@ -131,6 +133,10 @@ def test_chat_streams_an_answer_with_its_sources_then_resumes_and_exports(parley
     assert asked.exit_code == 0, asked.output
     assert "under the mat" in asked.output
     assert re.search(r"\[1\] The Night Shift", asked.output), asked.output
+    # Under the answer, the passages it cites, and only those.
+    answer, _, listed = asked.output.partition("\n  [")
+    for number in re.findall(r"^ *\[(\d+)\] ", "  [" + listed, re.MULTILINE):
+        assert f"[{number}]" in answer, asked.output
     assert "local: " in asked.output  # the model and its tokens under the answer
     conversation = re.search(r"conversation ([0-9a-f-]{36})", asked.output)
     assert conversation, asked.output
@@ -149,8 +155,13 @@ def test_chat_streams_an_answer_with_its_sources_then_resumes_and_exports(parley
     assert '"messages"' in as_json.output
 
 
-def test_usage_as_a_table_and_as_csv(parley: Parley, collection: str) -> None:
+def test_usage_as_a_table_and_as_csv(parley: Parley, collection: str, api: httpx.Client) -> None:
     parley("chat", "--collection", collection, "-m", "Who says keys?")
+    # usage-svc records the turn's event from JetStream, a moment after the answer.
+    deadline = time.monotonic() + 30
+    while not any(row["group"] == "chat" for row in api.get("/v1/usage", params={"group_by": "kind"}).json()["rows"]):
+        assert time.monotonic() < deadline, "the chat's usage event was never recorded"
+        time.sleep(0.2)
     table = parley("usage", "--by", "kind")
     assert table.exit_code == 0, table.output
     assert "chat" in table.output and "total" in table.output
@@ -165,7 +176,7 @@ def test_usage_as_a_table_and_as_csv(parley: Parley, collection: str) -> None:
     assert any(line.startswith("local,") for line in lines[1:]), lines
 
 
-def test_errors_are_one_line_with_the_request_id(parley: Parley, environment: dict[str, str]) -> None:
+def test_errors_are_one_line_with_the_request_id(parley: Parley, collection: str) -> None:
     missing = parley("scenes", str(uuid.uuid4()))
     assert missing.exit_code == 1
     assert re.fullmatch(r"error: .*not found \(404 not_found, request id [0-9a-f]{32}\)\n", missing.output), (
@@ -183,3 +194,20 @@ def test_errors_are_one_line_with_the_request_id(parley: Parley, environment: di
     not_a_script = parley("characters", "Production notes")
     assert not_a_script.exit_code == 1
     assert "(409 failed_precondition, request id" in not_a_script.output
+
+
+def test_the_url_and_key_come_from_the_config_file_when_neither_flag_nor_environment_gives_them(
+    parley: Parley, environment: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "parley.toml"
+    config.write_text(f'url = "{environment["PARLEY_URL"]}"\napi_key = "{environment["PARLEY_API_KEY"]}"\n')
+    unset: dict[str, str | None] = {"PARLEY_URL": None, "PARLEY_API_KEY": None, "PARLEY_CONFIG": str(config)}
+    assert parley("collections", env=unset).exit_code == 0
+
+    # A flag wins over the file.
+    flagged = parley("--key", "pk_from-the-flag", "collections", env=unset)
+    assert flagged.exit_code == 1 and "(401 unauthenticated" in flagged.output
+
+    config.write_text("url = [not toml")
+    broken = parley("collections", env=unset)
+    assert broken.exit_code == 1 and broken.output.startswith(f"error: cannot read the config file {config}")

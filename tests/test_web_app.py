@@ -10,6 +10,7 @@ Screenshots of every page are kept in `.parley/screenshots/` (the README says so
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,7 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
             const transfer = new DataTransfer();
             transfer.items.add(new File([script], "night.fountain"));
             transfer.items.add(new File([notes], "notes.md", {type: "text/markdown"}));
+            transfer.items.add(new File([""], "empty.txt", {type: "text/plain"}));
             return transfer;
         }""",
         [SCRIPT, NOTES],
@@ -207,8 +209,12 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
 
     uploads = page.get_by_role("list", name="Uploads").get_by_role("listitem")
-    expect(uploads).to_have_count(2)
-    for upload in uploads.all():
+    expect(uploads).to_have_count(3)
+    # The empty file is refused at once, with the reason and the request id to quote.
+    refused = uploads.filter(has_text="empty.txt")
+    expect(refused).to_have_class(re.compile(r"\bfailed\b"))
+    expect(refused).to_contain_text("(invalid_argument, request ")
+    for upload in uploads.filter(has_not_text="empty.txt").all():
         expect(upload.locator(".stage")).to_have_text("ready", timeout=60_000)
         expect(upload.get_by_role("progressbar")).to_have_attribute("value", "100")
     documents = page.get_by_role("table").get_by_role("row")
@@ -228,7 +234,7 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
         ]
     )
     expect(page.get_by_role("status")).to_contain_text("Production notes: version 2 (0 added, 1 changed, 0 removed)")
-    expect(uploads).to_have_count(3)
+    expect(uploads).to_have_count(4)
     expect(uploads.first.locator(".stage")).to_have_text("ready", timeout=60_000)
     expect(notes.get_by_role("cell").nth(2)).to_have_text("2")  # the version column
 
@@ -237,6 +243,36 @@ def test_dropped_files_upload_together_and_each_bar_reaches_ready(page: Page, ke
     notes.get_by_role("button", name="Delete").click()
     expect(documents.filter(has_text="Production notes")).to_have_count(0)
     expect(documents.filter(has_text="The Night Shift")).to_have_count(1)
+
+    # Without a mouse: the "choose files" control opens the file picker from the keyboard.
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="choose files").press("Enter")
+    chooser.value.set_files(
+        files=[
+            {"name": "more.md", "mimeType": "text/markdown", "buffer": b"# More notes\n\nThe van waits at the pier.\n"}
+        ]
+    )
+    expect(documents.filter(has_text="More notes")).to_contain_text("ready", timeout=60_000)
+
+
+def test_many_files_dropped_at_once_all_reach_ready(page: Page, key: str, api: httpx.Client) -> None:
+    collection = api.post("/v1/collections", json={"name": f"many-{uuid.uuid4().hex[:6]}"}).json()
+    sign_in(page, key)
+    page.goto(f"/#/collections/{collection['id']}")
+    dropped = page.evaluate_handle(
+        """() => {
+            const transfer = new DataTransfer();
+            for (let i = 1; i <= 9; i++) {
+                transfer.items.add(new File([`# Memo ${i}\\n\\nThe van leaves at ${i} o'clock.\\n`], `memo-${i}.md`));
+            }
+            return transfer;
+        }"""
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    uploads = page.get_by_role("list", name="Uploads").get_by_role("listitem")
+    expect(uploads).to_have_count(9)
+    expect(uploads.locator(".stage").filter(has_text="ready")).to_have_count(9, timeout=60_000)
+    expect(page.get_by_role("table").get_by_role("row").filter(has_text="Memo")).to_have_count(9)
 
 
 def test_a_screenplay_page_shows_scenes_cards_characters_and_pacing(
@@ -253,6 +289,7 @@ def test_a_screenplay_page_shows_scenes_cards_characters_and_pacing(
         ["1. INT. DINER - NIGHT", "2. EXT. PARKING LOT - DAY", "3. INT. CAR - NIGHT"]
     )
     expect(scenes.locator("#scene-1")).to_contain_text("Rain against the glass")  # its card
+    expect(scenes.locator("#scene-1 .hint").first).to_have_text("page 1 · 42 tokens · ANNA, BEN")  # from its section
     shoot(page, "screenplay-scenes")
 
     page.get_by_role("tab", name="Characters").click()
@@ -286,6 +323,13 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     expect(page).to_have_url(re.compile(r"#/chat/[0-9a-f-]+$"))
     expect(page.get_by_role("navigation", name="Conversations").get_by_role("link")).not_to_have_count(0)
 
+    # The conversation downloads as Markdown, the question and the answer in it.
+    with page.expect_download() as exported:
+        page.get_by_role("button", name="Export Markdown").click()
+    assert exported.value.suggested_filename.endswith(".md"), exported.value.suggested_filename
+    markdown = Path(exported.value.path()).read_text()
+    assert "Where did the lighthouse keeper leave the keys?" in markdown and "under the mat" in markdown
+
     answer = page.locator(".message.assistant").last
     answer.get_by_text("Context report").click()
     report = answer.locator(".report")
@@ -298,8 +342,32 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     expect(passage).to_contain_text("The Night Shift")
     expect(passage.locator("blockquote")).to_contain_text("lighthouse keeper left them under the mat")
     shoot(page, "chat-citation", full_page=False)  # a modal over the page: what the screen shows
-    passage.get_by_role("link", name="Open the document").click()
+    cited = passage.locator(".heading").inner_text()
+    passage.get_by_role("link", name="Open it in the document").click()
+    # The script opens at the cited scene, marked and focused.
     expect(page.get_by_role("heading", name="The Night Shift", level=1)).to_be_visible()
+    expect(page.locator(".scene.focused h3")).to_contain_text(cited)
+    expect(page.locator(".scene.focused")).to_be_focused()
+
+
+def test_search_finds_the_scenes_where_a_character_speaks(page: Page, key: str, script: dict[str, Any]) -> None:
+    sign_in(page, key)
+    page.get_by_role("link", name="Search").click()
+    page.get_by_role("checkbox", name=script["collection"]["name"]).check()
+    page.get_by_label("Search for").fill("keys lighthouse")
+    page.get_by_label("Match by").select_option("keyword")
+    page.get_by_label("Scenes where these speak").fill("ben")
+    page.get_by_role("button", name="Search").click()
+
+    results = page.get_by_role("list", name="Results").get_by_role("listitem")
+    expect(results.first).to_contain_text("The Night Shift")
+    expect(results.first.locator("mark").first).to_be_visible()  # the matched words, marked
+    for text in results.all_inner_texts():
+        assert "BEN" in text, text  # every hit is a scene where Ben speaks
+    shoot(page, "search")
+    where = results.first.locator(".heading").inner_text().split(": ")[-1]
+    results.first.get_by_role("link", name="The Night Shift").click()
+    expect(page.locator(".scene.focused h3")).to_contain_text(where)
 
 
 def test_cancel_stops_a_streaming_answer(page: Page, key: str, script: dict[str, Any], claude: FakeAnthropic) -> None:
@@ -342,9 +410,9 @@ def test_two_tabs_on_one_conversation_both_stream_the_answer(
         asking.get_by_role("textbox", name="Message").fill("Where do they drive?")
         asking.get_by_role("button", name="Send").click()
 
-        # The other tab shows the question and the answer as it streams, without asking anything.
-        expect(watching.locator(".message.user").last).to_have_text("YouWhere do they drive?")
-        expect(watching.locator(".message.assistant.streaming")).to_have_count(1, timeout=30_000)
+        # The other tab shows the question and its answer without asking anything and without a
+        # reload: it joined the turn's stream (it may join late; the stream replays from the start).
+        expect(watching.locator(".message.user").last).to_have_text("YouWhere do they drive?", timeout=30_000)
         for tab in (asking, watching):
             answer = tab.locator(".message.assistant").last
             expect(answer.locator(".text")).to_contain_text("before the tide turns", timeout=30_000)
@@ -360,6 +428,11 @@ def test_usage_page_shows_cost_and_tokens_by_model_and_kind(
         "/v1/chat", json={"message": "Who drives the car?", "collection_ids": [script["collection"]["id"]]}
     )
     assert asked.status_code == 200, asked.text
+    # usage-svc records the turn's event from JetStream, a moment after the answer.
+    deadline = time.monotonic() + 30
+    while not any(row["group"] == "chat" for row in api.get("/v1/usage", params={"group_by": "kind"}).json()["rows"]):
+        assert time.monotonic() < deadline, "the chat's usage event was never recorded"
+        time.sleep(0.2)
     sign_in(page, key)
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("heading", name="Usage", level=1)).to_be_visible()
@@ -371,6 +444,17 @@ def test_usage_page_shows_cost_and_tokens_by_model_and_kind(
     expect(by_kind).to_contain_text("chat")
     expect(page.get_by_role("img", name="Cost per day by model")).to_be_visible()
     shoot(page, "usage")
+
+    # An admin sets the month's budget; what is left is counted against it; empty is no limit again.
+    page.get_by_label("Monthly budget in USD (empty: no limit)").fill("5")
+    page.get_by_role("button", name="Set budget").click()
+    expect(page.get_by_role("status")).to_contain_text("Monthly budget set to $5.00.")
+    expect(page.locator(".facts")).to_contain_text("of $5.00")
+    assert api.get("/v1/budget").json() == {"monthly_limit_usd": 5.0}
+    page.get_by_label("Monthly budget in USD (empty: no limit)").fill("")
+    page.get_by_role("button", name="Set budget").click()
+    expect(page.locator(".facts")).to_contain_text("no limit")
+    assert api.get("/v1/budget").json() == {"monthly_limit_usd": None}
 
 
 def test_pages_fit_a_phone(browser: Browser, web: Platform, key: str, script: dict[str, Any]) -> None:

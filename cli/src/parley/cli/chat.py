@@ -1,6 +1,7 @@
 """`parley chat`: an interactive conversation, each answer streamed as it arrives, its sources
 listed under it; Ctrl-C while an answer streams cancels that turn."""
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -46,6 +47,7 @@ class Session:
             body["collection_ids"] = self.collection_ids
         sources: list[dict[str, Any]] = []
         usage: dict[str, Any] | None = None
+        answer = ""
         with self.api.stream("POST", "/v1/chat", json=body) as stream:
             assert stream.response is not None
             self.conversation_id = stream.response.headers.get("X-Conversation-Id", self.conversation_id)
@@ -54,6 +56,7 @@ class Session:
             try:
                 for event in stream:
                     if event.event == "delta":
+                        answer += event.data["text"]
                         self.console.print(event.data["text"], end="", markup=False, soft_wrap=True)
                     elif event.event == "sources":
                         sources = event.data["sources"]
@@ -67,7 +70,9 @@ class Session:
                 self.cancel(turn_id)
                 return
         self.console.print()
-        for source in sources:
+        # The passages the answer cites, under it; the others were context it did not quote.
+        cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
+        for source in sources if not cited else [s for s in sources if s["index"] in cited]:
             where = f" › {source['heading']}" if source.get("heading") else ""
             self.console.print(f"  [cyan][{source['index']}][/] {source['document_title']}{where}", markup=True)
         if usage:

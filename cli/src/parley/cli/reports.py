@@ -11,8 +11,17 @@ from rich.table import Table
 MARK = re.compile(r"</?mark>")
 
 
+PASSAGE_CHARS = 400
+
+
 def _marked(snippet: str) -> str:
-    """The API's snippet is escaped HTML with <mark> around matched words: bold here instead."""
+    """The API's snippet is escaped HTML with <mark> around matched words: bold here instead,
+    its white space folded and its length cut, so a table row stays a few lines."""
+    snippet = " ".join(snippet.split())
+    if len(snippet) > PASSAGE_CHARS:
+        snippet = snippet[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+    if snippet.count("<mark>") > snippet.count("</mark>"):
+        snippet += "</mark>"
     text = escape(snippet.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&#x27;", "'"))
     text = text.replace("&amp;", "&")
     return text.replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
@@ -23,6 +32,7 @@ def search(console: Console, hits: list[dict[str, Any]]) -> None:
         console.print("nothing found")
         return
     table = Table("#", "score", "document", "where", "passage", show_lines=True)
+    table.columns[4].ratio = 3  # the passage gets the width
     for rank, hit in enumerate(hits, 1):
         where = hit["heading"] or ""
         if hit.get("scene_number"):

@@ -10,7 +10,9 @@ export async function showChat(page, conversationId) {
     all("/v1/conversations", { limit: 200 }),
     all("/v1/collections"),
   ]);
-  const conversation = conversationId ? await get(`/v1/conversations/${conversationId}`) : null;
+  // A long conversation's messages may come a page at a time, the most recent first (a
+  // `next_page_token` reads back); a button shows the earlier ones.
+  const conversation = conversationId ? await get(`/v1/conversations/${conversationId}?page_size=100`) : null;
   const titles = new Map(collections.map((c) => [c.id, c.name]));
   let running = null; // {controller, conversationId, turnId} while an answer streams
 
@@ -35,6 +37,19 @@ export async function showChat(page, conversationId) {
 
   const log = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
   for (const message of conversation ? conversation.messages : []) log.append(renderMessage(message));
+  const earlier = h("button", { type: "button", class: "secondary" }, "Show earlier messages");
+  let before = conversation && conversation.next_page_token;
+  earlier.hidden = !before;
+  earlier.addEventListener("click", async () => {
+    try {
+      const page = await get(`/v1/conversations/${conversation.id}?page_size=100&page_token=${encodeURIComponent(before)}`);
+      log.prepend(...page.messages.map(renderMessage));
+      before = page.next_page_token;
+      earlier.hidden = !before;
+    } catch (failure) {
+      problem(failure);
+    }
+  });
 
   // A new conversation asks which collections; a continued one keeps its own.
   const preselected = sessionStorage.getItem("parley.chatCollection");
@@ -104,6 +119,7 @@ export async function showChat(page, conversationId) {
       }
     } finally {
       answer.classList.remove("streaming");
+      answer.removeAttribute("aria-busy");
       setRunning(null);
     }
   });
@@ -111,7 +127,8 @@ export async function showChat(page, conversationId) {
   // The question, and an empty answer that fills as the stream arrives.
   function begin(message) {
     log.append(renderMessage({ role: "user", content: message, sources: [] }));
-    const answer = h("li", { class: "message assistant streaming" }, h("p", { class: "who" }, "Parley"),
+    // Busy while it streams: a screen reader reads the answer once, not every few words.
+    const answer = h("li", { class: "message assistant streaming", "aria-busy": "true" }, h("p", { class: "who" }, "Parley"),
       h("div", { class: "text" }));
     log.append(answer);
     return answer;
@@ -169,6 +186,7 @@ export async function showChat(page, conversationId) {
       if (!controller.signal.aborted) problem(failure);
     } finally {
       answer.classList.remove("streaming");
+      answer.removeAttribute("aria-busy");
       setRunning(null);
     }
   };
@@ -218,7 +236,7 @@ export async function showChat(page, conversationId) {
       list,
       h("section", { class: "thread", "aria-labelledby": "chat-title" },
         Object.assign(heading(conversation ? conversation.title || "Conversation" : "New conversation"), { id: "chat-title" }),
-        tools, log, composer)),
+        tools, earlier, log, composer)),
   );
   if (!conversation) text.focus();
   return () => {
@@ -262,7 +280,9 @@ function openPassage(source) {
     h("blockquote", {}, source.snippet),
     h("p", { class: "hint" }, `relevance ${source.score.toFixed(3)}`),
     h("div", { class: "toolbar" },
-      h("a", { href: `#/documents/${source.document_id}`, class: "button-like" }, "Open the document"),
+      h("a", { href: `#/documents/${source.document_id}${source.heading ? `/at/${encodeURIComponent(source.heading)}` : ""}`,
+        class: "button-like", onclick: () => dialog.close() }, // the modal must not outlive its page
+        source.heading ? "Open it in the document" : "Open the document"),
       h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Close")),
   );
   dialog.addEventListener("close", () => dialog.remove());

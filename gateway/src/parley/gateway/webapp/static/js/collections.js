@@ -47,8 +47,33 @@ export async function showCollections(page) {
   replace(page, heading("Collections"), form, list);
 }
 
+// A browser keeps at most six connections to one server; a progress stream holds one until its
+// document is ready. Three at a time leaves room for the page's other calls when many files are
+// dropped at once; the others wait their turn, their bars at "queued".
+const WATCHERS = 3;
+
+function limiter(size) {
+  let free = size;
+  const waiting = [];
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next(release);
+    else free += 1;
+  };
+  return {
+    acquire: () =>
+      new Promise((resolve) => {
+        if (free > 0) {
+          free -= 1;
+          resolve(release);
+        } else waiting.push(resolve);
+      }),
+  };
+}
+
 export async function showCollection(page, collectionId) {
   const collection = await get(`/v1/collections/${collectionId}`);
+  const watching = limiter(WATCHERS);
   const controllers = new Set(); // progress streams to stop when the page is left
   const rows = h("tbody");
   const uploads = h("ul", { class: "uploads", "aria-label": "Uploads" });
@@ -72,7 +97,9 @@ export async function showCollection(page, collectionId) {
 
   function row(doc) {
     const isScript = SCREENPLAY_TYPES.includes(doc.content_type) || doc.analysis_state;
-    const versionInput = h("input", { type: "file", class: "visually-hidden", id: `version-${doc.id}` });
+    // Hidden from the keyboard and screen readers: its label is the one control people use.
+    const versionInput = h("input", { type: "file", class: "visually-hidden", id: `version-${doc.id}`,
+      tabindex: "-1", "aria-hidden": "true" });
     versionInput.addEventListener("change", async () => {
       const [file] = versionInput.files;
       if (!file) return;
@@ -132,7 +159,9 @@ export async function showCollection(page, collectionId) {
     const controller = new AbortController();
     controllers.add(controller);
     (async () => {
+      const release = await watching.acquire();
       try {
+        if (controller.signal.aborted) return;
         const response = await request("GET", `/v1/documents/${doc.id}/events`, { signal: controller.signal });
         for await (const frame of events(response)) {
           if (frame.event === "error") throw new Error(frame.data.message);
@@ -149,6 +178,7 @@ export async function showCollection(page, collectionId) {
         if (controller.signal.aborted) return;
         detail.textContent = failure.describe ? failure.describe() : String(failure.message);
       } finally {
+        release();
         controllers.delete(controller);
       }
       if (!controller.signal.aborted) await refresh().catch(problem);
@@ -171,7 +201,8 @@ export async function showCollection(page, collectionId) {
     await refresh().catch(problem);
   }
 
-  const picker = h("input", { type: "file", id: "upload-files", multiple: true, class: "visually-hidden" });
+  const picker = h("input", { type: "file", id: "upload-files", multiple: true, class: "visually-hidden",
+    tabindex: "-1", "aria-hidden": "true" });
   picker.addEventListener("change", () => upload([...picker.files]).then(() => (picker.value = "")));
   const zone = h(
     "div",

@@ -4,6 +4,7 @@ import { h, heading, problem, replace } from "./dom.js";
 import { showChat } from "./chat.js";
 import { showCollection, showCollections } from "./collections.js";
 import { showDocument } from "./screenplay.js";
+import { showSearch } from "./search.js";
 import { showUsage } from "./usage.js";
 
 const main = document.getElementById("main");
@@ -13,8 +14,9 @@ const nav = document.getElementById("nav");
 const routes = [
   [/^\/collections\/([^/]+)$/, showCollection],
   [/^\/collections\/?$/, showCollections],
-  [/^\/documents\/([^/]+)$/, showDocument],
+  [/^\/documents\/([^/]+)(?:\/at\/(.+))?$/, showDocument],
   [/^\/chat(?:\/([^/]+))?$/, showChat],
+  [/^\/search\/?$/, showSearch],
   [/^\/usage\/?$/, showUsage],
 ];
 
@@ -63,9 +65,11 @@ let leave = null;
 async function route() {
   if (leave) leave(); // a page's streams and timers stop when it is left
   leave = null;
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close(); // nor do its dialogs stay
   if (!apiKey()) return showSignIn();
   nav.hidden = false;
-  const path = location.hash.replace(/^#/, "") || "/collections";
+  const asked = location.hash.replace(/^#/, "");
+  const path = asked === "" || asked === "/" ? "/collections" : asked;
   for (const link of nav.querySelectorAll("a")) {
     const current = path.startsWith(link.getAttribute("href").slice(1));
     if (current) link.setAttribute("aria-current", "page");
@@ -87,8 +91,9 @@ async function route() {
       page.append(h("p", { class: "error" }, failure.describe ? failure.describe() : String(failure)));
     }
     // Keyboard and screen-reader users land on the new page's title, not the old link.
+    // (unless the page put the focus somewhere itself, such as on a cited scene).
     const title = page.querySelector("h1");
-    if (title) title.focus({ preventScroll: true });
+    if (title && !page.contains(document.activeElement)) title.focus({ preventScroll: true });
     return;
   }
   replace(main, heading("Not found"), h("p", {}, h("a", { href: "#/collections" }, "Back to collections")));

@@ -4,15 +4,25 @@ import { all, get } from "./api.js";
 import { bars, legend } from "./charts.js";
 import { h, heading, number, replace, when } from "./dom.js";
 
-export async function showDocument(page, documentId) {
-  const doc = await get(`/v1/documents/${documentId}`);
-  const isScript = doc.analysis_state !== null;
-  const [sections, artifacts, characters, pacing] = await Promise.all([
-    all(`/v1/documents/${documentId}/sections`),
+export async function showDocument(page, documentId, at) {
+  // Everything at once: a report that is not a screenplay's answers 409, which just means "none".
+  const report = (path) =>
+    get(`/v1/documents/${documentId}/${path}`).catch((error) => {
+      if (error.status === 409) return null;
+      throw error;
+    });
+  // Sections come 100 a page, one page after another: a script's scenes are drawn from its pacing
+  // report and cards at once, and each scene's page, tokens and speakers filled in when they come.
+  const sectionsLoad = all(`/v1/documents/${documentId}/sections`);
+  sectionsLoad.catch(() => {}); // a script's page does not wait for them; a failure shows elsewhere
+  const [doc, artifacts, characters, pacing] = await Promise.all([
+    get(`/v1/documents/${documentId}`),
     get(`/v1/documents/${documentId}/artifacts`).then((a) => a.artifacts),
-    isScript ? get(`/v1/documents/${documentId}/characters`).then((c) => c.characters) : null,
-    isScript ? get(`/v1/documents/${documentId}/pacing`) : null,
+    report("characters").then((c) => c && c.characters),
+    report("pacing"),
   ]);
+  const isScript = doc.analysis_state !== null;
+  const sections = isScript ? [] : await sectionsLoad;
   const byKind = (kind) => artifacts.filter((a) => a.kind === kind);
   const cards = new Map(byKind("scene_card").map((a) => [a.key, a]));
   const stale = artifacts.filter((a) => a.stale).length;
@@ -34,80 +44,120 @@ export async function showDocument(page, documentId) {
       .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))),
   );
 
+  // The collection's name fills in when it arrives; the page does not wait for it.
+  const crumb = h("a", { href: `#/collections/${doc.collection_id}` }, "Collection");
+  get(`/v1/collections/${doc.collection_id}`).then((c) => (crumb.textContent = c.name), () => {});
+
   const panels = isScript
     ? [
-        ["Scenes", scenesPanel(sections.filter((s) => s.kind === "scene"), cards)],
-        ["Characters", charactersPanel(characters)],
-        ["Pacing", pacingPanel(pacing)],
-        ["Outline", artifactsPanel(byKind("outline"), "No outline yet: a script gets one from 30 scenes or 60 pages.")],
-        ["Character sheets", artifactsPanel(byKind("character_sheet"), "No character sheets yet (from 30 scenes or 60 pages).")],
-        ["Plot threads", artifactsPanel(byKind("plot_thread"), "No plot threads yet (from 30 scenes or 60 pages).")],
+        ["Scenes", () => scenesPanel(pacing, cards, sectionsLoad)],
+        ["Characters", () => charactersPanel(characters)],
+        ["Pacing", () => pacingPanel(pacing)],
+        ["Outline", () => artifactsPanel(byKind("outline"), "No outline yet: a script gets one from 30 scenes or 60 pages.")],
+        ["Character sheets", () => artifactsPanel(byKind("character_sheet"), "No character sheets yet (from 30 scenes or 60 pages).")],
+        ["Plot threads", () => artifactsPanel(byKind("plot_thread"), "No plot threads yet (from 30 scenes or 60 pages).")],
       ]
     : [
-        ["Sections", sectionsPanel(sections, cards)],
-        ["Outline", artifactsPanel(byKind("outline"), "No outline: a document's artifacts are written when asked for.")],
+        ["Sections", () => sectionsPanel(sections, cards)],
+        ["Outline", () => artifactsPanel(byKind("outline"), "No outline: a document's artifacts are written when asked for.")],
       ];
 
   replace(
     page,
-    h("p", { class: "crumbs" }, h("a", { href: `#/collections/${doc.collection_id}` }, "Collection"), " › "),
+    h("p", { class: "crumbs" }, crumb, " › "),
     heading(doc.title),
     facts,
     doc.message ? h("p", { class: "hint" }, doc.message) : null,
     doc.status === "failed" ? h("p", { class: "error" }, `Failed while ${doc.failed_stage}: ${doc.error}`) : null,
     tabs(panels),
   );
+  if (at) focusOn(page, decodeURIComponent(at));
 }
 
-// Tabs as the WAI-ARIA pattern has them: arrow keys move between tabs, one panel shown.
+// A citation opens its document at the scene or section it cites: the first card whose heading
+// ends with the cited heading is scrolled to, marked and focused.
+function focusOn(page, cited) {
+  const card = [...page.querySelectorAll(".scenes > li")].find((li) =>
+    li.querySelector("h3").textContent.trim().endsWith(cited.trim()));
+  if (!card) return;
+  card.classList.add("focused");
+  card.tabIndex = -1;
+  card.scrollIntoView({ block: "center" });
+  card.focus({ preventScroll: true });
+}
+
+// Tabs as the WAI-ARIA pattern has them: arrow keys move between tabs, one panel shown. A panel
+// is built when first shown: a long script's charts and sheets cost nothing until asked for.
 function tabs(panels) {
   const list = h("div", { role: "tablist", "aria-label": "Views", class: "tabs" });
   const buttons = [];
-  const shown = [];
-  panels.forEach(([name, panel], i) => {
+  const regions = [];
+  panels.forEach(([name, build], i) => {
     const id = name.toLowerCase().replace(/\s+/g, "-");
     const tab = h("button", { type: "button", role: "tab", id: `tab-${id}`, "aria-controls": `panel-${id}`,
       "aria-selected": String(i === 0), tabindex: i === 0 ? "0" : "-1" }, name);
     const region = h("section", { role: "tabpanel", id: `panel-${id}`, "aria-labelledby": `tab-${id}`,
-      hidden: i !== 0, tabindex: "0" }, panel);
+      hidden: i !== 0, tabindex: "0" });
+    region.build = build;
     tab.addEventListener("click", () => select(i));
     tab.addEventListener("keydown", (event) => {
       const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
       if (step) select((i + step + buttons.length) % buttons.length, true);
     });
     buttons.push(tab);
-    shown.push(region);
+    regions.push(region);
     list.append(tab);
   });
   function select(index, focus = false) {
     buttons.forEach((b, j) => {
       b.setAttribute("aria-selected", String(j === index));
       b.tabIndex = j === index ? 0 : -1;
-      shown[j].hidden = j !== index;
+      regions[j].hidden = j !== index;
     });
+    const region = regions[index];
+    if (region.build) {
+      region.append(region.build());
+      region.build = null;
+    }
     if (focus) buttons[index].focus();
   }
-  return h("div", {}, list, shown);
+  select(0);
+  return h("div", {}, list, regions);
 }
 
-function scenesPanel(scenes, cards) {
-  if (!scenes.length) return h("p", {}, "No scenes yet: the script is still being read.");
-  return h(
+function scenesPanel(pacing, cards, sectionsLoad) {
+  if (!pacing || !pacing.per_scene.length) return h("p", {}, "No scenes yet: the script is still being read.");
+  const hints = new Map();
+  const printed = new Map();
+  const list = h(
     "ol",
     { class: "scenes" },
-    scenes.map((s) => {
-      const card = cards.get(s.scene.number);
+    pacing.per_scene.map((s) => {
+      // A number the script prints twice has the cards "12" and "12 (2)".
+      const seen = (printed.get(s.number) || 0) + 1;
+      printed.set(s.number, seen);
+      const card = cards.get(seen > 1 ? `${s.number} (${seen})` : s.number);
+      const hint = h("p", { class: "hint" }, `${s.eighths}/8 page`);
+      hints.set(s.number, hint);
       return h(
         "li",
-        { class: "card scene", id: `scene-${s.scene.number}` },
-        h("h3", {}, `${s.scene.number}. ${s.heading}`),
-        h("p", { class: "hint" }, [s.page ? `page ${s.page}` : "", `${s.tokens} tokens`,
-          s.scene.characters.length ? s.scene.characters.join(", ") : "no dialogue"].filter(Boolean).join(" · ")),
+        { class: "card scene", id: `scene-${s.number}` },
+        h("h3", {}, `${s.number}. ${s.heading}`),
+        hint,
         card ? sceneCard(card.content) : null,
         card && card.stale ? h("p", { class: "badge stale" }, "card stale") : null,
       );
     }),
   );
+  sectionsLoad.then((sections) => {
+    for (const s of sections) {
+      const hint = s.scene && hints.get(s.scene.number);
+      if (!hint) continue;
+      hint.textContent = [s.page ? `page ${s.page}` : "", `${s.tokens} tokens`,
+        s.scene.characters.length ? s.scene.characters.join(", ") : "no dialogue"].filter(Boolean).join(" · ");
+    }
+  }, () => {});
+  return list;
 }
 
 // A scene card reads as a card: what happens, the sharpest line, the tone in one line; any other
@@ -137,7 +187,7 @@ function sectionsPanel(sections, cards) {
 }
 
 function charactersPanel(characters) {
-  if (!characters.length) return h("p", {}, "No one speaks yet.");
+  if (!characters || !characters.length) return h("p", {}, "No one speaks yet.");
   const columns = ["Name", "Scenes", "Speeches", "Words", "First", "Last", "Longest absence", "Most with"];
   return h("div", { class: "scroll" }, h("table", {},
     h("caption", { class: "visually-hidden" }, "Characters"),
@@ -150,6 +200,7 @@ function charactersPanel(characters) {
 }
 
 function pacingPanel(p) {
+  if (!p) return h("p", {}, "No pacing yet: the script is still being read.");
   const night = p.day_night.night || 0;
   const day = p.day_night.day || 0;
   const scenes = p.per_scene.map((s) => ({

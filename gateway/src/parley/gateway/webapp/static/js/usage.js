@@ -1,8 +1,8 @@
 // Where the money went: cost and tokens per day, by model and by kind, the prompt cache's
 // share of the input, and what is left of the month's budget.
-import { get } from "./api.js";
+import { get, send } from "./api.js";
 import { bars, legend } from "./charts.js";
-import { h, heading, number, replace, usd } from "./dom.js";
+import { h, heading, number, problem, replace, say, usd } from "./dom.js";
 
 const DAYS = 14;
 const SERIES = 6; // colours; further models or kinds share the last one
@@ -51,6 +51,7 @@ export async function showUsage(page) {
     heading("Usage"),
     figures,
     quota.allowed ? null : h("p", { class: "error" }, "The budget is spent: answers that cost money are refused."),
+    budgetForm(page, quota.monthly_limit_usd),
     chartsBy("model", byModel, days, models.rows),
     chartsBy("kind", byKind, days, kinds.rows),
   );
@@ -87,3 +88,30 @@ function chartsBy(group, perDay, days, rows) {
           .map((v) => h("td", {}, number.format(v))), h("td", {}, usd(r.cost_usd))))))),
   );
 }
+
+// The tenant's monthly limit: an admin's to set (another key's change is refused with 403, said
+// in the status line). Empty means no limit, said in so many words, never as 0.
+function budgetForm(page, limit) {
+  const amount = h("input", { id: "budget", type: "number", min: "0", step: "0.01", inputmode: "decimal",
+    value: limit === null ? "" : String(limit), placeholder: "no limit" });
+  const form = h(
+    "form",
+    { class: "row-form", "aria-label": "Monthly budget" },
+    h("div", {}, h("label", { for: "budget" }, "Monthly budget in USD (empty: no limit)"), amount),
+    h("button", { type: "submit" }, "Set budget"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = amount.value.trim();
+    try {
+      const saved = await send("PUT", "/v1/budget", { monthly_limit_usd: value === "" ? null : Number(value) });
+      say(saved.monthly_limit_usd === null ? "No monthly limit." : `Monthly budget set to ${usd(saved.monthly_limit_usd)}.`);
+      await showUsage(page);
+      page.querySelector("#budget").focus(); // the form was drawn anew: keep the keyboard where it was
+    } catch (failure) {
+      problem(failure);
+    }
+  });
+  return form;
+}
+
