@@ -26,7 +26,7 @@ RoleName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.ROLES)}
 ScopeName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.SCOPES)})$")]
 # A plausible address, not a verified one: it is a label and a unique handle within the tenant.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
-PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000)] | None
+PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)] | None
 IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 
 
@@ -82,6 +82,10 @@ class KeyCreated(KeyOut):
 
 
 class TenantIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "acme", "owner_name": "Olga", "owner_email": "olga@acme.example"}]}
+    )
+
     name: Name
     owner_name: Name
     owner_email: Email | None = None
@@ -94,16 +98,28 @@ class TenantCreated(BaseModel):
 
 
 class UserIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Ada", "email": "ada@acme.example", "role": "member"}]}
+    )
+
     name: Name
     email: Email | None = None
     role: RoleName = "member"
 
 
 class RoleIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
+
     role: RoleName
 
 
 class KeyIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Ada's laptop", "scopes": ["read", "chat"], "expires_at": "2027-01-01T00:00:00Z"}]
+        }
+    )
+
     name: Name
     # Left out: every scope the user's role (and the presenting credential) can hold.
     scopes: Annotated[list[ScopeName], Field(min_length=1, max_length=len(access.SCOPES))] | None = None
@@ -113,6 +129,12 @@ class KeyIn(Body):
 
 
 class LimitsIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"requests_per_minute": None, "chat_requests_per_minute": 20, "llm_tokens_per_minute": 100000}]
+        }
+    )
+
     requests_per_minute: PerMinute
     chat_requests_per_minute: PerMinute
     llm_tokens_per_minute: PerMinute

@@ -5,12 +5,13 @@ import asyncio
 from fastapi import APIRouter
 
 from parley.gateway.api.deps import Deps, Reader
+from parley.gateway.errors import responses
 from parley.gateway.schemas import SearchIn, SearchOut
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-@router.post("")
+@router.post("", responses=responses(402))
 async def search(body: SearchIn, who: Reader, services: Deps) -> SearchOut:
     """The best `k` chunks for the query, best first, each with a marked snippet.
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
+from pydantic import BeforeValidator
 
 from parley.gateway.api.deps import BudgetAdmin, Deps, Reader
 from parley.gateway.errors import ApiError
@@ -22,6 +23,16 @@ GROUPS = {
 }
 
 
+def _iso_time(value: object) -> object:
+    """A time is written as ISO 8601; a bare number (`0.5`) is refused, not read as an epoch."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("a time in ISO 8601, e.g. 2026-03-01T00:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime | None, BeforeValidator(_iso_time), Query(description="ISO 8601; UTC if no zone")]
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -30,8 +41,8 @@ def _utc(value: datetime) -> datetime:
 async def get_usage(
     who: Reader,
     services: Deps,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoTime = None,
+    until: IsoTime = None,
     group_by: Annotated[Literal["none", "day", "model", "user", "kind"], Query()] = "none",
 ) -> UsageOut:
     """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days."""
