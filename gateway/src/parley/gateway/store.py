@@ -358,6 +358,44 @@ async def upsert_sso_user(
     return UserRecord(**row._mapping)
 
 
+@dataclass(frozen=True, slots=True)
+class SpendingLimits:
+    """In micro-USD; None: not set."""
+
+    user_limit_micros: int | None = None
+    user_alert_micros: int | None = None
+    tenant_alert_micros: int | None = None
+
+
+async def spending_limits(*, session: AsyncSession, tenant_id: str, user_id: str) -> SpendingLimits:
+    row = (
+        await session.execute(
+            select(users.c.monthly_limit_micros, users.c.alert_at_micros, tenants.c.alert_at_micros.label("tenant"))
+            .join(tenants, tenants.c.id == users.c.tenant_id)
+            .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+        )
+    ).first()
+    if row is None:
+        return SpendingLimits()
+    return SpendingLimits(row.monthly_limit_micros, row.alert_at_micros, row.tenant)
+
+
+async def set_user_budget(
+    *, session: AsyncSession, tenant_id: str, user_id: str, limit_micros: int | None, alert_micros: int | None
+) -> bool:
+    found = await session.execute(
+        update(users)
+        .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+        .values(monthly_limit_micros=limit_micros, alert_at_micros=alert_micros)
+        .returning(users.c.id)
+    )
+    return found.first() is not None
+
+
+async def set_tenant_alert(*, session: AsyncSession, tenant_id: str, alert_micros: int | None) -> None:
+    await session.execute(update(tenants).where(tenants.c.id == tenant_id).values(alert_at_micros=alert_micros))
+
+
 async def create_tenant_with_admin(*, session: AsyncSession, tenant_name: str, key_hash: str) -> Principal:
     """A tenant with one admin holding an every-scope key (tests and tools)."""
     tenant = await create_tenant(session=session, name=tenant_name)

@@ -113,6 +113,8 @@ async def get_artifacts(
     stays), 503 when the model is down. An unknown kind is a 400 (ingestion knows the kinds)."""
     if fresh and not who.may(access.SPEND):
         raise ApiError(403, "forbidden", "writing artifacts is billed: it needs a member with a `chat` key")
+    if fresh:
+        await services.budgets.before_spending(services, who)
     found = await services.backends.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
     return ArtifactsOut.of(document_id, found)
 

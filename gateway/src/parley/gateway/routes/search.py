@@ -23,4 +23,6 @@ async def search(body: SearchIn, who: Reader, services: Deps) -> SearchOut:
     await asyncio.gather(
         *(services.backends.get_collection(who, collection_id) for collection_id in body.collection_ids)
     )
+    # The query is embedded (billed to the tenant, without a hold): budgets first.
+    await services.budgets.before_spending(services, who, embeds_query=True)
     return SearchOut.of(await services.backends.search(who, body.proto()))
