@@ -55,7 +55,7 @@ class Budgets:
     async def before_spending(self, services: Any, who: Principal, *, embeds_query: bool = False) -> None:
         """Refuse (402) before anything is spent when the user's budget is spent (or, for a
         search, the tenant has nothing left); publish the soft alerts found crossed."""
-        async with services.sessions() as session:
+        async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
             limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=who.user_id)
         now = datetime.now(UTC)
         since = month_start(now)

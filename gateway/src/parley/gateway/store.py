@@ -1,6 +1,12 @@
-"""All SQL of the gateway: tenants, users, API keys, and the rate limiter's counters."""
+"""All SQL of the gateway: tenants, users, API keys, and the rate limiter's counters.
+
+One tenant's people and keys are read and written in a `tenant_transaction` (row-level security,
+migration 0004); the key lookup, the counters and the installation's tenant routes run as the
+login role."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.gateway.access import SCOPES, Principal
 from parley.gateway.models import api_keys, rate_counters, tenants, users
+from parley.kit.db import Sessions
 
 __all__ = ["Principal"]
 
@@ -94,6 +101,27 @@ _KEY_COLUMNS = (
     api_keys.c.last_used_at,
     api_keys.c.revoked_at,
 )
+
+
+TENANT_ROLE = "parley_gateway_tenant"
+
+
+async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
+    people and keys, whatever a query's WHERE says (migration 0004). First thing in every
+    transaction on one tenant's rows."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": TENANT_ROLE, "tenant_id": tenant_id},
+    )
+
+
+@asynccontextmanager
+async def tenant_transaction(sessions: Sessions, tenant_id: str) -> AsyncIterator[AsyncSession]:
+    """A transaction given to `tenant_id` (enter_tenant), committed when the block ends."""
+    async with sessions.begin() as session:
+        await enter_tenant(session=session, tenant_id=tenant_id)
+        yield session
 
 
 # Keys

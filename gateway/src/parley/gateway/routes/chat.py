@@ -115,7 +115,7 @@ async def _other_user(services: Services, who: Principal, user_id: str) -> Princ
         user_id = str(uuid.UUID(user_id))
     except ValueError:
         raise ApiError(404, "not_found", f"user {user_id} not found") from None
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=user_id)
     if user is None:
         raise ApiError(404, "not_found", f"user {user_id} not found")

@@ -138,14 +138,14 @@ def _micros(value: float | None) -> int | None:
 async def get_budget_alert(who: Reader, services: Deps) -> AlertOut:
     """The tenant's soft alert: when this month's spend (holds included) reaches it, a
     `BudgetAlert` event goes out on `alerts.budget.<tenant>` and a metric counts it."""
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=who.user_id)
     return AlertOut(alert_at_usd=_usd(limits.tenant_alert_micros))
 
 
 @router.put("/budget/alert")
 async def set_budget_alert(body: AlertIn, who: BudgetAdmin, services: Deps) -> AlertOut:
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         await store.set_tenant_alert(session=session, tenant_id=who.tenant_id, alert_micros=_micros(body.alert_at_usd))
     return AlertOut(alert_at_usd=body.alert_at_usd)
 
@@ -158,7 +158,7 @@ async def get_user_budget(
     target = _user_uuid(user_id)
     if target != who.user_id and not who.may(access.SET_BUDGET):
         raise ApiError(403, "forbidden", "only an admin may see another user's budget")
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=target)
         limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=target)
     if user is None:
@@ -177,7 +177,7 @@ async def set_user_budget(
     """Hold one person's spend within the tenant's: their chat turns, searches and artifacts on
     request are refused with 402 once their month's spend reaches the limit."""
     target = _user_uuid(user_id)
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         found = await store.set_user_budget(
             session=session,
             tenant_id=who.tenant_id,
