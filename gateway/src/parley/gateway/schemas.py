@@ -544,8 +544,19 @@ SceneNumber = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 CharacterName = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=100, pattern=NO_NUL)
 ]
+
+
+def not_a_boolean(value: object) -> object:
+    """JSON's true/false is not a number here (pydantic would read it as 1/0); an integral 3.0 is."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
 # The proto's field is an int32.
-PageNumber = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
+# The validator after the bounds: before them, pydantic writes them into the schema as unknown
+# keywords (`ge`) rather than `minimum`/`maximum`.
+PageNumber = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(not_a_boolean)]
 
 
 class SearchFiltersIn(Body):

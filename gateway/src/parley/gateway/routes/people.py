@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,7 @@ from parley.gateway import access, auth, store
 from parley.gateway.access import ROLE_SCOPES, Role, role_may_grant
 from parley.gateway.api.deps import CurrentPrincipal, Deps, PeopleAdmin, Reader
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, Body, Page
+from parley.gateway.schemas import NO_NUL, Body, Page, not_a_boolean
 from parley.gateway.store import Principal
 from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS
 
@@ -26,7 +26,7 @@ RoleName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.ROLES)}
 ScopeName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.SCOPES)})$")]
 # A plausible address, not a verified one: it is a label and a unique handle within the tenant.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
-PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)] | None
+PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(not_a_boolean)] | None
 IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 
 
