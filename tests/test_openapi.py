@@ -3,9 +3,10 @@ the gateway's own `/openapi.json` and sends them to the whole platform (real bac
 answer must be a status the document lists for that operation, with the documented content type
 and schema, and never a 5xx the platform did not mean (a 503/504 from a backend is documented).
 
-Seeded (`derandomize`) and bounded (a few examples per operation), so a run is repeatable and
-takes about a minute (plus the platform's start when run alone). It runs as a tenant of its own, whose owner is not the installation's
-owner, so what it changes (limits, users, keys, budget) touches no other test.
+Seeded (`derandomize`) and bounded (20 examples per operation), so a run is repeatable and takes
+about a minute (plus the platform's start when run alone). It runs as a tenant of its own, whose
+owner is not the installation's owner, so what it changes (limits, users, keys, budget) touches no
+other test.
 """
 
 import uuid
