@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a 
 from bench._common import Table, machine
 
 log = logging.getLogger("bench")
-BENCHMARKS = ("chunking", "embedding", "prompt", "end_to_end", "ingest", "cache", "web_pages")
+BENCHMARKS = ("chunking", "embedding", "prompt", "end_to_end", "ingest", "cache", "web_pages", "front_door")
 IMPORT_RETRIES = 5
 IMPORT_WAIT_SECONDS = 60.0
 

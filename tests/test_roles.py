@@ -167,6 +167,9 @@ ROUTES = [
     Route("GET", "/v1/budget", access.READ),
     Route("PUT", "/v1/budget", access.SET_BUDGET, body={"monthly_limit_usd": None}),
     Route("DELETE", "/v1/budget", access.SET_BUDGET),
+    Route("GET", "/v1/budget/alert", access.READ),
+    Route("PUT", "/v1/budget/alert", access.SET_BUDGET, body={"alert_at_usd": None}),
+    Route("PUT", "/v1/users/{u}/budget", access.SET_BUDGET, body={"monthly_limit_usd": None}, destructive=True),
     Route("GET", "/v1/admin/dead-letters", access.OPERATE),
     Route("POST", "/v1/admin/dead-letters/1/replay", access.OPERATE, missing=True),
 ]

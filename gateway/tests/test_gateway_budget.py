@@ -6,24 +6,29 @@ gateway/tests/test_gateway_chat.py show it."""
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.usage
 from parley.gateway import auth, store
 from parley.kit import db
+from parley.kit.contracts import budget_alert_subject
 from parley.kit.rpc import GrpcServer
 from parley.kit.testing import TEST_SIGNER
+from parley.usage import store as usage_store
 from parley.usage.budget import Budgets
 from parley.usage.grpc_api import UsageApi
 from parley.usage.prices import Prices
 from parley.usage.reports import Reports
 from parley.v1 import usage_pb2_grpc
+from parley.v1.events_pb2 import BudgetAlert, UsageRecorded
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -112,3 +117,59 @@ async def test_a_small_budget_is_kept_to_the_micro_dollar(api: httpx.AsyncClient
     put = await api.put("/v1/budget", json={"monthly_limit_usd": 12.345678}, headers=admin)
     assert put.json() == {"monthly_limit_usd": 12.345678}
     assert (await api.get("/v1/quota", headers=admin)).json()["monthly_limit_usd"] == 12.345678
+
+
+async def spend(engine: AsyncEngine, *, tenant_id: str, user_id: str, micros: int) -> None:
+    """A billed call of `micros`, recorded in usage-svc as its consumer records one."""
+    event = UsageRecorded(event_id=str(uuid.uuid4()), tenant_id=tenant_id, user_id=user_id, kind="chat", model="m")
+    async with db.session_factory(engine).begin() as session:
+        await usage_store.add_usage_event(
+            session=session, event=event, cost_micros=micros, occurred_at=datetime.now(UTC)
+        )
+
+
+async def test_a_users_own_budget_refuses_with_402_before_anything_is_spent(
+    api: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    me = (await api.get("/v1/me", headers=admin)).json()
+    user_id = me["user"]["id"]
+    put = await api.put(f"/v1/users/{user_id}/budget", json={"monthly_limit_usd": 1.0}, headers=admin)
+    assert put.status_code == 200, put.text
+    assert (await api.get(f"/v1/users/{user_id}/budget", headers=admin)).json()["monthly_limit_usd"] == 1.0
+    ask = {"message": "descale?", "collection_ids": [str(uuid.uuid4())]}
+    # Under the limit: the turn goes on to chat-svc (not running here: 503).
+    assert (await api.post("/v1/chat", json=ask, headers=admin)).status_code == 503
+    await spend(engine, tenant_id=me["tenant_id"], user_id=user_id, micros=1_000_000)
+    refused = await api.post("/v1/chat", json=ask, headers=admin)
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["code"] == "budget_exceeded" and "your monthly budget" in refused.text
+    fresh = await api.get(f"/v1/documents/{uuid.uuid4()}/artifacts", params={"fresh": "true"}, headers=admin)
+    assert fresh.status_code == 402
+    # Another user of the tenant is not held by it.
+    other = (await api.post("/v1/users", json={"name": "Bo", "role": "member"}, headers=admin)).json()
+    key = (await api.post("/v1/api-keys", json={"name": "k", "user_id": other["id"]}, headers=admin)).json()["key"]
+    assert (await api.post("/v1/chat", json=ask, headers={"Authorization": f"Bearer {key}"})).status_code == 503
+
+
+async def test_a_soft_alert_is_an_event_and_a_metric(
+    api: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine, nats_client: NatsClient
+) -> None:
+    me = (await api.get("/v1/me", headers=admin)).json()
+    assert (await api.put("/v1/budget/alert", json={"alert_at_usd": 0.5}, headers=admin)).status_code == 200
+    alerts = await nats_client.subscribe(budget_alert_subject(me["tenant_id"]))
+    before = REGISTRY.get_sample_value("parley_gateway_budget_alerts_total", {"scope": "tenant"}) or 0.0
+    ask = {"message": "descale?", "collection_ids": [str(uuid.uuid4())]}
+    assert (await api.post("/v1/chat", json=ask, headers=admin)).status_code == 503  # under: no alert
+    await spend(engine, tenant_id=me["tenant_id"], user_id=me["user"]["id"], micros=600_000)
+    assert (await api.post("/v1/chat", json=ask, headers=admin)).status_code == 503  # soft: the call goes on
+    message = await alerts.next_msg(timeout=5)
+    alert = BudgetAlert.FromString(message.data)
+    assert (alert.scope, alert.tenant_id, alert.spent_micros, alert.alert_at_micros) == (
+        "tenant",
+        me["tenant_id"],
+        600_000,
+        500_000,
+    )
+    after = REGISTRY.get_sample_value("parley_gateway_budget_alerts_total", {"scope": "tenant"})
+    assert after == before + 1
+    await alerts.unsubscribe()

@@ -17,8 +17,9 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
-    for module in (health, people, collections, documents, search, chat, usage, admin):
-        app.include_router(module.router)
+    app.include_router(health.router, responses=errors.responses(500))
+    for module in (people, collections, documents, search, chat, usage, admin):
+        app.include_router(module.router, responses=errors.V1_ERRORS)
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
     return app

@@ -13,6 +13,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.kit.identity import current_request_id
@@ -41,6 +42,52 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(examples=["not_found"])
+    message: str
+    request_id: str
+    details: list[ErrorDetail] | None = Field(default=None, description="422 only: each field and why")
+
+
+class ErrorBody(BaseModel):
+    """The one error shape, whatever the route and the status."""
+
+    error: ErrorInfo
+
+
+_WHEN = {
+    400: "a value the service refuses (`invalid_argument`)",
+    401: "no credential, or one that is not valid (`unauthenticated`); the body was not read",
+    402: "the budget cannot hold this call (`budget_exceeded`)",
+    403: "the role or the key's scopes do not allow it (`forbidden`)",
+    404: "no such id, including every id of another tenant (`not_found`)",
+    409: "a conflict (`already_exists`, `failed_precondition`)",
+    410: "the turn's events are no longer kept (`turn_events_expired`)",
+    413: "the body is over the limit, however it is sent (`payload_too_large`)",
+    422: "the body, path or query does not validate (`invalid_request`, with `details`)",
+    429: "a rate limit (`rate_limited`); see `Retry-After` and `RateLimit-*`",
+    500: "an unexpected failure (`internal`); quote the request id",
+    501: "not implemented by the backend yet (`not_implemented`)",
+    502: "the turn failed after it started (`turn_failed` or the turn's error code)",
+    503: "a backend or the key store is unavailable (`unavailable`); retry",
+    504: "a backend or the answer was too slow (`deadline_exceeded`, `timeout`)",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses, each with the error schema."""
+    return {status: {"model": ErrorBody, "description": _WHEN[status]} for status in statuses}
+
+
+# What any `/v1` route may answer besides its own success: the front door's and the backends'.
+V1_ERRORS = responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504)
 
 
 class ApiError(Exception):

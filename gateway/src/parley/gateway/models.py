@@ -29,6 +29,8 @@ tenants = Table(
     Column("requests_per_minute", Integer),
     Column("chat_requests_per_minute", Integer),
     Column("llm_tokens_per_minute", Integer),
+    # A soft alert on the tenant's month (its hard limit is usage-svc's budget), in micro-USD.
+    Column("alert_at_micros", BigInteger),
 )
 
 users = Table(
@@ -43,6 +45,9 @@ users = Table(
     Column("sso_subject", Text),
     # May create and list tenants: the person who installed Parley (the bootstrap key's user).
     Column("installation_owner", Boolean, nullable=False, server_default=text("false")),
+    # The user's own monthly budget (hard: 402 before spending) and soft alert, in micro-USD.
+    Column("monthly_limit_micros", BigInteger),
+    Column("alert_at_micros", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant_id", "email", name="users_tenant_email"),
     UniqueConstraint("tenant_id", "sso_subject", name="users_tenant_sso_subject"),

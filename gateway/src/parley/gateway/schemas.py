@@ -52,6 +52,10 @@ class Body(BaseModel):
 
 
 class CollectionIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Manuals", "description": "the kitchen's machines"}]}
+    )
+
     name: Name
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS, pattern=NO_NUL)] = ""
 
@@ -64,6 +68,12 @@ def _known_intent(intent: str) -> str:
 
 class ChatIn(Body):
     """Checked here for a clear 422 early; chat-svc checks the same limits (kit.contracts) again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"message": "How often should I descale?", "collection_ids": ["3f1c…"], "stream": True}]
+        }
+    )
 
     message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)]
     collection_ids: Annotated[list[Id], Field(max_length=MAX_COLLECTIONS_PER_CONVERSATION)] = []
@@ -81,8 +91,11 @@ class ChatIn(Body):
 
 
 class BudgetIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"monthly_limit_usd": 25.0}]})
+
     # Required, and null says "no limit" in so many words; 0 is a zero budget, not "no limit".
-    monthly_limit_usd: Annotated[float, Field(ge=0, le=1_000_000)] | None
+    # Strict: `false` or "5" is not an amount of money.
+    monthly_limit_usd: Annotated[float, Field(ge=0, le=1_000_000, strict=True)] | None
 
 
 def _time(stamp: Timestamp) -> datetime | None:
@@ -537,7 +550,19 @@ SceneNumber = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 CharacterName = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=100, pattern=NO_NUL)
 ]
-PageNumber = Annotated[int, Field(ge=1)]
+
+
+def not_a_boolean(value: object) -> object:
+    """JSON's true/false is not a number here (pydantic would read it as 1/0); an integral 3.0 is."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+# The proto's field is an int32.
+# The validator after the bounds: before them, pydantic writes them into the schema as unknown
+# keywords (`ge`) rather than `minimum`/`maximum`.
+PageNumber = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(not_a_boolean)]
 
 
 class SearchFiltersIn(Body):
@@ -560,6 +585,14 @@ class SearchFiltersIn(Body):
 
 
 class SearchIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"query": "descaling with citric acid", "collection_ids": ["3f1c…"], "mode": "hybrid", "k": 10}
+            ]
+        }
+    )
+
     query: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS, pattern=NO_NUL)
     ]

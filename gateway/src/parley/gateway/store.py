@@ -1,6 +1,12 @@
-"""All SQL of the gateway: tenants, users, API keys, and the rate limiter's counters."""
+"""All SQL of the gateway: tenants, users, API keys, and the rate limiter's counters.
+
+One tenant's people and keys are read and written in a `tenant_transaction` (row-level security,
+migration 0004); the key lookup, the counters and the installation's tenant routes run as the
+login role."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.gateway.access import SCOPES, Principal
 from parley.gateway.models import api_keys, rate_counters, tenants, users
+from parley.kit.db import Sessions
 
 __all__ = ["Principal"]
 
@@ -94,6 +101,27 @@ _KEY_COLUMNS = (
     api_keys.c.last_used_at,
     api_keys.c.revoked_at,
 )
+
+
+TENANT_ROLE = "parley_gateway_tenant"
+
+
+async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
+    people and keys, whatever a query's WHERE says (migration 0004). First thing in every
+    transaction on one tenant's rows."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": TENANT_ROLE, "tenant_id": tenant_id},
+    )
+
+
+@asynccontextmanager
+async def tenant_transaction(sessions: Sessions, tenant_id: str) -> AsyncIterator[AsyncSession]:
+    """A transaction given to `tenant_id` (enter_tenant), committed when the block ends."""
+    async with sessions.begin() as session:
+        await enter_tenant(session=session, tenant_id=tenant_id)
+        yield session
 
 
 # Keys
@@ -356,6 +384,44 @@ async def upsert_sso_user(
         )
     ).one()
     return UserRecord(**row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingLimits:
+    """In micro-USD; None: not set."""
+
+    user_limit_micros: int | None = None
+    user_alert_micros: int | None = None
+    tenant_alert_micros: int | None = None
+
+
+async def spending_limits(*, session: AsyncSession, tenant_id: str, user_id: str) -> SpendingLimits:
+    row = (
+        await session.execute(
+            select(users.c.monthly_limit_micros, users.c.alert_at_micros, tenants.c.alert_at_micros.label("tenant"))
+            .join(tenants, tenants.c.id == users.c.tenant_id)
+            .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+        )
+    ).first()
+    if row is None:
+        return SpendingLimits()
+    return SpendingLimits(row.monthly_limit_micros, row.alert_at_micros, row.tenant)
+
+
+async def set_user_budget(
+    *, session: AsyncSession, tenant_id: str, user_id: str, limit_micros: int | None, alert_micros: int | None
+) -> bool:
+    found = await session.execute(
+        update(users)
+        .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+        .values(monthly_limit_micros=limit_micros, alert_at_micros=alert_micros)
+        .returning(users.c.id)
+    )
+    return found.first() is not None
+
+
+async def set_tenant_alert(*, session: AsyncSession, tenant_id: str, alert_micros: int | None) -> None:
+    await session.execute(update(tenants).where(tenants.c.id == tenant_id).values(alert_at_micros=alert_micros))
 
 
 async def create_tenant_with_admin(*, session: AsyncSession, tenant_name: str, key_hash: str) -> Principal:

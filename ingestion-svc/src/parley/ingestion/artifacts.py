@@ -263,6 +263,7 @@ class Artifacts:
             log.error("dropped an analyze job", extra={"fields": {"id": document_id, "writer": bool(self._writer)}})
             return
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(session=session, tenant_id=tenant_id, document_id=document_uuid)
             if document is None or document.version != version or document.status != Status.ANALYZING:
                 return
@@ -277,6 +278,7 @@ class Artifacts:
             except (BudgetExceeded, Unavailable) as refused:
                 paused = _refusal(refused)
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
@@ -304,6 +306,7 @@ class Artifacts:
         if document_uuid is None:
             return
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
@@ -327,12 +330,14 @@ class Artifacts:
             raise InvalidInput(f"unknown artifact kinds {unknown}; known: {', '.join(ARTIFACT_KINDS)}")
         document_uuid = parse_id(document_id, kind="document")
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(session=session, tenant_id=tenant_id, document_id=document_uuid)
         if document is None:
             raise NotFound(f"document {document_id!r} not found")
         if fresh and self._writer is not None and document.status in (Status.READY, Status.ANALYZING):
             await self._bring_up_to_date(document, owner=Owner(tenant_id=tenant_id, user_id=user_id))
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             held = await store.list_artifacts(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, kinds=kinds
             )
@@ -353,6 +358,7 @@ class Artifacts:
         """Every batch left for the version, one writer call and one transaction each."""
         while True:
             async with self._sessions() as session:
+                await store.enter_tenant(session=session, tenant_id=document.tenant_id)
                 batches, sections = await self._plan(session=session, document=document)
             if not batches:
                 break
@@ -362,6 +368,7 @@ class Artifacts:
                 await self._pause_ready(document, why=_refusal(refused))
                 raise
             async with self._sessions() as session, session.begin():
+                await store.enter_tenant(session=session, tenant_id=document.tenant_id)
                 current = await store.get_document(
                     session=session, tenant_id=document.tenant_id, document_id=document.id, for_update=True
                 )
@@ -377,6 +384,7 @@ class Artifacts:
     async def _pause_ready(self, document: DocumentRecord, *, why: str) -> None:
         """A READY document's message says whether its artifacts are paused, and why."""
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=document.tenant_id)
             current = await store.get_document(
                 session=session, tenant_id=document.tenant_id, document_id=document.id, for_update=True
             )

@@ -54,6 +54,7 @@ class Collections:
         name = check_name(name)
         description = check_description(description)
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             created = await store.insert_collection(
                 session=session, tenant_id=tenant_id, collection_id=new_id(), name=name, description=description
             )
@@ -63,6 +64,7 @@ class Collections:
 
     async def get(self, *, tenant_id: str, collection_id: str) -> CollectionRecord:
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             found = await store.get_collection(
                 session=session, tenant_id=tenant_id, collection_id=parse_id(collection_id, kind="collection")
             )
@@ -74,6 +76,7 @@ class Collections:
         limit = page_size(size)
         after = decode_token(page_token)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             rows = await store.list_collections(session=session, tenant_id=tenant_id, limit=limit + 1, after=after)
         page, more = rows[:limit], len(rows) > limit
         token = encode_token(Cursor(at=page[-1].created_at, id=page[-1].id)) if more else ""
@@ -82,6 +85,7 @@ class Collections:
     async def delete(self, *, tenant_id: str, collection_id: str) -> None:
         collection_uuid = parse_id(collection_id, kind="collection")
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if not await store.delete_collection(session=session, tenant_id=tenant_id, collection_id=collection_uuid):
                 raise NotFound(f"collection {collection_id!r} not found")
             await enqueue(

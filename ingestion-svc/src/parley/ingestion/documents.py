@@ -197,6 +197,7 @@ class Documents:
         title = check_title(header.title)
         priority = job_priority(header.priority)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             # Before reading megabytes of content for a collection that is not there.
             if not await store.collection_exists(session=session, tenant_id=tenant_id, collection_id=collection_id):
                 raise NotFound(f"collection {header.collection_id!r} not found")
@@ -211,6 +212,7 @@ class Documents:
         title = title or default_title(parsed, filename=header.filename)
 
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if not await store.collection_exists(session=session, tenant_id=tenant_id, collection_id=collection_id):
                 raise NotFound(f"collection {header.collection_id!r} not found")
             existing = await store.find_document_by_content(
@@ -265,6 +267,7 @@ class Documents:
             data, filename=filename, declared=declared_type(header.content_type), sha256=sha256
         )
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=current.id, for_update=True
             )
@@ -303,6 +306,7 @@ class Documents:
 
     async def get(self, *, tenant_id: str, document_id: str) -> DocumentRecord:
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=parse_id(document_id, kind="document")
             )
@@ -315,6 +319,7 @@ class Documents:
         limit = page_size(size)
         after = decode_token(page_token)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             if not await store.collection_exists(session=session, tenant_id=tenant_id, collection_id=collection_uuid):
                 raise NotFound(f"collection {collection_id!r} not found")
             rows = await store.list_documents(
@@ -327,6 +332,7 @@ class Documents:
     async def delete(self, *, tenant_id: str, document_id: str) -> None:
         document_uuid = parse_id(document_id, kind="document")
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             # Deleting first takes the row lock, so a worker mid-way finishes before our event is queued
             # and retrieval hears "upserted" before "deleted", never after.
             document = await store.delete_document(session=session, tenant_id=tenant_id, document_id=document_uuid)
@@ -346,6 +352,7 @@ class Documents:
     async def section(self, *, tenant_id: str, document_id: str, ordinal: int) -> SectionRecord:
         document = await self.get(tenant_id=tenant_id, document_id=document_id)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             section = await store.get_section(
                 session=session, tenant_id=tenant_id, document_id=document.id, version=document.version, ordinal=ordinal
             )
@@ -359,6 +366,7 @@ class Documents:
         limit = page_size(size)
         after = _decode_section_token(page_token, version=document.version)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             rows = await store.list_sections(
                 session=session,
                 tenant_id=tenant_id,
@@ -387,6 +395,7 @@ class Documents:
                 f"(reports are for {', '.join(sorted(SCREENPLAY_TYPES))} and PDFs of scripts)"
             )
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             scenes = await store.list_sections(
                 session=session,
                 tenant_id=tenant_id,

@@ -70,6 +70,7 @@ class Pipeline:
             log.error("dropped an ingest job with a malformed document id", extra={"fields": {"id": document_id}})
             return
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
@@ -132,6 +133,7 @@ class Pipeline:
                 error = "the document has no text to index"
 
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
@@ -201,6 +203,7 @@ class Pipeline:
         """The next working stage, committed and announced; None when the version is no longer
         being worked on (deleted, superseded)."""
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_id, for_update=True
             )
@@ -234,6 +237,7 @@ class Pipeline:
         if document_uuid is None:
             return
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )
@@ -260,6 +264,7 @@ class Pipeline:
         chunk set retrieval gave up on, to INDEXING). False when the job is no longer the
         document's current version (the replay would do nothing)."""
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_id, for_update=True
             )
@@ -286,6 +291,7 @@ class Pipeline:
             log.error("dropped a ChunksIndexed with a malformed document id", extra={"fields": {"id": document_id}})
             return
         async with self._sessions() as session, session.begin():
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             document = await store.get_document(
                 session=session, tenant_id=tenant_id, document_id=document_uuid, for_update=True
             )

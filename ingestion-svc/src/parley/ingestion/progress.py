@@ -92,6 +92,7 @@ class Progress:
             delivered = info.delivered.consumer_seq if info.delivered is not None else 0
             kept = (delivered or 0) + (info.num_pending or 0)
             async with self._sessions() as session:
+                await store.enter_tenant(session=session, tenant_id=tenant_id)
                 document = await store.get_document(session=session, tenant_id=tenant_id, document_id=document_uuid)
             if document is None:
                 raise NotFound(f"document {document_id!r} not found")

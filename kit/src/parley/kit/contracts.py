@@ -22,6 +22,7 @@ SUMMARIZE_JOBS = "jobs.chat.summarize"  # JOBS: a conversation's rolling summary
 TURN_STREAMS = "chat.stream.>"  # CHATSTREAM: TurnEvent, chat-svc → gateway
 CANCEL_TURNS = "chat.cancel.*"  # core NATS request/reply: CancelTurnCommand
 USAGE_RECORDED = "usage.recorded"  # USAGE: UsageRecorded, every billable call → usage-svc
+BUDGET_ALERTS = "alerts.budget.*"  # core NATS: BudgetAlert, gateway → whoever forwards alerts
 
 
 def ingest_subject(priority: str = "normal") -> str:
@@ -41,6 +42,10 @@ def turn_subject(conversation_id: object, turn_id: object) -> str:
 
 def cancel_subject(turn_id: object) -> str:
     return f"chat.cancel.{turn_id}"
+
+
+def budget_alert_subject(tenant_id: object) -> str:
+    return f"alerts.budget.{tenant_id}"
 
 
 def parked_subject(stream: str, durable: str) -> str:

@@ -51,9 +51,12 @@ def describe(platform: Platform) -> str:
     lines = [f"\nParley is running at {platform.gateway_url}", f"  data: {platform.data_dir}"]
     key_file = platform.data_dir / "admin-key"
     if platform.secrets.first_start:
-        lines += [f"  admin API key (shown once; also in {key_file}):", f"    {platform.secrets.admin_api_key}"]
+        lines += [
+            f"  owner API key (the installation's; shown once, also in {key_file}):",
+            f"    {platform.secrets.admin_api_key}",
+        ]
     else:
-        lines.append(f"  admin API key: in {key_file}")
+        lines.append(f"  owner API key: in {key_file}")
     lines.append(f"  logs: {platform.log_dir}/<service>.log")
     for name, serves, metrics, log_file in platform.endpoints():
         lines.append(f"  {name:<10} {serves:<24} metrics {metrics:<36} log {log_file.name}")

@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 
 from parley.gateway import access
 from parley.gateway.auth import Authenticator
+from parley.gateway.budgets import Budgets
 from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.gateway.errors import ApiError
@@ -32,6 +33,7 @@ class Services:
     chat: ChatBackend
     authenticator: Authenticator
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    budgets: Budgets = field(default_factory=Budgets)
 
 
 def get_services(request: Request) -> Services:

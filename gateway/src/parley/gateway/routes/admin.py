@@ -8,6 +8,9 @@ from fastapi import APIRouter, Path
 from parley.gateway.api.deps import Deps, Operator
 from parley.gateway.schemas import DeadLetter, Page
 
+# A JetStream sequence number: an unsigned 64-bit int, of which the proto's int64 holds the half.
+Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="the dead letter's sequence number")]
+
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
@@ -20,7 +23,11 @@ async def list_dead_letters(who: Operator, services: Deps) -> Page[DeadLetter]:
 
 
 @router.post("/dead-letters/{seq}/replay")
-async def replay_dead_letter(seq: Annotated[int, Path(ge=1)], who: Operator, services: Deps) -> DeadLetter:
+async def replay_dead_letter(
+    seq: Seq,
+    who: Operator,
+    services: Deps,
+) -> DeadLetter:
     """Put the job back on its queue: its document goes back to `queued` and is worked on again.
     404 for a job that is not parked (already replayed); 409 when the document has a newer version."""
     return DeadLetter.of(await services.backends.replay_dead_letter(who, seq))

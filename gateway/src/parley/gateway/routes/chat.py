@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from parley.gateway import access, chat_turns, store
 from parley.gateway.api.deps import Chatter, Deps, Reader, Services
-from parley.gateway.errors import ApiError
+from parley.gateway.errors import ApiError, responses
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
 from parley.gateway.store import Principal
 from parley.kit.contracts import MAX_ID_CHARS, MAX_PAGE_TOKEN_CHARS
@@ -19,13 +19,35 @@ from parley.v1 import common_pb2
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/v1/chat", response_model=ChatOut, responses={200: {"content": {"text/event-stream": {}}}})
+# What a turn's stream carries: one SSE frame per event, `id` the event's seq (for Last-Event-ID).
+TURN_STREAM = {
+    "description": "With `stream: true`: server-sent events, each `data` a JSON object",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "string",
+                "description": (
+                    "`event: delta` data `{text}`; `event: sources` data `{sources: [Source]}`; "
+                    "`event: usage` data `{input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+                    "model, cost_usd, context_used}`; `event: end` data `{conversation_id, turn_id, "
+                    "user_message_id, assistant_message_id, finish_reason, created_at}` (last); "
+                    "`event: error` data `{code, message}` (last, for a turn that failed)."
+                ),
+            },
+            "example": 'id: 1\nevent: delta\ndata: {"text": "Descale every 200 shots [1]."}\n\n',
+        }
+    },
+}
+
+
+@router.post("/v1/chat", response_model=ChatOut, responses={200: TURN_STREAM, **responses(402, 502)})
 async def chat(body: ChatIn, who: Chatter, services: Deps) -> EventSourceResponse | JSONResponse:
     """Ask a question about a conversation's collections.
 
     With `"stream": true` the answer arrives as server-sent events: `delta` frames of text,
     then `sources`, `usage` and `end` (or `error`); each has an id to resume from.
     """
+    await services.budgets.before_spending(services, who)
     turn = await chat_turns.start_turn(services, who, body)
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Turn-Id": turn.turn_id}
     if body.stream:
@@ -33,7 +55,11 @@ async def chat(body: ChatIn, who: Chatter, services: Deps) -> EventSourceRespons
     return JSONResponse(await chat_turns.collect(services, turn, who), headers=headers)
 
 
-@router.get("/v1/conversations/{conversation_id}/turns/{turn_id}/events")
+@router.get(
+    "/v1/conversations/{conversation_id}/turns/{turn_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: TURN_STREAM, **responses(410)},
+)
 async def turn_events(
     conversation_id: str,
     turn_id: str,
@@ -89,7 +115,7 @@ async def _other_user(services: Services, who: Principal, user_id: str) -> Princ
         user_id = str(uuid.UUID(user_id))
     except ValueError:
         raise ApiError(404, "not_found", f"user {user_id} not found") from None
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=user_id)
     if user is None:
         raise ApiError(404, "not_found", f"user {user_id} not found")

@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from parley.gateway import access
 from parley.gateway.api.deps import Deleter, Deps, Reader, Writer
-from parley.gateway.errors import ApiError, from_grpc
+from parley.gateway.errors import ApiError, from_grpc, responses
 from parley.gateway.events import error_frame
 from parley.gateway.schemas import (
     PRIORITY,
@@ -36,7 +36,11 @@ async def get_document(document_id: str, who: Reader, services: Deps) -> Documen
     return Document.of(await services.backends.get_document(who, document_id))
 
 
-@router.put("/{document_id}", status_code=status.HTTP_202_ACCEPTED)
+@router.put(
+    "/{document_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": DocumentUpdateOut, "description": "the same file again: `unchanged`, no version"}},
+)
 async def update_document(
     document_id: str,
     who: Writer,
@@ -93,7 +97,7 @@ async def get_pacing(document_id: str, who: Reader, services: Deps) -> PacingOut
     return PacingOut.of(document_id, await services.backends.get_pacing(who, document_id))
 
 
-@router.get("/{document_id}/artifacts")
+@router.get("/{document_id}/artifacts", responses=responses(402, 501))
 async def get_artifacts(
     document_id: str,
     who: Reader,
@@ -109,6 +113,8 @@ async def get_artifacts(
     stays), 503 when the model is down. An unknown kind is a 400 (ingestion knows the kinds)."""
     if fresh and not who.may(access.SPEND):
         raise ApiError(403, "forbidden", "writing artifacts is billed: it needs a member with a `chat` key")
+    if fresh:
+        await services.budgets.before_spending(services, who)
     found = await services.backends.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
     return ArtifactsOut.of(document_id, found)
 
@@ -118,7 +124,24 @@ async def delete_document(document_id: str, who: Deleter, services: Deps) -> Non
     await services.backends.delete_document(who, document_id)
 
 
-@router.get("/{document_id}/events")
+@router.get(
+    "/{document_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "server-sent `progress` events until the document is ready or failed",
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "string",
+                        "description": "`event: progress` data `{status, version, chunk_count, done, total, "
+                        "message, failed_stage, error}`; `event: error` data `{code, message}`",
+                    }
+                }
+            },
+        }
+    },
+)
 async def document_events(document_id: str, who: Reader, services: Deps) -> EventSourceResponse:
     """Server-sent `progress` events (queued → parsing → chunking → indexing → [analyzing, one
     event per batch of artifacts] → ready | failed)."""

@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.gateway import store
 from parley.gateway.api.deps import Deps
-from parley.gateway.errors import ApiError
+from parley.gateway.errors import ApiError, responses
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +16,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=responses(503))
 async def readyz(services: Deps) -> dict[str, str]:
     """Readiness: what every request of this gateway needs, its database and NATS. A backend service
     that is down is not checked: taking every gateway out of rotation would turn one service's outage

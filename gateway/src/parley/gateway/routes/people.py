@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,7 @@ from parley.gateway import access, auth, store
 from parley.gateway.access import ROLE_SCOPES, Role, role_may_grant
 from parley.gateway.api.deps import CurrentPrincipal, Deps, PeopleAdmin, Reader
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, Body, Page
+from parley.gateway.schemas import NO_NUL, Body, Page, not_a_boolean
 from parley.gateway.store import Principal
 from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS
 
@@ -26,7 +26,7 @@ RoleName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.ROLES)}
 ScopeName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.SCOPES)})$")]
 # A plausible address, not a verified one: it is a label and a unique handle within the tenant.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
-PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000)] | None
+PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(not_a_boolean)] | None
 IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 
 
@@ -82,6 +82,10 @@ class KeyCreated(KeyOut):
 
 
 class TenantIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "acme", "owner_name": "Olga", "owner_email": "olga@acme.example"}]}
+    )
+
     name: Name
     owner_name: Name
     owner_email: Email | None = None
@@ -94,16 +98,28 @@ class TenantCreated(BaseModel):
 
 
 class UserIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Ada", "email": "ada@acme.example", "role": "member"}]}
+    )
+
     name: Name
     email: Email | None = None
     role: RoleName = "member"
 
 
 class RoleIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
+
     role: RoleName
 
 
 class KeyIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Ada's laptop", "scopes": ["read", "chat"], "expires_at": "2027-01-01T00:00:00Z"}]
+        }
+    )
+
     name: Name
     # Left out: every scope the user's role (and the presenting credential) can hold.
     scopes: Annotated[list[ScopeName], Field(min_length=1, max_length=len(access.SCOPES))] | None = None
@@ -113,6 +129,12 @@ class KeyIn(Body):
 
 
 class LimitsIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"requests_per_minute": None, "chat_requests_per_minute": 20, "llm_tokens_per_minute": 100000}]
+        }
+    )
+
     requests_per_minute: PerMinute
     chat_requests_per_minute: PerMinute
     llm_tokens_per_minute: PerMinute
@@ -134,7 +156,7 @@ def _owner_of_installation(who: Principal) -> None:
 @router.get("/me")
 async def me(who: CurrentPrincipal, services: Deps) -> MeOut:
     """Who the credential belongs to: the tenant, the user and role, the key's scopes."""
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=who.user_id)
     if user is None:
         raise ApiError(404, "not_found", "the user is gone")
@@ -181,7 +203,7 @@ async def list_tenants(who: CurrentPrincipal, services: Deps) -> Page[TenantOut]
 @router.get("/tenant")
 async def get_tenant(who: Reader, services: Deps) -> TenantOut:
     """The caller's tenant and its rate limits."""
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         tenant = await store.get_tenant(session=session, tenant_id=who.tenant_id)
     if tenant is None:
         raise ApiError(404, "not_found", "the tenant is gone")
@@ -192,7 +214,7 @@ async def get_tenant(who: Reader, services: Deps) -> TenantOut:
 async def set_limits(body: LimitsIn, who: PeopleAdmin, services: Deps) -> TenantOut:
     """The tenant's rate limits per minute, each per key and per user: null takes the
     installation's default, 0 means none."""
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         tenant = await store.set_tenant_limits(session=session, tenant_id=who.tenant_id, **body.model_dump())
     if tenant is None:
         raise ApiError(404, "not_found", "the tenant is gone")
@@ -206,7 +228,7 @@ async def create_user(body: UserIn, who: PeopleAdmin, services: Deps) -> UserOut
     if not role_may_grant(who.rank, Role[body.role]):
         raise ApiError(403, "forbidden", "only an owner may make an owner")
     try:
-        async with services.sessions.begin() as session:
+        async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
             user = await store.create_user(
                 session=session, tenant_id=who.tenant_id, name=body.name, role=body.role, email=body.email
             )
@@ -217,14 +239,14 @@ async def create_user(body: UserIn, who: PeopleAdmin, services: Deps) -> UserOut
 
 @router.get("/users")
 async def list_users(who: PeopleAdmin, services: Deps) -> Page[UserOut]:
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         found = await store.list_users(session=session, tenant_id=who.tenant_id)
     return Page(data=[UserOut.model_validate(user) for user in found], next_page_token=None)
 
 
 @router.get("/users/{user_id}")
 async def get_user(user_id: IdPath, who: PeopleAdmin, services: Deps) -> UserOut:
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=_uuid(user_id))
     if user is None:
         raise ApiError(404, "not_found", f"user {user_id} not found")
@@ -235,7 +257,7 @@ async def get_user(user_id: IdPath, who: PeopleAdmin, services: Deps) -> UserOut
 async def set_role(user_id: IdPath, body: RoleIn, who: PeopleAdmin, services: Deps) -> UserOut:
     """Change a user's role; it applies to their keys at once (their scopes stay, but act only as
     far as the new role goes). An owner's role is changed by an owner only, and a tenant keeps one."""
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await _changeable_user(session, who, _uuid(user_id))
         if not role_may_grant(who.rank, Role[body.role]):
             raise ApiError(403, "forbidden", "only an owner may make an owner")
@@ -249,7 +271,7 @@ async def set_role(user_id: IdPath, body: RoleIn, who: PeopleAdmin, services: De
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_user(user_id: IdPath, who: PeopleAdmin, services: Deps) -> None:
     """Remove a person and every key they hold (effective at once on every replica)."""
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         user = await _changeable_user(session, who, _uuid(user_id))
         if user.role == "owner":
             await _keep_an_owner(session, who.tenant_id)
@@ -263,7 +285,7 @@ async def create_key(body: KeyIn, who: CurrentPrincipal, services: Deps) -> KeyC
     if body.expires_at is not None and _aware(body.expires_at) <= datetime.now(UTC):
         raise ApiError(422, "invalid_request", "expires_at must be in the future")
     key = auth.new_api_key()
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         holder = await _key_holder(session, who, body.user_id)
         allowed = ROLE_SCOPES[Role[holder.role]] & who.scopes
         scopes = sorted(allowed if body.scopes is None else set(body.scopes))
@@ -281,7 +303,7 @@ async def create_key(body: KeyIn, who: CurrentPrincipal, services: Deps) -> KeyC
 async def list_keys(who: CurrentPrincipal, services: Deps) -> Page[KeyOut]:
     """The caller's keys (an admin: every key of the tenant), revoked ones included, without secrets."""
     mine_only = None if who.may(access.MANAGE_PEOPLE) else who.user_id
-    async with services.sessions() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         found = await store.list_keys(session=session, tenant_id=who.tenant_id, user_id=mine_only)
     return Page(data=[KeyOut.model_validate(key) for key in found], next_page_token=None)
 
@@ -291,7 +313,7 @@ async def revoke_key(key_id: IdPath, who: CurrentPrincipal, services: Deps) -> N
     """Revoke a key (the caller's own; an admin: any of the tenant's). The next request with it,
     on any replica, is a 401."""
     mine_only = None if who.may(access.MANAGE_PEOPLE) else who.user_id
-    async with services.sessions.begin() as session:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         found = await store.revoke_key(
             session=session, tenant_id=who.tenant_id, key_id=_uuid(key_id), user_id=mine_only
         )

@@ -5,12 +5,13 @@ import asyncio
 from fastapi import APIRouter
 
 from parley.gateway.api.deps import Deps, Reader
+from parley.gateway.errors import responses
 from parley.gateway.schemas import SearchIn, SearchOut
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-@router.post("")
+@router.post("", responses=responses(402))
 async def search(body: SearchIn, who: Reader, services: Deps) -> SearchOut:
     """The best `k` chunks for the query, best first, each with a marked snippet.
 
@@ -22,4 +23,6 @@ async def search(body: SearchIn, who: Reader, services: Deps) -> SearchOut:
     await asyncio.gather(
         *(services.backends.get_collection(who, collection_id) for collection_id in body.collection_ids)
     )
+    # The query is embedded (billed to the tenant, without a hold): budgets first.
+    await services.budgets.before_spending(services, who, embeds_query=True)
     return SearchOut.of(await services.backends.search(who, body.proto()))

@@ -1,13 +1,17 @@
 """Usage, its summary, and the tenant's budget."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from parley.gateway import access, store
 from parley.gateway.api.deps import BudgetAdmin, Deps, Reader
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
+from parley.gateway.schemas import Body, BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
+from parley.kit.contracts import MAX_ID_CHARS
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
 
@@ -22,6 +26,16 @@ GROUPS = {
 }
 
 
+def _iso_time(value: object) -> object:
+    """A time is written as ISO 8601; a bare number (`0.5`) is refused, not read as an epoch."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("a time in ISO 8601, e.g. 2026-03-01T00:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime | None, BeforeValidator(_iso_time), Query(description="ISO 8601; UTC if no zone")]
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -30,8 +44,8 @@ def _utc(value: datetime) -> datetime:
 async def get_usage(
     who: Reader,
     services: Deps,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoTime = None,
+    until: IsoTime = None,
     group_by: Annotated[Literal["none", "day", "model", "user", "kind"], Query()] = "none",
 ) -> UsageOut:
     """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days."""
@@ -82,3 +96,102 @@ async def set_budget(body: BudgetIn, who: BudgetAdmin, services: Deps) -> Budget
 async def remove_budget(who: BudgetAdmin, services: Deps) -> None:
     """Remove the monthly limit (the same as PUT with null)."""
     await services.backends.set_budget(who, None)
+
+
+Usd = Annotated[float, Field(ge=0, le=1_000_000, strict=True)]
+
+
+class AlertIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"alert_at_usd": 20.0}]})
+
+    # Required; null: no alert.
+    alert_at_usd: Usd | None
+
+
+class AlertOut(BaseModel):
+    alert_at_usd: float | None
+
+
+class UserBudgetIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"monthly_limit_usd": 5.0, "alert_at_usd": 4.0}]})
+
+    # Required; null: no limit of the user's own (the tenant's still holds); 0: a zero budget.
+    monthly_limit_usd: Usd | None
+    alert_at_usd: Usd | None = None
+
+
+class UserBudgetOut(BaseModel):
+    user_id: str
+    monthly_limit_usd: float | None
+    alert_at_usd: float | None
+
+
+def _usd(value: int | None) -> float | None:
+    return None if value is None else value / 1_000_000
+
+
+def _micros(value: float | None) -> int | None:
+    return None if value is None else micros(value)
+
+
+@router.get("/budget/alert")
+async def get_budget_alert(who: Reader, services: Deps) -> AlertOut:
+    """The tenant's soft alert: when this month's spend (holds included) reaches it, a
+    `BudgetAlert` event goes out on `alerts.budget.<tenant>` and a metric counts it."""
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
+        limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=who.user_id)
+    return AlertOut(alert_at_usd=_usd(limits.tenant_alert_micros))
+
+
+@router.put("/budget/alert")
+async def set_budget_alert(body: AlertIn, who: BudgetAdmin, services: Deps) -> AlertOut:
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
+        await store.set_tenant_alert(session=session, tenant_id=who.tenant_id, alert_micros=_micros(body.alert_at_usd))
+    return AlertOut(alert_at_usd=body.alert_at_usd)
+
+
+@router.get("/users/{user_id}/budget")
+async def get_user_budget(
+    user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)], who: Reader, services: Deps
+) -> UserBudgetOut:
+    """A user's own monthly budget and alert: the user themselves, or an admin."""
+    target = _user_uuid(user_id)
+    if target != who.user_id and not who.may(access.SET_BUDGET):
+        raise ApiError(403, "forbidden", "only an admin may see another user's budget")
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
+        user = await store.get_user(session=session, tenant_id=who.tenant_id, user_id=target)
+        limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=target)
+    if user is None:
+        raise ApiError(404, "not_found", f"user {user_id} not found")
+    return UserBudgetOut(
+        user_id=target,
+        monthly_limit_usd=_usd(limits.user_limit_micros),
+        alert_at_usd=_usd(limits.user_alert_micros),
+    )
+
+
+@router.put("/users/{user_id}/budget")
+async def set_user_budget(
+    user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)], body: UserBudgetIn, who: BudgetAdmin, services: Deps
+) -> UserBudgetOut:
+    """Hold one person's spend within the tenant's: their chat turns, searches and artifacts on
+    request are refused with 402 once their month's spend reaches the limit."""
+    target = _user_uuid(user_id)
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
+        found = await store.set_user_budget(
+            session=session,
+            tenant_id=who.tenant_id,
+            user_id=target,
+            limit_micros=_micros(body.monthly_limit_usd),
+            alert_micros=_micros(body.alert_at_usd),
+        )
+    if not found:
+        raise ApiError(404, "not_found", f"user {user_id} not found")
+    return UserBudgetOut(user_id=target, monthly_limit_usd=body.monthly_limit_usd, alert_at_usd=body.alert_at_usd)
+
+
+def _user_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ApiError(404, "not_found", f"user {value} not found") from None
