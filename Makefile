@@ -28,8 +28,12 @@ lock: ## re-resolve uv.lock from the pyproject files (after changing a dependenc
 run: install ## start the whole platform on http://127.0.0.1:8080 (embedded PostgreSQL + NATS unless URLs are set)
 	$(PY) -m parley.kit.dev
 
+# Each checkout's own temporary folder: pytest keeps only its three newest runs under a shared root, so a
+# run in a second checkout would delete this one's embedded PostgreSQL mid-run. Short: PostgreSQL's socket lives there.
+TEST_TMP := /tmp/parley-tests-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
+
 test: install lint ## lint, then every test: stubs vs .proto, units against real PostgreSQL + NATS, end to end
-	$(PY) -m pytest
+	$(PY) -m pytest --basetemp=$(TEST_TMP)
 
 lint: install ## ruff, then mypy over the kit and every service (fastest check first)
 	$(VENV)/bin/ruff check .
