@@ -5,8 +5,10 @@ The replica running a turn renews its lease (`turns.lease_expires_at`) every
 `turn_sweep_seconds`, for running turns whose lease ran out (leaving its own alone) and settles
 each in one transaction:
 - the turn is `interrupted`;
-- its usage event charges the whole hold (`billed_at_hold`: the conservative bill — the true usage
-  died with the replica, and the hold is the most the call could cost), which also releases it;
+- its usage event charges what the provider reported, when the runner had written that down
+  (`turns.reported_usage`, the moment the provider said it); else the whole hold (`billed_at_hold`:
+  the conservative bill — the true usage died with the replica, and the hold is the most the call
+  could cost). Either releases the hold;
 - an `error` event (`interrupted`) numbered after the turn's last published event goes to the
   outbox, so every client of the turn is told, even if this replica dies next.
 A turn whose replica died before recording its hold on it never called a model: it is `failed`,
@@ -138,19 +140,21 @@ class TurnLeases:
             )
             return
         identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
+        reported = turn.reported
         await store.record_usage(
             session=session,
             usage_event=usage_event(
                 identity,
                 kind="chat",
-                usage=common_pb2.TokenUsage(),
-                provider=turn.provider,
-                model=turn.model,
+                # What the provider reported, when it had; else the hold, the most it could cost.
+                usage=reported.usage if reported else common_pb2.TokenUsage(),
+                provider=reported.provider if reported else turn.provider,
+                model=reported.model if reported else turn.model,
                 reservation_id=turn.reservation_id,
                 conversation_id=turn.conversation_id,
                 latency_ms=0,
                 success=False,
-                billed_at_hold=True,
+                billed_at_hold=reported is None,
             ),
         )
         event = events_pb2.TurnEvent(

@@ -76,6 +76,14 @@ class LapsedTurn:
     reservation_id: str
     provider: str
     model: str
+    reported: "ReportedUsage | None"  # what the provider reported before the replica died, if it did
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedUsage:
+    provider: str
+    model: str
+    usage: common_pb2.TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,9 +358,31 @@ async def interrupt_lapsed_turns(
             reservation_id=row["reservation_id"],
             provider=row["provider"],
             model=row["model"],
+            reported=None
+            if row["reported_usage"] is None
+            else ReportedUsage(
+                provider=row["reported_usage"]["provider"],
+                model=row["reported_usage"]["model"],
+                usage=ParseDict(row["reported_usage"]["usage"], common_pb2.TokenUsage()),
+            ),
         )
         for row in rows
     ]
+
+
+async def record_reported_usage(*, session: AsyncSession, turn_id: str, reported: ReportedUsage) -> None:
+    """Keep what the provider reported a running turn's call cost, as soon as it has."""
+    await session.execute(
+        update(turns)
+        .where(turns.c.id == turn_id, turns.c.state == "running")
+        .values(
+            reported_usage={
+                "provider": reported.provider,
+                "model": reported.model,
+                "usage": MessageToDict(reported.usage, preserving_proto_field_name=True),
+            }
+        )
+    )
 
 
 async def enqueue_turn_event(*, session: AsyncSession, subject: str, msg_id: str, event: events_pb2.TurnEvent) -> None:
