@@ -87,28 +87,29 @@ class TurnLeases:
             await store.renew_leases(session=session, turn_ids=self._running(), lease=self.lease)
 
     async def settle_lapsed(self, *, turn_id: str | None = None) -> list[str]:
-        """Settle the running turns whose lease ran out (or only `turn_id`, if its did); their ids."""
+        """Settle the running turns whose lease ran out (or only `turn_id`, if its did); their ids.
+        A turn without a recorded hold is settled only once its hold (if any) is released: while
+        usage-svc cannot answer it stays for the next sweep."""
         async with self._sessions.begin() as session:
-            lapsed = await store.interrupt_lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
-            for turn in lapsed:
+            lapsed = await store.lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
+            settled = [turn for turn in lapsed if turn.reservation_id or await self._release_unrecorded_hold(turn)]
+            await store.end_lapsed_turns(session=session, lapsed=settled)
+            for turn in settled:
                 await self._settle(session, turn)
-        for turn in lapsed:
-            if not turn.reservation_id:
-                await self._release_unrecorded_hold(turn)
-        if lapsed:
+        if settled:
             self._relay.notify()
-            for _ in lapsed:
+            for _ in settled:
                 metrics.turns.labels(INTERRUPTED).inc()
             log.warning(
                 "settled turns whose replica died, at their holds",
-                extra={"fields": {"turns": [turn.id for turn in lapsed]}},
+                extra={"fields": {"turns": [turn.id for turn in settled]}},
             )
-        return [turn.id for turn in lapsed]
+        return [turn.id for turn in settled]
 
-    async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> None:
-        """Its replica died before recording the turn's hold, so no model was called: release the
-        hold, if it was placed. Reserve with the turn's key answers that hold (or places one of
-        nothing), and Settle releases it."""
+    async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> bool:
+        """The turn's hold was never recorded on it, so no model was called: release the hold, if
+        it was placed (Reserve with the turn's key answers that hold, or places one of nothing, and
+        Settle releases it). False when usage-svc could not be asked."""
         identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
         try:
             hold = await self._budget.reserve(
@@ -121,9 +122,11 @@ class TurnLeases:
             )
             await self._budget.release(identity, hold.reservation_id)
         except BudgetExceeded:
-            return  # no hold was placed (a hold of nothing is refused only past the limit)
-        except Exception:  # it expires on its own
+            return True  # no hold was placed (a hold of nothing is refused only past the limit)
+        except Exception:
             log.exception("could not release the hold of a turn that never began", extra={"fields": {"turn": turn.id}})
+            return False
+        return True
 
     async def _settle(self, session: AsyncSession, turn: store.LapsedTurn) -> None:
         subject = turn_subject(turn.conversation_id, turn.id)

@@ -43,7 +43,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from parley.chat import metrics, store
-from parley.chat.clients import Budget, Collections, Hold, Retrieval
+from parley.chat.clients import Budget, Collections, Hold, HoldUncertain, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
@@ -285,7 +285,13 @@ class TurnRunner:
                     max_output_tokens=max_tokens,
                     idempotency_key=hold_key(turn_id),
                 )
+            except HoldUncertain:
+                # usage-svc may have placed the hold before it failed to answer (it died, or the deadline
+                # passed): the row stays, and once its lease lapses the sweep releases the hold by the
+                # turn's key and fails the turn.
+                raise
             except BaseException:
+                # Refused, or usage-svc never reached: no hold was placed, and nothing is kept.
                 await self._discard(owner, turn_id=turn_id, conversation_id=conversation.id if created else None)
                 raise
             try:
