@@ -1197,6 +1197,38 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     await client.close()
 
 
+async def test_what_the_provider_reported_before_the_replica_died_is_what_is_billed(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    h = await harness(settings, sessions, nats_client)
+    first = await h.runner.start(h.identity, h.ask())
+    await read_turn(nats_client, first)
+    # A replica heard the provider's final figures, wrote them down, and died storing the answer.
+    turn_id, hold = str(uuid.uuid4()), str(uuid.uuid4())
+    reported = common_pb2.TokenUsage(input_tokens=1_200, output_tokens=300, cache_write_tokens=800)
+    async with sessions.begin() as session:
+        await store.add_turn(
+            session=session,
+            owner=h.owner,
+            conversation_id=first.conversation_id,
+            turn_id=turn_id,
+            lease=timedelta(seconds=-1),
+            provider="anthropic",
+            model="claude-sonnet-4-6",
+        )
+        await store.set_turn_hold(session=session, turn_id=turn_id, reservation_id=hold)
+        await store.record_reported_usage(
+            session=session,
+            turn_id=turn_id,
+            reported=store.ReportedUsage(provider="anthropic", model="claude-haiku-4-5", usage=reported),
+        )
+
+    assert await h.runner.leases.settle_lapsed(turn_id=turn_id) == [turn_id]
+
+    [billed] = [event for event in await h.usage_events(first.conversation_id) if event.reservation_id == hold]
+    assert (billed.usage, billed.model, billed.billed_at_hold) == (reported, "claude-haiku-4-5", False)
+
+
 async def test_a_turn_settled_elsewhere_meanwhile_stores_and_bills_nothing_more(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:

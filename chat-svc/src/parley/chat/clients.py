@@ -84,6 +84,16 @@ class Budget(Protocol):
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
+class HoldUncertain(Unavailable):
+    """Reserve failed after it may have reached usage-svc (a deadline, a connection lost mid-call):
+    a hold may have been placed. (A call that never connected placed none: plain Unavailable.)"""
+
+
+def _never_connected(error: grpc.aio.AioRpcError) -> bool:
+    # gRPC's words when no address of the target accepted a connection (the channel retried them).
+    return error.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (error.details() or "").lower()
+
+
 def _unreachable(error: grpc.aio.AioRpcError, service: str) -> Exception:
     """What a failed call becomes for the domain: Unavailable when the service could not answer."""
     if error.code() in _UNREACHABLE:
@@ -190,6 +200,8 @@ class UsageClient(_Client):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise BudgetExceeded(error.details() or "the monthly budget is spent") from None
+            if error.code() in _UNREACHABLE and not _never_connected(error):
+                raise HoldUncertain("usage is unavailable; try again") from None
             raise _unreachable(error, "usage") from None
         return Hold(response.reservation_id, response.reserved_micros)
 

@@ -1,7 +1,8 @@
 """The subjects chat-svc publishes and consumes (all named in parley.kit.contracts):
 
 - publishes every event of a turn on `turn_subject(conversation, turn)` (TURN_STREAMS), from
-  turn_stream.TurnStream;
+  turn_stream.TurnStream; the `error` that ends a turn whose replica died goes through the outbox
+  (leases.TurnLeases), numbered after the turn's last event;
 - publishes `USAGE_RECORDED` for every model call, through the outbox (store.record_usage);
 - requests and serves `cancel_subject(turn)` (CANCEL_TURNS, core NATS request/reply): only the
   replica running a turn can stop it, so a cancel is asked of every replica;

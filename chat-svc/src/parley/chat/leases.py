@@ -5,8 +5,10 @@ The replica running a turn renews its lease (`turns.lease_expires_at`) every
 `turn_sweep_seconds`, for running turns whose lease ran out (leaving its own alone) and settles
 each in one transaction:
 - the turn is `interrupted`;
-- its usage event charges the whole hold (`billed_at_hold`: the conservative bill — the true usage
-  died with the replica, and the hold is the most the call could cost), which also releases it;
+- its usage event charges what the provider reported, when the runner had written that down
+  (`turns.reported_usage`, the moment the provider said it); else the whole hold (`billed_at_hold`:
+  the conservative bill — the true usage died with the replica, and the hold is the most the call
+  could cost). Either releases the hold;
 - an `error` event (`interrupted`) numbered after the turn's last published event goes to the
   outbox, so every client of the turn is told, even if this replica dies next.
 A turn whose replica died before recording its hold on it never called a model: it is `failed`,
@@ -85,28 +87,29 @@ class TurnLeases:
             await store.renew_leases(session=session, turn_ids=self._running(), lease=self.lease)
 
     async def settle_lapsed(self, *, turn_id: str | None = None) -> list[str]:
-        """Settle the running turns whose lease ran out (or only `turn_id`, if its did); their ids."""
+        """Settle the running turns whose lease ran out (or only `turn_id`, if its did); their ids.
+        A turn without a recorded hold is settled only once its hold (if any) is released: while
+        usage-svc cannot answer it stays for the next sweep."""
         async with self._sessions.begin() as session:
-            lapsed = await store.interrupt_lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
-            for turn in lapsed:
+            lapsed = await store.lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
+            settled = [turn for turn in lapsed if turn.reservation_id or await self._release_unrecorded_hold(turn)]
+            await store.end_lapsed_turns(session=session, lapsed=settled)
+            for turn in settled:
                 await self._settle(session, turn)
-        for turn in lapsed:
-            if not turn.reservation_id:
-                await self._release_unrecorded_hold(turn)
-        if lapsed:
+        if settled:
             self._relay.notify()
-            for _ in lapsed:
+            for _ in settled:
                 metrics.turns.labels(INTERRUPTED).inc()
             log.warning(
                 "settled turns whose replica died, at their holds",
-                extra={"fields": {"turns": [turn.id for turn in lapsed]}},
+                extra={"fields": {"turns": [turn.id for turn in settled]}},
             )
-        return [turn.id for turn in lapsed]
+        return [turn.id for turn in settled]
 
-    async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> None:
-        """Its replica died before recording the turn's hold, so no model was called: release the
-        hold, if it was placed. Reserve with the turn's key answers that hold (or places one of
-        nothing), and Settle releases it."""
+    async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> bool:
+        """The turn's hold was never recorded on it, so no model was called: release the hold, if
+        it was placed (Reserve with the turn's key answers that hold, or places one of nothing, and
+        Settle releases it). False when usage-svc could not be asked."""
         identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
         try:
             hold = await self._budget.reserve(
@@ -119,9 +122,11 @@ class TurnLeases:
             )
             await self._budget.release(identity, hold.reservation_id)
         except BudgetExceeded:
-            return  # no hold was placed (a hold of nothing is refused only past the limit)
-        except Exception:  # it expires on its own
+            return True  # no hold was placed (a hold of nothing is refused only past the limit)
+        except Exception:
             log.exception("could not release the hold of a turn that never began", extra={"fields": {"turn": turn.id}})
+            return False
+        return True
 
     async def _settle(self, session: AsyncSession, turn: store.LapsedTurn) -> None:
         subject = turn_subject(turn.conversation_id, turn.id)
@@ -138,19 +143,21 @@ class TurnLeases:
             )
             return
         identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
+        reported = turn.reported
         await store.record_usage(
             session=session,
             usage_event=usage_event(
                 identity,
                 kind="chat",
-                usage=common_pb2.TokenUsage(),
-                provider=turn.provider,
-                model=turn.model,
+                # What the provider reported, when it had; else the hold, the most it could cost.
+                usage=reported.usage if reported else common_pb2.TokenUsage(),
+                provider=reported.provider if reported else turn.provider,
+                model=reported.model if reported else turn.model,
                 reservation_id=turn.reservation_id,
                 conversation_id=turn.conversation_id,
                 latency_ms=0,
                 success=False,
-                billed_at_hold=True,
+                billed_at_hold=reported is None,
             ),
         )
         event = events_pb2.TurnEvent(

@@ -79,6 +79,9 @@ turns = Table(
     Column("model", Text, nullable=False, server_default=""),
     # Renewed by the replica running the turn; past it, the replica is presumed dead.
     Column("lease_expires_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What the provider reported the call cost, written the moment it did (before the answer is
+    # priced and stored), so a replica dying then loses none of it: {"provider", "model", "usage"}.
+    Column("reported_usage", JSONB, nullable=True),
     Index("turns_by_conversation", "tenant_id", "conversation_id"),
     # Every replica's look for running turns whose lease ran out; partial: it never reads finished ones.
     Index("turns_running", "lease_expires_at", postgresql_where=text("state = 'running'")),

@@ -77,6 +77,14 @@ class LapsedTurn:
     reservation_id: str
     provider: str
     model: str
+    reported: "ReportedUsage | None"  # what the provider reported before the replica died, if it did
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedUsage:
+    provider: str
+    model: str
+    usage: common_pb2.TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,12 +356,11 @@ async def renew_leases(*, session: AsyncSession, turn_ids: Sequence[str], lease:
         )
 
 
-async def interrupt_lapsed_turns(
+async def lapsed_turns(
     *, session: AsyncSession, spare: Sequence[str], turn_id: str | None = None, limit: int = 100
 ) -> list[LapsedTurn]:
-    """Mark `interrupted` every tenant's running turns whose lease ran out (or just `turn_id`'s),
-    but those in `spare` — `failed` those that died before their hold was recorded (no model was
-    called); them. Rows another replica is settling are skipped, not waited for."""
+    """Every tenant's running turns whose lease ran out (or just `turn_id`'s), but those in `spare`,
+    locked until the transaction ends. Rows another replica is settling are skipped, not waited for."""
     query = (
         select(turns)
         .where(turns.c.state == "running", turns.c.lease_expires_at < func.now(), turns.c.id.not_in(list(spare)))
@@ -364,11 +371,6 @@ async def interrupt_lapsed_turns(
     if turn_id is not None:
         query = query.where(turns.c.id == turn_id)
     rows = (await session.execute(query)).mappings().all()
-    # A turn with its hold recorded may have called its model: interrupted. One without never did.
-    for state, held in (("interrupted", True), ("failed", False)):
-        ids = [row["id"] for row in rows if bool(row["reservation_id"]) == held]
-        if ids:
-            await session.execute(update(turns).where(turns.c.id.in_(ids)).values(state=state))
     return [
         LapsedTurn(
             id=row["id"],
@@ -378,9 +380,40 @@ async def interrupt_lapsed_turns(
             reservation_id=row["reservation_id"],
             provider=row["provider"],
             model=row["model"],
+            reported=None
+            if row["reported_usage"] is None
+            else ReportedUsage(
+                provider=row["reported_usage"]["provider"],
+                model=row["reported_usage"]["model"],
+                usage=ParseDict(row["reported_usage"]["usage"], common_pb2.TokenUsage()),
+            ),
         )
         for row in rows
     ]
+
+
+async def end_lapsed_turns(*, session: AsyncSession, lapsed: Sequence[LapsedTurn]) -> None:
+    """`interrupted` the lapsed turns whose hold was recorded (they may have called their model),
+    `failed` those whose was not (they never did)."""
+    for state, held in (("interrupted", True), ("failed", False)):
+        ids = [turn.id for turn in lapsed if bool(turn.reservation_id) == held]
+        if ids:
+            await session.execute(update(turns).where(turns.c.id.in_(ids)).values(state=state))
+
+
+async def record_reported_usage(*, session: AsyncSession, turn_id: str, reported: ReportedUsage) -> None:
+    """Keep what the provider reported a running turn's call cost, as soon as it has."""
+    await session.execute(
+        update(turns)
+        .where(turns.c.id == turn_id, turns.c.state == "running")
+        .values(
+            reported_usage={
+                "provider": reported.provider,
+                "model": reported.model,
+                "usage": MessageToDict(reported.usage, preserving_proto_field_name=True),
+            }
+        )
+    )
 
 
 async def enqueue_turn_event(*, session: AsyncSession, subject: str, msg_id: str, event: events_pb2.TurnEvent) -> None:

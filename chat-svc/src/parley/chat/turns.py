@@ -43,7 +43,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from parley.chat import metrics, store
-from parley.chat.clients import Budget, Collections, Hold, Retrieval
+from parley.chat.clients import Budget, Collections, Hold, HoldUncertain, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
@@ -285,7 +285,13 @@ class TurnRunner:
                     max_output_tokens=max_tokens,
                     idempotency_key=hold_key(turn_id),
                 )
+            except HoldUncertain:
+                # usage-svc may have placed the hold before it failed to answer (it died, or the deadline
+                # passed): the row stays, and once its lease lapses the sweep releases the hold by the
+                # turn's key and fails the turn.
+                raise
             except BaseException:
+                # Refused, or usage-svc never reached: no hold was placed, and nothing is kept.
                 await self._discard(owner, turn_id=turn_id, conversation_id=conversation.id if created else None)
                 raise
             try:
@@ -507,6 +513,20 @@ class TurnRunner:
         )
         await self._meter.record(event)
 
+    async def _keep_reported(self, turn: _Turn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> None:
+        """Write down what the provider reported before pricing and storing the answer (a round trip
+        to usage-svc, a transaction): if this replica dies meanwhile, the turn is billed this, not
+        its whole hold. Best effort: the hold still bounds the bill."""
+        try:
+            async with self._sessions.begin() as session:
+                await store.record_reported_usage(
+                    session=session,
+                    turn_id=turn.turn_id,
+                    reported=store.ReportedUsage(provider=provider, model=model, usage=usage),
+                )
+        except Exception:
+            log.exception("could not keep a turn's reported usage", extra={"fields": {"turn_id": turn.turn_id}})
+
     async def _price(self, turn: _Turn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> int | None:
         """What the answer cost, to show with it; None when usage-svc cannot say. Billing is not
         this: usage-svc prices the turn's usage event itself."""
@@ -540,6 +560,7 @@ class TurnRunner:
             # From here the answer is whole: storing it is no longer cancelled, and its failures
             # after the commit are not a failed turn (the stored conversation is the truth).
             self._running.finishing(turn.turn_id)
+            await self._keep_reported(turn, finished.usage, provider=finished.provider, model=finished.model)
             _observe_first_token(first_token_seconds, provider=finished.provider, model=finished.model)
             await self._complete(turn, "".join(answer), finished)
         except asyncio.CancelledError:
@@ -554,6 +575,7 @@ class TurnRunner:
         except StreamBroken as broken:
             log.warning("answer broken off", extra={"fields": {"turn_id": turn.turn_id, "error": str(broken)}})
             self._running.finishing(turn.turn_id)  # what was said is stored as it is
+            await self._keep_reported(turn, broken.usage, provider=broken.provider, model=broken.model)
             _observe_first_token(first_token_seconds, provider=broken.provider, model=broken.model)
             await self._interrupted(turn, "".join(answer), broken)
         except (ProviderRefused, ProviderUnavailable) as error:

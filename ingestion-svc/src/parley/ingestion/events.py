@@ -10,7 +10,8 @@ consumes   jobs.ingest.urgent       IngestJob          durable ingestion-ingest-
            jobs.ingest.normal       IngestJob          durable ingestion-ingest-normal (stream JOBS)
            jobs.ingest.low          IngestJob          durable ingestion-ingest-low (stream JOBS)
            jobs.analyze             AnalyzeJob         durable ingestion-analyze (stream JOBS), after every ingest queue
-           docs.chunks.indexed      ChunksIndexed      durable ingestion-indexed (stream DOCS)
+           docs.chunks.indexed      ChunksIndexed      durable ingestion-indexed (stream DOCS); with `error`:
+                                                       retrieval gave up on the version → FAILED at indexing
 parks      parked.JOBS.ingestion-ingest-<priority>     a job that failed JOB_MAX_DELIVER times
            parked.JOBS.ingestion-analyze               likewise (the document stays READY, see artifacts.py)
 
