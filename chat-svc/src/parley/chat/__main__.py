@@ -8,6 +8,7 @@ from parley.chat.clients import IngestionClient, RetrievalClient, UsageClient
 from parley.chat.completions import Completions
 from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
+from parley.chat.global_context import GlobalContexts
 from parley.chat.grpc_api import ChatApi
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
@@ -55,6 +56,7 @@ async def main() -> None:
         intents=intents,
         memory=memory,
         relay=relay,
+        global_contexts=GlobalContexts(scripts=ingestion),
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
     completions = Completions.configured(

@@ -2,8 +2,9 @@
 counts what it will bill).
 
 Its parts, always in this order so a provider's prompt cache can reuse the longest prefix:
-system (the instructions), global (an outline and the main character sheets: none exist yet, the
-slot stays empty), the retrieved passages, the conversation (a rolling summary, then the last
+system (the instructions), global (the outlines, main characters' sheets and scene-card index of
+the conversation's scripts: `global_context`, with an allowance of its own beside the tier's
+budget; empty when no document has them), the retrieved passages, the conversation (a rolling summary, then the last
 messages), local (the text of the section the user has open) and the message.
 
 The passages are split for the cache. Those carried over from the last turn come first, in the
@@ -130,6 +131,7 @@ def build_prompt(
     carried: Sequence[retrieval_pb2.ChunkHit] = (),
     local: str = "",
     summary: str = "",
+    global_context: str = "",
 ) -> Prompt:
     """`hits` best first, as retrieval ranked them; `carried` the passages to keep before the
     conversation if they fit, in the order the last turn had them."""
@@ -181,10 +183,11 @@ def build_prompt(
         question,
         summary=summary_text,
         local=local_text,
+        global_context=global_context,
         fresh_passages=fresh,
         part_tokens=(
             ("system", system_tokens),
-            ("global", 0),
+            ("global", count_tokens(global_context) if global_context else 0),
             ("passages", sum(passage_tokens[:split])),
             ("conversation", conversation_tokens),
             ("new_passages", sum(passage_tokens[split:])),

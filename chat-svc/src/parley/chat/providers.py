@@ -103,9 +103,22 @@ def compose_answer(prompt: Prompt) -> str:
         quoted.append(f"{sentence} [{passage.index}]")
         if len(quoted) == MAX_QUOTED:
             break
+    quoted += _from_global(prompt.global_context, wanted, MAX_QUOTED - len(quoted))
     if not quoted:
         return "I could not find an answer to that in the documents of this conversation's collections."
     return "According to your documents:\n\n" + "\n\n".join(quoted)
+
+
+def _from_global(text: str, wanted: set[str], room: int) -> list[str]:
+    """The global context's lines (outline entries, sheets, index lines) sharing most words with
+    the question, in the order they stand, each said to come from the script's outline."""
+    if room <= 0 or not text:
+        return []
+    lines = [line.strip(" -#") for line in text.splitlines()[1:] if line.strip(" -#")]
+    scored = [(len(wanted & _terms(line)), -position) for position, line in enumerate(lines)]
+    best = sorted((item for item in scored if item[0] > 0), reverse=True)[:room]
+    in_order = sorted(best, key=lambda item: -item[1])
+    return [f"{lines[-position]} (from the outline and scene cards)" for _, position in in_order]
 
 
 DIGEST_SENTENCES = 5

@@ -46,6 +46,8 @@ from parley.chat import metrics, store
 from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
+from parley.chat.global_context import EMPTY as EMPTY_GLOBAL
+from parley.chat.global_context import GlobalContexts
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.leases import TurnLeases
 from parley.chat.memory import Summarizer
@@ -62,6 +64,7 @@ from parley.kit.contracts import (
     MAX_QUERY_CHARS,
     cancel_subject,
     tier_budget,
+    tier_global_budget,
     tier_name,
 )
 from parley.kit.db import Sessions
@@ -199,8 +202,10 @@ class TurnRunner:
         intents: IntentClassifier,
         memory: Summarizer,
         relay: OutboxRelay,
+        global_contexts: GlobalContexts | None = None,
     ) -> None:
         self._settings = settings
+        self._global = global_contexts
         self._sessions = sessions
         self._nc = nc
         self._js = js
@@ -228,7 +233,14 @@ class TurnRunner:
         if conversation is None:
             for collection_id in collection_ids:  # another tenant's collection is NotFound
                 await self._collections.require(identity, collection_id)
-        context = await self._gather(identity, request, collection_ids=collection_ids, history=history)
+        scripts = (
+            await self._global.build(identity, collection_ids, budget=tier_global_budget(request.tier))
+            if self._global is not None
+            else EMPTY_GLOBAL
+        )
+        context = await self._gather(
+            identity, request, collection_ids=collection_ids, history=history, has_global=bool(scripts.text)
+        )
         budget = tier_budget(request.tier)
         prompt = build_prompt(
             question=request.message,
@@ -238,6 +250,7 @@ class TurnRunner:
             history=[Turn(role=message.role, content=message.content) for message in history],
             summary=conversation.summary if conversation else "",
             budget=budget,
+            global_context=scripts.text,
         )
         context_used = chat_pb2.ContextUsed(
             intent=context.intent.name,
@@ -247,7 +260,7 @@ class TurnRunner:
             budget_tokens=budget,
             parts=[chat_pb2.ContextPart(name=name, tokens=tokens) for name, tokens in prompt.part_tokens],
             trimmed=prompt.trimmed,
-            notes=context.notes,
+            notes=(*context.notes, *scripts.notes),
             carried_passages=len(prompt.carried),
         )
         # A turn whose events cannot be published fails here, before any hold or model call.
@@ -381,6 +394,7 @@ class TurnRunner:
         *,
         collection_ids: Sequence[str],
         history: Sequence[store.MessageRecord],
+        has_global: bool = False,
     ) -> _Context:
         """The intent, then the passages it calls for, the open section's text, and the passages the
         last answer had (carried first into the prompt, for the cache)."""
@@ -397,13 +411,15 @@ class TurnRunner:
         intent = await self._intents.decide(hint=request.intent, message=request.message, bill=bill)
         notes: list[str] = []
         strategy = intent.retrieval
-        if strategy == MINIMAL:
+        if strategy == MINIMAL and not has_global:
             notes.append("no outline exists yet: semantic retrieval instead of the outline")
             strategy = SEMANTIC
         if strategy in (POSITIONAL, HYBRID) and section is None:
             notes.append(f"{intent.name} without a current_section_id: semantic retrieval instead")
             strategy = SEMANTIC
-        if section is not None and strategy == POSITIONAL:
+        if strategy == MINIMAL:  # the global context (outline, sheets, scene index) is its context
+            hits = []
+        elif section is not None and strategy == POSITIONAL:
             around = await self._retrieval.neighbours(
                 identity, document_id=section.document_id, ordinal=section.ordinal, before=1, after=1
             )

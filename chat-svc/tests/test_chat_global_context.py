@@ -1,0 +1,274 @@
+"""The script in the prompt, once: a conversation over a screenplay gets its outline, main
+characters' sheets and scene-card index at the front of every prompt (global_context), a
+`global_question` answers from it without a search, and the second turn reads it from Claude's
+cache. TurnRunner on real PostgreSQL and NATS; the Anthropic SDK against the fake; ingestion,
+retrieval and usage-svc as in-test implementations of chat-svc's client Protocols."""
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
+
+from parley.chat.clients import Hold
+from parley.chat.config import Settings
+from parley.chat.global_context import GlobalContexts, Script, render
+from parley.chat.intent import IntentClassifier
+from parley.chat.memory import Summarizer
+from parley.chat.models import outbox
+from parley.chat.provider_anthropic import AnthropicProvider
+from parley.chat.providers import LocalProvider
+from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
+from parley.kit import db
+from parley.kit.contracts import turn_subject
+from parley.kit.identity import Identity
+from parley.kit.outbox import OutboxRelay
+from parley.v1 import chat_pb2, common_pb2, events_pb2, ingestion_pb2, retrieval_pb2
+from tests.fakes.anthropic_server import FakeAnthropic
+
+LOCATIONS = ("RIVER", "CIRCUS", "SPECTRE", "HOSPITAL", "WAR ZONE", "BANK", "ORCHARD", "ROAD")
+
+
+def screenplay(
+    document_id: str, collection_id: str, scenes: int = 60
+) -> tuple[ingestion_pb2.Document, list[ingestion_pb2.Artifact]]:
+    """A script's document and the artifacts ingestion would have written for it (extractive shapes)."""
+    document = ingestion_pb2.Document(
+        id=document_id,
+        collection_id=collection_id,
+        title="Big Fish",
+        status=ingestion_pb2.DOCUMENT_STATUS_READY,
+        version=1,
+        analysis_state="analyzed",
+    )
+
+    def artifact(kind: str, key: str, content: dict[str, object]) -> ingestion_pb2.Artifact:
+        return ingestion_pb2.Artifact(
+            id=str(uuid.uuid4()), document_id=document_id, kind=kind, key=key, content_json=json.dumps(content)
+        )
+
+    cards = [
+        artifact(
+            "scene_card",
+            str(number),
+            {
+                "method": "extractive",
+                "scene": str(number),
+                "heading": f"EXT. {LOCATIONS[number % len(LOCATIONS)]} - DAY",
+                "characters": ["EDWARD", "WILL"] if number % 3 else ["EDWARD", "THE WITCH"],
+                "what_happens": f"Edward tells the tale of the {LOCATIONS[number % len(LOCATIONS)].lower()} "
+                f"while Will listens, number {number}, and the night goes on and on.",
+            },
+        )
+        for number in range(1, scenes + 1)
+    ]
+    outline = artifact(
+        "outline",
+        "outline",
+        {
+            "method": "extractive",
+            "title": "Big Fish",
+            "logline": {"title": "Big Fish", "main_characters": ["EDWARD", "WILL", "SANDRA"]},
+            "central_conflict": {"characters": ["EDWARD", "WILL"], "shared_scenes": 40},
+            "ending": "Will carries his dying father to the river, finishing the story himself.",
+        },
+    )
+    sheets = [
+        artifact("character_sheet", name, {"method": "extractive", "name": name, "scene_count": count})
+        for name, count in (("EDWARD", 60), ("WILL", 40))
+    ]
+    return document, [*cards, outline, *sheets]
+
+
+@dataclass
+class FakeScripts:
+    """Ingestion as far as the global context reads it, counting its calls."""
+
+    listed: dict[str, list[ingestion_pb2.Document]]
+    held: dict[str, list[ingestion_pb2.Artifact]]
+    artifact_calls: int = 0
+
+    async def documents(self, identity: Identity, collection_id: str) -> list[ingestion_pb2.Document]:
+        return self.listed.get(collection_id, [])
+
+    async def artifacts(
+        self, identity: Identity, document_id: str, kinds: Sequence[str] = ()
+    ) -> list[ingestion_pb2.Artifact]:
+        self.artifact_calls += 1
+        return [a for a in self.held.get(document_id, []) if not kinds or a.kind in kinds]
+
+    async def sections(self, identity: Identity, document_id: str) -> list[ingestion_pb2.Section]:
+        return []
+
+    async def characters(self, identity: Identity, document_id: str) -> ingestion_pb2.CharactersReport:
+        return ingestion_pb2.CharactersReport()
+
+    async def pacing(self, identity: Identity, document_id: str) -> ingestion_pb2.PacingReport:
+        return ingestion_pb2.PacingReport()
+
+
+@dataclass
+class NoSearch:
+    """Retrieval that finds nothing and remembers being asked."""
+
+    searches: list[str] = field(default_factory=list)
+
+    async def search(
+        self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
+    ) -> retrieval_pb2.SearchResponse:
+        self.searches.append(query)
+        return retrieval_pb2.SearchResponse()
+
+    async def chunks(self, identity: Identity, chunk_ids: Sequence[str]) -> list[retrieval_pb2.ChunkHit]:
+        return []
+
+    async def neighbours(
+        self, identity: Identity, *, document_id: str, ordinal: int, before: int, after: int
+    ) -> list[retrieval_pb2.ChunkHit]:
+        return []
+
+
+class Owned:
+    async def require(self, identity: Identity, collection_id: str) -> None:
+        """Every collection is the caller's."""
+
+
+@dataclass
+class OpenBudget:
+    holds: list[int] = field(default_factory=list)
+
+    async def reserve(
+        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+    ) -> Hold:
+        self.holds.append(input_tokens)
+        return Hold(reservation_id=str(uuid.uuid4()), reserved_micros=0)
+
+    async def release(self, identity: Identity, reservation_id: str) -> None:
+        """Nothing held for real."""
+
+    async def price(self, identity: Identity, *, provider: str, model: str, usage: common_pb2.TokenUsage) -> int:
+        return 0
+
+
+async def read_turn(nats_client: NatsClient, started: StartedTurn) -> list[events_pb2.TurnEvent]:
+    subject = turn_subject(started.conversation_id, started.turn_id)
+    subscription = await nats_client.jetstream().subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    read: list[events_pb2.TurnEvent] = []
+    try:
+        while not read or read[-1].WhichOneof("kind") not in ("end", "error"):
+            read.append(events_pb2.TurnEvent.FromString((await subscription.next_msg(timeout=5)).data))
+    finally:
+        await subscription.unsubscribe()
+    return read
+
+
+def runner(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    scripts: FakeScripts,
+    retrieval: NoSearch,
+    **providers: object,
+) -> TurnRunner:
+    js = nats_client.jetstream()
+    relay = OutboxRelay(sessions=sessions, table=outbox, js=js)
+    return TurnRunner(
+        settings=settings,
+        sessions=sessions,
+        nc=nats_client,
+        js=js,
+        retrieval=retrieval,
+        collections=Owned(),
+        budget=OpenBudget(),
+        providers={"local": LocalProvider(), **providers},  # type: ignore[dict-item]
+        intents=IntentClassifier(model=None),
+        memory=Summarizer(sessions=sessions, relay=relay, model=None, window=settings.history_messages),
+        relay=relay,
+        global_contexts=GlobalContexts(scripts=scripts),
+    )
+
+
+def ask(message: str, *, collection_id: str = "", conversation_id: str = "", provider: str = "") -> TurnRequest:
+    return TurnRequest(
+        conversation_id=conversation_id,
+        collection_ids=(collection_id,) if collection_id else (),
+        message=message,
+        tier=chat_pb2.TIER_STANDARD,
+        max_tokens=0,
+        provider=provider,
+        model="",
+        intent="",
+    )
+
+
+def test_the_global_context_is_rendered_once_in_order_and_cut_at_the_end_of_the_index() -> None:
+    document, artifacts = screenplay("doc-1", "col-1")
+    whole = render([Script(document, tuple(artifacts))], budget=8_000)
+    text = whole.text
+    assert text.index("Outline:") < text.index("Main characters:") < text.index("Scene index")
+    assert "- EDWARD: scene_count: 60" in text and "extractive" not in text, "how it was made is left out"
+    assert "60 | EXT. WAR ZONE - DAY | EDWARD, THE WITCH |" in text and not whole.notes
+    assert render([Script(document, tuple(artifacts))], budget=8_000).text == text, "the same bytes every turn"
+
+    cut = render([Script(document, tuple(artifacts))], budget=900)
+    assert cut.tokens <= 900 and "Outline:" in cut.text
+    assert "list_scenes lists them" in cut.text and cut.notes[0].endswith("left out of the index")
+
+
+async def test_a_global_question_answers_from_the_script_and_the_second_turn_reads_it_from_the_cache(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    retrieval = NoSearch()
+    anthropic_fake.reset()
+    anthropic_fake.forget_cache()
+    claude = AnthropicProvider(
+        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
+    )
+    turns = runner(settings, sessions, nats_client, scripts, retrieval, anthropic=claude)
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-g")
+    try:
+        first = await turns.start(
+            identity,
+            ask("What theme does the ending land, overall?", collection_id=collection_id, provider="anthropic"),
+        )
+        read = await read_turn(nats_client, first)
+        used = read[-2].usage.context_used
+        assert (used.intent, used.retrieval) == ("global_question", "minimal")
+        assert not any("no outline" in note for note in used.notes), "the outline exists: no fall-back"
+        assert retrieval.searches == [], "the outline is the context: no search"
+        parts = {part.name: part.tokens for part in used.parts}
+        assert parts["global"] > 1_024, "a feature's index is worth caching"
+        sent = anthropic_fake.received[-1].body
+        assert "Scene index" in sent["system"][1]["text"] and "cache_control" in sent["system"][1]
+
+        second = await turns.start(
+            identity, ask("And the whole arc of WILL?", conversation_id=first.conversation_id, provider="anthropic")
+        )
+        read = await read_turn(nats_client, second)
+        usage = read[-2].usage.usage
+        assert usage.cache_read_tokens >= parts["global"], "the script is read from the cache on turn 2"
+        assert scripts.artifact_calls == 1, "the artifacts of an unchanged document are read once"
+    finally:
+        await claude.close()
+
+
+async def test_local_answers_a_global_question_from_the_outline(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=12)
+    turns = runner(
+        settings, sessions, nats_client, FakeScripts({collection_id: [document]}, {document_id: artifacts}), NoSearch()
+    )
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-l")
+    started = await turns.start(identity, ask("How does the story end, overall?", collection_id=collection_id))
+    read = await read_turn(nats_client, started)
+    answer = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert "carries his dying father to the river" in answer
