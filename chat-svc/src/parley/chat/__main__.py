@@ -15,6 +15,7 @@ from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
+from parley.chat.tools import Toolbox
 from parley.chat.turns import TurnRunner
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
@@ -57,6 +58,7 @@ async def main() -> None:
         memory=memory,
         relay=relay,
         global_contexts=GlobalContexts(scripts=ingestion),
+        toolbox=Toolbox(scripts=ingestion, retrieval=retrieval),
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
     completions = Completions.configured(

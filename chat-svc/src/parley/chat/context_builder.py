@@ -21,11 +21,13 @@ oldest messages go first) and the local text at most `LOCAL_SHARE` (cut at its e
 instructions and the message are always sent.
 """
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from parley.chat.tool_calls import ToolRound, ToolSpec
 from parley.kit.tokens import count_tokens, encoding
 from parley.v1 import retrieval_pb2
 
@@ -90,6 +92,11 @@ class Prompt:
     # tokens), and what did not fit, in words.
     part_tokens: tuple[tuple[str, int], ...] = ()
     trimmed: tuple[str, ...] = ()
+    # Tools the model may call (tool_loop), the rounds so far, and whether this call may call
+    # more (the last round may not: it answers).
+    tools: tuple[ToolSpec, ...] = ()
+    rounds: tuple[ToolRound, ...] = ()
+    tools_allowed: bool = True
 
     @property
     def carried(self) -> tuple[Passage, ...]:
@@ -118,6 +125,16 @@ class Prompt:
             self.fresh_context(),
             self.local,
             self.question,
+            *(spec.description + json.dumps(spec.parameters) for spec in self.tools),
+            *(
+                text
+                for tool_round in self.rounds
+                for text in (
+                    tool_round.text,
+                    *(call.name + call.arguments_json for call in tool_round.calls),
+                    *(result.text for result in tool_round.results),
+                )
+            ),
         ]
         return [part for part in parts if part]
 

@@ -164,14 +164,14 @@ def _essentials(script: Script) -> str:
     lines = [f"## {document.title} ({kind}{size}; document_id {document.id})"]
     for outline in script.of_kind("outline"):
         lines.append("Outline:")
-        lines += [f"- {name}: {_compact(value)}" for name, value in outline.items() if name not in _HOW_MADE]
+        lines += [f"- {name}: {compact(value)}" for name, value in outline.items() if name not in _HOW_MADE]
     sheets = script.of_kind("character_sheet")
     if sheets:
         lines.append("Main characters:")
         for sheet in sheets:
             name = str(sheet.get("name", "?"))
             rest = {key: value for key, value in sheet.items() if key not in _HOW_MADE and key != "name"}
-            lines.append(f"- {name}: {_compact(rest)}")
+            lines.append(f"- {name}: {compact(rest)}")
     threads = script.of_kind("plot_thread")
     if threads:
         lines.append("Plot threads:")
@@ -195,7 +195,7 @@ def _index(script: Script, room: int) -> tuple[str, int, int]:
     room -= count_tokens(header) + 1
     lines: list[str] = []
     for card in cards:
-        line = _index_line(card)
+        line = index_line(card)
         cost = count_tokens(line) + 1
         if cost > room:
             break
@@ -210,7 +210,7 @@ def _index(script: Script, room: int) -> tuple[str, int, int]:
     return "\n".join([header, *lines]), room, left_out
 
 
-def _index_line(card: dict[str, object]) -> str:
+def index_line(card: dict[str, object]) -> str:
     number = card.get("scene", card.get("section", "?"))
     heading = str(card.get("heading", ""))
     characters = card.get("characters") or []
@@ -219,14 +219,14 @@ def _index_line(card: dict[str, object]) -> str:
     return f"{number} | {heading} | {who} | {_cut(' '.join(happens.split()), INDEX_LINE_TOKENS)}"
 
 
-def _compact(value: object) -> str:
+def compact(value: object) -> str:
     """A JSON value in one line: objects as `key: value; …`, lists joined, how-made keys left out."""
     if isinstance(value, dict):
-        return "; ".join(f"{key}: {_compact(item)}" for key, item in value.items() if key not in _HOW_MADE)
+        return "; ".join(f"{key}: {compact(item)}" for key, item in value.items() if key not in _HOW_MADE)
     if isinstance(value, list):
         if all(not isinstance(item, dict | list) for item in value):
             return ", ".join(str(item) for item in value)
-        return " | ".join(_compact(item) for item in value)
+        return " | ".join(compact(item) for item in value)
     return " ".join(str(value).split())
 
 

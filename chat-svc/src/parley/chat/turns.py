@@ -42,7 +42,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from parley.chat import metrics, store
+from parley.chat import metrics, store, tool_loop
 from parley.chat.clients import Budget, Collections, Hold, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
@@ -55,6 +55,8 @@ from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.provider_registry import choose
 from parley.chat.providers import Finished, LlmProvider, TextDelta, prompt_tokens
+from parley.chat.tool_loop import ToolSession, hold_bound, with_tools
+from parley.chat.tools import Toolbox
 from parley.chat.turn_stream import TurnStream, require_turn_stream
 from parley.kit.contracts import (
     INTENTS,
@@ -152,6 +154,7 @@ class _Turn:
     hold: Hold
     started: float
     stream: TurnStream
+    tools: ToolSession | None = None  # when the model may call tools: what they run with and did
 
     def usage_event(
         self, usage: common_pb2.TokenUsage, *, provider: str, model: str, success: bool
@@ -172,6 +175,9 @@ class _Turn:
         used = chat_pb2.ContextUsed()
         used.CopyFrom(self.context_used)
         used.cache_read_tokens, used.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        if self.tools is not None:
+            used.tool_calls.extend(self.tools.calls)
+            used.tool_rounds = self.tools.model_rounds
         return used
 
 
@@ -203,9 +209,11 @@ class TurnRunner:
         memory: Summarizer,
         relay: OutboxRelay,
         global_contexts: GlobalContexts | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self._settings = settings
         self._global = global_contexts
+        self._toolbox = toolbox
         self._sessions = sessions
         self._nc = nc
         self._js = js
@@ -252,6 +260,13 @@ class TurnRunner:
             budget=budget,
             global_context=scripts.text,
         )
+        # The writers' room tools, over the conversation's scripts, when there are any.
+        tools = None
+        if self._toolbox is not None and scripts.scripts and self._settings.tool_rounds > 0:
+            prompt = with_tools(prompt)
+            tools = ToolSession(
+                self._toolbox, identity, scripts.scripts, tuple(collection_ids), self._settings.tool_rounds
+            )
         context_used = chat_pb2.ContextUsed(
             intent=context.intent.name,
             intent_source=context.intent.source,
@@ -267,12 +282,17 @@ class TurnRunner:
         await require_turn_stream(self._js)
         # Priced by usage-svc: every counted input token at input's dearest rate plus every allowed
         # output token, the most this call can cost.
+        input_bound, output_bound = provider.count_tokens(prompt, model=model), max_tokens
+        if tools is not None:  # every round the tools may take, inside this one hold
+            input_bound, output_bound = hold_bound(
+                prompt_tokens=input_bound, max_tokens=max_tokens, rounds=self._settings.tool_rounds
+            )
         hold = await self._budget.reserve(
             identity,
             provider=provider.name,
             model=model,
-            input_tokens=provider.count_tokens(prompt, model=model),
-            max_output_tokens=max_tokens,
+            input_tokens=input_bound,
+            max_output_tokens=output_bound,
         )
         turn_id = str(uuid.uuid4())
         try:
@@ -313,6 +333,7 @@ class TurnRunner:
                     frame_seconds=self._settings.frame_seconds,
                     publish_timeout=self._settings.publish_timeout_seconds,
                 ),
+                tools=tools,
             )
         except BaseException:
             await self._release(identity, hold)  # no task will ever send the usage event that would
@@ -514,7 +535,15 @@ class TurnRunner:
         first_token_seconds: float | None = None
         try:
             finished: Finished | None = None
-            async for event in turn.provider.stream(turn.prompt, model=turn.model, max_tokens=turn.max_tokens):
+            events = tool_loop.answer(
+                turn.provider,
+                turn.prompt,
+                model=turn.model,
+                max_tokens=turn.max_tokens,
+                session=turn.tools,
+                announce=lambda call, done: turn.stream.tool(call, done=done),
+            )
+            async for event in events:
                 if isinstance(event, TextDelta):
                     if first_token_seconds is None and event.text:
                         first_token_seconds = time.monotonic() - called

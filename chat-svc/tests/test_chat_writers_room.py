@@ -1,8 +1,10 @@
-"""The script in the prompt, once: a conversation over a screenplay gets its outline, main
-characters' sheets and scene-card index at the front of every prompt (global_context), a
-`global_question` answers from it without a search, and the second turn reads it from Claude's
-cache. TurnRunner on real PostgreSQL and NATS; the Anthropic SDK against the fake; ingestion,
-retrieval and usage-svc as in-test implementations of chat-svc's client Protocols."""
+"""The writers' room. The script in the prompt, once: a conversation over a screenplay gets its
+outline, main characters' sheets and scene-card index at the front of every prompt
+(global_context), a `global_question` answers from it without a search, and the second turn reads
+it from Claude's cache. Tools: the model calls them in rounds (tool_loop), each round billed inside
+the turn's one hold; `local` routes tool-shaped questions to them offline. TurnRunner on real
+PostgreSQL and NATS; the Anthropic SDK against the fake; ingestion, retrieval and usage-svc as
+in-test implementations of chat-svc's client Protocols."""
 
 import json
 import uuid
@@ -20,6 +22,7 @@ from parley.chat.memory import Summarizer
 from parley.chat.models import outbox
 from parley.chat.provider_anthropic import AnthropicProvider
 from parley.chat.providers import LocalProvider
+from parley.chat.tools import Toolbox, route
 from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
 from parley.kit import db
 from parley.kit.contracts import turn_subject
@@ -27,6 +30,7 @@ from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.v1 import chat_pb2, common_pb2, events_pb2, ingestion_pb2, retrieval_pb2
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.scripting import Script as Step
 
 LOCATIONS = ("RIVER", "CIRCUS", "SPECTRE", "HOSPITAL", "WAR ZONE", "BANK", "ORCHARD", "ROAD")
 
@@ -82,6 +86,24 @@ def screenplay(
     return document, [*cards, outline, *sheets]
 
 
+def scenes_of(artifacts: Sequence[ingestion_pb2.Artifact]) -> list[ingestion_pb2.Section]:
+    """The scene sections the cards were written from."""
+    sections = []
+    for ordinal, card in enumerate(a for a in artifacts if a.kind == "scene_card"):
+        content = json.loads(card.content_json)
+        scene = ingestion_pb2.Scene(
+            number=content["scene"],
+            heading=content["heading"],
+            characters=content["characters"],
+            start_page=ordinal + 1,
+        )
+        text = f"{content['heading']}\n\n{content['what_happens']}"
+        sections.append(
+            ingestion_pb2.Section(ordinal=ordinal, kind="scene", heading=scene.heading, text=text, scene=scene)
+        )
+    return sections
+
+
 @dataclass
 class FakeScripts:
     """Ingestion as far as the global context reads it, counting its calls."""
@@ -100,7 +122,7 @@ class FakeScripts:
         return [a for a in self.held.get(document_id, []) if not kinds or a.kind in kinds]
 
     async def sections(self, identity: Identity, document_id: str) -> list[ingestion_pb2.Section]:
-        return []
+        return scenes_of(self.held.get(document_id, []))
 
     async def characters(self, identity: Identity, document_id: str) -> ingestion_pb2.CharactersReport:
         return ingestion_pb2.CharactersReport()
@@ -137,12 +159,12 @@ class Owned:
 
 @dataclass
 class OpenBudget:
-    holds: list[int] = field(default_factory=list)
+    holds: list[tuple[int, int]] = field(default_factory=list)  # input, output
 
     async def reserve(
         self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
     ) -> Hold:
-        self.holds.append(input_tokens)
+        self.holds.append((input_tokens, max_output_tokens))
         return Hold(reservation_id=str(uuid.uuid4()), reserved_micros=0)
 
     async def release(self, identity: Identity, reservation_id: str) -> None:
@@ -172,6 +194,7 @@ def runner(
     nats_client: NatsClient,
     scripts: FakeScripts,
     retrieval: NoSearch,
+    budget: "OpenBudget | None" = None,
     **providers: object,
 ) -> TurnRunner:
     js = nats_client.jetstream()
@@ -183,12 +206,13 @@ def runner(
         js=js,
         retrieval=retrieval,
         collections=Owned(),
-        budget=OpenBudget(),
+        budget=budget or OpenBudget(),
         providers={"local": LocalProvider(), **providers},  # type: ignore[dict-item]
         intents=IntentClassifier(model=None),
         memory=Summarizer(sessions=sessions, relay=relay, model=None, window=settings.history_messages),
         relay=relay,
         global_contexts=GlobalContexts(scripts=scripts),
+        toolbox=Toolbox(scripts=scripts, retrieval=retrieval),
     )
 
 
@@ -272,3 +296,128 @@ async def test_local_answers_a_global_question_from_the_outline(
     read = await read_turn(nats_client, started)
     answer = "".join(event.delta.text for event in read if event.HasField("delta"))
     assert "carries his dying father to the river" in answer
+
+
+def test_the_local_router_sends_tool_shaped_questions_to_their_tool() -> None:
+    def routed(question: str) -> tuple[str, dict[str, object]] | None:
+        call = route(question)
+        return None if call is None else (call.name, call.arguments)
+
+    assert routed("Which scenes does EDWARD appear in?") == ("get_character_scenes", {"character": "EDWARD"})
+    assert routed("Which scenes feature the witch?") == ("get_character_scenes", {"character": "witch"})
+    assert routed("What happens in scene 12?") == ("get_scene", {"scene": "12"})
+    assert routed("What comes just before scene 12?") == ("get_scene_context", {"scene": "12"})
+    assert routed("How is the pacing?") == ("analyze_pacing", {})
+    assert routed("Why does Will resent his father?") is None
+
+
+async def test_local_answers_which_scenes_a_character_is_in_with_the_tool_offline(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=12)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    turns = runner(settings, sessions, nats_client, scripts, NoSearch())
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-t")
+    started = await turns.start(identity, ask("Which scenes feature the witch?", collection_id=collection_id))
+    read = await read_turn(nats_client, started)
+
+    kinds = [event.WhichOneof("kind") for event in read]
+    assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "end"
+    result = read[1].tool_result
+    assert (result.name, json.loads(result.input_json), result.round) == (
+        "get_character_scenes",
+        {"character": "witch"},
+        1,
+    )
+    assert result.result.startswith("THE WITCH speaks in 4 of 12 scenes:") and "3 | EXT. CIRCUS" not in result.result
+    assert "3 | EXT. HOSPITAL - DAY | page 3" in result.result
+    answer = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert "THE WITCH speaks in 4 of 12 scenes" in answer
+    used = read[-2].usage.context_used
+    assert used.tool_rounds == 1 and [call.name for call in used.tool_calls] == ["get_character_scenes"]
+
+
+async def test_claude_calls_tools_over_several_rounds_each_billed_within_the_one_hold(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=30)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    anthropic_fake.reset()
+    anthropic_fake.forget_cache()
+    anthropic_fake.script(
+        Step.call(("get_character_scenes", {"character": "the witch"})),
+        Step.call(("get_scene", {"scene": "999"})),  # no such scene: the model is told, and goes on
+        Step.call(("get_scene", {"scene": "3"}), ("get_outline", {})),
+        Step(answer="The witch is in scenes 3, 6 and 9 (scene 3)."),
+    )
+    claude = AnthropicProvider(
+        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
+    )
+    budget = OpenBudget()
+    turns = runner(settings, sessions, nats_client, scripts, NoSearch(), budget, anthropic=claude)
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-c")
+    try:
+        started = await turns.start(
+            identity, ask("Tell me about the witch's scenes.", collection_id=collection_id, provider="anthropic")
+        )
+        read = await read_turn(nats_client, started)
+    finally:
+        await claude.close()
+
+    results = [event.tool_result for event in read if event.HasField("tool_result")]
+    assert [(r.round, r.name, r.is_error) for r in results] == [
+        (1, "get_character_scenes", False),
+        (2, "get_scene", True),
+        (3, "get_scene", False),
+        (3, "get_outline", False),
+    ]
+    assert "no scene '999'" in results[1].result
+    sent = [received.body for received in anthropic_fake.received]
+    assert len(sent) == 4 and all(body["tools"][0]["name"] == "get_scene" for body in sent)
+    last = sent[-1]["messages"]
+    assert [block["type"] for block in last[-1]["content"]] == ["tool_result", "tool_result"]
+    assert last[-1]["content"][0]["tool_use_id"] == last[-2]["content"][0]["id"]
+
+    # Every round billed: the turn's usage is the four calls' together, all inside the one hold.
+    served = anthropic_fake.served
+    usage = read[-2].usage.usage
+    assert usage.output_tokens == sum(call.output_tokens for call in served)
+    inputs = [
+        s.usage.input_tokens + s.usage.cache_read_input_tokens + s.usage.cache_creation_input_tokens for s in served
+    ]
+    assert usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens == sum(inputs)
+    [(held_input, held_output)] = budget.holds
+    assert sum(inputs) <= held_input and usage.output_tokens <= held_output
+    assert served[-1].usage.cache_read_input_tokens > 0, "each round reads the rounds before it from the cache"
+    used = read[-2].usage.context_used
+    assert used.tool_rounds == 3 and len(used.tool_calls) == 4
+    answer = "".join(event.delta.text for event in read if event.HasField("delta"))
+    assert answer == "The witch is in scenes 3, 6 and 9 (scene 3)."
+
+
+async def test_a_tool_loop_stops_at_its_round_limit_and_the_model_must_answer(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=12)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    anthropic_fake.reset()
+    anthropic_fake.script(*[Step.call(("list_scenes", {}))] * 3)  # a model that would call for ever
+    claude = AnthropicProvider(
+        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
+    )
+    one_round = settings.model_copy(update={"tool_rounds": 1})
+    turns = runner(one_round, sessions, nats_client, scripts, NoSearch(), anthropic=claude)
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-r")
+    try:
+        started = await turns.start(
+            identity, ask("Walk me through it.", collection_id=collection_id, provider="anthropic")
+        )
+        read = await read_turn(nats_client, started)
+    finally:
+        await claude.close()
+    sent = [received.body for received in anthropic_fake.received]
+    assert len(sent) == 2 and "tool_choice" not in sent[0] and sent[1]["tool_choice"] == {"type": "none"}
+    assert read[-1].WhichOneof("kind") == "end" and read[-2].usage.context_used.tool_rounds == 1
