@@ -21,6 +21,7 @@ from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
 from parley.chat.models import outbox
 from parley.chat.provider_anthropic import AnthropicProvider
+from parley.chat.provider_openai import OpenAIProvider
 from parley.chat.providers import LocalProvider
 from parley.chat.tools import Toolbox, route
 from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
@@ -30,6 +31,7 @@ from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.v1 import chat_pb2, common_pb2, events_pb2, ingestion_pb2, retrieval_pb2
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import Script as Step
 
 LOCATIONS = ("RIVER", "CIRCUS", "SPECTRE", "HOSPITAL", "WAR ZONE", "BANK", "ORCHARD", "ROAD")
@@ -421,3 +423,27 @@ async def test_a_tool_loop_stops_at_its_round_limit_and_the_model_must_answer(
     sent = [received.body for received in anthropic_fake.received]
     assert len(sent) == 2 and "tool_choice" not in sent[0] and sent[1]["tool_choice"] == {"type": "none"}
     assert read[-1].WhichOneof("kind") == "end" and read[-2].usage.context_used.tool_rounds == 1
+
+
+async def test_openai_function_calling_runs_a_tool_round_then_answers(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, openai_fake: FakeOpenAI
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=12)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    openai_fake.reset()
+    openai_fake.script(Step.call(("get_character_scenes", {"character": "edward"})), Step(answer="In all twelve."))
+    gpt = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
+    turns = runner(settings, sessions, nats_client, scripts, NoSearch(), openai=gpt)
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-o")
+    try:
+        started = await turns.start(identity, ask("Where is Edward?", collection_id=collection_id, provider="openai"))
+        read = await read_turn(nats_client, started)
+    finally:
+        await gpt.close()
+    [result] = [event.tool_result for event in read if event.HasField("tool_result")]
+    assert result.name == "get_character_scenes" and result.result.startswith("EDWARD speaks in 12 of 12 scenes")
+    second = openai_fake.received[-1].body["messages"]
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "get_character_scenes"
+    assert second[-1] == {"role": "tool", "tool_call_id": second[-2]["tool_calls"][0]["id"], "content": result.result}
+    assert "".join(event.delta.text for event in read if event.HasField("delta")) == "In all twelve."
