@@ -174,7 +174,7 @@ COMPLETION_KINDS = ("summary",)  # the usage kinds a completion may be billed as
 
 # JOBS: AnalyzeJob, ingestion → ingestion. Taken after every ingest queue (below low), one batch a job.
 ANALYZE_JOBS = "jobs.analyze"
-ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread")
+ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread", "coverage")
 
 
 def analyze_msg_id(document_id: object, version: int, written: int) -> str:
