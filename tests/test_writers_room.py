@@ -1,8 +1,10 @@
 """The writers' room through the whole platform, offline (`local` provider and writer): a short
-screenplay uploaded, its breakdown sheet as JSON and CSV, and a question a tool answers exactly,
+screenplay uploaded, its breakdown sheet as JSON and CSV, a question a tool answers exactly,
 routed by `local` to `get_character_scenes` over the real stored scenes, with the script's scene
-index in the prompt's global part."""
+index in the prompt's global part; and the same tools over MCP at /mcp with the official `mcp`
+SDK's client (an API key required)."""
 
+import asyncio
 import csv
 import io
 import time
@@ -10,6 +12,13 @@ import uuid
 from typing import Any
 
 import httpx
+import httpx2
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import TextContent
+
+from parley.kit.devstack import Platform
 
 SCRIPT = """Title: The River Witch
 
@@ -103,3 +112,34 @@ def test_a_screenplays_breakdown_sheet_as_json_and_csv_and_a_question_answered_b
     assert "THE WITCH speaks in 2 of 4 scenes" in message["content"]
     assert "2 | INT. WITCH'S HOUSE - NIGHT" in message["content"]
     assert {part["name"]: part["tokens"] for part in used["parts"]}["global"] > 0, "the scene index is in the prompt"
+
+
+def test_mcp_lists_the_tools_runs_one_on_a_real_script_and_refuses_a_caller_without_a_key(
+    api: httpx.Client, platform: Platform
+) -> None:
+    collection_id, _ = _script(api)
+    assert platform.secrets is not None
+    url = f"{platform.gateway_url}/mcp"
+
+    async def session(key: str | None) -> tuple[list[str], str, bool]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            listed = await client.list_tools()
+            ran = await client.call_tool(
+                "get_character_scenes", {"collection_ids": [collection_id], "character": "the witch"}
+            )
+        text = "".join(block.text for block in ran.content if isinstance(block, TextContent))
+        return [tool.name for tool in listed.tools], text, bool(ran.is_error)
+
+    names, text, failed = asyncio.run(session(platform.secrets.admin_api_key))
+    assert {"get_scene", "get_character_scenes", "list_scenes", "get_coverage", "search", "ask"} <= set(names)
+    assert not failed and text.startswith("THE WITCH speaks in 2 of 4 scenes")
+
+    # Without a key the SDK's client fails to connect: the front door answered 401 before MCP.
+    with pytest.raises(Exception):  # noqa: B017 (the SDK wraps the HTTP error in task-group groups)
+        asyncio.run(session(None))
+    bare = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=30)
+    assert bare.status_code == 401 and bare.json()["error"]["code"] == "unauthenticated"

@@ -15,7 +15,7 @@ from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
-from parley.chat.tools import Toolbox
+from parley.chat.tools import Toolbox, ToolDesk
 from parley.chat.turns import TurnRunner
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
@@ -45,6 +45,8 @@ async def main() -> None:
         relay=relay,
         window=settings.history_messages,
     )
+    global_contexts = GlobalContexts(scripts=ingestion)
+    toolbox = Toolbox(scripts=ingestion, retrieval=retrieval)
     turns = TurnRunner(
         settings=settings,
         sessions=runtime.sessions,
@@ -57,8 +59,8 @@ async def main() -> None:
         intents=intents,
         memory=memory,
         relay=relay,
-        global_contexts=GlobalContexts(scripts=ingestion),
-        toolbox=Toolbox(scripts=ingestion, retrieval=retrieval),
+        global_contexts=global_contexts,
+        toolbox=toolbox,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
     completions = Completions.configured(
@@ -74,7 +76,12 @@ async def main() -> None:
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,
-                ChatApi(turns=turns, conversations=conversations, completions=completions),
+                ChatApi(
+                    turns=turns,
+                    conversations=conversations,
+                    completions=completions,
+                    tools=ToolDesk(toolbox=toolbox, scripts=global_contexts, collections=ingestion),
+                ),
                 "parley.v1.ChatService",
             )
         )

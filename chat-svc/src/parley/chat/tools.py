@@ -17,11 +17,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from parley.chat.clients import Retrieval, Scripts
-from parley.chat.global_context import Script, compact, index_line
+from parley.chat.clients import Collections, Retrieval, Scripts
+from parley.chat.global_context import GlobalContexts, Script, compact, index_line
 from parley.chat.tool_calls import ToolCall, ToolResult, ToolSpec
-from parley.kit.contracts import MAX_QUERY_CHARS
-from parley.kit.errors import ParleyError
+from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHARS
+from parley.kit.errors import InvalidInput, ParleyError
 from parley.kit.identity import Identity
 from parley.v1 import ingestion_pb2
 
@@ -315,3 +315,30 @@ async def run_all(
         for call in calls[MAX_CALLS_PER_ROUND:]
     ]
     return [*results, *refused]
+
+
+class ToolDesk:
+    """The tools for a caller that is not a turn's model (the gateway's MCP server): one call over
+    the caller's collections, each checked to be the caller's first."""
+
+    def __init__(self, *, toolbox: Toolbox, scripts: GlobalContexts, collections: Collections) -> None:
+        self._toolbox = toolbox
+        self._scripts = scripts
+        self._collections = collections
+
+    async def run(self, identity: Identity, *, collection_ids: Sequence[str], name: str, arguments: str) -> ToolResult:
+        if not collection_ids:
+            raise InvalidInput("name the collections whose documents the tool reads")
+        if len(collection_ids) > MAX_COLLECTIONS_PER_CONVERSATION:
+            raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections")
+        for collection_id in collection_ids:  # another tenant's collection is NotFound
+            await self._collections.require(identity, collection_id)
+        try:
+            parsed = json.loads(arguments) if arguments.strip() else {}
+        except ValueError as error:
+            raise InvalidInput(f"arguments_json is not JSON: {error}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidInput("arguments_json must be a JSON object")
+        scripts = await self._scripts.scripts(identity, collection_ids)
+        call = ToolCall(id="direct", name=name, arguments=parsed)
+        return await self._toolbox.run(identity, call, scripts=scripts, collection_ids=collection_ids)
