@@ -49,6 +49,39 @@ TRANSIENT_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_
 LENGTH_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
+# The shortest prefix each model caches, from Anthropic's prompt-caching page (the first family a
+# model id contains; others: DEFAULT_MIN_CACHEABLE). A breakpoint on a shorter prefix is ignored
+# by the API and only spends one of the four slots, so `request` does not place it.
+MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    ("haiku-4-5", 4_096),
+    ("opus-4-5", 4_096),
+    ("opus-4-6", 4_096),
+    ("opus-4-7", 4_096),
+    ("haiku-3", 2_048),
+    ("sonnet", 1_024),
+    ("opus", 1_024),
+)
+DEFAULT_MIN_CACHEABLE = 1_024
+
+
+def min_cacheable(model: str) -> int:
+    return next((tokens for family, tokens in MIN_CACHEABLE_TOKENS if family in model), DEFAULT_MIN_CACHEABLE)
+
+
+def request(prompt: Prompt, *, model: str) -> dict[str, Any]:
+    """The request's prompt (tools, system, messages), with the breakpoints on prefixes too short
+    for the model to cache taken off (counted with cl100k, which never overcounts Claude)."""
+    built: dict[str, Any] = {"system": system_blocks(prompt), "messages": messages(prompt), **tool_options(prompt)}
+    minimum, counted = min_cacheable(model), 0
+    blocks: list[dict[str, Any]] = [*built.get("tools", []), *built["system"]]
+    blocks += [block for message in built["messages"] for block in message["content"]]
+    for block in blocks:
+        counted += count_tokens(block["text"]) if block.get("type") == "text" else count_tokens(json.dumps(block))
+        if "cache_control" in block and counted < minimum:
+            del block["cache_control"]
+    return built
+
+
 def tools(prompt: Prompt) -> list[ToolParam]:
     """The tools on offer, in cache order before the system prompt: the same list every turn."""
     return [
@@ -146,6 +179,7 @@ class AnthropicProvider:
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
         # A bound, not a count: Claude's tokenizer is Anthropic's own (its count endpoint would be a
         # round trip per turn), and cl100k undercounts it, so a hold priced on cl100k could be passed.
+        # Every breakpoint left on (its bytes count): never less than the request sent.
         return request_token_bound(tools(prompt), system_blocks(prompt), messages(prompt))
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
@@ -159,10 +193,8 @@ class AnthropicProvider:
             response = await self._client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                system=system_blocks(prompt),
-                messages=messages(prompt),
+                **request(prompt, model=model),
                 stream=True,
-                **tool_options(prompt),
             )
             async with response:
                 async for event in response:
