@@ -447,3 +447,33 @@ async def test_openai_function_calling_runs_a_tool_round_then_answers(
     assert second[-2]["tool_calls"][0]["function"]["name"] == "get_character_scenes"
     assert second[-1] == {"role": "tool", "tool_call_id": second[-2]["tool_calls"][0]["id"], "content": result.result}
     assert "".join(event.delta.text for event in read if event.HasField("delta")) == "In all twelve."
+
+
+class OneHit(NoSearch):
+    """Retrieval that finds one passage of the script for every query."""
+
+    async def search(
+        self, identity: Identity, *, query: str, collection_ids: Sequence[str], k: int
+    ) -> retrieval_pb2.SearchResponse:
+        self.searches.append(query)
+        hit = retrieval_pb2.ChunkHit(
+            chunk_id="chunk-river", document_title="Big Fish", heading="EXT. RIVER - DAY", text="The river rises."
+        )
+        return retrieval_pb2.SearchResponse(hits=[hit])
+
+
+async def test_what_search_script_finds_is_numbered_after_the_prompts_passages_and_cited_as_a_source(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient
+) -> None:
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=6)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    turns = runner(settings, sessions, nats_client, scripts, OneHit())
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-s")
+    started = await turns.start(identity, ask("Search the script for the river", collection_id=collection_id))
+    read = await read_turn(nats_client, started)
+
+    [result] = [event.tool_result for event in read if event.HasField("tool_result")]
+    assert result.name == "search_script" and result.result.startswith("[2] (Big Fish › EXT. RIVER - DAY)")
+    sources = read[-3].sources.sources
+    assert [(source.index, source.chunk_id) for source in sources] == [(1, "chunk-river"), (2, "chunk-river")]

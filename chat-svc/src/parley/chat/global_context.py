@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parley.chat.clients import Scripts
+from parley.kit.errors import NotFound
 from parley.kit.identity import Identity
 from parley.kit.tokens import count_tokens, encoding
 from parley.v1 import ingestion_pb2
@@ -119,7 +120,10 @@ class GlobalContexts:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        artifacts = tuple(await self._scripts.artifacts(identity, document.id, kinds))
+        try:
+            artifacts = tuple(await self._scripts.artifacts(identity, document.id, kinds))
+        except NotFound:  # deleted since it was listed: a turn goes on without it
+            return ()
         self._cache[key] = artifacts
         if len(self._cache) > CACHED_DOCUMENTS:
             self._cache.popitem(last=False)

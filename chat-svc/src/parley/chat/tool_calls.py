@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.v1 import chat_pb2
+from parley.v1 import chat_pb2, retrieval_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,9 @@ class ToolResult:
     call: ToolCall
     text: str
     is_error: bool = False
+    # Passages it found (search_script), numbered in `text` as [n] after the prompt's own: an
+    # answer cites them like any passage, and they join its sources.
+    passages: tuple[tuple[int, retrieval_pb2.ChunkHit], ...] = ()
 
     def proto(self, round_number: int) -> chat_pb2.ToolCall:
         return chat_pb2.ToolCall(

@@ -21,9 +21,9 @@ from parley.chat.global_context import Script
 from parley.chat.provider_errors import ProviderError, StreamBroken
 from parley.chat.providers import Finished, LlmProvider, ProviderEvent, TextDelta
 from parley.chat.tool_calls import ToolCall, ToolResult, ToolRound
-from parley.chat.tools import MAX_CALLS_PER_ROUND, MAX_RESULT_BYTES, TOOLS, Toolbox, run_all
+from parley.chat.tools import MAX_CALLS_PER_ROUND, MAX_RESULT_BYTES, SEARCH_K, TOOLS, Toolbox, run_all
 from parley.kit.identity import Identity
-from parley.v1 import chat_pb2, common_pb2
+from parley.v1 import chat_pb2, common_pb2, retrieval_pb2
 
 # Tells the client of a call (False) or its result (True): the turn's stream.
 Announce = Callable[[chat_pb2.ToolCall, bool], Awaitable[None]]
@@ -51,8 +51,10 @@ class ToolSession:
     scripts: tuple[Script, ...]
     collection_ids: tuple[str, ...]
     rounds: int
+    next_passage: int = 1  # the number a passage a tool finds gets next (after the prompt's)
     calls: list[chat_pb2.ToolCall] = field(default_factory=list)
     model_rounds: int = 0  # calls that asked for tools
+    passages: list[tuple[int, retrieval_pb2.ChunkHit]] = field(default_factory=list)  # cited like the prompt's
 
     async def run(
         self,
@@ -63,9 +65,16 @@ class ToolSession:
         for call in calls:
             await announce(ToolResult(call, "").proto(round_number), False)
         results = await run_all(
-            self.toolbox, self.identity, calls, scripts=self.scripts, collection_ids=self.collection_ids
+            self.toolbox,
+            self.identity,
+            calls,
+            scripts=self.scripts,
+            collection_ids=self.collection_ids,
+            first_passage=self.next_passage,
         )
+        self.next_passage += SEARCH_K * sum(1 for call in calls if call.name == "search_script")
         for result in results:
+            self.passages.extend(result.passages)
             stored = result.proto(round_number)
             self.calls.append(stored)
             await announce(stored, True)

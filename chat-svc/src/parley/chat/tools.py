@@ -97,9 +97,17 @@ class Toolbox:
         self._retrieval = retrieval
 
     async def run(
-        self, identity: Identity, call: ToolCall, *, scripts: Sequence[Script], collection_ids: Sequence[str]
+        self,
+        identity: Identity,
+        call: ToolCall,
+        *,
+        scripts: Sequence[Script],
+        collection_ids: Sequence[str],
+        first_passage: int = 1,
     ) -> ToolResult:
         try:
+            if call.name == "search_script":
+                return await self._search(identity, call, collection_ids, first_passage)
             text = await self._run(identity, call, scripts=scripts, collection_ids=collection_ids)
         except ToolFailed as failed:
             return ToolResult(call, str(failed), is_error=True)
@@ -116,8 +124,6 @@ class Toolbox:
         if call.name not in TOOL_NAMES:
             raise ToolFailed(f"there is no tool {call.name!r}; the tools are {', '.join(sorted(TOOL_NAMES))}")
         args = call.arguments
-        if call.name == "search_script":
-            return await self._search(identity, _text(args, "query"), collection_ids)
         script = _script(scripts, args.get("document_id"))
         document_id = script.document.id
         if call.name == "get_outline":
@@ -170,17 +176,22 @@ class Toolbox:
         own = by_number.get(number)
         return "\n".join(lines) + (f"\n\nScene {number}'s card: {compact(own)}" if own else "")
 
-    async def _search(self, identity: Identity, query: str, collection_ids: Sequence[str]) -> str:
+    async def _search(
+        self, identity: Identity, call: ToolCall, collection_ids: Sequence[str], first: int
+    ) -> ToolResult:
+        query = _text(call.arguments, "query")
         found = await self._retrieval.search(
             identity, query=query[:MAX_QUERY_CHARS], collection_ids=collection_ids, k=SEARCH_K
         )
         if not found.hits:
-            return f"nothing found for {query!r}"
-        return "\n\n".join(
-            f"({hit.document_title}{' › ' + hit.heading if hit.heading else ''}"
+            return ToolResult(call, f"nothing found for {query!r}")
+        numbered = tuple(enumerate(found.hits[:SEARCH_K], start=first))
+        text = "\n\n".join(
+            f"[{n}] ({hit.document_title}{' › ' + hit.heading if hit.heading else ''}"
             f"{', scene ' + hit.scene_number if hit.scene_number else ''})\n{_cut_bytes(hit.text, 800)}"
-            for hit in found.hits
+            for n, hit in numbered
         )
+        return ToolResult(call, _cut_bytes(text, MAX_RESULT_BYTES), passages=numbered)
 
 
 def _text(args: dict[str, Any], name: str) -> str:
@@ -304,11 +315,20 @@ async def run_all(
     *,
     scripts: Sequence[Script],
     collection_ids: Sequence[str],
+    first_passage: int = 1,
 ) -> list[ToolResult]:
-    """A round's calls at once, in the order asked; past `MAX_CALLS_PER_ROUND`, refused."""
+    """A round's calls at once, in the order asked; past `MAX_CALLS_PER_ROUND`, refused. Each
+    search gets its own run of passage numbers from `first_passage` on."""
     allowed = list(calls[:MAX_CALLS_PER_ROUND])
+    firsts, at = [], first_passage
+    for call in allowed:
+        firsts.append(at)
+        at += SEARCH_K if call.name == "search_script" else 0
     results = await asyncio.gather(
-        *(toolbox.run(identity, call, scripts=scripts, collection_ids=collection_ids) for call in allowed)
+        *(
+            toolbox.run(identity, call, scripts=scripts, collection_ids=collection_ids, first_passage=first)
+            for call, first in zip(allowed, firsts, strict=True)
+        )
     )
     refused = [
         ToolResult(call, f"at most {MAX_CALLS_PER_ROUND} tool calls a round", is_error=True)

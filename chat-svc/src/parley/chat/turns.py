@@ -265,7 +265,12 @@ class TurnRunner:
         if self._toolbox is not None and scripts.scripts and self._settings.tool_rounds > 0:
             prompt = with_tools(prompt)
             tools = ToolSession(
-                self._toolbox, identity, scripts.scripts, tuple(collection_ids), self._settings.tool_rounds
+                self._toolbox,
+                identity,
+                scripts.scripts,
+                tuple(collection_ids),
+                self._settings.tool_rounds,
+                next_passage=len(prompt.passages) + 1,
             )
         context_used = chat_pb2.ContextUsed(
             intent=context.intent.name,
@@ -648,6 +653,7 @@ class TurnRunner:
         (`completed`, which may also ask for a summary) or the part received before the model
         stopped (kept incomplete, the turn failed, billed as unsuccessful)."""
         sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
+        sources += [source_of(index, hit) for index, hit in (turn.tools.passages if turn.tools else [])]
         context_used = turn.context_with_cache(usage)
         cost = await self._price(turn, usage, provider=provider, model=model)
         async with self._sessions.begin() as session:
