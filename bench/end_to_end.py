@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,10 +127,12 @@ def upload_until_ready(client: httpx.Client, collection_id: str, name: str, text
 
 
 @contextmanager
-def running_platform() -> Iterator[tuple[Platform, float]]:
-    """A fresh platform in a temporary folder, and the seconds its start took; stopped and removed after."""
+def running_platform(settings: Mapping[str, str] | None = None) -> Iterator[tuple[Platform, float]]:
+    """A fresh platform in a temporary folder (with these PARLEY_ settings, e.g. a provider's key),
+    and the seconds its start took; stopped and removed after."""
     folder = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
+    environ.update(settings or {})
     platform = Platform(folder, ports=Ports.free(), environ=environ)
     try:
         started = time.perf_counter()

@@ -131,6 +131,8 @@ CONTEXT_USED_JSON = {
     "cache_read_tokens": 1_500,
     "cache_write_tokens": 0,
     "carried_passages": 0,
+    "tool_calls": [],
+    "tool_rounds": 0,
 }
 
 

@@ -168,20 +168,23 @@ async def test_a_screenplay_grows_from_empty_to_partial_to_analyzed(
     assert analyzed.analysis_state == "analyzed"
     assert analyzed.status == ingestion_pb2.DOCUMENT_STATUS_READY
     analyzing = [step for step in steps if step.status == ingestion_pb2.DOCUMENT_STATUS_ANALYZING]
-    # 26 new cards (8 a job), the outline with the plot threads, 3 sheets: 31 in 6 jobs.
+    # 26 new cards (8 a job), the outline with the plot threads, 3 sheets, the coverage report:
+    # 32 in 7 jobs.
     assert [(step.done, step.total) for step in analyzing] == [
-        (0, 31),
-        (8, 31),
-        (16, 31),
-        (24, 31),
-        (26, 31),
-        (28, 31),
+        (0, 32),
+        (8, 32),
+        (16, 32),
+        (24, 32),
+        (26, 32),
+        (28, 32),
+        (31, 32),
     ]
     assert [step.message for step in analyzing[::4]] == [
-        "writing scene cards 0/31",
-        "writing the outline and plot threads 26/31",
+        "writing scene cards 0/32",
+        "writing the outline and plot threads 26/32",
     ]
-    assert analyzing[-1].message == "writing character sheets 28/31"
+    assert analyzing[-2].message == "writing character sheets 28/32"
+    assert analyzing[-1].message == "writing the coverage report 31/32"
     assert steps[-1].status == ingestion_pb2.DOCUMENT_STATUS_READY
     found = await artifacts(ingestion, tenant_id, document.id)
     assert cards(found) == [str(number) for number in range(1, 32)]
@@ -263,7 +266,7 @@ async def test_edits_make_sheets_stale_after_3_scenes_and_the_outline_after_5_an
     writer = artifact_writer
     document = await upload_ready(ingestion, nats_client, tenant_id, screenplay(31))
     made = await artifacts(ingestion, tenant_id, document.id)
-    assert not stale(made) and len(made) == 31 + 1 + 3 + 1
+    assert not stale(made) and len(made) == 31 + 1 + 3 + 1 + 1  # …, the coverage report
     # From here the budget is spent: nothing is rewritten, so what went stale stays visible.
     writer.broke.add(tenant_id)
 
@@ -282,8 +285,8 @@ async def test_edits_make_sheets_stale_after_3_scenes_and_the_outline_after_5_an
         await refused
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
-    # Two more (7 and 9): five changed scenes make the outline and plot threads stale; CAROL has
-    # spoken in two of them (3, 9), still below three.
+    # Two more (7 and 9): five changed scenes make the outline, plot threads and coverage report
+    # stale; CAROL has spoken in two of them (3, 9), still below three.
     edits |= {7: " Rain.", 9: " Rain."}
     await new_version_ready(ingestion, nats_client, tenant_id, document.id, screenplay(31, edits=edits))
 
@@ -293,6 +296,7 @@ async def test_edits_make_sheets_stale_after_3_scenes_and_the_outline_after_5_an
         ("character_sheet", "ANN"),
         ("outline", "outline"),
         ("plot_thread", "a-plot"),
+        ("coverage", "coverage"),
     }
 
     writer.broke.discard(tenant_id)
@@ -442,6 +446,7 @@ def test_an_analyzed_script_whose_writer_found_no_plot_thread_is_not_asked_again
         ),
         written("outline", "outline"),
         *(written("character_sheet", name) for name in ("ANN", "BOB", "CAROL")),
+        written("coverage", "coverage"),
     ]
 
     left = plan(sections=sections, held=held, screenplay=True, state=AnalysisState.ANALYZED, settings=settings())

@@ -168,6 +168,23 @@ def _cache_blocks(body: JsonObject) -> list[_Block]:
     return blocks
 
 
+def _tool_problem(body: JsonObject) -> str:
+    """What the API refuses of tool blocks: a tool_use without `tools`, or a tool_result that does
+    not answer a tool_use of the assistant message just before it."""
+    previous_uses: set[str] = set()
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        uses = {block["id"] for block in blocks if block.get("type") == "tool_use"}
+        if uses and not body.get("tools"):
+            return "tool_use blocks need tools"
+        for block in blocks:
+            if block.get("type") == "tool_result" and block.get("tool_use_id") not in previous_uses:
+                return f"tool_result {block.get('tool_use_id')} answers no tool_use just before it"
+        previous_uses = uses if message.get("role") == "assistant" else set()
+    return ""
+
+
 def _sse(event: str, data: JsonObject) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -230,7 +247,16 @@ class FakeAnthropic(ScriptedServer):
             await response.send_json(400, _error_body(400, message))
             return
 
+        problem = _tool_problem(body)
+        if problem:
+            await response.send_json(400, _error_body(400, problem))
+            return
+
         usage = self._cache.use(str(body["model"]), blocks)
+        forbidden = (body.get("tool_choice") or {}).get("type") == "none" or not body.get("tools")
+        if step.tool_calls and not forbidden:
+            await self._tool_use(response, body, usage, step)
+            return
         answer = compose(step.answer or self.behaviour.answer, body["max_tokens"])
         stop_reason = "max_tokens" if answer.cut else "end_turn"
         with self._served_lock:
@@ -248,6 +274,42 @@ class FakeAnthropic(ScriptedServer):
                 "stop_reason": stop_reason,
             },
         )
+
+    async def _tool_use(self, response: Response, body: JsonObject, usage: CacheUsage, step: Script) -> None:
+        """A streamed answer that is only tool_use blocks, their input sent in pieces as the API does."""
+        calls = [(f"toolu_{uuid.uuid4().hex[:20]}", name, json.dumps(arguments)) for name, arguments in step.tool_calls]
+        output = sum(count(name + arguments) for _, name, arguments in calls)
+        with self._served_lock:
+            self._served.append(Served(str(body["model"]), usage, output))
+        message_id = f"msg_{uuid.uuid4().hex[:24]}"
+        await response.start_stream("text/event-stream", {"request-id": f"req_{message_id[4:]}"})
+        start = self._message(message_id, body, usage, output_tokens=1)
+        await response.send_chunk(_sse("message_start", {"type": "message_start", "message": start}))
+        for index, (call_id, name, arguments) in enumerate(calls):
+            block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+            await response.send_chunk(
+                _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+            )
+            for at in range(0, len(arguments), 16):
+                delta = {"type": "input_json_delta", "partial_json": arguments[at : at + 16]}
+                await response.send_chunk(
+                    _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                )
+            await response.send_chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        final_usage = {
+            "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "output_tokens": output,
+        }
+        message_delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": final_usage,
+        }
+        await response.send_chunk(_sse("message_delta", message_delta))
+        await response.send_chunk(_sse("message_stop", {"type": "message_stop"}))
+        await response.end_stream()
 
     @staticmethod
     def _message(message_id: str, body: JsonObject, usage: CacheUsage, *, output_tokens: int) -> JsonObject:

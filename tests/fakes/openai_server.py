@@ -178,6 +178,13 @@ class FakeOpenAI(ScriptedServer):
         cached = self._cache.use(prompt)
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
         answer = compose(step.answer or self.behaviour.answer, int(max_tokens))
+        calls: list[JsonObject] = []
+        if step.tool_calls and body.get("tools") and body.get("tool_choice") != "none":
+            calls = [
+                {"id": f"call_{uuid.uuid4().hex[:20]}", "name": name, "arguments": json.dumps(arguments)}
+                for name, arguments in step.tool_calls
+            ]
+            answer = Answer(pieces=[], tokens=sum(count(c["name"] + c["arguments"]) for c in calls), cut=False)
         usage = {
             "prompt_tokens": prompt.tokens,
             "completion_tokens": answer.tokens,
@@ -186,10 +193,10 @@ class FakeOpenAI(ScriptedServer):
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
         }
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body["model"]}
-        finish_reason = "length" if answer.cut else "stop"
+        finish_reason = "tool_calls" if calls else "length" if answer.cut else "stop"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            await self._stream(response, step, base, answer, finish_reason, usage if include_usage else None)
+            await self._stream(response, step, base, answer, finish_reason, usage if include_usage else None, calls)
             return
         await asyncio.sleep(step.first_token_delay)
         reply = {"role": "assistant", "content": "".join(answer.pieces), "refusal": None}
@@ -233,6 +240,7 @@ class FakeOpenAI(ScriptedServer):
         answer: Answer,
         finish_reason: str,
         usage: JsonObject | None,
+        calls: list[JsonObject] | None = None,
     ) -> None:
         pace = step.pace or self.behaviour.pace
         # With include_usage every chunk carries `usage: null` but the last.
@@ -255,6 +263,18 @@ class FakeOpenAI(ScriptedServer):
             if sent and pace:
                 await asyncio.sleep(pace)
             await response.send_chunk(_data(choice({"content": piece})))
+        for index, call in enumerate(calls or []):  # each call's name first, its arguments in pieces
+            head = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            await response.send_chunk(_data(choice({"tool_calls": [head]})))
+            arguments = str(call["arguments"])
+            for at in range(0, len(arguments), 16):
+                more = {"index": index, "function": {"arguments": arguments[at : at + 16]}}
+                await response.send_chunk(_data(choice({"tool_calls": [more]})))
         await response.send_chunk(_data(choice({}, finish_reason)))
         if usage is not None:
             await response.send_chunk(_data({**chunk, "choices": [], "usage": usage}))

@@ -34,6 +34,9 @@ class Script:
     fail_after_tokens: int | None = None  # stream this many tokens, then fail
     failure: Literal["error_event", "disconnect"] = "error_event"  # how it fails mid-stream
     answer: str | None = None  # overrides the fake's answer for this response
+    # Answer with these tool calls (name, arguments) instead of text — unless the request forbids
+    # tools (`tool_choice` none), as the real APIs do.
+    tool_calls: tuple[tuple[str, JsonObject], ...] = ()
 
     @classmethod
     def reject(cls, status: int, *, retry_after: float | None = None, error_code: str | None = None) -> "Script":
@@ -42,6 +45,11 @@ class Script:
     @classmethod
     def break_after(cls, tokens: int, *, failure: Literal["error_event", "disconnect"] = "error_event") -> "Script":
         return cls(fail_after_tokens=tokens, failure=failure)
+
+    @classmethod
+    def call(cls, *calls: tuple[str, JsonObject]) -> "Script":
+        """The model asks for these tools: `Script.call(("get_scene", {"scene": "3"}))`."""
+        return cls(tool_calls=calls)
 
     @classmethod
     def stall(cls, seconds: float) -> "Script":

@@ -8,12 +8,14 @@ from parley.chat.clients import IngestionClient, RetrievalClient, UsageClient
 from parley.chat.completions import Completions
 from parley.chat.config import Settings
 from parley.chat.conversations import Conversations
+from parley.chat.global_context import GlobalContexts
 from parley.chat.grpc_api import ChatApi
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
 from parley.chat.models import outbox
 from parley.chat.provider_registry import providers
+from parley.chat.tools import Toolbox, ToolDesk
 from parley.chat.turns import TurnRunner
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
@@ -43,6 +45,8 @@ async def main() -> None:
         relay=relay,
         window=settings.history_messages,
     )
+    global_contexts = GlobalContexts(scripts=ingestion)
+    toolbox = Toolbox(scripts=ingestion, retrieval=retrieval)
     turns = TurnRunner(
         settings=settings,
         sessions=runtime.sessions,
@@ -55,6 +59,8 @@ async def main() -> None:
         intents=intents,
         memory=memory,
         relay=relay,
+        global_contexts=global_contexts,
+        toolbox=toolbox,
     )
     conversations = Conversations(sessions=runtime.sessions, js=runtime.js)
     completions = Completions.configured(
@@ -70,7 +76,12 @@ async def main() -> None:
         await runtime.serve_grpc(
             (
                 chat_pb2_grpc.add_ChatServiceServicer_to_server,
-                ChatApi(turns=turns, conversations=conversations, completions=completions),
+                ChatApi(
+                    turns=turns,
+                    conversations=conversations,
+                    completions=completions,
+                    tools=ToolDesk(toolbox=toolbox, scripts=global_contexts, collections=ingestion),
+                ),
                 "parley.v1.ChatService",
             )
         )

@@ -9,11 +9,11 @@ that is down or too slow is `Unavailable` (the caller may retry; nothing was sta
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
-from parley.kit.errors import BudgetExceeded, NotFound, Unavailable
+from parley.kit.errors import BudgetExceeded, FailedPrecondition, NotFound, Unavailable
 from parley.kit.identity import Identity, Signer
 from parley.kit.rpc import open_channel
 from parley.v1 import (
@@ -25,6 +25,11 @@ from parley.v1 import (
     usage_pb2,
     usage_pb2_grpc,
 )
+
+# A conversation reads at most this many documents of a collection for its global context and
+# tools, and a script's sections up to this many (a feature film has ~200 scenes).
+MAX_DOCUMENTS = 200
+MAX_SECTIONS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,29 @@ class Collections(Protocol):
     async def require(self, identity: Identity, collection_id: str) -> None:
         """Raise NotFound unless the collection exists for the caller's tenant."""
         ...
+
+
+class Scripts(Protocol):
+    """What ingestion knows of a conversation's documents: their artifacts (outline, sheets, scene
+    cards…), sections and screenplay reports, for the global context and the tools."""
+
+    async def documents(self, identity: Identity, collection_id: str) -> list[ingestion_pb2.Document]:
+        """Every document of the collection (at most `MAX_DOCUMENTS`), newest first."""
+        ...
+
+    async def artifacts(
+        self, identity: Identity, document_id: str, kinds: Sequence[str] = ()
+    ) -> list[ingestion_pb2.Artifact]:
+        """The stored artifacts of a document (of `kinds`, when given), never written on the way."""
+        ...
+
+    async def sections(self, identity: Identity, document_id: str) -> list[ingestion_pb2.Section]:
+        """The current version's sections in order (a screenplay's scenes)."""
+        ...
+
+    async def characters(self, identity: Identity, document_id: str) -> ingestion_pb2.CharactersReport: ...
+
+    async def pacing(self, identity: Identity, document_id: str) -> ingestion_pb2.PacingReport: ...
 
 
 class Budget(Protocol):
@@ -165,6 +193,61 @@ class IngestionClient(_Client):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"collection {collection_id} not found") from None
+            raise _unreachable(error, "ingestion") from None
+
+    async def documents(self, identity: Identity, collection_id: str) -> list[ingestion_pb2.Document]:
+        found: list[ingestion_pb2.Document] = []
+        token = ""
+        while len(found) < MAX_DOCUMENTS:
+            request = ingestion_pb2.ListDocumentsRequest(
+                collection_id=collection_id, page=common_pb2.PageRequest(page_size=100, page_token=token)
+            )
+            response = await self._call(self._stub.ListDocuments, request, identity)
+            found += response.documents
+            token = response.next_page_token
+            if not token:
+                break
+        return found[:MAX_DOCUMENTS]
+
+    async def artifacts(
+        self, identity: Identity, document_id: str, kinds: Sequence[str] = ()
+    ) -> list[ingestion_pb2.Artifact]:
+        request = ingestion_pb2.GetArtifactsRequest(document_id=document_id, kinds=list(kinds))
+        return list((await self._call(self._stub.GetArtifacts, request, identity)).artifacts)
+
+    async def sections(self, identity: Identity, document_id: str) -> list[ingestion_pb2.Section]:
+        found: list[ingestion_pb2.Section] = []
+        token = ""
+        while True:
+            request = ingestion_pb2.ListSectionsRequest(
+                document_id=document_id, page=common_pb2.PageRequest(page_size=100, page_token=token)
+            )
+            response = await self._call(self._stub.ListSections, request, identity)
+            found += response.sections
+            token = response.next_page_token
+            if not token or len(found) >= MAX_SECTIONS:
+                return found
+
+    async def characters(self, identity: Identity, document_id: str) -> ingestion_pb2.CharactersReport:
+        request = ingestion_pb2.GetCharactersRequest(document_id=document_id)
+        report: ingestion_pb2.CharactersReport = await self._call(self._stub.GetCharacters, request, identity)
+        return report
+
+    async def pacing(self, identity: Identity, document_id: str) -> ingestion_pb2.PacingReport:
+        request = ingestion_pb2.GetPacingRequest(document_id=document_id)
+        report: ingestion_pb2.PacingReport = await self._call(self._stub.GetPacing, request, identity)
+        return report
+
+    async def _call(self, method: Any, request: Any, identity: Identity) -> Any:
+        """One unary call with the deadline and identity; NOT_FOUND and FAILED_PRECONDITION become
+        the domain's errors (a tool reports them to the model), an unreachable service Unavailable."""
+        try:
+            return await method(request, timeout=self._deadline, metadata=self._signer.metadata(identity))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(error.details() or "not found") from None
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise FailedPrecondition(error.details() or "not possible for this document") from None
             raise _unreachable(error, "ingestion") from None
 
 

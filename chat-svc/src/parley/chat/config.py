@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     # A cheaper model (`provider:model`) asked for a message's intent when the keywords say
     # nothing; empty: no call, such a message is a `question`.
     intent_model: str = ""
+    # The writers' room tools (tools.py): how many rounds of tool calls a turn over scripts may take
+    # before the model must answer; 0 offers no tools. The turn's hold covers every round.
+    tool_rounds: int = 3
     # Who folds a long conversation's older messages into its rolling summary, in the background:
     # `auto` the default provider (its cheaper model where it has one; with `local`, an extractive
     # summary that calls no model), `provider:model` that model, `off` none (the recent window alone).

@@ -2,8 +2,9 @@
 counts what it will bill).
 
 Its parts, always in this order so a provider's prompt cache can reuse the longest prefix:
-system (the instructions), global (an outline and the main character sheets: none exist yet, the
-slot stays empty), the retrieved passages, the conversation (a rolling summary, then the last
+system (the instructions), global (the outlines, main characters' sheets and scene-card index of
+the conversation's scripts: `global_context`, with an allowance of its own beside the tier's
+budget; empty when no document has them), the retrieved passages, the conversation (a rolling summary, then the last
 messages), local (the text of the section the user has open) and the message.
 
 The passages are split for the cache. Those carried over from the last turn come first, in the
@@ -20,11 +21,13 @@ oldest messages go first) and the local text at most `LOCAL_SHARE` (cut at its e
 instructions and the message are always sent.
 """
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from parley.chat.tool_calls import ToolRound, ToolSpec
 from parley.kit.tokens import count_tokens, encoding
 from parley.v1 import retrieval_pb2
 
@@ -89,6 +92,11 @@ class Prompt:
     # tokens), and what did not fit, in words.
     part_tokens: tuple[tuple[str, int], ...] = ()
     trimmed: tuple[str, ...] = ()
+    # Tools the model may call (tool_loop), the rounds so far, and whether this call may call
+    # more (the last round may not: it answers).
+    tools: tuple[ToolSpec, ...] = ()
+    rounds: tuple[ToolRound, ...] = ()
+    tools_allowed: bool = True
 
     @property
     def carried(self) -> tuple[Passage, ...]:
@@ -117,6 +125,16 @@ class Prompt:
             self.fresh_context(),
             self.local,
             self.question,
+            *(spec.description + json.dumps(spec.parameters) for spec in self.tools),
+            *(
+                text
+                for tool_round in self.rounds
+                for text in (
+                    tool_round.text,
+                    *(call.name + call.arguments_json for call in tool_round.calls),
+                    *(result.text for result in tool_round.results),
+                )
+            ),
         ]
         return [part for part in parts if part]
 
@@ -130,6 +148,7 @@ def build_prompt(
     carried: Sequence[retrieval_pb2.ChunkHit] = (),
     local: str = "",
     summary: str = "",
+    global_context: str = "",
 ) -> Prompt:
     """`hits` best first, as retrieval ranked them; `carried` the passages to keep before the
     conversation if they fit, in the order the last turn had them."""
@@ -181,10 +200,11 @@ def build_prompt(
         question,
         summary=summary_text,
         local=local_text,
+        global_context=global_context,
         fresh_passages=fresh,
         part_tokens=(
             ("system", system_tokens),
-            ("global", 0),
+            ("global", count_tokens(global_context) if global_context else 0),
             ("passages", sum(passage_tokens[:split])),
             ("conversation", conversation_tokens),
             ("new_passages", sum(passage_tokens[split:])),

@@ -1,10 +1,14 @@
 """ChatService over gRPC: translation between protos and the domain, nothing more."""
 
+import json
+
 from parley.chat import store
 from parley.chat.completions import Completions
 from parley.chat.conversations import Conversations
 from parley.chat.export import export
+from parley.chat.tools import TOOLS, ToolDesk
 from parley.chat.turns import TurnRequest, TurnRunner
+from parley.kit.errors import Unavailable
 from parley.kit.identity import caller
 from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
@@ -12,10 +16,18 @@ from parley.v1 import chat_pb2, chat_pb2_grpc
 
 
 class ChatApi(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, *, turns: TurnRunner, conversations: Conversations, completions: Completions) -> None:
+    def __init__(
+        self,
+        *,
+        turns: TurnRunner,
+        conversations: Conversations,
+        completions: Completions,
+        tools: ToolDesk | None = None,
+    ) -> None:
         self._turns = turns
         self._conversations = conversations
         self._completions = completions
+        self._tools = tools
 
     async def StartTurn(self, request: chat_pb2.StartTurnRequest, context: Context) -> chat_pb2.StartTurnResponse:
         started = await self._turns.start(
@@ -88,6 +100,27 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
         # A failed completion was retried inside (ReliableProvider) and billed; its UNAVAILABLE is
         # not retried by the caller's channel (kit.rpc), the caller decides.
         return await self._completions.complete(caller(context), request, within=context.time_remaining())
+
+    async def ListTools(self, request: chat_pb2.ListToolsRequest, context: Context) -> chat_pb2.ListToolsResponse:
+        return chat_pb2.ListToolsResponse(
+            tools=[
+                chat_pb2.ToolSpec(
+                    name=spec.name, description=spec.description, parameters_json=json.dumps(spec.parameters)
+                )
+                for spec in TOOLS
+            ]
+        )
+
+    async def RunTool(self, request: chat_pb2.RunToolRequest, context: Context) -> chat_pb2.RunToolResponse:
+        if self._tools is None:
+            raise Unavailable("tools are not served here")
+        result = await self._tools.run(
+            caller(context),
+            collection_ids=list(dict.fromkeys(request.collection_ids)),
+            name=request.name,
+            arguments=request.arguments_json,
+        )
+        return chat_pb2.RunToolResponse(result=result.text, is_error=result.is_error)
 
 
 def _owner(context: Context) -> store.Owner:

@@ -7,7 +7,8 @@ billed as usage kind `intent` (`model`); else `question` (`default`).
 Each intent retrieves its own way:
 - local_edit → positional: the open section and its neighbours (one before, one after);
 - section_feedback → hybrid: the open section and the passages most like it;
-- global_question → minimal: the outline only, which does not exist yet, so semantic for now;
+- global_question → minimal: the global context (outlines, main characters' sheets, the scene
+  index) and no search; semantic, with a note, when no document has an outline yet;
 - brainstorm, question → semantic: the best passages across the conversation's collections.
 """
 

@@ -22,11 +22,13 @@ Usage is what Anthropic reports, never a recount: `input_tokens` excludes the ca
 directly, with `cache_read_input_tokens` and `cache_creation_input_tokens` beside it.
 """
 
+import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anthropic
 import httpx2
-from anthropic.types import MessageParam, TextBlockParam
+from anthropic.types import MessageParam, TextBlockParam, ToolParam
 
 from parley.chat.context_builder import Prompt
 from parley.chat.provider_errors import (
@@ -37,6 +39,7 @@ from parley.chat.provider_errors import (
     classify_status,
 )
 from parley.chat.providers import Finished, ProviderEvent, TextDelta, request_token_bound
+from parley.chat.tool_calls import ToolCall
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
@@ -44,6 +47,56 @@ EPHEMERAL: anthropic.types.CacheControlEphemeralParam = {"type": "ephemeral"}
 # Anthropic's error types that a later attempt may not meet, whatever the HTTP status said.
 TRANSIENT_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
 LENGTH_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
+
+
+# The shortest prefix each model caches, from Anthropic's prompt-caching page (the first family a
+# model id contains; others: DEFAULT_MIN_CACHEABLE). A breakpoint on a shorter prefix is ignored
+# by the API and only spends one of the four slots, so `request` does not place it.
+MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    ("haiku-4-5", 4_096),
+    ("opus-4-5", 4_096),
+    ("opus-4-6", 4_096),
+    ("opus-4-7", 4_096),
+    ("haiku-3", 2_048),
+    ("sonnet", 1_024),
+    ("opus", 1_024),
+)
+DEFAULT_MIN_CACHEABLE = 1_024
+
+
+def min_cacheable(model: str) -> int:
+    return next((tokens for family, tokens in MIN_CACHEABLE_TOKENS if family in model), DEFAULT_MIN_CACHEABLE)
+
+
+def request(prompt: Prompt, *, model: str) -> dict[str, Any]:
+    """The request's prompt (tools, system, messages), with the breakpoints on prefixes too short
+    for the model to cache taken off (counted with cl100k, which never overcounts Claude)."""
+    built: dict[str, Any] = {"system": system_blocks(prompt), "messages": messages(prompt), **tool_options(prompt)}
+    minimum, counted = min_cacheable(model), 0
+    blocks: list[dict[str, Any]] = [*built.get("tools", []), *built["system"]]
+    blocks += [block for message in built["messages"] for block in message["content"]]
+    for block in blocks:
+        counted += count_tokens(block["text"]) if block.get("type") == "text" else count_tokens(json.dumps(block))
+        if "cache_control" in block and counted < minimum:
+            del block["cache_control"]
+    return built
+
+
+def tools(prompt: Prompt) -> list[ToolParam]:
+    """The tools on offer, in cache order before the system prompt: the same list every turn."""
+    return [
+        {"name": spec.name, "description": spec.description, "input_schema": spec.parameters} for spec in prompt.tools
+    ]
+
+
+def tool_options(prompt: Prompt) -> dict[str, Any]:
+    """`tools` (and, on the round that must answer, `tool_choice: none`), or nothing."""
+    if not prompt.tools:
+        return {}
+    options: dict[str, Any] = {"tools": tools(prompt)}
+    if not prompt.tools_allowed:
+        options["tool_choice"] = {"type": "none"}
+    return options
 
 
 def system_blocks(prompt: Prompt) -> list[TextBlockParam]:
@@ -67,7 +120,7 @@ def messages(prompt: Prompt) -> list[MessageParam]:
     The history window may begin with an answer whose question it cut off: the API wants a user
     message first, and an answer without its question helps no one, so it is left out.
     """
-    merged: list[tuple[str, list[TextBlockParam]]] = []
+    merged: list[tuple[str, list[Any]]] = []
     history = [(turn.role, turn.content) for turn in prompt.history]
     last = [("user", prompt.fresh_context()), ("user", prompt.local), ("user", prompt.question)]
     for position, (role, content) in enumerate([*history, *last]):
@@ -80,6 +133,16 @@ def messages(prompt: Prompt) -> list[MessageParam]:
             merged.append((role, [block]))
         if position == len(history) - 1:
             block["cache_control"] = EPHEMERAL
+    # The tool rounds so far follow the question: what the model said and called, then the results.
+    for tool_round in prompt.rounds:
+        said: list[Any] = [{"type": "text", "text": tool_round.text}] if tool_round.text.strip() else []
+        uses = [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in tool_round.calls]
+        merged.append(("assistant", [*said, *uses]))
+        results = [
+            {"type": "tool_result", "tool_use_id": r.call.id, "content": r.text or "(empty)", "is_error": r.is_error}
+            for r in tool_round.results
+        ]
+        merged.append(("user", results))
     if merged:
         merged[-1][1][-1]["cache_control"] = EPHEMERAL
     out: list[MessageParam] = []
@@ -116,19 +179,21 @@ class AnthropicProvider:
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
         # A bound, not a count: Claude's tokenizer is Anthropic's own (its count endpoint would be a
         # round trip per turn), and cl100k undercounts it, so a hold priced on cl100k could be passed.
-        return request_token_bound(system_blocks(prompt), messages(prompt))
+        # Every breakpoint left on (its bytes count): never less than the request sent.
+        return request_token_bound(tools(prompt), system_blocks(prompt), messages(prompt))
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         input_tokens = cache_read = cache_write = output_tokens = 0
         stop_reason: str | None = None
         received: list[str] = []
         finished = False
+        calls: list[ToolCall] = []
+        building: dict[int, tuple[str, str, list[str]]] = {}  # block index → id, name, JSON pieces
         try:
             response = await self._client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                system=system_blocks(prompt),
-                messages=messages(prompt),
+                **request(prompt, model=model),
                 stream=True,
             )
             async with response:
@@ -138,6 +203,13 @@ class AnthropicProvider:
                         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
                         cache_read = usage.cache_read_input_tokens or 0
                         cache_write = usage.cache_creation_input_tokens or 0
+                    elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                        building[event.index] = (event.content_block.id, event.content_block.name, [])
+                    elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                        building[event.index][2].append(event.delta.partial_json)
+                    elif event.type == "content_block_stop" and event.index in building:
+                        call_id, name, pieces = building.pop(event.index)
+                        calls.append(ToolCall(call_id, name, _arguments("".join(pieces))))
                     elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                         received.append(event.delta.text)
                         yield TextDelta(event.delta.text)
@@ -174,8 +246,10 @@ class AnthropicProvider:
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
         )
-        finish_reason = "length" if stop_reason in LENGTH_STOPS else "stop"
-        yield Finished(usage=billed, finish_reason=finish_reason, provider=self.name, model=model)
+        finish_reason = "length" if stop_reason in LENGTH_STOPS else "tool_use" if calls else "stop"
+        yield Finished(
+            usage=billed, finish_reason=finish_reason, provider=self.name, model=model, tool_calls=tuple(calls)
+        )
 
     def _before_answer(self, error: anthropic.APIError | httpx2.HTTPError) -> ProviderError:
         if isinstance(error, anthropic.APIStatusError):
@@ -189,6 +263,15 @@ class AnthropicProvider:
         if isinstance(error, anthropic.APIResponseValidationError):
             return ProviderRefused(str(error), provider=self.name)
         return ProviderUnavailable(str(error), provider=self.name)  # connection lost, timed out
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    """A tool call's input; a model's malformed JSON becomes no arguments (the tool says what is missing)."""
+    try:
+        loaded = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _or(reported: int | None, known: int) -> int:

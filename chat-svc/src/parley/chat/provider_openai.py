@@ -13,13 +13,18 @@ for Anthropic. A compatible server that reports no usage at all is billed by our
 (cl100k) and logged, since a turn must not go unbilled.
 """
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionMessageToolCallParam,
+    ChatCompletionToolParam,
+)
 from openai.types.completion_usage import CompletionUsage
 
 from parley.chat.context_builder import Prompt
@@ -31,6 +36,7 @@ from parley.chat.provider_errors import (
     classify_status,
 )
 from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens, request_token_bound
+from parley.chat.tool_calls import ToolCall
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
@@ -52,7 +58,30 @@ def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
             out.append({"role": "user", "content": turn.content})
     last = (prompt.fresh_context(), prompt.local, prompt.question)
     out.append({"role": "user", "content": "\n\n".join(part for part in last if part)})
+    # The tool rounds so far: what the model called, then one `tool` message per result.
+    for tool_round in prompt.rounds:
+        calls: list[ChatCompletionMessageToolCallParam] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+            for c in tool_round.calls
+        ]
+        out.append({"role": "assistant", "content": tool_round.text or None, "tool_calls": calls})
+        for result in tool_round.results:
+            out.append({"role": "tool", "tool_call_id": result.call.id, "content": result.text or "(empty)"})
     return out
+
+
+def tools(prompt: Prompt) -> list[ChatCompletionToolParam]:
+    return [
+        {"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
+        for s in prompt.tools
+    ]
+
+
+def tool_options(prompt: Prompt) -> dict[str, Any]:
+    """`tools` (and `tool_choice: none` on the round that must answer), or nothing."""
+    if not prompt.tools:
+        return {}
+    return {"tools": tools(prompt), **({} if prompt.tools_allowed else {"tool_choice": "none"})}
 
 
 def token_usage(usage: CompletionUsage) -> common_pb2.TokenUsage:
@@ -95,12 +124,13 @@ class OpenAIProvider:
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
         # A bound that holds for o200k, cl100k and a compatible server's tokenizer alike (cl100k is
         # exact for older GPT models only).
-        return request_token_bound(chat_messages(prompt))
+        return request_token_bound(tools(prompt), chat_messages(prompt))
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         finish_reason = "stop"
         usage: CompletionUsage | None = None
         received: list[str] = []
+        building: dict[int, list[str]] = {}  # index → id, name, argument pieces…
         try:
             response = await self._client.chat.completions.create(
                 model=model,
@@ -108,6 +138,7 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_body={self._token_limit: max_tokens},
+                **tool_options(prompt),
             )
             async with response:
                 async for chunk in response:
@@ -117,6 +148,12 @@ class OpenAIProvider:
                         if choice.delta.content:
                             received.append(choice.delta.content)
                             yield TextDelta(choice.delta.content)
+                        for piece in choice.delta.tool_calls or []:
+                            parts = building.setdefault(piece.index, ["", ""])
+                            parts[0] = piece.id or parts[0]
+                            if piece.function is not None:
+                                parts[1] = piece.function.name or parts[1]
+                                parts.append(piece.function.arguments or "")
                         if choice.finish_reason is not None:
                             finish_reason = "length" if choice.finish_reason == "length" else "stop"
         except (openai.APIError, httpx2.HTTPError) as error:
@@ -138,7 +175,16 @@ class OpenAIProvider:
             )
             yield Finished(usage=counted, finish_reason=finish_reason, provider=self.name, model=model)
             return
-        yield Finished(usage=token_usage(usage), finish_reason=finish_reason, provider=self.name, model=model)
+        calls = tuple(
+            ToolCall(parts[0], parts[1], _arguments("".join(parts[2:]))) for _, parts in sorted(building.items())
+        )
+        yield Finished(
+            usage=token_usage(usage),
+            finish_reason="tool_use" if calls else finish_reason,
+            provider=self.name,
+            model=model,
+            tool_calls=calls,
+        )
 
     def _before_answer(self, error: openai.APIError | httpx2.HTTPError) -> ProviderError:
         if isinstance(error, openai.APIStatusError):
@@ -153,3 +199,12 @@ class OpenAIProvider:
             return ProviderRefused(str(error), provider=self.name)
         # An error in the stream before any text, a lost connection, a timeout.
         return ProviderUnavailable(str(error), provider=self.name)
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    """A call's arguments; malformed JSON becomes none (the tool says what is missing)."""
+    try:
+        loaded = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parley.chat.context_builder import INSTRUCTIONS, Prompt
+from parley.chat.tool_calls import ToolCall
+from parley.chat.tools import route
 from parley.kit.tokens import count_tokens, encoding
 from parley.v1 import common_pb2
 
@@ -37,6 +39,8 @@ class Finished:
     # Who answered: after a fallback not the provider or model asked for, and priced otherwise.
     provider: str
     model: str
+    # The tools the model asked for (finish_reason `tool_use`): the turn runs them and asks again.
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 ProviderEvent = TextDelta | Finished
@@ -103,9 +107,39 @@ def compose_answer(prompt: Prompt) -> str:
         quoted.append(f"{sentence} [{passage.index}]")
         if len(quoted) == MAX_QUOTED:
             break
+    quoted += _from_global(prompt.global_context, wanted, MAX_QUOTED - len(quoted))
     if not quoted:
         return "I could not find an answer to that in the documents of this conversation's collections."
     return "According to your documents:\n\n" + "\n\n".join(quoted)
+
+
+def _from_global(text: str, wanted: set[str], room: int) -> list[str]:
+    """The global context's lines (outline entries, sheets, index lines) sharing most words with
+    the question, in the order they stand, each said to come from the script's outline."""
+    if room <= 0 or not text:
+        return []
+    lines = [line.strip(" -#") for line in text.splitlines()[1:] if line.strip(" -#")]
+    scored = [(len(wanted & _terms(line)), -position) for position, line in enumerate(lines)]
+    best = sorted((item for item in scored if item[0] > 0), reverse=True)[:room]
+    in_order = sorted(best, key=lambda item: -item[1])
+    return [f"{lines[-position]} (from the outline and scene cards)" for _, position in in_order]
+
+
+TOOL_ANSWER_CHARS = 2_000
+
+
+def compose_from_tools(prompt: Prompt) -> str:
+    """What the tools returned, each under its name; deterministic."""
+    said: list[str] = []
+    for tool_round in prompt.rounds:
+        for result in tool_round.results:
+            text = result.text if len(result.text) <= TOOL_ANSWER_CHARS else result.text[:TOOL_ANSWER_CHARS] + " […]"
+            said.append(
+                f"I could not look that up: {text}"
+                if result.is_error
+                else f"From the script ({result.call.name}):\n\n{text}"
+            )
+    return "\n\n".join(said)
 
 
 DIGEST_SENTENCES = 5
@@ -127,7 +161,19 @@ class LocalProvider:
         return prompt_tokens(prompt)
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
-        answer = compose_answer(prompt) if prompt.instructions == INSTRUCTIONS else compose_digest(prompt)
+        # A question a tool answers exactly is routed to it first (deterministically), so the tools
+        # work offline; the round after, the answer is what the tool returned.
+        call = route(prompt.question) if prompt.tools and prompt.tools_allowed and not prompt.rounds else None
+        if call is not None:
+            usage = common_pb2.TokenUsage(input_tokens=await asyncio.to_thread(prompt_tokens, prompt))
+            yield Finished(usage=usage, finish_reason="tool_use", provider=self.name, model=model, tool_calls=(call,))
+            return
+        if prompt.rounds:
+            answer = compose_from_tools(prompt)
+        elif prompt.instructions == INSTRUCTIONS:
+            answer = compose_answer(prompt)
+        else:
+            answer = compose_digest(prompt)
         tokens = encoding().encode(answer, disallowed_special=())
         finish_reason = "length" if len(tokens) > max_tokens else "stop"
         tokens = tokens[:max_tokens]

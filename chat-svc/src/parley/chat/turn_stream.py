@@ -121,6 +121,12 @@ class TurnStream:
         )
         await self._publish(events_pb2.TurnEvent(end=end))
 
+    async def tool(self, call: chat_pb2.ToolCall, *, done: bool) -> None:
+        """A tool the model called (`tool_call`), or, once it ran, what it returned (`tool_result`)."""
+        await self.flush()
+        event = events_pb2.TurnEvent(tool_result=call) if done else events_pb2.TurnEvent(tool_call=call)
+        await self._publish(event)
+
     async def error(self, *, code: str, message: str) -> None:
         await self.flush()
         await self._publish(events_pb2.TurnEvent(error=events_pb2.TurnError(code=code, message=message)))

@@ -42,10 +42,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from parley.chat import metrics, store
+from parley.chat import metrics, store, tool_loop
 from parley.chat.clients import Budget, Collections, Hold, HoldUncertain, Retrieval
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
+from parley.chat.global_context import EMPTY as EMPTY_GLOBAL
+from parley.chat.global_context import GlobalContexts
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.leases import TurnLeases, hold_key
 from parley.chat.memory import Summarizer
@@ -53,6 +55,8 @@ from parley.chat.metering import Meter, usage_event
 from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
 from parley.chat.provider_registry import choose
 from parley.chat.providers import Finished, LlmProvider, TextDelta, prompt_tokens
+from parley.chat.tool_loop import ToolSession, hold_bound, with_tools
+from parley.chat.tools import Toolbox
 from parley.chat.turn_stream import TurnStream, require_turn_stream
 from parley.kit.contracts import (
     INTENTS,
@@ -62,6 +66,7 @@ from parley.kit.contracts import (
     MAX_QUERY_CHARS,
     cancel_subject,
     tier_budget,
+    tier_global_budget,
     tier_name,
 )
 from parley.kit.db import Sessions
@@ -149,6 +154,7 @@ class _Turn:
     hold: Hold
     started: float
     stream: TurnStream
+    tools: ToolSession | None = None  # when the model may call tools: what they run with and did
 
     def usage_event(
         self, usage: common_pb2.TokenUsage, *, provider: str, model: str, success: bool
@@ -169,6 +175,9 @@ class _Turn:
         used = chat_pb2.ContextUsed()
         used.CopyFrom(self.context_used)
         used.cache_read_tokens, used.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        if self.tools is not None:
+            used.tool_calls.extend(self.tools.calls)
+            used.tool_rounds = self.tools.model_rounds
         return used
 
 
@@ -199,8 +208,12 @@ class TurnRunner:
         intents: IntentClassifier,
         memory: Summarizer,
         relay: OutboxRelay,
+        global_contexts: GlobalContexts | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self._settings = settings
+        self._global = global_contexts
+        self._toolbox = toolbox
         self._sessions = sessions
         self._nc = nc
         self._js = js
@@ -230,7 +243,14 @@ class TurnRunner:
         if conversation is None:
             for collection_id in collection_ids:  # another tenant's collection is NotFound
                 await self._collections.require(identity, collection_id)
-        context = await self._gather(identity, request, collection_ids=collection_ids, history=history)
+        scripts = (
+            await self._global.build(identity, collection_ids, budget=tier_global_budget(request.tier))
+            if self._global is not None
+            else EMPTY_GLOBAL
+        )
+        context = await self._gather(
+            identity, request, collection_ids=collection_ids, history=history, has_global=bool(scripts.text)
+        )
         budget = tier_budget(request.tier)
         prompt = build_prompt(
             question=request.message,
@@ -240,7 +260,20 @@ class TurnRunner:
             history=[Turn(role=message.role, content=message.content) for message in history],
             summary=conversation.summary if conversation else "",
             budget=budget,
+            global_context=scripts.text,
         )
+        # The writers' room tools, over the conversation's scripts, when there are any.
+        tools = None
+        if self._toolbox is not None and scripts.scripts and self._settings.tool_rounds > 0:
+            prompt = with_tools(prompt)
+            tools = ToolSession(
+                self._toolbox,
+                identity,
+                scripts.scripts,
+                tuple(collection_ids),
+                self._settings.tool_rounds,
+                next_passage=len(prompt.passages) + 1,
+            )
         context_used = chat_pb2.ContextUsed(
             intent=context.intent.name,
             intent_source=context.intent.source,
@@ -249,11 +282,18 @@ class TurnRunner:
             budget_tokens=budget,
             parts=[chat_pb2.ContextPart(name=name, tokens=tokens) for name, tokens in prompt.part_tokens],
             trimmed=prompt.trimmed,
-            notes=context.notes,
+            notes=(*context.notes, *scripts.notes),
             carried_passages=len(prompt.carried),
         )
         # A turn whose events cannot be published fails here, before any hold or model call.
         await require_turn_stream(self._js)
+        # The most this call can cost: every input token of the provider's bound at input's dearest rate
+        # plus every allowed output token, for every round the tools may take (inside this one hold).
+        input_bound, output_bound = provider.count_tokens(prompt, model=model), max_tokens
+        if tools is not None:
+            input_bound, output_bound = hold_bound(
+                prompt_tokens=input_bound, max_tokens=max_tokens, rounds=self._settings.tool_rounds
+            )
         turn_id = str(uuid.uuid4())
         created = conversation is None
         # The turn is written before its hold: a replica that dies between the two leaves a row the
@@ -275,14 +315,12 @@ class TurnRunner:
                     model=model,
                 )
             try:
-                # Priced by usage-svc: every input token of the provider's bound at input's dearest
-                # rate plus every allowed output token, the most this call can cost.
                 hold = await self._budget.reserve(
                     identity,
                     provider=provider.name,
                     model=model,
-                    input_tokens=provider.count_tokens(prompt, model=model),
-                    max_output_tokens=max_tokens,
+                    input_tokens=input_bound,
+                    max_output_tokens=output_bound,
                     idempotency_key=hold_key(turn_id),
                 )
             except HoldUncertain:
@@ -322,6 +360,7 @@ class TurnRunner:
                         frame_seconds=self._settings.frame_seconds,
                         publish_timeout=self._settings.publish_timeout_seconds,
                     ),
+                    tools=tools,
                 )
             except BaseException:
                 await self._release(identity, hold)  # no task will ever send the usage event that would
@@ -417,6 +456,7 @@ class TurnRunner:
         *,
         collection_ids: Sequence[str],
         history: Sequence[store.MessageRecord],
+        has_global: bool = False,
     ) -> _Context:
         """The intent, then the passages it calls for, the open section's text, and the passages the
         last answer had (carried first into the prompt, for the cache)."""
@@ -433,13 +473,15 @@ class TurnRunner:
         intent = await self._intents.decide(hint=request.intent, message=request.message, bill=bill)
         notes: list[str] = []
         strategy = intent.retrieval
-        if strategy == MINIMAL:
+        if strategy == MINIMAL and not has_global:
             notes.append("no outline exists yet: semantic retrieval instead of the outline")
             strategy = SEMANTIC
         if strategy in (POSITIONAL, HYBRID) and section is None:
             notes.append(f"{intent.name} without a current_section_id: semantic retrieval instead")
             strategy = SEMANTIC
-        if section is not None and strategy == POSITIONAL:
+        if strategy == MINIMAL:  # the global context (outline, sheets, scene index) is its context
+            hits = []
+        elif section is not None and strategy == POSITIONAL:
             around = await self._retrieval.neighbours(
                 identity, document_id=section.document_id, ordinal=section.ordinal, before=1, after=1
             )
@@ -548,7 +590,15 @@ class TurnRunner:
         first_token_seconds: float | None = None
         try:
             finished: Finished | None = None
-            async for event in turn.provider.stream(turn.prompt, model=turn.model, max_tokens=turn.max_tokens):
+            events = tool_loop.answer(
+                turn.provider,
+                turn.prompt,
+                model=turn.model,
+                max_tokens=turn.max_tokens,
+                session=turn.tools,
+                announce=lambda call, done: turn.stream.tool(call, done=done),
+            )
+            async for event in events:
                 if isinstance(event, TextDelta):
                     if first_token_seconds is None and event.text:
                         first_token_seconds = time.monotonic() - called
@@ -655,6 +705,7 @@ class TurnRunner:
         (`completed`, which may also ask for a summary) or the part received before the model
         stopped (kept incomplete, the turn failed, billed as unsuccessful)."""
         sources = [source_of(passage.index, passage.hit) for passage in turn.prompt.passages]
+        sources += [source_of(index, hit) for index, hit in (turn.tools.passages if turn.tools else [])]
         context_used = turn.context_with_cache(usage)
         cost = await self._price(turn, usage, provider=provider, model=model)
         async with self._sessions.begin() as session:

@@ -2,10 +2,12 @@
 limits, body bounds, request ids, metrics), assembled."""
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
-from parley.gateway import errors, webapp
+from parley.gateway import errors, mcp_server, webapp
 from parley.gateway.api.deps import Services
 from parley.gateway.front_door import FrontDoor
+from parley.gateway.mcp_server import McpEndpoint
 from parley.gateway.routes import admin, chat, collections, documents, health, people, search, usage
 
 
@@ -20,6 +22,8 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(health.router, responses=errors.responses(500))
     for module in (people, collections, documents, search, chat, usage, admin):
         app.include_router(module.router, responses=errors.V1_ERRORS)
+    # The MCP server (its own ASGI endpoint: the SDK's streamable HTTP transport), before the web app.
+    app.router.routes.append(Route(mcp_server.PATH, McpEndpoint(services), methods=["GET", "POST", "DELETE"]))
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
     return app

@@ -81,8 +81,8 @@ def sse_frame(event: events_pb2.TurnEvent) -> dict[str, str]:
         }
     elif kind == "end":
         data = {"conversation_id": event.conversation_id, "turn_id": event.turn_id, **proto_fields(event.end)}
-    else:  # delta, error: their fields are the frame
-        data = proto_fields(event.delta if kind == "delta" else event.error)
+    else:  # delta, error, tool_call, tool_result: their fields are the frame
+        data = proto_fields(getattr(event, str(kind)))
     return {"id": str(event.seq), "event": str(kind), "data": json.dumps(data)}
 
 

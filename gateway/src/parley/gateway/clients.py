@@ -5,6 +5,7 @@ with an in-test fake (gateway/tests/test_gateway_chat.py); `Backends` owns every
 Errors are the services' own `grpc.aio.AioRpcError`s; errors.py maps them to HTTP once.
 """
 
+import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
 
@@ -109,6 +110,19 @@ class GrpcChat:
     ) -> chat_pb2.ExportConversationResponse:
         request = chat_pb2.ExportConversationRequest(conversation_id=conversation_id, format=format)
         return await self._stub.ExportConversation(request, timeout=self._deadline, metadata=self._metadata(who))
+
+    async def list_tools(self, who: Principal) -> chat_pb2.ListToolsResponse:
+        request = chat_pb2.ListToolsRequest()
+        return await self._stub.ListTools(request, timeout=self._deadline, metadata=self._metadata(who))
+
+    async def run_tool(
+        self, who: Principal, *, collection_ids: list[str], name: str, arguments: dict[str, object]
+    ) -> chat_pb2.RunToolResponse:
+        request = chat_pb2.RunToolRequest(
+            collection_ids=collection_ids, name=name, arguments_json=json.dumps(arguments)
+        )
+        # A tool reads a script's sections or searches: a few calls inside chat-svc, one deadline.
+        return await self._stub.RunTool(request, timeout=self._deadline * 2, metadata=self._metadata(who))
 
 
 class Backends:

@@ -114,7 +114,8 @@ class FrontDoor:
 
     async def _admit(self, scope: Scope, headers: Headers, extra_headers: list[tuple[bytes, bytes]]) -> Any:
         path: str = scope["path"]
-        if not path.startswith("/v1/"):
+        # /mcp (mcp_server.py) is the API too, for MCP clients: the same keys, limits and bounds.
+        if not (path.startswith("/v1/") or path == "/mcp" or path.startswith("/mcp/")):
             return None
         credential = presented_credential(headers)
         if not credential:

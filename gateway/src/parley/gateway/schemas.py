@@ -243,6 +243,18 @@ class ContextPart(BaseModel):
     tokens: int
 
 
+class ToolCall(BaseModel):
+    """A tool the model called during a turn, and what it returned (the `tool_call` and
+    `tool_result` events; `context_used.tool_calls` on the stored answer)."""
+
+    id: str
+    name: str
+    input_json: str
+    round: int
+    result: str
+    is_error: bool
+
+
 class ContextUsed(BaseModel):
     """How an answer's prompt was built, and what the call read from and wrote to the prompt cache."""
 
@@ -257,6 +269,8 @@ class ContextUsed(BaseModel):
     cache_read_tokens: int
     cache_write_tokens: int
     carried_passages: int  # the first passages, before the conversation: the next turn carries them
+    tool_calls: list[ToolCall] = []  # the tools the model called, in order, with their results
+    tool_rounds: int = 0  # model calls that asked for tools
 
     @classmethod
     def of(cls, proto: chat_pb2.ContextUsed) -> "ContextUsed":

@@ -51,7 +51,7 @@ from parley.kit.tokens import count_tokens
 
 log = logging.getLogger(__name__)
 
-ArtifactKind = Literal["scene_card", "outline", "character_sheet", "plot_thread"]
+ArtifactKind = Literal["scene_card", "outline", "character_sheet", "plot_thread", "coverage"]
 ThreadType = Literal["character_arc", "plot", "subplot", "theme"]
 
 EXTRACTIVE_MODEL = "local/extractive"

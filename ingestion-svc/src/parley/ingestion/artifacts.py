@@ -32,6 +32,7 @@ artifacts are paused and why; what was written stays. Nothing retries on a timer
 `fresh` request or the next version picks up what is left.
 """
 
+import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -45,6 +46,7 @@ from parley.ingestion import store
 from parley.ingestion.artifact_writers import ArtifactDraft, ArtifactWriter, main_characters
 from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
+from parley.ingestion.coverage import coverage
 from parley.ingestion.models import AnalysisState, Status, outbox
 from parley.ingestion.progress import Progress
 from parley.ingestion.screenplay_reports import card_key, is_screenplay, pacing_report
@@ -69,7 +71,7 @@ class Batch:
     stale together, so they are written together: a script whose writer finds no thread is not
     asked again and again for the threads it lacks."""
 
-    kind: Literal["scene_card", "outline", "character_sheet"]
+    kind: Literal["scene_card", "outline", "character_sheet", "coverage"]
     sections: tuple[SectionRecord, ...] = ()
     characters: tuple[str, ...] = ()
     threads: bool = False
@@ -85,6 +87,8 @@ class Batch:
             return "scene cards"
         if self.kind == "character_sheet":
             return "character sheets"
+        if self.kind == "coverage":
+            return "the coverage report"
         return "the outline and plot threads" if self.threads else "the outline"
 
 
@@ -169,6 +173,9 @@ def plan(
         ]
         if sheets:
             batches.append(Batch("character_sheet", characters=tuple(sheets)))
+        # Coverage reads the whole script, like the outline, and goes stale with it.
+        if (report := kept.get(("coverage", "coverage"))) is None or report.stale:
+            batches.append(Batch("coverage"))
     return batches
 
 
@@ -439,6 +446,8 @@ class Artifacts:
                 return await self._writer.character_sheets(
                     owner=owner, title=title, sections=sections, characters=batch.characters
                 )
+            case "coverage":  # extractive whoever the writer is (coverage.py), off the event loop
+                return [await asyncio.to_thread(coverage, title, sections)]
 
     async def _keep(
         self, *, session: AsyncSession, document: DocumentRecord, batch: Batch, drafts: Sequence[ArtifactDraft]

@@ -147,6 +147,22 @@ def tier_budget(tier: int) -> int:
     return TIER_BUDGETS.get(tier, TIER_BUDGETS[chat_pb2.TIER_STANDARD])
 
 
+# The global context (outlines, main characters' sheets, the scene-card index: chat-svc's
+# global_context) has an allowance of its own beside the tier's budget: it is the same on every
+# turn of a conversation, so a provider's prompt cache reads it at a tenth of input's price after
+# the first turn. A feature film's index (~200 scenes) fits standard's allowance.
+TIER_GLOBAL_BUDGETS: dict[int, int] = {
+    chat_pb2.TIER_QUICK: 2_000,
+    chat_pb2.TIER_STANDARD: 8_000,
+    chat_pb2.TIER_DEEP: 24_000,
+}
+
+
+def tier_global_budget(tier: int) -> int:
+    """Unspecified (or unknown) is standard."""
+    return TIER_GLOBAL_BUDGETS.get(tier, TIER_GLOBAL_BUDGETS[chat_pb2.TIER_STANDARD])
+
+
 def tier_named(name: str) -> int:
     """The proto Tier of a public name (`quick`, `standard`, `deep`)."""
     return chat_pb2.Tier.Value(f"TIER_{name.upper()}")
@@ -169,7 +185,7 @@ COMPLETION_KINDS = ("summary",)  # the usage kinds a completion may be billed as
 
 # JOBS: AnalyzeJob, ingestion → ingestion. Taken after every ingest queue (below low), one batch a job.
 ANALYZE_JOBS = "jobs.analyze"
-ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread")
+ARTIFACT_KINDS = ("scene_card", "outline", "character_sheet", "plot_thread", "coverage")
 
 
 def analyze_msg_id(document_id: object, version: int, written: int) -> str:

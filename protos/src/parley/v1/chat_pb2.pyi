@@ -156,7 +156,7 @@ class ContextPart(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class ContextUsed(_message.Message):
-    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens", "carried_passages")
+    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens", "carried_passages", "tool_calls", "tool_rounds")
     INTENT_FIELD_NUMBER: _ClassVar[int]
     INTENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,8 @@ class ContextUsed(_message.Message):
     CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CARRIED_PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     intent: str
     intent_source: str
     retrieval: str
@@ -179,7 +181,63 @@ class ContextUsed(_message.Message):
     cache_read_tokens: int
     cache_write_tokens: int
     carried_passages: int
-    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., carried_passages: _Optional[int] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    tool_rounds: int
+    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., carried_passages: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_rounds: _Optional[int] = ...) -> None: ...
+
+class ToolSpec(_message.Message):
+    __slots__ = ("name", "description", "parameters_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters_json: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...
+
+class ListToolsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListToolsResponse(_message.Message):
+    __slots__ = ("tools",)
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
+    def __init__(self, tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ...) -> None: ...
+
+class RunToolRequest(_message.Message):
+    __slots__ = ("collection_ids", "name", "arguments_json")
+    COLLECTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    collection_ids: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    arguments_json: str
+    def __init__(self, collection_ids: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ...) -> None: ...
+
+class RunToolResponse(_message.Message):
+    __slots__ = ("result", "is_error")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    result: str
+    is_error: bool
+    def __init__(self, result: _Optional[str] = ..., is_error: _Optional[bool] = ...) -> None: ...
+
+class ToolCall(_message.Message):
+    __slots__ = ("id", "name", "input_json", "round", "result", "is_error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    input_json: str
+    round: int
+    result: str
+    is_error: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., input_json: _Optional[str] = ..., round: _Optional[int] = ..., result: _Optional[str] = ..., is_error: _Optional[bool] = ...) -> None: ...
 
 class Conversation(_message.Message):
     __slots__ = ("id", "title", "collection_ids", "messages", "created_at", "updated_at", "next_page_token")

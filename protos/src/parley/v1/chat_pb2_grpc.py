@@ -77,6 +77,16 @@ class ChatServiceStub:
                 request_serializer=parley_dot_v1_dot_chat__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_chat__pb2.CompleteResponse.FromString,
                 _registered_method=True)
+        self.ListTools = channel.unary_unary(
+                '/parley.v1.ChatService/ListTools',
+                request_serializer=parley_dot_v1_dot_chat__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_chat__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
+        self.RunTool = channel.unary_unary(
+                '/parley.v1.ChatService/RunTool',
+                request_serializer=parley_dot_v1_dot_chat__pb2.RunToolRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_chat__pb2.RunToolResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -136,6 +146,20 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTools(self, request, context):
+        """The writers' room tools (chat-svc's tools.py), for callers other than a turn's model: the
+        gateway's MCP server. RunTool runs one over the caller's collections.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +202,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=parley_dot_v1_dot_chat__pb2.CompleteRequest.FromString,
                     response_serializer=parley_dot_v1_dot_chat__pb2.CompleteResponse.SerializeToString,
+            ),
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=parley_dot_v1_dot_chat__pb2.ListToolsRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_chat__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'RunTool': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTool,
+                    request_deserializer=parley_dot_v1_dot_chat__pb2.RunToolRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_chat__pb2.RunToolResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +433,60 @@ class ChatService:
             '/parley.v1.ChatService/Complete',
             parley_dot_v1_dot_chat__pb2.CompleteRequest.SerializeToString,
             parley_dot_v1_dot_chat__pb2.CompleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.ChatService/ListTools',
+            parley_dot_v1_dot_chat__pb2.ListToolsRequest.SerializeToString,
+            parley_dot_v1_dot_chat__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.ChatService/RunTool',
+            parley_dot_v1_dot_chat__pb2.RunToolRequest.SerializeToString,
+            parley_dot_v1_dot_chat__pb2.RunToolResponse.FromString,
             options,
             channel_credentials,
             insecure,

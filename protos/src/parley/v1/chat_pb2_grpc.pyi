@@ -48,6 +48,11 @@ class ChatServiceStub:
     provider code lives in one place. Held against the tenant's budget and billed as `kind`
     (RESOURCE_EXHAUSTED when the budget cannot hold it).
     """
+    ListTools: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListToolsRequest, _chat_pb2.ListToolsResponse]
+    """The writers' room tools (chat-svc's tools.py), for callers other than a turn's model: the
+    gateway's MCP server. RunTool runs one over the caller's collections.
+    """
+    RunTool: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RunToolRequest, _chat_pb2.RunToolResponse]
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -69,6 +74,11 @@ class ChatServiceAsyncStub(ChatServiceStub):
     provider code lives in one place. Held against the tenant's budget and billed as `kind`
     (RESOURCE_EXHAUSTED when the budget cannot hold it).
     """
+    ListTools: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListToolsRequest, _chat_pb2.ListToolsResponse]  # type: ignore[assignment]
+    """The writers' room tools (chat-svc's tools.py), for callers other than a turn's model: the
+    gateway's MCP server. RunTool runs one over the caller's collections.
+    """
+    RunTool: _aio.UnaryUnaryMultiCallable[_chat_pb2.RunToolRequest, _chat_pb2.RunToolResponse]  # type: ignore[assignment]
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Conversations and turns. Every call is scoped to `x-tenant-id` and `x-user-id`.
@@ -135,5 +145,22 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         provider code lives in one place. Held against the tenant's budget and billed as `kind`
         (RESOURCE_EXHAUSTED when the budget cannot hold it).
         """
+
+    @_abc_1.abstractmethod
+    def ListTools(
+        self,
+        request: _chat_pb2.ListToolsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ListToolsResponse, _abc.Awaitable[_chat_pb2.ListToolsResponse]]:
+        """The writers' room tools (chat-svc's tools.py), for callers other than a turn's model: the
+        gateway's MCP server. RunTool runs one over the caller's collections.
+        """
+
+    @_abc_1.abstractmethod
+    def RunTool(
+        self,
+        request: _chat_pb2.RunToolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.RunToolResponse, _abc.Awaitable[_chat_pb2.RunToolResponse]]: ...
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

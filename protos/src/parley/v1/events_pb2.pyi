@@ -90,7 +90,7 @@ class ChunksIndexed(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ..., chunk_count: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TurnEvent(_message.Message):
-    __slots__ = ("conversation_id", "turn_id", "seq", "delta", "sources", "usage", "end", "error")
+    __slots__ = ("conversation_id", "turn_id", "seq", "delta", "sources", "usage", "end", "error", "tool_call", "tool_result")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,8 @@ class TurnEvent(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_RESULT_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     turn_id: str
     seq: int
@@ -107,7 +109,9 @@ class TurnEvent(_message.Message):
     usage: TurnUsage
     end: TurnEnd
     error: TurnError
-    def __init__(self, conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ..., seq: _Optional[int] = ..., delta: _Optional[_Union[TurnDelta, _Mapping]] = ..., sources: _Optional[_Union[TurnSources, _Mapping]] = ..., usage: _Optional[_Union[TurnUsage, _Mapping]] = ..., end: _Optional[_Union[TurnEnd, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ...) -> None: ...
+    tool_call: _chat_pb2.ToolCall
+    tool_result: _chat_pb2.ToolCall
+    def __init__(self, conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ..., seq: _Optional[int] = ..., delta: _Optional[_Union[TurnDelta, _Mapping]] = ..., sources: _Optional[_Union[TurnSources, _Mapping]] = ..., usage: _Optional[_Union[TurnUsage, _Mapping]] = ..., end: _Optional[_Union[TurnEnd, _Mapping]] = ..., error: _Optional[_Union[TurnError, _Mapping]] = ..., tool_call: _Optional[_Union[_chat_pb2.ToolCall, _Mapping]] = ..., tool_result: _Optional[_Union[_chat_pb2.ToolCall, _Mapping]] = ...) -> None: ...
 
 class TurnDelta(_message.Message):
     __slots__ = ("text",)

@@ -2,14 +2,15 @@
 SSE, its removal."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import grpc
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from sse_starlette import EventSourceResponse
 
-from parley.gateway import access
+from parley.gateway import access, breakdown
 from parley.gateway.api.deps import Deleter, Deps, Reader, Writer
+from parley.gateway.breakdown import BreakdownOut
 from parley.gateway.errors import ApiError, from_grpc, responses
 from parley.gateway.events import error_frame
 from parley.gateway.schemas import (
@@ -95,6 +96,41 @@ async def get_pacing(document_id: str, who: Reader, services: Deps) -> PacingOut
     """A screenplay's pages, scene lengths in eighths, dialogue share, day/night and INT/EXT
     counts; 409 for any other document."""
     return PacingOut.of(document_id, await services.backends.get_pacing(who, document_id))
+
+
+@router.get(
+    "/{document_id}/breakdown",
+    response_model=BreakdownOut,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "as CSV with ?format=csv"}
+    },
+)
+async def get_breakdown(
+    document_id: str,
+    who: Reader,
+    services: Deps,
+    format: Annotated[Literal["json", "csv"], Query(description="json (the default) or csv")] = "json",
+) -> Response | BreakdownOut:
+    """A screenplay's breakdown sheet, a row per scene (number, INT/EXT, location, time of day,
+    eighths, start page, cast, the card's one-line synopsis); 409 for any other document."""
+    # The pacing first: it is the call that refuses a document that is not a screenplay.
+    pacing = await services.backends.get_pacing(who, document_id)
+    sections: list[ingestion_pb2.Section] = []
+    token = ""
+    while True:
+        page = await services.backends.list_sections(
+            who, document_id, common_pb2.PageRequest(page_size=100, page_token=token)
+        )
+        sections += page.sections
+        token = page.next_page_token
+        if not token:
+            break
+    cards = await services.backends.get_artifacts(who, document_id, kinds=["scene_card"], fresh=False)
+    found = breakdown.rows(sections, pacing, cards.artifacts)
+    if format == "csv":
+        disposition = f'attachment; filename="breakdown-{document_id}.csv"'
+        return Response(breakdown.as_csv(found), media_type="text/csv", headers={"Content-Disposition": disposition})
+    return BreakdownOut(document_id=document_id, scenes=found)
 
 
 @router.get("/{document_id}/artifacts", responses=responses(402, 501))
