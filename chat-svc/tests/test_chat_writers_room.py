@@ -164,7 +164,14 @@ class OpenBudget:
     holds: list[tuple[int, int]] = field(default_factory=list)  # input, output
 
     async def reserve(
-        self, identity: Identity, *, provider: str, model: str, input_tokens: int, max_output_tokens: int
+        self,
+        identity: Identity,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        idempotency_key: str = "",
     ) -> Hold:
         self.holds.append((input_tokens, max_output_tokens))
         return Hold(reservation_id=str(uuid.uuid4()), reserved_micros=0)
