@@ -464,7 +464,8 @@ def test_pages_fit_a_phone(browser: Browser, web: Platform, key: str, script: di
         sign_in(phone, key)
         for route, title in (
             ("#/chat", "New conversation"),
-            (f"#/documents/{script['document']['id']}", "The Night Shift"),
+            ("#/people", "People and keys"),
+            (f"#/documents/{script['document']['id']}", "The Night Shift"),  # last: the screenshot's
         ):
             phone.goto(f"/{route}")
             expect(phone.get_by_role("heading", name=title, level=1)).to_be_visible()
@@ -502,6 +503,8 @@ def test_an_admin_adds_a_colleague_makes_her_a_key_sees_it_once_and_revokes_it(
     assert secret.startswith("pk_"), secret
     expect(page.get_by_label("The new key")).to_be_focused()
     shoot(page, "people-new-key")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("status")).to_contain_text("The key is copied.")
     # The key works, as hers, with the one scope.
     me = httpx.get(f"{web.gateway_url}/v1/me", headers={"Authorization": f"Bearer {secret}"}).json()
     assert (me["user"]["name"], me["scopes"]) == (colleague, ["read"])
@@ -546,7 +549,7 @@ def test_a_member_sees_only_her_own_keys_and_no_people(browser: Browser, web: Pl
     try:
         sign_in(phone, made.json()["key"])
         phone.goto("/#/people")
-        expect(phone.get_by_role("heading", name="Your API keys", level=1)).to_be_visible()
+        expect(phone.get_by_role("heading", name="API keys", level=1)).to_be_visible()
         mine = phone.get_by_role("table", name="Your API keys")
         expect(mine.get_by_role("row", name=re.compile("mo's key"))).to_contain_text("(this sign-in)")
         expect(phone.get_by_text("the owner's other key")).to_have_count(0)

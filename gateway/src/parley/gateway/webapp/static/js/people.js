@@ -32,7 +32,7 @@ async function draw(page, state) {
 
   replace(
     page,
-    heading(admin ? "People and keys" : "Your API keys"),
+    heading(admin ? "People and keys" : "API keys"),
     h("p", { class: "hint" }, `Signed in as ${me.user.name} (${me.user.role}) with the scopes ${me.scopes.join(", ") || "none"}.`),
     state.secret ? secretBox(state, redraw) : null,
     h("section", { "aria-labelledby": "my-keys-title" },
