@@ -174,8 +174,7 @@ function revokeButton(key, current, redraw) {
       }
       if (current) {
         setApiKey("");
-        location.hash = "#/";
-        location.reload();
+        location.hash = "#/"; // the shell, finding no key, asks for one
         return;
       }
       say(`“${key.name}” is revoked.`);
