@@ -211,3 +211,63 @@ def test_the_url_and_key_come_from_the_config_file_when_neither_flag_nor_environ
     config.write_text("url = [not toml")
     broken = parley("collections", env=unset)
     assert broken.exit_code == 1 and broken.output.startswith(f"error: cannot read the config file {config}")
+
+
+def test_keys_are_made_shown_once_listed_by_prefix_and_revoked(
+    parley: Parley, environment: dict[str, str], platform: Platform
+) -> None:
+    made = parley("keys", "create", "ci reader", "--scope", "read", "--expires", "30d")
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip()  # the secret alone on stdout, for a script to keep
+    assert re.fullmatch(r"pk_\S+", secret), made.stdout
+    assert "you will not see it again" in made.stderr and "scopes read, until " in made.stderr
+    headers = {"Authorization": f"Bearer {secret}"}
+    me = httpx.get(f"{platform.gateway_url}/v1/me", headers=headers).json()
+    assert me["scopes"] == ["read"]
+
+    listed = parley("keys", "list")
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if "ci reader" in line)
+    assert secret[:8] in row and "active" in row and secret not in listed.output
+    key_id = re.search(r"[0-9a-f]{8}-[0-9a-f-]{27}", row)
+    assert key_id, row
+    # The key itself, read-only, may list (its own keys) but not make a key with more than it holds.
+    as_reader = {"PARLEY_API_KEY": secret}
+    assert "(this key)" in parley("keys", "list", env=as_reader).output
+    wider = parley("keys", "create", "sneaky", "--scope", "write", env=as_reader)
+    assert wider.exit_code == 1
+    assert re.fullmatch(
+        r"error: .*at most these scopes: read \(403 forbidden, request id [0-9a-f]{32}\)\n", wider.output
+    )
+
+    revoked = parley("keys", "revoke", key_id[0])
+    assert revoked.exit_code == 0, revoked.output
+    assert "revoked" in next(line for line in parley("keys", "list").output.splitlines() if "ci reader" in line)
+    assert httpx.get(f"{platform.gateway_url}/v1/me", headers=headers).status_code == 401
+    again = parley("keys", "revoke", str(uuid.uuid4()))
+    assert again.exit_code == 1 and "(404 not_found, request id " in again.output
+    bad = parley("keys", "create", "later", "--expires", "someday")
+    assert bad.exit_code == 1 and bad.output.startswith("error: --expires 'someday': give 30d")
+
+
+def test_an_admin_adds_a_person_gives_her_a_key_and_removes_her(parley: Parley, platform: Platform) -> None:
+    name = f"Ines {uuid.uuid4().hex[:6]}"
+    added = parley("users", "add", name, "--role", "viewer", "--email", f"{name.split()[1]}@example.com")
+    assert added.exit_code == 0 and f"added {name} as viewer" in added.output, added.output
+    assert name in parley("users", "list").output
+
+    made = parley("keys", "create", "ines's laptop", "--user", name)
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip()
+    assert "scopes read," in made.stderr  # all a viewer may hold
+    listed = parley("keys", "list").output
+    assert name in next(line for line in listed.splitlines() if "ines's laptop" in line)
+
+    # She sees no one else: the people are an admin's.
+    refused = parley("users", "list", env={"PARLEY_API_KEY": secret})
+    assert refused.exit_code == 1 and "(403 forbidden, request id " in refused.output
+
+    assert parley("users", "role", name, "member").output.strip() == f"{name} is now member"
+    assert parley("users", "remove", name).exit_code == 0
+    assert name not in parley("users", "list").output
+    assert httpx.get(f"{platform.gateway_url}/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401

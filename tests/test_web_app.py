@@ -464,12 +464,115 @@ def test_pages_fit_a_phone(browser: Browser, web: Platform, key: str, script: di
         sign_in(phone, key)
         for route, title in (
             ("#/chat", "New conversation"),
-            (f"#/documents/{script['document']['id']}", "The Night Shift"),
+            ("#/people", "People and keys"),
+            (f"#/documents/{script['document']['id']}", "The Night Shift"),  # last: the screenshot's
         ):
             phone.goto(f"/{route}")
             expect(phone.get_by_role("heading", name=title, level=1)).to_be_visible()
             # Nothing wider than the screen: no sideways scrolling of the page itself.
             assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         shoot(phone, "phone-screenplay")
+    finally:
+        context.close()
+
+
+def test_an_admin_adds_a_colleague_makes_her_a_key_sees_it_once_and_revokes_it(
+    page: Page, key: str, api: httpx.Client, web: Platform
+) -> None:
+    sign_in(page, key)
+    page.get_by_role("link", name="People and keys").click()
+    expect(page.get_by_role("heading", name="People and keys", level=1)).to_be_visible()
+    colleague = f"Dana {uuid.uuid4().hex[:6]}"
+    page.get_by_label("Person's name").fill(colleague)
+    page.get_by_label("Email (optional)").fill(f"{colleague.split()[1]}@example.com")
+    page.get_by_label("Role", exact=True).select_option("member")
+    page.get_by_role("button", name="Add person").click()
+    people = page.get_by_role("table", name="People of the tenant")
+    expect(people.get_by_role("row", name=re.compile(colleague))).to_contain_text("@example.com")
+    expect(people.get_by_label(f"Role of {colleague}")).to_have_value("member")
+
+    # Her key: made by the admin, read-only, for a month; the secret shown this once.
+    page.get_by_label("Key name").fill("dana's laptop")
+    page.get_by_label("For").select_option(label=f"{colleague} (member)")
+    page.get_by_label("read").check()
+    page.get_by_label("Expires").select_option("30")
+    page.get_by_role("button", name="Make key").click()
+    shown = page.get_by_role("alert").filter(has_text="you will not see it again")
+    expect(shown).to_contain_text(f"New key “dana's laptop” for {colleague} (member)")
+    secret = page.get_by_label("The new key").input_value()
+    assert secret.startswith("pk_"), secret
+    expect(page.get_by_label("The new key")).to_be_focused()
+    shoot(page, "people-new-key")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("status")).to_contain_text("The key is copied.")
+    # The key works, as hers, with the one scope.
+    me = httpx.get(f"{web.gateway_url}/v1/me", headers={"Authorization": f"Bearer {secret}"}).json()
+    assert (me["user"]["name"], me["scopes"]) == (colleague, ["read"])
+    page.get_by_role("button", name="I have stored it").click()
+    expect(page.get_by_label("The new key")).to_have_count(0)
+    assert secret not in page.content()  # gone from the page for good
+
+    keys = page.get_by_role("table", name="Every key of the tenant")
+    row = keys.get_by_role("row", name=re.compile("dana's laptop"))
+    expect(row).to_contain_text(colleague)
+    expect(row).to_contain_text(secret[:8])  # recognised by its prefix
+    expect(row).to_contain_text("active")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name=re.compile("^Revoke dana's laptop")).click()
+    expect(page.get_by_role("status")).to_contain_text("“dana's laptop” is revoked.")
+    expect(keys.get_by_role("row", name=re.compile("dana's laptop"))).to_contain_text("revoked")
+    refused = httpx.get(f"{web.gateway_url}/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert refused.status_code == 401
+
+    # A refusal is shown where it happened, with the request id: the tenant's one owner stays one.
+    page.get_by_label("Role of owner").select_option("member")
+    page.get_by_role("button", name="Change owner’s role").click()
+    expect(page.get_by_role("alert").filter(has_text="Refused:")).to_contain_text(
+        "Refused: a tenant keeps at least one owner (failed_precondition, request "
+    )
+    expect(page.get_by_label("Role of owner")).to_have_value("owner")
+
+    # She leaves: removed, and her keys with her.
+    page.once("dialog", lambda dialog: dialog.accept())
+    people.get_by_role("button", name=f"Remove {colleague}").click()
+    expect(people.get_by_role("row", name=re.compile(colleague))).to_have_count(0)
+    assert colleague not in [user["name"] for user in api.get("/v1/users").json()["data"]]
+
+
+def test_a_member_sees_only_her_own_keys_and_no_people(browser: Browser, web: Platform, api: httpx.Client) -> None:
+    member = api.post("/v1/users", json={"name": f"Mo {uuid.uuid4().hex[:6]}", "role": "member"}).json()
+    made = api.post("/v1/api-keys", json={"name": "mo's key", "user_id": member["id"]})
+    assert made.status_code == 201, made.text
+    api.post("/v1/api-keys", json={"name": "the owner's other key"})  # not hers: not shown to her
+    context = browser.new_context(base_url=web.gateway_url, viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    try:
+        sign_in(phone, made.json()["key"])
+        phone.goto("/#/people")
+        expect(phone.get_by_role("heading", name="API keys", level=1)).to_be_visible()
+        mine = phone.get_by_role("table", name="Your API keys")
+        expect(mine.get_by_role("row", name=re.compile("mo's key"))).to_contain_text("(this sign-in)")
+        expect(phone.get_by_text("the owner's other key")).to_have_count(0)
+        expect(phone.get_by_role("heading", name="People")).to_have_count(0)
+        expect(phone.get_by_role("table", name="Every key of the tenant")).to_have_count(0)
+        expect(phone.get_by_label("For")).to_have_count(0)  # a key for herself only
+        expect(phone.get_by_label("admin")).to_have_count(0)  # no scope her role cannot hold
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        shoot(phone, "phone-keys")
+
+        # Her own key, made and revoked by herself.
+        phone.get_by_label("Key name").fill("mo's script")
+        phone.get_by_role("button", name="Make key").click()
+        expect(phone.get_by_label("The new key")).to_have_value(re.compile("^pk_"))
+        phone.get_by_role("button", name="I have stored it").click()
+        phone.once("dialog", lambda dialog: dialog.accept())
+        mine.get_by_role("button", name=re.compile("^Revoke mo's script")).click()
+        expect(mine.get_by_role("row", name=re.compile("mo's script"))).to_contain_text("revoked")
+
+        # Revoking the key she is signed in with signs her out.
+        phone.once("dialog", lambda dialog: dialog.accept())
+        mine.get_by_role("button", name=re.compile("^Revoke mo's key")).click()
+        expect(phone.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert phone.evaluate("sessionStorage.getItem('parley.apiKey')") is None
     finally:
         context.close()

@@ -6,11 +6,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from parley.cli import chat as chat_command
@@ -20,7 +22,7 @@ from parley.cli.client import Api, CliError, Settings
 
 app = typer.Typer(
     name="parley",
-    help="Parley from a terminal: ingest documents, chat with them, see scenes, characters and usage.",
+    help="Parley from a terminal: ingest documents, chat with them, see scenes, characters and usage, manage keys.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -228,3 +230,162 @@ def export(
     else:
         output.write_bytes(response.content)
         errors.print(f"saved {output}")
+
+
+keys_app = typer.Typer(help="API keys: yours (an admin: the tenant's). The secret is shown once, when made.")
+users_app = typer.Typer(help="The tenant's people and their roles (admins).")
+app.add_typer(keys_app, name="keys", no_args_is_help=True)
+app.add_typer(users_app, name="users", no_args_is_help=True)
+
+
+class Scope(StrEnum):
+    read = "read"
+    write = "write"
+    chat = "chat"
+    admin = "admin"
+
+
+RoleName = Literal["owner", "admin", "member", "viewer"]
+DURATION = re.compile(r"^(\d+)([hdw])$")
+
+
+def expiry(text: str) -> datetime:
+    """`30d`, `12h`, `2w` from now, or a date or time (ISO 8601; without a zone, UTC)."""
+    matched = DURATION.match(text.strip())
+    if matched:
+        hours = {"h": 1, "d": 24, "w": 24 * 7}[matched[2]] * int(matched[1])
+        return datetime.now(UTC) + timedelta(hours=hours)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(f"--expires {text!r}: give 30d, 12h, 2w, or a date such as 2027-01-31") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def user_id(api: Api, name_or_id: str) -> str:
+    """A user of the tenant by id, or by name or email (admins)."""
+    if UUID.match(name_or_id):
+        return name_or_id
+    found = [u for u in api.pages("/v1/users") if name_or_id in (u["name"], u.get("email"))]
+    if len(found) != 1:
+        raise CliError(f"{'no' if not found else 'more than one'} user named {name_or_id!r} (parley users list)")
+    return str(found[0]["id"])
+
+
+def _key_state(key: dict[str, Any]) -> str:
+    if key.get("revoked_at"):
+        return "[red]revoked[/]"
+    if key.get("expires_at") and datetime.fromisoformat(key["expires_at"]) <= datetime.now(UTC):
+        return "[yellow]expired[/]"
+    return "[green]active[/]"
+
+
+def _day(stamp: str | None, never: str = "never") -> str:
+    return stamp[:16].replace("T", " ") if stamp else never
+
+
+@keys_app.command("list")
+@one_line_errors
+def keys_list(ctx: typer.Context) -> None:
+    """Your keys (an admin: every key of the tenant), revoked ones too; never their secrets."""
+    api = connect(ctx)
+    me = api.get("/v1/me")
+    admin = "admin" in me["scopes"] and me["user"]["role"] in ("owner", "admin")
+    names = {u["id"]: u["name"] for u in api.pages("/v1/users")} if admin else {}
+    table = Table("id", "name", "prefix", "holder", "scopes", "expires", "last used", "state")
+    for key in api.pages("/v1/api-keys"):
+        current = " (this key)" if key["id"] == me.get("api_key_id") else ""
+        table.add_row(
+            key["id"],
+            escape(key["name"]) + current,
+            f"{key['prefix']}…",
+            escape(names.get(key["user_id"], me["user"]["name"] if key["user_id"] == me["user"]["id"] else "")),
+            ", ".join(key["scopes"]),
+            _day(key.get("expires_at")),
+            _day(key.get("last_used_at")),
+            _key_state(key),
+        )
+    console.print(table)
+
+
+@keys_app.command("create")
+@one_line_errors
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="what it is for: laptop, CI, …")],
+    scope: Annotated[
+        list[Scope] | None, typer.Option("--scope", "-s", help="repeatable; default: all your role allows")
+    ] = None,
+    expires: Annotated[str | None, typer.Option(help="30d, 12h, 2w, or a date; default: never")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="make it for this user (admins): name or id")] = None,
+) -> None:
+    """Make a key. The secret alone goes to stdout, this once: Parley keeps only its hash."""
+    api = connect(ctx)
+    body: dict[str, Any] = {"name": name}
+    if scope:
+        body["scopes"] = list(dict.fromkeys(s.value for s in scope))
+    if expires:
+        body["expires_at"] = expiry(expires).isoformat()
+    if user:
+        body["user_id"] = user_id(api, user)
+    made = api.post("/v1/api-keys", body)
+    until = f"until {_day(made['expires_at'])}" if made.get("expires_at") else "with no expiry"
+    errors.print(
+        f"key {made['name']!r} ({made['prefix']}…, id {made['id']}), scopes {', '.join(made['scopes'])}, {until}.\n"
+        "[bold]Store it now: you will not see it again.[/]"
+    )
+    sys.stdout.write(made["key"] + "\n")
+
+
+@keys_app.command("revoke")
+@one_line_errors
+def keys_revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="the key's id (keys list)")]) -> None:
+    """Revoke a key (yours; an admin: any of the tenant's). Whatever uses it is refused from now on."""
+    connect(ctx).request("DELETE", f"/v1/api-keys/{key_id}")
+    console.print(f"revoked {key_id}")
+
+
+@users_app.command("list")
+@one_line_errors
+def users_list(ctx: typer.Context) -> None:
+    """The tenant's people and their roles."""
+    table = Table("id", "name", "email", "role", "added")
+    for u in connect(ctx).pages("/v1/users"):
+        table.add_row(u["id"], escape(u["name"]), escape(u.get("email") or ""), u["role"], _day(u["created_at"]))
+    console.print(table)
+
+
+@users_app.command("add")
+@one_line_errors
+def users_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="the person's name")],
+    role: Annotated[RoleName, typer.Option(help="what they may do (docs/api.md)")] = "member",
+    email: Annotated[str | None, typer.Option(help="unique within the tenant")] = None,
+) -> None:
+    """Add a person; then make them a key: parley keys create NAME --user ID."""
+    body: dict[str, Any] = {"name": name, "role": role} | ({"email": email} if email else {})
+    added = connect(ctx).post("/v1/users", body)
+    console.print(f"added {escape(added['name'])} as {added['role']}: id {added['id']}")
+
+
+@users_app.command("role")
+@one_line_errors
+def users_role(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="name, email or id")],
+    role: Annotated[RoleName, typer.Argument(help="the new role")],
+) -> None:
+    """Change a person's role; it applies to their keys at once."""
+    api = connect(ctx)
+    changed = api.request("PATCH", f"/v1/users/{user_id(api, user)}", json={"role": role}).json()
+    console.print(f"{escape(changed['name'])} is now {changed['role']}")
+
+
+@users_app.command("remove")
+@one_line_errors
+def users_remove(ctx: typer.Context, user: Annotated[str, typer.Argument(help="name, email or id")]) -> None:
+    """Remove a person and every key they hold."""
+    api = connect(ctx)
+    api.request("DELETE", f"/v1/users/{user_id(api, user)}")
+    console.print(f"removed {escape(user)}")

@@ -3,6 +3,7 @@ import { ApiError, apiKey, get, setApiKey } from "./api.js";
 import { h, heading, problem, replace } from "./dom.js";
 import { showChat } from "./chat.js";
 import { showCollection, showCollections } from "./collections.js";
+import { showPeople } from "./people.js";
 import { showDocument } from "./screenplay.js";
 import { showSearch } from "./search.js";
 import { showUsage } from "./usage.js";
@@ -18,6 +19,7 @@ const routes = [
   [/^\/chat(?:\/([^/]+))?$/, showChat],
   [/^\/search\/?$/, showSearch],
   [/^\/usage\/?$/, showUsage],
+  [/^\/people\/?$/, showPeople],
 ];
 
 function showSignIn(reason = "") {
