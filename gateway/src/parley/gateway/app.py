@@ -7,6 +7,7 @@ from parley.gateway import errors, webapp
 from parley.gateway.api.deps import Services
 from parley.gateway.front_door import FrontDoor
 from parley.gateway.routes import admin, chat, collections, documents, health, people, search, usage
+from parley.gateway.routes import openai_compat as openai_routes
 
 
 def create_app(services: Services) -> FastAPI:
@@ -19,6 +20,7 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     for module in (health, people, collections, documents, search, chat, usage, admin):
         app.include_router(module.router)
+    app.include_router(openai_routes.router)  # OpenAI's API: Open WebUI, the openai SDK
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
     return app
