@@ -113,7 +113,7 @@ def test_a_streamed_answer_ends_with_citations_and_usage(client: openai.OpenAI, 
     chunks = list(stream)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert "200 shots" in text and "[1]" in text
-    final = [chunk for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason][0]
+    final = next(chunk for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason)
     assert final.choices[0].finish_reason == "stop"
     assert (final.choices[0].delta.model_extra or {})["citations"][0]["index"] == 1
     assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
