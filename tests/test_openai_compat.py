@@ -178,3 +178,22 @@ def test_errors_are_in_openai_shape(client: openai.OpenAI, platform: Platform, m
     with pytest.raises(openai.AuthenticationError) as refused:
         stranger.models.list()
     assert refused.value.type == "authentication_error"
+
+
+def test_embeddings_come_from_the_collections_embedder(
+    client: openai.OpenAI, api: httpx.Client, manual: dict[str, Any]
+) -> None:
+    text = f"descale with citric acid {uuid.uuid4().hex}"  # new to the cache: the model is called
+    made = client.embeddings.create(model=f"parley/{manual['name']}", input=[text, "a burr grinder"])
+    assert [item.index for item in made.data] == [0, 1]
+    dimensions = len(made.data[0].embedding)
+    assert dimensions > 0 and len(made.data[1].embedding) == dimensions
+    assert made.usage.prompt_tokens > 0
+    # The same text as floats (the SDK asked for base64) is the same vector, from the cache: no tokens.
+    again = api.post("/v1/embeddings", json={"model": f"parley/{manual['name']}", "input": text})
+    assert again.status_code == 200, again.text
+    assert again.json()["data"][0]["embedding"] == pytest.approx(made.data[0].embedding, rel=1e-6)
+    assert again.json()["usage"]["prompt_tokens"] == 0
+
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model=f"parley/{manual['name']}", input="x", dimensions=dimensions + 1)

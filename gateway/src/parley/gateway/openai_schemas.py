@@ -11,13 +11,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from parley.gateway.schemas import Id, Source, Tier
-from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_MESSAGE_CHARS
+from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_EMBED_TEXTS, MAX_MESSAGE_CHARS
 
 # A client's whole history may come with every request (Open WebUI sends it); each message is
 # bounded by the body limit, the number here.
 MAX_MESSAGES = 1_000
 MAX_STOPS = 4  # OpenAI's own limit
-MAX_EMBEDDING_INPUTS = 256
 
 
 class OpenAiBody(BaseModel):
@@ -90,7 +89,7 @@ class EmbeddingsIn(OpenAiBody):
         Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
         | Annotated[
             list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]],
-            Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS),
+            Field(min_length=1, max_length=MAX_EMBED_TEXTS),
         ]
     )
     encoding_format: Literal["float", "base64"] = "float"

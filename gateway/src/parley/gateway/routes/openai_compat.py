@@ -6,7 +6,9 @@ a model names the collections to ask (`openai_compat.parse_model`). Bodies are p
 rather than by FastAPI so that a bad one is OpenAI's 400 `invalid_request_error`, not a 422.
 """
 
+import base64
 import json
+import struct
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeVar
 
@@ -15,13 +17,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from parley.gateway import openai_compat
-from parley.gateway.api.deps import Chatter, Deps, Reader
+from parley.gateway.api.deps import Chatter, Deps, Reader, Spender
 from parley.gateway.errors import ApiError
 from parley.gateway.openai_compat import Asked, Ending
-from parley.gateway.openai_schemas import ChatCompletionIn, ModelOut, ModelsOut
+from parley.gateway.openai_schemas import ChatCompletionIn, EmbeddingsIn, ModelOut, ModelsOut
 from parley.gateway.store import Principal
 from parley.kit.identity import current_request_id
-from parley.v1 import common_pb2
+from parley.v1 import common_pb2, retrieval_pb2
 
 router = APIRouter(tags=["openai"])
 
@@ -183,3 +185,34 @@ def _model(collection: Any) -> ModelOut:
         created=collection.created_at.seconds,
         parley={"collection_id": collection.id, "name": collection.name, "document_count": collection.document_count},
     )
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request, who: Spender, services: Deps) -> dict[str, Any]:
+    """Texts embedded by a collection's embedder (`model`: `parley/<collection>`), so the vectors
+    compare with its passages'; any other model name: the deployment's configured embedder.
+    Usage is what Parley metered: the tokens the model was called for (cached texts cost none)."""
+    body = await parsed(request, EmbeddingsIn)
+    target = openai_compat.parse_model(body.model)
+    ids = await openai_compat.collection_ids(services, who, target.collections, body.model)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    embedded = await services.backends.embed(who, retrieval_pb2.EmbedRequest(texts=texts, collection_ids=ids))
+    if body.dimensions is not None and body.dimensions != embedded.dimensions:
+        raise ApiError(400, "invalid_request", f"dimensions: this model makes {embedded.dimensions}-dimension vectors")
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": index, "embedding": _vector(list(vector.values), body.encoding_format)}
+            for index, vector in enumerate(embedded.embeddings)
+        ],
+        "model": body.model,
+        "usage": {"prompt_tokens": embedded.input_tokens, "total_tokens": embedded.input_tokens},
+        "parley": {"embedder": embedded.model, "dimensions": embedded.dimensions},
+    }
+
+
+def _vector(values: list[float], encoding: str) -> list[float] | str:
+    # The openai SDK asks for base64 by default: little-endian float32s, as OpenAI sends them.
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return values
