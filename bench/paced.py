@@ -58,6 +58,7 @@ Use a burr grinder set to a fine grind; the shot should take 25 to 30 seconds.
 """
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".parley" / "bench" / "litellm"
+LITELLM_KEY = f"sk-{uuid.uuid4().hex}{uuid.uuid4().hex}"
 
 
 # --- the paced fake: `python bench/paced.py fake --port N` -------------------------------------
@@ -141,6 +142,7 @@ async def _serve_fake(port: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Turn:
+    headers: float  # the response's headers: Parley has started the turn (retrieval, hold) by then
     first: float
     end: float
     ok: bool
@@ -158,12 +160,13 @@ class Target:
 
 async def one_turn(client: httpx.AsyncClient, target: Target) -> Turn:
     started = time.perf_counter()
-    first, ok, event = math.nan, False, ""
+    headers, first, ok, event = math.nan, math.nan, False, ""
     try:
         async with client.stream("POST", target.url, json=target.body, headers=target.headers) as response:
+            headers = time.perf_counter() - started
             if response.status_code != 200:
                 await response.aread()
-                return Turn(math.nan, time.perf_counter() - started, False)
+                return Turn(headers, math.nan, time.perf_counter() - started, False)
             async for line in response.aiter_lines():
                 if line.startswith("event: "):
                     event = line[7:]
@@ -189,7 +192,7 @@ async def one_turn(client: httpx.AsyncClient, target: Target) -> Turn:
                     break
     except httpx.HTTPError:
         ok = False
-    return Turn(first, time.perf_counter() - started, ok and not math.isnan(first))
+    return Turn(headers, first, time.perf_counter() - started, ok and not math.isnan(first))
 
 
 @dataclass(slots=True)
@@ -205,6 +208,9 @@ class Level:
 
     def first(self, q: float) -> float:
         return quantile([turn.first for turn in self.good()], q)
+
+    def headers(self, q: float) -> float:
+        return quantile([turn.headers for turn in self.good()], q)
 
     def end(self, q: float) -> float:
         return quantile([turn.end for turn in self.good()], q)
@@ -370,7 +376,8 @@ def litellm_proxy(binary: Path, fake_port: int) -> Iterator[tuple[int, subproces
         "      api_key: not-needed\n"
     )
     log = (folder / "litellm.log").open("wb")
-    env = {**os.environ, "LITELLM_LOG": "ERROR"}
+    # The proxy refuses to start without a master key (it would accept anyone); the clients send it.
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY}
     argv = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -403,6 +410,7 @@ def row(level: Level, direct: Level | None) -> str:
         f"{len(good) / level.seconds:.1f}" if level.seconds else "–",
         str(len(level.turns) - len(good)),
         cpu,
+        ms(level.headers(0.5)),
     )
     return "| " + " | ".join(cells) + " |"
 
@@ -410,9 +418,9 @@ def row(level: Level, direct: Level | None) -> str:
 async def measure(targets: list[Target], levels: list[int], seconds: float) -> None:
     print(
         "| target | clients | first token p50 / p99 ms | added p50 / p99 ms | end p50 / p99 ms "
-        "| turns/s | errors | CPU s / 1k tokens |"
+        "| turns/s | errors | CPU s / 1k tokens | headers p50 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for clients in levels:
         direct: Level | None = None
         for target in targets:
@@ -481,15 +489,20 @@ def main(argv: list[str] | None = None) -> int:
         ]
         targets = [target for target in targets if target.name in wanted]
         with contextlib.ExitStack() as stack:
+            proxy = None
             if litellm is not None:
-                port, proxy = stack.enter_context(litellm_proxy(litellm, fake_port))
+                try:
+                    port, proxy = stack.enter_context(litellm_proxy(litellm, fake_port))
+                except RuntimeError as error:
+                    print(f"(the LiteLLM proxy did not start: {error}; its rows are left out)", flush=True)
+            if proxy is not None:
                 proxy_pids = with_descendants({proxy.pid})
                 targets.append(
                     Target(
                         "litellm",
                         f"http://127.0.0.1:{port}/v1/chat/completions",
                         {**openai_body, "model": "paced"},
-                        {},
+                        {"Authorization": f"Bearer {LITELLM_KEY}"},
                         lambda: proxy_pids,
                     )
                 )

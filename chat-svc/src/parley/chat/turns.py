@@ -225,10 +225,14 @@ class TurnRunner:
         owner = store.Owner(identity.tenant_id, identity.user_id)
         conversation, history = await self._conversation(owner, request)
         collection_ids = conversation.collection_ids if conversation else tuple(dict.fromkeys(request.collection_ids))
-        if conversation is None:
-            for collection_id in collection_ids:  # another tenant's collection is NotFound
-                await self._collections.require(identity, collection_id)
-        context = await self._gather(identity, request, collection_ids=collection_ids, history=history)
+        # Independent of each other, so overlapped: the collections' existence (another tenant's
+        # is NotFound), whether events can be published, and the context (retrieval only ever
+        # reads the caller's tenant). Each still refuses the turn before any hold or model call.
+        checks = [] if conversation is not None else [self._collections.require(identity, c) for c in collection_ids]
+        context, _ = await asyncio.gather(
+            self._gather(identity, request, collection_ids=collection_ids, history=history),
+            asyncio.gather(require_turn_stream(self._js), *checks),
+        )
         budget = tier_budget(request.tier)
         prompt = build_prompt(
             question=request.message,
@@ -250,8 +254,6 @@ class TurnRunner:
             notes=context.notes,
             carried_passages=len(prompt.carried),
         )
-        # A turn whose events cannot be published fails here, before any hold or model call.
-        await require_turn_stream(self._js)
         # Priced by usage-svc: every counted input token at input's dearest rate plus every allowed
         # output token, the most this call can cost.
         hold = await self._budget.reserve(

@@ -10,6 +10,7 @@ cancelled at the stop (billed for what was produced) and the text ends before it
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -70,6 +71,10 @@ async def collection_ids(services: Services, who: Principal, refs: tuple[str, ..
     words it (`model_not_found`), since the model is what named it."""
     if not refs:
         return []
+    if all(_is_id(ref) for ref in refs):
+        # Ids need no lookup: StartTurn checks each collection is the caller's (404 otherwise),
+        # and a turn spares a call to ingestion.
+        return list(dict.fromkeys(str(uuid.UUID(ref)) for ref in refs))
     by_ref: dict[str, str] = {}
     token = ""
     for _ in range(LIST_PAGES):
@@ -84,6 +89,14 @@ async def collection_ids(services: Services, who: Principal, refs: tuple[str, ..
     if missing:
         raise ApiError(404, "model_not_found", f"the model `{spelled}` does not exist: no collection `{missing[0]}`")
     return list(dict.fromkeys(by_ref[ref] for ref in refs))
+
+
+def _is_id(ref: str) -> bool:
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return False
+    return True
 
 
 def model_name(collection: ingestion_pb2.Collection) -> str:
