@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from parley.gateway import chat_turns
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import TurnIdle, turn_events
+from parley.gateway.events import FollowerBehind, TurnIdle, turn_events
 from parley.gateway.openai_schemas import ChatCompletionIn, CompletionUsage
 from parley.gateway.schemas import Source, optional_usd
 from parley.gateway.store import Principal
@@ -292,6 +292,11 @@ async def answer(services: Services, who: Principal, asked: Asked) -> AsyncItera
                 return
     except TurnIdle:
         yield Ending("error", citations, usage, asked.model, error=("timeout", "the answer stopped arriving"))
+        return
+    except FollowerBehind:
+        # The client read slower than the answer was written; the turn goes on and is stored.
+        message = f"this stream fell too far behind the answer; the conversation {asked.turn.conversation_id} keeps it"
+        yield Ending("error", citations, usage, asked.model, error=("behind", message))
         return
     yield Ending("error", citations, usage, asked.model, error=("turn_failed", "the turn ended without an answer"))
 
