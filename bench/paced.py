@@ -64,7 +64,7 @@ LITELLM_KEY = f"sk-{uuid.uuid4().hex}{uuid.uuid4().hex}"
 # --- the paced fake: `python bench/paced.py fake --port N` -------------------------------------
 
 
-async def _fake_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _fake_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tokens: int) -> None:
     """Keep-alive HTTP/1.1: requests one after another on the connection, as SDK pools reuse it."""
     try:
         while True:
@@ -79,7 +79,7 @@ async def _fake_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                     length = int(value)
             body = json.loads(await reader.readexactly(length)) if length else {}
             if method == "POST" and path.endswith("/chat/completions"):
-                await _fake_completion(writer, body)
+                await _fake_completion(writer, body, tokens)
             elif path.endswith("/models"):
                 _send_json(writer, {"object": "list", "data": [{"id": "paced", "object": "model", "owned_by": "x"}]})
             else:
@@ -97,12 +97,12 @@ def _send_json(writer: asyncio.StreamWriter, body: object, *, status: str = "200
     writer.write(head.encode() + payload)
 
 
-async def _fake_completion(writer: asyncio.StreamWriter, body: dict[str, Any]) -> None:
+async def _fake_completion(writer: asyncio.StreamWriter, body: dict[str, Any], tokens: int = TOKENS) -> None:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.get("model", "paced")}
-    usage = {"prompt_tokens": 50, "completion_tokens": TOKENS, "total_tokens": 50 + TOKENS}
+    usage = {"prompt_tokens": 50, "completion_tokens": tokens, "total_tokens": 50 + tokens}
     if not body.get("stream"):
-        await asyncio.sleep(PACE_SECONDS * TOKENS)
-        message = {"role": "assistant", "content": "".join(f"word{i} " for i in range(TOKENS))}
+        await asyncio.sleep(PACE_SECONDS * tokens)
+        message = {"role": "assistant", "content": "".join(f"word{i} " for i in range(tokens))}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         _send_json(writer, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
         return
@@ -116,7 +116,7 @@ async def _fake_completion(writer: asyncio.StreamWriter, body: dict[str, Any]) -
     with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     extra = {"usage": None} if with_usage else {}
     chunk({**base, "object": "chat.completion.chunk", **extra, "choices": [_delta({"role": "assistant"})]})
-    for i in range(TOKENS):
+    for i in range(tokens):
         await asyncio.sleep(PACE_SECONDS)
         chunk({**base, "object": "chat.completion.chunk", **extra, "choices": [_delta({"content": f"word{i} "})]})
         await writer.drain()
@@ -131,8 +131,11 @@ def _delta(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "finish_reason": finish}
 
 
-async def _serve_fake(port: int) -> None:
-    server = await asyncio.start_server(_fake_connection, "127.0.0.1", port, backlog=1024)
+async def _serve_fake(port: int, tokens: int) -> None:
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _fake_connection(reader, writer, tokens)
+
+    server = await asyncio.start_server(connection, "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -299,9 +302,9 @@ def wait_for(url: str, *, within: float) -> None:
 
 
 @contextlib.contextmanager
-def fake_model() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def fake_model(tokens: int = TOKENS) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = Ports.free().gateway
-    process = subprocess.Popen([sys.executable, __file__, "fake", "--port", str(port)])
+    process = subprocess.Popen([sys.executable, __file__, "fake", "--port", str(port), "--tokens", str(tokens)])
     try:
         wait_for(f"http://127.0.0.1:{port}/v1/models", within=30)
         yield port, process
@@ -433,13 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "fake"))
     parser.add_argument("--port", type=int, default=0, help="fake: the port to serve on")
+    parser.add_argument("--tokens", type=int, default=TOKENS, help="fake: tokens an answer streams")
     parser.add_argument("--clients", default="1,10,50,200", help="levels of concurrency, comma-separated")
     parser.add_argument("--seconds", type=float, default=12.0, help="closed-loop time at each level and target")
     parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
     parser.add_argument("--targets", default="direct,parley,parley-sse,litellm")
     args = parser.parse_args(argv)
     if args.mode == "fake":
-        asyncio.run(_serve_fake(args.port))
+        asyncio.run(_serve_fake(args.port, args.tokens))
         return 0
     levels = [int(level) for level in args.clients.split(",")]
     wanted = args.targets.split(",")
