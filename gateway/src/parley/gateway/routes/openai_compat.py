@@ -6,6 +6,7 @@ a model names the collections to ask (`openai_compat.parse_model`). Bodies are p
 rather than by FastAPI so that a bad one is OpenAI's 400 `invalid_request_error`, not a 422.
 """
 
+import asyncio
 import base64
 import json
 import struct
@@ -195,6 +196,9 @@ async def embeddings(request: Request, who: Spender, services: Deps) -> dict[str
     body = await parsed(request, EmbeddingsIn)
     target = openai_compat.parse_model(body.model)
     ids = await openai_compat.collection_ids(services, who, target.collections, body.model)
+    # Retrieval would embed for any collection id with the configured model; ingestion says
+    # whether each is the caller's (404 otherwise), as for a search.
+    await asyncio.gather(*(services.backends.get_collection(who, collection_id) for collection_id in ids))
     texts = [body.input] if isinstance(body.input, str) else body.input
     embedded = await services.backends.embed(who, retrieval_pb2.EmbedRequest(texts=texts, collection_ids=ids))
     if body.dimensions is not None and body.dimensions != embedded.dimensions:
