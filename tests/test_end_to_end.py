@@ -259,7 +259,7 @@ def test_errors_have_one_shape_with_a_request_id(api: httpx.Client, platform: Pl
         f"/v1/collections/{uuid.uuid4()}/documents", files={"file": ("x.pdf", b"%PDF-1.7", "application/pdf")}
     )
     assert binary.status_code in (400, 404)
-    assert set(binary.json()["error"]) == {"code", "message", "request_id"}
+    assert set(binary.json()["error"]) == {"code", "message", "request_id", "type", "param"}
 
 
 def test_a_client_that_reconnects_resumes_after_its_last_event(

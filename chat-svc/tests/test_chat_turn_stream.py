@@ -44,7 +44,8 @@ async def test_events_are_numbered_and_deltas_coalesced(nats_client: NatsClient)
     assert stream.subject == turn_subject(conversation_id, turn_id)
     assert [event.seq for event in events] == [1, 2, 3, 4, 5, 6]
     deltas = [event.delta.text for event in events if event.WhichOneof("kind") == "delta"]
-    assert deltas == ["Descale every", " 200 shots", "."]  # 6 tokens, 3 frames
+    # The first token at once (what a person waits for), then 6 tokens in 2 frames.
+    assert deltas == ["Desc", "ale every 200", " shots."]
     assert [event.WhichOneof("kind") for event in events[3:]] == ["sources", "usage", "end"]
     assert all(event.turn_id == turn_id for event in events)
     assert events[-1].end.created_at.ToDatetime(tzinfo=UTC) == stored_at  # a whole answer's time

@@ -196,4 +196,4 @@ async def test_a_documents_artifacts_are_served_fresh_on_request_and_only_to_its
     _, stranger = await new_key(sessions, pepper)
     hidden = await api.get(f"/v1/documents/{document_id}/artifacts?fresh=true", headers=stranger)
     assert hidden.status_code == 404
-    assert set(hidden.json()["error"]) == {"code", "message", "request_id"}
+    assert set(hidden.json()["error"]) == {"code", "message", "request_id", "type", "param"}

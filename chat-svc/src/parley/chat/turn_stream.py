@@ -1,5 +1,6 @@
 """A turn's events on JetStream: published in order by the turn, and whether they are still kept."""
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -48,8 +49,8 @@ class TurnStream:
     """Publishes one turn's events in order, numbering them 1, 2, 3 … (the SSE event ids).
 
     Provider tokens are coalesced into frames of `frame_chars` or `frame_seconds`, whichever
-    comes first. Each event's Nats-Msg-Id is `turn_event_msg_id(turn, seq)`, so a retried
-    publish is never a duplicate.
+    comes first; the first token is a frame of its own, at once. Each event's Nats-Msg-Id is
+    `turn_event_msg_id(turn, seq)`, so a retried publish is never a duplicate.
     """
 
     def __init__(
@@ -72,7 +73,10 @@ class TurnStream:
         self._seq = 0
         self._pending: list[str] = []
         self._pending_chars = 0
-        self._last_flush = time.monotonic()
+        # Never flushed: the first token goes out the moment it arrives (it is what a person
+        # waits for); coalescing starts from it. Counting from the turn's start instead held a
+        # fast provider's first tokens back until `frame_seconds` had passed.
+        self._last_flush = -math.inf
 
     @property
     def subject(self) -> str:

@@ -47,7 +47,7 @@ from parley.chat.clients import Budget, Collections, Hold, HoldUncertain, Retrie
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt, Turn, build_prompt, history_window
 from parley.chat.global_context import EMPTY as EMPTY_GLOBAL
-from parley.chat.global_context import GlobalContexts
+from parley.chat.global_context import GlobalContext, GlobalContexts
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.leases import TurnLeases, hold_key
 from parley.chat.memory import Summarizer
@@ -240,16 +240,26 @@ class TurnRunner:
         owner = store.Owner(identity.tenant_id, identity.user_id)
         conversation, history = await self._conversation(owner, request)
         collection_ids = conversation.collection_ids if conversation else tuple(dict.fromkeys(request.collection_ids))
-        if conversation is None:
-            for collection_id in collection_ids:  # another tenant's collection is NotFound
-                await self._collections.require(identity, collection_id)
-        scripts = (
-            await self._global.build(identity, collection_ids, budget=tier_global_budget(request.tier))
-            if self._global is not None
-            else EMPTY_GLOBAL
-        )
-        context = await self._gather(
-            identity, request, collection_ids=collection_ids, history=history, has_global=bool(scripts.text)
+        # Independent of each other, so overlapped: the collections' existence (another tenant's
+        # is NotFound), whether events can be published, and the context (the script's global
+        # context, then retrieval; both only ever read the caller's tenant). Each still refuses the
+        # turn before any hold or model call.
+        checks = [] if conversation is not None else [self._collections.require(identity, c) for c in collection_ids]
+
+        async def scripts_and_context() -> tuple[GlobalContext, _Context]:
+            scripts = (
+                await self._global.build(identity, collection_ids, budget=tier_global_budget(request.tier))
+                if self._global is not None
+                else EMPTY_GLOBAL
+            )
+            context = await self._gather(
+                identity, request, collection_ids=collection_ids, history=history, has_global=bool(scripts.text)
+            )
+            return scripts, context
+
+        (scripts, context), _ = await asyncio.gather(
+            scripts_and_context(),
+            asyncio.gather(require_turn_stream(self._js), *checks),
         )
         budget = tier_budget(request.tier)
         prompt = build_prompt(
@@ -285,8 +295,6 @@ class TurnRunner:
             notes=(*context.notes, *scripts.notes),
             carried_passages=len(prompt.carried),
         )
-        # A turn whose events cannot be published fails here, before any hold or model call.
-        await require_turn_stream(self._js)
         # The most this call can cost: every input token of the provider's bound at input's dearest rate
         # plus every allowed output token, for every round the tools may take (inside this one hold).
         input_bound, output_bound = provider.count_tokens(prompt, model=model), max_tokens

@@ -9,6 +9,7 @@ from parley.gateway.api.deps import Services
 from parley.gateway.front_door import FrontDoor
 from parley.gateway.mcp_server import McpEndpoint
 from parley.gateway.routes import admin, chat, collections, documents, health, people, search, usage
+from parley.gateway.routes import openai_compat as openai_routes
 
 
 def create_app(services: Services) -> FastAPI:
@@ -24,6 +25,7 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(module.router, responses=errors.V1_ERRORS)
     # The MCP server (its own ASGI endpoint: the SDK's streamable HTTP transport), before the web app.
     app.router.routes.append(Route(mcp_server.PATH, McpEndpoint(services), methods=["GET", "POST", "DELETE"]))
+    app.include_router(openai_routes.router)  # OpenAI's API: Open WebUI, the openai SDK
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
     return app

@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import TurnIdle, TurnStreamLost, error_frame, turn_events
+from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame, turn_events
 from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
@@ -113,6 +113,11 @@ async def sse_frames(
             yield sse_frame(event)
     except TurnIdle:
         yield error_frame("timeout", "the answer stopped arriving")
+    except FollowerBehind as behind:
+        yield error_frame(
+            "behind",
+            f"this stream fell too far behind the answer; resume with Last-Event-ID: {behind.last_seq}",
+        )
     except NatsError:
         log.exception("reading a turn's events failed")
         yield error_frame("unavailable", "the answer's stream was interrupted; resume with Last-Event-ID")

@@ -1,6 +1,10 @@
 """One JSON shape for every error, with the request id, and the mapping from gRPC status codes.
 
-    {"error": {"code": "not_found", "message": "collection … not found", "request_id": "…"}}
+    {"error": {"code": "not_found", "message": "collection … not found", "request_id": "…",
+               "type": "not_found_error", "param": null}}
+
+`type` and `param` make the same body OpenAI's error shape too, so an OpenAI client reads any
+error of the gateway (the front door's 401 and 429 included) on the OpenAI-compatible routes.
 
 Internal details never reach the client: an unexpected failure is `internal` with a generic
 message, and the request id is what an operator greps the logs for.
@@ -90,6 +94,21 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 V1_ERRORS = responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504)
 
 
+# HTTP status → OpenAI's error `type`
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    410: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -105,7 +124,8 @@ def error_response(
     """The one error shape. The request id goes in the header too: a 500 is answered outside
     the middleware that sets it on every other response."""
     request_id = current_request_id()
-    body = {"error": {"code": code, "message": message, "request_id": request_id, **extra}}
+    kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"code": code, "message": message, "request_id": request_id, "type": kind, "param": None, **extra}}
     return JSONResponse(body, status_code=status, headers={**(headers or {}), "X-Request-ID": request_id})
 
 

@@ -41,6 +41,8 @@ PRINCIPAL = "parley.principal"
 _MULTIPART_SLACK = 64 * 1024
 
 log = logging.getLogger(__name__)
+# What the chat-turns limit counts: a turn started either way.
+CHAT_PATHS = ("/v1/chat", "/v1/chat/completions")
 access_log = logging.getLogger("parley.gateway.access")
 http_requests = Counter("parley_gateway_http_requests_total", "HTTP requests", ["method", "route", "status"])
 http_seconds = Histogram("parley_gateway_http_request_seconds", "HTTP time to response headers", ["method", "route"])
@@ -131,7 +133,7 @@ class FrontDoor:
                     session,
                     principal,
                     _limits(settings, tenant_limits),
-                    chat=scope["method"] == "POST" and path.rstrip("/") == "/v1/chat",
+                    chat=scope["method"] == "POST" and path.rstrip("/") in CHAT_PATHS,
                 )
         except errors.ApiError as error:
             return errors.error_response(error.status, error.code, error.message, headers=error.headers)

@@ -94,6 +94,7 @@ def turn_event_msg_id(turn_id: object, seq: int) -> str:
 
 MAX_ID_CHARS = 64
 MAX_MESSAGE_CHARS = 8_000
+MAX_EMBED_TEXTS = 256  # texts one Embed call (/v1/embeddings) takes
 MAX_COLLECTIONS_PER_CONVERSATION = 20
 MAX_OUTPUT_TOKENS = 8_192
 MAX_INTENT_CHARS = 40

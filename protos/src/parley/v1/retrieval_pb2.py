@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19parley/v1/retrieval.proto\x12\tparley.v1\"\x85\x01\n\rSearchFilters\x12\x14\n\x0c\x64ocument_ids\x18\x01 \x03(\t\x12\x0f\n\x07heading\x18\x02 \x01(\t\x12\x15\n\rscene_numbers\x18\x03 \x03(\t\x12\x12\n\ncharacters\x18\x04 \x03(\t\x12\x11\n\tpage_from\x18\x05 \x01(\x05\x12\x0f\n\x07page_to\x18\x06 \x01(\x05\"\x91\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0e\x63ollection_ids\x18\x02 \x03(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.parley.v1.SearchMode\x12)\n\x07\x66ilters\x18\x05 \x01(\x0b\x32\x18.parley.v1.SearchFilters\"\x97\x02\n\x08\x43hunkHit\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12\x16\n\x0e\x64ocument_title\x18\x04 \x01(\t\x12\x0f\n\x07ordinal\x18\x05 \x01(\x05\x12\x0f\n\x07heading\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x13\n\x0btoken_count\x18\x08 \x01(\x05\x12\r\n\x05score\x18\t \x01(\x01\x12\x11\n\thighlight\x18\n \x01(\t\x12\x14\n\x0cscene_number\x18\x0b \x01(\t\x12\x12\n\ncharacters\x18\x0c \x03(\t\x12\x12\n\npage_start\x18\r \x01(\x05\x12\x10\n\x08page_end\x18\x0e \x01(\x05\"E\n\x0eSearchResponse\x12!\n\x04hits\x18\x01 \x03(\x0b\x32\x13.parley.v1.ChunkHit\x12\x10\n\x08\x64\x65graded\x18\x02 \x03(\t\"Z\n\x13GetNeighborsRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0f\n\x07ordinal\x18\x02 \x01(\x05\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\x05\";\n\x14GetNeighborsResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.parley.v1.ChunkHit\"%\n\x10GetChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\t\"8\n\x11GetChunksResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.parley.v1.ChunkHit*r\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x01\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xea\x01\n\x10RetrievalService\x12=\n\x06Search\x12\x18.parley.v1.SearchRequest\x1a\x19.parley.v1.SearchResponse\x12O\n\x0cGetNeighbors\x12\x1e.parley.v1.GetNeighborsRequest\x1a\x1f.parley.v1.GetNeighborsResponse\x12\x46\n\tGetChunks\x12\x1b.parley.v1.GetChunksRequest\x1a\x1c.parley.v1.GetChunksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19parley/v1/retrieval.proto\x12\tparley.v1\"\x85\x01\n\rSearchFilters\x12\x14\n\x0c\x64ocument_ids\x18\x01 \x03(\t\x12\x0f\n\x07heading\x18\x02 \x01(\t\x12\x15\n\rscene_numbers\x18\x03 \x03(\t\x12\x12\n\ncharacters\x18\x04 \x03(\t\x12\x11\n\tpage_from\x18\x05 \x01(\x05\x12\x0f\n\x07page_to\x18\x06 \x01(\x05\"\x91\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0e\x63ollection_ids\x18\x02 \x03(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.parley.v1.SearchMode\x12)\n\x07\x66ilters\x18\x05 \x01(\x0b\x32\x18.parley.v1.SearchFilters\"\x97\x02\n\x08\x43hunkHit\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12\x16\n\x0e\x64ocument_title\x18\x04 \x01(\t\x12\x0f\n\x07ordinal\x18\x05 \x01(\x05\x12\x0f\n\x07heading\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x13\n\x0btoken_count\x18\x08 \x01(\x05\x12\r\n\x05score\x18\t \x01(\x01\x12\x11\n\thighlight\x18\n \x01(\t\x12\x14\n\x0cscene_number\x18\x0b \x01(\t\x12\x12\n\ncharacters\x18\x0c \x03(\t\x12\x12\n\npage_start\x18\r \x01(\x05\x12\x10\n\x08page_end\x18\x0e \x01(\x05\"E\n\x0eSearchResponse\x12!\n\x04hits\x18\x01 \x03(\x0b\x32\x13.parley.v1.ChunkHit\x12\x10\n\x08\x64\x65graded\x18\x02 \x03(\t\"Z\n\x13GetNeighborsRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0f\n\x07ordinal\x18\x02 \x01(\x05\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\x05\";\n\x14GetNeighborsResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.parley.v1.ChunkHit\"%\n\x10GetChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\t\"8\n\x11GetChunksResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.parley.v1.ChunkHit\"5\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x16\n\x0e\x63ollection_ids\x18\x02 \x03(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"r\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\x05\x12(\n\nembeddings\x18\x03 \x03(\x0b\x32\x14.parley.v1.Embedding\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03*r\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x01\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xa6\x02\n\x10RetrievalService\x12=\n\x06Search\x12\x18.parley.v1.SearchRequest\x1a\x19.parley.v1.SearchResponse\x12O\n\x0cGetNeighbors\x12\x1e.parley.v1.GetNeighborsRequest\x1a\x1f.parley.v1.GetNeighborsResponse\x12\x46\n\tGetChunks\x12\x1b.parley.v1.GetChunksRequest\x1a\x1c.parley.v1.GetChunksResponse\x12:\n\x05\x45mbed\x12\x17.parley.v1.EmbedRequest\x1a\x18.parley.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley.v1.retrieval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHMODE']._serialized_start=927
-  _globals['_SEARCHMODE']._serialized_end=1041
+  _globals['_SEARCHMODE']._serialized_start=1127
+  _globals['_SEARCHMODE']._serialized_end=1241
   _globals['_SEARCHFILTERS']._serialized_start=41
   _globals['_SEARCHFILTERS']._serialized_end=174
   _globals['_SEARCHREQUEST']._serialized_start=177
@@ -49,6 +49,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCHUNKSREQUEST']._serialized_end=867
   _globals['_GETCHUNKSRESPONSE']._serialized_start=869
   _globals['_GETCHUNKSRESPONSE']._serialized_end=925
-  _globals['_RETRIEVALSERVICE']._serialized_start=1044
-  _globals['_RETRIEVALSERVICE']._serialized_end=1278
+  _globals['_EMBEDREQUEST']._serialized_start=927
+  _globals['_EMBEDREQUEST']._serialized_end=980
+  _globals['_EMBEDDING']._serialized_start=982
+  _globals['_EMBEDDING']._serialized_end=1009
+  _globals['_EMBEDRESPONSE']._serialized_start=1011
+  _globals['_EMBEDRESPONSE']._serialized_end=1125
+  _globals['_RETRIEVALSERVICE']._serialized_start=1244
+  _globals['_RETRIEVALSERVICE']._serialized_end=1538
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,11 @@ class RetrievalServiceStub:
                 request_serializer=parley_dot_v1_dot_retrieval__pb2.GetChunksRequest.SerializeToString,
                 response_deserializer=parley_dot_v1_dot_retrieval__pb2.GetChunksResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/parley.v1.RetrievalService/Embed',
+                request_serializer=parley_dot_v1_dot_retrieval__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=parley_dot_v1_dot_retrieval__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -75,6 +80,14 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Texts embedded by the model that serves these collections (the configured one when none is
+        named), through the embedding cache; a call that reaches a model is billed like any other.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.GetChunks,
                     request_deserializer=parley_dot_v1_dot_retrieval__pb2.GetChunksRequest.FromString,
                     response_serializer=parley_dot_v1_dot_retrieval__pb2.GetChunksResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=parley_dot_v1_dot_retrieval__pb2.EmbedRequest.FromString,
+                    response_serializer=parley_dot_v1_dot_retrieval__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class RetrievalService:
             '/parley.v1.RetrievalService/GetChunks',
             parley_dot_v1_dot_retrieval__pb2.GetChunksRequest.SerializeToString,
             parley_dot_v1_dot_retrieval__pb2.GetChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parley.v1.RetrievalService/Embed',
+            parley_dot_v1_dot_retrieval__pb2.EmbedRequest.SerializeToString,
+            parley_dot_v1_dot_retrieval__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

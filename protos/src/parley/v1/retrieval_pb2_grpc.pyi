@@ -37,6 +37,10 @@ class RetrievalServiceStub:
     GetNeighbors: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.GetNeighborsRequest, _retrieval_pb2.GetNeighborsResponse]
     """Chunks around a position of a document, for positional context."""
     GetChunks: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.GetChunksRequest, _retrieval_pb2.GetChunksResponse]
+    Embed: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.EmbedRequest, _retrieval_pb2.EmbedResponse]
+    """Texts embedded by the model that serves these collections (the configured one when none is
+    named), through the embedding cache; a call that reaches a model is billed like any other.
+    """
 
 @_typing.type_check_only
 class RetrievalServiceAsyncStub(RetrievalServiceStub):
@@ -47,6 +51,10 @@ class RetrievalServiceAsyncStub(RetrievalServiceStub):
     GetNeighbors: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.GetNeighborsRequest, _retrieval_pb2.GetNeighborsResponse]  # type: ignore[assignment]
     """Chunks around a position of a document, for positional context."""
     GetChunks: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.GetChunksRequest, _retrieval_pb2.GetChunksResponse]  # type: ignore[assignment]
+    Embed: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.EmbedRequest, _retrieval_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Texts embedded by the model that serves these collections (the configured one when none is
+    named), through the embedding cache; a call that reaches a model is billed like any other.
+    """
 
 class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
     """The search index over chunks. Every call is scoped to the tenant in `x-tenant-id`."""
@@ -72,5 +80,15 @@ class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _retrieval_pb2.GetChunksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_retrieval_pb2.GetChunksResponse, _abc.Awaitable[_retrieval_pb2.GetChunksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _retrieval_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.EmbedResponse, _abc.Awaitable[_retrieval_pb2.EmbedResponse]]:
+        """Texts embedded by the model that serves these collections (the configured one when none is
+        named), through the embedding cache; a call that reaches a model is billed like any other.
+        """
 
 def add_RetrievalServiceServicer_to_server(servicer: RetrievalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

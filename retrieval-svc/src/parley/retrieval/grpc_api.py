@@ -54,6 +54,17 @@ class RetrievalApi(retrieval_pb2_grpc.RetrievalServiceServicer):
         chunks = await self._searcher.chunks_by_id(tenant_id=caller(context).tenant_id, chunk_ids=request.chunk_ids)
         return retrieval_pb2.GetChunksResponse(chunks=_hits(chunks))
 
+    async def Embed(self, request: retrieval_pb2.EmbedRequest, context: Context) -> retrieval_pb2.EmbedResponse:
+        embedder, vectors, tokens = await self._searcher.embed(
+            tenant_id=caller(context).tenant_id, collection_ids=request.collection_ids, texts=request.texts
+        )
+        return retrieval_pb2.EmbedResponse(
+            model=embedder.name,
+            dimensions=embedder.dimensions,
+            embeddings=[retrieval_pb2.Embedding(values=vector) for vector in vectors],
+            input_tokens=tokens,
+        )
+
 
 def _hits(chunks: Iterable[StoredChunk]) -> list[retrieval_pb2.ChunkHit]:
     # A StoredChunk's fields are ChunkHit's, by name.

@@ -19,12 +19,18 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHARS, MAX_SEARCH_K
+from parley.kit.contracts import (
+    MAX_COLLECTIONS_PER_CONVERSATION,
+    MAX_EMBED_TEXTS,
+    MAX_MESSAGE_CHARS,
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_K,
+)
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound, Unavailable
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
-from parley.retrieval.embeddings import is_zero
+from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.keyword_index import KeywordIndex
 from parley.retrieval.store import MARK_END, MARK_START, NO_FILTERS, ChunkFilters, Ranked, SearchScope, StoredChunk
 from parley.retrieval.vectors import QueryVector, Vectors
@@ -153,6 +159,18 @@ class Searcher:
         self._keyword_index = keyword_index
         self._keyword_weight = keyword_weight
         self._ef_search = ef_search
+
+    async def embed(
+        self, *, tenant_id: str, collection_ids: Sequence[str], texts: Sequence[str]
+    ) -> tuple[Embedder, list[list[float]], int]:
+        """Texts embedded as these collections' chunks are (vectors.Vectors.embed_for)."""
+        if not texts or len(texts) > MAX_EMBED_TEXTS:
+            raise InvalidInput(f"embed 1 to {MAX_EMBED_TEXTS} texts")
+        if any(not text or len(text) > MAX_MESSAGE_CHARS or "\x00" in text for text in texts):
+            raise InvalidInput(f"each text must be 1 to {MAX_MESSAGE_CHARS} characters, without NUL")
+        if len(collection_ids) > MAX_COLLECTIONS_PER_CONVERSATION:
+            raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections")
+        return await self._vectors.embed_for(tenant_id=tenant_id, collection_ids=collection_ids, contents=texts)
 
     async def search(self, *, tenant_id: str, query: SearchQuery) -> Found:
         """The best k chunks, best first, each with its highlight."""

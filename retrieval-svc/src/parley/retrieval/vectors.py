@@ -194,7 +194,7 @@ class Vectors:
             embeddings_made.labels("cache").inc()
             embedding = self._recent_queries[recent]
         else:
-            [embedding], record = await self._embed(
+            [embedding], record, _ = await self._embed(
                 tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local
             )
             if local:
@@ -216,16 +216,28 @@ class Vectors:
     async def embed(self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str]) -> list[list[float]]:
         """One vector per content, in order; only contents this model never embedded reach it,
         and that call is billed to `tenant_id`."""
-        vectors, record = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=contents)
+        vectors, record, _ = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=contents)
         if record is not None:
             await record
         return vectors
 
+    async def embed_for(
+        self, *, tenant_id: str, collection_ids: Sequence[str], contents: Sequence[str]
+    ) -> tuple[Embedder, list[list[float]], int]:
+        """Texts a caller asked to embed (`Embed`, the gateway's /v1/embeddings): by the model that
+        serves these collections, so the vectors compare with theirs; through the cache, billed
+        to the tenant. Returns the model, the vectors and the tokens the model was called for."""
+        embedder = await self.serving(tenant_id=tenant_id, collection_ids=collection_ids)
+        vectors, record, tokens = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=contents)
+        if record is not None:
+            await record
+        return embedder, vectors, tokens
+
     async def _embed(
         self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str], shared_cache: bool = True
-    ) -> tuple[list[list[float]], Coroutine[None, None, None] | None]:
-        """The vectors, and what is left to do once the model was called: cache them (unless
-        `shared_cache` is off: then neither read nor written) and bill it."""
+    ) -> tuple[list[list[float]], Coroutine[None, None, None] | None, int]:
+        """The vectors, what is left to do once the model was called — cache them (unless
+        `shared_cache` is off: then neither read nor written) and bill it — and the tokens billed."""
         keys = [embedding_key(content) for content in contents]
         known: dict[str, list[float]] = {}
         if shared_cache:
@@ -234,7 +246,7 @@ class Vectors:
         missing = {key: content for key, content in zip(keys, contents, strict=True) if key not in known}
         embeddings_made.labels("cache").inc(len(keys) - len(missing))
         if not missing:
-            return [known[key] for key in keys], None
+            return [known[key] for key in keys], None, 0
         started = time.monotonic()
         try:
             embedded = await embedder.embed(list(missing.values()))
@@ -260,7 +272,7 @@ class Vectors:
             embeddings_made.labels("model").inc(len(missing))
 
         known.update(fresh)
-        return [known[key] for key in keys], record()
+        return [known[key] for key in keys], record(), embedded.input_tokens
 
     async def reembed_stale(self, *, after: str = "", batch: int = REEMBED_BATCH) -> str | None:
         """Give up to `batch` chunks past `after` (chunk id order) that lack the configured model's
