@@ -99,5 +99,7 @@ async def test_an_unhandled_error_is_a_500_in_the_error_shape_and_in_the_metrics
         "code": "internal",
         "message": "internal error",
         "request_id": response.headers["X-Request-ID"],
+        "type": "api_error",  # OpenAI's fields, on every error
+        "param": None,
     }
     assert _count("500") == before + 1

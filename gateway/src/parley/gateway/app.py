@@ -25,7 +25,8 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(module.router, responses=errors.V1_ERRORS)
     # The MCP server (its own ASGI endpoint: the SDK's streamable HTTP transport), before the web app.
     app.router.routes.append(Route(mcp_server.PATH, McpEndpoint(services), methods=["GET", "POST", "DELETE"]))
-    app.include_router(openai_routes.router)  # OpenAI's API: Open WebUI, the openai SDK
+    # OpenAI's API (Open WebUI, the openai SDK); its errors are the same shape, with OpenAI's fields.
+    app.include_router(openai_routes.router, responses=errors.V1_ERRORS)
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
     return app

@@ -57,6 +57,9 @@ class ErrorInfo(BaseModel):
     code: str = Field(examples=["not_found"])
     message: str
     request_id: str
+    # OpenAI's two fields too, so an OpenAI client reads any of Parley's errors (docs/api.md).
+    type: str = Field(examples=["not_found_error"], description="OpenAI's error type for the status")
+    param: str | None = Field(default=None, description="OpenAI's `param`: always null here")
     details: list[ErrorDetail] | None = Field(default=None, description="422 only: each field and why")
 
 
