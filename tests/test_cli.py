@@ -14,36 +14,7 @@ from typer.testing import CliRunner, Result
 
 from parley.cli.main import app
 from parley.kit.devstack import Platform
-
-SCRIPT = """Title: The Night Shift
-
-INT. DINER - NIGHT
-
-Rain against the glass. ANNA wipes the counter.
-
-ANNA
-Coffee. Black. The machine takes twenty minutes to warm up.
-
-BEN
-You always say that.
-
-EXT. PARKING LOT - DAY
-
-ANNA
-Keys.
-
-BEN
-The lighthouse keeper left them under the mat.
-
-INT. CAR - NIGHT
-
-BEN
-Where to?
-
-ANNA
-The lighthouse. Before the tide turns.
-"""
-NOTES = "# Production notes\n\n## Locations\n\nThe diner scenes are shot at the harbour cafe on Tuesdays.\n"
+from tests.samples import NOTES, SCRIPT
 
 
 @pytest.fixture(scope="module")

@@ -47,36 +47,8 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-SCRIPT = """Title: The Night Shift
+from tests.samples import NOTES, SCRIPT  # noqa: E402
 
-INT. DINER - NIGHT
-
-Rain against the glass. ANNA wipes the counter.
-
-ANNA
-Coffee. Black. The machine takes twenty minutes to warm up.
-
-BEN
-You always say that.
-
-EXT. PARKING LOT - DAY
-
-ANNA
-Keys.
-
-BEN
-The lighthouse keeper left them under the mat.
-
-INT. CAR - NIGHT
-
-BEN
-Where to?
-
-ANNA
-The lighthouse. Before the tide turns.
-"""
-
-NOTES = "# Production notes\n\n## Locations\n\nThe diner scenes are shot at the harbour cafe on Tuesdays.\n"
 SLOW_ANSWER = " ".join(["The lighthouse keeper left the keys under the mat [1]."] * 20)
 
 
