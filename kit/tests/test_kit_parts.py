@@ -257,6 +257,41 @@ async def test_the_outbox_relays_each_row_once(engine: AsyncEngine, nats_client:
     assert events_pb2.UsageRecorded.FromString(received[0].data).event_id == event_id
 
 
+async def test_a_row_nats_keeps_refusing_is_parked_with_its_reason_and_holds_nothing_back(
+    engine: AsyncEngine, nats_client: NatsClient
+) -> None:
+    schema = f"kit_outbox_{uuid.uuid4().hex[:8]}"
+    table = outbox.outbox_table(MetaData(schema=schema))
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(table.metadata.create_all)
+    sessions = db.session_factory(engine)
+    js = nats_client.jetstream()
+    await bus.ensure_streams(js)
+    refused_id, good_id = str(uuid.uuid4()), str(uuid.uuid4())
+    nowhere = f"nowhere.kit-test.{refused_id}"  # no stream takes this subject: no stream answers
+    async with sessions.begin() as session:
+        for subject, event_id in ((nowhere, refused_id), (f"usage.kit-test.{good_id}", good_id)):
+            event = events_pb2.UsageRecorded(event_id=event_id, tenant_id="t", kind="test")
+            await outbox.enqueue(session=session, table=table, subject=subject, msg_id=event_id, message=event)
+    relay = outbox.OutboxRelay(sessions=sessions, table=table, js=js, max_attempts=2, park_after_seconds=0)
+    parked_before = outbox.outbox_parked.labels(schema, nowhere)._value.get()
+
+    # The refused row does not hold back the one after it; on its second refusal it is parked.
+    assert [await relay.publish_pending() for _ in range(3)] == [1, 0, 0]
+
+    async with sessions() as session:
+        [row] = (await session.execute(select(table.c.attempts, table.c.last_error, table.c.parked_at))).all()
+    assert row.attempts == 2 and row.parked_at is not None
+    assert "no response from stream" in row.last_error  # why, as NATS said it
+    assert outbox.outbox_parked.labels(schema, nowhere)._value.get() == parked_before + 1
+    # Announced on PARKED like a consumer's dead letter, so the operators' dead-letter API lists it.
+    [notice] = [parked for parked in await bus.all_parked(js) if parked.subject == nowhere]
+    assert notice.durable == schema and notice.deliveries == 2
+    assert "could not publish" in notice.reason
+    assert events_pb2.UsageRecorded.FromString(notice.data).event_id == refused_id
+
+
 def test_page_tokens_round_trip_and_refuse_forgeries() -> None:
     cursor = Cursor(at=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), id=uuid.uuid4())
     assert decode_token(encode_token(cursor)) == cursor
