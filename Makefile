@@ -14,14 +14,17 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv and install exactly uv.lock: every service, the kit and the dev tools
 
-# Plain pip installs the locked uv (hash-checked); uv installs the lock (hash-checked) and nothing else.
-$(STAMP): uv.lock requirements-bootstrap.txt pyproject.toml $(wildcard */pyproject.toml)
-	test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-bootstrap.txt; }
+# Plain pip installs the locked uv once (hash-checked; `uv sync` keeps it at the locked version after);
+# uv installs the lock (hash-checked) and nothing else.
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-bootstrap.txt
+
+$(STAMP): uv.lock requirements-bootstrap.txt pyproject.toml $(wildcard */pyproject.toml) | $(UV)
 	$(UV) sync --locked --quiet || { echo 'uv.lock does not match the pyproject files: did you forget `make lock`?' >&2; exit 1; }
 	touch $@
 
-lock: ## re-resolve uv.lock from the pyproject files (after changing a dependency; see docs/operations.md)
-	test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-bootstrap.txt; }
+lock: | $(UV) ## re-resolve uv.lock from the pyproject files (after changing a dependency; see docs/operations.md)
 	$(UV) lock $(LOCK_ARGS)
 	$(UV) export --frozen --quiet --only-group bootstrap --no-emit-workspace -o requirements-bootstrap.txt
 
