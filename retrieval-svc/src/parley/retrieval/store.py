@@ -216,19 +216,17 @@ async def hold_upsert_part(
         .values(tenant_id=tenant_id, document_id=document_id, version=version, part=part, parts=parts, payload=payload)
         .on_conflict_do_nothing()
     )
-    held = (
-        await session.execute(
-            select(upsert_parts.c.payload)
-            .where(
-                upsert_parts.c.tenant_id == tenant_id,
-                upsert_parts.c.document_id == document_id,
-                upsert_parts.c.version == version,
-            )
-            .order_by(upsert_parts.c.part)
-        )
-    ).scalars()
-    payloads = list(held)
-    return payloads if len(payloads) == parts else None
+    of_version = (
+        upsert_parts.c.tenant_id == tenant_id,
+        upsert_parts.c.document_id == document_id,
+        upsert_parts.c.version == version,
+    )
+    # Counted first: the payloads (megabytes each) are read once, when the version is whole.
+    held = (await session.execute(select(func.count()).select_from(upsert_parts).where(*of_version))).scalar_one()
+    if held < parts:
+        return None
+    payloads = await session.execute(select(upsert_parts.c.payload).where(*of_version).order_by(upsert_parts.c.part))
+    return list(payloads.scalars())
 
 
 async def drop_upsert_parts(*, session: AsyncSession, tenant_id: str, document_id: str, through_version: int) -> None:
