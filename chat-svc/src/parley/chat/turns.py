@@ -52,9 +52,16 @@ from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, In
 from parley.chat.leases import TurnLeases, hold_key
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter, usage_event
-from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
-from parley.chat.provider_registry import choose
-from parley.chat.providers import Finished, LlmProvider, TextDelta, prompt_tokens
+from parley.chat.providers import (
+    Finished,
+    LlmProvider,
+    ProviderRefused,
+    ProviderUnavailable,
+    StreamBroken,
+    TextDelta,
+    choose,
+    prompt_tokens,
+)
 from parley.chat.tool_loop import ToolSession, hold_bound, with_tools
 from parley.chat.tools import Toolbox
 from parley.chat.turn_stream import TurnStream, require_turn_stream

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import Final, Literal
 
 from parley.chat.config import Settings
-from parley.chat.provider_anthropic import AnthropicProvider
-from parley.chat.provider_openai import OpenAIProvider
-from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
-from parley.chat.providers import LlmProvider, LocalProvider
+from parley.chat.providers.anthropic import AnthropicProvider
+from parley.chat.providers.base import LlmProvider
+from parley.chat.providers.local import LocalProvider
+from parley.chat.providers.openai import OpenAIProvider
+from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route
 from parley.kit.errors import InvalidInput
 
 
