@@ -45,8 +45,9 @@ from parley.chat.providers import (
     summary_model,
 )
 from parley.chat.store import Owner
+from parley.chat.turn_context import TurnRequest
 from parley.chat.turn_stream import TURN_STREAM_NAME
-from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
+from parley.chat.turns import StartedTurn, TurnRunner
 from parley.kit import db
 from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound, Unavailable

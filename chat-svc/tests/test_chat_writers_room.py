@@ -22,7 +22,8 @@ from parley.chat.memory import Summarizer
 from parley.chat.models import outbox
 from parley.chat.providers import AnthropicProvider, LocalProvider, OpenAIProvider
 from parley.chat.tools import Toolbox, route
-from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
+from parley.chat.turn_context import TurnRequest
+from parley.chat.turns import StartedTurn, TurnRunner
 from parley.kit import db
 from parley.kit.contracts import turn_subject
 from parley.kit.identity import Identity
