@@ -22,6 +22,7 @@ from parley.chat import metrics, store
 from parley.chat.context_builder import Prompt, window_start
 from parley.chat.metering import usage_event
 from parley.chat.providers import Finished, LlmProvider, TextDelta, summary_model
+from parley.kit.contracts import USAGE_SUMMARY
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
@@ -173,7 +174,7 @@ class Summarizer:
                 session=session,
                 usage_event=usage_event(
                     identity,
-                    kind="summary",
+                    kind=USAGE_SUMMARY,
                     usage=finished.usage,
                     provider=finished.provider,
                     model=finished.model,

@@ -24,6 +24,7 @@ from parley.kit.contracts import (
     MAX_MESSAGE_CHARS,
     MAX_OUTPUT_TOKENS,
     MAX_QUERY_CHARS,
+    USAGE_INTENT,
 )
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound
@@ -210,7 +211,7 @@ class ContextGatherer:
         """The classification call, metered on its own (no hold: it is a few tokens of a cheap model)."""
         event = usage_event(
             identity,
-            kind="intent",
+            kind=USAGE_INTENT,
             usage=usage,
             provider=provider,
             model=model,

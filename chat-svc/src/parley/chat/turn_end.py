@@ -35,6 +35,7 @@ from parley.chat.metering import usage_event
 from parley.chat.providers import Finished, LlmProvider, StreamBroken
 from parley.chat.tool_loop import ToolSession
 from parley.chat.turn_stream import TurnStream
+from parley.kit.contracts import USAGE_CHAT
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
@@ -81,7 +82,7 @@ class ActiveTurn:
     ) -> events_pb2.UsageRecorded:
         return usage_event(
             self.identity,
-            kind="chat",
+            kind=USAGE_CHAT,
             usage=usage,
             provider=provider,
             model=model,

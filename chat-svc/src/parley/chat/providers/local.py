@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from parley.chat.context_builder import INSTRUCTIONS, Prompt
 from parley.chat.providers.base import Finished, ProviderEvent, TextDelta, prompt_tokens
 from parley.chat.tools import route
+from parley.kit.contracts import LOCAL_PROVIDER
 from parley.kit.tokens import encoding
 from parley.v1 import common_pb2
 
@@ -92,9 +93,9 @@ def compose_digest(prompt: Prompt) -> str:
 
 
 class LocalProvider:
-    name = "local"
-    default_model = "local"
-    models: tuple[str, ...] = ("local",)
+    name = LOCAL_PROVIDER
+    default_model = LOCAL_PROVIDER  # its one model bears its name
+    models: tuple[str, ...] = (LOCAL_PROVIDER,)
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
         return prompt_tokens(prompt)
