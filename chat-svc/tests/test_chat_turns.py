@@ -28,7 +28,7 @@ from parley.chat.conversations import Conversations
 from parley.chat.intent import IntentClassifier
 from parley.chat.leases import hold_key
 from parley.chat.memory import Summarizer, summary_due
-from parley.chat.metering import Meter
+from parley.chat.metering import Meter, attempt_event_id
 from parley.chat.models import outbox, turns
 from parley.chat.providers import (
     EXTRACTIVE,
@@ -43,6 +43,7 @@ from parley.chat.providers import (
     Route,
     TextDelta,
     summary_model,
+    text_token_bound,
 )
 from parley.chat.store import Owner
 from parley.chat.turn_context import TurnRequest
@@ -135,6 +136,7 @@ class FakeBudget:
         input_tokens: int,
         max_output_tokens: int,
         idempotency_key: str = "",
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold:
         if self.refuse:
             raise BudgetExceeded("the monthly budget is spent")
@@ -391,8 +393,9 @@ async def test_a_cancelled_turn_ends_with_cancelled_and_stores_no_message(
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
-    # The provider charges for what it said before the cancel: billed as we count it.
-    assert not recorded.success and recorded.usage.output_tokens == count_tokens("Descale ")
+    # The provider charges for what it said before the cancel: billed at a bound of it (its bytes),
+    # and, having reported nothing, the input at the provider's bound of the prompt (the hold's).
+    assert not recorded.success and recorded.usage.output_tokens == text_token_bound("Descale ")
     assert recorded.usage.input_tokens == h.budget.holds[0][1]
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "cancelled"
@@ -759,7 +762,55 @@ async def test_a_turn_cancelled_while_the_model_streams_stops_it_and_bills_what_
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
-    assert not recorded.success and recorded.usage.output_tokens >= count_tokens(said)
+    assert not recorded.success and recorded.usage.output_tokens >= text_token_bound(said)
+    # Never less than Claude served: the input it reported in message_start, and a bound of the output.
+    [served] = anthropic_fake.served
+    usage = recorded.usage
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == (
+        served.usage.input_tokens,
+        served.usage.cache_read_input_tokens,
+        served.usage.cache_creation_input_tokens,
+    )
+    assert usage.output_tokens >= served.output_tokens
+
+
+@pytest.mark.parametrize("failure", ["error_event", "disconnect"])
+async def test_a_stream_broken_before_its_first_token_is_retried_and_both_attempts_are_billed(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+    failure: Literal["error_event", "disconnect"],
+) -> None:
+    """Claude reported (and bills) the first attempt's input in message_start, then the stream broke:
+    the attempt is billed on its own, keyed by the turn and the attempt, and the turn's hold covers
+    both calls."""
+    anthropic_fake.reset()
+    anthropic_fake.script(Script.break_after(0, failure=failure))
+    reliable = ReliableProvider(claude, policy=FAST)
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": reliable})
+
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+    read = await read_turn(nats_client, started)
+
+    assert read[-1].HasField("end")
+    broken, answered = anthropic_fake.served
+    attempt, turn = await h.usage_events(started.conversation_id)
+    assert attempt.event_id == attempt_event_id(started.turn_id, 1) and not attempt.success
+    assert attempt.reservation_id == "", "the hold stays for the attempt that answers"
+    assert (attempt.provider, attempt.model, attempt.kind) == ("anthropic", SONNET, "chat")
+    assert attempt.usage == common_pb2.TokenUsage(
+        input_tokens=broken.usage.input_tokens,
+        output_tokens=broken.output_tokens,
+        cache_read_tokens=broken.usage.cache_read_input_tokens,
+        cache_write_tokens=broken.usage.cache_creation_input_tokens,
+    )
+    assert turn.success and turn.reservation_id == h.budget.granted[0]
+    assert turn.usage.output_tokens == answered.output_tokens
+    [(_, held_input, held_output)] = h.budget.holds
+    assert held_output == 2 * settings.default_max_tokens, "the hold covers billed_calls = 2 calls"
+    assert held_input >= 2 * (answered.usage.input_tokens + answered.usage.cache_creation_input_tokens)
 
 
 async def test_a_model_not_configured_is_refused_with_the_known_ones(
@@ -789,8 +840,9 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
     # Enough to hold one short answer (the prompt's token bound × $1.25, Haiku's cache-write rate, +
-    # 40 tokens × $5: about 1,000 micro-USD), not to spend one and hold another.
-    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=1_100)
+    # 40 tokens × $5: about 1,000 micro-USD, twice: the hold covers a paid retry), not to spend one
+    # and hold another.
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=2_150)
     ask = h.ask(provider="anthropic", max_tokens=40)
 
     started = await h.runner.start(h.identity, ask)

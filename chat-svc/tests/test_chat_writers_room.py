@@ -171,6 +171,7 @@ class OpenBudget:
         input_tokens: int,
         max_output_tokens: int,
         idempotency_key: str = "",
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold:
         self.holds.append((input_tokens, max_output_tokens))
         return Hold(reservation_id=str(uuid.uuid4()), reserved_micros=0)
