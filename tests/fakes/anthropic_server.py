@@ -375,10 +375,7 @@ class FakeAnthropic(ScriptedServer):
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
             await response.send_chunk(_sse("content_block_delta", delta))
             with self._served_lock:
-                sent_tokens = (
-                    answer.tokens if sent == len(answer.pieces) - 1 else count("".join(answer.pieces[: sent + 1]))
-                )
-                serving.output_tokens = max(1, sent_tokens)
+                serving.output_tokens = max(1, answer.tokens_through[sent])
         await response.send_chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
         final_usage = {
             "input_tokens": usage.input_tokens,

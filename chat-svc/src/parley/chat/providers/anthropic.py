@@ -244,11 +244,14 @@ class AnthropicProvider:
                 raise httpx2.RemoteProtocolError("the stream ended before message_stop")
         except (anthropic.APIError, httpx2.HTTPError) as error:
             if not received:
+                spent: common_pb2.TokenUsage | None = None
                 if reported is not None:  # billed: the input, and any tool input it began to write
                     written = "".join(name + "".join(pieces) for _, name, pieces in building.values())
                     written += "".join(call.name + call.arguments_json for call in calls)
-                    reported.output_tokens = max(output_tokens, text_token_bound(written))
-                raise self._before_answer(error, usage=reported) from error
+                    spent = common_pb2.TokenUsage()
+                    spent.CopyFrom(reported)
+                    spent.output_tokens = max(output_tokens, text_token_bound(written))
+                raise self._before_answer(error, usage=spent) from error
             partial = common_pb2.TokenUsage(
                 input_tokens=input_tokens,
                 output_tokens=max(output_tokens, count_tokens("".join(received))),
