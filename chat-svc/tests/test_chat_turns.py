@@ -38,6 +38,7 @@ from parley.chat.providers import (
     LocalProvider,
     OpenAIProvider,
     ProviderEvent,
+    ProviderUnavailable,
     ReliableProvider,
     RetryPolicy,
     Route,
@@ -996,10 +997,14 @@ async def test_a_long_conversation_is_read_a_page_of_messages_at_a_time_newest_l
 class SummaryModel(LocalProvider):
     """Summarises every conversation the same way, and remembers what it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, broken_once: bool = False) -> None:
         self.asked: list[str] = []
+        self.broken_once = broken_once  # the first call fails after its provider reported (billed) 120 tokens
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        if self.broken_once:
+            self.broken_once = False
+            raise ProviderUnavailable("overloaded", provider=self.name, usage=common_pb2.TokenUsage(input_tokens=120))
         self.asked.append(prompt.question)
         yield TextDelta("The user asked about descaling, eight times.")
         yield Finished(common_pb2.TokenUsage(input_tokens=300, output_tokens=9), "stop", provider="local", model=model)
@@ -1018,8 +1023,10 @@ class PromptRecorder(LocalProvider):
 async def test_a_long_conversation_is_summarised_in_the_background_and_the_summary_replaces_old_messages(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
-    summariser, answers = SummaryModel(), PromptRecorder()
-    h = await harness(settings, sessions, nats_client, provider=answers, summary_model=summariser)
+    # Its first attempt fails after the provider billed it, and is retried: both are billed.
+    summariser, answers = SummaryModel(broken_once=True), PromptRecorder()
+    summarising = ReliableProvider(summariser, policy=FAST)
+    h = await harness(settings, sessions, nats_client, provider=answers, summary_model=summarising)
     conversation_id = ""
     for n in range(8):  # 16 messages: past 15, and the window has moved past the first 6
         started = await h.runner.start(
@@ -1040,7 +1047,10 @@ async def test_a_long_conversation_is_summarised_in_the_background_and_the_summa
     assert "User: Question 0 about descaling?" in summariser.asked[0]
     assert "Question 3" not in summariser.asked[0]  # message 7 and on stay in the window
     billed = [event for event in await h.usage_events(conversation_id) if event.kind == "summary"]
-    assert [(event.usage.input_tokens, event.reservation_id) for event in billed] == [(300, "")]
+    assert [(event.usage.input_tokens, event.reservation_id, event.success) for event in billed] == [
+        (120, "", False),
+        (300, "", True),
+    ]
 
     await read_turn(nats_client, await h.runner.start(h.identity, h.ask("And now?", conversation_id=conversation_id)))
     prompt = answers.prompts[-1]
