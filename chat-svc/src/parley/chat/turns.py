@@ -309,6 +309,7 @@ class TurnRunner:
         self._running.starting(turn_id)
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 if conversation is None:
                     conversation = await store.create_conversation(
                         session=session, owner=owner, title=title_from(request.message), collection_ids=collection_ids
@@ -342,6 +343,7 @@ class TurnRunner:
                 raise
             try:
                 async with self._sessions.begin() as session:
+                    await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                     if not await store.set_turn_hold(
                         session=session, turn_id=turn_id, reservation_id=hold.reservation_id
                     ):
@@ -385,6 +387,7 @@ class TurnRunner:
         was created for it. If this fails, the lease sweep ends the turn (failed, unbilled)."""
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 await store.discard_turn(
                     session=session, tenant_id=owner.tenant_id, turn_id=turn_id, conversation_id=conversation_id
                 )
@@ -421,6 +424,7 @@ class TurnRunner:
 
     async def _turn(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> store.TurnRecord:
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             turn = await store.get_turn(session=session, owner=owner, conversation_id=conversation_id, turn_id=turn_id)
         if turn is None:
             raise NotFound(f"turn {turn_id} not found")
@@ -441,6 +445,7 @@ class TurnRunner:
         if not request.conversation_id:
             return None, []
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(
                 session=session, owner=owner, conversation_id=request.conversation_id
             )
@@ -569,6 +574,7 @@ class TurnRunner:
         its whole hold. Best effort: the hold still bounds the bill."""
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
                 await store.record_reported_usage(
                     session=session,
                     turn_id=turn.turn_id,
@@ -717,6 +723,7 @@ class TurnRunner:
         context_used = turn.context_with_cache(usage)
         cost = await self._price(turn, usage, provider=provider, model=model)
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
             if not await store.end_turn(
                 session=session,
                 tenant_id=turn.owner.tenant_id,
@@ -774,6 +781,7 @@ class TurnRunner:
         metrics.turns.labels(code).inc()
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
                 if not await store.end_turn(
                     session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state=state
                 ):
