@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from parley.kit.devstack import Platform, Ports
 from tests.fakes.identity_provider import FakeIdentityProvider
+from tests.samples import GRINDER
 from tests.test_web_app import CHROMIUM, CHROMIUM_ARGS, shoot
 
 CLIENT = "parley-web"
@@ -56,6 +57,16 @@ def team(web: Platform, idp: FakeIdentityProvider) -> dict[str, Any]:
     owner = {"Authorization": f"Bearer {made.json()['api_key']['key']}"}
     shelf = httpx.post(f"{web.gateway_url}/v1/collections", json={"name": "Acme's manuals"}, headers=owner)
     assert shelf.status_code == 201, shelf.text
+    manual = httpx.post(
+        f"{web.gateway_url}/v1/collections/{shelf.json()['id']}/documents",
+        files={"file": ("grinder.md", GRINDER.encode(), "text/markdown")},
+        headers=owner,
+    )
+    assert manual.status_code == 202, manual.text
+    with httpx.stream("GET", f"{web.gateway_url}/v1/documents/{manual.json()['id']}/events", headers=owner) as events:
+        for line in events.iter_lines():
+            if '"status":"ready"' in line.replace(" ", ""):
+                break
     idp.person = {"sub": f"ada-{uuid.uuid4().hex[:6]}", "name": "Ada Lovelace", "parley_tenant": name}
     return {"tenant": name, "collection": shelf.json()}
 
@@ -147,3 +158,20 @@ def test_an_expired_sign_in_returns_to_sign_in_saying_why(page: Page, team: dict
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("alert")).to_contain_text("Your sign-in with Acme SSO is no longer valid")
     expect(page.get_by_role("button", name="Sign in with Acme SSO")).to_be_visible()
+
+
+def test_a_citation_shows_its_passage_whole(page: Page, team: dict[str, Any]) -> None:
+    """As the person signed in with SSO (a member: may chat): the source's snippet is the first 280
+    characters; the dialog shows the passage to its last words."""
+    sign_in_with_sso(page)
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_role("checkbox", name=team["collection"]["name"]).check()
+    page.get_by_role("textbox", name="Message").fill("How are the conical burrs cleaned?")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator(".message.assistant").last
+    expect(answer.get_by_role("list", name="Sources")).to_contain_text("Grinder manual", timeout=30_000)
+    answer.get_by_role("button", name="Source 1: Grinder manual").first.click()
+    quote = page.get_by_role("dialog").locator("blockquote")
+    expect(quote).to_contain_text("never wash the burrs with water.")
+    expect(quote).not_to_have_attribute("aria-busy", "true")
+    shoot(page, "chat-citation-whole", full_page=False)

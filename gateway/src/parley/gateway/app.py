@@ -8,7 +8,18 @@ from parley.gateway import errors, mcp_server, webapp
 from parley.gateway.api.deps import Services
 from parley.gateway.front_door import FrontDoor
 from parley.gateway.mcp_server import McpEndpoint
-from parley.gateway.routes import admin, chat, collections, documents, health, people, search, sign_in, usage
+from parley.gateway.routes import (
+    admin,
+    chat,
+    collections,
+    documents,
+    health,
+    passages,
+    people,
+    search,
+    sign_in,
+    usage,
+)
 from parley.gateway.routes import openai_compat as openai_routes
 from parley.gateway.sign_in import SignIn
 
@@ -23,7 +34,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.sign_in = _sign_in(services)
     errors.install(app)
     app.include_router(health.router, responses=errors.responses(500))
-    for module in (people, sign_in, collections, documents, search, chat, usage, admin):
+    for module in (people, sign_in, collections, documents, passages, search, chat, usage, admin):
         app.include_router(module.router, responses=errors.V1_ERRORS)
     # The MCP server (its own ASGI endpoint: the SDK's streamable HTTP transport), before the web app.
     app.router.routes.append(Route(mcp_server.PATH, McpEndpoint(services), methods=["GET", "POST", "DELETE"]))
