@@ -189,15 +189,15 @@ async def test_an_access_token_for_the_api_is_the_bearer_when_the_provider_issue
 
 
 async def test_the_provider_down_is_a_503_saying_so(open_gateway: OpenGateway, tenant: str) -> None:
-    idp = FakeIdentityProvider(client_id=CLIENT).__enter__()
-    async with open_gateway(**_settings(idp)) as gateway:
-        assert (await gateway.get("/v1/sso/config")).status_code == 200  # its endpoints known
-        idp.person = {"sub": "x", "parley_tenant": tenant}
-        body = _exchange(idp)
-        idp.stop()
-        down = await gateway.post("/v1/sso/token", json=body)
-        _assert_error(down, 503, "unavailable", "identity provider could not be reached", "token endpoint")
-        assert down.headers["Retry-After"] == "5"
-    # Down from the start: the config cannot name its endpoints either.
-    async with open_gateway(**_settings(idp)) as gateway:
-        _assert_error(await gateway.get("/v1/sso/config"), 503, "unavailable", "discovery document")
+    with FakeIdentityProvider(client_id=CLIENT) as idp:
+        async with open_gateway(**_settings(idp)) as gateway:
+            assert (await gateway.get("/v1/sso/config")).status_code == 200  # its endpoints known
+            idp.person = {"sub": "x", "parley_tenant": tenant}
+            body = _exchange(idp)
+            idp.stop()
+            down = await gateway.post("/v1/sso/token", json=body)
+            _assert_error(down, 503, "unavailable", "identity provider could not be reached", "token endpoint")
+            assert down.headers["Retry-After"] == "5"
+        # Down from the start: the config cannot name its endpoints either.
+        async with open_gateway(**_settings(idp)) as gateway:
+            _assert_error(await gateway.get("/v1/sso/config"), 503, "unavailable", "discovery document")

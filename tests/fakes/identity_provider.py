@@ -48,6 +48,7 @@ class FakeIdentityProvider:
         self.jwks = {"keys": [{**jwk, "kid": "idp-1", "use": "sig", "alg": "RS256"}]}
         self._grants: dict[str, _Grant] = {}
         self._server: ThreadingHTTPServer | None = None
+        self._stopped = False
 
     @property
     def issuer(self) -> str:
@@ -103,8 +104,9 @@ class FakeIdentityProvider:
         self.stop()
 
     def stop(self) -> None:
-        """Stop answering (the provider is down from here on)."""
-        if self._server is not None:
+        """Stop answering (the provider is down from here on); again is a no-op."""
+        if self._server is not None and not self._stopped:
+            self._stopped = True
             self._server.shutdown()
             self._server.server_close()
 
