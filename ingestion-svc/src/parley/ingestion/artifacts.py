@@ -1,5 +1,5 @@
 """Artifacts — scene cards, the outline, character sheets, plot threads: when they are written,
-how they are kept, and when they go stale. What they say is the `ArtifactWriter`'s (artifact_writers.py).
+how they are kept, and when they go stale. What they say is the `ArtifactWriter`'s (artifact_writers/).
 
 A screenplay grows through analysis states, kept on the document and never going back:
 

@@ -1,0 +1,48 @@
+"""Artifacts' content: scene cards, outlines, character sheets and plot threads, as data.
+
+`ArtifactWriter` (drafts.py) is the seam between what an artifact says (written here, by a model
+through chat-svc's `Complete`, or extracted offline) and when it is made, kept and marked stale
+(artifacts.py). Two writers, picked by `PARLEY_ARTIFACTS_PROVIDER` (`build_writer`):
+
+- `ExtractiveWriter` (extractive.py; `local`, the default): offline and deterministic, from the text
+  and `screenplay_reports` alone, read through reading.py; content says `"method": "extractive"`.
+- `ModelWriter` (model.py): asks a `Completer` (chat-svc `Complete`, billed as `summary`) for JSON
+  of a fixed shape per kind (prompts.py), validated by the answers (answers.py: cited scene numbers
+  must exist); one retry on an unusable answer, then the extractive artifact for that item.
+"""
+
+from parley.ingestion.artifact_writers.drafts import (
+    CARD_BATCH_SCENES,
+    DIGEST_TOKENS,
+    EXTRACTIVE_MODEL,
+    ArtifactDraft,
+    ArtifactKind,
+    ArtifactWriter,
+    main_characters,
+)
+from parley.ingestion.artifact_writers.extractive import ExtractiveWriter
+from parley.ingestion.artifact_writers.model import FALLBACK_NOTE, ModelWriter
+from parley.ingestion.clients import Completer
+from parley.ingestion.config import Settings
+
+__all__ = [
+    "CARD_BATCH_SCENES",
+    "DIGEST_TOKENS",
+    "EXTRACTIVE_MODEL",
+    "FALLBACK_NOTE",
+    "ArtifactDraft",
+    "ArtifactKind",
+    "ArtifactWriter",
+    "ExtractiveWriter",
+    "ModelWriter",
+    "build_writer",
+    "main_characters",
+]
+
+
+def build_writer(settings: Settings, completer: Completer | None) -> ArtifactWriter:
+    if settings.artifacts_provider == "local":
+        return ExtractiveWriter()
+    if completer is None:
+        raise ValueError(f"artifacts provider {settings.artifacts_provider!r} is asked through chat-svc: no completer")
+    return ModelWriter(completer)
