@@ -32,7 +32,6 @@ artifacts are paused and why; what was written stays. Nothing retries on a timer
 `fresh` request or the next version picks up what is left.
 """
 
-import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -46,7 +45,6 @@ from parley.ingestion import store
 from parley.ingestion.artifact_writers import ArtifactDraft, ArtifactWriter, main_characters
 from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
-from parley.ingestion.coverage import coverage
 from parley.ingestion.models import AnalysisState, Status, outbox
 from parley.ingestion.progress import Progress
 from parley.ingestion.screenplay_reports import card_key, is_screenplay, pacing_report
@@ -446,8 +444,16 @@ class Artifacts:
                 return await self._writer.character_sheets(
                     owner=owner, title=title, sections=sections, characters=batch.characters
                 )
-            case "coverage":  # extractive whoever the writer is (coverage.py), off the event loop
-                return [await asyncio.to_thread(coverage, title, sections)]
+            case "coverage":  # read from the script's other artifacts, kept by the batches before it
+                async with self._sessions() as session:
+                    await store.enter_tenant(session=session, tenant_id=document.tenant_id)
+                    written = await store.list_artifacts(
+                        session=session,
+                        tenant_id=document.tenant_id,
+                        document_id=document.id,
+                        kinds=["scene_card", "outline", "character_sheet", "plot_thread"],
+                    )
+                return [await self._writer.coverage(owner=owner, title=title, sections=sections, artifacts=written)]
 
     async def _keep(
         self, *, session: AsyncSession, document: DocumentRecord, batch: Batch, drafts: Sequence[ArtifactDraft]

@@ -1,14 +1,17 @@
-"""Artifacts' content: scene cards, outlines, character sheets and plot threads, as data.
+"""Artifacts' content: scene cards, outlines, character sheets, plot threads and the coverage
+report, as data.
 
 `ArtifactWriter` (drafts.py) is the seam between what an artifact says (written here, by a model
 through chat-svc's `Complete`, or extracted offline) and when it is made, kept and marked stale
 (artifacts.py). Two writers, picked by `PARLEY_ARTIFACTS_PROVIDER` (`build_writer`):
 
 - `ExtractiveWriter` (extractive.py; `local`, the default): offline and deterministic, from the text
-  and `screenplay_reports` alone, read through reading.py; content says `"method": "extractive"`.
+  and `screenplay_reports` alone, read through reading.py (the coverage report: coverage.py);
+  content says `"method": "extractive"`.
 - `ModelWriter` (model.py): asks a `Completer` (chat-svc `Complete`, billed as `summary`) for JSON
   of a fixed shape per kind (prompts.py), validated by the answers (answers.py: cited scene numbers
-  must exist); one retry on an unusable answer, then the extractive artifact for that item.
+  must exist; a coverage score's are sifted); one retry on an unusable answer, then the extractive
+  artifact for that item. The coverage report is asked of the script's other artifacts as kept.
 """
 
 from parley.ingestion.artifact_writers.drafts import (

@@ -1,13 +1,17 @@
 """Model answers: the JSON asked for each kind, as pydantic models, validated before it is used.
-A cited scene number must be one of the script's; `Unusable` says why an answer cannot be used, in
-words the retry prompt repeats to the model."""
+A cited scene number must be one of the script's (a coverage score's are sifted instead: the
+script's are kept, the rest dropped); `Unusable` says why an answer cannot be used, in words the
+retry prompt repeats to the model."""
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from parley.ingestion.artifact_writers.drafts import RELATIONSHIPS, ThreadType
+from parley.ingestion.artifact_writers.drafts import JUSTIFYING_SCENES, RELATIONSHIPS, ThreadType
+
+log = logging.getLogger(__name__)
 
 
 class Unusable(Exception):
@@ -20,6 +24,7 @@ def scene_number(value: str) -> str:
 
 SceneNumber = Annotated[str, AfterValidator(scene_number)]
 Text = Annotated[str, Field(min_length=1, max_length=1_500)]
+LongText = Annotated[str, Field(min_length=1, max_length=4_000)]
 
 
 class Answer(BaseModel):
@@ -119,6 +124,28 @@ class PlotThreadsAnswer(Answer):
         return [number for thread in self.threads for number in thread.scenes]
 
 
+class CriterionScoreAnswer(Answer):
+    criterion: Text
+    score: int = Field(ge=1, le=10)
+    scenes: list[SceneNumber] = Field(min_length=1, max_length=50)
+    why: Text
+
+
+class CoverageCharacterAnswer(Answer):
+    name: Text
+    role: Text
+    description: Text
+
+
+class CoverageAnswer(Answer):
+    logline: Text
+    synopsis: LongText
+    character_breakdown: list[CoverageCharacterAnswer] = Field(min_length=1, max_length=8)
+    strengths: list[Text] = Field(min_length=1, max_length=5)
+    weaknesses: list[Text] = Field(min_length=1, max_length=5)
+    scores: list[CriterionScoreAnswer] = Field(min_length=1, max_length=10)
+
+
 AnswerT = TypeVar("AnswerT", bound=Answer)
 
 
@@ -143,3 +170,29 @@ def read_answer(answer_type: type[AnswerT], text: str, scenes: frozenset[str]) -
 
 def reader(answer_type: type[AnswerT], scenes: frozenset[str]) -> Callable[[str], AnswerT]:
     return lambda text: read_answer(answer_type, text, scenes)
+
+
+def read_coverage(text: str, scenes: frozenset[str], criteria: Sequence[str]) -> CoverageAnswer:
+    """A coverage answer scoring each of `criteria` once (by name, any case), in their order. A
+    score's scene numbers the script lacks are dropped, and it keeps its first `JUSTIFYING_SCENES`;
+    a score left citing none cannot be used."""
+    answer = read_answer(CoverageAnswer, text, scenes)
+    by_name: dict[str, CriterionScoreAnswer] = {}
+    for score in answer.scores:
+        name = " ".join(score.criterion.lower().split())
+        if name not in criteria:
+            asked = ", ".join(criteria)
+            raise Unusable(f"a score for {score.criterion!r}, not one of the criteria asked for ({asked})")
+        if name in by_name:
+            raise Unusable(f"two scores for {name!r}")
+        kept = list(dict.fromkeys(number for number in score.scenes if number in scenes))
+        if not kept:
+            raise Unusable(f"the {name!r} score cites no scene of the script ({', '.join(score.scenes[:5])})")
+        if len(kept) < len(score.scenes):
+            dropped = sorted(set(score.scenes) - set(kept))
+            log.warning("coverage score %r cited scenes the script lacks, dropped: %s", name, dropped)
+        by_name[name] = score.model_copy(update={"criterion": name, "scenes": kept[:JUSTIFYING_SCENES]})
+    missing = [name for name in criteria if name not in by_name]
+    if missing:
+        raise Unusable(f"no score for {', '.join(missing)}")
+    return answer.model_copy(update={"scores": [by_name[name] for name in criteria]})

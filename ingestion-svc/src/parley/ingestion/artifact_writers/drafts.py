@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 from parley.ingestion.clients import Owner
 from parley.ingestion.screenplay_reports import characters_report
-from parley.ingestion.store import SectionRecord
+from parley.ingestion.store import ArtifactRecord, SectionRecord
 
 ArtifactKind = Literal["scene_card", "outline", "character_sheet", "plot_thread", "coverage"]
 ThreadType = Literal["character_arc", "plot", "subplot", "theme"]
@@ -31,13 +31,19 @@ SECTION_PROMPT_TOKENS = 3_000  # one section's text in a card prompt, at most
 CARD_BATCH_SCENES = 8
 CARD_BATCH_TOKENS = 6_000
 CONCURRENT_COMPLETIONS = 4
+COVERAGE_TOKENS = 900
+COVERAGE_DIGEST_TOKENS = 8_000
+# What a model's coverage scores, each once, with the scenes that justify the score.
+COVERAGE_CRITERIA = ("premise", "structure", "characters", "dialogue", "pacing")
+JUSTIFYING_SCENES = 5  # at most, a score
 
 
 @dataclass(frozen=True, slots=True)
 class ArtifactDraft:
     kind: ArtifactKind
     # scene_card: the scene number as written (screenplays) or str(section ordinal); outline: "outline";
-    # character_sheet: the normalised character name; plot_thread: a slug of the thread's name.
+    # character_sheet: the normalised character name; plot_thread: a slug of the thread's name;
+    # coverage: "coverage".
     key: str
     content: Mapping[str, object]  # JSON-serialisable: the artifact as served
     tokens: int  # the model's output tokens, or count_tokens of the JSON when extracted
@@ -60,6 +66,13 @@ class ArtifactWriter(Protocol):
     async def plot_threads(
         self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]
     ) -> list[ArtifactDraft]: ...
+
+    async def coverage(
+        self, *, owner: Owner, title: str, sections: Sequence[SectionRecord], artifacts: Sequence[ArtifactRecord]
+    ) -> ArtifactDraft:
+        """The coverage report; `artifacts` are the script's others already kept (its outline, cards,
+        sheets and threads), for a writer that reads them rather than the whole text."""
+        ...
 
 
 def main_characters(sections: Sequence[SectionRecord], *, limit: int = MAIN_CHARACTERS) -> list[str]:

@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from parley.ingestion.artifact_writers.coverage import extracted_coverage
 from parley.ingestion.artifact_writers.drafts import (
     CARD_TOKENS,
     EXTRACTIVE_MODEL,
@@ -47,7 +48,7 @@ from parley.ingestion.clients import Owner
 from parley.ingestion.screenplay import normalise_cue
 from parley.ingestion.screenplay_reports import card_key, characters_report, eighths, pacing_report
 from parley.ingestion.sections import Scene
-from parley.ingestion.store import SectionRecord
+from parley.ingestion.store import ArtifactRecord, SectionRecord
 
 _TITLE_WORD = re.compile(r"[\w'’]+")
 _EDGE_WORDS = frozenset({"the", "a", "an", "of", "and", "in", "on", "to", "for", "at", "by", "with", "or"})
@@ -368,3 +369,9 @@ class ExtractiveWriter:
     async def plot_threads(self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]) -> list[ArtifactDraft]:
         """A screenplay's threads; a document without scenes has none."""
         return await asyncio.to_thread(extract_threads, title, sections)
+
+    async def coverage(
+        self, *, owner: Owner, title: str, sections: Sequence[SectionRecord], artifacts: Sequence[ArtifactRecord]
+    ) -> ArtifactDraft:
+        """The coverage report from counted figures (coverage.py); it reads no other artifact."""
+        return await asyncio.to_thread(extracted_coverage, title, sections)

@@ -21,6 +21,7 @@ from parley.ingestion.artifact_writers.answers import (
     AnswerT,
     CardsAnswer,
     CharacterSheetAnswer,
+    CoverageCharacterAnswer,
     DocumentOutlineAnswer,
     PlotThreadsAnswer,
     RelationshipAnswer,
@@ -30,13 +31,16 @@ from parley.ingestion.artifact_writers.answers import (
     Unusable,
     problems_of,
     read_answer,
+    read_coverage,
     reader,
     scene_number,
 )
+from parley.ingestion.artifact_writers.coverage import extracted_coverage
 from parley.ingestion.artifact_writers.drafts import (
     CARD_BATCH_SCENES,
     CARD_BATCH_TOKENS,
     CONCURRENT_COMPLETIONS,
+    COVERAGE_CRITERIA,
     SECTION_PROMPT_TOKENS,
     ArtifactDraft,
     main_characters,
@@ -52,12 +56,14 @@ from parley.ingestion.artifact_writers.extractive import (
 )
 from parley.ingestion.artifact_writers.prompts import (
     CARD_MAX_TOKENS,
+    COVERAGE_MAX_TOKENS,
     OUTLINE_MAX_TOKENS,
     RETRY,
     SHEET_MAX_TOKENS,
     SYSTEM,
     THREADS_MAX_TOKENS,
     cards_prompt,
+    coverage_prompt,
     outline_prompt,
     sheet_prompt,
     threads_prompt,
@@ -71,8 +77,8 @@ from parley.ingestion.artifact_writers.reading import (
 )
 from parley.ingestion.clients import Completer, Completion, Owner
 from parley.ingestion.screenplay import normalise_cue
-from parley.ingestion.screenplay_reports import card_key
-from parley.ingestion.store import SectionRecord
+from parley.ingestion.screenplay_reports import card_key, characters_report
+from parley.ingestion.store import ArtifactRecord, SectionRecord
 from parley.kit.contracts import MAX_ID_CHARS
 
 log = logging.getLogger(__name__)
@@ -82,8 +88,10 @@ T = TypeVar("T")
 FALLBACK_NOTE = "the model's answers could not be used, twice; extracted from the text instead"
 
 
-def _fallback(draft: ArtifactDraft) -> ArtifactDraft:
-    content = dict(draft.content) | {"fallback": FALLBACK_NOTE}
+def _fallback(draft: ArtifactDraft, *, reason: str = "") -> ArtifactDraft:
+    """The extracted draft instead of the model's, saying so (and, when known, what was wrong with
+    the model's last answer)."""
+    content = dict(draft.content) | {"fallback": FALLBACK_NOTE} | ({"fallback_reason": reason} if reason else {})
     return replace(draft, content=content, tokens=json_tokens(content))
 
 
@@ -155,8 +163,9 @@ class ModelWriter:
 
     async def _ask(
         self, *, owner: Owner, prompt: str, max_tokens: int, request_id: str, read: Callable[[str], AnswerT]
-    ) -> tuple[AnswerT, Completion] | None:
-        """The model's answer, asked a second time (told why) when the first cannot be used; None after two."""
+    ) -> tuple[AnswerT, Completion]:
+        """The model's answer, asked a second time (told why) when the first cannot be used; after two,
+        `Unusable` (why the second could not be used)."""
         asked = prompt
         for attempt in (1, 2):
             completion = await self._complete(
@@ -166,8 +175,10 @@ class ModelWriter:
                 return read(completion.text), completion
             except Unusable as problem:
                 log.warning("unusable artifact answer for %s (attempt %d): %s", request_id, attempt, problem)
+                if attempt == 2:
+                    raise
                 asked = f"{prompt}\n\n{RETRY.format(problem=problem)}"
-        return None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def scene_cards(self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]) -> list[ArtifactDraft]:
         """A card for each of `sections` that gets one (`carded`), several to a completion."""
@@ -206,16 +217,16 @@ class ModelWriter:
         parts = scene_parts(sections)
         answer_type: type[Answer] = ScreenplayOutlineAnswer if parts else DocumentOutlineAnswer
         scenes = frozenset(scene.number for _, scene in parts)
-        got = await self._ask(
-            owner=owner,
-            prompt=prompt,
-            max_tokens=OUTLINE_MAX_TOKENS,
-            request_id=_request_id(sections, "outline", "outline"),
-            read=reader(answer_type, scenes),
-        )
-        if got is None:
-            return _fallback(extracted_draft("outline", "outline", facts))
-        answer, completion = got
+        try:
+            answer, completion = await self._ask(
+                owner=owner,
+                prompt=prompt,
+                max_tokens=OUTLINE_MAX_TOKENS,
+                request_id=_request_id(sections, "outline", "outline"),
+                read=reader(answer_type, scenes),
+            )
+        except Unusable as problem:
+            return _fallback(extracted_draft("outline", "outline", facts), reason=str(problem))
         counted: Content = {
             name: facts[name] for name in ("title", "scenes", "pages", "sections_total") if name in facts
         }
@@ -242,16 +253,16 @@ class ModelWriter:
         name = facts.key
         parts = scene_parts(sections)
         prompt = await asyncio.to_thread(sheet_prompt, title, name, parts, facts.content)
-        got = await self._ask(
-            owner=owner,
-            prompt=prompt,
-            max_tokens=SHEET_MAX_TOKENS,
-            request_id=_request_id(sections, "character_sheet", name),
-            read=reader(CharacterSheetAnswer, frozenset(scene.number for _, scene in parts)),
-        )
-        if got is None:
-            return _fallback(facts)
-        answer, completion = got
+        try:
+            answer, completion = await self._ask(
+                owner=owner,
+                prompt=prompt,
+                max_tokens=SHEET_MAX_TOKENS,
+                request_id=_request_id(sections, "character_sheet", name),
+                read=reader(CharacterSheetAnswer, frozenset(scene.number for _, scene in parts)),
+            )
+        except Unusable as problem:
+            return _fallback(facts, reason=str(problem))
         shared = Counter(other for _, scene in parts if name in scene.characters for other in scene.characters)
         counted = {field: facts.content[field] for field in ("name", "scene_count", "first_scene", "last_scene")}
         content: Content = {
@@ -279,16 +290,16 @@ class ModelWriter:
             return []
         facts = await asyncio.to_thread(extract_threads, title, sections)
         prompt = await asyncio.to_thread(threads_prompt, title, parts, main_characters(sections), facts)
-        got = await self._ask(
-            owner=owner,
-            prompt=prompt,
-            max_tokens=THREADS_MAX_TOKENS,
-            request_id=_request_id(sections, "plot_thread", "threads"),
-            read=reader(PlotThreadsAnswer, frozenset(scene.number for _, scene in parts)),
-        )
-        if got is None:
-            return [_fallback(draft) for draft in facts]
-        answer, completion = got
+        try:
+            answer, completion = await self._ask(
+                owner=owner,
+                prompt=prompt,
+                max_tokens=THREADS_MAX_TOKENS,
+                request_id=_request_id(sections, "plot_thread", "threads"),
+                read=reader(PlotThreadsAnswer, frozenset(scene.number for _, scene in parts)),
+            )
+        except Unusable as problem:
+            return [_fallback(draft, reason=str(problem)) for draft in facts]
         contents: list[Content] = [{"method": "model", **thread.model_dump()} for thread in answer.threads]
         keys = unique_keys([thread.name for thread in answer.threads])
         tokens = _shares(completion.output_tokens, [json_tokens(content) for content in contents])
@@ -303,6 +314,66 @@ class ModelWriter:
             )
             for key, content, share in zip(keys, contents, tokens, strict=True)
         ]
+
+    async def coverage(
+        self, *, owner: Owner, title: str, sections: Sequence[SectionRecord], artifacts: Sequence[ArtifactRecord]
+    ) -> ArtifactDraft:
+        """The coverage report written by the model from what the script's other artifacts say
+        (prompts.coverage_prompt), its scores checked (answers.read_coverage), the counted facts
+        copied in; extracted instead, saying why, when the model's answers cannot be used."""
+        facts = await asyncio.to_thread(extracted_coverage, title, sections)
+        parts = scene_parts(sections)
+        if not parts:
+            return facts  # no scenes to judge or cite: what is counted is all there is
+        prompt = await asyncio.to_thread(coverage_prompt, title, parts, facts.content, artifacts)
+        scenes = frozenset(scene.number for _, scene in parts)
+        try:
+            answer, completion = await self._ask(
+                owner=owner,
+                prompt=prompt,
+                max_tokens=COVERAGE_MAX_TOKENS,
+                request_id=_request_id(sections, "coverage", "coverage"),
+                read=lambda text: read_coverage(text, scenes, COVERAGE_CRITERIA),
+            )
+        except Unusable as problem:
+            return _fallback(facts, reason=str(problem))
+        counted = _counted_characters(sections)
+        content: Content = {
+            "method": "model",
+            **{name: facts.content[name] for name in ("title", "pages", "scenes")},
+            "logline": answer.logline,
+            "synopsis": answer.synopsis,
+            "character_breakdown": [_character(character, counted) for character in answer.character_breakdown],
+            "scores": [score.model_dump() for score in answer.scores],
+            "strengths": answer.strengths,
+            "weaknesses": answer.weaknesses,
+        }
+        return ArtifactDraft(
+            kind="coverage",
+            key="coverage",
+            content=content,
+            tokens=completion.output_tokens,
+            model=_model_of(completion),
+            source_sha256="",
+        )
+
+
+def _counted_characters(sections: Sequence[SectionRecord]) -> dict[str, Content]:
+    """Who speaks in the script, by cue, counted: name, scenes, first and last scene."""
+    return {
+        row.name: {"name": row.name, "scenes": row.scenes, "first_scene": row.first_scene, "last_scene": row.last_scene}
+        for row in characters_report(sections)
+    }
+
+
+def _character(character: CoverageCharacterAnswer, counted: Mapping[str, Content]) -> Content:
+    """A character the model describes, under their cue and with their counted scenes when they
+    speak in the script; as the model wrote them otherwise."""
+    cue = normalise_cue(character.name)
+    facts = counted.get(cue)
+    if facts is None:
+        return {"name": character.name, "role": character.role, "description": character.description}
+    return {**facts, "role": character.role, "description": character.description}
 
 
 def _relationship(relation: RelationshipAnswer, shared: Counter[str]) -> Content:

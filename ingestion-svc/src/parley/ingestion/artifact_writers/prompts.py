@@ -8,7 +8,11 @@ from collections.abc import Mapping, Sequence
 from parley.ingestion.artifact_writers.drafts import (
     CARD_TOKENS,
     CHARACTER_DIGEST_TOKENS,
+    COVERAGE_CRITERIA,
+    COVERAGE_DIGEST_TOKENS,
+    COVERAGE_TOKENS,
     DIGEST_TOKENS,
+    JUSTIFYING_SCENES,
     OUTLINE_TOKENS,
     SECTION_PROMPT_TOKENS,
     SHEET_TOKENS,
@@ -23,7 +27,8 @@ from parley.ingestion.artifact_writers.reading import (
     scene_parts,
 )
 from parley.ingestion.screenplay_reports import card_key
-from parley.ingestion.store import SectionRecord
+from parley.ingestion.sections import Scene
+from parley.ingestion.store import ArtifactRecord, SectionRecord
 from parley.kit.tokens import count_tokens
 
 SYSTEM = (
@@ -57,6 +62,15 @@ CARD_MAX_TOKENS = 300  # output cap per card: room for ~150 tokens of card and t
 OUTLINE_MAX_TOKENS = 800
 SHEET_MAX_TOKENS = 500
 THREADS_MAX_TOKENS = 1_200
+COVERAGE_MAX_TOKENS = 1_500
+COVERAGE_ASK = "Write the coverage report of the screenplay"  # how a coverage prompt begins
+_COVERAGE_SHAPE = (
+    '{"logline": "one sentence", "synopsis": "one paragraph, beginning to end", "character_breakdown": '
+    '[{"name": "NAME", "role": "protagonist, antagonist, ...", "description": "one sentence"}], "strengths": '
+    '["one sentence each, at most 5"], "weaknesses": ["one sentence each, at most 5"], "scores": [{"criterion": '
+    '"one of the criteria", "score": 1-10, "scenes": ["the scene numbers that justify it, at most '
+    f'{JUSTIFYING_SCENES}"], "why": "one sentence"}}]}}'
+)
 
 
 def _digest(entries: Sequence[tuple[str, Sequence[str]]], budget: int) -> str:
@@ -76,17 +90,23 @@ def _digest(entries: Sequence[tuple[str, Sequence[str]]], budget: int) -> str:
     return "\n".join(lines)
 
 
+def _scene_head(scene: Scene) -> str:
+    return f"{scene.number} | {scene.heading} | p.{scene.start_page} | {', '.join(scene.characters) or '-'}"
+
+
 def _scene_digest(parts: Sequence[ScenePart], budget: int) -> str:
-    return _digest(
-        [
-            (
-                f"{scene.number} | {scene.heading} | p.{scene.start_page} | {', '.join(scene.characters) or '-'}",
-                read_scene(section, scene).action,
-            )
-            for section, scene in parts
-        ],
-        budget,
-    )
+    return _digest([(_scene_head(scene), read_scene(section, scene).action) for section, scene in parts], budget)
+
+
+def _carded_digest(parts: Sequence[ScenePart], cards: Mapping[str, Mapping[str, object]], budget: int) -> str:
+    """The scene digest, each scene's line told by its card's `what_happens` where it has a card
+    that says, else by its opening as in `_scene_digest`."""
+    entries: list[tuple[str, Sequence[str]]] = []
+    for section, scene in parts:
+        happens = cards.get(card_key(section), {}).get("what_happens")
+        told = [happens] if isinstance(happens, str) and happens else read_scene(section, scene).action
+        entries.append((_scene_head(scene), told))
+    return _digest(entries, budget)
 
 
 def _section_digest(sections: Sequence[SectionRecord], budget: int) -> str:
@@ -147,3 +167,40 @@ def threads_prompt(title: str, parts: Sequence[ScenePart], main: Sequence[str], 
         f"as JSON:\n{_THREADS_SHAPE}\n\nCounted from the script:\n{counted}\n\n"
         f"Its scenes (number | heading | page | who speaks | how it opens):\n{_scene_digest(parts, DIGEST_TOKENS)}"
     )
+
+
+def coverage_prompt(
+    title: str, parts: Sequence[ScenePart], facts: Mapping[str, object], artifacts: Sequence[ArtifactRecord]
+) -> str:
+    """The coverage asked of what the script's other artifacts already say (its outline, main
+    characters' sheets and plot threads, whole; its scenes through their cards) and the counted
+    figures of the extractive report, so the model reads the script once more only as a digest."""
+    written: dict[str, list[Mapping[str, object]]] = {}
+    for artifact in artifacts:
+        written.setdefault(artifact.kind, []).append(artifact.content)
+    cards = {artifact.key: artifact.content for artifact in artifacts if artifact.kind == "scene_card"}
+    counted = {name: facts[name] for name in ("title", "pages", "scenes", "character_breakdown") if name in facts}
+    measures = facts.get("scores")
+    if isinstance(measures, list):
+        counted["counted_measures"] = [
+            {field: measure[field] for field in ("criterion", "score", "method")} for measure in measures
+        ]
+    blocks = [
+        f'{COVERAGE_ASK} "{title}" as a studio reader would, under {COVERAGE_TOKENS} tokens, as JSON:\n'
+        f"{_COVERAGE_SHAPE}\n"
+        f"Score each criterion below once, 1 (poor) to 10 (excellent), with the scenes that justify the score.\n"
+        f"Criteria: {', '.join(COVERAGE_CRITERIA)}.",
+        f"Counted from the script (measures, not judgements): {compact_json(counted)}",
+    ]
+    for kind, label in (
+        ("outline", "Its outline"),
+        ("character_sheet", "Its main characters' sheets"),
+        ("plot_thread", "Its plot threads"),
+    ):
+        if written.get(kind):
+            blocks.append(f"{label}:\n" + "\n".join(_facts_json(content) for content in written[kind]))
+    blocks.append(
+        "Its scenes (number | heading | page | who speaks | what happens):\n"
+        + _carded_digest(parts, cards, COVERAGE_DIGEST_TOKENS)
+    )
+    return "\n\n".join(blocks)
