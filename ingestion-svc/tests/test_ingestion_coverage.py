@@ -232,3 +232,41 @@ async def test_a_second_answer_that_can_be_used_is_used() -> None:
     assert draft.content["method"] == "model" and "fallback" not in draft.content
     assert draft.tokens == completer.output_tokens[1]
     assert [request_id.rsplit(":", 1)[1] for request_id in completer.request_ids] == ["1", "2"]
+
+
+async def test_a_feature_length_scripts_coverage_prompt_stays_bounded_and_reaches_its_last_scene() -> None:
+    names = ["ANN", "BOB", "CAROL", "DAN", "EVE", "FRANK"]
+    long = "\n\n".join(
+        f"INT. ROOM {n} - DAY\n\n" + "Ann crosses the long room and opens every window, one by one. " * 6
+        + f"\n\n{names[n % 6]}\nLine {n}.\n\n{names[(n + 1) % 6]}\nReply {n}."
+        for n in range(1, 191)
+    )  # fmt: skip
+    parsed = parse_document(long.encode(), filename="long.fountain", declared="").sections
+    document_id = uuid.uuid4()
+    sections = [
+        SectionRecord(id=uuid.uuid4(), document_id=document_id, **{field: getattr(section, field) for field in FIELDS})
+        for section in parsed
+    ]
+    local = ExtractiveWriter()
+    others = [
+        *await local.scene_cards(owner=OWNER, title="Long", sections=sections),
+        await local.outline(owner=OWNER, title="Long", sections=sections),
+        *await local.character_sheets(owner=OWNER, title="Long", sections=sections, characters=names[:5]),
+        *await local.plot_threads(owner=OWNER, title="Long", sections=sections),
+    ]
+    completer = ScriptedCompleter(json.dumps(answer()))
+
+    await ModelWriter(completer).coverage(
+        owner=OWNER,
+        title="Long",
+        sections=sections,
+        artifacts=[kept(draft.kind, draft.key, dict(draft.content)) for draft in others],
+    )
+
+    prompt = completer.prompts[0]
+    assert count_tokens(prompt) <= 16_000  # the digest's 8,000, the outline, five sheets, the threads
+    assert "\n190 | INT. ROOM 190 - DAY | " in prompt  # the whole script, cut per scene
+    assert prompt.count("\n{") >= 1 + 5  # the outline and every sheet, whole
+
+
+FIELDS = ("ordinal", "kind", "heading", "heading_path", "page", "tokens", "text", "content_sha256", "scene")

@@ -1,10 +1,11 @@
-"""Artifacts — scene cards, the outline, character sheets, plot threads: when they are written,
-how they are kept, and when they go stale. What they say is the `ArtifactWriter`'s (artifact_writers/).
+"""Artifacts — scene cards, the outline, character sheets, plot threads, the coverage report: when
+they are written, how they are kept, and when they go stale. What they say is the
+`ArtifactWriter`'s (artifact_writers/).
 
 A screenplay grows through analysis states, kept on the document and never going back:
 
     empty ──3 scenes or 10 pages──▶ partial (scene cards) ──30 scenes or 60 pages──▶ analyzed
-                                                        (cards, outline, character sheets, plot threads)
+                                     (cards, outline, character sheets, plot threads, coverage report)
 
 (thresholds in config.py). Other documents have no state ("") and are never ANALYZING: their
 section cards and outline are written when someone asks for them (`fresh`), so a manual nobody
@@ -64,10 +65,11 @@ _GROWTH = (AnalysisState.NONE, AnalysisState.EMPTY, AnalysisState.PARTIAL, Analy
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one job writes: cards for `sections`, sheets for `characters`, or the outline — with
-    the plot threads when `threads`. The outline and the threads both read the whole script and go
-    stale together, so they are written together: a script whose writer finds no thread is not
-    asked again and again for the threads it lacks."""
+    """What one job writes: cards for `sections`, sheets for `characters`, the outline — with the
+    plot threads when `threads` — or the coverage report (handed the artifacts kept before it).
+    The outline and the threads both read the whole script and go stale together, so they are
+    written together: a script whose writer finds no thread is not asked again and again for the
+    threads it lacks."""
 
     kind: Literal["scene_card", "outline", "character_sheet", "coverage"]
     sections: tuple[SectionRecord, ...] = ()
