@@ -209,7 +209,10 @@ class ModelWriter:
             if not pending:
                 break
             log.warning("unusable cards %s (attempt %d): %s", [card_key(s) for s in pending], attempt, problem)
-        return [written.get(card_key(section)) or _fallback(extract_cards([section])[0]) for section in batch]
+        return [
+            written.get(card_key(section)) or _fallback(extract_cards([section])[0], reason=problem)
+            for section in batch
+        ]
 
     async def outline(self, *, owner: Owner, title: str, sections: Sequence[SectionRecord]) -> ArtifactDraft:
         facts = await asyncio.to_thread(extracted_outline, title, sections)
