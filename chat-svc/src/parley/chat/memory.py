@@ -125,6 +125,7 @@ class Summarizer:
             return
         owner = store.Owner(job.tenant_id, job.user_id)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(
                 session=session, owner=owner, conversation_id=job.conversation_id
             )
@@ -137,6 +138,7 @@ class Summarizer:
         if self._model is None:  # extractive: no call, nothing to bill
             summary = extractive_summary(conversation.summary, folded, max_tokens=SUMMARY_MAX_TOKENS)
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 await store.save_summary(
                     session=session,
                     tenant_id=owner.tenant_id,
@@ -171,6 +173,7 @@ class Summarizer:
                 finished = event
         assert finished is not None, "a provider stream ends with Finished"
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             await store.save_summary(
                 session=session,
                 tenant_id=owner.tenant_id,
