@@ -167,6 +167,7 @@ class Summarizer:
                     identity, event, kind=USAGE_SUMMARY, call_id=run, conversation_id=conversation.id
                 )
                 async with self._sessions.begin() as session:
+                    await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                     await store.record_usage(session=session, usage_event=billed)
                 self._relay.notify()
             elif isinstance(event, Finished):

@@ -151,6 +151,7 @@ class TurnEnd:
             turn.identity, attempt, kind=USAGE_CHAT, call_id=turn.turn_id, conversation_id=turn.conversation_id
         )
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
             await store.record_usage(session=session, usage_event=event)
         self._relay.notify()
         metrics.observe_usage(attempt.usage, provider=attempt.provider, model=attempt.model)
