@@ -80,9 +80,8 @@ class Chat:
     async def billed(self, request_id: str) -> list[events_pb2.UsageRecorded]:
         """The usage events chat-svc put in its outbox for this tenant and request id."""
         async with self.sessions() as session:
-            payloads = (
-                await session.execute(select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED))
-            ).scalars()
+            query = select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED).order_by(outbox.c.id)
+            payloads = (await session.execute(query)).scalars()
             recorded = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
         return [
             event for event in recorded if (event.tenant_id, event.request_id) == (self.identity.tenant_id, request_id)

@@ -202,10 +202,10 @@ class Harness:
         return TurnRequest(**fields)  # type: ignore[arg-type]
 
     async def usage_events(self, conversation_id: str) -> list[events_pb2.UsageRecorded]:
+        """The conversation's usage events in chat-svc's outbox, in the order they were written."""
         async with self.sessions() as session:
-            payloads = (
-                await session.execute(select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED))
-            ).scalars()
+            query = select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED).order_by(outbox.c.id)
+            payloads = (await session.execute(query)).scalars()
             recorded = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
         return [event for event in recorded if event.conversation_id == conversation_id]
 

@@ -437,8 +437,8 @@ async def test_an_attempt_broken_in_a_later_round_is_billed_on_its_own_and_the_r
     assert read[-1].WhichOneof("kind") == "end"
     first, broken, answered = anthropic_fake.served
     async with sessions() as session:
-        payloads = (await session.execute(select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED))).scalars()
-        billed = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
+        query = select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED).order_by(outbox.c.id)
+        billed = [events_pb2.UsageRecorded.FromString(payload) for payload in (await session.execute(query)).scalars()]
     attempt, turn = [event for event in billed if event.conversation_id == started.conversation_id]
     assert attempt.event_id == attempt_event_id(started.turn_id, 1) and not attempt.success
     assert attempt.usage.input_tokens == broken.usage.input_tokens and attempt.usage.output_tokens == 1
