@@ -61,7 +61,7 @@ class Budgets:
         since = month_start(now)
         try:
             if limits.user_limit_micros is not None or limits.user_alert_micros is not None:
-                usage = await services.backends.get_usage(
+                usage = await services.usage.get_usage(
                     who,
                     usage_pb2.GetUsageRequest(
                         since=to_timestamp(since), until=to_timestamp(now), group_by=usage_pb2.USAGE_GROUP_BY_USER
@@ -79,7 +79,7 @@ class Budgets:
                         f"${spent / 1e6:.2f} this month",
                     )
             if limits.tenant_alert_micros is not None or embeds_query:
-                quota = await services.backends.check_quota(who)
+                quota = await services.usage.check_quota(who)
                 committed = quota.spent_micros + quota.reserved_micros
                 if limits.tenant_alert_micros is not None and committed >= limits.tenant_alert_micros:
                     limit = quota.limit_micros if quota.HasField("limit_micros") else None

@@ -78,7 +78,7 @@ async def collection_ids(services: Services, who: Principal, refs: tuple[str, ..
     by_ref: dict[str, str] = {}
     token = ""
     for _ in range(LIST_PAGES):
-        page = await services.backends.list_collections(who, common_pb2.PageRequest(page_size=100, page_token=token))
+        page = await services.ingestion.list_collections(who, common_pb2.PageRequest(page_size=100, page_token=token))
         for collection in page.collections:
             by_ref[collection.id] = collection.id
             by_ref.setdefault(collection.name, collection.id)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from parley.gateway import access, chat_turns, store
-from parley.gateway.api.deps import Chatter, Deps, Reader, Services
+from parley.gateway.api.deps import Chat, Chatter, Deps, Reader, Services
 from parley.gateway.errors import ApiError, responses
 from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
 from parley.gateway.store import Principal
@@ -80,8 +80,8 @@ async def turn_events(
 
 
 @router.post("/v1/conversations/{conversation_id}/turns/{turn_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
-async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, services: Deps) -> dict[str, str]:
-    await services.chat.cancel_turn(who, conversation_id, turn_id)
+async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, chat: Chat) -> dict[str, str]:
+    await chat.cancel_turn(who, conversation_id, turn_id)
     return {"status": "cancelling"}
 
 
@@ -126,31 +126,31 @@ async def _other_user(services: Services, who: Principal, user_id: str) -> Princ
 async def get_conversation(
     conversation_id: str,
     who: Reader,
-    services: Deps,
+    chat: Chat,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
     page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
 ) -> Conversation:
     """The conversation with its most recent `page_size` messages, oldest to newest (newest last);
     `next_page_token` reads the messages before them (null when these are the first)."""
     page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
-    return Conversation.of(await services.chat.get_conversation(who, conversation_id, page), with_messages=True)
+    return Conversation.of(await chat.get_conversation(who, conversation_id, page), with_messages=True)
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_conversation(conversation_id: str, who: Chatter, services: Deps) -> None:
-    await services.chat.delete_conversation(who, conversation_id)
+async def delete_conversation(conversation_id: str, who: Chatter, chat: Chat) -> None:
+    await chat.delete_conversation(who, conversation_id)
 
 
 @router.get("/v1/conversations/{conversation_id}/export", response_class=Response)
 async def export_conversation(
     conversation_id: str,
     who: Reader,
-    services: Deps,
+    chat: Chat,
     format: Literal["json", "markdown"] = "markdown",
 ) -> Response:
     """The conversation as a file: `markdown` to read, `json` (the conversation with every message,
     its sources, usage and context) to keep or process."""
-    exported = await services.chat.export_conversation(who, conversation_id, format)
+    exported = await chat.export_conversation(who, conversation_id, format)
     extension = "json" if format == "json" else "md"
     return Response(
         exported.content,

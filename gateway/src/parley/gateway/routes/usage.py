@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from parley.gateway import access, store
-from parley.gateway.api.deps import BudgetAdmin, Deps, Reader
+from parley.gateway.api.deps import BudgetAdmin, Deps, Reader, Usage
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import Body, BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
 from parley.kit.contracts import MAX_ID_CHARS
@@ -43,7 +43,7 @@ def _utc(value: datetime) -> datetime:
 @router.get("/usage")
 async def get_usage(
     who: Reader,
-    services: Deps,
+    usage: Usage,
     since: IsoTime = None,
     until: IsoTime = None,
     group_by: Annotated[Literal["none", "day", "model", "user", "kind"], Query()] = "none",
@@ -54,7 +54,7 @@ async def get_usage(
     since = _utc(since) if since else until - timedelta(days=30)
     if since >= until:
         raise ApiError(400, "invalid_argument", "since must be before until")
-    response = await services.backends.get_usage(
+    response = await usage.get_usage(
         who, usage_pb2.GetUsageRequest(since=to_timestamp(since), until=to_timestamp(until), group_by=GROUPS[group_by])
     )
     return UsageOut(
@@ -67,35 +67,35 @@ async def get_usage(
 
 
 @router.get("/usage/summary")
-async def get_summary(who: Reader, services: Deps, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
+async def get_summary(who: Reader, usage: Usage, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
     """Requests, success rate, latency, tokens and prompt-cache hit rate over the window."""
-    return SummaryOut.of(await services.backends.get_summary(who, window), window=window)
+    return SummaryOut.of(await usage.get_summary(who, window), window=window)
 
 
 @router.get("/quota")
-async def get_quota(who: Reader, services: Deps) -> QuotaOut:
+async def get_quota(who: Reader, usage: Usage) -> QuotaOut:
     """This month's spend and holds against the budget; `monthly_limit_usd` is null when there is no limit."""
-    return QuotaOut.of(await services.backends.check_quota(who))
+    return QuotaOut.of(await usage.check_quota(who))
 
 
 @router.get("/budget")
-async def get_budget(who: Reader, services: Deps) -> BudgetOut:
+async def get_budget(who: Reader, usage: Usage) -> BudgetOut:
     """The tenant's monthly limit in USD; null when there is no limit."""
-    return BudgetOut.of_quota(await services.backends.check_quota(who))
+    return BudgetOut.of_quota(await usage.check_quota(who))
 
 
 @router.put("/budget")
-async def set_budget(body: BudgetIn, who: BudgetAdmin, services: Deps) -> BudgetOut:
+async def set_budget(body: BudgetIn, who: BudgetAdmin, usage: Usage) -> BudgetOut:
     """Set the monthly limit. `null` removes it; `0` is a zero budget: every turn that may cost
     anything is refused with 402 (a turn on a free model, such as `local`, still runs)."""
     limit = None if body.monthly_limit_usd is None else micros(body.monthly_limit_usd)
-    return BudgetOut.of(await services.backends.set_budget(who, limit))
+    return BudgetOut.of(await usage.set_budget(who, limit))
 
 
 @router.delete("/budget", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_budget(who: BudgetAdmin, services: Deps) -> None:
+async def remove_budget(who: BudgetAdmin, usage: Usage) -> None:
     """Remove the monthly limit (the same as PUT with null)."""
-    await services.backends.set_budget(who, None)
+    await usage.set_budget(who, None)
 
 
 Usd = Annotated[float, Field(ge=0, le=1_000_000, strict=True)]
