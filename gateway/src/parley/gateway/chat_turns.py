@@ -17,7 +17,8 @@ from nats.errors import Error as NatsError
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame, turn_events
-from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
+from parley.gateway.schemas import optional_usd, proto_fields
+from parley.gateway.schemas.chat import ChatIn, ContextUsed, Message, Source, Usage
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
 from parley.v1 import chat_pb2, events_pb2

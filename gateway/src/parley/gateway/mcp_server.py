@@ -30,7 +30,8 @@ from parley.gateway.api.deps import Services
 from parley.gateway.chat_turns import collect, start_turn
 from parley.gateway.errors import ApiError
 from parley.gateway.front_door import principal_of
-from parley.gateway.schemas import ChatIn, SearchIn, SearchOut
+from parley.gateway.schemas.chat import ChatIn
+from parley.gateway.schemas.search import SearchIn, SearchOut
 from parley.gateway.store import Principal
 
 PATH = "/mcp"

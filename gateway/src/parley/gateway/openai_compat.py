@@ -19,7 +19,8 @@ from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import FollowerBehind, TurnIdle, turn_events
 from parley.gateway.openai_schemas import ChatCompletionIn, CompletionUsage
-from parley.gateway.schemas import Source, optional_usd
+from parley.gateway.schemas import optional_usd
+from parley.gateway.schemas.chat import Source
 from parley.gateway.store import Principal
 from parley.kit.contracts import (
     MAX_COLLECTIONS_PER_CONVERSATION,
@@ -28,6 +29,7 @@ from parley.kit.contracts import (
     MODEL_NAME,
     tier_named,
 )
+from parley.kit.paging import MAX_PAGE_SIZE
 from parley.v1 import chat_pb2, common_pb2, events_pb2, ingestion_pb2
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,9 @@ async def collection_ids(services: Services, who: Principal, refs: tuple[str, ..
     by_ref: dict[str, str] = {}
     token = ""
     for _ in range(LIST_PAGES):
-        page = await services.ingestion.list_collections(who, common_pb2.PageRequest(page_size=100, page_token=token))
+        page = await services.ingestion.list_collections(
+            who, common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token)
+        )
         for collection in page.collections:
             by_ref[collection.id] = collection.id
             by_ref.setdefault(collection.name, collection.id)

@@ -6,7 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from parley.gateway.api.deps import Ingestion, Operator
-from parley.gateway.schemas import DeadLetter, Page
+from parley.gateway.schemas import Page
+from parley.gateway.schemas.admin import DeadLetter
 
 # A JetStream sequence number: an unsigned 64-bit int, of which the proto's int64 holds the half.
 Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="the dead letter's sequence number")]

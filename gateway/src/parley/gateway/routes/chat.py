@@ -11,9 +11,11 @@ from sse_starlette import EventSourceResponse
 from parley.gateway import access, chat_turns, store
 from parley.gateway.api.deps import Chat, Chatter, Deps, Reader, Services
 from parley.gateway.errors import ApiError, responses
-from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
+from parley.gateway.schemas import Page, PageSize, PageToken
+from parley.gateway.schemas.chat import ChatIn, ChatOut, Conversation
 from parley.gateway.store import Principal
-from parley.kit.contracts import MAX_ID_CHARS, MAX_PAGE_TOKEN_CHARS
+from parley.kit.contracts import MAX_ID_CHARS
+from parley.kit.paging import DEFAULT_PAGE_SIZE
 from parley.v1 import common_pb2
 
 router = APIRouter(tags=["chat"])
@@ -89,8 +91,8 @@ async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, chat: Ch
 async def list_conversations(
     who: Reader,
     services: Deps,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
     user_id: Annotated[
         str | None, Query(max_length=MAX_ID_CHARS, description="an admin: list this user's conversations")
     ] = None,
@@ -102,7 +104,7 @@ async def list_conversations(
         owner, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     )
     return Page(
-        data=[Conversation.of(c, with_messages=False) for c in page.conversations],
+        data=[Conversation.of(c, messages=None) for c in page.conversations],
         next_page_token=page.next_page_token or None,
     )
 
@@ -127,13 +129,13 @@ async def get_conversation(
     conversation_id: str,
     who: Reader,
     chat: Chat,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
 ) -> Conversation:
     """The conversation with its most recent `page_size` messages, oldest to newest (newest last);
     `next_page_token` reads the messages before them (null when these are the first)."""
     page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
-    return Conversation.of(await chat.get_conversation(who, conversation_id, page), with_messages=True)
+    return Conversation.of(await chat.get_conversation(who, conversation_id, page))
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)

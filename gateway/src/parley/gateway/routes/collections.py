@@ -2,18 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 
 from parley.gateway.api.deps import Deleter, Deps, Ingestion, Reader, Writer
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, PRIORITY, Collection, CollectionIn, Document, Page
-from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS, MAX_TITLE_CHARS
+from parley.gateway.schemas import NO_NUL, Page, PageSize, PageToken
+from parley.gateway.schemas.collections import Collection, CollectionIn
+from parley.gateway.schemas.documents import PRIORITY, Document
+from parley.kit.contracts import MAX_TITLE_CHARS
+from parley.kit.paging import DEFAULT_PAGE_SIZE
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
-
-PageSize = Annotated[int, Query(ge=1, le=100)]
-PageToken = Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -23,7 +23,7 @@ async def create_collection(body: CollectionIn, who: Writer, ingestion: Ingestio
 
 @router.get("")
 async def list_collections(
-    who: Reader, ingestion: Ingestion, page_size: PageSize = 20, page_token: PageToken = ""
+    who: Reader, ingestion: Ingestion, page_size: PageSize = DEFAULT_PAGE_SIZE, page_token: PageToken = ""
 ) -> Page[Collection]:
     page = await ingestion.list_collections(who, common_pb2.PageRequest(page_size=page_size, page_token=page_token))
     return Page(data=[Collection.of(c) for c in page.collections], next_page_token=page.next_page_token or None)
@@ -71,7 +71,11 @@ async def upload_document(
 
 @router.get("/{collection_id}/documents")
 async def list_documents(
-    collection_id: str, who: Reader, ingestion: Ingestion, page_size: PageSize = 20, page_token: PageToken = ""
+    collection_id: str,
+    who: Reader,
+    ingestion: Ingestion,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
 ) -> Page[Document]:
     page = await ingestion.list_documents(
         who, collection_id, common_pb2.PageRequest(page_size=page_size, page_token=page_token)

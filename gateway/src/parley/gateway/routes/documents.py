@@ -13,7 +13,8 @@ from parley.gateway.api.deps import Deleter, Deps, Ingestion, Reader, Writer
 from parley.gateway.breakdown import BreakdownOut
 from parley.gateway.errors import ApiError, from_grpc, responses
 from parley.gateway.events import error_frame
-from parley.gateway.schemas import (
+from parley.gateway.schemas import Page, PageSize, PageToken
+from parley.gateway.schemas.documents import (
     PRIORITY,
     ArtifactsOut,
     CharactersOut,
@@ -21,10 +22,10 @@ from parley.gateway.schemas import (
     DocumentProgress,
     DocumentUpdateOut,
     PacingOut,
-    Page,
     SectionOut,
 )
-from parley.kit.contracts import ARTIFACT_KINDS, MAX_PAGE_TOKEN_CHARS
+from parley.kit.contracts import ARTIFACT_KINDS
+from parley.kit.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -75,8 +76,8 @@ async def list_sections(
     document_id: str,
     who: Reader,
     ingestion: Ingestion,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
 ) -> Page[SectionOut]:
     """The current version's sections in order (a screenplay's title page and scenes); empty
     until the document has been chunked."""
@@ -89,14 +90,14 @@ async def list_sections(
 @router.get("/{document_id}/characters")
 async def get_characters(document_id: str, who: Reader, ingestion: Ingestion) -> CharactersOut:
     """A screenplay's speaking characters, counted from its scenes; 409 for any other document."""
-    return CharactersOut.of(document_id, await ingestion.get_characters(who, document_id))
+    return CharactersOut.of(await ingestion.get_characters(who, document_id), document_id=document_id)
 
 
 @router.get("/{document_id}/pacing")
 async def get_pacing(document_id: str, who: Reader, ingestion: Ingestion) -> PacingOut:
     """A screenplay's pages, scene lengths in eighths, dialogue share, day/night and INT/EXT
     counts; 409 for any other document."""
-    return PacingOut.of(document_id, await ingestion.get_pacing(who, document_id))
+    return PacingOut.of(await ingestion.get_pacing(who, document_id), document_id=document_id)
 
 
 @router.get(
@@ -119,7 +120,9 @@ async def get_breakdown(
     sections: list[ingestion_pb2.Section] = []
     token = ""
     while True:
-        page = await ingestion.list_sections(who, document_id, common_pb2.PageRequest(page_size=100, page_token=token))
+        page = await ingestion.list_sections(
+            who, document_id, common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token)
+        )
         sections += page.sections
         token = page.next_page_token
         if not token:
@@ -152,7 +155,7 @@ async def get_artifacts(
     if fresh:
         await services.budgets.before_spending(services, who)
     found = await ingestion.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
-    return ArtifactsOut.of(document_id, found)
+    return ArtifactsOut.of(found, document_id=document_id)
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -24,6 +24,7 @@ from parley.gateway.openai_compat import Asked, Ending
 from parley.gateway.openai_schemas import ChatCompletionIn, EmbeddingsIn, ModelOut, ModelsOut
 from parley.gateway.store import Principal
 from parley.kit.identity import current_request_id
+from parley.kit.paging import MAX_PAGE_SIZE
 from parley.v1 import common_pb2, retrieval_pb2
 
 router = APIRouter(tags=["openai"])
@@ -162,7 +163,7 @@ async def list_models(who: Reader, ingestion: Ingestion) -> ModelsOut:
     models: list[ModelOut] = []
     token = ""
     for _ in range(openai_compat.LIST_PAGES):
-        page = await ingestion.list_collections(who, common_pb2.PageRequest(page_size=100, page_token=token))
+        page = await ingestion.list_collections(who, common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token))
         models.extend(_model(collection) for collection in page.collections)
         token = page.next_page_token
         if not token:

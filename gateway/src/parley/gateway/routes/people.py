@@ -15,13 +15,12 @@ from parley.gateway import access, auth, store
 from parley.gateway.access import ROLE_SCOPES, Role, role_may_grant
 from parley.gateway.api.deps import CurrentPrincipal, Deps, PeopleAdmin, Reader
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, Body, Page, not_a_boolean
+from parley.gateway.schemas import Body, Name, Page, not_a_boolean
 from parley.gateway.store import Principal
-from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS
+from parley.kit.contracts import MAX_ID_CHARS
 
 router = APIRouter(prefix="/v1", tags=["people"])
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
 RoleName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.ROLES)})$")]
 ScopeName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.SCOPES)})$")]
 # A plausible address, not a verified one: it is a label and a unique handle within the tenant.

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from parley.gateway.api.deps import Deps, Ingestion, Reader, Retrieval
 from parley.gateway.errors import responses
-from parley.gateway.schemas import SearchIn, SearchOut
+from parley.gateway.schemas.search import SearchIn, SearchOut
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from parley.gateway import access, store
 from parley.gateway.api.deps import BudgetAdmin, Deps, Reader, Usage
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import Body, BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
+from parley.gateway.schemas import Body, Usd, micros, usd
+from parley.gateway.schemas.usage import BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow
 from parley.kit.contracts import MAX_ID_CHARS
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
@@ -81,7 +82,7 @@ async def get_quota(who: Reader, usage: Usage) -> QuotaOut:
 @router.get("/budget")
 async def get_budget(who: Reader, usage: Usage) -> BudgetOut:
     """The tenant's monthly limit in USD; null when there is no limit."""
-    return BudgetOut.of_quota(await usage.check_quota(who))
+    return BudgetOut.of(await usage.check_quota(who))
 
 
 @router.put("/budget")
@@ -96,9 +97,6 @@ async def set_budget(body: BudgetIn, who: BudgetAdmin, usage: Usage) -> BudgetOu
 async def remove_budget(who: BudgetAdmin, usage: Usage) -> None:
     """Remove the monthly limit (the same as PUT with null)."""
     await usage.set_budget(who, None)
-
-
-Usd = Annotated[float, Field(ge=0, le=1_000_000, strict=True)]
 
 
 class AlertIn(Body):
@@ -127,7 +125,7 @@ class UserBudgetOut(BaseModel):
 
 
 def _usd(value: int | None) -> float | None:
-    return None if value is None else value / 1_000_000
+    return None if value is None else usd(value)
 
 
 def _micros(value: float | None) -> int | None:
