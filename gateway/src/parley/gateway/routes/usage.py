@@ -5,13 +5,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BeforeValidator
 
 from parley.gateway import access, store
 from parley.gateway.api.deps import BudgetAdmin, Deps, Reader, Usage
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import Body, Usd, micros, usd
-from parley.gateway.schemas.usage import BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow
+from parley.gateway.schemas import micros, usd
+from parley.gateway.schemas.usage import (
+    AlertIn,
+    AlertOut,
+    BudgetIn,
+    BudgetOut,
+    QuotaOut,
+    SummaryOut,
+    UsageOut,
+    UsageRow,
+    UserBudgetIn,
+    UserBudgetOut,
+)
 from parley.kit.contracts import MAX_ID_CHARS
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
@@ -97,31 +108,6 @@ async def set_budget(body: BudgetIn, who: BudgetAdmin, usage: Usage) -> BudgetOu
 async def remove_budget(who: BudgetAdmin, usage: Usage) -> None:
     """Remove the monthly limit (the same as PUT with null)."""
     await usage.set_budget(who, None)
-
-
-class AlertIn(Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"alert_at_usd": 20.0}]})
-
-    # Required; null: no alert.
-    alert_at_usd: Usd | None
-
-
-class AlertOut(BaseModel):
-    alert_at_usd: float | None
-
-
-class UserBudgetIn(Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"monthly_limit_usd": 5.0, "alert_at_usd": 4.0}]})
-
-    # Required; null: no limit of the user's own (the tenant's still holds); 0: a zero budget.
-    monthly_limit_usd: Usd | None
-    alert_at_usd: Usd | None = None
-
-
-class UserBudgetOut(BaseModel):
-    user_id: str
-    monthly_limit_usd: float | None
-    alert_at_usd: float | None
 
 
 def _usd(value: int | None) -> float | None:

@@ -59,3 +59,28 @@ class QuotaOut(FromProto):
 # `BudgetOut.of` a `Budget` or a `CheckQuotaResponse`.
 class BudgetOut(FromProto):
     monthly_limit_usd: MonthlyLimitUsd
+
+
+class AlertIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"alert_at_usd": 20.0}]})
+
+    # Required; null: no alert.
+    alert_at_usd: Usd | None
+
+
+class AlertOut(BaseModel):
+    alert_at_usd: float | None
+
+
+class UserBudgetIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"monthly_limit_usd": 5.0, "alert_at_usd": 4.0}]})
+
+    # Required; null: no limit of the user's own (the tenant's still holds); 0: a zero budget.
+    monthly_limit_usd: Usd | None
+    alert_at_usd: Usd | None = None
+
+
+class UserBudgetOut(BaseModel):
+    user_id: str
+    monthly_limit_usd: float | None
+    alert_at_usd: float | None
