@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.kit.contracts import (
     MAX_COLLECTIONS_PER_CONVERSATION,
     MAX_EMBED_TEXTS,
+    MAX_FILTER_VALUES,
+    MAX_HEADING_FILTER_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_QUERY_CHARS,
     MAX_SEARCH_K,
@@ -43,8 +45,6 @@ VECTOR_LEG = "vector"
 RRF_K = 60
 MAX_NEIGHBOURS = 10
 MAX_CHUNK_IDS = 100
-MAX_HEADING_FILTER_CHARS = 300
-MAX_FILTER_VALUES = 100
 DEFAULT_KEYWORD_WEIGHT = 0.5
 # HNSW's candidate list (hnsw.ef_search), at least: the smallest that kept recall@10 against exact
 # search >= 0.95 at 10k and 100k chunks (BENCHMARKS.md, "Retrieval"). A search deeper than this

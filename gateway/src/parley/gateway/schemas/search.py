@@ -5,7 +5,13 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from parley.gateway.schemas import NO_NUL, Body, FromProto, Id, NoneIfEmpty, not_a_boolean
-from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_QUERY_CHARS, MAX_SEARCH_K
+from parley.kit.contracts import (
+    MAX_COLLECTIONS_PER_CONVERSATION,
+    MAX_FILTER_VALUES,
+    MAX_HEADING_FILTER_CHARS,
+    MAX_QUERY_CHARS,
+    MAX_SEARCH_K,
+)
 from parley.v1 import retrieval_pb2
 
 SceneNumber = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20, pattern=NO_NUL)]
@@ -22,13 +28,15 @@ PageNumber = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(not_a_boo
 
 class SearchFiltersIn(Body):
     # (A default that is a list goes in Field: ruff cannot see that a class based on Body is pydantic's.)
-    document_ids: list[Id] = Field(default=[], max_length=100)
+    document_ids: list[Id] = Field(default=[], max_length=MAX_FILTER_VALUES)
     # A substring of the chunk's heading, any case.
-    heading: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300, pattern=NO_NUL)] = ""
+    heading: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=MAX_HEADING_FILTER_CHARS, pattern=NO_NUL)
+    ] = ""
     # A screenplay's scenes, as the script numbers them (any of them).
-    scene_numbers: list[SceneNumber] = Field(default=[], max_length=100)
+    scene_numbers: list[SceneNumber] = Field(default=[], max_length=MAX_FILTER_VALUES)
     # Passages whose scene has every one of these characters speaking.
-    characters: list[CharacterName] = Field(default=[], max_length=100)
+    characters: list[CharacterName] = Field(default=[], max_length=MAX_FILTER_VALUES)
     # Passages on a page in [page_from, page_to]; either may be left out for an open end.
     page_from: PageNumber | None = None
     page_to: PageNumber | None = None
