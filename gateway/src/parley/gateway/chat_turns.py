@@ -37,6 +37,8 @@ class StartedTurn:
 
 
 async def start_turn(services: Services, who: Principal, body: ChatIn) -> StartedTurn:
+    """Budgets first (budgets.py: the key's, the user's; 402 before chat-svc is called)."""
+    await services.budgets.before_spending(services, who)
     request = chat_pb2.StartTurnRequest(
         conversation_id=body.conversation_id or "",
         collection_ids=body.collection_ids,

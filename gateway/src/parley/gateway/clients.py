@@ -134,7 +134,11 @@ class _Client:
 
     def _metadata(self, who: Principal) -> tuple[tuple[str, str], ...]:
         identity = Identity(
-            tenant_id=who.tenant_id, user_id=who.user_id, role=who.role, request_id=current_request_id()
+            tenant_id=who.tenant_id,
+            user_id=who.user_id,
+            role=who.role,
+            request_id=current_request_id(),
+            api_key_id=who.api_key_id or "",  # the key the usage is billed to; none for SSO
         )
         return self._signer.metadata(identity)
 

@@ -132,6 +132,8 @@ class McpEndpoint:
                 body = SearchIn(
                     collection_ids=collection_ids, query=str(arguments.get("query", "")), k=arguments.get("k", 10)
                 )
+                # The query is embedded (billed): budgets before any backend is called.
+                await self._services.budgets.before_spending(self._services, who, embeds_query=True)
                 await asyncio.gather(
                     *(self._services.ingestion.get_collection(who, cid) for cid in body.collection_ids)
                 )

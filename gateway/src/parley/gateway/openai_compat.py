@@ -162,6 +162,7 @@ def max_tokens(body: ChatCompletionIn) -> int:
 
 async def start(services: Services, who: Principal, body: ChatCompletionIn) -> "Asked":
     target = parse_model(body.model)
+    await services.budgets.before_spending(services, who)
     conversation = conversation_of(body)
     ids = await collection_ids(services, who, target.collections, body.model)
     ids = list(dict.fromkeys([*ids, *collections_of(body)]))

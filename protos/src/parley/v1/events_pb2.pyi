@@ -214,7 +214,7 @@ class AnalyzeJob(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class BudgetAlert(_message.Message):
-    __slots__ = ("tenant_id", "scope", "user_id", "spent_micros", "alert_at_micros", "limit_micros", "at")
+    __slots__ = ("tenant_id", "scope", "user_id", "spent_micros", "alert_at_micros", "limit_micros", "at", "api_key_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class BudgetAlert(_message.Message):
     ALERT_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     scope: str
     user_id: str
@@ -229,4 +230,5 @@ class BudgetAlert(_message.Message):
     alert_at_micros: int
     limit_micros: int
     at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., scope: _Optional[str] = ..., user_id: _Optional[str] = ..., spent_micros: _Optional[int] = ..., alert_at_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    api_key_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., scope: _Optional[str] = ..., user_id: _Optional[str] = ..., spent_micros: _Optional[int] = ..., alert_at_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., api_key_id: _Optional[str] = ...) -> None: ...

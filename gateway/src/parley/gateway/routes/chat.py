@@ -49,7 +49,6 @@ async def chat(body: ChatIn, who: Chatter, services: Deps) -> EventSourceRespons
     With `"stream": true` the answer arrives as server-sent events: `delta` frames of text,
     then `sources`, `usage` and `end` (or `error`); each has an id to resume from.
     """
-    await services.budgets.before_spending(services, who)
     turn = await chat_turns.start_turn(services, who, body)
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Turn-Id": turn.turn_id}
     if body.stream:

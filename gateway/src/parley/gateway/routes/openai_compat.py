@@ -196,6 +196,7 @@ async def embeddings(request: Request, who: Spender, services: Deps) -> dict[str
     Usage is what Parley metered: the tokens the model was called for (cached texts cost none)."""
     body = await parsed(request, EmbeddingsIn)
     target = openai_compat.parse_model(body.model)
+    await services.budgets.before_spending(services, who, embeds_query=True)  # 402 before any backend
     ids = await openai_compat.collection_ids(services, who, target.collections, body.model)
     # Retrieval would embed for any collection id with the configured model; ingestion says
     # whether each is the caller's (404 otherwise), as for a search.

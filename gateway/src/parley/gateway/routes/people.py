@@ -14,8 +14,9 @@ from parley.gateway import access, auth, store
 from parley.gateway.access import ROLE_SCOPES, Role, role_may_grant
 from parley.gateway.api.deps import CurrentPrincipal, Deps, PeopleAdmin, Reader
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import Page
+from parley.gateway.schemas import Page, maybe_micros
 from parley.gateway.schemas.people import (
+    KeyBudgetIn,
     KeyCreated,
     KeyIn,
     KeyOut,
@@ -75,7 +76,7 @@ async def create_tenant(body: TenantIn, who: CurrentPrincipal, services: Deps) -
     return TenantCreated(
         tenant=TenantOut.of(tenant),
         owner=UserOut.model_validate(owner),
-        api_key=KeyCreated(**KeyOut.model_validate(created).model_dump(), key=key),
+        api_key=KeyCreated.of(created, key=key),
     )
 
 
@@ -182,9 +183,17 @@ async def create_key(body: KeyIn, who: CurrentPrincipal, services: Deps) -> KeyC
                 403, "forbidden", f"this key may hold at most these scopes: {', '.join(sorted(allowed)) or 'none'}"
             )
         created = await _store_key(
-            services, session, holder, name=body.name, scopes=scopes, key=key, expires_at=body.expires_at
+            services,
+            session,
+            holder,
+            name=body.name,
+            scopes=scopes,
+            key=key,
+            expires_at=body.expires_at,
+            limit_micros=maybe_micros(body.monthly_limit_usd),
+            alert_micros=maybe_micros(body.alert_at_usd),
         )
-    return KeyCreated(**KeyOut.model_validate(created).model_dump(), key=key)
+    return KeyCreated.of(created, key=key)
 
 
 @router.get("/api-keys")
@@ -193,7 +202,31 @@ async def list_keys(who: CurrentPrincipal, services: Deps) -> Page[KeyOut]:
     mine_only = None if who.may(access.MANAGE_PEOPLE) else who.user_id
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         found = await store.list_keys(session=session, tenant_id=who.tenant_id, user_id=mine_only)
-    return Page(data=[KeyOut.model_validate(key) for key in found], next_page_token=None)
+    return Page(data=[KeyOut.of(key) for key in found], next_page_token=None)
+
+
+@router.patch("/api-keys/{key_id}")
+async def set_key_budget(key_id: IdPath, body: KeyBudgetIn, who: CurrentPrincipal, services: Deps) -> KeyOut:
+    """A key's own monthly budget and soft alert (the key's holder, for their own keys; an admin,
+    for any of the tenant's). Once the calls made with the key this month cost `monthly_limit_usd`,
+    its chat turns, searches, embeddings and `artifacts?fresh=true` are refused with 402; the
+    holder's other keys go on. A field left out stays as it is; null removes it."""
+    mine_only = None if who.may(access.SET_BUDGET) else who.user_id
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
+        key = await store.get_key(session=session, tenant_id=who.tenant_id, key_id=_uuid(key_id), user_id=mine_only)
+        if key is None:
+            raise ApiError(404, "not_found", f"API key {key_id} not found")
+        given = body.model_fields_set
+        changed = await store.set_key_budget(
+            session=session,
+            tenant_id=who.tenant_id,
+            key_id=key.id,
+            limit_micros=maybe_micros(body.monthly_limit_usd)
+            if "monthly_limit_usd" in given
+            else key.monthly_limit_micros,
+            alert_micros=maybe_micros(body.alert_at_usd) if "alert_at_usd" in given else key.alert_at_micros,
+        )
+    return KeyOut.of(changed)
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -218,6 +251,8 @@ async def _store_key(
     scopes: list[str],
     key: str,
     expires_at: datetime | None = None,
+    limit_micros: int | None = None,
+    alert_micros: int | None = None,
 ) -> store.KeyRecord:
     return await store.create_key(
         session=session,
@@ -228,6 +263,8 @@ async def _store_key(
         prefix=auth.visible_prefix(key),
         scopes=scopes,
         expires_at=expires_at,
+        limit_micros=limit_micros,
+        alert_micros=alert_micros,
     )
 
 

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator
 from parley.gateway import access, store
 from parley.gateway.api.deps import BudgetAdmin, Deps, Reader, Usage
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import micros, usd
+from parley.gateway.schemas import maybe_micros, maybe_usd
 from parley.gateway.schemas.usage import (
     AlertIn,
     AlertOut,
@@ -35,6 +35,7 @@ GROUPS = {
     "model": usage_pb2.USAGE_GROUP_BY_MODEL,
     "user": usage_pb2.USAGE_GROUP_BY_USER,
     "kind": usage_pb2.USAGE_GROUP_BY_KIND,
+    "api_key": usage_pb2.USAGE_GROUP_BY_API_KEY,
 }
 
 
@@ -58,7 +59,10 @@ async def get_usage(
     usage: Usage,
     since: IsoTime = None,
     until: IsoTime = None,
-    group_by: Annotated[Literal["none", "day", "model", "user", "kind"], Query()] = "none",
+    group_by: Annotated[
+        Literal["none", "day", "model", "user", "kind", "api_key"],
+        Query(description='`api_key`: per API key (the key\'s id; "" for calls made without one, e.g. single sign-on)'),
+    ] = "none",
 ) -> UsageOut:
     """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days."""
     # A time without a zone is UTC, the zone every stored time is in.
@@ -100,8 +104,7 @@ async def get_budget(who: Reader, usage: Usage) -> BudgetOut:
 async def set_budget(body: BudgetIn, who: BudgetAdmin, usage: Usage) -> BudgetOut:
     """Set the monthly limit. `null` removes it; `0` is a zero budget: every turn that may cost
     anything is refused with 402 (a turn on a free model, such as `local`, still runs)."""
-    limit = None if body.monthly_limit_usd is None else micros(body.monthly_limit_usd)
-    return BudgetOut.of(await usage.set_budget(who, limit))
+    return BudgetOut.of(await usage.set_budget(who, maybe_micros(body.monthly_limit_usd)))
 
 
 @router.delete("/budget", status_code=status.HTTP_204_NO_CONTENT)
@@ -110,27 +113,21 @@ async def remove_budget(who: BudgetAdmin, usage: Usage) -> None:
     await usage.set_budget(who, None)
 
 
-def _usd(value: int | None) -> float | None:
-    return None if value is None else usd(value)
-
-
-def _micros(value: float | None) -> int | None:
-    return None if value is None else micros(value)
-
-
 @router.get("/budget/alert")
 async def get_budget_alert(who: Reader, services: Deps) -> AlertOut:
     """The tenant's soft alert: when this month's spend (holds included) reaches it, a
     `BudgetAlert` event goes out on `alerts.budget.<tenant>` and a metric counts it."""
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=who.user_id)
-    return AlertOut(alert_at_usd=_usd(limits.tenant_alert_micros))
+    return AlertOut(alert_at_usd=maybe_usd(limits.tenant_alert_micros))
 
 
 @router.put("/budget/alert")
 async def set_budget_alert(body: AlertIn, who: BudgetAdmin, services: Deps) -> AlertOut:
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
-        await store.set_tenant_alert(session=session, tenant_id=who.tenant_id, alert_micros=_micros(body.alert_at_usd))
+        await store.set_tenant_alert(
+            session=session, tenant_id=who.tenant_id, alert_micros=maybe_micros(body.alert_at_usd)
+        )
     return AlertOut(alert_at_usd=body.alert_at_usd)
 
 
@@ -149,8 +146,8 @@ async def get_user_budget(
         raise ApiError(404, "not_found", f"user {user_id} not found")
     return UserBudgetOut(
         user_id=target,
-        monthly_limit_usd=_usd(limits.user_limit_micros),
-        alert_at_usd=_usd(limits.user_alert_micros),
+        monthly_limit_usd=maybe_usd(limits.user_limit_micros),
+        alert_at_usd=maybe_usd(limits.user_alert_micros),
     )
 
 
@@ -166,8 +163,8 @@ async def set_user_budget(
             session=session,
             tenant_id=who.tenant_id,
             user_id=target,
-            limit_micros=_micros(body.monthly_limit_usd),
-            alert_micros=_micros(body.alert_at_usd),
+            limit_micros=maybe_micros(body.monthly_limit_usd),
+            alert_micros=maybe_micros(body.alert_at_usd),
         )
     if not found:
         raise ApiError(404, "not_found", f"user {user_id} not found")

@@ -42,6 +42,15 @@ def micros(usd: float) -> int:
     return round(usd * MICROS_PER_USD)
 
 
+def maybe_usd(micros: int | None) -> float | None:
+    """None (not set: no limit, no alert) stays None."""
+    return None if micros is None else usd(micros)
+
+
+def maybe_micros(usd: float | None) -> int | None:
+    return None if usd is None else micros(usd)
+
+
 def optional_usd(message: ProtoMessage, field: str) -> float | None:
     """An optional micro-USD field in USD; None (no limit, not known) when it is unset."""
     return usd(getattr(message, field)) if message.HasField(field) else None

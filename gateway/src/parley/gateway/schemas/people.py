@@ -1,13 +1,14 @@
 """People and their credentials: tenants, users, API keys, the tenant's rate limits, who the
 caller is (routes/people.py)."""
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from parley.gateway import access, store
-from parley.gateway.schemas import Body, Name, not_a_boolean
+from parley.gateway.schemas import Body, Name, Usd, maybe_usd, not_a_boolean
 from parley.kit.contracts import MAX_ID_CHARS
 
 RoleName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.ROLES)})$")]
@@ -52,7 +53,6 @@ class UserOut(BaseModel):
 
 
 class KeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
     id: str
     name: str
     prefix: str
@@ -62,6 +62,21 @@ class KeyOut(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    # The key's own monthly budget (402 once the calls made with it this month cost this much)
+    # and soft alert; null: none of its own (its user's and the tenant's still hold).
+    monthly_limit_usd: float | None
+    alert_at_usd: float | None
+
+    @classmethod
+    def of(cls, record: store.KeyRecord, **extra: Any) -> Self:
+        return cls.model_validate(
+            {
+                **asdict(record),
+                "monthly_limit_usd": maybe_usd(record.monthly_limit_micros),
+                "alert_at_usd": maybe_usd(record.alert_at_micros),
+                **extra,
+            }
+        )
 
 
 class KeyCreated(KeyOut):
@@ -113,6 +128,18 @@ class KeyIn(Body):
     expires_at: datetime | None = None
     # Left out: a key for the caller. An admin may make one for another user of the tenant.
     user_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] | None = None
+    # The key's own monthly budget and soft alert; left out or null: none.
+    monthly_limit_usd: Usd | None = None
+    alert_at_usd: Usd | None = None
+
+
+class KeyBudgetIn(Body):
+    """What is left out stays as it is; null removes it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"monthly_limit_usd": 10.0, "alert_at_usd": 8.0}]})
+
+    monthly_limit_usd: Usd | None = None
+    alert_at_usd: Usd | None = None
 
 
 class LimitsIn(Body):
