@@ -3,33 +3,16 @@ made with rides the signed identity (kit.identity) from the gateway through chat
 retrieval into usage-svc's events; the gateway then holds that key to its own budget while the
 same person's other keys go on."""
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from parley.kit.devstack import Platform
 from tests.samples import NOTES
-
-
-def eventually(check: Callable[[], Any], *, within: float = 60.0, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not true after {within:.0f}s: {check.__doc__ or check}")
-        time.sleep(every)
-
-
-def sql(platform: Platform, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(platform.database_url) as conn:
-        return conn.execute(query, params).fetchall()
+from tests.test_end_to_end import eventually, sql
 
 
 @pytest.fixture(scope="module")
