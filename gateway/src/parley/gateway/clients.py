@@ -82,6 +82,8 @@ class IngestionBackend(Protocol):
 class RetrievalBackend(Protocol):
     async def search(self, who: Principal, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse: ...
 
+    async def get_chunks(self, who: Principal, chunk_ids: list[str]) -> retrieval_pb2.GetChunksResponse: ...
+
     async def embed(self, who: Principal, request: retrieval_pb2.EmbedRequest) -> retrieval_pb2.EmbedResponse: ...
 
 
@@ -248,6 +250,10 @@ class RetrievalClient(_Client):
 
     async def search(self, who: Principal, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
         return await self._stub.Search(request, timeout=self._deadline, metadata=self._metadata(who))
+
+    async def get_chunks(self, who: Principal, chunk_ids: list[str]) -> retrieval_pb2.GetChunksResponse:
+        request = retrieval_pb2.GetChunksRequest(chunk_ids=chunk_ids)
+        return await self._stub.GetChunks(request, timeout=self._deadline, metadata=self._metadata(who))
 
     async def embed(self, who: Principal, request: retrieval_pb2.EmbedRequest) -> retrieval_pb2.EmbedResponse:
         return await self._stub.Embed(request, timeout=self._deadline, metadata=self._metadata(who))

@@ -4,13 +4,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BeforeValidator
 
 from parley.gateway import access, store
 from parley.gateway.api.deps import BudgetAdmin, Deps, Reader, Usage
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import maybe_micros, maybe_usd
+from parley.gateway.schemas import IdPath, maybe_micros, maybe_usd
 from parley.gateway.schemas.usage import (
     AlertIn,
     AlertOut,
@@ -23,7 +23,6 @@ from parley.gateway.schemas.usage import (
     UserBudgetIn,
     UserBudgetOut,
 )
-from parley.kit.contracts import MAX_ID_CHARS
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
 
@@ -132,9 +131,7 @@ async def set_budget_alert(body: AlertIn, who: BudgetAdmin, services: Deps) -> A
 
 
 @router.get("/users/{user_id}/budget")
-async def get_user_budget(
-    user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)], who: Reader, services: Deps
-) -> UserBudgetOut:
+async def get_user_budget(user_id: IdPath, who: Reader, services: Deps) -> UserBudgetOut:
     """A user's own monthly budget and alert: the user themselves, or an admin."""
     target = _user_uuid(user_id)
     if target != who.user_id and not who.may(access.SET_BUDGET):
@@ -152,9 +149,7 @@ async def get_user_budget(
 
 
 @router.put("/users/{user_id}/budget")
-async def set_user_budget(
-    user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)], body: UserBudgetIn, who: BudgetAdmin, services: Deps
-) -> UserBudgetOut:
+async def set_user_budget(user_id: IdPath, body: UserBudgetIn, who: BudgetAdmin, services: Deps) -> UserBudgetOut:
     """Hold one person's spend within the tenant's: their chat turns, searches and artifacts on
     request are refused with 402 once their month's spend reaches the limit."""
     target = _user_uuid(user_id)

@@ -10,7 +10,7 @@ by hand.
 
 from typing import Annotated, Any, Generic, Self, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message as ProtoMessage
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -23,6 +23,12 @@ NO_NUL = r"^[^\x00]*$"
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9-]+$")]
 NoneIfEmpty = Annotated[str | None, BeforeValidator(lambda value: value or None)]
+# A screenplay passage's characters and pages: null for other documents (retrieval leaves them empty).
+NamesOrNone = Annotated[list[str] | None, BeforeValidator(lambda names: list(names) or None)]
+PageOrNone = Annotated[int | None, BeforeValidator(lambda page: page or None)]
+
+# An id in a path: no id is longer (the front door already answers 404 for a longer segment).
+IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 
 # A list's query parameters: the services' own page size bound (kit.paging; the default is
 # `paging.DEFAULT_PAGE_SIZE`) and token bound.

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
-from parley.gateway.schemas import FromProto, NoneIfEmpty
+from parley.gateway.schemas import FromProto, NamesOrNone, NoneIfEmpty, PageOrNone
 from parley.kit.contracts import INGEST_PRIORITIES
 
 # An ingest job's queue: what an upload or a new version may ask for.
@@ -161,3 +161,21 @@ class ArtifactOut(FromProto):
 class ArtifactsOut(FromProto):
     document_id: str
     artifacts: list[ArtifactOut]
+
+
+class Passage(FromProto):
+    """A search hit's fields (without score and snippet), and the passage's whole `text`."""
+
+    chunk_id: str
+    document_id: str
+    collection_id: str
+    document_title: str
+    heading: str
+    ordinal: int
+    text: str
+    token_count: int
+    # A screenplay's passages only; null elsewhere.
+    scene_number: NoneIfEmpty = None
+    characters: NamesOrNone = None
+    page_start: PageOrNone = None
+    page_end: PageOrNone = None

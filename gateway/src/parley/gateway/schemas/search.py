@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from parley.gateway.schemas import NO_NUL, Body, FromProto, Id, NoneIfEmpty, not_a_boolean
+from parley.gateway.schemas import NO_NUL, Body, FromProto, Id, NamesOrNone, NoneIfEmpty, PageOrNone, not_a_boolean
 from parley.kit.contracts import (
     MAX_COLLECTIONS_PER_CONVERSATION,
     MAX_FILTER_VALUES,
@@ -90,9 +90,9 @@ class SearchHit(BaseModel):
     ordinal: int
     # A screenplay's passages only; null elsewhere.
     scene_number: NoneIfEmpty = None
-    characters: Annotated[list[str] | None, BeforeValidator(lambda names: list(names) or None)] = None
-    page_start: Annotated[int | None, BeforeValidator(lambda page: page or None)] = None
-    page_end: Annotated[int | None, BeforeValidator(lambda page: page or None)] = None
+    characters: NamesOrNone = None
+    page_start: PageOrNone = None
+    page_end: PageOrNone = None
 
 
 class SearchOut(FromProto):
