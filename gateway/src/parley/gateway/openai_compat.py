@@ -18,9 +18,9 @@ from parley.gateway import chat_turns
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import FollowerBehind, TurnIdle, turn_events
-from parley.gateway.openai_schemas import ChatCompletionIn, CompletionUsage
 from parley.gateway.schemas import optional_usd
 from parley.gateway.schemas.chat import Source
+from parley.gateway.schemas.openai import ChatCompletionIn, CompletionUsage
 from parley.gateway.store import Principal
 from parley.kit.contracts import (
     MAX_COLLECTIONS_PER_CONVERSATION,

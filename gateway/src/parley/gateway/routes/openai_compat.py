@@ -21,7 +21,7 @@ from parley.gateway import openai_compat
 from parley.gateway.api.deps import Chatter, Deps, Ingestion, Reader, Spender
 from parley.gateway.errors import ApiError
 from parley.gateway.openai_compat import Asked, Ending
-from parley.gateway.openai_schemas import ChatCompletionIn, EmbeddingsIn, ModelOut, ModelsOut
+from parley.gateway.schemas.openai import ChatCompletionIn, EmbeddingsIn, ModelOut, ModelsOut
 from parley.gateway.store import Principal
 from parley.kit.identity import current_request_id
 from parley.kit.paging import MAX_PAGE_SIZE
