@@ -3,7 +3,6 @@ summary through usage-svc like a turn. Over chat-svc's real gRPC server, on real
 NATS, with a real usage-svc (its gRPC server and domain; the test plays the outbox relay) and
 Claude through Anthropic's SDK against the HTTP fake of its API."""
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -277,13 +276,12 @@ async def test_the_calls_deadline_bounds_the_provider_and_what_it_said_is_billed
     chat: Chat, anthropic_fake: FakeAnthropic
 ) -> None:
     anthropic_fake.script(Script(pace=0.2))  # the whole answer would take about five seconds
-    started = asyncio.get_running_loop().time()
     with pytest.raises(grpc.aio.AioRpcError) as given_up:
         await chat.complete(timeout=2, prompt=SCENE, provider="anthropic", request_id="slow")
-    # chat-svc gives up just before the deadline, bills, and says why (not the client's own DEADLINE_EXCEEDED).
+    # chat-svc gives up just before the deadline, bills, and says why: its answer arrived while the
+    # client still waited (not the client's own DEADLINE_EXCEEDED), with no clock read by the test.
     assert given_up.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "did not answer within the call's deadline" in (given_up.value.details() or "")
-    assert asyncio.get_running_loop().time() - started < 2
 
     [event] = await chat.billed("slow")
     assert not event.success and 0 < event.usage.output_tokens < count_tokens(DEFAULT_ANSWER)
