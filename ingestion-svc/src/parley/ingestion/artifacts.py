@@ -326,7 +326,14 @@ class Artifacts:
             await self._progress.publish(document)
 
     async def get(
-        self, *, tenant_id: str, user_id: str, document_id: str, kinds: Sequence[str], fresh: bool
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        document_id: str,
+        kinds: Sequence[str],
+        fresh: bool,
+        api_key_id: str = "",
     ) -> list[ArtifactRecord]:
         """The document's artifacts (of `kinds`, when given): kinds in ARTIFACT_KINDS' order, cards
         in scene order. `fresh` writes what is missing or stale first, for the caller (billed to the
@@ -342,7 +349,9 @@ class Artifacts:
         if document is None:
             raise NotFound(f"document {document_id!r} not found")
         if fresh and self._writer is not None and document.status in (Status.READY, Status.ANALYZING):
-            await self._bring_up_to_date(document, owner=Owner(tenant_id=tenant_id, user_id=user_id))
+            await self._bring_up_to_date(
+                document, owner=Owner(tenant_id=tenant_id, user_id=user_id, api_key_id=api_key_id)
+            )
         async with self._sessions() as session:
             await store.enter_tenant(session=session, tenant_id=tenant_id)
             held = await store.list_artifacts(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from parley.gateway import store
 from parley.gateway.api.deps import Deps
 from parley.gateway.errors import ApiError
-from parley.gateway.routes.people import UserOut
+from parley.gateway.schemas.people import UserOut
 from parley.gateway.sign_in import SignIn
 
 router = APIRouter(prefix="/v1/sso", tags=["sign-in"])
