@@ -2,7 +2,8 @@
 
 chat-svc checks the request, builds the prompt and holds the budget before StartTurn answers,
 so every refusal (404, 402, 400) is an HTTP status here; once the turn runs, its events are read
-from JetStream on `turn_subject(conversation, turn)`.
+from JetStream on `turn_subject(conversation, turn)`, once per turn in this process however many
+clients follow it (events.TurnFeeds).
 """
 
 import json
@@ -16,7 +17,7 @@ from nats.errors import Error as NatsError
 
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame, turn_events
+from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame
 from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
@@ -101,7 +102,7 @@ async def sse_frames(
     """The turn's events as SSE frames; `charge`: whose LLM-tokens rate limit the turn's tokens
     count against (the caller who started it; a client resuming it is not charged again)."""
     try:
-        async for event in turn_events(
+        async for event in services.feeds.follow(
             services.js,
             subject,
             after_seq=after_seq,
@@ -132,7 +133,7 @@ async def collect(services: Services, turn: StartedTurn, who: Principal) -> dict
     model = ""
     cost_usd: float | None = None
     try:
-        async for event in turn_events(
+        async for event in services.feeds.follow(
             services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds, nc=services.nc
         ):
             kind = event.WhichOneof("kind")

@@ -15,6 +15,7 @@ from parley.gateway.budgets import Budgets
 from parley.gateway.clients import Backends, ChatBackend
 from parley.gateway.config import Settings
 from parley.gateway.errors import ApiError
+from parley.gateway.events import TurnFeeds
 from parley.gateway.front_door import principal_of
 from parley.gateway.ratelimit import RateLimiter
 from parley.gateway.store import Principal
@@ -34,6 +35,8 @@ class Services:
     authenticator: Authenticator
     limiter: RateLimiter = field(default_factory=RateLimiter)
     budgets: Budgets = field(default_factory=Budgets)
+    # The chat turns this process relays: one JetStream consumer per turn, shared by its followers.
+    feeds: TurnFeeds = field(default_factory=TurnFeeds)
 
 
 def get_services(request: Request) -> Services:
