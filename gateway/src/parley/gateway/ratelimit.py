@@ -86,28 +86,38 @@ class RateLimiter:
     async def admit(self, session: AsyncSession, who: Principal, limits: Limits, *, chat: bool) -> Verdict:
         """Count this request in its buckets and say whether it may go on (every bucket within
         its limit); the verdict describes the tightest bucket, for the RateLimit-* headers."""
+        return (await self.admit_many(session, who, limits, chat=chat, requests=1))[0]
+
+    async def admit_many(
+        self, session: AsyncSession, who: Principal, limits: Limits, *, chat: bool, requests: int
+    ) -> list[Verdict]:
+        """`admit` for `requests` requests of one caller that arrived together: each bucket is
+        counted once, by all of them, and each request is given its own place in the count (the
+        k-th of them is admitted exactly when k requests alone would have been)."""
         start, reset = await _window(session)
         checks = [(kind, limit) for kind, limit in (("req", limits.requests_per_minute),) if limit > 0]
         if chat and limits.chat_requests_per_minute > 0:
             checks.append(("chat", limits.chat_requests_per_minute))
-        verdict = Verdict(True, limits.requests_per_minute, limits.requests_per_minute, reset)
-        tightest = None
+        tightest: list[Verdict | None] = [None] * requests
         for kind, limit in checks:
+            what = "chat requests" if kind == "chat" else "requests"
             for bucket in _buckets(who, kind):
-                count = await store.count_in_window(session=session, bucket=bucket, window_start=start, amount=1)
-                remaining = limit - count
-                if tightest is None or remaining < tightest.remaining:
-                    what = "chat requests" if kind == "chat" else "requests"
-                    tightest = Verdict(remaining >= 0, limit, max(remaining, 0), reset, what)
+                total = await store.count_in_window(session=session, bucket=bucket, window_start=start, amount=requests)
+                for place in range(requests):
+                    remaining = limit - (total - requests + 1 + place)
+                    found = tightest[place]
+                    if found is None or remaining < found.remaining:
+                        tightest[place] = Verdict(remaining >= 0, limit, max(remaining, 0), reset, what)
         if chat and limits.llm_tokens_per_minute > 0:
             used = await store.read_window(session=session, buckets=_buckets(who, "tokens"), window_start=start)
-            spent = max(used.values(), default=0)
-            if spent >= limits.llm_tokens_per_minute:
-                tightest = Verdict(False, limits.llm_tokens_per_minute, 0, reset, "LLM tokens")
-        self._counted += 1
-        if self._counted % _SWEEP_EVERY == 0:
+            if max(used.values(), default=0) >= limits.llm_tokens_per_minute:
+                tightest = [Verdict(False, limits.llm_tokens_per_minute, 0, reset, "LLM tokens")] * requests
+        swept = self._counted // _SWEEP_EVERY
+        self._counted += requests
+        if self._counted // _SWEEP_EVERY != swept:
             await store.forget_windows_before(session=session, before=start - WINDOW)
-        return tightest or verdict
+        verdict = Verdict(True, limits.requests_per_minute, limits.requests_per_minute, reset)
+        return [found or verdict for found in tightest]
 
     async def charge_tokens(self, sessions: Sessions, who: Principal, tokens: int) -> None:
         """Add a finished turn's tokens to its buckets' current window."""
