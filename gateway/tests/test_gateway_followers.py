@@ -175,3 +175,34 @@ async def test_a_turn_that_goes_quiet_ends_every_follower(nats_client: NatsClien
 async def _take(events: AsyncIterator[events_pb2.TurnEvent], count: int) -> AsyncIterator[events_pb2.TurnEvent]:
     for _ in range(count):
         yield await anext(events)
+
+
+async def test_each_event_is_rendered_once_for_every_follower(nats_client: NatsClient) -> None:
+    subject = turn_subject(str(uuid.uuid4()), str(uuid.uuid4()))
+    await publish(nats_client, subject, range(1, 2))
+    feeds, rendered = TurnFeeds(), 0
+    all_reading = asyncio.Event()
+    reading = 0
+
+    def frame(event: events_pb2.TurnEvent) -> str:
+        nonlocal rendered
+        rendered += 1
+        return f"frame {event.seq}"
+
+    async def follower() -> list[str]:
+        nonlocal reading
+        frames: list[str] = []
+        async for event, made in feeds.rendered(nats_client.jetstream(), subject, frame, idle_seconds=10):
+            frames.append(made)
+            if event.seq == 1:
+                reading += 1
+                if reading == 20:
+                    all_reading.set()
+        return frames
+
+    tasks = [asyncio.create_task(follower()) for _ in range(20)]
+    await asyncio.wait_for(all_reading.wait(), timeout=30)
+    await publish(nats_client, subject, range(2, EVENTS + 1))
+    results = await asyncio.gather(*tasks)
+    assert all(frames == [f"frame {seq}" for seq in range(1, EVENTS + 1)] for frames in results)
+    assert rendered == EVENTS  # once per event, not once per event per follower

@@ -102,16 +102,17 @@ async def sse_frames(
     """The turn's events as SSE frames; `charge`: whose LLM-tokens rate limit the turn's tokens
     count against (the caller who started it; a client resuming it is not charged again)."""
     try:
-        async for event in services.feeds.follow(
+        async for event, frame in services.feeds.rendered(
             services.js,
             subject,
+            sse_frame,
             after_seq=after_seq,
             idle_seconds=services.settings.turn_idle_seconds,
             nc=services.nc,
         ):
             if charge is not None and event.WhichOneof("kind") == "usage":
                 await services.limiter.charge_tokens(services.sessions, charge, _tokens(event.usage))
-            yield sse_frame(event)
+            yield frame
     except TurnIdle:
         yield error_frame("timeout", "the answer stopped arriving")
     except FollowerBehind as behind:

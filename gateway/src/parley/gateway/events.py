@@ -25,8 +25,9 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
@@ -37,6 +38,8 @@ from nats.js.api import DeliverPolicy
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 MAX_KEPT_EVENTS = 4_096
 MAX_KEPT_BYTES = 4 * 1024 * 1024
@@ -152,6 +155,9 @@ class TurnFeed:
         self._failure: BaseException | None = None
         self._done = False
         self._arrived = asyncio.Event()
+        # What the feed's followers made of its events (SSE frames), by seq, made once each.
+        self._render: Callable[[events_pb2.TurnEvent], object] | None = None
+        self._rendered: dict[int, object] = {}
         self._reader = asyncio.create_task(self._read(js, nc), name=f"feed {subject}")
 
     @property
@@ -196,10 +202,20 @@ class TurnFeed:
             len(self._events) > self._limits.max_events or self._bytes > self._limits.max_bytes
         ):
             self._events.popleft()
-            self._seqs.popleft()
+            self._rendered.pop(self._seqs.popleft(), None)
             self._bytes -= self._sizes.popleft()
             self._dropped += 1
         self._wake()
+
+    def render(self, event: events_pb2.TurnEvent, render: Callable[[events_pb2.TurnEvent], object]) -> object:
+        """`render(event)`, made once for all followers (one render function per feed is kept)."""
+        if self._render is None:
+            self._render = render
+        elif render is not self._render:
+            return render(event)
+        if event.seq not in self._rendered:
+            self._rendered[event.seq] = render(event)
+        return self._rendered[event.seq]
 
     def _wake(self) -> None:
         arrived, self._arrived = self._arrived, asyncio.Event()
@@ -265,13 +281,42 @@ class TurnFeeds:
     ) -> AsyncIterator[events_pb2.TurnEvent]:
         """Every event of the turn with seq > after_seq, in order, until its end or error (as
         `turn_events`), from the turn's shared feed."""
+        async for event, _ in self._follow(js, subject, None, after_seq=after_seq, idle_seconds=idle_seconds, nc=nc):
+            yield event
+
+    async def rendered(
+        self,
+        js: JetStreamContext,
+        subject: str,
+        render: Callable[[events_pb2.TurnEvent], R],
+        *,
+        after_seq: int = 0,
+        idle_seconds: float,
+        nc: NatsClient | None = None,
+    ) -> AsyncIterator[tuple[events_pb2.TurnEvent, R]]:
+        """`follow`, each event with `render(event)` — computed once per event for every follower
+        of the feed (a thousand followers, one SSE frame built per event)."""
+        following = self._follow(js, subject, render, after_seq=after_seq, idle_seconds=idle_seconds, nc=nc)
+        async for event, frame in following:
+            yield event, cast(R, frame)
+
+    async def _follow(
+        self,
+        js: JetStreamContext,
+        subject: str,
+        render: Callable[[events_pb2.TurnEvent], object] | None,
+        *,
+        after_seq: int,
+        idle_seconds: float,
+        nc: NatsClient | None,
+    ) -> AsyncIterator[tuple[events_pb2.TurnEvent, object]]:
         feed = self._feeds.get(subject)
         if feed is not None and feed.failed:
             feed = None  # its readers end with the failure; a new follower tries the stream again
         if feed is not None and not feed.covers(after_seq):
             # What this follower needs is older than the list keeps: it replays from the stream.
             async for event in turn_events(js, subject, after_seq=after_seq, idle_seconds=idle_seconds, nc=nc):
-                yield event
+                yield event, render(event) if render else None
             return
         if feed is None:
             feed = TurnFeed(js, subject, FeedLimits(idle_seconds, self._max_events, self._max_bytes), nc)
@@ -281,7 +326,7 @@ class TurnFeeds:
         try:
             async for event in feed.events(after_seq):
                 delivered = event.seq
-                yield event
+                yield event, feed.render(event, render) if render else None
         except FollowerBehind:
             if delivered > after_seq:
                 raise
@@ -293,4 +338,4 @@ class TurnFeeds:
             if feed.leave() and self._feeds.get(subject) is feed:
                 del self._feeds[subject]
         async for event in turn_events(js, subject, after_seq=after_seq, idle_seconds=idle_seconds, nc=nc):
-            yield event
+            yield event, render(event) if render else None
