@@ -35,7 +35,7 @@ from parley.chat.clients import Budget
 from parley.chat.config import Settings
 from parley.chat.metering import usage_event
 from parley.chat.turn_stream import TURN_STREAM_NAME
-from parley.kit.contracts import turn_event_msg_id, turn_subject
+from parley.kit.contracts import USAGE_CHAT, turn_event_msg_id, turn_subject
 from parley.kit.db import Sessions
 from parley.kit.errors import BudgetExceeded
 from parley.kit.identity import Identity
@@ -148,7 +148,7 @@ class TurnLeases:
             session=session,
             usage_event=usage_event(
                 identity,
-                kind="chat",
+                kind=USAGE_CHAT,
                 # What the provider reported, when it had; else the hold, the most it could cost.
                 usage=reported.usage if reported else common_pb2.TokenUsage(),
                 provider=reported.provider if reported else turn.provider,
