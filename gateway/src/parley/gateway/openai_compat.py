@@ -176,6 +176,7 @@ async def start(services: Services, who: Principal, body: ChatCompletionIn) -> "
         max_tokens=max_tokens(body),
         provider=target.provider,
         model=target.model,
+        temperature=body.temperature,  # None: unset, the provider's default
     )
     if body.user:
         log.info("openai user", extra={"fields": {"openai_user": body.user}})
