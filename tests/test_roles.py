@@ -57,6 +57,7 @@ class Tenant:
     document_id: str = ""
     conversation_id: str = ""
     turn_id: str = ""
+    chunk_id: str = ""
 
 
 def _client(platform: Platform, key: str) -> httpx.Client:
@@ -98,7 +99,16 @@ def tenants(platform: Platform, api: httpx.Client) -> Iterator[tuple[Tenant, Ten
         eventually(ready)
         asked = member.post("/v1/chat", json={"message": "How often to descale?", "collection_ids": [collection["id"]]})
         assert asked.status_code == 200, asked.text
-        a = Tenant(a_people, collection["id"], document["id"], asked.json()["conversation_id"], asked.json()["turn_id"])
+        found = member.post("/v1/search", json={"query": "descale", "collection_ids": [collection["id"]]})
+        assert found.status_code == 200 and found.json()["data"], found.text
+        a = Tenant(
+            a_people,
+            collection["id"],
+            document["id"],
+            asked.json()["conversation_id"],
+            asked.json()["turn_id"],
+            found.json()["data"][0]["chunk_id"],
+        )
         yield a, Tenant(b_people)
     finally:
         for client in clients:
@@ -108,7 +118,7 @@ def tenants(platform: Platform, api: httpx.Client) -> Iterator[tuple[Tenant, Ten
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # {c} collection, {d} document, {v} conversation, {t} turn, {u} A's member, {x} nowhere
+    path: str  # {c} collection, {d} document, {k} passage, {v} conversation, {t} turn, {u} A's member, {x} nowhere
     action: Action
     body: Any = None
     # A's people use ids that exist nowhere (the route would destroy or change what others test).
@@ -122,6 +132,15 @@ class Route:
 
 ROUTES = [
     Route("GET", "/v1/me", ANYONE),
+    # Public (how one gets a credential); no identity provider on this platform: the exchange is 404.
+    Route("GET", "/v1/sso/config", ANYONE),
+    Route(
+        "POST",
+        "/v1/sso/token",
+        ANYONE,
+        body={"code": "c", "code_verifier": "v" * 43, "redirect_uri": "http://127.0.0.1/", "nonce": "n"},
+        missing=True,
+    ),
     Route("GET", "/v1/tenant", access.READ),
     Route(
         "PUT",
@@ -150,6 +169,7 @@ ROUTES = [
     Route("GET", "/v1/documents/{d}/characters", access.READ),
     Route("GET", "/v1/documents/{d}/pacing", access.READ),
     Route("GET", "/v1/documents/{d}/artifacts", access.READ),
+    Route("GET", "/v1/documents/{d}/passages/{k}", access.READ),
     Route("GET", "/v1/documents/{d}/artifacts?fresh=true", access.SPEND),
     Route("DELETE", "/v1/documents/{d}", access.DELETE, destructive=True),
     Route("POST", "/v1/search", access.READ, body={"query": "descale", "collection_ids": ["{c}"]}),
@@ -190,6 +210,7 @@ def _fill(text: str, a: Tenant, *, nowhere: bool) -> str:
         .replace("{d}", nothing if nowhere else a.document_id)
         .replace("{v}", nothing if nowhere else a.conversation_id)
         .replace("{t}", nothing if nowhere else a.turn_id)
+        .replace("{k}", nothing if nowhere else a.chunk_id)
         .replace("{u}", nothing if nowhere else a.people["member"].user_id)
         .replace("{fresh}", f"c-{uuid.uuid4().hex[:8]}")
     )
@@ -207,7 +228,7 @@ def _call(person: Person, route: Route, a: Tenant, *, nowhere: bool) -> httpx.Re
 
 
 def _refers_to_a(route: Route) -> bool:
-    return any(mark in route.path or mark in str(route.body) for mark in ("{c}", "{d}", "{v}", "{t}", "{u}"))
+    return any(mark in route.path or mark in str(route.body) for mark in ("{c}", "{d}", "{k}", "{v}", "{t}", "{u}"))
 
 
 def _not_found_for(route: Route, side: str, role: str) -> bool:

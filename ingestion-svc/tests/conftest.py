@@ -28,7 +28,7 @@ from parley.ingestion.models import outbox
 from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
 from parley.ingestion.screenplay_reports import card_key
-from parley.ingestion.store import SectionRecord
+from parley.ingestion.store import ArtifactRecord, SectionRecord
 from parley.kit import bus, db
 from parley.kit.errors import BudgetExceeded
 from parley.kit.outbox import OutboxRelay
@@ -123,6 +123,19 @@ class ScriptedWriter:
                 source_sha256="",
             )
         ]
+
+    async def coverage(
+        self, *, owner: Owner, title: str, sections: Sequence[SectionRecord], artifacts: Sequence[ArtifactRecord]
+    ) -> ArtifactDraft:
+        self._called(owner, "coverage", ["coverage"])
+        return ArtifactDraft(
+            kind="coverage",
+            key="coverage",
+            content={"title": title, "read": sorted(f"{artifact.kind}:{artifact.key}" for artifact in artifacts)},
+            tokens=5,
+            model=MODEL,
+            source_sha256="",
+        )
 
 
 @pytest.fixture(scope="session")

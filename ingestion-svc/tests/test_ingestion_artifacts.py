@@ -191,6 +191,9 @@ async def test_a_screenplay_grows_from_empty_to_partial_to_analyzed(
     assert {key for kind, key in found if kind == "character_sheet"} == {"ANN", "BOB", "CAROL"}
     assert ("outline", "outline") in found and ("plot_thread", "a-plot") in found
     assert json.loads(found["character_sheet", "CAROL"].content_json)["scenes"] == [str(n) for n in range(3, 32, 3)]
+    # The coverage report is written last, from the artifacts the batches before it kept.
+    read = json.loads(found["coverage", "coverage"].content_json)["read"]
+    assert {"outline:outline", "plot_thread:a-plot", "character_sheet:CAROL", "scene_card:31"} <= set(read)
     # The five scenes the second version already had keep their cards as written then.
     assert {found["scene_card", key].document_version for key in "12345"} == {2}
     assert found["scene_card", "6"].document_version == 3

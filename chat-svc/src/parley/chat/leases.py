@@ -11,8 +11,12 @@ each in one transaction:
   could cost). Either releases the hold;
 - an `error` event (`interrupted`) numbered after the turn's last published event goes to the
   outbox, so every client of the turn is told, even if this replica dies next.
-A turn whose replica died before recording its hold on it never called a model: it is `failed`,
-its clients told, nothing billed, and the hold (if it was placed) released by the turn's key.
+A turn whose replica died before recording its hold on it (or whose Reserve failed with usage-svc
+unreachable, so a hold may exist: clients.HoldUncertain) never called a model: it is `failed`, its
+clients told, nothing billed, the hold (if it was placed) released by the turn's key, and a
+conversation created for it alone, holding nothing, is removed.
+Which turns lapsed is read across tenants (the login role, outside row-level security); each is
+then locked and settled in a transaction given to its tenant (store.enter_tenant).
 `FOR UPDATE SKIP LOCKED` keeps two replicas from settling one turn; the runner's own last
 transaction only ends a turn still `running` (store.end_turn), so a turn settled here is never
 billed a second time by a replica that was only slow.
@@ -83,28 +87,45 @@ class TurnLeases:
         return timedelta(seconds=self._settings.turn_lease_seconds)
 
     async def renew(self) -> None:
+        # Across tenants (this replica runs any tenant's turns): the login role, outside row-level
+        # security; it moves nothing but the leases of the turns this replica runs.
         async with self._sessions.begin() as session:
             await store.renew_leases(session=session, turn_ids=self._running(), lease=self.lease)
 
     async def settle_lapsed(self, *, turn_id: str | None = None) -> list[str]:
         """Settle the running turns whose lease ran out (or only `turn_id`, if its did); their ids.
         A turn without a recorded hold is settled only once its hold (if any) is released: while
-        usage-svc cannot answer it stays for the next sweep."""
+        usage-svc cannot answer it stays for the next sweep. Which turns lapsed is looked up across
+        tenants (the login role); each is then locked and settled in a transaction of its own,
+        given to its tenant (row-level security), so a failure leaves the others settled."""
+        async with self._sessions() as session:
+            keys = await store.lapsed_turn_keys(session=session, spare=self._running(), turn_id=turn_id)
+        settled: list[str] = []
+        try:
+            for key in keys:
+                if await self._settle_lapsed(key):
+                    settled.append(key.turn_id)
+        finally:
+            if settled:
+                self._relay.notify()
+                for _ in settled:
+                    metrics.turns.labels(INTERRUPTED).inc()
+                log.warning("settled turns whose replica died, at their holds", extra={"fields": {"turns": settled}})
+        return settled
+
+    async def _settle_lapsed(self, key: store.LapsedKey) -> bool:
+        """Lock and settle one lapsed turn in its tenant's transaction; False when another replica
+        has it (or settled it meanwhile), or its unrecorded hold could not be released yet."""
         async with self._sessions.begin() as session:
-            lapsed = await store.lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
+            await store.enter_tenant(session=session, tenant_id=key.tenant_id)
+            lapsed = await store.lapsed_turns(session=session, spare=self._running(), turn_id=key.turn_id)
             settled = [turn for turn in lapsed if turn.reservation_id or await self._release_unrecorded_hold(turn)]
             await store.end_lapsed_turns(session=session, lapsed=settled)
             for turn in settled:
                 await self._settle(session, turn)
-        if settled:
-            self._relay.notify()
-            for _ in settled:
-                metrics.turns.labels(INTERRUPTED).inc()
-            log.warning(
-                "settled turns whose replica died, at their holds",
-                extra={"fields": {"turns": [turn.id for turn in settled]}},
-            )
-        return [turn.id for turn in settled]
+            never_began = [turn.conversation_id for turn in settled if not turn.reservation_id]
+            await store.drop_conversations_left_empty(session=session, conversation_ids=never_began)
+        return bool(settled)
 
     async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> bool:
         """The turn's hold was never recorded on it, so no model was called: release the hold, if

@@ -124,6 +124,7 @@ class Summarizer:
             return
         owner = store.Owner(job.tenant_id, job.user_id)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(
                 session=session, owner=owner, conversation_id=job.conversation_id
             )
@@ -136,6 +137,7 @@ class Summarizer:
         if self._model is None:  # extractive: no call, nothing to bill
             summary = extractive_summary(conversation.summary, folded, max_tokens=SUMMARY_MAX_TOKENS)
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 await store.save_summary(
                     session=session,
                     tenant_id=owner.tenant_id,
@@ -162,6 +164,7 @@ class Summarizer:
         assert finished is not None, "a provider stream ends with Finished"
         identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=f"summary:{conversation.id}")
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             await store.save_summary(
                 session=session,
                 tenant_id=owner.tenant_id,

@@ -107,6 +107,7 @@ class ContextGatherer:
         if not request.conversation_id:
             return None, []
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(
                 session=session, owner=owner, conversation_id=request.conversation_id
             )

@@ -130,6 +130,7 @@ class TurnEnd:
         its whole hold. Best effort: the hold still bounds the bill."""
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
                 await store.record_reported_usage(
                     session=session,
                     turn_id=turn.turn_id,
@@ -208,6 +209,7 @@ class TurnEnd:
         context_used = turn.context_with_cache(usage)
         cost = await self._price(turn, usage, provider=provider, model=model)
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
             if not await store.end_turn(
                 session=session,
                 tenant_id=turn.owner.tenant_id,
@@ -265,6 +267,7 @@ class TurnEnd:
         metrics.turns.labels(code).inc()
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
                 if not await store.end_turn(
                     session=session, tenant_id=turn.owner.tenant_id, turn_id=turn.turn_id, state=state
                 ):

@@ -189,6 +189,7 @@ class TurnRunner:
         self._running.starting(turn_id)
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 if conversation is None:
                     conversation = await store.create_conversation(
                         session=session, owner=owner, title=title_from(request.message), collection_ids=collection_ids
@@ -222,6 +223,7 @@ class TurnRunner:
                 raise
             try:
                 async with self._sessions.begin() as session:
+                    await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                     if not await store.set_turn_hold(
                         session=session, turn_id=turn_id, reservation_id=hold.reservation_id
                     ):
@@ -265,6 +267,7 @@ class TurnRunner:
         was created for it. If this fails, the lease sweep ends the turn (failed, unbilled)."""
         try:
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 await store.discard_turn(
                     session=session, tenant_id=owner.tenant_id, turn_id=turn_id, conversation_id=conversation_id
                 )
@@ -301,6 +304,7 @@ class TurnRunner:
 
     async def _turn(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> store.TurnRecord:
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             turn = await store.get_turn(session=session, owner=owner, conversation_id=conversation_id, turn_id=turn_id)
         if turn is None:
             raise NotFound(f"turn {turn_id} not found")

@@ -268,5 +268,9 @@ class Backends:
     async def search(self, who: Principal, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
         return await self.retrieval.Search(request, timeout=self.deadline, metadata=self._metadata(who))
 
+    async def get_chunks(self, who: Principal, chunk_ids: list[str]) -> retrieval_pb2.GetChunksResponse:
+        request = retrieval_pb2.GetChunksRequest(chunk_ids=chunk_ids)
+        return await self.retrieval.GetChunks(request, timeout=self.deadline, metadata=self._metadata(who))
+
     async def embed(self, who: Principal, request: retrieval_pb2.EmbedRequest) -> retrieval_pb2.EmbedResponse:
         return await self.retrieval.Embed(request, timeout=self.deadline, metadata=self._metadata(who))

@@ -13,10 +13,12 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from parley.gateway.access import SCOPES, Principal
 from parley.gateway.models import api_keys, rate_counters, tenants, users
 from parley.kit.db import Sessions
+from parley.kit.paging import Cursor
 
 __all__ = ["Principal"]
 
@@ -213,11 +215,22 @@ async def create_key(
     return KeyRecord(**row._mapping)
 
 
-async def list_keys(*, session: AsyncSession, tenant_id: str, user_id: str | None) -> list[KeyRecord]:
+def _after(created_at: ColumnElement[datetime], row_id: ColumnElement[str], cursor: Cursor) -> ColumnElement[bool]:
+    """Rows after the cursor, in (created_at, id) order."""
+    at, after_id = cursor.at, str(cursor.id)
+    return or_(created_at > at, and_(created_at == at, row_id > after_id))
+
+
+async def list_keys(
+    *, session: AsyncSession, tenant_id: str, user_id: str | None, after: Cursor | None = None, limit: int | None = None
+) -> list[KeyRecord]:
+    """Oldest first; `after` the cursor's (created_at, id) when given, at most `limit`."""
     query = select(*_KEY_COLUMNS).where(api_keys.c.tenant_id == tenant_id)
     if user_id is not None:
         query = query.where(api_keys.c.user_id == user_id)
-    rows = await session.execute(query.order_by(api_keys.c.created_at, api_keys.c.id))
+    if after is not None:
+        query = query.where(_after(api_keys.c.created_at, api_keys.c.id, after))
+    rows = await session.execute(query.order_by(api_keys.c.created_at, api_keys.c.id).limit(limit))
     return [KeyRecord(**row._mapping) for row in rows]
 
 
@@ -327,10 +340,14 @@ async def get_user(*, session: AsyncSession, tenant_id: str, user_id: str) -> Us
     return None if row is None else UserRecord(**row._mapping)
 
 
-async def list_users(*, session: AsyncSession, tenant_id: str) -> list[UserRecord]:
-    rows = await session.execute(
-        select(*_USER_COLUMNS).where(users.c.tenant_id == tenant_id).order_by(users.c.created_at, users.c.id)
-    )
+async def list_users(
+    *, session: AsyncSession, tenant_id: str, after: Cursor | None = None, limit: int | None = None
+) -> list[UserRecord]:
+    """Oldest first; `after` the cursor's (created_at, id) when given, at most `limit`."""
+    query = select(*_USER_COLUMNS).where(users.c.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(_after(users.c.created_at, users.c.id, after))
+    rows = await session.execute(query.order_by(users.c.created_at, users.c.id).limit(limit))
     return [UserRecord(**row._mapping) for row in rows]
 
 

@@ -3,10 +3,11 @@ the tenant's rate limits, and who the caller is. The role matrix is in docs/api.
 holds it as code. Another tenant's ids are 404 here as everywhere."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,9 @@ from parley.gateway.api.deps import CurrentPrincipal, Deps, PeopleAdmin, Reader
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas import NO_NUL, Body, Page, not_a_boolean
 from parley.gateway.store import Principal
-from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS
+from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS, MAX_PAGE_TOKEN_CHARS
+from parley.kit.errors import InvalidInput
+from parley.kit.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, decode_token, encode_token
 
 router = APIRouter(prefix="/v1", tags=["people"])
 
@@ -28,6 +31,9 @@ ScopeName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.SCOPES
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
 PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(not_a_boolean)] | None
 IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+PageToken = Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)]
+Out = TypeVar("Out", bound=BaseModel)
 
 
 class LimitsOut(BaseModel):
@@ -238,10 +244,14 @@ async def create_user(body: UserIn, who: PeopleAdmin, services: Deps) -> UserOut
 
 
 @router.get("/users")
-async def list_users(who: PeopleAdmin, services: Deps) -> Page[UserOut]:
+async def list_users(
+    who: PeopleAdmin, services: Deps, page_size: PageSize = DEFAULT_PAGE_SIZE, page_token: PageToken = ""
+) -> Page[UserOut]:
+    """The tenant's users, oldest first, a page at a time."""
+    after = _cursor(page_token)
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
-        found = await store.list_users(session=session, tenant_id=who.tenant_id)
-    return Page(data=[UserOut.model_validate(user) for user in found], next_page_token=None)
+        found = await store.list_users(session=session, tenant_id=who.tenant_id, after=after, limit=page_size + 1)
+    return _page([UserOut.model_validate(user) for user in found[:page_size]], found, page_size)
 
 
 @router.get("/users/{user_id}")
@@ -300,12 +310,18 @@ async def create_key(body: KeyIn, who: CurrentPrincipal, services: Deps) -> KeyC
 
 
 @router.get("/api-keys")
-async def list_keys(who: CurrentPrincipal, services: Deps) -> Page[KeyOut]:
-    """The caller's keys (an admin: every key of the tenant), revoked ones included, without secrets."""
+async def list_keys(
+    who: CurrentPrincipal, services: Deps, page_size: PageSize = DEFAULT_PAGE_SIZE, page_token: PageToken = ""
+) -> Page[KeyOut]:
+    """The caller's keys (an admin: every key of the tenant), revoked ones included, without
+    secrets; oldest first, a page at a time."""
     mine_only = None if who.may(access.MANAGE_PEOPLE) else who.user_id
+    after = _cursor(page_token)
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
-        found = await store.list_keys(session=session, tenant_id=who.tenant_id, user_id=mine_only)
-    return Page(data=[KeyOut.model_validate(key) for key in found], next_page_token=None)
+        found = await store.list_keys(
+            session=session, tenant_id=who.tenant_id, user_id=mine_only, after=after, limit=page_size + 1
+        )
+    return _page([KeyOut.model_validate(key) for key in found[:page_size]], found, page_size)
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -365,6 +381,22 @@ async def _changeable_user(session: AsyncSession, who: Principal, user_id: str) 
 async def _keep_an_owner(session: AsyncSession, tenant_id: str) -> None:
     if await store.count_owners(session=session, tenant_id=tenant_id) <= 1:
         raise ApiError(409, "failed_precondition", "a tenant keeps at least one owner")
+
+
+def _cursor(page_token: str) -> Cursor | None:
+    try:
+        return decode_token(page_token)
+    except InvalidInput as error:
+        raise ApiError(400, "invalid_argument", str(error)) from None
+
+
+def _page(data: list[Out], found: Sequence[store.UserRecord | store.KeyRecord], page_size: int) -> Page[Out]:
+    """A page of `data` (the first `page_size` of `found`, one more row asked for than shown): the
+    next page starts after the last row shown, when there is one more."""
+    if len(found) <= page_size:
+        return Page(data=data, next_page_token=None)
+    last = found[page_size - 1]
+    return Page(data=data, next_page_token=encode_token(Cursor(at=last.created_at, id=uuid.UUID(last.id))))
 
 
 def _uuid(value: str) -> str:
