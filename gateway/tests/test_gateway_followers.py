@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from prometheus_client import REGISTRY
 
 from parley.gateway.events import FollowerBehind, TurnFeeds, TurnIdle, turn_events
 from parley.kit.contracts import turn_event_msg_id, turn_subject
@@ -108,6 +109,7 @@ async def test_a_slow_follower_does_not_slow_the_others(nats_client: NatsClient)
     subject = turn_subject(str(uuid.uuid4()), str(uuid.uuid4()))
     await publish(nats_client, subject, range(1, 2))
     feeds = TurnFeeds(max_events=8)  # the turn (60 events) is longer than the list keeps
+    behind_before = REGISTRY.get_sample_value("parley_gateway_turn_followers_behind_total") or 0.0
     fast_done, slow_reading = asyncio.Event(), asyncio.Event()
     slow_seen: list[int] = []
 
@@ -129,6 +131,7 @@ async def test_a_slow_follower_does_not_slow_the_others(nats_client: NatsClient)
     with pytest.raises(FollowerBehind) as behind:
         await slow_task
     assert behind.value.last_seq == 1 and slow_seen == [1]
+    assert REGISTRY.get_sample_value("parley_gateway_turn_followers_behind_total") == behind_before + 1
 
     # It resumes with Last-Event-ID 1: the list no longer holds event 2, the stream does.
     assert await read_all(feeds, nats_client, subject, after_seq=1) == list(range(2, EVENTS + 1))

@@ -34,12 +34,21 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+from prometheus_client import Counter, Gauge
 
 from parley.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+
+turn_consumers = Gauge(
+    "parley_gateway_turn_consumers", "Chat turns this process reads from JetStream, one consumer each"
+)
+turn_followers = Gauge("parley_gateway_turn_followers", "Clients following a chat turn's events on this process")
+followers_behind = Counter(
+    "parley_gateway_turn_followers_behind_total", "Followers ended for reading slower than their turn was written"
+)
 
 MAX_KEPT_EVENTS = 4_096
 MAX_KEPT_BYTES = 4 * 1024 * 1024
@@ -175,6 +184,7 @@ class TurnFeed:
 
     async def _read(self, js: JetStreamContext, nc: NatsClient | None) -> None:
         kept = 0
+        turn_consumers.inc()
         try:
             while True:
                 try:
@@ -189,6 +199,7 @@ class TurnFeed:
         except Exception as error:  # noqa: BLE001 - whatever ended the reading, every follower is told
             self._failure = error
         finally:
+            turn_consumers.dec()
             self._done = True
             self._wake()
 
@@ -249,10 +260,12 @@ class TurnFeed:
 
     def join(self) -> None:
         self._followers += 1
+        turn_followers.inc()
 
     def leave(self) -> bool:
         """One follower gone; True when it was the last (its reader is stopped)."""
         self._followers -= 1
+        turn_followers.dec()
         if self._followers > 0:
             return False
         self._reader.cancel()
@@ -329,6 +342,7 @@ class TurnFeeds:
                 yield event, feed.render(event, render) if render else None
         except FollowerBehind:
             if delivered > after_seq:
+                followers_behind.inc()
                 raise
             # Dropped before this follower took its first event (a turn longer than the list,
             # joined as it was read): not a slow reader, so it replays from the stream.
