@@ -9,7 +9,10 @@ same run, at each level, the same clients ask the fake directly and, when it ins
 the LiteLLM proxy in front of the same fake (installed by this script into its own virtualenv,
 `.parley/bench/litellm`: never a dependency of Parley). Every target is asked the same way, by
 the same client code: `POST /v1/chat/completions` streamed, first token = the first chunk with
-content. Parley is also asked through its own `POST /v1/chat` SSE (`parley-sse`).
+content. Parley is also asked through its own `POST /v1/chat` SSE (`parley-sse`). `parley-local` is
+Parley with its `local` provider (no model: an extractive answer at once), the closed-loop
+turns/s of Parley alone: `--targets parley-local` (its tokens are not the fake's 100, so its
+CPU column is per turn's worth of 100 tokens, not per streamed token).
 
 Printed per target and level: first token p50/p99, *added* first token (the target's percentile
 minus the direct one's of the same level), end p50/p99, turns/s, errors, and the CPU seconds the
@@ -399,7 +402,7 @@ def row(level: Level, direct: Level | None) -> str:
         return "–" if math.isnan(value) else f"{value * 1000:,.0f}"
 
     added = "–"
-    if direct is not None and level is not direct:
+    if direct is not None and level is not direct and level.target != "parley-local":  # local asks no fake
         added = f"{ms(level.first(0.5) - direct.first(0.5))} / {ms(level.first(0.99) - direct.first(0.99))}"
     good = level.good()
     tokens = len(good) * TOKENS
@@ -489,6 +492,13 @@ def main(argv: list[str] | None = None) -> int:
                 auth,
                 lambda: parley_pids,
                 sse=True,
+            ),
+            Target(
+                "parley-local",
+                f"{platform.gateway_url}/v1/chat/completions",
+                {**openai_body, "model": f"parley/{collection_id}@local/local"},
+                auth,
+                lambda: parley_pids,
             ),
         ]
         targets = [target for target in targets if target.name in wanted]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
-from parley.chat.turn_stream import TurnStream
+from parley.chat.turn_stream import MAX_UNACKED_FRAMES, TurnStream
 from parley.kit.contracts import turn_event_msg_id, turn_subject
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
@@ -60,3 +60,24 @@ async def test_a_retried_publish_is_not_a_second_event(nats_client: NatsClient) 
     again = await js.publish(subject, event.SerializeToString(), headers={"Nats-Msg-Id": turn_event_msg_id(turn_id, 1)})
     assert again.duplicate and again.seq == first.seq
     assert len(await read_turn(nats_client, subject)) == 1
+
+
+async def test_pipelined_frames_arrive_in_order_before_the_end(nats_client: NatsClient) -> None:
+    # Every token its own frame: more frames than may wait for their acknowledgements at once.
+    stream = TurnStream(
+        nats_client.jetstream(),
+        conversation_id=str(uuid.uuid4()),
+        turn_id=str(uuid.uuid4()),
+        frame_chars=1,
+        frame_seconds=60,
+        publish_timeout=5,
+    )
+    tokens = [f"t{n} " for n in range(3 * MAX_UNACKED_FRAMES)]
+    for token in tokens:
+        await stream.delta(token)
+    await stream.error(code="cancelled", message="the turn was cancelled")
+
+    events = await read_turn(nats_client, stream.subject)
+    assert [event.seq for event in events] == list(range(1, len(tokens) + 2))
+    assert [event.delta.text for event in events[:-1]] == tokens
+    assert events[-1].error.code == "cancelled"

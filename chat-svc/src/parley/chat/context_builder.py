@@ -97,6 +97,9 @@ class Prompt:
     tools: tuple[ToolSpec, ...] = ()
     rounds: tuple[ToolRound, ...] = ()
     tools_allowed: bool = True
+    # Sampling temperature the caller asked for (0-2); None: the provider's default. Sent by the
+    # OpenAI-API providers only (turn_context.MAX_TEMPERATURE says why).
+    temperature: float | None = None
 
     @property
     def carried(self) -> tuple[Passage, ...]:
@@ -149,6 +152,7 @@ def build_prompt(
     local: str = "",
     summary: str = "",
     global_context: str = "",
+    temperature: float | None = None,
 ) -> Prompt:
     """`hits` best first, as retrieval ranked them; `carried` the passages to keep before the
     conversation if they fit, in the order the last turn had them."""
@@ -212,6 +216,7 @@ def build_prompt(
             ("message", message_tokens),
         ),
         trimmed=tuple(trimmed),
+        temperature=temperature,
     )
 
 

@@ -43,6 +43,7 @@ class ChatApi(chat_pb2_grpc.ChatServiceServicer):
                 model=request.model,
                 intent=request.intent_hint,
                 current_section_id=request.current_section_id,
+                temperature=request.temperature if request.HasField("temperature") else None,
             ),
         )
         return chat_pb2.StartTurnResponse(conversation_id=started.conversation_id, turn_id=started.turn_id)

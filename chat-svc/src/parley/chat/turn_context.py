@@ -31,6 +31,10 @@ from parley.kit.errors import InvalidInput, NotFound
 from parley.kit.identity import Identity
 from parley.v1 import common_pb2, retrieval_pb2
 
+# OpenAI's range. Only the OpenAI-API providers are given it: Anthropic's API (2026-10-21, the
+# SDK 2.x default) refuses every sampling parameter, and the `local` provider does not sample.
+MAX_TEMPERATURE = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
@@ -43,6 +47,7 @@ class TurnRequest:
     model: str
     intent: str  # the caller's hint of what the message asks for, or empty
     current_section_id: str = ""  # the chunk the user has open, or empty
+    temperature: float | None = None  # 0 to 2; None: the provider's default
 
 
 def validate(request: TurnRequest) -> None:
@@ -60,6 +65,8 @@ def validate(request: TurnRequest) -> None:
         raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections per conversation")
     if not 0 <= request.max_tokens <= MAX_OUTPUT_TOKENS:
         raise InvalidInput(f"max_tokens must be between 1 and {MAX_OUTPUT_TOKENS}")
+    if request.temperature is not None and not 0 <= request.temperature <= MAX_TEMPERATURE:
+        raise InvalidInput(f"temperature must be between 0 and {MAX_TEMPERATURE:g}")
     if request.intent and request.intent not in INTENTS:
         raise InvalidInput(f"unknown intent {request.intent!r}; known: {', '.join(INTENTS)}")
 

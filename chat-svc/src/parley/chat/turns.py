@@ -150,6 +150,7 @@ class TurnRunner:
             summary=conversation.summary if conversation else "",
             budget=budget,
             global_context=scripts.text,
+            temperature=request.temperature,
         )
         # The writers' room tools, over the conversation's scripts, when there are any.
         tools = None

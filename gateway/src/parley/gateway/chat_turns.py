@@ -2,7 +2,8 @@
 
 chat-svc checks the request, builds the prompt and holds the budget before StartTurn answers,
 so every refusal (404, 402, 400) is an HTTP status here; once the turn runs, its events are read
-from JetStream on `turn_subject(conversation, turn)`.
+from JetStream on `turn_subject(conversation, turn)`, once per turn in this process however many
+clients follow it (events.TurnFeeds).
 """
 
 import json
@@ -16,7 +17,7 @@ from nats.errors import Error as NatsError
 
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame, turn_events
+from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame
 from parley.gateway.schemas import optional_usd, proto_fields
 from parley.gateway.schemas.chat import ChatIn, ContextUsed, Message, Source, Usage
 from parley.gateway.store import Principal
@@ -104,16 +105,17 @@ async def sse_frames(
     """The turn's events as SSE frames; `charge`: whose LLM-tokens rate limit the turn's tokens
     count against (the caller who started it; a client resuming it is not charged again)."""
     try:
-        async for event in turn_events(
+        async for event, frame in services.feeds.rendered(
             services.js,
             subject,
+            sse_frame,
             after_seq=after_seq,
             idle_seconds=services.settings.turn_idle_seconds,
             nc=services.nc,
         ):
             if charge is not None and event.WhichOneof("kind") == "usage":
                 await services.limiter.charge_tokens(services.sessions, charge, _tokens(event.usage))
-            yield sse_frame(event)
+            yield frame
     except TurnIdle:
         yield error_frame("timeout", "the answer stopped arriving")
     except FollowerBehind as behind:
@@ -135,7 +137,7 @@ async def collect(services: Services, turn: StartedTurn, who: Principal) -> dict
     model = ""
     cost_usd: float | None = None
     try:
-        async for event in turn_events(
+        async for event in services.feeds.follow(
             services.js, turn.subject, idle_seconds=services.settings.turn_idle_seconds, nc=services.nc
         ):
             kind = event.WhichOneof("kind")

@@ -2,7 +2,8 @@
 
 1. a request id (the client's when it is a plain token), bound for logs and echoed in a header;
 2. for `/v1`: the caller authenticated from the headers alone — a request without a valid
-   credential is refused before one byte of its body is read;
+   credential is refused before one byte of its body is read; requests with one credential that
+   arrive together are looked up and counted together (single_flight.py), never from a cache;
 3. an over-long id in the path is a 404 (no id is longer than `MAX_ID_CHARS`), before any
    backend is called;
 4. the rate limits, counted across replicas (ratelimit.py), 429 with `Retry-After`;
@@ -19,6 +20,7 @@ import logging
 import re
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 from fastapi import HTTPException
@@ -28,7 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.gateway import errors
 from parley.gateway.access import Principal
-from parley.gateway.ratelimit import Limits
+from parley.gateway.ratelimit import Limits, Verdict
+from parley.gateway.single_flight import Coalescer
 from parley.gateway.store import TenantLimits
 from parley.kit.contracts import MAX_ID_CHARS
 from parley.kit.identity import bind_request_id
@@ -48,6 +51,7 @@ PUBLIC_PATHS = frozenset({"/v1/sso/config", "/v1/sso/token"})
 access_log = logging.getLogger("parley.gateway.access")
 http_requests = Counter("parley_gateway_http_requests_total", "HTTP requests", ["method", "route", "status"])
 http_seconds = Histogram("parley_gateway_http_request_seconds", "HTTP time to response headers", ["method", "route"])
+Admitted = tuple[Principal, Verdict]
 rate_limited = Counter("parley_gateway_rate_limited_total", "Requests refused by a rate limit", ["what"])
 
 
@@ -69,6 +73,8 @@ class FrontDoor:
         self.app = app
         # The gateway's Services (api.deps); typed loosely to keep this module free of the routes.
         self.services = services
+        # A burst of requests with one credential (followers joining a turn) is one lookup.
+        self._admissions: Coalescer[tuple[str, bool], Admitted | None] = Coalescer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,18 +133,12 @@ class FrontDoor:
         if not credential:
             return _unauthenticated("send an API key: Authorization: Bearer <key>")
         settings = self.services.settings
+        chat = scope["method"] == "POST" and path.rstrip("/") in CHAT_PATHS
         try:
-            async with self.services.sessions.begin() as session:
-                found = await self.services.authenticator.authenticate(session, credential)
-                if found is None:
-                    return _unauthenticated("the credential is not valid")
-                principal, tenant_limits = found
-                verdict = await self.services.limiter.admit(
-                    session,
-                    principal,
-                    _limits(settings, tenant_limits),
-                    chat=scope["method"] == "POST" and path.rstrip("/") in CHAT_PATHS,
-                )
+            admitted = await self._admissions.call((credential, chat), partial(self._admit_batch, credential, chat))
+            if admitted is None:
+                return _unauthenticated("the credential is not valid")
+            principal, verdict = admitted
         except errors.ApiError as error:
             return errors.error_response(error.status, error.code, error.message, headers=error.headers)
         except Exception:  # PostgreSQL unreachable: refuse, never admit blind
@@ -158,6 +158,20 @@ class FrontDoor:
         if any(len(segment) > MAX_ID_CHARS for segment in path.split("/")):
             return errors.error_response(404, "not_found", "no such id")
         return _declared_too_long(settings, headers)
+
+    async def _admit_batch(self, credential: str, chat: bool, requests: int) -> list[Admitted | None]:
+        """`requests` requests with one credential that arrived together: the credential looked
+        up once and their rate-limit buckets counted once, in one transaction (single_flight.py:
+        the lookup began after every one of them arrived, so a revocation is never missed)."""
+        async with self.services.sessions.begin() as session:
+            found = await self.services.authenticator.authenticate(session, credential)
+            if found is None:
+                return [None] * requests
+            principal, tenant_limits = found
+            verdicts = await self.services.limiter.admit_many(
+                session, principal, _limits(self.services.settings, tenant_limits), chat=chat, requests=requests
+            )
+        return [(principal, verdict) for verdict in verdicts]
 
     def _bounded(self, scope: Scope, headers: Headers, receive: Receive) -> Receive:
         """`receive` that stops at the body limit, whatever the encoding: a chunked body is

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from parley.gateway import chat_turns
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
-from parley.gateway.events import FollowerBehind, TurnIdle, turn_events
+from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost
 from parley.gateway.schemas import optional_usd
 from parley.gateway.schemas.chat import Source
 from parley.gateway.schemas.openai import ChatCompletionIn, CompletionUsage
@@ -181,6 +181,7 @@ async def start(services: Services, who: Principal, body: ChatCompletionIn) -> "
         max_tokens=max_tokens(body),
         provider=target.provider,
         model=target.model,
+        temperature=body.temperature,  # None: unset, the provider's default
     )
     if body.user:
         log.info("openai user", extra={"fields": {"openai_user": body.user}})
@@ -264,8 +265,8 @@ async def answer(services: Services, who: Principal, asked: Asked) -> AsyncItera
     usage: CompletionUsage | None = None
     model = ""
     try:
-        async for event in turn_events(
-            services.js, asked.turn.subject, idle_seconds=services.settings.turn_idle_seconds
+        async for event in services.feeds.follow(
+            services.js, asked.turn.subject, idle_seconds=services.settings.turn_idle_seconds, nc=services.nc
         ):
             kind = event.WhichOneof("kind")
             if kind == "delta":
@@ -297,6 +298,11 @@ async def answer(services: Services, who: Principal, asked: Asked) -> AsyncItera
                 return
     except TurnIdle:
         yield Ending("error", citations, usage, asked.model, error=("timeout", "the answer stopped arriving"))
+        return
+    except TurnStreamLost:
+        conversation = asked.turn.conversation_id
+        message = f"the event bus restarted while the answer streamed; the conversation {conversation} keeps it"
+        yield Ending("error", citations, usage, asked.model, error=("unavailable", message))
         return
     except FollowerBehind:
         # The client read slower than the answer was written; the turn goes on and is stored.

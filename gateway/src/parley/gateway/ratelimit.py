@@ -69,14 +69,18 @@ def _buckets(who: Principal, kind: str) -> list[str]:
     return sorted(f"{owner}:{kind}" for owner in owners)
 
 
-async def _window(session: AsyncSession) -> tuple[datetime, int]:
-    """The current window's start and the seconds until it ends, by the database's clock, so
-    replicas whose clocks drift still share windows."""
+async def _window(session: AsyncSession) -> tuple[datetime, datetime]:
+    """The current window's start and the time, by the database's clock, so replicas whose
+    clocks drift still share windows."""
     now: datetime = (await session.execute(select(func.now()))).scalar_one()
     now = now.astimezone(UTC)
-    start = now.replace(second=0, microsecond=0)
-    reset = max(1, int((start + WINDOW - now).total_seconds() + 0.999))
-    return start, reset
+    return now.replace(second=0, microsecond=0), now
+
+
+def _seconds_left(now: datetime) -> int:
+    """Seconds until the window that holds `now` ends (for Retry-After and RateLimit-Reset)."""
+    start = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return max(1, int((start + WINDOW - now).total_seconds() + 0.999))
 
 
 class RateLimiter:
@@ -86,37 +90,54 @@ class RateLimiter:
     async def admit(self, session: AsyncSession, who: Principal, limits: Limits, *, chat: bool) -> Verdict:
         """Count this request in its buckets and say whether it may go on (every bucket within
         its limit); the verdict describes the tightest bucket, for the RateLimit-* headers."""
-        start, reset = await _window(session)
+        return (await self.admit_many(session, who, limits, chat=chat, requests=1))[0]
+
+    async def admit_many(
+        self, session: AsyncSession, who: Principal, limits: Limits, *, chat: bool, requests: int
+    ) -> list[Verdict]:
+        """`admit` for `requests` requests of one caller that arrived together: each bucket is
+        counted once, by all of them, and each request is given its own place in the count (the
+        k-th of them is admitted exactly when k requests alone would have been). Every bucket is
+        counted in one statement."""
         checks = [(kind, limit) for kind, limit in (("req", limits.requests_per_minute),) if limit > 0]
         if chat and limits.chat_requests_per_minute > 0:
             checks.append(("chat", limits.chat_requests_per_minute))
-        verdict = Verdict(True, limits.requests_per_minute, limits.requests_per_minute, reset)
-        tightest = None
+        tokens_limited = chat and limits.llm_tokens_per_minute > 0
+        if not checks and not tokens_limited:  # nothing to count: no round trip
+            return [Verdict(True, 0, 0, _seconds_left(datetime.now(UTC)))] * requests
+        buckets = sorted(bucket for kind, _ in checks for bucket in _buckets(who, kind))
+        if buckets:
+            counted = await store.count_now(session=session, buckets=buckets, amount=requests)
+            start, now, totals = counted.window_start, counted.now, counted.totals
+        else:
+            start, now, totals = *await _window(session), {}
+        reset = _seconds_left(now)
+        tightest: list[Verdict | None] = [None] * requests
         for kind, limit in checks:
+            what = "chat requests" if kind == "chat" else "requests"
             for bucket in _buckets(who, kind):
-                count = await store.count_in_window(session=session, bucket=bucket, window_start=start, amount=1)
-                remaining = limit - count
-                if tightest is None or remaining < tightest.remaining:
-                    what = "chat requests" if kind == "chat" else "requests"
-                    tightest = Verdict(remaining >= 0, limit, max(remaining, 0), reset, what)
-        if chat and limits.llm_tokens_per_minute > 0:
+                for place in range(requests):
+                    remaining = limit - (totals[bucket] - requests + 1 + place)
+                    found = tightest[place]
+                    if found is None or remaining < found.remaining:
+                        tightest[place] = Verdict(remaining >= 0, limit, max(remaining, 0), reset, what)
+        if tokens_limited:
             used = await store.read_window(session=session, buckets=_buckets(who, "tokens"), window_start=start)
-            spent = max(used.values(), default=0)
-            if spent >= limits.llm_tokens_per_minute:
-                tightest = Verdict(False, limits.llm_tokens_per_minute, 0, reset, "LLM tokens")
-        self._counted += 1
-        if self._counted % _SWEEP_EVERY == 0:
+            if max(used.values(), default=0) >= limits.llm_tokens_per_minute:
+                tightest = [Verdict(False, limits.llm_tokens_per_minute, 0, reset, "LLM tokens")] * requests
+        swept = self._counted // _SWEEP_EVERY
+        self._counted += requests
+        if self._counted // _SWEEP_EVERY != swept:
             await store.forget_windows_before(session=session, before=start - WINDOW)
-        return tightest or verdict
+        verdict = Verdict(True, limits.requests_per_minute, limits.requests_per_minute, reset)
+        return [found or verdict for found in tightest]
 
     async def charge_tokens(self, sessions: Sessions, who: Principal, tokens: int) -> None:
-        """Add a finished turn's tokens to its buckets' current window."""
+        """Add a finished turn's tokens to its buckets' current window (one statement)."""
         if tokens <= 0:
             return
         try:
             async with sessions.begin() as session:
-                start, _ = await _window(session)
-                for bucket in _buckets(who, "tokens"):
-                    await store.count_in_window(session=session, bucket=bucket, window_start=start, amount=tokens)
+                await store.count_now(session=session, buckets=_buckets(who, "tokens"), amount=tokens)
         except Exception:  # the answer is given; a lost count is logged, not raised
             log.warning("could not count a turn's tokens against the rate limit", exc_info=True)

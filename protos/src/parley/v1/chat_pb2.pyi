@@ -38,7 +38,7 @@ TURN_STATE_CANCELLED: TurnState
 TURN_STATE_INTERRUPTED: TurnState
 
 class StartTurnRequest(_message.Message):
-    __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint", "current_section_id")
+    __slots__ = ("conversation_id", "collection_ids", "message", "tier", "max_tokens", "provider", "model", "intent_hint", "current_section_id", "temperature")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_IDS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class StartTurnRequest(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INTENT_HINT_FIELD_NUMBER: _ClassVar[int]
     CURRENT_SECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     collection_ids: _containers.RepeatedScalarFieldContainer[str]
     message: str
@@ -57,7 +58,8 @@ class StartTurnRequest(_message.Message):
     model: str
     intent_hint: str
     current_section_id: str
-    def __init__(self, conversation_id: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., intent_hint: _Optional[str] = ..., current_section_id: _Optional[str] = ...) -> None: ...
+    temperature: float
+    def __init__(self, conversation_id: _Optional[str] = ..., collection_ids: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., max_tokens: _Optional[int] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., intent_hint: _Optional[str] = ..., current_section_id: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class StartTurnResponse(_message.Message):
     __slots__ = ("conversation_id", "turn_id")

@@ -138,6 +138,7 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_body={self._token_limit: max_tokens},
+                temperature=openai.omit if prompt.temperature is None else prompt.temperature,
                 **tool_options(prompt),
             )
             async with response:

@@ -16,6 +16,7 @@ from parley.gateway.budgets import Budgets
 from parley.gateway.clients import ChatBackend, IngestionBackend, RetrievalBackend, UsageBackend
 from parley.gateway.config import Settings
 from parley.gateway.errors import ApiError
+from parley.gateway.events import TurnFeeds
 from parley.gateway.front_door import principal_of
 from parley.gateway.ratelimit import RateLimiter
 from parley.gateway.store import Principal
@@ -37,6 +38,8 @@ class Services:
     usage: UsageBackend
     limiter: RateLimiter = field(default_factory=RateLimiter)
     budgets: Budgets = field(default_factory=Budgets)
+    # The chat turns this process relays: one JetStream consumer per turn, shared by its followers.
+    feeds: TurnFeeds = field(default_factory=TurnFeeds)
 
 
 def get_services(request: Request) -> Services:

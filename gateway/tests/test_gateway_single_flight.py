@@ -1,0 +1,142 @@
+"""A burst of requests with one key is one lookup, not one per request: a thousand followers
+joining a turn at once do not exhaust the gateway's database pool. Every request is still
+answered by a lookup that began after it arrived (revocation is never missed) and counted in the
+rate limits exactly as if it had come alone."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from sqlalchemy import event, select
+
+from parley.gateway.api.deps import Services
+from parley.gateway.app import create_app
+from parley.gateway.auth import Authenticator
+from parley.gateway.clients import Backends
+from parley.gateway.config import Settings
+from parley.gateway.models import rate_counters
+from parley.gateway.single_flight import Coalescer
+from parley.kit import db
+from parley.kit.devstack import free_port
+from parley.kit.testing import TEST_SIGNER, Infra
+
+from .conftest import PEPPER
+from .test_gateway_people import new_owner
+from .test_gateway_rate_limits import _tenant_limit
+
+BURST = 200
+LIMIT = 150
+
+
+class SmallGateway:
+    def __init__(self, client: httpx.AsyncClient, sessions: db.Sessions) -> None:
+        self.client = client
+        self.sessions = sessions
+        self.key_lookups = 0
+
+
+@pytest_asyncio.fixture
+async def small_gateway(infra: Infra, nats_client: NatsClient, sessions: db.Sessions) -> AsyncIterator[SmallGateway]:
+    """The gateway app on a database pool of two connections, counting its key lookups."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    config = Settings(
+        env="test",
+        database_url=infra.database_url,
+        nats_url=infra.nats_url,
+        ingestion_target=nowhere,
+        chat_target=nowhere,
+        usage_target=nowhere,
+        retrieval_target=nowhere,
+        api_key_pepper=PEPPER,
+    )
+    engine = db.create_engine(config.database_url, pool_size=1)  # + 1 overflow
+
+    backends = Backends(
+        ingestion_target=nowhere,
+        chat_target=nowhere,
+        usage_target=nowhere,
+        retrieval_target=nowhere,
+        deadline_seconds=2,
+        signer=TEST_SIGNER,
+    )
+    services = Services(
+        config,
+        db.session_factory(engine),
+        backends,
+        nats_client,
+        nats_client.jetstream(),
+        backends.chat,
+        Authenticator.from_settings(config),
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway", timeout=60
+        ) as client:
+            gateway = SmallGateway(client, sessions)
+
+            def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                if "api_keys.key_hash" in statement:
+                    gateway.key_lookups += 1
+
+            event.listen(engine.sync_engine, "before_cursor_execute", count)
+            yield gateway
+    finally:
+        await backends.close()
+        await engine.dispose()
+
+
+async def test_a_burst_with_one_key_is_a_few_lookups_on_a_small_pool(small_gateway: SmallGateway) -> None:
+    owner = await new_owner(small_gateway.sessions, PEPPER)
+    answers = await asyncio.gather(*(small_gateway.client.get("/v1/me", headers=owner) for _ in range(BURST)))
+    assert [answer.status_code for answer in answers] == [200] * BURST
+    # Looked up in batches (each after its requests arrived), not once per request.
+    assert 1 <= small_gateway.key_lookups <= BURST // 10
+
+
+async def test_a_burst_is_counted_request_by_request(small_gateway: SmallGateway) -> None:
+    owner = await new_owner(small_gateway.sessions, PEPPER)
+    user_id = await _tenant_limit(small_gateway.sessions, owner, requests_per_minute=LIMIT)
+    answers = await asyncio.gather(*(small_gateway.client.get("/v1/me", headers=owner) for _ in range(BURST)))
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {200, 429}
+    async with small_gateway.sessions() as session:
+        bucket = rate_counters.c.bucket == f"user:{user_id}:req"
+        counts = (await session.execute(select(rate_counters.c.count).where(bucket))).scalars().all()
+    # Every request counted once; as many admitted as the limit allows in each window (a burst
+    # that straddles a minute has two), each with its own place in the count.
+    assert sum(counts) == BURST
+    assert statuses.count(200) == sum(min(count, LIMIT) for count in counts)
+    remaining = sorted(int(answer.headers["RateLimit-Remaining"]) for answer in answers if answer.status_code == 200)
+    if len(counts) == 1:
+        assert remaining == list(range(LIMIT))
+
+
+async def test_a_call_arriving_while_a_batch_runs_waits_for_the_next_batch() -> None:
+    coalescer: Coalescer[str, tuple[int, int]] = Coalescer()
+    release, begun = asyncio.Event(), asyncio.Event()
+    started: list[tuple[str, int, bool]] = []
+
+    def runner(key: str) -> Callable[[int], Awaitable[list[tuple[int, int]]]]:
+        async def run(size: int) -> list[tuple[int, int]]:
+            started.append((key, size, release.is_set()))
+            begun.set()
+            if key == "key" and not release.is_set():
+                await release.wait()  # the first batch is in flight while the others arrive
+            return [(size, place) for place in range(size)]
+
+        return run
+
+    first = asyncio.create_task(coalescer.call("key", runner("key")))
+    await begun.wait()  # the first batch has begun
+    later = [asyncio.create_task(coalescer.call("key", runner("key"))) for _ in range(3)]
+    other = asyncio.create_task(coalescer.call("another key", runner("another key")))
+    assert await other == (1, 0)  # another key does not wait for this one's batch
+    release.set()
+    assert await first == (1, 0)
+    # The three that arrived while the first batch ran went together, after it: a query of their
+    # own, begun after they arrived, each given its place in arrival order.
+    assert await asyncio.gather(*later) == [(3, 0), (3, 1), (3, 2)]
+    assert started == [("key", 1, False), ("another key", 1, False), ("key", 3, True)]
