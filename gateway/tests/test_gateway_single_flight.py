@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
 from parley.gateway.auth import Authenticator
-from parley.gateway.clients import Backends
+from parley.gateway.clients import Clients
 from parley.gateway.config import Settings
 from parley.gateway.models import rate_counters
 from parley.gateway.single_flight import Coalescer
@@ -54,22 +54,24 @@ async def small_gateway(infra: Infra, nats_client: NatsClient, sessions: db.Sess
     )
     engine = db.create_engine(config.database_url, pool_size=1)  # + 1 overflow
 
-    backends = Backends(
+    clients = Clients.open(
         ingestion_target=nowhere,
+        retrieval_target=nowhere,
         chat_target=nowhere,
         usage_target=nowhere,
-        retrieval_target=nowhere,
         deadline_seconds=2,
         signer=TEST_SIGNER,
     )
     services = Services(
-        config,
-        db.session_factory(engine),
-        backends,
-        nats_client,
-        nats_client.jetstream(),
-        backends.chat,
-        Authenticator.from_settings(config),
+        settings=config,
+        sessions=db.session_factory(engine),
+        nc=nats_client,
+        js=nats_client.jetstream(),
+        authenticator=Authenticator.from_settings(config),
+        ingestion=clients.ingestion,
+        retrieval=clients.retrieval,
+        chat=clients.chat,
+        usage=clients.usage,
     )
     try:
         async with httpx.AsyncClient(
@@ -84,7 +86,7 @@ async def small_gateway(infra: Infra, nats_client: NatsClient, sessions: db.Sess
             event.listen(engine.sync_engine, "before_cursor_execute", count)
             yield gateway
     finally:
-        await backends.close()
+        await clients.close()
         await engine.dispose()
 
 
