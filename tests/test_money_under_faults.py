@@ -26,7 +26,8 @@ from parley.kit.devstack import Platform, Ports
 from tests.fakes.anthropic_server import FakeAnthropic, Served
 
 # usage-svc's row for claude-sonnet-4-6, chat-svc's default Claude: micro-USD per million tokens.
-SONNET_INPUT, SONNET_OUTPUT, SONNET_CACHE_READ, SONNET_CACHE_WRITE = 3_000_000, 15_000_000, 300_000, 3_750_000
+SONNET_INPUT, SONNET_OUTPUT, SONNET_CACHE_READ = 3_000_000, 15_000_000, 300_000
+SONNET_CACHE_WRITE, SONNET_CACHE_WRITE_1H = 3_750_000, 6_000_000
 LEASE_SECONDS, SWEEP_SECONDS = 3, 1
 TURNS_PER_FAULT = 8
 
@@ -37,7 +38,8 @@ def served_cost(call: Served) -> int:
         call.usage.input_tokens * SONNET_INPUT
         + call.output_tokens * SONNET_OUTPUT
         + call.usage.cache_read_input_tokens * SONNET_CACHE_READ
-        + call.usage.cache_creation_input_tokens * SONNET_CACHE_WRITE
+        + (call.usage.cache_creation_input_tokens - call.usage.cache_creation_1h_input_tokens) * SONNET_CACHE_WRITE
+        + call.usage.cache_creation_1h_input_tokens * SONNET_CACHE_WRITE_1H
     )
     return -(-scaled // 1_000_000)
 

@@ -778,9 +778,9 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     h = await harness(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
-    # Enough to hold one short answer (the prompt's token bound × $1.25, Haiku's cache-write rate, +
-    # 40 tokens × $5: about 1,000 micro-USD), not to spend one and hold another.
-    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=1_100)
+    # Enough to hold one short answer (the prompt's token bound × $2, Haiku's 1-hour cache-write rate,
+    # + 40 tokens × $5: about 1,500 micro-USD), not to spend one and hold another.
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=1_700)
     ask = h.ask(provider="anthropic", max_tokens=40)
 
     started = await h.runner.start(h.identity, ask)

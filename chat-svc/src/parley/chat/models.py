@@ -53,6 +53,7 @@ messages = Table(
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),  # of cache_write_tokens
     # An answer the provider broke off after it began: kept and billed, but not whole.
     Column("incomplete", Boolean, nullable=False, server_default=false()),
     # An answer's prompt: intent, parts and their tokens, what was trimmed, cache reads and writes.

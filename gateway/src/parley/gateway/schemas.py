@@ -232,6 +232,7 @@ class Usage(BaseModel):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, written to live an hour (billed 2x input)
 
     @classmethod
     def of(cls, proto: common_pb2.TokenUsage) -> "Usage":
@@ -355,6 +356,7 @@ class UsageRow(BaseModel):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int  # of cache_write_tokens, written to live an hour
     total_tokens: int
     cost_usd: float
 
