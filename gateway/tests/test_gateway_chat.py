@@ -133,6 +133,8 @@ CONTEXT_USED_JSON = {
     "carried_passages": 0,
     "tool_calls": [],
     "tool_rounds": 0,
+    "conversation_from": 0,
+    "cache_write_1h_tokens": 0,
 }
 
 

@@ -30,6 +30,7 @@ more here: its last transaction only ends a turn that is still `running`.
 """
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -175,10 +176,17 @@ class _Turn:
         used = chat_pb2.ContextUsed()
         used.CopyFrom(self.context_used)
         used.cache_read_tokens, used.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        used.cache_write_1h_tokens = usage.cache_write_1h_tokens
         if self.tools is not None:
             used.tool_calls.extend(self.tools.calls)
             used.tool_rounds = self.tools.model_rounds
         return used
+
+
+def _numbers(message: store.MessageRecord) -> list[int]:
+    """The passage numbers a message used: those sent with a question, those an answer cited
+    (a tool's search included)."""
+    return [number for _, number in message.sent_passages] + [source.index for source in message.sources]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +196,6 @@ class _Context:
     intent: Intent
     retrieval: str  # the strategy that ran
     hits: list[retrieval_pb2.ChunkHit]
-    carried: list[retrieval_pb2.ChunkHit]
     local: str
     notes: tuple[str, ...]
 
@@ -238,7 +245,7 @@ class TurnRunner:
         )
         max_tokens = request.max_tokens or self._settings.default_max_tokens
         owner = store.Owner(identity.tenant_id, identity.user_id)
-        conversation, history = await self._conversation(owner, request)
+        conversation, history, total_messages = await self._conversation(owner, request)
         collection_ids = conversation.collection_ids if conversation else tuple(dict.fromkeys(request.collection_ids))
         # Independent of each other, so overlapped: the collections' existence (another tenant's
         # is NotFound), whether events can be published, and the context (the script's global
@@ -253,7 +260,7 @@ class TurnRunner:
                 else EMPTY_GLOBAL
             )
             context = await self._gather(
-                identity, request, collection_ids=collection_ids, history=history, has_global=bool(scripts.text)
+                identity, request, collection_ids=collection_ids, has_global=bool(scripts.text)
             )
             return scripts, context
 
@@ -262,16 +269,26 @@ class TurnRunner:
             asyncio.gather(require_turn_stream(self._js), *checks),
         )
         budget = tier_budget(request.tier)
+        # The conversation as it was sent, from where the last turn's began (messages before the
+        # window are counted in `before`), and past every passage number it has used.
+        before = (total_messages - len(history)) if conversation else 0
+        last_answer = next((m for m in reversed(history) if m.role == "assistant" and m.context_used), None)
+        since = last_answer.context_used.conversation_from - before if last_answer and last_answer.context_used else 0
         prompt = build_prompt(
             question=request.message,
             hits=context.hits,
-            carried=context.carried,
             local=context.local,
-            history=[Turn(role=message.role, content=message.content) for message in history],
+            history=[Turn(m.role, m.as_sent, holds=m.sent_passages, plain=m.content) for m in history],
+            next_number=1 + max((n for m in history for n in _numbers(m)), default=0),
+            conversation_from=since,
             summary=conversation.summary if conversation else "",
             budget=budget,
             global_context=scripts.text,
         )
+        paused = (
+            bool(history) and time.time() - history[-1].created_at.timestamp() > self._settings.cache_hour_after_seconds
+        )
+        prompt = dataclasses.replace(prompt, long_cache=paused)
         # The writers' room tools, over the conversation's scripts, when there are any.
         tools = None
         if self._toolbox is not None and scripts.scripts and self._settings.tool_rounds > 0:
@@ -282,7 +299,7 @@ class TurnRunner:
                 scripts.scripts,
                 tuple(collection_ids),
                 self._settings.tool_rounds,
-                next_passage=len(prompt.passages) + 1,
+                next_passage=prompt.next_number,
             )
         context_used = chat_pb2.ContextUsed(
             intent=context.intent.name,
@@ -293,7 +310,8 @@ class TurnRunner:
             parts=[chat_pb2.ContextPart(name=name, tokens=tokens) for name, tokens in prompt.part_tokens],
             trimmed=prompt.trimmed,
             notes=(*context.notes, *scripts.notes),
-            carried_passages=len(prompt.carried),
+            carried_passages=len(prompt.found_again),
+            conversation_from=before + prompt.conversation_from,
         )
         # The most this call can cost: every input token of the provider's bound at input's dearest rate
         # plus every allowed output token, for every round the tools may take (inside this one hold).
@@ -435,11 +453,11 @@ class TurnRunner:
 
     async def _conversation(
         self, owner: store.Owner, request: TurnRequest
-    ) -> tuple[store.ConversationRecord | None, list[store.MessageRecord]]:
-        """The caller's conversation this turn continues and its recent messages, in the window the
-        context builder keeps (none for a new one)."""
+    ) -> tuple[store.ConversationRecord | None, list[store.MessageRecord], int]:
+        """The caller's conversation this turn continues, its recent messages in the window the
+        context builder keeps, and how many messages it has (none for a new one)."""
         if not request.conversation_id:
-            return None, []
+            return None, [], 0
         async with self._sessions() as session:
             conversation = await store.get_conversation(
                 session=session, owner=owner, conversation_id=request.conversation_id
@@ -455,7 +473,8 @@ class TurnRunner:
             total = await store.count_messages(
                 session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
             )
-        return conversation, list(history_window(recent, total=total, last=self._settings.history_messages))
+        window = list(history_window(recent, total=total, last=self._settings.history_messages))
+        return conversation, window, total
 
     async def _gather(
         self,
@@ -463,11 +482,9 @@ class TurnRunner:
         request: TurnRequest,
         *,
         collection_ids: Sequence[str],
-        history: Sequence[store.MessageRecord],
         has_global: bool = False,
     ) -> _Context:
-        """The intent, then the passages it calls for, the open section's text, and the passages the
-        last answer had (carried first into the prompt, for the cache)."""
+        """The intent, then the passages it calls for and the open section's text."""
         section: retrieval_pb2.ChunkHit | None = None
         if request.current_section_id:
             found = await self._retrieval.chunks(identity, [request.current_section_id])
@@ -517,34 +534,9 @@ class TurnRunner:
             intent=intent,
             retrieval=strategy,
             hits=hits,
-            # The open section is the local part already; as a passage it would be there twice.
-            carried=[
-                chunk
-                for chunk in await self._carried(identity, history, collection_ids=collection_ids)
-                if section is None or chunk.chunk_id != section.chunk_id
-            ],
             local=section.text if section is not None else "",
             notes=tuple(notes),
         )
-
-    async def _carried(
-        self, identity: Identity, history: Sequence[store.MessageRecord], *, collection_ids: Sequence[str]
-    ) -> list[retrieval_pb2.ChunkHit]:
-        """The passages the last answer carried before its conversation, in their order; when it
-        carried none (its retrieval had displaced them all), every passage it had. Chunks deleted
-        since are gone."""
-        answer = next((message for message in reversed(history) if message.role == "assistant"), None)
-        if answer is None or not answer.sources:
-            return []
-        carried = answer.context_used.carried_passages if answer.context_used is not None else 0
-        ordered = [source.chunk_id for source in sorted(answer.sources, key=lambda source: source.index)]
-        ordered = ordered[:carried] if carried else ordered
-        found = {
-            chunk.chunk_id: chunk
-            for chunk in await self._retrieval.chunks(identity, ordered)
-            if chunk.collection_id in collection_ids
-        }
-        return [found[chunk_id] for chunk_id in ordered if chunk_id in found]
 
     async def _bill_intent(
         self, identity: Identity, conversation_id: str, usage: common_pb2.TokenUsage, *, provider: str, model: str
@@ -729,7 +721,12 @@ class TurnRunner:
                 owner=turn.owner,
                 conversation_id=turn.conversation_id,
                 turn_id=turn.turn_id,
-                question=store.NewMessage(role="user", content=turn.message),
+                question=store.NewMessage(
+                    role="user",
+                    content=turn.message,
+                    sent_text=turn.prompt.turn_text(),
+                    sent_passages=[(passage.hit.chunk_id, passage.index) for passage in turn.prompt.sent],
+                ),
                 answer=store.NewMessage(
                     role="assistant",
                     content=answer,

@@ -269,9 +269,11 @@ class ContextUsed(BaseModel):
     notes: list[str]
     cache_read_tokens: int
     cache_write_tokens: int
-    carried_passages: int  # the first passages, before the conversation: the next turn carries them
+    carried_passages: int  # passages found again that the conversation already sent: cited, not sent again
     tool_calls: list[ToolCall] = []  # the tools the model called, in order, with their results
     tool_rounds: int = 0  # model calls that asked for tools
+    conversation_from: int = 0  # the conversation's messages before the first this prompt sent
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, written to live an hour
 
     @classmethod
     def of(cls, proto: chat_pb2.ContextUsed) -> "ContextUsed":
