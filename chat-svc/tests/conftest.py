@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import parley.chat
 import parley.usage
 from parley.chat.config import Settings
-from parley.chat.provider_anthropic import AnthropicProvider
-from parley.chat.provider_openai import OpenAIProvider
+from parley.chat.providers import AnthropicProvider, OpenAIProvider
 from parley.kit import db
 from parley.kit.rpc import GrpcServer
 from parley.kit.testing import TEST_SIGNER, Infra

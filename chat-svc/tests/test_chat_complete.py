@@ -24,9 +24,15 @@ from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
 from parley.chat.models import outbox
-from parley.chat.provider_anthropic import AnthropicProvider
-from parley.chat.provider_reliability import ReliableProvider, RetryPolicy
-from parley.chat.providers import LlmProvider, LocalProvider, compose_digest, prompt_tokens
+from parley.chat.providers import (
+    AnthropicProvider,
+    LlmProvider,
+    LocalProvider,
+    ReliableProvider,
+    RetryPolicy,
+    prompt_tokens,
+)
+from parley.chat.providers.local import compose_digest
 from parley.chat.turns import TurnRunner
 from parley.kit import db
 from parley.kit.contracts import MAX_COMPLETION_CHARS, USAGE_RECORDED

@@ -17,8 +17,7 @@ from parley.chat.context_builder import (
     history_window,
 )
 from parley.chat.intent import IntentClassifier, by_keywords
-from parley.chat.provider_errors import ProviderUnavailable
-from parley.chat.providers import Finished, LocalProvider, ProviderEvent, TextDelta
+from parley.chat.providers import Finished, LocalProvider, ProviderEvent, ProviderUnavailable, TextDelta
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2, retrieval_pb2
 

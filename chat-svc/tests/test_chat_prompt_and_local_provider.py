@@ -3,7 +3,8 @@
 import uuid
 
 from parley.chat.context_builder import Turn, build_prompt
-from parley.chat.providers import Finished, LocalProvider, TextDelta, compose_answer
+from parley.chat.providers import Finished, LocalProvider, TextDelta
+from parley.chat.providers.local import compose_answer
 from parley.kit.contracts import tier_budget
 from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, common_pb2, retrieval_pb2

@@ -4,8 +4,7 @@ or model that is not served stops the service at start."""
 import pytest
 
 from parley.chat.config import Settings
-from parley.chat.provider_registry import providers
-from parley.chat.provider_reliability import ReliableProvider
+from parley.chat.providers import ReliableProvider, providers
 
 BASE = {
     "database_url": "postgresql+asyncpg://unused/db",

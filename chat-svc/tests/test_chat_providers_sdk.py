@@ -10,11 +10,21 @@ import dataclasses
 import pytest
 
 from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn, build_prompt
-from parley.chat.provider_anthropic import AnthropicProvider, messages
-from parley.chat.provider_errors import FirstTokenTimeout, ProviderRefused, StreamBroken
-from parley.chat.provider_openai import OpenAIProvider
-from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
-from parley.chat.providers import Finished, LlmProvider, TextDelta, prompt_tokens
+from parley.chat.providers import (
+    AnthropicProvider,
+    Finished,
+    FirstTokenTimeout,
+    LlmProvider,
+    OpenAIProvider,
+    ProviderRefused,
+    ReliableProvider,
+    RetryPolicy,
+    Route,
+    StreamBroken,
+    TextDelta,
+    prompt_tokens,
+)
+from parley.chat.providers.anthropic import messages
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2, retrieval_pb2
 from tests.fakes.anthropic_server import FakeAnthropic

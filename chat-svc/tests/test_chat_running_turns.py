@@ -4,8 +4,8 @@ test_chat_turns)."""
 import asyncio
 import uuid
 
+from parley.chat.running_turns import RunningTurns
 from parley.chat.store import Owner
-from parley.chat.turns import RunningTurns
 
 
 async def test_only_the_owner_cancels_and_finishing_turns_complete() -> None:

@@ -30,14 +30,24 @@ from parley.chat.leases import hold_key
 from parley.chat.memory import Summarizer, summary_due
 from parley.chat.metering import Meter
 from parley.chat.models import outbox, turns
-from parley.chat.provider_anthropic import AnthropicProvider
-from parley.chat.provider_openai import OpenAIProvider
-from parley.chat.provider_registry import EXTRACTIVE, summary_model
-from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
-from parley.chat.providers import Finished, LlmProvider, LocalProvider, ProviderEvent, TextDelta
+from parley.chat.providers import (
+    EXTRACTIVE,
+    AnthropicProvider,
+    Finished,
+    LlmProvider,
+    LocalProvider,
+    OpenAIProvider,
+    ProviderEvent,
+    ReliableProvider,
+    RetryPolicy,
+    Route,
+    TextDelta,
+    summary_model,
+)
 from parley.chat.store import Owner
+from parley.chat.turn_context import TurnRequest
 from parley.chat.turn_stream import TURN_STREAM_NAME
-from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
+from parley.chat.turns import StartedTurn, TurnRunner
 from parley.kit import db
 from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED, turn_subject
 from parley.kit.errors import BudgetExceeded, InvalidInput, NotFound, Unavailable

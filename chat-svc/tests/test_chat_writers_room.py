@@ -20,11 +20,10 @@ from parley.chat.global_context import GlobalContexts, Script, render
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
 from parley.chat.models import outbox
-from parley.chat.provider_anthropic import AnthropicProvider
-from parley.chat.provider_openai import OpenAIProvider
-from parley.chat.providers import LocalProvider
+from parley.chat.providers import AnthropicProvider, LocalProvider, OpenAIProvider
 from parley.chat.tools import Toolbox, route
-from parley.chat.turns import StartedTurn, TurnRequest, TurnRunner
+from parley.chat.turn_context import TurnRequest
+from parley.chat.turns import StartedTurn, TurnRunner
 from parley.kit import db
 from parley.kit.contracts import turn_subject
 from parley.kit.identity import Identity

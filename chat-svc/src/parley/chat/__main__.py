@@ -14,7 +14,7 @@ from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
 from parley.chat.models import outbox
-from parley.chat.provider_registry import providers
+from parley.chat.providers import providers
 from parley.chat.tools import Toolbox, ToolDesk
 from parley.chat.turns import TurnRunner
 from parley.kit.outbox import OutboxRelay

@@ -8,7 +8,7 @@ character sheets) are written through `Complete` rather than by provider code of
   `contracts.MAX_COMPLETION_CHARS`, no NUL, max_tokens 0 (the service default, capped at
   `MAX_OUTPUT_TOKENS`) up to `MAX_OUTPUT_TOKENS`, a kind of `contracts.COMPLETION_KINDS` (empty:
   `summary`);
-- names its provider and model, checked as a turn's are (`provider_registry.choose`: unknown ones
+- names its provider and model, checked as a turn's are (`providers.choose`: unknown ones
   are InvalidInput); none named: the summary model when `PARLEY_SUMMARY_MODEL` names one
   (`provider:model`), else the default provider and its default model;
 - is counted by the provider (off the event loop: a prompt may be long) and held with usage-svc
@@ -38,9 +38,18 @@ from parley.chat.clients import Budget, Hold
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
 from parley.chat.metering import Meter, usage_event
-from parley.chat.provider_errors import ProviderRefused, ProviderUnavailable, StreamBroken
-from parley.chat.provider_registry import choose, configured_model
-from parley.chat.providers import Finished, LlmProvider, ProviderEvent, TextDelta, prompt_tokens
+from parley.chat.providers import (
+    Finished,
+    LlmProvider,
+    ProviderEvent,
+    ProviderRefused,
+    ProviderUnavailable,
+    StreamBroken,
+    TextDelta,
+    choose,
+    configured_model,
+    prompt_tokens,
+)
 from parley.kit.contracts import COMPLETION_KINDS, MAX_COMPLETION_CHARS, MAX_OUTPUT_TOKENS
 from parley.kit.errors import InvalidInput, Unavailable
 from parley.kit.identity import Identity

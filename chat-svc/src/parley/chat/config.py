@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from parley.kit.contracts import LOCAL_PROVIDER
 from parley.kit.settings import ServiceSettings
 
 # A comma-separated value (`a,b`) rather than pydantic-settings' JSON for lists.
@@ -20,7 +21,7 @@ class Settings(ServiceSettings):
     ingestion_target: str
     usage_target: str
     # A request that names no provider gets this one; one that names no model, the provider's default.
-    default_provider: str = "local"
+    default_provider: str = LOCAL_PROVIDER
     default_max_tokens: int = 1024
     history_messages: int = 10
     # A turn that comes this long after the conversation's last message (past the 5-minute life of

@@ -40,6 +40,7 @@ class Conversations:
     async def page(self, owner: store.Owner, *, size: int, token: str) -> ConversationPage:
         limit = page_size(size)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             rows = await store.list_conversations(
                 session=session, owner=owner, limit=limit + 1, after=decode_token(token)
             )
@@ -59,6 +60,7 @@ class Conversations:
         the token for those before them; `size` None: every message."""
         limit = None if size is None else page_size(size)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(session=session, owner=owner, conversation_id=conversation_id)
             if conversation is None:
                 raise NotFound(f"conversation {conversation_id} not found")
@@ -77,6 +79,7 @@ class Conversations:
 
     async def delete(self, owner: store.Owner, conversation_id: str) -> None:
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             deleted = await store.delete_conversation(session=session, owner=owner, conversation_id=conversation_id)
         if not deleted:
             raise NotFound(f"conversation {conversation_id} not found")
@@ -84,6 +87,7 @@ class Conversations:
     async def turn(self, owner: store.Owner, *, conversation_id: str, turn_id: str) -> TurnView:
         """The caller's turn; one that never existed (or is another owner's) is NotFound."""
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             turn = await store.get_turn(session=session, owner=owner, conversation_id=conversation_id, turn_id=turn_id)
         if turn is None:
             raise NotFound(f"turn {turn_id} not found")

@@ -7,7 +7,8 @@ from parley.chat.completions import Completions
 from parley.chat.conversations import Conversations
 from parley.chat.export import export
 from parley.chat.tools import TOOLS, ToolDesk
-from parley.chat.turns import TurnRequest, TurnRunner
+from parley.chat.turn_context import TurnRequest
+from parley.chat.turns import TurnRunner
 from parley.kit.errors import Unavailable
 from parley.kit.identity import caller
 from parley.kit.rpc import Context

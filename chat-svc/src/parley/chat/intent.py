@@ -17,9 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from parley.chat.context_builder import Prompt
-from parley.chat.provider_errors import ProviderError
-from parley.chat.provider_registry import configured_model
-from parley.chat.providers import Finished, LlmProvider, TextDelta
+from parley.chat.providers import Finished, LlmProvider, ProviderError, TextDelta, configured_model
 from parley.kit.contracts import INTENTS
 from parley.v1 import common_pb2
 

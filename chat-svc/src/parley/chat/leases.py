@@ -13,6 +13,8 @@ each in one transaction:
   outbox, so every client of the turn is told, even if this replica dies next.
 A turn whose replica died before recording its hold on it never called a model: it is `failed`,
 its clients told, nothing billed, and the hold (if it was placed) released by the turn's key.
+Which turns lapsed is read across tenants (the login role, outside row-level security); each is
+then locked and settled in a transaction given to its tenant (store.enter_tenant).
 `FOR UPDATE SKIP LOCKED` keeps two replicas from settling one turn; the runner's own last
 transaction only ends a turn still `running` (store.end_turn), so a turn settled here is never
 billed a second time by a replica that was only slow.
@@ -35,7 +37,7 @@ from parley.chat.clients import Budget
 from parley.chat.config import Settings
 from parley.chat.metering import usage_event
 from parley.chat.turn_stream import TURN_STREAM_NAME
-from parley.kit.contracts import turn_event_msg_id, turn_subject
+from parley.kit.contracts import USAGE_CHAT, turn_event_msg_id, turn_subject
 from parley.kit.db import Sessions
 from parley.kit.errors import BudgetExceeded
 from parley.kit.identity import Identity
@@ -83,28 +85,43 @@ class TurnLeases:
         return timedelta(seconds=self._settings.turn_lease_seconds)
 
     async def renew(self) -> None:
+        # Across tenants (this replica runs any tenant's turns): the login role, outside row-level
+        # security; it moves nothing but the leases of the turns this replica runs.
         async with self._sessions.begin() as session:
             await store.renew_leases(session=session, turn_ids=self._running(), lease=self.lease)
 
     async def settle_lapsed(self, *, turn_id: str | None = None) -> list[str]:
         """Settle the running turns whose lease ran out (or only `turn_id`, if its did); their ids.
         A turn without a recorded hold is settled only once its hold (if any) is released: while
-        usage-svc cannot answer it stays for the next sweep."""
+        usage-svc cannot answer it stays for the next sweep. Which turns lapsed is looked up across
+        tenants (the login role); each is then locked and settled in a transaction of its own,
+        given to its tenant (row-level security), so a failure leaves the others settled."""
+        async with self._sessions() as session:
+            keys = await store.lapsed_turn_keys(session=session, spare=self._running(), turn_id=turn_id)
+        settled: list[str] = []
+        try:
+            for key in keys:
+                if await self._settle_lapsed(key):
+                    settled.append(key.turn_id)
+        finally:
+            if settled:
+                self._relay.notify()
+                for _ in settled:
+                    metrics.turns.labels(INTERRUPTED).inc()
+                log.warning("settled turns whose replica died, at their holds", extra={"fields": {"turns": settled}})
+        return settled
+
+    async def _settle_lapsed(self, key: store.LapsedKey) -> bool:
+        """Lock and settle one lapsed turn in its tenant's transaction; False when another replica
+        has it (or settled it meanwhile), or its unrecorded hold could not be released yet."""
         async with self._sessions.begin() as session:
-            lapsed = await store.lapsed_turns(session=session, spare=self._running(), turn_id=turn_id)
+            await store.enter_tenant(session=session, tenant_id=key.tenant_id)
+            lapsed = await store.lapsed_turns(session=session, spare=self._running(), turn_id=key.turn_id)
             settled = [turn for turn in lapsed if turn.reservation_id or await self._release_unrecorded_hold(turn)]
             await store.end_lapsed_turns(session=session, lapsed=settled)
             for turn in settled:
                 await self._settle(session, turn)
-        if settled:
-            self._relay.notify()
-            for _ in settled:
-                metrics.turns.labels(INTERRUPTED).inc()
-            log.warning(
-                "settled turns whose replica died, at their holds",
-                extra={"fields": {"turns": [turn.id for turn in settled]}},
-            )
-        return [turn.id for turn in settled]
+        return bool(settled)
 
     async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> bool:
         """The turn's hold was never recorded on it, so no model was called: release the hold, if
@@ -148,7 +165,7 @@ class TurnLeases:
             session=session,
             usage_event=usage_event(
                 identity,
-                kind="chat",
+                kind=USAGE_CHAT,
                 # What the provider reported, when it had; else the hold, the most it could cost.
                 usage=reported.usage if reported else common_pb2.TokenUsage(),
                 provider=reported.provider if reported else turn.provider,

@@ -6,7 +6,7 @@ a new summary (a `SummarizeJob` on SUMMARIZE_JOBS, through the outbox in the tur
 transaction). The job runs in the background, off any turn's path, and folds the older messages
 into the previous summary. The prompt then carries the summary in place of those messages.
 
-Who writes it (`PARLEY_SUMMARY_MODEL`, `provider_registry.summary_model`): by default (`auto`) the
+Who writes it (`PARLEY_SUMMARY_MODEL`, `providers.summary_model`): by default (`auto`) the
 default provider, with its cheaper model where it serves one (Claude Haiku, GPT-4o mini), in one
 call billed as usage kind `summary`; offline, with `local` as the default, no model at all: an
 extractive summary, the first sentence of each older question and of its answer, so the window
@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from parley.chat import metrics, store
 from parley.chat.context_builder import Prompt, window_start
 from parley.chat.metering import usage_event
-from parley.chat.provider_registry import summary_model
-from parley.chat.providers import Finished, LlmProvider, TextDelta
+from parley.chat.providers import Finished, LlmProvider, TextDelta, summary_model
+from parley.kit.contracts import USAGE_SUMMARY
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
@@ -124,6 +124,7 @@ class Summarizer:
             return
         owner = store.Owner(job.tenant_id, job.user_id)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(
                 session=session, owner=owner, conversation_id=job.conversation_id
             )
@@ -136,6 +137,7 @@ class Summarizer:
         if self._model is None:  # extractive: no call, nothing to bill
             summary = extractive_summary(conversation.summary, folded, max_tokens=SUMMARY_MAX_TOKENS)
             async with self._sessions.begin() as session:
+                await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
                 await store.save_summary(
                     session=session,
                     tenant_id=owner.tenant_id,
@@ -162,6 +164,7 @@ class Summarizer:
         assert finished is not None, "a provider stream ends with Finished"
         identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=f"summary:{conversation.id}")
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             await store.save_summary(
                 session=session,
                 tenant_id=owner.tenant_id,
@@ -174,7 +177,7 @@ class Summarizer:
                 session=session,
                 usage_event=usage_event(
                     identity,
-                    kind="summary",
+                    kind=USAGE_SUMMARY,
                     usage=finished.usage,
                     provider=finished.provider,
                     model=finished.model,

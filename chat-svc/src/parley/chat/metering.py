@@ -55,6 +55,7 @@ class Meter:
     async def record(self, event: events_pb2.UsageRecorded) -> None:
         """Bill the call (and, when the event names a hold, release it): committed before it returns."""
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
             await store.record_usage(session=session, usage_event=event)
         self._relay.notify()
         metrics.observe_usage(event.usage, provider=event.provider, model=event.model)

@@ -1,5 +1,6 @@
 """All SQL of chat-svc, returning typed records. Every query is scoped to the tenant and the
-conversation's owner.
+conversation's owner, in a transaction that `enter_tenant` has given to that tenant (row-level
+security, migration 0010); the few that cross tenants say so and run as the login role.
 
 Sources and an answer's ContextUsed are stored as JSONB in their proto's JSON form and
 TokenUsage as one column per field (named as in the proto), each converted by one helper here.
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from sqlalchemy import RowMapping, case, delete, func, insert, literal, select, tuple_, update
+from sqlalchemy import RowMapping, case, delete, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.models import conversations, messages, outbox, turns
@@ -24,6 +25,20 @@ from parley.kit.paging import Cursor
 from parley.v1 import chat_pb2, common_pb2, events_pb2
 
 USAGE_COLUMNS = tuple(descriptor.name for descriptor in common_pb2.TokenUsage.DESCRIPTOR.fields)
+
+# The role of migration 0010's policies: no login, no BYPASSRLS, not the tables' owner.
+TENANT_ROLE = "parley_chat_tenant"
+
+
+async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
+    conversations, messages and turns, whatever a query's WHERE says. First thing in every
+    transaction on tenant data; the outbox relay, the lease sweep's look for lapsed turns, the
+    renewal of leases and migrations run as the login role."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": TENANT_ROLE, "tenant_id": tenant_id},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +376,8 @@ async def end_turn(*, session: AsyncSession, tenant_id: str, turn_id: str, state
 
 
 async def renew_leases(*, session: AsyncSession, turn_ids: Sequence[str], lease: timedelta) -> None:
-    """The running turns of this replica are alive for `lease` more."""
+    """The running turns of this replica are alive for `lease` more. Across tenants (a replica runs
+    any tenant's turns): the login role, outside row-level security; it moves nothing but leases."""
     if turn_ids:
         await session.execute(
             update(turns)
@@ -370,11 +386,35 @@ async def renew_leases(*, session: AsyncSession, turn_ids: Sequence[str], lease:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LapsedKey:
+    tenant_id: str
+    turn_id: str
+
+
+async def lapsed_turn_keys(
+    *, session: AsyncSession, spare: Sequence[str], turn_id: str | None = None, limit: int = 100
+) -> list[LapsedKey]:
+    """Which running turns' leases ran out (or whether `turn_id`'s did), but those in `spare`, and
+    their tenants, oldest lapse first. Across tenants: the login role, outside row-level security;
+    each is then locked and settled by `lapsed_turns` in a transaction given to its tenant."""
+    query = (
+        select(turns.c.tenant_id, turns.c.id)
+        .where(turns.c.state == "running", turns.c.lease_expires_at < func.now(), turns.c.id.not_in(list(spare)))
+        .order_by(turns.c.lease_expires_at)
+        .limit(limit)
+    )
+    if turn_id is not None:
+        query = query.where(turns.c.id == turn_id)
+    return [LapsedKey(tenant_id=row.tenant_id, turn_id=row.id) for row in (await session.execute(query)).all()]
+
+
 async def lapsed_turns(
     *, session: AsyncSession, spare: Sequence[str], turn_id: str | None = None, limit: int = 100
 ) -> list[LapsedTurn]:
-    """Every tenant's running turns whose lease ran out (or just `turn_id`'s), but those in `spare`,
-    locked until the transaction ends. Rows another replica is settling are skipped, not waited for."""
+    """The running turns whose lease ran out (or just `turn_id`'s), but those in `spare`, locked
+    until the transaction ends: the transaction's tenant's (row-level security). Rows another
+    replica is settling are skipped, not waited for."""
     query = (
         select(turns)
         .where(turns.c.state == "running", turns.c.lease_expires_at < func.now(), turns.c.id.not_in(list(spare)))

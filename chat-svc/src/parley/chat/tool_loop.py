@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 from parley.chat.context_builder import Prompt
 from parley.chat.global_context import Script
-from parley.chat.provider_errors import ProviderError, StreamBroken
-from parley.chat.providers import Finished, LlmProvider, ProviderEvent, TextDelta
+from parley.chat.providers import Finished, LlmProvider, ProviderError, ProviderEvent, StreamBroken, TextDelta
 from parley.chat.tool_calls import ToolCall, ToolResult, ToolRound
 from parley.chat.tools import MAX_CALLS_PER_ROUND, MAX_RESULT_BYTES, SEARCH_K, TOOLS, Toolbox, run_all
 from parley.kit.identity import Identity

@@ -17,6 +17,7 @@ from parley.ingestion.grpc_api import IngestionApi
 from parley.ingestion.models import outbox
 from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
+from parley.kit.contracts import LOCAL_PROVIDER
 from parley.kit.outbox import OutboxRelay
 from parley.kit.runtime import ServiceRuntime
 from parley.kit.tokens import load_encoding
@@ -37,7 +38,7 @@ async def main() -> None:
     # `local` artifacts are extracted here; any other provider writes them through chat-svc.
     completer = (
         None
-        if settings.artifacts_provider == "local"
+        if settings.artifacts_provider == LOCAL_PROVIDER
         else ChatCompleter(
             settings.chat_target,
             deadline_seconds=settings.artifacts_deadline_seconds,

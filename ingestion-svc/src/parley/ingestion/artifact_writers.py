@@ -46,7 +46,7 @@ from parley.ingestion.screenplay import normalise_cue
 from parley.ingestion.screenplay_reports import card_key, characters_report, dialogue_share, eighths, pacing_report
 from parley.ingestion.sections import Scene
 from parley.ingestion.store import SectionRecord
-from parley.kit.contracts import MAX_ID_CHARS
+from parley.kit.contracts import LOCAL_PROVIDER, MAX_ID_CHARS
 from parley.kit.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class ArtifactWriter(Protocol):
 
 
 def build_writer(settings: Settings, completer: Completer | None) -> ArtifactWriter:
-    if settings.artifacts_provider == "local":
+    if settings.artifacts_provider == LOCAL_PROVIDER:
         return ExtractiveWriter()
     if completer is None:
         raise ValueError(f"artifacts provider {settings.artifacts_provider!r} is asked through chat-svc: no completer")

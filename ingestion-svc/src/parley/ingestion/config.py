@@ -2,6 +2,7 @@
 
 from pydantic import Field, model_validator
 
+from parley.kit.contracts import LOCAL_PROVIDER
 from parley.kit.settings import ServiceSettings
 
 
@@ -15,7 +16,7 @@ class Settings(ServiceSettings):
     max_event_bytes: int = Field(default=16 * 1024 * 1024 - 64 * 1024, gt=0)
     # Who writes artifacts (scene cards, outlines, character sheets, plot threads): `local` extracts
     # them offline from the text; any other name is a chat-svc provider, asked through `Complete`.
-    artifacts_provider: str = "local"
+    artifacts_provider: str = LOCAL_PROVIDER
     artifacts_model: str = ""  # empty: the provider's default model
     # A model's completion takes far longer than an ordinary call (kit's call_deadline_seconds).
     artifacts_deadline_seconds: float = Field(default=120.0, gt=0)
@@ -40,6 +41,6 @@ class Settings(ServiceSettings):
     def _analyzed_is_past_partial(self) -> "Settings":
         if self.analyzed_at_scenes < self.partial_at_scenes or self.analyzed_at_pages < self.partial_at_pages:
             raise ValueError("PARLEY_ANALYZED_AT_* must not be below PARLEY_PARTIAL_AT_*")
-        if self.artifacts_provider != "local" and not self.chat_target:
+        if self.artifacts_provider != LOCAL_PROVIDER and not self.chat_target:
             raise ValueError("PARLEY_ARTIFACTS_PROVIDER names a model: set PARLEY_CHAT_TARGET, where chat-svc is")
         return self

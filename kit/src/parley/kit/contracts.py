@@ -177,10 +177,21 @@ def tier_name(tier: int) -> str:
 
 INTENTS = ("local_edit", "section_feedback", "global_question", "brainstorm", "question")
 
+# --- Usage event kinds (UsageRecorded.kind): what a billed call was for; usage-svc reports by kind --
+
+USAGE_CHAT = "chat"  # a chat turn's answer (chat-svc)
+USAGE_INTENT = "intent"  # a turn's intent classification, billed on its own (chat-svc)
+USAGE_SUMMARY = "summary"  # a rolling summary, or a `Complete` call such as an artifact (chat-svc)
+USAGE_EMBEDDING = "embedding"  # chunks and queries embedded (retrieval-svc)
+
+# The offline provider, of chat (`LocalProvider`) and of embeddings (hashing, MiniLM): its calls
+# cost nothing (usage-svc prices it at zero) and its one chat model bears its name.
+LOCAL_PROVIDER = "local"
+
 # --- Completions: chat-svc's `Complete`, the one LLM entry point for other services --------------
 
 MAX_COMPLETION_CHARS = 400_000  # a Complete call's system and prompt together (~100k cl100k tokens)
-COMPLETION_KINDS = ("summary",)  # the usage kinds a completion may be billed as; empty means the first
+COMPLETION_KINDS = (USAGE_SUMMARY,)  # the usage kinds a completion may be billed as; empty means the first
 
 # --- Artifacts: their job queue and the analysis step's progress ids ------------------------------
 
@@ -198,8 +209,3 @@ def analyze_msg_id(document_id: object, version: int, written: int) -> str:
 def analyzing_msg_id(document_id: object, version: int, done: int) -> str:
     """ANALYZING moves on within the status (done of total): each step is its own progress message."""
     return f"progress:{document_id}:{version}:ANALYZING:{done}"
-
-
-# --- Usage event kinds (UsageRecorded.kind): what a billed call was for ----------------------------
-
-USAGE_EMBEDDING = "embedding"  # chunks and queries embedded (retrieval-svc); usage-svc reports by kind

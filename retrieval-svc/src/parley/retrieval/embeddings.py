@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from parley.kit.contracts import LOCAL_PROVIDER
+
 # The local embedder's default width: all-MiniLM-L6-v2's, so the two are interchangeable in tests.
 LOCAL_DIMENSIONS = 384
-# The provider usage-svc bills at nothing: models that run on our own CPU.
-LOCAL_PROVIDER = "local"
 
 _WORD = re.compile(r"[^\W_]+")
 _POSSESSIVE = re.compile(r"['’]s\b")

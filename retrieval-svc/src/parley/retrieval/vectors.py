@@ -38,10 +38,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from parley.kit import outbox
-from parley.kit.contracts import USAGE_EMBEDDING, USAGE_RECORDED
+from parley.kit.contracts import LOCAL_PROVIDER, USAGE_EMBEDDING, USAGE_RECORDED
 from parley.kit.db import Sessions
 from parley.retrieval import store
-from parley.retrieval.embeddings import LOCAL_PROVIDER, Embedder, is_zero
+from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.models import outbox as outbox_table
 from parley.retrieval.store import StaleChunk
 from parley.v1 import common_pb2, events_pb2

@@ -76,6 +76,7 @@ class Budgets:
             raise InvalidInput("token counts must not be negative")
         now = now or datetime.now(UTC)
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             await store.lock_tenant_budget(session=session, tenant_id=tenant_id)
             if hold.idempotency_key:
                 earlier = await store.find_reservation_by_key(
@@ -117,6 +118,7 @@ class Budgets:
         if canonical is None:
             raise NotFound(f"no reservation {reservation_id!r}")
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             found = await store.settle_reservation(
                 session=session, tenant_id=tenant_id, reservation_id=canonical, now=now or datetime.now(UTC)
             )
@@ -126,6 +128,7 @@ class Budgets:
     async def quota(self, *, tenant_id: str, now: datetime | None = None) -> Quota:
         now = now or datetime.now(UTC)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             return Quota(
                 limit_micros=await store.get_budget(session=session, tenant_id=tenant_id),
                 spent_micros=await store.spent_since(session=session, tenant_id=tenant_id, since=month_start(now)),
@@ -137,6 +140,7 @@ class Budgets:
         if monthly_limit_micros is not None and monthly_limit_micros < 0:
             raise InvalidInput("monthly_limit_micros must not be negative")
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             # Under the same lock as Reserve, so a reserve never decides against a half-changed budget.
             await store.lock_tenant_budget(session=session, tenant_id=tenant_id)
             if monthly_limit_micros is None:

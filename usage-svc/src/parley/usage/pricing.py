@@ -7,6 +7,7 @@ over-charged by less than one micro-USD.
 
 from dataclasses import dataclass
 
+from parley.kit.contracts import LOCAL_PROVIDER
 from parley.v1.common_pb2 import TokenUsage
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
@@ -14,8 +15,8 @@ TOKENS_PER_PRICE_UNIT = 1_000_000
 # The price row for a model the table does not know: the most expensive we sell, so an
 # unknown model is never cheaper than it should be.
 DEFAULT_MODEL = "default"
-# The offline provider: whatever its model is called, it costs nothing.
-LOCAL_MODEL = "local"
+# The offline provider's price row: whatever its model is called, it costs nothing.
+LOCAL_MODEL = LOCAL_PROVIDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,4 +65,4 @@ def reservation_micros(*, input_tokens: int, max_output_tokens: int, price: Pric
 
 def fallback_model(provider: str) -> str:
     """The price row for a model the table does not list."""
-    return LOCAL_MODEL if provider == LOCAL_MODEL else DEFAULT_MODEL
+    return LOCAL_MODEL if provider == LOCAL_PROVIDER else DEFAULT_MODEL

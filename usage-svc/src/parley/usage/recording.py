@@ -39,6 +39,7 @@ class Recorder:
         now = now or datetime.now(UTC)
         occurred_at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else now
         async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=event.tenant_id)
             cost = await prices.usage_cost(
                 session=session, provider=event.provider, model=event.model, usage=event.usage
             )

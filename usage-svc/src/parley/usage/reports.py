@@ -92,6 +92,7 @@ class Reports:
         """Rows per group (none when ungrouped) and the total of the window."""
         since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             rows = await store.usage_totals(
                 session=session, tenant_id=tenant_id, since=since, until=until, group_by=group_by
             )
@@ -102,6 +103,7 @@ class Reports:
     async def summary(self, *, tenant_id: str, window: str, now: datetime | None = None) -> Summary:
         since = (now or datetime.now(UTC)) - summary_window(window)
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             figures = await store.summary_figures(session=session, tenant_id=tenant_id, since=since)
         return Summary(
             requests=figures.requests,
@@ -121,6 +123,7 @@ class Reports:
         since, until = resolve_window(since=since, until=until, now=now or datetime.now(UTC))
         header = True
         async with self._sessions() as session:
+            await store.enter_tenant(session=session, tenant_id=tenant_id)
             async for rows in store.stream_events(
                 session=session, tenant_id=tenant_id, since=since, until=until, batch=self._export_rows_per_chunk
             ):

@@ -1,11 +1,25 @@
-"""All SQL of usage-svc. Every query of tenant data filters on tenant_id."""
+"""All SQL of usage-svc. Every query of tenant data filters on tenant_id, in a transaction that
+`enter_tenant` has given to that tenant (row-level security, migration 0004)."""
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Label, RowMapping, Text, case, delete, func, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Label,
+    RowMapping,
+    Text,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,6 +107,20 @@ def _record(cls: type[RecordT], row: RowMapping) -> RecordT:
 def _summed(column: str) -> Label[int]:
     # sum() of a bigint is numeric in PostgreSQL: cast back, so records hold ints.
     return func.coalesce(func.sum(usage_events.c[column]), 0).cast(BigInteger).label(column)
+
+
+# The role of migration 0004's policies: no login, no BYPASSRLS, not the tables' owner.
+TENANT_ROLE = "parley_usage_tenant"
+
+
+async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
+    budget, holds and usage events, whatever a query's WHERE says. First thing in every transaction
+    on tenant data; migrations and pricing for nobody in particular run as the login role."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": TENANT_ROLE, "tenant_id": tenant_id},
+    )
 
 
 async def lock_tenant_budget(*, session: AsyncSession, tenant_id: str) -> None:

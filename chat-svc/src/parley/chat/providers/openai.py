@@ -29,14 +29,14 @@ from openai.types.chat import (
 from openai.types.completion_usage import CompletionUsage
 
 from parley.chat.context_builder import Prompt
-from parley.chat.provider_errors import (
+from parley.chat.providers.base import Finished, ProviderEvent, TextDelta, prompt_tokens, request_token_bound
+from parley.chat.providers.errors import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
     StreamBroken,
     classify_status,
 )
-from parley.chat.providers import Finished, ProviderEvent, TextDelta, prompt_tokens, request_token_bound
 from parley.chat.tool_calls import ToolCall
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
@@ -113,7 +113,7 @@ class OpenAIProvider:
         self.default_model = default_model
         self.models = tuple(dict.fromkeys((default_model, *models)))
         self._token_limit = token_limit
-        # max_retries=0: retries, their timing and the fallback belong to provider_reliability.
+        # max_retries=0: retries, their timing and the fallback belong to providers.reliability.
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=openai.Timeout(read_timeout, connect=5.0), max_retries=0
         )

@@ -15,17 +15,19 @@ from collections.abc import Mapping
 from typing import Final, Literal
 
 from parley.chat.config import Settings
-from parley.chat.provider_anthropic import AnthropicProvider
-from parley.chat.provider_openai import OpenAIProvider
-from parley.chat.provider_reliability import ReliableProvider, RetryPolicy, Route
-from parley.chat.providers import LlmProvider, LocalProvider
+from parley.chat.providers.anthropic import AnthropicProvider
+from parley.chat.providers.base import LlmProvider
+from parley.chat.providers.local import LocalProvider
+from parley.chat.providers.openai import OpenAIProvider
+from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route
+from parley.kit.contracts import LOCAL_PROVIDER
 from parley.kit.errors import InvalidInput
 
 
 def providers(settings: Settings) -> dict[str, LlmProvider]:
     """Every provider by name; the caller closes them (`LlmProvider.close`) at shutdown."""
     remote = _remote(settings)
-    served: dict[str, LlmProvider] = {"local": LocalProvider(), **remote}
+    served: dict[str, LlmProvider] = {LOCAL_PROVIDER: LocalProvider(), **remote}
     fallbacks = [_route(route, served) for route in settings.llm_fallback]
     policy = RetryPolicy(
         first_token_timeout=settings.llm_first_token_timeout_seconds,
@@ -74,7 +76,7 @@ def summary_model(
         return None
     if spec in ("", SUMMARY_AUTO):
         provider = served[default_provider]
-        if provider.name == "local":
+        if provider.name == LOCAL_PROVIDER:
             return EXTRACTIVE
         cheaper = CHEAPER_MODEL.get(provider.name, "")
         return provider, cheaper if cheaper in provider.models else provider.default_model
@@ -117,7 +119,7 @@ def _remote(settings: Settings) -> dict[str, LlmProvider]:
             read_timeout=timeout,
         )
     if settings.compatible_base_url is not None:
-        if settings.compatible_name in ("local", *remote):
+        if settings.compatible_name in (LOCAL_PROVIDER, *remote):
             raise ValueError(f"PARLEY_COMPATIBLE_NAME {settings.compatible_name!r} is taken by another provider")
         default, *others = _models("COMPATIBLE", settings.compatible_models)
         remote[settings.compatible_name] = OpenAIProvider(

@@ -3,15 +3,15 @@ written to live an hour (a part of cache_write_tokens, billed at the 1-hour writ
 per TokenUsage field), and a question keeps the text the model read for it — with the passages and
 open section sent with it — and those passages, so later turns send the conversation as it was.
 
-Revision ID: 0010
+Revision ID: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

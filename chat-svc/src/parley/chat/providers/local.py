@@ -1,10 +1,4 @@
-"""LLM providers behind one interface: a stream of text deltas, then the call's usage.
-
-Every provider counts a prompt with cl100k (`prompt_tokens`), its own tokenizer's figures
-being unknown before the call: for Claude and GPT models that is close but not exact, so the
-budget hold is an estimate; what is billed is what the provider reports in `Finished`.
-
-`local` is the offline, deterministic default, so the platform works end to end with no key and
+"""`local`: the offline, deterministic default, so the platform works end to end with no key and
 no network. Given the chat's instructions (a turn) it answers from the retrieved passages,
 quoting the sentences that best match the question, each with its citation. Given any other
 instructions (a rolling summary, a `Complete` call such as an artifact) it answers with an
@@ -14,69 +8,15 @@ many tokens of them as max_tokens allows.
 
 import asyncio
 import codecs
-import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
 
 from parley.chat.context_builder import INSTRUCTIONS, Prompt
-from parley.chat.tool_calls import ToolCall
+from parley.chat.providers.base import Finished, ProviderEvent, TextDelta, prompt_tokens
 from parley.chat.tools import route
-from parley.kit.tokens import count_tokens, encoding
+from parley.kit.contracts import LOCAL_PROVIDER
+from parley.kit.tokens import encoding
 from parley.v1 import common_pb2
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    usage: common_pb2.TokenUsage  # as the provider reports it: what the call is billed for
-    finish_reason: str  # stop | length
-    # Who answered: after a fallback not the provider or model asked for, and priced otherwise.
-    provider: str
-    model: str
-    # The tools the model asked for (finish_reason `tool_use`): the turn runs them and asks again.
-    tool_calls: tuple[ToolCall, ...] = ()
-
-
-ProviderEvent = TextDelta | Finished
-
-
-class LlmProvider(Protocol):
-    name: str
-    default_model: str
-    models: tuple[str, ...]  # the models a request may name, the default first
-
-    def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        """At least the input tokens the call will be billed for (never fewer): the hold is priced on it."""
-        ...
-
-    def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]: ...
-
-    async def close(self) -> None: ...
-
-
-def prompt_tokens(prompt: Prompt) -> int:
-    """cl100k's count: what the local provider bills, and our estimate of a remote prompt."""
-    return sum(count_tokens(part) for part in prompt.parts())
-
-
-# Tokens a provider may add to a request beyond its text (a system preamble, role markers).
-FRAMING_TOKENS = 64
-
-
-def request_token_bound(*request: object) -> int:
-    """At least as many tokens as any byte-level BPE tokenizer (Claude's, OpenAI's o200k and
-    cl100k, Llama's) makes of the request's text: each token covers at least one byte, so the
-    request's JSON (its text, escaped, with framing per message and block that outweighs the few
-    special tokens the provider adds per message) is a bound, plus `FRAMING_TOKENS`. A hold priced
-    on it is an upper bound on the bill; an estimate (cl100k for Claude) would not be."""
-    return len(json.dumps(request, ensure_ascii=False).encode()) + FRAMING_TOKENS
-
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -153,9 +93,9 @@ def compose_digest(prompt: Prompt) -> str:
 
 
 class LocalProvider:
-    name = "local"
-    default_model = "local"
-    models: tuple[str, ...] = ("local",)
+    name = LOCAL_PROVIDER
+    default_model = LOCAL_PROVIDER  # its one model bears its name
+    models: tuple[str, ...] = (LOCAL_PROVIDER,)
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
         return prompt_tokens(prompt)

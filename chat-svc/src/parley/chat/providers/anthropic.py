@@ -36,14 +36,14 @@ import httpx2
 from anthropic.types import MessageParam, TextBlockParam, ToolParam
 
 from parley.chat.context_builder import Prompt
-from parley.chat.provider_errors import (
+from parley.chat.providers.base import Finished, ProviderEvent, TextDelta, request_token_bound
+from parley.chat.providers.errors import (
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
     StreamBroken,
     classify_status,
 )
-from parley.chat.providers import Finished, ProviderEvent, TextDelta, request_token_bound
 from parley.chat.tool_calls import ToolCall
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
@@ -176,7 +176,7 @@ class AnthropicProvider:
         self.name = name
         self.default_model = default_model
         self.models = tuple(dict.fromkeys((default_model, *models)))
-        # max_retries=0: retries, their timing and the fallback belong to provider_reliability.
+        # max_retries=0: retries, their timing and the fallback belong to providers.reliability.
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=anthropic.Timeout(read_timeout, connect=5.0), max_retries=0
         )

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 
 from parley.chat import metrics
 from parley.chat.context_builder import Prompt
-from parley.chat.provider_errors import (
+from parley.chat.providers.base import LlmProvider, ProviderEvent
+from parley.chat.providers.errors import (
     FirstTokenTimeout,
     ProviderError,
     ProviderRefused,
     ProviderUnavailable,
     StreamBroken,
 )
-from parley.chat.providers import LlmProvider, ProviderEvent
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
     │                         (auth, permission, invalid request, unknown model, a spend limit)
     └── StreamBroken          after the first token: never retried; carries the usage to bill
 
-Each provider translates its SDK's exceptions into these at its edge, and `provider_reliability`
+Each provider translates its SDK's exceptions into these at its edge, and `reliability`
 decides on them, so retries and fallback do not depend on which SDK is behind a provider.
 """
 

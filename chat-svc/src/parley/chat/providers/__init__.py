@@ -1,0 +1,57 @@
+"""LLM providers: one interface (`base.LlmProvider`), its implementations and what serves them.
+
+- `base` — the interface and its stream events (`TextDelta`, `Finished`), prompt token counts.
+- `local` — `LocalProvider`, the offline, deterministic default (free).
+- `anthropic`, `openai` — the SDK-backed providers (`openai` also speaks to compatible servers).
+- `errors` — how a provider fails, whatever its SDK said.
+- `reliability` — `ReliableProvider`: retries, first-token timeout and fallback around a remote one.
+- `registry` — the providers a replica serves, built from its settings, and how a request picks one.
+
+Callers import the names below from here; a test of one implementation's details imports its module.
+"""
+
+from parley.chat.providers.anthropic import AnthropicProvider
+from parley.chat.providers.base import (
+    Finished,
+    LlmProvider,
+    ProviderEvent,
+    TextDelta,
+    prompt_tokens,
+    request_token_bound,
+)
+from parley.chat.providers.errors import (
+    FirstTokenTimeout,
+    ProviderError,
+    ProviderRefused,
+    ProviderUnavailable,
+    StreamBroken,
+)
+from parley.chat.providers.local import LocalProvider
+from parley.chat.providers.openai import OpenAIProvider
+from parley.chat.providers.registry import EXTRACTIVE, choose, configured_model, providers, summary_model
+from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route
+
+__all__ = [
+    "EXTRACTIVE",
+    "AnthropicProvider",
+    "Finished",
+    "FirstTokenTimeout",
+    "LlmProvider",
+    "LocalProvider",
+    "OpenAIProvider",
+    "ProviderError",
+    "ProviderEvent",
+    "ProviderRefused",
+    "ProviderUnavailable",
+    "ReliableProvider",
+    "RetryPolicy",
+    "Route",
+    "StreamBroken",
+    "TextDelta",
+    "choose",
+    "configured_model",
+    "prompt_tokens",
+    "providers",
+    "request_token_bound",
+    "summary_model",
+]
