@@ -150,6 +150,15 @@ def test_a_first_turn_numbers_its_passages_from_one_and_sends_them_all() -> None
     assert prompt.found_again == () and prompt.next_number == 4
 
 
+def test_a_tools_passages_are_numbered_past_every_number_the_conversation_used() -> None:
+    history = [asked("Who is Rosa?", [chunk("a"), chunk("b")], first=7), Turn("assistant", "A farmer [7].")]
+    # A global question sends no passage, and finds "a" again: a tool's search starts past 8.
+    prompt = build_prompt(question="The ending?", hits=[chunk("a")], history=history, budget=5_000, next_number=9)
+    assert prompt.sent == () and [p.index for p in prompt.found_again] == [7]
+    assert prompt.next_number == 9
+    assert build_prompt(question="And?", hits=[], history=history, budget=5_000, next_number=9).next_number == 9
+
+
 def test_a_passage_the_conversation_no_longer_sends_is_sent_again_under_a_new_number() -> None:
     history = [asked("Who is Rosa?", [chunk("a", words=200)]), Turn("assistant", "The farmer's daughter [1].")]
     # A conversation too long for the budget's share: the cut moves past the first exchange, which

@@ -138,6 +138,7 @@ class Prompt:
     long_cache: bool = False
     conversation_from: int = 0  # of the history passed to build_prompt, the first sent as it was (the cut)
     plain_messages: int = 0  # the first this many of `history` go plainly: the cut follows them
+    first_free: int = 1  # the number the conversation's next new passage gets (before this turn's)
 
     @property
     def sent(self) -> tuple[Passage, ...]:
@@ -149,8 +150,9 @@ class Prompt:
 
     @property
     def next_number(self) -> int:
-        """The number the next passage (a tool's) gets: after every number this turn knows."""
-        return max((passage.index for passage in self.passages), default=0) + 1
+        """The number the next passage (a tool's) gets: past every number the conversation and
+        this turn have used."""
+        return max([self.first_free, *(passage.index + 1 for passage in self.passages)])
 
     def turn_text(self) -> str:
         """This turn's message as the model reads it: the passages sent with it, the passages found
@@ -254,6 +256,7 @@ def build_prompt(
         sent_passages=sent,
         conversation_from=cut,
         plain_messages=cut - first,
+        first_free=next_number,
         part_tokens=(
             ("system", system_tokens),
             ("global", count_tokens(global_context) if global_context else 0),
