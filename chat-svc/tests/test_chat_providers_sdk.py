@@ -127,6 +127,9 @@ async def test_a_prompt_below_the_minimum_cacheable_length_is_neither_written_no
     # Haiku 4.5 needs 4,096: a prompt Sonnet would cache is not cached for it.
     _, haiku = await answer(claude, prompt("How often is the boiler descaled?"), model=HAIKU)
     assert haiku.cache_write_tokens == 0
+    # Opus 5 caches from 512: the prompt too short for Sonnet is written for it.
+    _, opus = await answer(claude, short, model="claude-opus-5")
+    assert opus.cache_write_tokens == total_input(opus) > 512
 
 
 async def test_the_cache_lives_five_minutes_from_its_last_use(

@@ -65,6 +65,9 @@ LENGTH_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 # model id contains; others: DEFAULT_MIN_CACHEABLE). A breakpoint on a shorter prefix is ignored
 # by the API and only spends one of the four slots, so `request` does not place it.
 MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    ("opus-5", 512),
+    ("fable-5", 512),
+    ("mythos-5", 512),
     ("haiku-4-5", 4_096),
     ("opus-4-5", 4_096),
     ("opus-4-6", 4_096),
