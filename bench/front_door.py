@@ -29,7 +29,7 @@ from parley.gateway import auth, store
 from parley.gateway.access import SCOPES
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
-from parley.gateway.clients import Backends
+from parley.gateway.clients import Clients
 from parley.gateway.config import Settings
 from parley.kit import bus, db
 from parley.kit.devstack import EmbeddedNats, EmbeddedPostgres, free_port
@@ -88,7 +88,7 @@ async def _measure(database_url: str, nats_url: str, *, samples: int) -> dict[st
         internal_secret="bench-internal-secret",
     )
     signer = Signer("bench-internal-secret")
-    backends = Backends(
+    clients = Clients.open(
         ingestion_target=nowhere,
         chat_target=nowhere,
         usage_target=nowhere,
@@ -97,7 +97,15 @@ async def _measure(database_url: str, nats_url: str, *, samples: int) -> dict[st
         signer=signer,
     )
     services = Services(
-        settings, sessions, backends, nc, nc.jetstream(), backends.chat, auth.Authenticator.from_settings(settings)
+        settings=settings,
+        sessions=sessions,
+        nc=nc,
+        js=nc.jetstream(),
+        authenticator=auth.Authenticator.from_settings(settings),
+        ingestion=clients.ingestion,
+        retrieval=clients.retrieval,
+        chat=clients.chat,
+        usage=clients.usage,
     )
     app = create_app(services)
     ping = APIRouter()
@@ -128,7 +136,7 @@ async def _measure(database_url: str, nats_url: str, *, samples: int) -> dict[st
                     times[name].append(time.perf_counter() - started)
                     assert response.status_code == 200, response.text
     finally:
-        await backends.close()
+        await clients.close()
         await nc.drain()
         await engine.dispose()
     return times

@@ -44,6 +44,7 @@ class Person:
     role: str
     user_id: str
     client: httpx.Client
+    key_id: str = ""
 
     def may(self, action: Action) -> bool:
         principal = Principal(tenant_id="", user_id="", role=self.role)
@@ -57,6 +58,7 @@ class Tenant:
     document_id: str = ""
     conversation_id: str = ""
     turn_id: str = ""
+    chunk_id: str = ""
 
 
 def _client(platform: Platform, key: str) -> httpx.Client:
@@ -68,7 +70,11 @@ def _tenant(platform: Platform, api: httpx.Client, clients: list[httpx.Client]) 
     assert made.status_code == 201, made.text
     owner = _client(platform, made.json()["api_key"]["key"])
     clients.append(owner)
-    people = {"owner": Person(made.json()["tenant"]["id"], "owner", made.json()["owner"]["id"], owner)}
+    people = {
+        "owner": Person(
+            made.json()["tenant"]["id"], "owner", made.json()["owner"]["id"], owner, made.json()["api_key"]["id"]
+        )
+    }
     for role in ROLES[1:]:
         user = owner.post("/v1/users", json={"name": f"{role} person", "role": role})
         assert user.status_code == 201, user.text
@@ -76,7 +82,7 @@ def _tenant(platform: Platform, api: httpx.Client, clients: list[httpx.Client]) 
         assert key.status_code == 201, key.text
         client = _client(platform, key.json()["key"])
         clients.append(client)
-        people[role] = Person(made.json()["tenant"]["id"], role, user.json()["id"], client)
+        people[role] = Person(made.json()["tenant"]["id"], role, user.json()["id"], client, key.json()["id"])
     return people
 
 
@@ -98,7 +104,16 @@ def tenants(platform: Platform, api: httpx.Client) -> Iterator[tuple[Tenant, Ten
         eventually(ready)
         asked = member.post("/v1/chat", json={"message": "How often to descale?", "collection_ids": [collection["id"]]})
         assert asked.status_code == 200, asked.text
-        a = Tenant(a_people, collection["id"], document["id"], asked.json()["conversation_id"], asked.json()["turn_id"])
+        found = member.post("/v1/search", json={"query": "descale", "collection_ids": [collection["id"]]})
+        assert found.status_code == 200 and found.json()["data"], found.text
+        a = Tenant(
+            a_people,
+            collection["id"],
+            document["id"],
+            asked.json()["conversation_id"],
+            asked.json()["turn_id"],
+            found.json()["data"][0]["chunk_id"],
+        )
         yield a, Tenant(b_people)
     finally:
         for client in clients:
@@ -108,13 +123,17 @@ def tenants(platform: Platform, api: httpx.Client) -> Iterator[tuple[Tenant, Ten
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # {c} collection, {d} document, {v} conversation, {t} turn, {u} A's member, {x} nowhere
+    # {c} collection, {d} document, {k} passage, {v} conversation, {t} turn, {u} A's member, {key} A's
+    # member's API key, {x} nowhere
+    path: str
     action: Action
     body: Any = None
     # A's people use ids that exist nowhere (the route would destroy or change what others test).
     destructive: bool = False
     # The resource is the A member's own (a conversation): other people of A get a 404 too.
     members_own: bool = False
+    # The A member's own key: its holder or an admin may act on it; anyone else of A gets a 404.
+    members_key: bool = False
     upload: bool = False
     # Names nothing that exists for anyone (a dead letter never parked): allowed is a 404.
     missing: bool = False
@@ -122,6 +141,15 @@ class Route:
 
 ROUTES = [
     Route("GET", "/v1/me", ANYONE),
+    # Public (how one gets a credential); no identity provider on this platform: the exchange is 404.
+    Route("GET", "/v1/sso/config", ANYONE),
+    Route(
+        "POST",
+        "/v1/sso/token",
+        ANYONE,
+        body={"code": "c", "code_verifier": "v" * 43, "redirect_uri": "http://127.0.0.1/", "nonce": "n"},
+        missing=True,
+    ),
     Route("GET", "/v1/tenant", access.READ),
     Route(
         "PUT",
@@ -138,6 +166,7 @@ ROUTES = [
     Route("DELETE", "/v1/users/{u}", access.MANAGE_PEOPLE, destructive=True),
     Route("POST", "/v1/api-keys", ANYONE, body={"name": "another", "scopes": ["read"]}),
     Route("GET", "/v1/api-keys", ANYONE),
+    Route("PATCH", "/v1/api-keys/{key}", ANYONE, body={"alert_at_usd": None}, members_key=True),
     Route("POST", "/v1/collections", access.WRITE, body={"name": "{fresh}"}),
     Route("GET", "/v1/collections", access.READ),
     Route("GET", "/v1/collections/{c}", access.READ),
@@ -150,6 +179,7 @@ ROUTES = [
     Route("GET", "/v1/documents/{d}/characters", access.READ),
     Route("GET", "/v1/documents/{d}/pacing", access.READ),
     Route("GET", "/v1/documents/{d}/artifacts", access.READ),
+    Route("GET", "/v1/documents/{d}/passages/{k}", access.READ),
     Route("GET", "/v1/documents/{d}/artifacts?fresh=true", access.SPEND),
     Route("DELETE", "/v1/documents/{d}", access.DELETE, destructive=True),
     Route("POST", "/v1/search", access.READ, body={"query": "descale", "collection_ids": ["{c}"]}),
@@ -190,7 +220,9 @@ def _fill(text: str, a: Tenant, *, nowhere: bool) -> str:
         .replace("{d}", nothing if nowhere else a.document_id)
         .replace("{v}", nothing if nowhere else a.conversation_id)
         .replace("{t}", nothing if nowhere else a.turn_id)
+        .replace("{k}", nothing if nowhere else a.chunk_id)
         .replace("{u}", nothing if nowhere else a.people["member"].user_id)
+        .replace("{key}", nothing if nowhere else a.people["member"].key_id)
         .replace("{fresh}", f"c-{uuid.uuid4().hex[:8]}")
     )
 
@@ -207,7 +239,8 @@ def _call(person: Person, route: Route, a: Tenant, *, nowhere: bool) -> httpx.Re
 
 
 def _refers_to_a(route: Route) -> bool:
-    return any(mark in route.path or mark in str(route.body) for mark in ("{c}", "{d}", "{v}", "{t}", "{u}"))
+    marks = ("{c}", "{d}", "{k}", "{v}", "{t}", "{u}", "{key}")
+    return any(mark in route.path or mark in str(route.body) for mark in marks)
 
 
 def _not_found_for(route: Route, side: str, role: str) -> bool:
@@ -216,6 +249,8 @@ def _not_found_for(route: Route, side: str, role: str) -> bool:
         return True
     if _refers_to_a(route) and (side == "B" or route.destructive):
         return True
+    if route.members_key:
+        return not (role == "member" or Principal(tenant_id="", user_id="", role=role).may(access.SET_BUDGET))
     return route.members_own and role != "member"
 
 

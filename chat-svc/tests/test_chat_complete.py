@@ -6,7 +6,7 @@ Claude through Anthropic's SDK against the HTTP fake of its API."""
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 import pytest
@@ -177,6 +177,18 @@ async def test_local_answers_offline_with_a_digest_billed_as_a_summary(chat: Cha
         answered.usage.input_tokens,
         answered.usage.output_tokens,
     )
+
+
+async def test_the_usage_event_names_the_api_key_the_call_was_made_with(chat: Chat) -> None:
+    """The key rides the signed identity (kit.identity) into the bill: per-key budgets read it."""
+    keyless = await chat.complete(system=CARD, prompt=SCENE, request_id="artifact:doc-2:1:scene_card")
+    chat.identity = replace(chat.identity, api_key_id="key-1")
+    await chat.complete(system=CARD, prompt=SCENE, request_id="artifact:doc-2:1:outline")
+
+    [without] = await chat.billed("artifact:doc-2:1:scene_card")
+    [with_key] = await chat.billed("artifact:doc-2:1:outline")
+    assert without.api_key_id == "" and without.usage == keyless.usage
+    assert (with_key.api_key_id, with_key.user_id) == ("key-1", "ingestion")
 
 
 async def test_claude_answers_through_the_sdk_and_its_hold_is_released_by_the_bill(

@@ -15,7 +15,7 @@ import parley.gateway
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
 from parley.gateway.auth import Authenticator
-from parley.gateway.clients import Backends, ChatBackend
+from parley.gateway.clients import ChatBackend, Clients
 from parley.gateway.config import Settings
 from parley.kit import db
 from parley.kit.devstack import free_port
@@ -66,22 +66,24 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
             call_deadline_seconds=2,
             **settings,
         )
-        backends = Backends(
+        clients = Clients.open(
             ingestion_target=config.ingestion_target,
+            retrieval_target=config.retrieval_target,
             chat_target=nowhere,
             usage_target=config.usage_target,
-            retrieval_target=config.retrieval_target,
             deadline_seconds=2,
             signer=TEST_SIGNER,
         )
         services = Services(
-            config,
-            sessions,
-            backends,
-            nats_client,
-            nats_client.jetstream(),
-            chat or backends.chat,
-            Authenticator.from_settings(config),
+            settings=config,
+            sessions=sessions,
+            nc=nats_client,
+            js=nats_client.jetstream(),
+            authenticator=Authenticator.from_settings(config),
+            ingestion=clients.ingestion,
+            retrieval=clients.retrieval,
+            chat=chat or clients.chat,
+            usage=clients.usage,
         )
         try:
             async with httpx.AsyncClient(
@@ -89,7 +91,7 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
             ) as client:
                 yield client
         finally:
-            await backends.close()
+            await clients.close()
 
     return open_app
 

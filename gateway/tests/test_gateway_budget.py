@@ -119,9 +119,11 @@ async def test_a_small_budget_is_kept_to_the_micro_dollar(api: httpx.AsyncClient
     assert (await api.get("/v1/quota", headers=admin)).json()["monthly_limit_usd"] == 12.345678
 
 
-async def spend(engine: AsyncEngine, *, tenant_id: str, user_id: str, micros: int) -> None:
+async def spend(engine: AsyncEngine, *, tenant_id: str, user_id: str, micros: int, api_key_id: str = "") -> None:
     """A billed call of `micros`, recorded in usage-svc as its consumer records one."""
-    event = UsageRecorded(event_id=str(uuid.uuid4()), tenant_id=tenant_id, user_id=user_id, kind="chat", model="m")
+    event = UsageRecorded(
+        event_id=str(uuid.uuid4()), tenant_id=tenant_id, user_id=user_id, kind="chat", model="m", api_key_id=api_key_id
+    )
     async with db.session_factory(engine).begin() as session:
         await usage_store.add_usage_event(
             session=session, event=event, cost_micros=micros, occurred_at=datetime.now(UTC)
@@ -173,3 +175,99 @@ async def test_a_soft_alert_is_an_event_and_a_metric(
     after = REGISTRY.get_sample_value("parley_gateway_budget_alerts_total", {"scope": "tenant"})
     assert after == before + 1
     await alerts.unsubscribe()
+
+
+async def test_a_keys_own_budget_refuses_that_key_while_the_users_other_keys_go_on(
+    api: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine, nats_client: NatsClient
+) -> None:
+    me = (await api.get("/v1/me", headers=admin)).json()
+    made = await api.post(
+        "/v1/api-keys", json={"name": "ci", "monthly_limit_usd": 1.0, "alert_at_usd": 0.5}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    capped = made.json()
+    assert (capped["monthly_limit_usd"], capped["alert_at_usd"]) == (1.0, 0.5)
+    other = (await api.post("/v1/api-keys", json={"name": "laptop"}, headers=admin)).json()
+    assert other["monthly_limit_usd"] is None
+    as_capped = {"Authorization": f"Bearer {capped['key']}"}
+    as_other = {"Authorization": f"Bearer {other['key']}"}
+    ask = {"message": "descale?", "collection_ids": [str(uuid.uuid4())]}
+    search = {"query": "descale", "collection_ids": [str(uuid.uuid4())]}
+    # Under the limit: the calls go on to the backends (chat-svc and ingestion are not running here: 503).
+    assert (await api.post("/v1/chat", json=ask, headers=as_capped)).status_code == 503
+    assert (await api.post("/v1/search", json=search, headers=as_capped)).status_code == 503
+    alerts = await nats_client.subscribe(budget_alert_subject(me["tenant_id"]))
+
+    # The key's calls cost a dollar; the same user's calls with another key cost more, and count not.
+    await spend(engine, tenant_id=me["tenant_id"], user_id=me["user"]["id"], micros=1_000_000, api_key_id=capped["id"])
+    await spend(engine, tenant_id=me["tenant_id"], user_id=me["user"]["id"], micros=5_000_000, api_key_id=other["id"])
+
+    for path, body in (("/v1/chat", ask), ("/v1/search", search), ("/v1/chat/completions", None)):
+        if body is None:
+            body = {"model": f"parley/{uuid.uuid4()}", "messages": [{"role": "user", "content": "descale?"}]}
+        refused = await api.post(path, json=body, headers=as_capped)
+        assert refused.status_code == 402, (path, refused.text)
+        assert "this API key's monthly budget ($1.00) is spent" in refused.text, path
+    fresh = await api.get(f"/v1/documents/{uuid.uuid4()}/artifacts", params={"fresh": "true"}, headers=as_capped)
+    assert fresh.status_code == 402
+    assert (await api.post("/v1/chat", json=ask, headers=as_other)).status_code == 503
+    assert (await api.post("/v1/search", json=search, headers=as_other)).status_code == 503
+    # Reading costs nothing: the capped key still reads.
+    assert (await api.get("/v1/quota", headers=as_capped)).status_code == 200
+    alert = BudgetAlert.FromString((await alerts.next_msg(timeout=5)).data)
+    assert (alert.scope, alert.api_key_id, alert.user_id, alert.spent_micros, alert.alert_at_micros) == (
+        "key",
+        capped["id"],
+        me["user"]["id"],
+        1_000_000,
+        500_000,
+    )
+    await alerts.unsubscribe()
+
+    # Raising the key's limit lets it through again.
+    raised = await api.patch(f"/v1/api-keys/{capped['id']}", json={"monthly_limit_usd": 2.0}, headers=admin)
+    assert raised.status_code == 200, raised.text
+    assert (raised.json()["monthly_limit_usd"], raised.json()["alert_at_usd"]) == (2.0, 0.5)
+    assert (await api.post("/v1/chat", json=ask, headers=as_capped)).status_code == 503
+
+
+async def test_the_usage_report_gives_each_keys_spend(
+    api: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    me = (await api.get("/v1/me", headers=admin)).json()
+    key = (await api.post("/v1/api-keys", json={"name": "ci"}, headers=admin)).json()
+    await spend(engine, tenant_id=me["tenant_id"], user_id=me["user"]["id"], micros=250_000, api_key_id=key["id"])
+    await spend(engine, tenant_id=me["tenant_id"], user_id=me["user"]["id"], micros=100_000, api_key_id=key["id"])
+    await spend(engine, tenant_id=me["tenant_id"], user_id=me["user"]["id"], micros=40_000)  # single sign-on
+
+    report = await api.get("/v1/usage", params={"group_by": "api_key"}, headers=admin)
+
+    assert report.status_code == 200, report.text
+    rows = {row["group"]: (row["events"], row["cost_usd"]) for row in report.json()["rows"]}
+    assert rows == {"": (1, 0.04), key["id"]: (2, 0.35)}
+
+
+async def test_a_keys_budget_is_set_by_its_holder_or_an_admin(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    member = (await api.post("/v1/users", json={"name": "Mo", "role": "member"}, headers=admin)).json()
+    theirs = (await api.post("/v1/api-keys", json={"name": "k", "user_id": member["id"]}, headers=admin)).json()
+    as_member = {"Authorization": f"Bearer {theirs['key']}"}
+    mine = (await api.get("/v1/api-keys", headers=admin)).json()["data"][0]
+
+    own = await api.patch(f"/v1/api-keys/{theirs['id']}", json={"alert_at_usd": 3.0}, headers=as_member)
+    assert own.status_code == 200, own.text
+    assert (own.json()["monthly_limit_usd"], own.json()["alert_at_usd"]) == (None, 3.0)
+    # Another person's key is not the member's to see: 404, as for revoking it.
+    assert (
+        await api.patch(f"/v1/api-keys/{mine['id']}", json={"alert_at_usd": 1}, headers=as_member)
+    ).status_code == 404
+    by_admin = await api.patch(f"/v1/api-keys/{theirs['id']}", json={"monthly_limit_usd": 4.0}, headers=admin)
+    assert (by_admin.json()["monthly_limit_usd"], by_admin.json()["alert_at_usd"]) == (4.0, 3.0)
+    removed = await api.patch(f"/v1/api-keys/{theirs['id']}", json={"alert_at_usd": None}, headers=admin)
+    assert (removed.json()["monthly_limit_usd"], removed.json()["alert_at_usd"]) == (4.0, None)
+    listed = (await api.get("/v1/api-keys", headers=as_member)).json()["data"]
+    assert [(key["id"], key["monthly_limit_usd"]) for key in listed] == [(theirs["id"], 4.0)]
+    for body in ({"monthly_limit_usd": False}, {"monthly_limit_usd": -1}, {"monthly_limit_usd": "5"}, {"other": 1}):
+        refused = await api.patch(f"/v1/api-keys/{theirs['id']}", json=body, headers=admin)
+        assert refused.status_code == 422, body
+    other_tenant = await api.patch(f"/v1/api-keys/{uuid.uuid4()}", json={"alert_at_usd": 1}, headers=admin)
+    assert other_tenant.status_code == 404

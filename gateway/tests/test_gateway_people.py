@@ -159,3 +159,39 @@ async def test_tenants_are_the_installation_owners(
     assert (
         await gateway.post("/v1/api-keys", json={"name": "x", "user_id": theirs}, headers=installer)
     ).status_code == 404
+
+
+async def _walk(gateway: httpx.AsyncClient, path: str, headers: dict[str, str], page_size: int) -> list[list[str]]:
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        params = {"page_size": page_size} | ({"page_token": token} if token else {})
+        page = await gateway.get(path, params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        pages.append([item["id"] for item in page.json()["data"]])
+        token = page.json()["next_page_token"]
+        if token is None:
+            return pages
+
+
+async def test_users_and_keys_are_listed_a_page_at_a_time(
+    gateway: httpx.AsyncClient, sessions: db.Sessions, pepper: str
+) -> None:
+    owner = await new_owner(sessions, pepper)
+    for index in range(4):
+        made = await gateway.post("/v1/users", json={"name": f"person {index}"}, headers=owner)
+        assert made.status_code == 201, made.text
+        body = {"name": f"k{index}", "user_id": made.json()["id"]}
+        key = await gateway.post("/v1/api-keys", json=body, headers=owner)
+        assert key.status_code == 201, key.text
+    for path in ("/v1/users", "/v1/api-keys"):
+        everything = [item["id"] for item in (await gateway.get(path, headers=owner)).json()["data"]]
+        assert len(everything) == 5  # the owner's and the four made here
+        pages = await _walk(gateway, path, owner, page_size=2)
+        assert [len(page) for page in pages] == [2, 2, 1], path
+        assert [item for page in pages for item in page] == everything, path  # in order, none twice
+        assert await _walk(gateway, path, owner, page_size=5) == [everything]
+    refused = await gateway.get("/v1/users", params={"page_token": "not-a-token"}, headers=owner)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_argument"
+    for size in (0, 101):
+        assert (await gateway.get("/v1/api-keys", params={"page_size": size}, headers=owner)).status_code == 422

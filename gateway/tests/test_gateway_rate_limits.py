@@ -21,7 +21,7 @@ from parley.gateway import auth, store
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
 from parley.gateway.auth import Authenticator
-from parley.gateway.clients import Backends
+from parley.gateway.clients import Clients
 from parley.gateway.config import Settings
 from parley.gateway.models import rate_counters, tenants
 from parley.kit import db
@@ -167,7 +167,7 @@ async def gateway_without_store(infra: Infra, nats_client: NatsClient) -> AsyncI
         api_key_pepper=PEPPER,
     )
     engine = db.create_engine(config.database_url)
-    backends = Backends(
+    clients = Clients.open(
         ingestion_target=nowhere,
         chat_target=nowhere,
         usage_target=nowhere,
@@ -176,13 +176,15 @@ async def gateway_without_store(infra: Infra, nats_client: NatsClient) -> AsyncI
         signer=TEST_SIGNER,
     )
     services = Services(
-        config,
-        db.session_factory(engine),
-        backends,
-        nats_client,
-        nats_client.jetstream(),
-        backends.chat,
-        Authenticator.from_settings(config),
+        settings=config,
+        sessions=db.session_factory(engine),
+        nc=nats_client,
+        js=nats_client.jetstream(),
+        authenticator=Authenticator.from_settings(config),
+        ingestion=clients.ingestion,
+        retrieval=clients.retrieval,
+        chat=clients.chat,
+        usage=clients.usage,
     )
     try:
         async with httpx.AsyncClient(
@@ -190,7 +192,7 @@ async def gateway_without_store(infra: Infra, nats_client: NatsClient) -> AsyncI
         ) as client:
             yield client
     finally:
-        await backends.close()
+        await clients.close()
         await engine.dispose()
 
 

@@ -28,7 +28,7 @@ from parley.ingestion.models import outbox
 from parley.ingestion.pipeline import Pipeline
 from parley.ingestion.progress import Progress
 from parley.ingestion.screenplay_reports import card_key
-from parley.ingestion.store import SectionRecord
+from parley.ingestion.store import ArtifactRecord, SectionRecord
 from parley.kit import bus, db
 from parley.kit.errors import BudgetExceeded
 from parley.kit.outbox import OutboxRelay
@@ -44,12 +44,13 @@ MODEL = "test/scripted"
 class ScriptedWriter:
     """Artifacts from the sections' own words, at once. A tenant in `broke` is refused as a spent
     budget would be; one in `crash_once` makes its next call fail as a crash would. `calls` says
-    who asked for what: (tenant, kind, keys)."""
+    who asked for what: (tenant, kind, keys); `keys_billed`, the API key each call was billed to."""
 
     def __init__(self) -> None:
         self.broke: set[str] = set()
         self.crash_once: set[str] = set()
         self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+        self.keys_billed: list[str] = []
 
     def _called(self, owner: Owner, kind: str, keys: Sequence[str]) -> None:
         if owner.tenant_id in self.broke:
@@ -58,6 +59,7 @@ class ScriptedWriter:
             self.crash_once.discard(owner.tenant_id)
             raise RuntimeError("the process died mid-batch")
         self.calls.append((owner.tenant_id, kind, tuple(keys)))
+        self.keys_billed.append(owner.api_key_id)
 
     def called(self, tenant_id: str) -> list[tuple[str, tuple[str, ...]]]:
         return [(kind, keys) for tenant, kind, keys in self.calls if tenant == tenant_id]
@@ -123,6 +125,19 @@ class ScriptedWriter:
                 source_sha256="",
             )
         ]
+
+    async def coverage(
+        self, *, owner: Owner, title: str, sections: Sequence[SectionRecord], artifacts: Sequence[ArtifactRecord]
+    ) -> ArtifactDraft:
+        self._called(owner, "coverage", ["coverage"])
+        return ArtifactDraft(
+            kind="coverage",
+            key="coverage",
+            content={"title": title, "read": sorted(f"{artifact.kind}:{artifact.key}" for artifact in artifacts)},
+            tokens=5,
+            model=MODEL,
+            source_sha256="",
+        )
 
 
 @pytest.fixture(scope="session")

@@ -434,7 +434,11 @@ async def test_model_cards_that_fail_twice_are_extracted_instead() -> None:
     assert "could not be used (the answer holds no JSON object)" in completer.prompts[1]
     for card, plain in zip(cards, extracted, strict=True):
         assert card.model == EXTRACTIVE_MODEL
-        assert card.content == {**plain.content, "fallback": FALLBACK_NOTE}
+        assert card.content == {
+            **plain.content,
+            "fallback": FALLBACK_NOTE,
+            "fallback_reason": "the answer holds no JSON object",
+        }
         assert card.source_sha256 == plain.source_sha256
 
 

@@ -33,8 +33,10 @@ MAX_POLLS = 300
 MODEL = "test/scripted"
 
 
-def who(tenant_id: str) -> tuple[tuple[str, str], ...]:
-    return signed(Identity(tenant_id=tenant_id, user_id="writer-1", request_id=str(uuid.uuid4())))
+def who(tenant_id: str, api_key_id: str = "") -> tuple[tuple[str, str], ...]:
+    return signed(
+        Identity(tenant_id=tenant_id, user_id="writer-1", request_id=str(uuid.uuid4()), api_key_id=api_key_id)
+    )
 
 
 def scene(number: int, *, edit: str = "") -> str:
@@ -108,10 +110,11 @@ async def new_version_ready(
 
 
 async def artifacts(
-    stub: Stub, tenant_id: str, document_id: str, *kinds: str, fresh: bool = False
+    stub: Stub, tenant_id: str, document_id: str, *kinds: str, fresh: bool = False, api_key_id: str = ""
 ) -> dict[tuple[str, str], ingestion_pb2.Artifact]:
     response = await stub.GetArtifacts(
-        ingestion_pb2.GetArtifactsRequest(document_id=document_id, kinds=kinds, fresh=fresh), metadata=who(tenant_id)
+        ingestion_pb2.GetArtifactsRequest(document_id=document_id, kinds=kinds, fresh=fresh),
+        metadata=who(tenant_id, api_key_id),
     )
     return {(artifact.kind, artifact.key): artifact for artifact in response.artifacts}
 
@@ -191,6 +194,9 @@ async def test_a_screenplay_grows_from_empty_to_partial_to_analyzed(
     assert {key for kind, key in found if kind == "character_sheet"} == {"ANN", "BOB", "CAROL"}
     assert ("outline", "outline") in found and ("plot_thread", "a-plot") in found
     assert json.loads(found["character_sheet", "CAROL"].content_json)["scenes"] == [str(n) for n in range(3, 32, 3)]
+    # The coverage report is written last, from the artifacts the batches before it kept.
+    read = json.loads(found["coverage", "coverage"].content_json)["read"]
+    assert {"outline:outline", "plot_thread:a-plot", "character_sheet:CAROL", "scene_card:31"} <= set(read)
     # The five scenes the second version already had keep their cards as written then.
     assert {found["scene_card", key].document_version for key in "12345"} == {2}
     assert found["scene_card", "6"].document_version == 3
@@ -300,9 +306,13 @@ async def test_edits_make_sheets_stale_after_3_scenes_and_the_outline_after_5_an
     }
 
     writer.broke.discard(tenant_id)
-    fresh = await artifacts(ingestion, tenant_id, document.id, fresh=True)
+    billed_before = len(writer.keys_billed)
+    fresh = await artifacts(ingestion, tenant_id, document.id, fresh=True, api_key_id="key-1")
 
     assert not stale(fresh)
+    # Written on request: billed to the key that asked (the pipeline's own work, to none).
+    assert set(writer.keys_billed[billed_before:]) == {"key-1"}
+    assert set(writer.keys_billed[:billed_before]) == {""}
     rewritten = {name for name, artifact in fresh.items() if artifact.document_version == 3}
     assert rewritten == stale(found)
     kept = set(fresh) - rewritten

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.kit import bus, db, outbox
 from parley.kit.devstack import Secrets
 from parley.kit.errors import InvalidInput, NotFound, Unavailable
-from parley.kit.identity import Identity, Signer, caller
+from parley.kit.identity import Identity, Signer, caller, identity_from_metadata
 from parley.kit.paging import Cursor, decode_token, encode_token, page_size
 from parley.kit.rpc import GrpcServer, open_channel
 from parley.kit.settings import ServiceSettings
@@ -132,12 +132,27 @@ async def test_an_identity_that_is_not_signed_by_the_installation_is_unauthentic
         await server.stop(1)
 
 
-def test_a_signature_covers_tenant_user_role_request_and_expiry() -> None:
+def test_a_signature_covers_tenant_user_role_request_key_and_expiry() -> None:
     signer = Signer("s3cret", clock=lambda: 1_000.0, ttl_seconds=60)
-    pairs = dict(signer.metadata(Identity("t1", "u1", "r1", role="member")))
+    pairs = dict(signer.metadata(Identity("t1", "u1", "r1", role="member", api_key_id="k1")))
     assert signer.refusal(pairs) is None
-    for key, value in (("x-tenant-id", "t2"), ("x-user-id", "u2"), ("x-role", "admin"), ("x-request-id", "r2")):
+    changed = (
+        ("x-tenant-id", "t2"),
+        ("x-user-id", "u2"),
+        ("x-role", "admin"),
+        ("x-request-id", "r2"),
+        ("x-api-key-id", "k2"),
+    )
+    for key, value in changed:
         assert signer.refusal({**pairs, key: value}) is not None, key
+    # A call made with a key cannot be passed off as one made without (or the other way round).
+    assert signer.refusal({name: value for name, value in pairs.items() if name != "x-api-key-id"}) is not None
+    keyless = dict(signer.metadata(Identity("t1", "u1", "r1", role="member")))
+    assert "x-api-key-id" not in keyless
+    assert signer.refusal({**keyless, "x-api-key-id": "k1"}) is not None
+    # What a service reads back (kit.identity.caller) names the key.
+    read = identity_from_metadata(tuple(pairs.items()))
+    assert read is not None and read.api_key_id == "k1" and read.user_id == "u1"
     later = Signer("s3cret", clock=lambda: 1_061.0)
     assert "expired" in (later.refusal(pairs) or "")
 

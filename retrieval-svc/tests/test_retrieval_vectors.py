@@ -26,6 +26,7 @@ from parley.kit import db
 from parley.kit.contracts import CHUNKS_INDEXED, CHUNKS_UPSERTED, USAGE_EMBEDDING, USAGE_RECORDED, index_failed_msg_id
 from parley.kit.db import Sessions
 from parley.kit.errors import Unavailable
+from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.kit.testing import Infra
 from parley.retrieval import events, models, store
@@ -290,6 +291,37 @@ async def test_every_call_that_reaches_a_model_is_billed_and_cache_hits_are_not(
     ] * 2
     assert [event.usage.input_tokens for event in events] == [sum(map(count, contents)), count(query)]
     assert all(event.event_id and event.latency_ms >= 0 for event in events)
+
+
+async def test_a_callers_query_and_texts_are_billed_to_their_user_and_api_key(
+    database: Database, openai_fake: FakeOpenAI, tenant_id: str
+) -> None:
+    """Per-user and per-key budgets read these: the identity the call came with (kit.identity)."""
+    collection_id = str(uuid.uuid4())
+    vectors = Vectors(sessions=database.sessions, engine=database.engine, embedder=openai_embedder(openai_fake))
+    await Indexer(sessions=database.sessions, vectors=vectors).index_version(
+        upserted(tenant_id, collection_id, [f"{TEXTS[0]} ({tenant_id})"])
+    )
+    searcher = Searcher(sessions=database.sessions, vectors=vectors)
+    caller = Identity(tenant_id=tenant_id, user_id="ann", request_id="r-1", api_key_id="key-1")
+
+    await searcher.search(
+        tenant_id=tenant_id,
+        query=search_query(text=f"warp of {tenant_id}", collection_ids=[collection_id], k=3, mode=Mode.VECTOR),
+        billed_to=caller,
+    )
+    await searcher.embed(
+        tenant_id=tenant_id, collection_ids=[collection_id], texts=[f"texts of {tenant_id}"], billed_to=caller
+    )
+
+    events = await billed(database, tenant_id)
+    # The indexing pipeline's own call is the tenant's alone; the caller's two are theirs.
+    assert [(event.user_id, event.api_key_id, event.request_id) for event in events] == [
+        ("", "", ""),
+        ("ann", "key-1", "r-1"),
+        ("ann", "key-1", "r-1"),
+    ]
+    await vectors.close()
 
 
 async def test_a_local_model_embeds_a_query_asked_again_once_and_keeps_it_out_of_the_shared_cache(

@@ -26,6 +26,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+from tests.fakes.artifact_answers import artifact_answer
 from tests.fakes.http_server import JsonObject, Request, Response
 from tests.fakes.scripting import (
     Answer,
@@ -284,7 +285,7 @@ class FakeAnthropic(ScriptedServer):
         if step.tool_calls and not forbidden:
             await self._tool_use(response, body, usage, step)
             return
-        answer = compose(step.answer or self.behaviour.answer, body["max_tokens"])
+        answer = compose(step.answer or self._plain_answer(body), body["max_tokens"])
         stop_reason = "max_tokens" if answer.cut else "end_turn"
         with self._served_lock:
             self._served.append(Served(str(body["model"]), usage, answer.tokens))
@@ -301,6 +302,10 @@ class FakeAnthropic(ScriptedServer):
                 "stop_reason": stop_reason,
             },
         )
+
+    def _plain_answer(self, body: JsonObject) -> str:
+        written = artifact_answer(body) if self.behaviour.writes_artifacts else None
+        return written or self.behaviour.answer
 
     async def _tool_use(self, response: Response, body: JsonObject, usage: CacheUsage, step: Script) -> None:
         """A streamed answer that is only tool_use blocks, their input sent in pieces as the API does."""

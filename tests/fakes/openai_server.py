@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 
 from parley.kit.tokens import encoding
+from tests.fakes.artifact_answers import artifact_answer
 from tests.fakes.http_server import JsonObject, Request, Response
 from tests.fakes.scripting import (
     Answer,
@@ -177,7 +178,8 @@ class FakeOpenAI(ScriptedServer):
         prompt = _prompt(body)
         cached = self._cache.use(prompt)
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 4096
-        answer = compose(step.answer or self.behaviour.answer, int(max_tokens))
+        written = artifact_answer(body) if self.behaviour.writes_artifacts else None
+        answer = compose(step.answer or written or self.behaviour.answer, int(max_tokens))
         calls: list[JsonObject] = []
         if step.tool_calls and body.get("tools") and body.get("tool_choice") != "none":
             calls = [

@@ -71,6 +71,8 @@ class Behaviour:
 
     answer: str = DEFAULT_ANSWER
     api_key: str = "test-key"
+    # Answer ingestion's artifact prompts as a model would (artifact_answers); False: with `answer`.
+    writes_artifacts: bool = True
     pace: float = 0.0
     default: Script = field(default_factory=Script)
     _queue: deque[Script] = field(default_factory=deque)

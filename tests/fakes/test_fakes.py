@@ -1,13 +1,20 @@
 """The fakes keep the promises tests elsewhere rely on: the vendors' rules, through the real SDKs."""
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anthropic
 import openai
 import pytest
 from anthropic.types import TextBlockParam
 
+from parley.ingestion.artifact_writers.answers import CoverageAnswer, read_coverage
+from parley.ingestion.artifact_writers.coverage import extracted_coverage
+from parley.ingestion.artifact_writers.drafts import COVERAGE_CRITERIA as CRITERIA
+from parley.ingestion.artifact_writers.prompts import SYSTEM, coverage_prompt
+from parley.ingestion.artifact_writers.reading import scene_parts
+from parley.ingestion.formats import parse_document
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script, count
@@ -136,3 +143,52 @@ async def test_openai_errors_carry_retry_after_and_the_spend_limit_code() -> Non
         await client.close()
     assert limited.value.response.headers["retry-after"] == "2"
     assert broke.value.code == "insufficient_quota"
+
+
+# --- Ingestion's artifact prompts -------------------------------------------------------------------
+
+COVERAGE_SCRIPT = "Title: Two Rivers\n\n" + "\n\n".join(
+    f"EXT. RIVER {n} - DAY\n\nThe water rises.\n\nANN\nWe cross now.\n\n" + ("BOB\nNot yet.\n\n" if n % 2 else "")
+    for n in range(1, 8)
+)
+
+
+def coverage_prompt_and_reader() -> tuple[str, str, Callable[[str], object]]:
+    """ingestion's own coverage prompt for a small script, and its own check of an answer."""
+    sections: Any = parse_document(COVERAGE_SCRIPT.encode(), filename="two.fountain", declared="").sections
+    parts = scene_parts(sections)
+    facts = extracted_coverage("Two Rivers", sections).content
+    scenes = frozenset(scene.number for _, scene in parts)
+    return SYSTEM, coverage_prompt("Two Rivers", parts, facts, []), lambda text: read_coverage(text, scenes, CRITERIA)
+
+
+async def test_both_fakes_answer_ingestions_coverage_prompt_with_a_usable_report(
+    claude: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    system, prompt, read = coverage_prompt_and_reader()
+    message = await claude.messages.create(
+        model=MODEL, max_tokens=1500, system=system, messages=[{"role": "user", "content": prompt}]
+    )
+    answer = read("".join(block.text for block in message.content if block.type == "text"))
+    assert isinstance(answer, CoverageAnswer)
+    assert [score.criterion for score in answer.scores] == list(CRITERIA)
+    assert {number for score in answer.scores for number in score.scenes} <= {str(n) for n in range(1, 8)}
+    assert answer.character_breakdown[0].name == "ANN"  # who speaks in the most scenes
+
+    with FakeOpenAI() as gpt:
+        client = openai.AsyncOpenAI(base_url=gpt.base_url, api_key=gpt.api_key, max_retries=0)
+        completion = await client.chat.completions.create(
+            model="gpt-5-mini",
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+        )
+        await client.close()
+    assert read(completion.choices[0].message.content or "") == answer  # the same report, deterministically
+
+    fake.behaviour.writes_artifacts = False
+    try:
+        plain = await claude.messages.create(
+            model=MODEL, max_tokens=1500, system=system, messages=[{"role": "user", "content": prompt}]
+        )
+    finally:
+        fake.behaviour.writes_artifacts = True
+    assert "".join(block.text for block in plain.content if block.type == "text") == DEFAULT_ANSWER

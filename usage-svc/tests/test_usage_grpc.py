@@ -271,6 +271,33 @@ async def test_get_usage_groups_and_totals(usage_stub: Stub, recorder: Recorder,
     assert by_kind.total == ungrouped.total
 
 
+async def test_get_usage_by_api_key_reports_each_keys_spend(
+    usage_stub: Stub, recorder: Recorder, tenant_id: str
+) -> None:
+    """The key a call was made with rides its usage event; calls made without one (single
+    sign-on, a service's own work) are the "" group."""
+    now = datetime.now(UTC)
+    await record(recorder, tenant_id, at=now, api_key_id="key-a")
+    await record(recorder, tenant_id, at=now, api_key_id="key-a", user_id="bob")
+    await record(recorder, tenant_id, at=now, api_key_id="key-b")
+    await record(recorder, tenant_id, at=now)
+    await record(recorder, str(uuid.uuid4()), at=now, api_key_id="key-a")  # another tenant's
+    request = usage_pb2.GetUsageRequest(
+        group_by=usage_pb2.USAGE_GROUP_BY_API_KEY,
+        since=timestamp(now - timedelta(hours=1)),
+        until=timestamp(now + timedelta(hours=1)),
+    )
+
+    by_key = await usage_stub.GetUsage(request, metadata=as_tenant(tenant_id))
+
+    assert [(row.group, row.events, row.cost_micros) for row in by_key.rows] == [
+        ("", 1, 150_000),
+        ("key-a", 2, 300_000),
+        ("key-b", 1, 150_000),
+    ]
+    assert by_key.total.cost_micros == 600_000
+
+
 async def test_get_usage_of_a_quiet_tenant_is_zero(usage_stub: Stub, tenant_id: str) -> None:
     response = await usage_stub.GetUsage(
         usage_pb2.GetUsageRequest(group_by=usage_pb2.USAGE_GROUP_BY_DAY), metadata=as_tenant(tenant_id)

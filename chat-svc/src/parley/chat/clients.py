@@ -114,12 +114,11 @@ _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_
 
 class HoldUncertain(Unavailable):
     """Reserve failed after it may have reached usage-svc (a deadline, a connection lost mid-call):
-    a hold may have been placed. (A call that never connected placed none: plain Unavailable.)"""
+    a hold may have been placed.
 
-
-def _never_connected(error: grpc.aio.AioRpcError) -> bool:
-    # gRPC's words when no address of the target accepted a connection (the channel retried them).
-    return error.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (error.details() or "").lower()
+    Every unreachable failure is uncertain, even one whose last words are "failed to connect": the
+    channel retries an UNAVAILABLE call, so a first attempt that reached usage-svc, placed the hold
+    and lost its answer when usage-svc died ends with the retries' connection refusals."""
 
 
 def _unreachable(error: grpc.aio.AioRpcError, service: str) -> Exception:
@@ -283,7 +282,7 @@ class UsageClient(_Client):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise BudgetExceeded(error.details() or "the monthly budget is spent") from None
-            if error.code() in _UNREACHABLE and not _never_connected(error):
+            if error.code() in _UNREACHABLE:
                 raise HoldUncertain("usage is unavailable; try again") from None
             raise _unreachable(error, "usage") from None
         return Hold(response.reservation_id, response.reserved_micros)

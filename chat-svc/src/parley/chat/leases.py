@@ -11,8 +11,10 @@ each in one transaction:
   could cost). Either releases the hold;
 - an `error` event (`interrupted`) numbered after the turn's last published event goes to the
   outbox, so every client of the turn is told, even if this replica dies next.
-A turn whose replica died before recording its hold on it never called a model: it is `failed`,
-its clients told, nothing billed, and the hold (if it was placed) released by the turn's key.
+A turn whose replica died before recording its hold on it (or whose Reserve failed with usage-svc
+unreachable, so a hold may exist: clients.HoldUncertain) never called a model: it is `failed`, its
+clients told, nothing billed, the hold (if it was placed) released by the turn's key, and a
+conversation created for it alone, holding nothing, is removed.
 Which turns lapsed is read across tenants (the login role, outside row-level security); each is
 then locked and settled in a transaction given to its tenant (store.enter_tenant).
 `FOR UPDATE SKIP LOCKED` keeps two replicas from settling one turn; the runner's own last
@@ -121,6 +123,8 @@ class TurnLeases:
             await store.end_lapsed_turns(session=session, lapsed=settled)
             for turn in settled:
                 await self._settle(session, turn)
+            never_began = [turn.conversation_id for turn in settled if not turn.reservation_id]
+            await store.drop_conversations_left_empty(session=session, conversation_ids=never_began)
         return bool(settled)
 
     async def _release_unrecorded_hold(self, turn: store.LapsedTurn) -> bool:

@@ -40,6 +40,7 @@ def usage_event(
         reservation_id=reservation_id,
         conversation_id=conversation_id,
         request_id=identity.request_id,
+        api_key_id=identity.api_key_id,  # the key that caused the call (per-key budgets); "" for none
         latency_ms=latency_ms,
         success=success,
         occurred_at=occurred_at,

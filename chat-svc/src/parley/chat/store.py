@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from sqlalchemy import RowMapping, case, delete, func, insert, literal, select, text, tuple_, update
+from sqlalchemy import RowMapping, case, delete, exists, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.models import conversations, messages, outbox, turns
@@ -453,6 +453,20 @@ async def end_lapsed_turns(*, session: AsyncSession, lapsed: Sequence[LapsedTurn
         ids = [turn.id for turn in lapsed if bool(turn.reservation_id) == held]
         if ids:
             await session.execute(update(turns).where(turns.c.id.in_(ids)).values(state=state))
+
+
+async def drop_conversations_left_empty(*, session: AsyncSession, conversation_ids: Sequence[str]) -> None:
+    """The conversations among these that hold no message and no turn but failed ones: each was
+    created for a turn that never began (its hold uncertain), and the caller was told it failed."""
+    if not conversation_ids:
+        return
+    await session.execute(
+        delete(conversations).where(
+            conversations.c.id.in_(conversation_ids),
+            ~exists().where(messages.c.conversation_id == conversations.c.id),
+            ~exists().where(turns.c.conversation_id == conversations.c.id, turns.c.state != "failed"),
+        )
+    )
 
 
 async def record_reported_usage(*, session: AsyncSession, turn_id: str, reported: ReportedUsage) -> None:

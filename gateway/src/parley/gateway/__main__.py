@@ -11,7 +11,7 @@ import uvicorn
 from parley.gateway import auth
 from parley.gateway.api.deps import Services
 from parley.gateway.app import create_app
-from parley.gateway.clients import Backends
+from parley.gateway.clients import Clients
 from parley.gateway.config import Settings
 from parley.kit.runtime import ServiceRuntime
 from parley.kit.tokens import load_encoding
@@ -33,11 +33,11 @@ async def main() -> None:
     runtime = await ServiceRuntime.start(
         "gateway", settings, schema="gateway", migrations=Path(__file__).parent / "migrations"
     )
-    backends = Backends(
+    clients = Clients.open(
         ingestion_target=settings.ingestion_target,
+        retrieval_target=settings.retrieval_target,
         chat_target=settings.chat_target,
         usage_target=settings.usage_target,
-        retrieval_target=settings.retrieval_target,
         deadline_seconds=settings.call_deadline_seconds,
         signer=settings.signer(),
     )
@@ -49,13 +49,15 @@ async def main() -> None:
                 pepper=settings.api_key_pepper.get_secret_value(),
             )
         services = Services(
-            settings,
-            runtime.sessions,
-            backends,
-            runtime.nc,
-            runtime.js,
-            backends.chat,
-            auth.Authenticator.from_settings(settings),
+            settings=settings,
+            sessions=runtime.sessions,
+            nc=runtime.nc,
+            js=runtime.js,
+            authenticator=auth.Authenticator.from_settings(settings),
+            ingestion=clients.ingestion,
+            retrieval=clients.retrieval,
+            chat=clients.chat,
+            usage=clients.usage,
         )
         app = create_app(services)
         server = _Server(
@@ -77,7 +79,7 @@ async def main() -> None:
         signalled.cancel()
     finally:
         await runtime.close()
-        await backends.close()
+        await clients.close()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,20 @@ from parley.gateway import errors, mcp_server, webapp
 from parley.gateway.api.deps import Services
 from parley.gateway.front_door import FrontDoor
 from parley.gateway.mcp_server import McpEndpoint
-from parley.gateway.routes import admin, chat, collections, documents, health, people, search, usage
+from parley.gateway.routes import (
+    admin,
+    chat,
+    collections,
+    documents,
+    health,
+    passages,
+    people,
+    search,
+    sign_in,
+    usage,
+)
 from parley.gateway.routes import openai_compat as openai_routes
+from parley.gateway.sign_in import SignIn
 
 
 def create_app(services: Services) -> FastAPI:
@@ -19,9 +31,10 @@ def create_app(services: Services) -> FastAPI:
         description="Chat with your documents: collections, documents, streamed answers with sources, usage.",
     )
     app.state.services = services
+    app.state.sign_in = _sign_in(services)
     errors.install(app)
     app.include_router(health.router, responses=errors.responses(500))
-    for module in (people, collections, documents, search, chat, usage, admin):
+    for module in (people, sign_in, collections, documents, passages, search, chat, usage, admin):
         app.include_router(module.router, responses=errors.V1_ERRORS)
     # The MCP server (its own ASGI endpoint: the SDK's streamable HTTP transport), before the web app.
     app.router.routes.append(Route(mcp_server.PATH, McpEndpoint(services), methods=["GET", "POST", "DELETE"]))
@@ -30,3 +43,19 @@ def create_app(services: Services) -> FastAPI:
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
     return app
+
+
+def _sign_in(services: Services) -> SignIn | None:
+    """The web app's sign-in with the identity provider, when one is configured with a client id."""
+    settings, sso = services.settings, services.authenticator.sso
+    if sso is None or not settings.sso_client_id:
+        return None
+    secret = settings.sso_client_secret
+    return SignIn(
+        sso,
+        client_id=settings.sso_client_id,
+        client_secret=secret.get_secret_value() if secret is not None else "",
+        scopes=settings.sso_scopes,
+        name=settings.sso_display_name,
+        redirect_uri=settings.sso_redirect_uri,
+    )

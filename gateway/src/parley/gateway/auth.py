@@ -83,6 +83,10 @@ class Authenticator:
             )
         return cls(pepper=settings.api_key_pepper.get_secret_value(), sso=sso)
 
+    @property
+    def sso(self) -> SingleSignOn | None:
+        return self._sso
+
     async def authenticate(self, session: AsyncSession, credential: str) -> tuple[Principal, store.TenantLimits] | None:
         if self._sso is not None and looks_like_jwt(credential):
             return await self._sso.authenticate(session, credential)

@@ -17,7 +17,8 @@ from nats.errors import Error as NatsError
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import FollowerBehind, TurnIdle, TurnStreamLost, error_frame, turn_events
-from parley.gateway.schemas import ChatIn, ContextUsed, Message, Source, Usage, optional_usd, proto_fields
+from parley.gateway.schemas import optional_usd, proto_fields
+from parley.gateway.schemas.chat import ChatIn, ContextUsed, Message, Source, Usage
 from parley.gateway.store import Principal
 from parley.kit.contracts import tier_named, turn_subject
 from parley.v1 import chat_pb2, events_pb2
@@ -36,6 +37,8 @@ class StartedTurn:
 
 
 async def start_turn(services: Services, who: Principal, body: ChatIn) -> StartedTurn:
+    """Budgets first (budgets.py: the key's, the user's; 402 before chat-svc is called)."""
+    await services.budgets.before_spending(services, who)
     request = chat_pb2.StartTurnRequest(
         conversation_id=body.conversation_id or "",
         collection_ids=body.collection_ids,

@@ -37,3 +37,11 @@ class Settings(ServiceSettings):
     sso_default_role: str = "member"
     sso_leeway_seconds: float = 30.0
     sso_jwks_cache_seconds: float = 300.0
+    # The web app's "Sign in with …" (sign_in.py): on when the issuer and a client id are set.
+    # The redirect URI to register with the provider is the gateway's public address with path `/`
+    # (or `sso_redirect_uri` when set); a client secret only for providers that demand one.
+    sso_client_id: str = ""
+    sso_client_secret: SecretStr | None = None
+    sso_scopes: str = "openid profile email"
+    sso_display_name: str = "company SSO"
+    sso_redirect_uri: str = ""

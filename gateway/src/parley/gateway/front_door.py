@@ -43,6 +43,8 @@ _MULTIPART_SLACK = 64 * 1024
 log = logging.getLogger(__name__)
 # What the chat-turns limit counts: a turn started either way.
 CHAT_PATHS = ("/v1/chat", "/v1/chat/completions")
+# How one gets a credential (routes/sign_in.py): let in without one; their bodies stay bounded.
+PUBLIC_PATHS = frozenset({"/v1/sso/config", "/v1/sso/token"})
 access_log = logging.getLogger("parley.gateway.access")
 http_requests = Counter("parley_gateway_http_requests_total", "HTTP requests", ["method", "route", "status"])
 http_seconds = Histogram("parley_gateway_http_request_seconds", "HTTP time to response headers", ["method", "route"])
@@ -119,6 +121,8 @@ class FrontDoor:
         # /mcp (mcp_server.py) is the API too, for MCP clients: the same keys, limits and bounds.
         if not (path.startswith("/v1/") or path == "/mcp" or path.startswith("/mcp/")):
             return None
+        if path in PUBLIC_PATHS:
+            return _declared_too_long(self.services.settings, headers)
         credential = presented_credential(headers)
         if not credential:
             return _unauthenticated("send an API key: Authorization: Bearer <key>")
@@ -153,12 +157,7 @@ class FrontDoor:
         scope[PRINCIPAL] = principal
         if any(len(segment) > MAX_ID_CHARS for segment in path.split("/")):
             return errors.error_response(404, "not_found", "no such id")
-        declared = headers.get("content-length", "")
-        limit = _body_limit(settings, headers)
-        if declared.isdigit() and int(declared) > limit:
-            # Refused before the body is read: a huge upload must not fill the gateway's disk first.
-            return errors.error_response(413, "payload_too_large", f"the request body is over {limit} bytes")
-        return None
+        return _declared_too_long(settings, headers)
 
     def _bounded(self, scope: Scope, headers: Headers, receive: Receive) -> Receive:
         """`receive` that stops at the body limit, whatever the encoding: a chunked body is
@@ -176,6 +175,15 @@ class FrontDoor:
             return message
 
         return bounded
+
+
+def _declared_too_long(settings: Any, headers: Headers) -> Any:
+    declared = headers.get("content-length", "")
+    limit = _body_limit(settings, headers)
+    if declared.isdigit() and int(declared) > limit:
+        # Refused before the body is read: a huge upload must not fill the gateway's disk first.
+        return errors.error_response(413, "payload_too_large", f"the request body is over {limit} bytes")
+    return None
 
 
 def _body_limit(settings: Any, headers: Headers) -> int:

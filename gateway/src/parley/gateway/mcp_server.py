@@ -30,7 +30,8 @@ from parley.gateway.api.deps import Services
 from parley.gateway.chat_turns import collect, start_turn
 from parley.gateway.errors import ApiError
 from parley.gateway.front_door import principal_of
-from parley.gateway.schemas import ChatIn, SearchIn, SearchOut
+from parley.gateway.schemas.chat import ChatIn
+from parley.gateway.schemas.search import SearchIn, SearchOut
 from parley.gateway.store import Principal
 
 PATH = "/mcp"
@@ -109,7 +110,7 @@ class McpEndpoint:
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         who = self._who(ctx)
-        listed = await self._services.backends.chat.list_tools(who)
+        listed = await self._services.chat.list_tools(who)
         tools = [
             types.Tool(
                 name=spec.name, description=spec.description, input_schema=_with_collections(spec.parameters_json)
@@ -131,8 +132,12 @@ class McpEndpoint:
                 body = SearchIn(
                     collection_ids=collection_ids, query=str(arguments.get("query", "")), k=arguments.get("k", 10)
                 )
-                await asyncio.gather(*(self._services.backends.get_collection(who, cid) for cid in body.collection_ids))
-                found = SearchOut.of(await self._services.backends.search(who, body.proto()))
+                # The query is embedded (billed): budgets before any backend is called.
+                await self._services.budgets.before_spending(self._services, who, embeds_query=True)
+                await asyncio.gather(
+                    *(self._services.ingestion.get_collection(who, cid) for cid in body.collection_ids)
+                )
+                found = SearchOut.of(await self._services.retrieval.search(who, body.proto()))
                 return _text(json.dumps(found.model_dump(mode="json")["data"], ensure_ascii=False))
             if params.name == "ask":
                 if not who.may(access.SPEND):
@@ -143,7 +148,7 @@ class McpEndpoint:
                 return _text(str(message.get("content", "")) if isinstance(message, dict) else json.dumps(answer))
             if not who.may(access.READ):
                 return _text("this key may not read", error=True)
-            ran = await self._services.backends.chat.run_tool(
+            ran = await self._services.chat.run_tool(
                 who, collection_ids=[str(cid) for cid in collection_ids], name=params.name, arguments=arguments
             )
             return _text(ran.result, error=ran.is_error)

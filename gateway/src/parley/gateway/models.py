@@ -68,6 +68,9 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    # The key's own monthly budget (hard: 402 before spending) and soft alert, in micro-USD.
+    Column("monthly_limit_micros", BigInteger),
+    Column("alert_at_micros", BigInteger),
     Index("api_keys_tenant_user", "tenant_id", "user_id"),
 )
 

@@ -18,8 +18,9 @@ from parley.gateway import chat_turns
 from parley.gateway.api.deps import Services
 from parley.gateway.errors import ApiError
 from parley.gateway.events import FollowerBehind, TurnIdle, turn_events
-from parley.gateway.openai_schemas import ChatCompletionIn, CompletionUsage
-from parley.gateway.schemas import Source, optional_usd
+from parley.gateway.schemas import optional_usd
+from parley.gateway.schemas.chat import Source
+from parley.gateway.schemas.openai import ChatCompletionIn, CompletionUsage
 from parley.gateway.store import Principal
 from parley.kit.contracts import (
     MAX_COLLECTIONS_PER_CONVERSATION,
@@ -28,6 +29,7 @@ from parley.kit.contracts import (
     MODEL_NAME,
     tier_named,
 )
+from parley.kit.paging import MAX_PAGE_SIZE
 from parley.v1 import chat_pb2, common_pb2, events_pb2, ingestion_pb2
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,9 @@ async def collection_ids(services: Services, who: Principal, refs: tuple[str, ..
     by_ref: dict[str, str] = {}
     token = ""
     for _ in range(LIST_PAGES):
-        page = await services.backends.list_collections(who, common_pb2.PageRequest(page_size=100, page_token=token))
+        page = await services.ingestion.list_collections(
+            who, common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token)
+        )
         for collection in page.collections:
             by_ref[collection.id] = collection.id
             by_ref.setdefault(collection.name, collection.id)
@@ -158,6 +162,7 @@ def max_tokens(body: ChatCompletionIn) -> int:
 
 async def start(services: Services, who: Principal, body: ChatCompletionIn) -> "Asked":
     target = parse_model(body.model)
+    await services.budgets.before_spending(services, who)
     conversation = conversation_of(body)
     ids = await collection_ids(services, who, target.collections, body.model)
     ids = list(dict.fromkeys([*ids, *collections_of(body)]))

@@ -11,9 +11,9 @@ A token is accepted when, in this order:
 
 Claims map to Parley's people: the tenant is the one *named* by `PARLEY_SSO_TENANT_CLAIM` (or
 `PARLEY_SSO_DEFAULT_TENANT`; a tenant is never created by a token: an operator makes it), the role
-is `PARLEY_SSO_ROLE_CLAIM` (or `PARLEY_SSO_DEFAULT_ROLE`), and the user is the tenant's user with
-that `sub`, created on first sight; the role follows the provider on every request. An SSO user
-holds every scope their role may (scopes narrow API keys, not people).
+is `PARLEY_SSO_ROLE_CLAIM` (or `PARLEY_SSO_DEFAULT_ROLE`; empty: the claim is required), and the
+user is the tenant's user with that `sub`, created on first sight; the role follows the provider
+on every request. An SSO user holds every scope their role may (scopes narrow API keys, not people).
 
 The JWKS is fetched off the event loop with a deadline, kept `PARLEY_SSO_JWKS_CACHE_SECONDS`, and
 fetched again early for an unknown `kid` (key rotation) at most once per `_REFETCH_SECONDS`, so a
@@ -66,8 +66,9 @@ class SsoConfig:
             raise ValueError(f"PARLEY_SSO_ALGORITHMS must be asymmetric algorithms only (refused: {sorted(refused)})")
         if not self.issuer or not self.audience:
             raise ValueError("single sign-on needs PARLEY_SSO_ISSUER and PARLEY_SSO_AUDIENCE")
-        if self.default_role not in ROLES:
-            raise ValueError(f"PARLEY_SSO_DEFAULT_ROLE must be one of {', '.join(ROLES)}")
+        if self.default_role and self.default_role not in ROLES:
+            roles = ", ".join(ROLES)
+            raise ValueError(f"PARLEY_SSO_DEFAULT_ROLE must be one of {roles}, or empty (the claim required)")
 
 
 def _fetch_json(url: str) -> Any:
@@ -122,8 +123,9 @@ class SingleSignOn:
         self.config = config
         self._jwks = Jwks(config)
 
-    async def claims(self, token: str) -> dict[str, Any] | None:
-        """The token's claims if it is the provider's, current and for us; None otherwise."""
+    async def claims(self, token: str, *, audience: str = "") -> dict[str, Any] | None:
+        """The token's claims if it is the provider's, current and for us (or for `audience`: an
+        id_token is for the client that asked for it); None otherwise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -140,7 +142,7 @@ class SingleSignOn:
                 token,
                 key=key,
                 algorithms=[algorithm],
-                audience=self.config.audience,
+                audience=audience or self.config.audience,
                 issuer=self.config.issuer,
                 leeway=self.config.leeway_seconds,
                 options={"require": ["exp", "iss", "aud", "sub"], "verify_nbf": True},
@@ -149,6 +151,21 @@ class SingleSignOn:
             log.info("refused a token: %s", error)
             return None
         return claims
+
+    def refusal(self, claims: dict[str, Any]) -> str | None:
+        """Why these claims name no Parley person (said to whoever signs in), or None."""
+        tenant_claim, role_claim = self.config.tenant_claim, self.config.role_claim
+        if not (claims.get(tenant_claim) or self.config.default_tenant):
+            return (
+                f"your sign-in carries no `{tenant_claim}` claim naming your Parley tenant (and no default "
+                "tenant is set): ask your administrator to add it in the identity provider"
+            )
+        role = claims.get(role_claim) or self.config.default_role
+        if not role:
+            return f"your sign-in carries no `{role_claim}` claim giving your Parley role: ask your administrator"
+        if role not in ROLES:
+            return f"your sign-in's `{role_claim}` claim is {str(role)[:40]!r}, not one of {', '.join(ROLES)}"
+        return None
 
     async def authenticate(self, session: AsyncSession, token: str) -> tuple[Principal, store.TenantLimits] | None:
         claims = await self.claims(token)

@@ -13,10 +13,12 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from parley.gateway.access import SCOPES, Principal
 from parley.gateway.models import api_keys, rate_counters, tenants, users
 from parley.kit.db import Sessions
+from parley.kit.paging import Cursor
 
 __all__ = ["Principal"]
 
@@ -54,6 +56,8 @@ class KeyRecord:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    monthly_limit_micros: int | None
+    alert_at_micros: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,8 @@ _KEY_COLUMNS = (
     api_keys.c.expires_at,
     api_keys.c.last_used_at,
     api_keys.c.revoked_at,
+    api_keys.c.monthly_limit_micros,
+    api_keys.c.alert_at_micros,
 )
 
 
@@ -193,6 +199,8 @@ async def create_key(
     prefix: str,
     scopes: list[str],
     expires_at: datetime | None,
+    limit_micros: int | None = None,
+    alert_micros: int | None = None,
 ) -> KeyRecord:
     row = (
         await session.execute(
@@ -206,6 +214,8 @@ async def create_key(
                 prefix=prefix,
                 scopes=scopes,
                 expires_at=expires_at,
+                monthly_limit_micros=limit_micros,
+                alert_at_micros=alert_micros,
             )
             .returning(*_KEY_COLUMNS)
         )
@@ -213,12 +223,46 @@ async def create_key(
     return KeyRecord(**row._mapping)
 
 
-async def list_keys(*, session: AsyncSession, tenant_id: str, user_id: str | None) -> list[KeyRecord]:
+def _after(created_at: ColumnElement[datetime], row_id: ColumnElement[str], cursor: Cursor) -> ColumnElement[bool]:
+    """Rows after the cursor, in (created_at, id) order."""
+    at, after_id = cursor.at, str(cursor.id)
+    return or_(created_at > at, and_(created_at == at, row_id > after_id))
+
+
+async def list_keys(
+    *, session: AsyncSession, tenant_id: str, user_id: str | None, after: Cursor | None = None, limit: int | None = None
+) -> list[KeyRecord]:
+    """Oldest first; `after` the cursor's (created_at, id) when given, at most `limit`."""
     query = select(*_KEY_COLUMNS).where(api_keys.c.tenant_id == tenant_id)
     if user_id is not None:
         query = query.where(api_keys.c.user_id == user_id)
-    rows = await session.execute(query.order_by(api_keys.c.created_at, api_keys.c.id))
+    if after is not None:
+        query = query.where(_after(api_keys.c.created_at, api_keys.c.id, after))
+    rows = await session.execute(query.order_by(api_keys.c.created_at, api_keys.c.id).limit(limit))
     return [KeyRecord(**row._mapping) for row in rows]
+
+
+async def get_key(*, session: AsyncSession, tenant_id: str, key_id: str, user_id: str | None) -> KeyRecord | None:
+    """A key of the tenant (of `user_id` when given), revoked or not."""
+    query = select(*_KEY_COLUMNS).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
+    if user_id is not None:
+        query = query.where(api_keys.c.user_id == user_id)
+    row = (await session.execute(query)).first()
+    return None if row is None else KeyRecord(**row._mapping)
+
+
+async def set_key_budget(
+    *, session: AsyncSession, tenant_id: str, key_id: str, limit_micros: int | None, alert_micros: int | None
+) -> KeyRecord:
+    row = (
+        await session.execute(
+            update(api_keys)
+            .where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
+            .values(monthly_limit_micros=limit_micros, alert_at_micros=alert_micros)
+            .returning(*_KEY_COLUMNS)
+        )
+    ).one()
+    return KeyRecord(**row._mapping)
 
 
 async def revoke_key(*, session: AsyncSession, tenant_id: str, key_id: str, user_id: str | None) -> bool:
@@ -327,10 +371,14 @@ async def get_user(*, session: AsyncSession, tenant_id: str, user_id: str) -> Us
     return None if row is None else UserRecord(**row._mapping)
 
 
-async def list_users(*, session: AsyncSession, tenant_id: str) -> list[UserRecord]:
-    rows = await session.execute(
-        select(*_USER_COLUMNS).where(users.c.tenant_id == tenant_id).order_by(users.c.created_at, users.c.id)
-    )
+async def list_users(
+    *, session: AsyncSession, tenant_id: str, after: Cursor | None = None, limit: int | None = None
+) -> list[UserRecord]:
+    """Oldest first; `after` the cursor's (created_at, id) when given, at most `limit`."""
+    query = select(*_USER_COLUMNS).where(users.c.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(_after(users.c.created_at, users.c.id, after))
+    rows = await session.execute(query.order_by(users.c.created_at, users.c.id).limit(limit))
     return [UserRecord(**row._mapping) for row in rows]
 
 
@@ -393,19 +441,32 @@ class SpendingLimits:
     user_limit_micros: int | None = None
     user_alert_micros: int | None = None
     tenant_alert_micros: int | None = None
+    key_limit_micros: int | None = None
+    key_alert_micros: int | None = None
 
 
-async def spending_limits(*, session: AsyncSession, tenant_id: str, user_id: str) -> SpendingLimits:
+async def spending_limits(
+    *, session: AsyncSession, tenant_id: str, user_id: str, api_key_id: str | None = None
+) -> SpendingLimits:
+    """The user's, the tenant's and (when the call is made with one) the API key's."""
+    key = api_keys.alias("presented")
     row = (
         await session.execute(
-            select(users.c.monthly_limit_micros, users.c.alert_at_micros, tenants.c.alert_at_micros.label("tenant"))
+            select(
+                users.c.monthly_limit_micros,
+                users.c.alert_at_micros,
+                tenants.c.alert_at_micros.label("tenant"),
+                key.c.monthly_limit_micros.label("key_limit"),
+                key.c.alert_at_micros.label("key_alert"),
+            )
             .join(tenants, tenants.c.id == users.c.tenant_id)
+            .outerjoin(key, and_(key.c.id == api_key_id, key.c.user_id == users.c.id))
             .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
         )
     ).first()
     if row is None:
         return SpendingLimits()
-    return SpendingLimits(row.monthly_limit_micros, row.alert_at_micros, row.tenant)
+    return SpendingLimits(row.monthly_limit_micros, row.alert_at_micros, row.tenant, row.key_limit, row.key_alert)
 
 
 async def set_user_budget(

@@ -1,10 +1,11 @@
-"""Artifacts — scene cards, the outline, character sheets, plot threads: when they are written,
-how they are kept, and when they go stale. What they say is the `ArtifactWriter`'s (artifact_writers.py).
+"""Artifacts — scene cards, the outline, character sheets, plot threads, the coverage report: when
+they are written, how they are kept, and when they go stale. What they say is the
+`ArtifactWriter`'s (artifact_writers/).
 
 A screenplay grows through analysis states, kept on the document and never going back:
 
     empty ──3 scenes or 10 pages──▶ partial (scene cards) ──30 scenes or 60 pages──▶ analyzed
-                                                        (cards, outline, character sheets, plot threads)
+                                     (cards, outline, character sheets, plot threads, coverage report)
 
 (thresholds in config.py). Other documents have no state ("") and are never ANALYZING: their
 section cards and outline are written when someone asks for them (`fresh`), so a manual nobody
@@ -32,7 +33,6 @@ artifacts are paused and why; what was written stays. Nothing retries on a timer
 `fresh` request or the next version picks up what is left.
 """
 
-import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -46,7 +46,6 @@ from parley.ingestion import store
 from parley.ingestion.artifact_writers import ArtifactDraft, ArtifactWriter, main_characters
 from parley.ingestion.clients import Owner
 from parley.ingestion.config import Settings
-from parley.ingestion.coverage import coverage
 from parley.ingestion.models import AnalysisState, Status, outbox
 from parley.ingestion.progress import Progress
 from parley.ingestion.screenplay_reports import card_key, is_screenplay, pacing_report
@@ -66,10 +65,11 @@ _GROWTH = (AnalysisState.NONE, AnalysisState.EMPTY, AnalysisState.PARTIAL, Analy
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one job writes: cards for `sections`, sheets for `characters`, or the outline — with
-    the plot threads when `threads`. The outline and the threads both read the whole script and go
-    stale together, so they are written together: a script whose writer finds no thread is not
-    asked again and again for the threads it lacks."""
+    """What one job writes: cards for `sections`, sheets for `characters`, the outline — with the
+    plot threads when `threads` — or the coverage report (handed the artifacts kept before it).
+    The outline and the threads both read the whole script and go stale together, so they are
+    written together: a script whose writer finds no thread is not asked again and again for the
+    threads it lacks."""
 
     kind: Literal["scene_card", "outline", "character_sheet", "coverage"]
     sections: tuple[SectionRecord, ...] = ()
@@ -326,7 +326,14 @@ class Artifacts:
             await self._progress.publish(document)
 
     async def get(
-        self, *, tenant_id: str, user_id: str, document_id: str, kinds: Sequence[str], fresh: bool
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        document_id: str,
+        kinds: Sequence[str],
+        fresh: bool,
+        api_key_id: str = "",
     ) -> list[ArtifactRecord]:
         """The document's artifacts (of `kinds`, when given): kinds in ARTIFACT_KINDS' order, cards
         in scene order. `fresh` writes what is missing or stale first, for the caller (billed to the
@@ -342,7 +349,9 @@ class Artifacts:
         if document is None:
             raise NotFound(f"document {document_id!r} not found")
         if fresh and self._writer is not None and document.status in (Status.READY, Status.ANALYZING):
-            await self._bring_up_to_date(document, owner=Owner(tenant_id=tenant_id, user_id=user_id))
+            await self._bring_up_to_date(
+                document, owner=Owner(tenant_id=tenant_id, user_id=user_id, api_key_id=api_key_id)
+            )
         async with self._sessions() as session:
             await store.enter_tenant(session=session, tenant_id=tenant_id)
             held = await store.list_artifacts(
@@ -446,8 +455,16 @@ class Artifacts:
                 return await self._writer.character_sheets(
                     owner=owner, title=title, sections=sections, characters=batch.characters
                 )
-            case "coverage":  # extractive whoever the writer is (coverage.py), off the event loop
-                return [await asyncio.to_thread(coverage, title, sections)]
+            case "coverage":  # read from the script's other artifacts, kept by the batches before it
+                async with self._sessions() as session:
+                    await store.enter_tenant(session=session, tenant_id=document.tenant_id)
+                    written = await store.list_artifacts(
+                        session=session,
+                        tenant_id=document.tenant_id,
+                        document_id=document.id,
+                        kinds=["scene_card", "outline", "character_sheet", "plot_thread"],
+                    )
+                return [await self._writer.coverage(owner=owner, title=title, sections=sections, artifacts=written)]
 
     async def _keep(
         self, *, session: AsyncSession, document: DocumentRecord, batch: Batch, drafts: Sequence[ArtifactDraft]

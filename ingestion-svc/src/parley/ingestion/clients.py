@@ -24,6 +24,9 @@ class Owner:
 
     tenant_id: str
     user_id: str
+    # The API key that asked for the work (artifacts written on request), billed to it; "" for
+    # the pipeline's own work.
+    api_key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,9 @@ class ChatCompleter:
             model=self._model,
             request_id=request_id,
         )
-        identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=request_id)
+        identity = Identity(
+            tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=request_id, api_key_id=owner.api_key_id
+        )
         try:
             response = await self._stub.Complete(
                 request, timeout=self._deadline, metadata=self._signer.metadata(identity)

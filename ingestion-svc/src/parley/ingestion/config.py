@@ -14,7 +14,7 @@ class Settings(ServiceSettings):
     # server it connects to takes): a chunk set larger than this goes in parts (pipeline.in_parts),
     # which retrieval puts back together before indexing the version.
     max_event_bytes: int = Field(default=16 * 1024 * 1024 - 64 * 1024, gt=0)
-    # Who writes artifacts (scene cards, outlines, character sheets, plot threads): `local` extracts
+    # Who writes artifacts (scene cards, outlines, sheets, plot threads, coverage): `local` extracts
     # them offline from the text; any other name is a chat-svc provider, asked through `Complete`.
     artifacts_provider: str = LOCAL_PROVIDER
     artifacts_model: str = ""  # empty: the provider's default model

@@ -148,6 +148,7 @@ class IngestionApi(ingestion_pb2_grpc.IngestionServiceServicer):
             document_id=request.document_id,
             kinds=list(request.kinds),
             fresh=request.fresh,
+            api_key_id=who.api_key_id,  # writing on request is billed to the key that asked
         )
         return ingestion_pb2.GetArtifactsResponse(artifacts=[artifact_proto(record) for record in records])
 

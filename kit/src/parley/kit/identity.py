@@ -1,14 +1,16 @@
 """Who a call is for. The gateway sets it; internal services read it from gRPC metadata.
 
-The identity crosses as plain metadata (`x-tenant-id`, `x-user-id`, `x-role`, `x-request-id`)
-plus `x-parley-identity`: `v1.<expiry>.<HMAC-SHA256>` over those values and the expiry, with the
+The identity crosses as plain metadata (`x-tenant-id`, `x-user-id`, `x-role`, `x-request-id`,
+`x-api-key-id` — the API key that caused the call, absent for a single sign-on token or a
+service's own work) plus `x-parley-identity`: `v2.<expiry>.<HMAC-SHA256>` over those values and
+the expiry, with the
 installation's internal secret (`PARLEY_INTERNAL_SECRET`, the same in every service). The kit's
 server interceptor verifies it before any servicer runs, so a process that reaches a service's
 port without the secret cannot name a tenant: a forged, altered or expired identity is
 UNAUTHENTICATED. Every service signs what it sends itself (a turn outlives any token the gateway
 could have given it). A signature is valid for `ttl_seconds` (default 5 minutes, for clock skew
 between pods); within that it can be replayed only for the very same tenant, user, role and
-request id.
+request id (and key).
 """
 
 import base64
@@ -26,9 +28,12 @@ TENANT_KEY = "x-tenant-id"
 USER_KEY = "x-user-id"
 ROLE_KEY = "x-role"
 REQUEST_KEY = "x-request-id"
+API_KEY_ID_KEY = "x-api-key-id"
 TRACEPARENT_KEY = "traceparent"
 SIGNATURE_KEY = "x-parley-identity"
-_VERSION = "v1"
+# v2: the API key id is signed too.
+_VERSION = "v2"
+_SIGNED = (TENANT_KEY, USER_KEY, ROLE_KEY, REQUEST_KEY, API_KEY_ID_KEY)
 
 _request_id: ContextVar[str] = ContextVar("parley_request_id", default="")
 
@@ -40,6 +45,9 @@ class Identity:
     request_id: str = ""
     traceparent: str = ""
     role: str = ""
+    # The API key the call was made with, so usage is billed to it (per-key budgets); "" for a
+    # single sign-on token or a service's own work.
+    api_key_id: str = ""
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The plain pairs, unsigned: what `Signer.metadata` signs and sends."""
@@ -48,6 +56,7 @@ class Identity:
             (USER_KEY, self.user_id),
             (ROLE_KEY, self.role),
             (REQUEST_KEY, self.request_id),
+            (API_KEY_ID_KEY, self.api_key_id),
         ]
         if self.traceparent:
             pairs.append((TRACEPARENT_KEY, self.traceparent))
@@ -66,9 +75,7 @@ class Signer:
 
     def _mac(self, values: Mapping[str, str], expiry: int) -> str:
         # Newline-separated: none of the values may hold one (gRPC metadata values cannot).
-        signed = "\n".join(
-            [_VERSION, *(values.get(key, "") for key in (TENANT_KEY, USER_KEY, ROLE_KEY, REQUEST_KEY)), str(expiry)]
-        )
+        signed = "\n".join([_VERSION, *(values.get(key, "") for key in _SIGNED), str(expiry)])
         digest = hmac.new(self._key, signed.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
@@ -112,6 +119,7 @@ def identity_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -
         request_id=values.get(REQUEST_KEY, ""),
         traceparent=values.get(TRACEPARENT_KEY, ""),
         role=values.get(ROLE_KEY, ""),
+        api_key_id=values.get(API_KEY_ID_KEY, ""),
     )
 
 

@@ -170,7 +170,7 @@ class CancelTurnCommand(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., turn_id: _Optional[str] = ...) -> None: ...
 
 class UsageRecorded(_message.Message):
-    __slots__ = ("event_id", "tenant_id", "user_id", "kind", "provider", "model", "usage", "reservation_id", "conversation_id", "request_id", "latency_ms", "success", "occurred_at", "billed_at_hold")
+    __slots__ = ("event_id", "tenant_id", "user_id", "kind", "provider", "model", "usage", "reservation_id", "conversation_id", "request_id", "latency_ms", "success", "occurred_at", "billed_at_hold", "api_key_id")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,7 @@ class UsageRecorded(_message.Message):
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     BILLED_AT_HOLD_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     tenant_id: str
     user_id: str
@@ -199,7 +200,8 @@ class UsageRecorded(_message.Message):
     success: bool
     occurred_at: _timestamp_pb2.Timestamp
     billed_at_hold: bool
-    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., reservation_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., latency_ms: _Optional[int] = ..., success: _Optional[bool] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., billed_at_hold: _Optional[bool] = ...) -> None: ...
+    api_key_id: str
+    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., reservation_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., latency_ms: _Optional[int] = ..., success: _Optional[bool] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., billed_at_hold: _Optional[bool] = ..., api_key_id: _Optional[str] = ...) -> None: ...
 
 class AnalyzeJob(_message.Message):
     __slots__ = ("tenant_id", "document_id", "version")
@@ -212,7 +214,7 @@ class AnalyzeJob(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., document_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class BudgetAlert(_message.Message):
-    __slots__ = ("tenant_id", "scope", "user_id", "spent_micros", "alert_at_micros", "limit_micros", "at")
+    __slots__ = ("tenant_id", "scope", "user_id", "spent_micros", "alert_at_micros", "limit_micros", "at", "api_key_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +222,7 @@ class BudgetAlert(_message.Message):
     ALERT_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     scope: str
     user_id: str
@@ -227,4 +230,5 @@ class BudgetAlert(_message.Message):
     alert_at_micros: int
     limit_micros: int
     at: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., scope: _Optional[str] = ..., user_id: _Optional[str] = ..., spent_micros: _Optional[int] = ..., alert_at_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    api_key_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., scope: _Optional[str] = ..., user_id: _Optional[str] = ..., spent_micros: _Optional[int] = ..., alert_at_micros: _Optional[int] = ..., limit_micros: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., api_key_id: _Optional[str] = ...) -> None: ...

@@ -18,11 +18,13 @@ class UsageGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     USAGE_GROUP_BY_MODEL: _ClassVar[UsageGroupBy]
     USAGE_GROUP_BY_USER: _ClassVar[UsageGroupBy]
     USAGE_GROUP_BY_KIND: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_API_KEY: _ClassVar[UsageGroupBy]
 USAGE_GROUP_BY_UNSPECIFIED: UsageGroupBy
 USAGE_GROUP_BY_DAY: UsageGroupBy
 USAGE_GROUP_BY_MODEL: UsageGroupBy
 USAGE_GROUP_BY_USER: UsageGroupBy
 USAGE_GROUP_BY_KIND: UsageGroupBy
+USAGE_GROUP_BY_API_KEY: UsageGroupBy
 
 class ReserveRequest(_message.Message):
     __slots__ = ("model", "input_tokens", "max_output_tokens", "idempotency_key", "provider")

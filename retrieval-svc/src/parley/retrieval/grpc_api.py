@@ -33,7 +33,9 @@ class RetrievalApi(retrieval_pb2_grpc.RetrievalServiceServicer):
             # ChunkFilters names its fields as SearchFilters does.
             filters=ChunkFilters(**MessageToDict(request.filters, preserving_proto_field_name=True)),
         )
-        found = await self._searcher.search(tenant_id=caller(context).tenant_id, query=query)
+        who = caller(context)
+        # The query's embedding is billed to the caller: its user and the API key it came with.
+        found = await self._searcher.search(tenant_id=who.tenant_id, query=query, billed_to=who)
         return retrieval_pb2.SearchResponse(hits=_hits(found.hits), degraded=found.degraded)
 
     async def GetNeighbors(
@@ -55,8 +57,9 @@ class RetrievalApi(retrieval_pb2_grpc.RetrievalServiceServicer):
         return retrieval_pb2.GetChunksResponse(chunks=_hits(chunks))
 
     async def Embed(self, request: retrieval_pb2.EmbedRequest, context: Context) -> retrieval_pb2.EmbedResponse:
+        who = caller(context)
         embedder, vectors, tokens = await self._searcher.embed(
-            tenant_id=caller(context).tenant_id, collection_ids=request.collection_ids, texts=request.texts
+            tenant_id=who.tenant_id, collection_ids=request.collection_ids, texts=request.texts, billed_to=who
         )
         return retrieval_pb2.EmbedResponse(
             model=embedder.name,

@@ -22,12 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.kit.contracts import (
     MAX_COLLECTIONS_PER_CONVERSATION,
     MAX_EMBED_TEXTS,
+    MAX_FILTER_VALUES,
+    MAX_HEADING_FILTER_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_QUERY_CHARS,
     MAX_SEARCH_K,
 )
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput, NotFound, Unavailable
+from parley.kit.identity import Identity
 from parley.retrieval import store
 from parley.retrieval.bm25 import BM25_DEFAULTS, DEEPER, Bm25Parameters, candidates_per_term, rescored
 from parley.retrieval.embeddings import Embedder, is_zero
@@ -43,8 +46,6 @@ VECTOR_LEG = "vector"
 RRF_K = 60
 MAX_NEIGHBOURS = 10
 MAX_CHUNK_IDS = 100
-MAX_HEADING_FILTER_CHARS = 300
-MAX_FILTER_VALUES = 100
 DEFAULT_KEYWORD_WEIGHT = 0.5
 # HNSW's candidate list (hnsw.ef_search), at least: the smallest that kept recall@10 against exact
 # search >= 0.95 at 10k and 100k chunks (BENCHMARKS.md, "Retrieval"). A search deeper than this
@@ -161,7 +162,12 @@ class Searcher:
         self._ef_search = ef_search
 
     async def embed(
-        self, *, tenant_id: str, collection_ids: Sequence[str], texts: Sequence[str]
+        self,
+        *,
+        tenant_id: str,
+        collection_ids: Sequence[str],
+        texts: Sequence[str],
+        billed_to: Identity | None = None,
     ) -> tuple[Embedder, list[list[float]], int]:
         """Texts embedded as these collections' chunks are (vectors.Vectors.embed_for)."""
         if not texts or len(texts) > MAX_EMBED_TEXTS:
@@ -170,10 +176,13 @@ class Searcher:
             raise InvalidInput(f"each text must be 1 to {MAX_MESSAGE_CHARS} characters, without NUL")
         if len(collection_ids) > MAX_COLLECTIONS_PER_CONVERSATION:
             raise InvalidInput(f"at most {MAX_COLLECTIONS_PER_CONVERSATION} collections")
-        return await self._vectors.embed_for(tenant_id=tenant_id, collection_ids=collection_ids, contents=texts)
+        return await self._vectors.embed_for(
+            tenant_id=tenant_id, collection_ids=collection_ids, contents=texts, billed_to=billed_to
+        )
 
-    async def search(self, *, tenant_id: str, query: SearchQuery) -> Found:
-        """The best k chunks, best first, each with its highlight."""
+    async def search(self, *, tenant_id: str, query: SearchQuery, billed_to: Identity | None = None) -> Found:
+        """The best k chunks, best first, each with its highlight; the query's embedding is billed
+        to `billed_to` (its user and API key), else to the tenant alone."""
         scope = SearchScope(
             tenant_id=tenant_id,
             collection_ids=query.collection_ids,
@@ -197,7 +206,9 @@ class Searcher:
             # embedding is recorded while the search goes on (vectors.py).
             try:
                 embedding = await until_answered.enter_async_context(
-                    self._vectors.for_query(tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text)
+                    self._vectors.for_query(
+                        tenant_id=tenant_id, collection_ids=query.collection_ids, text=query.text, billed_to=billed_to
+                    )
                 )
             except Unavailable as down:
                 if query.mode is not Mode.HYBRID:

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from parley.kit import outbox
 from parley.kit.contracts import LOCAL_PROVIDER, USAGE_EMBEDDING, USAGE_RECORDED
 from parley.kit.db import Sessions
+from parley.kit.identity import Identity
 from parley.retrieval import store
 from parley.retrieval.embeddings import Embedder, is_zero
 from parley.retrieval.models import outbox as outbox_table
@@ -177,7 +178,7 @@ class Vectors:
 
     @contextlib.asynccontextmanager
     async def for_query(
-        self, *, tenant_id: str, collection_ids: Sequence[str], text: str
+        self, *, tenant_id: str, collection_ids: Sequence[str], text: str, billed_to: Identity | None = None
     ) -> AsyncIterator[QueryVector]:
         """The query's vector, from the serving model of the collections searched, for the time of
         one search. A model call that costs money is recorded (its vector cached, the call billed)
@@ -195,7 +196,7 @@ class Vectors:
             embedding = self._recent_queries[recent]
         else:
             [embedding], record, _ = await self._embed(
-                tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local
+                tenant_id=tenant_id, embedder=embedder, contents=[text], shared_cache=not local, billed_to=billed_to
             )
             if local:
                 self._recent_queries[recent] = embedding
@@ -222,22 +223,36 @@ class Vectors:
         return vectors
 
     async def embed_for(
-        self, *, tenant_id: str, collection_ids: Sequence[str], contents: Sequence[str]
+        self,
+        *,
+        tenant_id: str,
+        collection_ids: Sequence[str],
+        contents: Sequence[str],
+        billed_to: Identity | None = None,
     ) -> tuple[Embedder, list[list[float]], int]:
         """Texts a caller asked to embed (`Embed`, the gateway's /v1/embeddings): by the model that
         serves these collections, so the vectors compare with theirs; through the cache, billed
         to the tenant. Returns the model, the vectors and the tokens the model was called for."""
         embedder = await self.serving(tenant_id=tenant_id, collection_ids=collection_ids)
-        vectors, record, tokens = await self._embed(tenant_id=tenant_id, embedder=embedder, contents=contents)
+        vectors, record, tokens = await self._embed(
+            tenant_id=tenant_id, embedder=embedder, contents=contents, billed_to=billed_to
+        )
         if record is not None:
             await record
         return embedder, vectors, tokens
 
     async def _embed(
-        self, *, tenant_id: str, embedder: Embedder, contents: Sequence[str], shared_cache: bool = True
+        self,
+        *,
+        tenant_id: str,
+        embedder: Embedder,
+        contents: Sequence[str],
+        shared_cache: bool = True,
+        billed_to: Identity | None = None,
     ) -> tuple[list[list[float]], Coroutine[None, None, None] | None, int]:
         """The vectors, what is left to do once the model was called — cache them (unless
-        `shared_cache` is off: then neither read nor written) and bill it — and the tokens billed."""
+        `shared_cache` is off: then neither read nor written) and bill it (to `billed_to`'s user
+        and API key when a caller asked, else to the tenant alone) — and the tokens billed."""
         keys = [embedding_key(content) for content in contents]
         known: dict[str, list[float]] = {}
         if shared_cache:
@@ -252,13 +267,20 @@ class Vectors:
             embedded = await embedder.embed(list(missing.values()))
         except Exception:
             # A call that failed after its retries still counts: in the success rate, at no tokens.
-            failed = _usage_event(tenant_id=tenant_id, embedder=embedder, tokens=0, started=started, success=False)
+            failed = _usage_event(
+                tenant_id=tenant_id, embedder=embedder, tokens=0, started=started, success=False, billed_to=billed_to
+            )
             async with self._sessions() as session, session.begin():
                 await _enqueue_usage(session=session, event=failed)
             raise
         fresh = dict(zip(missing, embedded.vectors, strict=True))
         usage = _usage_event(
-            tenant_id=tenant_id, embedder=embedder, tokens=embedded.input_tokens, started=started, success=True
+            tenant_id=tenant_id,
+            embedder=embedder,
+            tokens=embedded.input_tokens,
+            started=started,
+            success=True,
+            billed_to=billed_to,
         )
 
         async def record() -> None:
@@ -350,13 +372,18 @@ async def _enqueue_usage(*, session: AsyncSession, event: events_pb2.UsageRecord
 
 
 def _usage_event(
-    *, tenant_id: str, embedder: Embedder, tokens: int, started: float, success: bool
+    *, tenant_id: str, embedder: Embedder, tokens: int, started: float, success: bool, billed_to: Identity | None
 ) -> events_pb2.UsageRecorded:
     occurred_at = Timestamp()
     occurred_at.GetCurrentTime()
     return events_pb2.UsageRecorded(
         event_id=str(uuid.uuid4()),
         tenant_id=tenant_id,
+        # A caller's query or texts: their user and API key (per-user and per-key budgets); the
+        # indexing pipeline's own work: the tenant alone.
+        user_id=billed_to.user_id if billed_to else "",
+        api_key_id=billed_to.api_key_id if billed_to else "",
+        request_id=billed_to.request_id if billed_to else "",
         kind=USAGE_EMBEDDING,
         provider=embedder.provider,
         model=embedder.model,

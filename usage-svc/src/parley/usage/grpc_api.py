@@ -24,6 +24,7 @@ _GROUP_BY: dict[int, GroupBy] = {
     usage_pb2.USAGE_GROUP_BY_MODEL: "model",
     usage_pb2.USAGE_GROUP_BY_USER: "user",
     usage_pb2.USAGE_GROUP_BY_KIND: "kind",
+    usage_pb2.USAGE_GROUP_BY_API_KEY: "api_key",
 }
 
 

@@ -83,7 +83,10 @@ usage_events = Table(
     Column("billed_at_hold", Boolean, nullable=False, server_default=false()),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The API key the call was made with ("" for none: single sign-on, a service's own work).
+    Column("api_key_id", Text, nullable=False, server_default=""),
     Index("usage_events_by_time", "tenant_id", "occurred_at"),
     Index("usage_events_by_model", "tenant_id", "model", "occurred_at"),
     Index("usage_events_by_user", "tenant_id", "user_id", "occurred_at"),
+    Index("usage_events_by_api_key", "tenant_id", "api_key_id", "occurred_at"),
 )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 RecordT = TypeVar("RecordT", bound="DataclassInstance")
-GroupBy = Literal["none", "day", "model", "user", "kind"]
+GroupBy = Literal["none", "day", "model", "user", "kind", "api_key"]
 
 # usage_events has a column per TokenUsage field, of the same name.
 TOKEN_FIELDS = tuple(field.name for field in TokenUsage.DESCRIPTOR.fields)
@@ -294,6 +294,8 @@ def _group_key(group_by: GroupBy) -> ColumnElement[str]:
             return usage_events.c.user_id
         case "kind":
             return usage_events.c.kind
+        case "api_key":
+            return usage_events.c.api_key_id
         case "none":
             return literal("", Text)
 

@@ -1,6 +1,7 @@
 """What routes depend on, as `Annotated` aliases so their signatures read like sentences:
 `who: Reader` is anyone of the tenant with a `read` credential, `who: Admin` an admin or owner
-whose credential carries `admin` (access.py holds the matrix)."""
+whose credential carries `admin` (access.py holds the matrix); `ingestion: Ingestion` is the
+backend a route calls (clients.py), one per service."""
 
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -12,7 +13,7 @@ from nats.js import JetStreamContext
 from parley.gateway import access
 from parley.gateway.auth import Authenticator
 from parley.gateway.budgets import Budgets
-from parley.gateway.clients import Backends, ChatBackend
+from parley.gateway.clients import ChatBackend, IngestionBackend, RetrievalBackend, UsageBackend
 from parley.gateway.config import Settings
 from parley.gateway.errors import ApiError
 from parley.gateway.front_door import principal_of
@@ -21,17 +22,19 @@ from parley.gateway.store import Principal
 from parley.kit.db import Sessions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
     """Everything a request may use, built once in __main__ and kept on the app's state."""
 
     settings: Settings
     sessions: Sessions
-    backends: Backends
     nc: NatsClient
     js: JetStreamContext
-    chat: ChatBackend
     authenticator: Authenticator
+    ingestion: IngestionBackend
+    retrieval: RetrievalBackend
+    chat: ChatBackend
+    usage: UsageBackend
     limiter: RateLimiter = field(default_factory=RateLimiter)
     budgets: Budgets = field(default_factory=Budgets)
 
@@ -39,6 +42,22 @@ class Services:
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def get_ingestion(request: Request) -> IngestionBackend:
+    return get_services(request).ingestion
+
+
+def get_retrieval(request: Request) -> RetrievalBackend:
+    return get_services(request).retrieval
+
+
+def get_chat(request: Request) -> ChatBackend:
+    return get_services(request).chat
+
+
+def get_usage(request: Request) -> UsageBackend:
+    return get_services(request).usage
 
 
 def get_principal(request: Request) -> Principal:
@@ -70,3 +89,7 @@ PeopleAdmin = Annotated[Principal, requires(access.MANAGE_PEOPLE)]
 BudgetAdmin = Annotated[Principal, requires(access.SET_BUDGET)]
 Operator = Annotated[Principal, requires(access.OPERATE)]
 Deps = Annotated[Services, Depends(get_services)]
+Ingestion = Annotated[IngestionBackend, Depends(get_ingestion)]
+Retrieval = Annotated[RetrievalBackend, Depends(get_retrieval)]
+Chat = Annotated[ChatBackend, Depends(get_chat)]
+Usage = Annotated[UsageBackend, Depends(get_usage)]

@@ -9,11 +9,13 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
 from parley.gateway import access, chat_turns, store
-from parley.gateway.api.deps import Chatter, Deps, Reader, Services
+from parley.gateway.api.deps import Chat, Chatter, Deps, Reader, Services
 from parley.gateway.errors import ApiError, responses
-from parley.gateway.schemas import ChatIn, ChatOut, Conversation, Page
+from parley.gateway.schemas import Page, PageSize, PageToken
+from parley.gateway.schemas.chat import ChatIn, ChatOut, Conversation
 from parley.gateway.store import Principal
-from parley.kit.contracts import MAX_ID_CHARS, MAX_PAGE_TOKEN_CHARS
+from parley.kit.contracts import MAX_ID_CHARS
+from parley.kit.paging import DEFAULT_PAGE_SIZE
 from parley.v1 import common_pb2
 
 router = APIRouter(tags=["chat"])
@@ -47,7 +49,6 @@ async def chat(body: ChatIn, who: Chatter, services: Deps) -> EventSourceRespons
     With `"stream": true` the answer arrives as server-sent events: `delta` frames of text,
     then `sources`, `usage` and `end` (or `error`); each has an id to resume from.
     """
-    await services.budgets.before_spending(services, who)
     turn = await chat_turns.start_turn(services, who, body)
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Turn-Id": turn.turn_id}
     if body.stream:
@@ -80,8 +81,8 @@ async def turn_events(
 
 
 @router.post("/v1/conversations/{conversation_id}/turns/{turn_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
-async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, services: Deps) -> dict[str, str]:
-    await services.chat.cancel_turn(who, conversation_id, turn_id)
+async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, chat: Chat) -> dict[str, str]:
+    await chat.cancel_turn(who, conversation_id, turn_id)
     return {"status": "cancelling"}
 
 
@@ -89,8 +90,8 @@ async def cancel_turn(conversation_id: str, turn_id: str, who: Chatter, services
 async def list_conversations(
     who: Reader,
     services: Deps,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
     user_id: Annotated[
         str | None, Query(max_length=MAX_ID_CHARS, description="an admin: list this user's conversations")
     ] = None,
@@ -102,7 +103,7 @@ async def list_conversations(
         owner, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     )
     return Page(
-        data=[Conversation.of(c, with_messages=False) for c in page.conversations],
+        data=[Conversation.of(c, messages=None) for c in page.conversations],
         next_page_token=page.next_page_token or None,
     )
 
@@ -126,31 +127,31 @@ async def _other_user(services: Services, who: Principal, user_id: str) -> Princ
 async def get_conversation(
     conversation_id: str,
     who: Reader,
-    services: Deps,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    chat: Chat,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
 ) -> Conversation:
     """The conversation with its most recent `page_size` messages, oldest to newest (newest last);
     `next_page_token` reads the messages before them (null when these are the first)."""
     page = common_pb2.PageRequest(page_size=page_size, page_token=page_token)
-    return Conversation.of(await services.chat.get_conversation(who, conversation_id, page), with_messages=True)
+    return Conversation.of(await chat.get_conversation(who, conversation_id, page))
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_conversation(conversation_id: str, who: Chatter, services: Deps) -> None:
-    await services.chat.delete_conversation(who, conversation_id)
+async def delete_conversation(conversation_id: str, who: Chatter, chat: Chat) -> None:
+    await chat.delete_conversation(who, conversation_id)
 
 
 @router.get("/v1/conversations/{conversation_id}/export", response_class=Response)
 async def export_conversation(
     conversation_id: str,
     who: Reader,
-    services: Deps,
+    chat: Chat,
     format: Literal["json", "markdown"] = "markdown",
 ) -> Response:
     """The conversation as a file: `markdown` to read, `json` (the conversation with every message,
     its sources, usage and context) to keep or process."""
-    exported = await services.chat.export_conversation(who, conversation_id, format)
+    exported = await chat.export_conversation(who, conversation_id, format)
     extension = "json" if format == "json" else "md"
     return Response(
         exported.content,

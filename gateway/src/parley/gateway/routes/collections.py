@@ -2,43 +2,41 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 
-from parley.gateway.api.deps import Deleter, Deps, Reader, Writer
+from parley.gateway.api.deps import Deleter, Deps, Ingestion, Reader, Writer
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, PRIORITY, Collection, CollectionIn, Document, Page
-from parley.kit.contracts import MAX_PAGE_TOKEN_CHARS, MAX_TITLE_CHARS
+from parley.gateway.schemas import NO_NUL, Page, PageSize, PageToken
+from parley.gateway.schemas.collections import Collection, CollectionIn
+from parley.gateway.schemas.documents import PRIORITY, Document
+from parley.kit.contracts import MAX_TITLE_CHARS
+from parley.kit.paging import DEFAULT_PAGE_SIZE
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
-PageSize = Annotated[int, Query(ge=1, le=100)]
-PageToken = Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)]
-
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_collection(body: CollectionIn, who: Writer, services: Deps) -> Collection:
-    return Collection.of(await services.backends.create_collection(who, name=body.name, description=body.description))
+async def create_collection(body: CollectionIn, who: Writer, ingestion: Ingestion) -> Collection:
+    return Collection.of(await ingestion.create_collection(who, name=body.name, description=body.description))
 
 
 @router.get("")
 async def list_collections(
-    who: Reader, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
+    who: Reader, ingestion: Ingestion, page_size: PageSize = DEFAULT_PAGE_SIZE, page_token: PageToken = ""
 ) -> Page[Collection]:
-    page = await services.backends.list_collections(
-        who, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
-    )
+    page = await ingestion.list_collections(who, common_pb2.PageRequest(page_size=page_size, page_token=page_token))
     return Page(data=[Collection.of(c) for c in page.collections], next_page_token=page.next_page_token or None)
 
 
 @router.get("/{collection_id}")
-async def get_collection(collection_id: str, who: Reader, services: Deps) -> Collection:
-    return Collection.of(await services.backends.get_collection(who, collection_id))
+async def get_collection(collection_id: str, who: Reader, ingestion: Ingestion) -> Collection:
+    return Collection.of(await ingestion.get_collection(who, collection_id))
 
 
 @router.delete("/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_collection(collection_id: str, who: Deleter, services: Deps) -> None:
-    await services.backends.delete_collection(who, collection_id)
+async def delete_collection(collection_id: str, who: Deleter, ingestion: Ingestion) -> None:
+    await ingestion.delete_collection(who, collection_id)
 
 
 @router.post("/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED)
@@ -46,6 +44,7 @@ async def upload_document(
     collection_id: str,
     who: Writer,
     services: Deps,
+    ingestion: Ingestion,
     file: Annotated[
         UploadFile, File(description="a screenplay (.fountain, .fdx), PDF, HTML, Markdown or plain-text file")
     ],
@@ -67,14 +66,18 @@ async def upload_document(
         filename=file.filename or "",
         priority=priority,
     )
-    return Document.of(await services.backends.ingest_document(who, header, content))
+    return Document.of(await ingestion.ingest_document(who, header, content))
 
 
 @router.get("/{collection_id}/documents")
 async def list_documents(
-    collection_id: str, who: Reader, services: Deps, page_size: PageSize = 20, page_token: PageToken = ""
+    collection_id: str,
+    who: Reader,
+    ingestion: Ingestion,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
 ) -> Page[Document]:
-    page = await services.backends.list_documents(
+    page = await ingestion.list_documents(
         who, collection_id, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     )
     return Page(data=[Document.of(d) for d in page.documents], next_page_token=page.next_page_token or None)

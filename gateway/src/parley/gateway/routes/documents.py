@@ -9,11 +9,12 @@ from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from sse_starlette import EventSourceResponse
 
 from parley.gateway import access, breakdown
-from parley.gateway.api.deps import Deleter, Deps, Reader, Writer
+from parley.gateway.api.deps import Deleter, Deps, Ingestion, Reader, Writer
 from parley.gateway.breakdown import BreakdownOut
 from parley.gateway.errors import ApiError, from_grpc, responses
 from parley.gateway.events import error_frame
-from parley.gateway.schemas import (
+from parley.gateway.schemas import Page, PageSize, PageToken
+from parley.gateway.schemas.documents import (
     PRIORITY,
     ArtifactsOut,
     CharactersOut,
@@ -21,10 +22,10 @@ from parley.gateway.schemas import (
     DocumentProgress,
     DocumentUpdateOut,
     PacingOut,
-    Page,
     SectionOut,
 )
-from parley.kit.contracts import ARTIFACT_KINDS, MAX_PAGE_TOKEN_CHARS
+from parley.kit.contracts import ARTIFACT_KINDS
+from parley.kit.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from parley.v1 import common_pb2, ingestion_pb2
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -33,8 +34,8 @@ WATCH_SECONDS = 600.0
 
 
 @router.get("/{document_id}")
-async def get_document(document_id: str, who: Reader, services: Deps) -> Document:
-    return Document.of(await services.backends.get_document(who, document_id))
+async def get_document(document_id: str, who: Reader, ingestion: Ingestion) -> Document:
+    return Document.of(await ingestion.get_document(who, document_id))
 
 
 @router.put(
@@ -46,6 +47,7 @@ async def update_document(
     document_id: str,
     who: Writer,
     services: Deps,
+    ingestion: Ingestion,
     response: Response,
     file: Annotated[UploadFile, File(description="the document's new content, in any accepted type")],
     priority: Annotated[str, Query(pattern=PRIORITY, description="urgent, normal or low")] = "normal",
@@ -63,7 +65,7 @@ async def update_document(
         filename=file.filename or "",
         priority=priority,
     )
-    update = DocumentUpdateOut.of(await services.backends.update_document(who, header, content))
+    update = DocumentUpdateOut.of(await ingestion.update_document(who, header, content))
     if update.outcome == "unchanged":
         response.status_code = status.HTTP_200_OK
     return update
@@ -73,29 +75,29 @@ async def update_document(
 async def list_sections(
     document_id: str,
     who: Reader,
-    services: Deps,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
-    page_token: Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)] = "",
+    ingestion: Ingestion,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+    page_token: PageToken = "",
 ) -> Page[SectionOut]:
     """The current version's sections in order (a screenplay's title page and scenes); empty
     until the document has been chunked."""
-    page = await services.backends.list_sections(
+    page = await ingestion.list_sections(
         who, document_id, common_pb2.PageRequest(page_size=page_size, page_token=page_token)
     )
     return Page(data=[SectionOut.of(s) for s in page.sections], next_page_token=page.next_page_token or None)
 
 
 @router.get("/{document_id}/characters")
-async def get_characters(document_id: str, who: Reader, services: Deps) -> CharactersOut:
+async def get_characters(document_id: str, who: Reader, ingestion: Ingestion) -> CharactersOut:
     """A screenplay's speaking characters, counted from its scenes; 409 for any other document."""
-    return CharactersOut.of(document_id, await services.backends.get_characters(who, document_id))
+    return CharactersOut.of(await ingestion.get_characters(who, document_id), document_id=document_id)
 
 
 @router.get("/{document_id}/pacing")
-async def get_pacing(document_id: str, who: Reader, services: Deps) -> PacingOut:
+async def get_pacing(document_id: str, who: Reader, ingestion: Ingestion) -> PacingOut:
     """A screenplay's pages, scene lengths in eighths, dialogue share, day/night and INT/EXT
     counts; 409 for any other document."""
-    return PacingOut.of(document_id, await services.backends.get_pacing(who, document_id))
+    return PacingOut.of(await ingestion.get_pacing(who, document_id), document_id=document_id)
 
 
 @router.get(
@@ -108,24 +110,24 @@ async def get_pacing(document_id: str, who: Reader, services: Deps) -> PacingOut
 async def get_breakdown(
     document_id: str,
     who: Reader,
-    services: Deps,
+    ingestion: Ingestion,
     format: Annotated[Literal["json", "csv"], Query(description="json (the default) or csv")] = "json",
 ) -> Response | BreakdownOut:
     """A screenplay's breakdown sheet, a row per scene (number, INT/EXT, location, time of day,
     eighths, start page, cast, the card's one-line synopsis); 409 for any other document."""
     # The pacing first: it is the call that refuses a document that is not a screenplay.
-    pacing = await services.backends.get_pacing(who, document_id)
+    pacing = await ingestion.get_pacing(who, document_id)
     sections: list[ingestion_pb2.Section] = []
     token = ""
     while True:
-        page = await services.backends.list_sections(
-            who, document_id, common_pb2.PageRequest(page_size=100, page_token=token)
+        page = await ingestion.list_sections(
+            who, document_id, common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token)
         )
         sections += page.sections
         token = page.next_page_token
         if not token:
             break
-    cards = await services.backends.get_artifacts(who, document_id, kinds=["scene_card"], fresh=False)
+    cards = await ingestion.get_artifacts(who, document_id, kinds=["scene_card"], fresh=False)
     found = breakdown.rows(sections, pacing, cards.artifacts)
     if format == "csv":
         disposition = f'attachment; filename="breakdown-{document_id}.csv"'
@@ -138,6 +140,7 @@ async def get_artifacts(
     document_id: str,
     who: Reader,
     services: Deps,
+    ingestion: Ingestion,
     kind: Annotated[
         list[str], Query(max_length=len(ARTIFACT_KINDS), description=f"only these: {', '.join(ARTIFACT_KINDS)}")
     ] = [],  # noqa: B006
@@ -151,13 +154,13 @@ async def get_artifacts(
         raise ApiError(403, "forbidden", "writing artifacts is billed: it needs a member with a `chat` key")
     if fresh:
         await services.budgets.before_spending(services, who)
-    found = await services.backends.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
-    return ArtifactsOut.of(document_id, found)
+    found = await ingestion.get_artifacts(who, document_id, kinds=list(kind), fresh=fresh)
+    return ArtifactsOut.of(found, document_id=document_id)
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_document(document_id: str, who: Deleter, services: Deps) -> None:
-    await services.backends.delete_document(who, document_id)
+async def delete_document(document_id: str, who: Deleter, ingestion: Ingestion) -> None:
+    await ingestion.delete_document(who, document_id)
 
 
 @router.get(
@@ -178,15 +181,15 @@ async def delete_document(document_id: str, who: Deleter, services: Deps) -> Non
         }
     },
 )
-async def document_events(document_id: str, who: Reader, services: Deps) -> EventSourceResponse:
+async def document_events(document_id: str, who: Reader, ingestion: Ingestion) -> EventSourceResponse:
     """Server-sent `progress` events (queued → parsing → chunking → indexing → [analyzing, one
     event per batch of artifacts] → ready | failed)."""
     # Asking first turns another tenant's id into a 404 before the stream starts.
-    await services.backends.get_document(who, document_id)
+    await ingestion.get_document(who, document_id)
 
     async def progress() -> AsyncIterator[dict[str, str]]:
         try:
-            async for update in services.backends.watch_document(who, document_id, timeout=WATCH_SECONDS):
+            async for update in ingestion.watch_document(who, document_id, timeout=WATCH_SECONDS):
                 yield {"event": "progress", "data": DocumentProgress.of(update).model_dump_json()}
         except grpc.aio.AioRpcError as error:
             api_error = from_grpc(error)

@@ -18,12 +18,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from parley.gateway import openai_compat
-from parley.gateway.api.deps import Chatter, Deps, Reader, Spender
+from parley.gateway.api.deps import Chatter, Deps, Ingestion, Reader, Spender
 from parley.gateway.errors import ApiError
 from parley.gateway.openai_compat import Asked, Ending
-from parley.gateway.openai_schemas import ChatCompletionIn, EmbeddingsIn, ModelOut, ModelsOut
+from parley.gateway.schemas.openai import ChatCompletionIn, EmbeddingsIn, ModelOut, ModelsOut
 from parley.gateway.store import Principal
 from parley.kit.identity import current_request_id
+from parley.kit.paging import MAX_PAGE_SIZE
 from parley.v1 import common_pb2, retrieval_pb2
 
 router = APIRouter(tags=["openai"])
@@ -156,13 +157,13 @@ def _frame(data: dict[str, Any]) -> bytes:
 
 
 @router.get("/v1/models")
-async def list_models(who: Reader, services: Deps) -> ModelsOut:
+async def list_models(who: Reader, ingestion: Ingestion) -> ModelsOut:
     """One model per collection of the caller's tenant: `parley/<collection name>` asks that
     collection with the deployment's default model (what Open WebUI lists on start)."""
     models: list[ModelOut] = []
     token = ""
     for _ in range(openai_compat.LIST_PAGES):
-        page = await services.backends.list_collections(who, common_pb2.PageRequest(page_size=100, page_token=token))
+        page = await ingestion.list_collections(who, common_pb2.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token))
         models.extend(_model(collection) for collection in page.collections)
         token = page.next_page_token
         if not token:
@@ -176,7 +177,7 @@ async def get_model(model: Annotated[str, Path(max_length=1_000)], who: Reader, 
     ids = await openai_compat.collection_ids(services, who, target.collections, model)
     if len(ids) != 1:
         raise ApiError(404, "model_not_found", f"the model `{model}` does not exist")
-    out = _model(await services.backends.get_collection(who, ids[0]))
+    out = _model(await services.ingestion.get_collection(who, ids[0]))
     return out.model_copy(update={"id": model})
 
 
@@ -195,12 +196,13 @@ async def embeddings(request: Request, who: Spender, services: Deps) -> dict[str
     Usage is what Parley metered: the tokens the model was called for (cached texts cost none)."""
     body = await parsed(request, EmbeddingsIn)
     target = openai_compat.parse_model(body.model)
+    await services.budgets.before_spending(services, who, embeds_query=True)  # 402 before any backend
     ids = await openai_compat.collection_ids(services, who, target.collections, body.model)
     # Retrieval would embed for any collection id with the configured model; ingestion says
     # whether each is the caller's (404 otherwise), as for a search.
-    await asyncio.gather(*(services.backends.get_collection(who, collection_id) for collection_id in ids))
+    await asyncio.gather(*(services.ingestion.get_collection(who, collection_id) for collection_id in ids))
     texts = [body.input] if isinstance(body.input, str) else body.input
-    embedded = await services.backends.embed(who, retrieval_pb2.EmbedRequest(texts=texts, collection_ids=ids))
+    embedded = await services.retrieval.embed(who, retrieval_pb2.EmbedRequest(texts=texts, collection_ids=ids))
     if body.dimensions is not None and body.dimensions != embedded.dimensions:
         raise ApiError(400, "invalid_request", f"dimensions: this model makes {embedded.dimensions}-dimension vectors")
     return {

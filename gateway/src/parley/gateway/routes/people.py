@@ -3,11 +3,12 @@ the tenant's rate limits, and who the caller is. The role matrix is in docs/api.
 holds it as code. Another tenant's ids are 404 here as everywhere."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TypeVar
 
-from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from fastapi import APIRouter, status
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,137 +16,28 @@ from parley.gateway import access, auth, store
 from parley.gateway.access import ROLE_SCOPES, Role, role_may_grant
 from parley.gateway.api.deps import CurrentPrincipal, Deps, PeopleAdmin, Reader
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import NO_NUL, Body, Page, not_a_boolean
+from parley.gateway.schemas import IdPath, Page, PageSize, PageToken, maybe_micros
+from parley.gateway.schemas.people import (
+    KeyBudgetIn,
+    KeyCreated,
+    KeyIn,
+    KeyOut,
+    LimitsIn,
+    MeOut,
+    RoleIn,
+    TenantCreated,
+    TenantIn,
+    TenantOut,
+    UserIn,
+    UserOut,
+)
 from parley.gateway.store import Principal
-from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS
+from parley.kit.errors import InvalidInput
+from parley.kit.paging import DEFAULT_PAGE_SIZE, Cursor, decode_token, encode_token
 
 router = APIRouter(prefix="/v1", tags=["people"])
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
-RoleName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.ROLES)})$")]
-ScopeName = Annotated[str, StringConstraints(pattern=f"^({'|'.join(access.SCOPES)})$")]
-# A plausible address, not a verified one: it is a label and a unique handle within the tenant.
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")]
-PerMinute = Annotated[int, Field(ge=0, le=1_000_000_000), BeforeValidator(not_a_boolean)] | None
-IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
-
-
-class LimitsOut(BaseModel):
-    """Per minute, each per API key and per user; null is the installation's default, 0 none."""
-
-    requests_per_minute: int | None
-    chat_requests_per_minute: int | None
-    llm_tokens_per_minute: int | None
-
-
-class TenantOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    name: str
-    created_at: datetime
-    limits: LimitsOut
-
-    @classmethod
-    def of(cls, record: store.TenantRecord) -> "TenantOut":
-        return cls(
-            id=record.id,
-            name=record.name,
-            created_at=record.created_at,
-            limits=LimitsOut.model_validate(store.limits_of(record), from_attributes=True),
-        )
-
-
-class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    name: str
-    role: str
-    email: str | None
-    created_at: datetime
-
-
-class KeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: str
-    name: str
-    prefix: str
-    user_id: str
-    scopes: list[str]
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-
-class KeyCreated(KeyOut):
-    key: str = Field(description="the secret: shown this once, never again")
-
-
-class TenantIn(Body):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "acme", "owner_name": "Olga", "owner_email": "olga@acme.example"}]}
-    )
-
-    name: Name
-    owner_name: Name
-    owner_email: Email | None = None
-
-
-class TenantCreated(BaseModel):
-    tenant: TenantOut
-    owner: UserOut
-    api_key: KeyCreated
-
-
-class UserIn(Body):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "Ada", "email": "ada@acme.example", "role": "member"}]}
-    )
-
-    name: Name
-    email: Email | None = None
-    role: RoleName = "member"
-
-
-class RoleIn(Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
-
-    role: RoleName
-
-
-class KeyIn(Body):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"name": "Ada's laptop", "scopes": ["read", "chat"], "expires_at": "2027-01-01T00:00:00Z"}]
-        }
-    )
-
-    name: Name
-    # Left out: every scope the user's role (and the presenting credential) can hold.
-    scopes: Annotated[list[ScopeName], Field(min_length=1, max_length=len(access.SCOPES))] | None = None
-    expires_at: datetime | None = None
-    # Left out: a key for the caller. An admin may make one for another user of the tenant.
-    user_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] | None = None
-
-
-class LimitsIn(Body):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"requests_per_minute": None, "chat_requests_per_minute": 20, "llm_tokens_per_minute": 100000}]
-        }
-    )
-
-    requests_per_minute: PerMinute
-    chat_requests_per_minute: PerMinute
-    llm_tokens_per_minute: PerMinute
-
-
-class MeOut(BaseModel):
-    tenant_id: str
-    user: UserOut
-    scopes: list[str]
-    api_key_id: str | None
-    installation_owner: bool
+Out = TypeVar("Out", bound=BaseModel)
 
 
 def _owner_of_installation(who: Principal) -> None:
@@ -187,7 +79,7 @@ async def create_tenant(body: TenantIn, who: CurrentPrincipal, services: Deps) -
     return TenantCreated(
         tenant=TenantOut.of(tenant),
         owner=UserOut.model_validate(owner),
-        api_key=KeyCreated(**KeyOut.model_validate(created).model_dump(), key=key),
+        api_key=KeyCreated.of(created, key=key),
     )
 
 
@@ -238,10 +130,14 @@ async def create_user(body: UserIn, who: PeopleAdmin, services: Deps) -> UserOut
 
 
 @router.get("/users")
-async def list_users(who: PeopleAdmin, services: Deps) -> Page[UserOut]:
+async def list_users(
+    who: PeopleAdmin, services: Deps, page_size: PageSize = DEFAULT_PAGE_SIZE, page_token: PageToken = ""
+) -> Page[UserOut]:
+    """The tenant's users, oldest first, a page at a time."""
+    after = _cursor(page_token)
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
-        found = await store.list_users(session=session, tenant_id=who.tenant_id)
-    return Page(data=[UserOut.model_validate(user) for user in found], next_page_token=None)
+        found = await store.list_users(session=session, tenant_id=who.tenant_id, after=after, limit=page_size + 1)
+    return _page([UserOut.model_validate(user) for user in found[:page_size]], found, page_size)
 
 
 @router.get("/users/{user_id}")
@@ -294,18 +190,56 @@ async def create_key(body: KeyIn, who: CurrentPrincipal, services: Deps) -> KeyC
                 403, "forbidden", f"this key may hold at most these scopes: {', '.join(sorted(allowed)) or 'none'}"
             )
         created = await _store_key(
-            services, session, holder, name=body.name, scopes=scopes, key=key, expires_at=body.expires_at
+            services,
+            session,
+            holder,
+            name=body.name,
+            scopes=scopes,
+            key=key,
+            expires_at=body.expires_at,
+            limit_micros=maybe_micros(body.monthly_limit_usd),
+            alert_micros=maybe_micros(body.alert_at_usd),
         )
-    return KeyCreated(**KeyOut.model_validate(created).model_dump(), key=key)
+    return KeyCreated.of(created, key=key)
 
 
 @router.get("/api-keys")
-async def list_keys(who: CurrentPrincipal, services: Deps) -> Page[KeyOut]:
-    """The caller's keys (an admin: every key of the tenant), revoked ones included, without secrets."""
+async def list_keys(
+    who: CurrentPrincipal, services: Deps, page_size: PageSize = DEFAULT_PAGE_SIZE, page_token: PageToken = ""
+) -> Page[KeyOut]:
+    """The caller's keys (an admin: every key of the tenant), revoked ones included, without
+    secrets; oldest first, a page at a time."""
     mine_only = None if who.may(access.MANAGE_PEOPLE) else who.user_id
+    after = _cursor(page_token)
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
-        found = await store.list_keys(session=session, tenant_id=who.tenant_id, user_id=mine_only)
-    return Page(data=[KeyOut.model_validate(key) for key in found], next_page_token=None)
+        found = await store.list_keys(
+            session=session, tenant_id=who.tenant_id, user_id=mine_only, after=after, limit=page_size + 1
+        )
+    return _page([KeyOut.of(key) for key in found[:page_size]], found, page_size)
+
+
+@router.patch("/api-keys/{key_id}")
+async def set_key_budget(key_id: IdPath, body: KeyBudgetIn, who: CurrentPrincipal, services: Deps) -> KeyOut:
+    """A key's own monthly budget and soft alert (the key's holder, for their own keys; an admin,
+    for any of the tenant's). Once the calls made with the key this month cost `monthly_limit_usd`,
+    its chat turns, searches, embeddings and `artifacts?fresh=true` are refused with 402; the
+    holder's other keys go on. A field left out stays as it is; null removes it."""
+    mine_only = None if who.may(access.SET_BUDGET) else who.user_id
+    async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
+        key = await store.get_key(session=session, tenant_id=who.tenant_id, key_id=_uuid(key_id), user_id=mine_only)
+        if key is None:
+            raise ApiError(404, "not_found", f"API key {key_id} not found")
+        given = body.model_fields_set
+        changed = await store.set_key_budget(
+            session=session,
+            tenant_id=who.tenant_id,
+            key_id=key.id,
+            limit_micros=maybe_micros(body.monthly_limit_usd)
+            if "monthly_limit_usd" in given
+            else key.monthly_limit_micros,
+            alert_micros=maybe_micros(body.alert_at_usd) if "alert_at_usd" in given else key.alert_at_micros,
+        )
+    return KeyOut.of(changed)
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -330,6 +264,8 @@ async def _store_key(
     scopes: list[str],
     key: str,
     expires_at: datetime | None = None,
+    limit_micros: int | None = None,
+    alert_micros: int | None = None,
 ) -> store.KeyRecord:
     return await store.create_key(
         session=session,
@@ -340,6 +276,8 @@ async def _store_key(
         prefix=auth.visible_prefix(key),
         scopes=scopes,
         expires_at=expires_at,
+        limit_micros=limit_micros,
+        alert_micros=alert_micros,
     )
 
 
@@ -365,6 +303,22 @@ async def _changeable_user(session: AsyncSession, who: Principal, user_id: str) 
 async def _keep_an_owner(session: AsyncSession, tenant_id: str) -> None:
     if await store.count_owners(session=session, tenant_id=tenant_id) <= 1:
         raise ApiError(409, "failed_precondition", "a tenant keeps at least one owner")
+
+
+def _cursor(page_token: str) -> Cursor | None:
+    try:
+        return decode_token(page_token)
+    except InvalidInput as error:
+        raise ApiError(400, "invalid_argument", str(error)) from None
+
+
+def _page(data: list[Out], found: Sequence[store.UserRecord | store.KeyRecord], page_size: int) -> Page[Out]:
+    """A page of `data` (the first `page_size` of `found`, one more row asked for than shown): the
+    next page starts after the last row shown, when there is one more."""
+    if len(found) <= page_size:
+        return Page(data=data, next_page_token=None)
+    last = found[page_size - 1]
+    return Page(data=data, next_page_token=encode_token(Cursor(at=last.created_at, id=uuid.UUID(last.id))))
 
 
 def _uuid(value: str) -> str:

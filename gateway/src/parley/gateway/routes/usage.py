@@ -4,14 +4,25 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi import APIRouter, Query, status
+from pydantic import BeforeValidator
 
 from parley.gateway import access, store
-from parley.gateway.api.deps import BudgetAdmin, Deps, Reader
+from parley.gateway.api.deps import BudgetAdmin, Deps, Reader, Usage
 from parley.gateway.errors import ApiError
-from parley.gateway.schemas import Body, BudgetIn, BudgetOut, QuotaOut, SummaryOut, UsageOut, UsageRow, micros
-from parley.kit.contracts import MAX_ID_CHARS
+from parley.gateway.schemas import IdPath, maybe_micros, maybe_usd
+from parley.gateway.schemas.usage import (
+    AlertIn,
+    AlertOut,
+    BudgetIn,
+    BudgetOut,
+    QuotaOut,
+    SummaryOut,
+    UsageOut,
+    UsageRow,
+    UserBudgetIn,
+    UserBudgetOut,
+)
 from parley.kit.timestamps import to_timestamp
 from parley.v1 import usage_pb2
 
@@ -23,6 +34,7 @@ GROUPS = {
     "model": usage_pb2.USAGE_GROUP_BY_MODEL,
     "user": usage_pb2.USAGE_GROUP_BY_USER,
     "kind": usage_pb2.USAGE_GROUP_BY_KIND,
+    "api_key": usage_pb2.USAGE_GROUP_BY_API_KEY,
 }
 
 
@@ -43,10 +55,13 @@ def _utc(value: datetime) -> datetime:
 @router.get("/usage")
 async def get_usage(
     who: Reader,
-    services: Deps,
+    usage: Usage,
     since: IsoTime = None,
     until: IsoTime = None,
-    group_by: Annotated[Literal["none", "day", "model", "user", "kind"], Query()] = "none",
+    group_by: Annotated[
+        Literal["none", "day", "model", "user", "kind", "api_key"],
+        Query(description='`api_key`: per API key (the key\'s id; "" for calls made without one, e.g. single sign-on)'),
+    ] = "none",
 ) -> UsageOut:
     """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days."""
     # A time without a zone is UTC, the zone every stored time is in.
@@ -54,7 +69,7 @@ async def get_usage(
     since = _utc(since) if since else until - timedelta(days=30)
     if since >= until:
         raise ApiError(400, "invalid_argument", "since must be before until")
-    response = await services.backends.get_usage(
+    response = await usage.get_usage(
         who, usage_pb2.GetUsageRequest(since=to_timestamp(since), until=to_timestamp(until), group_by=GROUPS[group_by])
     )
     return UsageOut(
@@ -67,71 +82,34 @@ async def get_usage(
 
 
 @router.get("/usage/summary")
-async def get_summary(who: Reader, services: Deps, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
+async def get_summary(who: Reader, usage: Usage, window: Literal["24h", "7d"] = "24h") -> SummaryOut:
     """Requests, success rate, latency, tokens and prompt-cache hit rate over the window."""
-    return SummaryOut.of(await services.backends.get_summary(who, window), window=window)
+    return SummaryOut.of(await usage.get_summary(who, window), window=window)
 
 
 @router.get("/quota")
-async def get_quota(who: Reader, services: Deps) -> QuotaOut:
+async def get_quota(who: Reader, usage: Usage) -> QuotaOut:
     """This month's spend and holds against the budget; `monthly_limit_usd` is null when there is no limit."""
-    return QuotaOut.of(await services.backends.check_quota(who))
+    return QuotaOut.of(await usage.check_quota(who))
 
 
 @router.get("/budget")
-async def get_budget(who: Reader, services: Deps) -> BudgetOut:
+async def get_budget(who: Reader, usage: Usage) -> BudgetOut:
     """The tenant's monthly limit in USD; null when there is no limit."""
-    return BudgetOut.of_quota(await services.backends.check_quota(who))
+    return BudgetOut.of(await usage.check_quota(who))
 
 
 @router.put("/budget")
-async def set_budget(body: BudgetIn, who: BudgetAdmin, services: Deps) -> BudgetOut:
+async def set_budget(body: BudgetIn, who: BudgetAdmin, usage: Usage) -> BudgetOut:
     """Set the monthly limit. `null` removes it; `0` is a zero budget: every turn that may cost
     anything is refused with 402 (a turn on a free model, such as `local`, still runs)."""
-    limit = None if body.monthly_limit_usd is None else micros(body.monthly_limit_usd)
-    return BudgetOut.of(await services.backends.set_budget(who, limit))
+    return BudgetOut.of(await usage.set_budget(who, maybe_micros(body.monthly_limit_usd)))
 
 
 @router.delete("/budget", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_budget(who: BudgetAdmin, services: Deps) -> None:
+async def remove_budget(who: BudgetAdmin, usage: Usage) -> None:
     """Remove the monthly limit (the same as PUT with null)."""
-    await services.backends.set_budget(who, None)
-
-
-Usd = Annotated[float, Field(ge=0, le=1_000_000, strict=True)]
-
-
-class AlertIn(Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"alert_at_usd": 20.0}]})
-
-    # Required; null: no alert.
-    alert_at_usd: Usd | None
-
-
-class AlertOut(BaseModel):
-    alert_at_usd: float | None
-
-
-class UserBudgetIn(Body):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"monthly_limit_usd": 5.0, "alert_at_usd": 4.0}]})
-
-    # Required; null: no limit of the user's own (the tenant's still holds); 0: a zero budget.
-    monthly_limit_usd: Usd | None
-    alert_at_usd: Usd | None = None
-
-
-class UserBudgetOut(BaseModel):
-    user_id: str
-    monthly_limit_usd: float | None
-    alert_at_usd: float | None
-
-
-def _usd(value: int | None) -> float | None:
-    return None if value is None else value / 1_000_000
-
-
-def _micros(value: float | None) -> int | None:
-    return None if value is None else micros(value)
+    await usage.set_budget(who, None)
 
 
 @router.get("/budget/alert")
@@ -140,20 +118,20 @@ async def get_budget_alert(who: Reader, services: Deps) -> AlertOut:
     `BudgetAlert` event goes out on `alerts.budget.<tenant>` and a metric counts it."""
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
         limits = await store.spending_limits(session=session, tenant_id=who.tenant_id, user_id=who.user_id)
-    return AlertOut(alert_at_usd=_usd(limits.tenant_alert_micros))
+    return AlertOut(alert_at_usd=maybe_usd(limits.tenant_alert_micros))
 
 
 @router.put("/budget/alert")
 async def set_budget_alert(body: AlertIn, who: BudgetAdmin, services: Deps) -> AlertOut:
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
-        await store.set_tenant_alert(session=session, tenant_id=who.tenant_id, alert_micros=_micros(body.alert_at_usd))
+        await store.set_tenant_alert(
+            session=session, tenant_id=who.tenant_id, alert_micros=maybe_micros(body.alert_at_usd)
+        )
     return AlertOut(alert_at_usd=body.alert_at_usd)
 
 
 @router.get("/users/{user_id}/budget")
-async def get_user_budget(
-    user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)], who: Reader, services: Deps
-) -> UserBudgetOut:
+async def get_user_budget(user_id: IdPath, who: Reader, services: Deps) -> UserBudgetOut:
     """A user's own monthly budget and alert: the user themselves, or an admin."""
     target = _user_uuid(user_id)
     if target != who.user_id and not who.may(access.SET_BUDGET):
@@ -165,15 +143,13 @@ async def get_user_budget(
         raise ApiError(404, "not_found", f"user {user_id} not found")
     return UserBudgetOut(
         user_id=target,
-        monthly_limit_usd=_usd(limits.user_limit_micros),
-        alert_at_usd=_usd(limits.user_alert_micros),
+        monthly_limit_usd=maybe_usd(limits.user_limit_micros),
+        alert_at_usd=maybe_usd(limits.user_alert_micros),
     )
 
 
 @router.put("/users/{user_id}/budget")
-async def set_user_budget(
-    user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)], body: UserBudgetIn, who: BudgetAdmin, services: Deps
-) -> UserBudgetOut:
+async def set_user_budget(user_id: IdPath, body: UserBudgetIn, who: BudgetAdmin, services: Deps) -> UserBudgetOut:
     """Hold one person's spend within the tenant's: their chat turns, searches and artifacts on
     request are refused with 402 once their month's spend reaches the limit."""
     target = _user_uuid(user_id)
@@ -182,8 +158,8 @@ async def set_user_budget(
             session=session,
             tenant_id=who.tenant_id,
             user_id=target,
-            limit_micros=_micros(body.monthly_limit_usd),
-            alert_micros=_micros(body.alert_at_usd),
+            limit_micros=maybe_micros(body.monthly_limit_usd),
+            alert_micros=maybe_micros(body.alert_at_usd),
         )
     if not found:
         raise ApiError(404, "not_found", f"user {user_id} not found")

@@ -3,14 +3,32 @@
 // EventSource can neither POST nor send an Authorization header.
 
 const KEY = "parley.apiKey";
+// A single sign-on token's: when it stops working (seconds since the epoch) and who issued it.
+const EXPIRES = "parley.expiresAt";
+const VIA = "parley.signedInVia";
 
 export function apiKey() {
   return sessionStorage.getItem(KEY) || "";
 }
 
 export function setApiKey(key) {
-  if (key) sessionStorage.setItem(KEY, key);
-  else sessionStorage.removeItem(KEY);
+  setCredential(key);
+}
+
+// The bearer of every request: an API key, or a token from single sign-on with its expiry.
+export function setCredential(token, { expiresAt = 0, via = "" } = {}) {
+  sessionStorage.removeItem(EXPIRES);
+  sessionStorage.removeItem(VIA);
+  if (!token) return sessionStorage.removeItem(KEY);
+  sessionStorage.setItem(KEY, token);
+  if (expiresAt) sessionStorage.setItem(EXPIRES, String(expiresAt));
+  if (via) sessionStorage.setItem(VIA, via);
+}
+
+// {via, expiresAt} when signed in with single sign-on; null for an API key.
+export function signedInVia() {
+  const via = sessionStorage.getItem(VIA);
+  return via ? { via, expiresAt: Number(sessionStorage.getItem(EXPIRES) || 0) } : null;
 }
 
 // An error answered by the API, in its one shape: code, message and the request id to quote.
@@ -49,7 +67,8 @@ async function failure(response) {
 
 export async function request(method, path, { json, form, signal, key } = {}) {
   const init = { method, headers: headers(), signal };
-  if (key !== undefined) init.headers.Authorization = `Bearer ${key}`;
+  if (key === null) delete init.headers.Authorization;
+  else if (key !== undefined) init.headers.Authorization = `Bearer ${key}`;
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);

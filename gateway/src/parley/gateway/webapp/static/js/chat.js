@@ -1,6 +1,6 @@
 // Chat: the conversation list, answers streamed as they arrive, citations that open their
 // passage, the context report, cancel and export.
-import { all, download, events, get, request, send } from "./api.js";
+import { ApiError, all, download, events, get, request, send } from "./api.js";
 import { h, heading, number, problem, replace, say, usd, when } from "./dom.js";
 
 const TIERS = ["quick", "standard", "deep"];
@@ -271,13 +271,28 @@ function citation(source, label = `[${source.index}]`) {
     "aria-label": `Source ${source.index}: ${source.document_title}`, onclick: () => openPassage(source) }, label);
 }
 
+// The cited passage whole (a source carries its first 280 characters): the snippet is shown
+// at once and replaced by the passage's text when it comes.
+function wholePassage(source, quote) {
+  const path = `/v1/documents/${encodeURIComponent(source.document_id)}/passages/${encodeURIComponent(source.chunk_id)}`;
+  get(path).then(
+    (passage) => replace(quote, passage.text),
+    (failure) => quote.after(h("p", { class: "hint" },
+      failure instanceof ApiError && failure.status === 404
+        ? "Only the start of the passage is shown: a newer version of the document has replaced it."
+        : `Only the start of the passage is shown: ${failure.describe ? failure.describe() : failure}`)),
+  ).finally(() => quote.removeAttribute("aria-busy"));
+}
+
 function openPassage(source) {
+  const quote = h("blockquote", { "aria-busy": "true" }, source.snippet);
+  wholePassage(source, quote);
   const dialog = h(
     "dialog",
     { class: "passage", "aria-labelledby": "passage-title" },
     h("h2", { id: "passage-title" }, `[${source.index}] ${source.document_title}`),
     source.heading ? h("p", { class: "heading" }, source.heading) : null,
-    h("blockquote", {}, source.snippet),
+    quote,
     h("p", { class: "hint" }, `relevance ${source.score.toFixed(3)}`),
     h("div", { class: "toolbar" },
       h("a", { href: `#/documents/${source.document_id}${source.heading ? `/at/${encodeURIComponent(source.heading)}` : ""}`,

@@ -1,15 +1,18 @@
-// The app's shell: sign-in, the navigation, and the hash routes each page answers.
-import { ApiError, apiKey, get, setApiKey } from "./api.js";
+// The app's shell: sign-in (an API key, or single sign-on where the gateway has it), the
+// navigation, and the hash routes each page answers.
+import { ApiError, apiKey, get, setApiKey, signedInVia } from "./api.js";
 import { h, heading, problem, replace } from "./dom.js";
 import { showChat } from "./chat.js";
 import { showCollection, showCollections } from "./collections.js";
 import { showPeople } from "./people.js";
 import { showDocument } from "./screenplay.js";
 import { showSearch } from "./search.js";
+import { finishSsoSignIn, ssoConfig, startSsoSignIn } from "./sso.js";
 import { showUsage } from "./usage.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
+const who = document.getElementById("who");
 
 // "#/chat/abc" → the page for "chat" with ["abc"]; longest prefix first.
 const routes = [
@@ -60,6 +63,62 @@ function showSignIn(reason = "") {
   });
   replace(main, form);
   input.focus();
+  offerSso(form, error);
+}
+
+// "Sign in with <company SSO>" when the gateway has an identity provider, above the key form.
+async function offerSso(form, error) {
+  const config = await ssoConfig().catch(() => ({ enabled: false }));
+  if (!config.enabled || !form.isConnected) return;
+  const button = h("button", { type: "button", class: "sso" }, `Sign in with ${config.name}`);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await startSsoSignIn(config);
+    } catch (failure) {
+      error.textContent = String(failure.message || failure);
+      button.disabled = false;
+    }
+  });
+  form.querySelector("h1").after(button, h("p", { class: "hint" }, "or:"));
+}
+
+function signOut(reason = "") {
+  clearTimeout(expiryTimer);
+  setApiKey("");
+  who.textContent = "";
+  showSignIn(reason);
+}
+
+function expired() {
+  const sso = signedInVia();
+  return sso && sso.expiresAt && sso.expiresAt * 1000 <= Date.now();
+}
+
+const EXPIRED = (sso) => `Your sign-in with ${sso ? sso.via : "single sign-on"} has expired: sign in again.`;
+let expiryTimer = 0;
+
+// A token from single sign-on is good until its expiry: then back to sign-in, saying why.
+function watchExpiry() {
+  clearTimeout(expiryTimer);
+  const sso = signedInVia();
+  if (!sso || !sso.expiresAt) return;
+  const left = Math.min(sso.expiresAt * 1000 - Date.now(), 2 ** 31 - 1);
+  expiryTimer = setTimeout(() => {
+    if (leave) leave();
+    leave = null;
+    signOut(EXPIRED(sso));
+  }, Math.max(left, 0));
+}
+
+async function showWho() {
+  if (who.textContent) return;
+  try {
+    const me = await get("/v1/me");
+    who.textContent = `${me.user.name} (${me.user.role})`;
+  } catch {
+    // The page itself says what is wrong with the credential.
+  }
 }
 
 let leave = null;
@@ -69,7 +128,9 @@ async function route() {
   leave = null;
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close(); // nor do its dialogs stay
   if (!apiKey()) return showSignIn();
+  if (expired()) return signOut(EXPIRED(signedInVia()));
   nav.hidden = false;
+  showWho();
   const asked = location.hash.replace(/^#/, "");
   const path = asked === "" || asked === "/" ? "/collections" : asked;
   for (const link of nav.querySelectorAll("a")) {
@@ -86,8 +147,12 @@ async function route() {
       leave = (await show(page, ...match.slice(1))) || null;
     } catch (failure) {
       if (failure instanceof ApiError && failure.status === 401) {
-        setApiKey("");
-        return showSignIn("That API key is no longer valid: sign in again.");
+        const sso = signedInVia();
+        return signOut(
+          sso
+            ? `Your sign-in with ${sso.via} is no longer valid (expired or revoked): sign in again.`
+            : "That API key is no longer valid: sign in again.",
+        );
       }
       problem(failure);
       page.append(h("p", { class: "error" }, failure.describe ? failure.describe() : String(failure)));
@@ -102,9 +167,19 @@ async function route() {
 }
 
 document.getElementById("sign-out").addEventListener("click", () => {
+  clearTimeout(expiryTimer);
   setApiKey("");
+  who.textContent = "";
   location.hash = "#/";
   route();
 });
 window.addEventListener("hashchange", route);
-route();
+
+// A return from the identity provider is finished first; then the page asked for.
+finishSsoSignIn().then(
+  () => {
+    watchExpiry();
+    route();
+  },
+  (failure) => signOut(String(failure.message || failure)),
+);

@@ -2,7 +2,7 @@
 // an admin the tenant's people (add, change a role, remove) and every key of the tenant. Who is
 // an admin is the API's to say (`GET /v1/me`); the page only hides what would be refused, and
 // shows the refusal, request id and all, if one comes anyway.
-import { ApiError, get, send, setApiKey } from "./api.js";
+import { ApiError, all, get, send, setApiKey } from "./api.js";
 import { h, heading, problem, replace, say, when } from "./dom.js";
 
 const ROLES = ["owner", "admin", "member", "viewer"];
@@ -19,11 +19,11 @@ async function draw(page, state) {
   const me = await get("/v1/me");
   const admin = me.scopes.includes("admin") && (me.user.role === "owner" || me.user.role === "admin");
   const [keys, users] = await Promise.all([
-    get("/v1/api-keys"),
-    admin ? get("/v1/users") : Promise.resolve({ data: [me.user] }),
+    all("/v1/api-keys"),
+    admin ? all("/v1/users") : Promise.resolve([me.user]),
   ]);
-  const names = new Map(users.data.map((user) => [user.id, user.name]));
-  const mine = keys.data.filter((key) => key.user_id === me.user.id);
+  const names = new Map(users.map((user) => [user.id, user.name]));
+  const mine = keys.filter((key) => key.user_id === me.user.id);
   const redraw = async (focus) => {
     await draw(page, state);
     const target = focus && page.querySelector(focus);
@@ -37,18 +37,18 @@ async function draw(page, state) {
     state.secret ? secretBox(state, redraw) : null,
     h("section", { "aria-labelledby": "my-keys-title" },
       h("h2", { id: "my-keys-title" }, "Your API keys"),
-      keyForm(me, admin ? users.data : [me.user], state, redraw),
+      keyForm(me, admin ? users : [me.user], state, redraw),
       keyTable(mine, { caption: "Your API keys", me, names: null, redraw })),
     admin
       ? h("section", { "aria-labelledby": "people-title" },
         h("h2", { id: "people-title" }, "People"),
         userForm(me, redraw),
-        userTable(users.data, me, redraw))
+        userTable(users, me, redraw))
       : null,
     admin
       ? h("section", { "aria-labelledby": "tenant-keys-title" },
         h("h2", { id: "tenant-keys-title" }, "Every key of the tenant"),
-        keyTable(keys.data, { caption: "Every key of the tenant", me, names, redraw }))
+        keyTable(keys, { caption: "Every key of the tenant", me, names, redraw }))
       : null,
   );
 }

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from parley.gateway.schemas import Id, Source, Tier
+from parley.gateway.schemas import Id
+from parley.gateway.schemas.chat import Source, Tier
 from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_EMBED_TEXTS, MAX_MESSAGE_CHARS
 
 # A client's whole history may come with every request (Open WebUI sends it); each message is

@@ -3,20 +3,20 @@ breakdown, strengths, weaknesses, and scores on named criteria, each with the sc
 it. Artifact kind `coverage`, key `coverage`, written after the character sheets of an analyzed
 script and stale like the outline (after `outline_stale_after_scenes` changed scenes).
 
-This is the extractive version, offline and deterministic, built only from the stored scenes and
-`screenplay_reports` (what every writer gets today, a model's writer included: its content says
-`"method": "extractive"` and names each criterion's heuristic). A score is 1-10 from a counted
+This is the extractive version (`ExtractiveWriter`'s, and the model writer's fall-back), offline
+and deterministic, built only from the stored scenes and `screenplay_reports`: its content says
+`"method": "extractive"` and names each criterion's heuristic. A score is 1-10 from a counted
 figure, never a judgement of quality the text cannot show: structure (how evenly the thirds
 divide the pages), pacing (scenes over three pages), dialogue balance (the script's dialogue
 share against 50 %), character focus (the lead's share of scenes). A score of 7 or more is a
-strength, 5 or less a weakness.
+strength, 5 or less a weakness. The model's version is `ModelWriter.coverage` (model.py).
 """
 
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from parley.ingestion.artifact_writers import ArtifactDraft, main_characters
+from parley.ingestion.artifact_writers.drafts import EXTRACTIVE_MODEL, ArtifactDraft, main_characters
 from parley.ingestion.screenplay_reports import characters_report, eighths, pacing_report, scenes_of
 from parley.ingestion.store import SectionRecord
 from parley.kit.tokens import count_tokens
@@ -27,14 +27,14 @@ SENTENCE_CHARS = 220
 JUSTIFYING_SCENES = 3
 
 
-def coverage(title: str, sections: Sequence[SectionRecord]) -> ArtifactDraft:
+def extracted_coverage(title: str, sections: Sequence[SectionRecord]) -> ArtifactDraft:
     content = extract(title, sections)
     return ArtifactDraft(
         kind="coverage",
         key="coverage",
         content=content,
         tokens=count_tokens(json.dumps(content, ensure_ascii=False)),
-        model="local/extractive",
+        model=EXTRACTIVE_MODEL,
         source_sha256="",
     )
 

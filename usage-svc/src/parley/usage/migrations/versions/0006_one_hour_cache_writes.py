@@ -1,14 +1,14 @@
 """Cache writes that live an hour: their own price (Anthropic bills a 1-hour write at 2x input, a
 5-minute one at 1.25x) and their own count on each usage event (a part of cache_write_tokens).
 
-Revision ID: 0005
+Revision ID: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 
 SCHEMA = "usage"
 
