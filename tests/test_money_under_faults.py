@@ -1,6 +1,8 @@
 """Money and service survive faults (issue 16), on the whole platform against a fake Claude.
 
-Concurrent long turns never spend past a budget (a hold is an upper bound). Streamed turns run
+Concurrent long turns never spend past a budget (a hold is an upper bound), a fallback to a dearer
+model stays within its hold, an attempt Claude billed before it broke is billed (once), and a
+cancelled turn is billed no less than Claude served for it. Streamed turns run
 while chat-svc, usage-svc and NATS are each killed with SIGKILL and brought back by the launcher;
 afterwards an operator finds, in the database: every turn ended (none left `running`), every turn
 billed exactly once, no hold left held, and the ledger at least what the fake provider served;
@@ -8,6 +10,7 @@ and chat served again after each fault (the seconds until the first successful t
 BENCHMARKS.md keeps them).
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -19,27 +22,40 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import nats
 import psycopg
 import pytest
 
+from parley.chat.metering import attempt_event_id
+from parley.kit.contracts import USAGE_RECORDED
 from parley.kit.devstack import Platform, Ports
+from parley.v1 import common_pb2, events_pb2
 from tests.fakes.anthropic_server import FakeAnthropic, Served
+from tests.fakes.scripting import Script
 
-# usage-svc's row for claude-sonnet-4-6, chat-svc's default Claude: micro-USD per million tokens.
-SONNET_INPUT, SONNET_OUTPUT, SONNET_CACHE_READ = 3_000_000, 15_000_000, 300_000
-SONNET_CACHE_WRITE, SONNET_CACHE_WRITE_1H = 3_750_000, 6_000_000
+# chat-svc's default Claude, and the dearer model it falls back to: usage-svc lists no price for
+# it, so it is billed at the table's `default` row, the dearest (5x Sonnet).
+SONNET, OPUS = "claude-sonnet-4-6", "claude-opus-4-6"
+# usage-svc's rows, micro-USD per million tokens: input, output, cache read, cache write (5 minutes),
+# cache write (an hour: 2x input).
+PRICES = {
+    SONNET: (3_000_000, 15_000_000, 300_000, 3_750_000, 6_000_000),
+    OPUS: (15_000_000, 75_000_000, 1_500_000, 18_750_000, 30_000_000),
+}
 LEASE_SECONDS, SWEEP_SECONDS = 3, 1
 TURNS_PER_FAULT = 8
+RETRIES = 2
 
 
 def served_cost(call: Served) -> int:
     """What the provider charges for a call, at usage-svc's prices, rounded up as usage-svc does."""
+    plain, output, read, write, write_1h = PRICES[call.model]
     scaled = (
-        call.usage.input_tokens * SONNET_INPUT
-        + call.output_tokens * SONNET_OUTPUT
-        + call.usage.cache_read_input_tokens * SONNET_CACHE_READ
-        + (call.usage.cache_creation_input_tokens - call.usage.cache_creation_1h_input_tokens) * SONNET_CACHE_WRITE
-        + call.usage.cache_creation_1h_input_tokens * SONNET_CACHE_WRITE_1H
+        call.usage.input_tokens * plain
+        + call.output_tokens * output
+        + call.usage.cache_read_input_tokens * read
+        + (call.usage.cache_creation_input_tokens - call.usage.cache_creation_1h_input_tokens) * write
+        + call.usage.cache_creation_1h_input_tokens * write_1h
     )
     return -(-scaled // 1_000_000)
 
@@ -60,6 +76,12 @@ def paid(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Ite
             "PARLEY_DEFAULT_PROVIDER": "anthropic",
             "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
             "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
+            "PARLEY_ANTHROPIC_MODELS": f"{SONNET},{OPUS}",
+            # A Sonnet call that stays unavailable through its retries goes to the dearer Opus.
+            "PARLEY_LLM_FALLBACK": f"anthropic:{OPUS}",
+            "PARLEY_LLM_RETRIES": str(RETRIES),
+            "PARLEY_LLM_BACKOFF_BASE_SECONDS": "0.05",
+            "PARLEY_LLM_BACKOFF_MAX_SECONDS": "0.2",
             "PARLEY_TURN_LEASE_SECONDS": str(LEASE_SECONDS),
             "PARLEY_TURN_HEARTBEAT_SECONDS": "1",
             "PARLEY_TURN_SWEEP_SECONDS": str(SWEEP_SECONDS),
@@ -193,6 +215,135 @@ def test_concurrent_long_turns_never_spend_past_a_budget(
         api.close()
 
 
+def chat_bills(platform: Platform, conversation_id: str) -> list[tuple[str, str, bool, str, int]]:
+    """The conversation's chat usage events usage-svc recorded: event id, model, success, hold, cost."""
+    rows = sql(
+        platform,
+        "SELECT event_id, model, success, reservation_id, cost_micros FROM usage.usage_events "
+        "WHERE conversation_id = %s AND kind = 'chat' ORDER BY occurred_at",
+        conversation_id,
+    )
+    return [(str(a), str(b), bool(c), str(d), int(e)) for a, b, c, d, e in rows]
+
+
+def billed_once_each(platform: Platform, conversation_id: str, events: int) -> list[tuple[str, str, bool, str, int]]:
+    return eventually(
+        lambda: len(bills := chat_bills(platform, conversation_id)) == events and bills,
+        within=30,
+        what=f"{events} usage events recorded for the turn",
+    )
+
+
+def test_a_stream_broken_before_its_first_token_bills_both_attempts_once(
+    paid: Platform, headers: dict[str, str], collection_id: str, claude: FakeAnthropic
+) -> None:
+    """Claude reports (and bills) a call's input in message_start; a stream that breaks right after,
+    before any text, is retried: both calls are billed, the broken one on its own, and replaying its
+    usage event bills nothing more."""
+    claude.reset()
+    claude.behaviour.pace = 0.0
+    claude.script(Script.break_after(0))
+    body = {"message": "How often is the boiler descaled?", "collection_ids": [collection_id]}
+    answer = httpx.post(f"{paid.gateway_url}/v1/chat", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    conversation_id, turn_id = answer.json()["conversation_id"], answer.json()["turn_id"]
+
+    broken, answered = claude.served
+    assert broken.output_tokens == 1 and answered.output_tokens > 1
+    bills = billed_once_each(paid, conversation_id, 2)
+    [attempt] = [bill for bill in bills if not bill[2]]
+    assert attempt[0] == attempt_event_id(turn_id, 1) and attempt[3] == "", "its own event, naming no hold"
+    assert sum(bill[4] for bill in bills) >= served_cost(broken) + served_cost(answered)
+
+    # The attempt's event delivered again (past JetStream's duplicate window): recorded once. A
+    # marker event sent after it says when usage-svc has read both.
+    [(tenant_id, user_id, input_tokens, output_tokens, read, written)] = sql(
+        paid,
+        "SELECT tenant_id, user_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens "
+        "FROM usage.usage_events WHERE event_id = %s",
+        attempt[0],
+    )
+    replay = events_pb2.UsageRecorded(
+        event_id=attempt[0],
+        tenant_id=tenant_id,
+        user_id=user_id,
+        kind="chat",
+        provider="anthropic",
+        model=SONNET,
+        usage=common_pb2.TokenUsage(
+            input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=read, cache_write_tokens=written
+        ),
+        conversation_id=conversation_id,
+    )
+    marker = events_pb2.UsageRecorded(
+        event_id=str(uuid.uuid4()), tenant_id=tenant_id, user_id=user_id, kind="intent", provider="local", model="local"
+    )
+
+    async def publish() -> None:
+        client = await nats.connect(paid.nats_url)
+        try:
+            for event in (replay, marker):
+                await client.jetstream().publish(
+                    USAGE_RECORDED, event.SerializeToString(), headers={"Nats-Msg-Id": str(uuid.uuid4())}
+                )
+        finally:
+            await client.close()
+
+    asyncio.run(publish())
+    eventually(
+        lambda: sql(paid, "SELECT 1 FROM usage.usage_events WHERE event_id = %s", marker.event_id),
+        within=30,
+        what="usage-svc read the replay",
+    )
+    assert chat_bills(paid, conversation_id) == bills, "a replayed attempt is not billed again"
+
+
+def test_a_cancelled_turn_is_billed_no_less_than_the_provider_served(
+    paid: Platform, headers: dict[str, str], collection_id: str, claude: FakeAnthropic
+) -> None:
+    claude.reset()
+    claude.behaviour.pace = 0.1  # about two seconds an answer
+    body = {"message": "When is the boiler descaled?", "collection_ids": [collection_id], "stream": True}
+    with (
+        httpx.Client(base_url=paid.gateway_url, headers=headers, timeout=httpx.Timeout(10, read=45)) as client,
+        client.stream("POST", "/v1/chat", json=body) as response,
+    ):
+        assert response.status_code == 200
+        conversation_id, turn_id = response.headers["X-Conversation-Id"], response.headers["X-Turn-Id"]
+        deltas = 0
+        for line in response.iter_lines():
+            deltas += line.startswith("event:") and line.removeprefix("event:").strip() == "delta"
+            if deltas == 3:
+                break
+        cancelled = client.post(f"/v1/conversations/{conversation_id}/turns/{turn_id}/cancel")
+        assert cancelled.status_code == 202, cancelled.text
+
+    [(_, _, success, _, cost)] = billed_once_each(paid, conversation_id, 1)
+    [served] = claude.served
+    assert not success and 0 < served.output_tokens < 24, "cut off mid-answer"
+    assert cost >= served_cost(served), f"Claude served {served_cost(served)} micro-USD, the ledger shows {cost}"
+
+
+def test_a_fallback_to_a_dearer_model_stays_within_the_hold(
+    paid: Platform, headers: dict[str, str], collection_id: str, claude: FakeAnthropic
+) -> None:
+    """Sonnet stays overloaded, Opus (5x its price) answers with all of max_tokens: held at Sonnet's
+    price, the answer would cost more than its hold."""
+    claude.reset()
+    claude.behaviour.pace = 0.0
+    claude.script(*[Script.reject(529)] * (RETRIES + 1), Script(answer="descale " * 1_000))
+    body = {"message": "Tell me everything.", "collection_ids": [collection_id], "max_tokens": 800}
+    answer = httpx.post(f"{paid.gateway_url}/v1/chat", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"]["model"] == OPUS
+
+    [(_, model, success, reservation_id, cost)] = billed_once_each(paid, answer.json()["conversation_id"], 1)
+    [served] = claude.served
+    assert (model, success, served.model, served.output_tokens) == (OPUS, True, OPUS, 800)
+    [(held,)] = sql(paid, "SELECT reserved_micros FROM usage.reservations WHERE id::text = %s", reservation_id)
+    assert served_cost(served) <= cost <= held, f"an answer of {cost} micro-USD under a hold of {held}"
+
+
 def test_turns_are_billed_ended_and_served_again_whatever_is_killed(
     paid: Platform, headers: dict[str, str], collection_id: str, claude: FakeAnthropic
 ) -> None:
@@ -261,7 +412,7 @@ def test_turns_are_billed_ended_and_served_again_whatever_is_killed(
     doubles = sql(
         paid,
         "SELECT reservation_id, count(*) FROM usage.usage_events WHERE kind = 'chat' AND occurred_at >= %s "
-        "GROUP BY reservation_id HAVING count(*) > 1",
+        "AND reservation_id <> '' GROUP BY reservation_id HAVING count(*) > 1",
         since,
     )
     assert doubles == [], "a turn billed twice"

@@ -17,7 +17,15 @@ from parley.chat.context_builder import (
     history_window,
 )
 from parley.chat.intent import IntentClassifier, by_keywords
-from parley.chat.providers import Finished, LocalProvider, ProviderEvent, ProviderUnavailable, TextDelta
+from parley.chat.providers import (
+    Finished,
+    LocalProvider,
+    ProviderEvent,
+    ProviderUnavailable,
+    ReliableProvider,
+    RetryPolicy,
+    TextDelta,
+)
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2, retrieval_pb2
 
@@ -82,6 +90,39 @@ async def test_the_cheaper_model_decides_what_the_keywords_cannot_and_is_billed(
     decided = await IntentClassifier(model=(labeller, "small")).decide(hint="", message="Hmm, scene 3?", bill=bills)
     assert (decided.name, decided.source, decided.retrieval) == ("section_feedback", "model", "hybrid")
     assert bills.billed == [(92, "cheap", "small")]
+
+
+class BrokenOnce(Labeller):
+    """Fails its first `broken` calls after its provider reported (and billed) 40 input tokens."""
+
+    name = "cheap"
+
+    def __init__(self, label: str, *, broken: int) -> None:
+        super().__init__(label)
+        self.broken, self.attempts = broken, 0
+
+    async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        self.attempts += 1
+        if self.attempts <= self.broken:
+            raise ProviderUnavailable("overloaded", provider=self.name, usage=common_pb2.TokenUsage(input_tokens=40))
+        async for event in super().stream(prompt, model=model, max_tokens=max_tokens):
+            yield event
+
+
+async def nap(seconds: float) -> None:
+    """No wait between retries."""
+
+
+@pytest.mark.parametrize(("broken", "intent"), [(1, "section_feedback"), (5, "question")])
+async def test_an_intent_attempt_the_model_billed_before_failing_is_billed_too(broken: int, intent: str) -> None:
+    labeller, bills = BrokenOnce("section_feedback", broken=broken), Bills()
+    guessing = ReliableProvider(labeller, policy=RetryPolicy(retries=3, paid_retries=1), sleep=nap)
+    decided = await IntentClassifier(model=(guessing, "small")).decide(hint="", message="Hmm, scene 3?", bill=bills)
+
+    assert decided.name == intent
+    # Answered at the second call; or two billed failures and no more calls (what a hold would cover).
+    expected = [(40, "cheap", "small"), (92, "cheap", "small")] if broken == 1 else [(40, "cheap", "small")] * 2
+    assert bills.billed == expected and labeller.attempts == 2
 
 
 @pytest.mark.parametrize("labeller", [Labeller("poetry"), Labeller("question", fail=True)])

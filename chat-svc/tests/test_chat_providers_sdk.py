@@ -12,22 +12,28 @@ import pytest
 from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn, build_prompt
 from parley.chat.providers import (
     AnthropicProvider,
+    FailedAttempt,
     Finished,
     FirstTokenTimeout,
     LlmProvider,
     OpenAIProvider,
+    ProviderEvent,
     ProviderRefused,
+    ProviderUnavailable,
     ReliableProvider,
+    Reported,
     RetryPolicy,
     Route,
     StreamBroken,
     TextDelta,
+    billed_calls,
+    hold_routes,
     prompt_tokens,
 )
 from parley.chat.providers.anthropic import messages
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2, retrieval_pb2
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.anthropic_server import FakeAnthropic, Served
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.scripting import DEFAULT_ANSWER, Script
 
@@ -53,9 +59,23 @@ async def answered(provider: LlmProvider, asked: Prompt, *, model: str, max_toke
     async for event in provider.stream(asked, model=model, max_tokens=max_tokens):
         if isinstance(event, TextDelta):
             text += event.text
-        else:
+        elif isinstance(event, Finished):
             return text, event
     raise AssertionError("the stream ended without Finished")
+
+
+async def events_of(provider: LlmProvider, asked: Prompt, *, model: str) -> list[ProviderEvent]:
+    return [event async for event in provider.stream(asked, model=model, max_tokens=200)]
+
+
+def as_usage(served: Served) -> common_pb2.TokenUsage:
+    """What the fake reported for a call, in our counters."""
+    return common_pb2.TokenUsage(
+        input_tokens=served.usage.input_tokens,
+        output_tokens=served.output_tokens,
+        cache_read_tokens=served.usage.cache_read_input_tokens,
+        cache_write_tokens=served.usage.cache_creation_input_tokens,
+    )
 
 
 async def answer(
@@ -240,8 +260,8 @@ async def test_a_failure_after_the_first_token_is_not_retried_and_bills_what_was
     received = ""
     with pytest.raises(StreamBroken) as broken:
         async for event in reliable.stream(prompt("How often?"), model=SONNET, max_tokens=200):
-            assert isinstance(event, TextDelta)
-            received += event.text
+            assert isinstance(event, TextDelta | Reported)
+            received += event.text if isinstance(event, TextDelta) else ""
 
     assert received == "The boiler is des"
     assert len(anthropic_fake.received) == 1
@@ -274,6 +294,90 @@ async def test_no_first_token_in_time_is_retried_then_given_up(gpt: OpenAIProvid
     openai_fake.script(Script.stall(1.0), Script.stall(1.0))
     with pytest.raises(FirstTokenTimeout):
         await answer(ReliableProvider(gpt, policy=policy), prompt("How often?"), model="gpt-x")
+
+
+async def test_claude_reports_the_input_side_before_the_first_token(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    anthropic_fake.reset()
+    events = await events_of(ReliableProvider(claude, policy=FAST), prompt("Reported?"), model=SONNET)
+
+    assert isinstance(events[0], Reported) and isinstance(events[1], TextDelta)
+    [served] = anthropic_fake.served
+    assert events[0].usage == common_pb2.TokenUsage(
+        input_tokens=served.usage.input_tokens,
+        output_tokens=1,
+        cache_read_tokens=served.usage.cache_read_input_tokens,
+        cache_write_tokens=served.usage.cache_creation_input_tokens,
+    )
+    assert (events[0].provider, events[0].model) == ("anthropic", SONNET)
+
+
+@pytest.mark.parametrize("failure", ["error_event", "disconnect"])
+async def test_a_stream_broken_after_message_start_is_a_failed_attempt_billed_at_its_own_model(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic, failure: str
+) -> None:
+    """Anthropic bills the input it reported in message_start even though no text came: the attempt
+    is yielded with that usage, priced as its own model (here Sonnet, before a fall back to Haiku)."""
+    anthropic_fake.reset()
+    how = "disconnect" if failure == "disconnect" else "error_event"
+    anthropic_fake.script(Script.break_after(0, failure=how), Script.reject(529))
+    policy = RetryPolicy(first_token_timeout=2.0, retries=1, backoff_base=0.001, backoff_max=0.01)
+    reliable = ReliableProvider(claude, fallbacks=[Route(claude, HAIKU)], policy=policy)
+    events = await events_of(reliable, prompt("Broken?"), model=SONNET)
+
+    failed = [event for event in events if isinstance(event, FailedAttempt)]
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.model == HAIKU
+    broken, answered_by = anthropic_fake.served  # the 529 served nothing
+    assert [(f.provider, f.model, f.number) for f in failed] == [("anthropic", SONNET, 1)]
+    assert failed[0].usage == as_usage(broken)
+    assert finished.usage == as_usage(answered_by)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == DEFAULT_ANSWER
+
+
+async def test_attempts_billed_before_failing_are_retried_only_as_far_as_a_hold_covers(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    anthropic_fake.reset()
+    anthropic_fake.script(*[Script.break_after(0)] * 4)
+    policy = RetryPolicy(first_token_timeout=2.0, retries=3, backoff_base=0.001, backoff_max=0.01, paid_retries=1)
+    reliable = ReliableProvider(claude, fallbacks=[Route(claude, HAIKU)], policy=policy)
+    failed: list[FailedAttempt] = []
+    with pytest.raises(ProviderUnavailable):
+        async for event in reliable.stream(prompt("Broken?"), model=SONNET, max_tokens=200):
+            assert isinstance(event, FailedAttempt)
+            failed.append(event)
+
+    # Two calls billed (the hold covers billed_calls = 2), not four, and no fallback after them.
+    assert billed_calls(reliable) == 2
+    assert [f.number for f in failed] == [1, 2] and len(anthropic_fake.received) == 2
+    assert [f.usage for f in failed] == [as_usage(s) for s in anthropic_fake.served]
+
+
+async def test_a_first_token_timeout_after_message_start_is_a_failed_attempt(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    anthropic_fake.reset()
+    anthropic_fake.script(Script.stall(1.0))
+    policy = RetryPolicy(first_token_timeout=0.3, retries=1, backoff_base=0.001)
+    events = await events_of(ReliableProvider(claude, policy=policy), prompt("Slow?"), model=SONNET)
+
+    [failed] = [event for event in events if isinstance(event, FailedAttempt)]
+    stalled = anthropic_fake.served[0]
+    assert failed.usage.input_tokens == stalled.usage.input_tokens
+    assert total_input(failed.usage) == total_input(as_usage(stalled)) > 0
+    assert isinstance(events[-1], Finished)
+
+
+async def test_a_hold_covers_every_route_a_call_may_take(claude: AnthropicProvider, gpt: OpenAIProvider) -> None:
+    reliable = ReliableProvider(claude, fallbacks=[Route(gpt, "gpt-x"), Route(claude, SONNET)], policy=FAST)
+    asked = prompt("Which routes?")
+
+    assert hold_routes(reliable, SONNET) == (("anthropic", SONNET), ("openai", "gpt-x"))
+    assert hold_routes(claude, HAIKU) == (("anthropic", HAIKU),) and billed_calls(claude) == 1
+    counted = reliable.count_tokens(asked, model=SONNET)
+    assert counted == max(claude.count_tokens(asked, model=SONNET), gpt.count_tokens(asked, model="gpt-x"))
 
 
 def test_claude_messages_start_with_a_question_and_alternate() -> None:

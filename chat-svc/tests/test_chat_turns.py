@@ -28,7 +28,7 @@ from parley.chat.conversations import Conversations
 from parley.chat.intent import IntentClassifier
 from parley.chat.leases import hold_key
 from parley.chat.memory import Summarizer, summary_due
-from parley.chat.metering import Meter
+from parley.chat.metering import Meter, attempt_event_id
 from parley.chat.models import outbox, turns
 from parley.chat.providers import (
     EXTRACTIVE,
@@ -38,11 +38,13 @@ from parley.chat.providers import (
     LocalProvider,
     OpenAIProvider,
     ProviderEvent,
+    ProviderUnavailable,
     ReliableProvider,
     RetryPolicy,
     Route,
     TextDelta,
     summary_model,
+    text_token_bound,
 )
 from parley.chat.store import Owner
 from parley.chat.turn_context import TurnRequest
@@ -135,6 +137,7 @@ class FakeBudget:
         input_tokens: int,
         max_output_tokens: int,
         idempotency_key: str = "",
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold:
         if self.refuse:
             raise BudgetExceeded("the monthly budget is spent")
@@ -199,10 +202,10 @@ class Harness:
         return TurnRequest(**fields)  # type: ignore[arg-type]
 
     async def usage_events(self, conversation_id: str) -> list[events_pb2.UsageRecorded]:
+        """The conversation's usage events in chat-svc's outbox, in the order they were written."""
         async with self.sessions() as session:
-            payloads = (
-                await session.execute(select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED))
-            ).scalars()
+            query = select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED).order_by(outbox.c.id)
+            payloads = (await session.execute(query)).scalars()
             recorded = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
         return [event for event in recorded if event.conversation_id == conversation_id]
 
@@ -391,8 +394,9 @@ async def test_a_cancelled_turn_ends_with_cancelled_and_stores_no_message(
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
-    # The provider charges for what it said before the cancel: billed as we count it.
-    assert not recorded.success and recorded.usage.output_tokens == count_tokens("Descale ")
+    # The provider charges for what it said before the cancel: billed at a bound of it (its bytes),
+    # and, having reported nothing, the input at the provider's bound of the prompt (the hold's).
+    assert not recorded.success and recorded.usage.output_tokens == text_token_bound("Descale ")
     assert recorded.usage.input_tokens == h.budget.holds[0][1]
     view = await h.conversations.turn(h.owner, conversation_id=started.conversation_id, turn_id=started.turn_id)
     assert view.turn.state == "cancelled"
@@ -770,7 +774,55 @@ async def test_a_turn_cancelled_while_the_model_streams_stops_it_and_bills_what_
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
     assert messages == []
     [recorded] = await h.usage_events(started.conversation_id)
-    assert not recorded.success and recorded.usage.output_tokens >= count_tokens(said)
+    assert not recorded.success and recorded.usage.output_tokens >= text_token_bound(said)
+    # Never less than Claude served: the input it reported in message_start, and a bound of the output.
+    [served] = anthropic_fake.served
+    usage = recorded.usage
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == (
+        served.usage.input_tokens,
+        served.usage.cache_read_input_tokens,
+        served.usage.cache_creation_input_tokens,
+    )
+    assert usage.output_tokens >= served.output_tokens
+
+
+@pytest.mark.parametrize("failure", ["error_event", "disconnect"])
+async def test_a_stream_broken_before_its_first_token_is_retried_and_both_attempts_are_billed(
+    settings: Settings,
+    sessions: db.Sessions,
+    nats_client: NatsClient,
+    claude: AnthropicProvider,
+    anthropic_fake: FakeAnthropic,
+    failure: Literal["error_event", "disconnect"],
+) -> None:
+    """Claude reported (and bills) the first attempt's input in message_start, then the stream broke:
+    the attempt is billed on its own, keyed by the turn and the attempt, and the turn's hold covers
+    both calls."""
+    anthropic_fake.reset()
+    anthropic_fake.script(Script.break_after(0, failure=failure))
+    reliable = ReliableProvider(claude, policy=FAST)
+    h = await harness(settings, sessions, nats_client, remote={"anthropic": reliable})
+
+    started = await h.runner.start(h.identity, h.ask(provider="anthropic"))
+    read = await read_turn(nats_client, started)
+
+    assert read[-1].HasField("end")
+    broken, answered = anthropic_fake.served
+    attempt, turn = await h.usage_events(started.conversation_id)
+    assert attempt.event_id == attempt_event_id(started.turn_id, 1) and not attempt.success
+    assert attempt.reservation_id == "", "the hold stays for the attempt that answers"
+    assert (attempt.provider, attempt.model, attempt.kind) == ("anthropic", SONNET, "chat")
+    assert attempt.usage == common_pb2.TokenUsage(
+        input_tokens=broken.usage.input_tokens,
+        output_tokens=broken.output_tokens,
+        cache_read_tokens=broken.usage.cache_read_input_tokens,
+        cache_write_tokens=broken.usage.cache_creation_input_tokens,
+    )
+    assert turn.success and turn.reservation_id == h.budget.granted[0]
+    assert turn.usage.output_tokens == answered.output_tokens
+    [(_, held_input, held_output)] = h.budget.holds
+    assert held_output == 2 * settings.default_max_tokens, "the hold covers billed_calls = 2 calls"
+    assert held_input >= 2 * (answered.usage.input_tokens + answered.usage.cache_creation_input_tokens)
 
 
 async def test_a_model_not_configured_is_refused_with_the_known_ones(
@@ -800,8 +852,9 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
     # Enough to hold one short answer (the prompt's token bound × $2, Haiku's 1-hour cache-write rate,
-    # + 40 tokens × $5: about 1,500 micro-USD), not to spend one and hold another.
-    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=1_700)
+    # + 40 tokens × $5: about 1,500 micro-USD, twice: the hold covers a paid retry), not to spend one
+    # and hold another.
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=3_300)
     ask = h.ask(provider="anthropic", max_tokens=40)
 
     started = await h.runner.start(h.identity, ask)
@@ -955,10 +1008,14 @@ async def test_a_long_conversation_is_read_a_page_of_messages_at_a_time_newest_l
 class SummaryModel(LocalProvider):
     """Summarises every conversation the same way, and remembers what it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, broken_once: bool = False) -> None:
         self.asked: list[str] = []
+        self.broken_once = broken_once  # the first call fails after its provider reported (billed) 120 tokens
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
+        if self.broken_once:
+            self.broken_once = False
+            raise ProviderUnavailable("overloaded", provider=self.name, usage=common_pb2.TokenUsage(input_tokens=120))
         self.asked.append(prompt.question)
         yield TextDelta("The user asked about descaling, eight times.")
         yield Finished(common_pb2.TokenUsage(input_tokens=300, output_tokens=9), "stop", provider="local", model=model)
@@ -977,8 +1034,10 @@ class PromptRecorder(LocalProvider):
 async def test_a_long_conversation_is_summarised_in_the_background_and_the_summary_replaces_old_messages(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
-    summariser, answers = SummaryModel(), PromptRecorder()
-    h = await harness(settings, sessions, nats_client, provider=answers, summary_model=summariser)
+    # Its first attempt fails after the provider billed it, and is retried: both are billed.
+    summariser, answers = SummaryModel(broken_once=True), PromptRecorder()
+    summarising = ReliableProvider(summariser, policy=FAST)
+    h = await harness(settings, sessions, nats_client, provider=answers, summary_model=summarising)
     conversation_id = ""
     for n in range(8):  # 16 messages: past 15, and the window has moved past the first 6
         started = await h.runner.start(
@@ -999,7 +1058,10 @@ async def test_a_long_conversation_is_summarised_in_the_background_and_the_summa
     assert "User: Question 0 about descaling?" in summariser.asked[0]
     assert "Question 3" not in summariser.asked[0]  # message 7 and on stay in the window
     billed = [event for event in await h.usage_events(conversation_id) if event.kind == "summary"]
-    assert [(event.usage.input_tokens, event.reservation_id) for event in billed] == [(300, "")]
+    assert [(event.usage.input_tokens, event.reservation_id, event.success) for event in billed] == [
+        (120, "", False),
+        (300, "", True),
+    ]
 
     await read_turn(nats_client, await h.runner.start(h.identity, h.ask("And now?", conversation_id=conversation_id)))
     prompt = answers.prompts[-1]

@@ -13,19 +13,21 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
+from sqlalchemy import select
 
 from parley.chat.clients import Hold
 from parley.chat.config import Settings
 from parley.chat.global_context import GlobalContexts, Script, render
 from parley.chat.intent import IntentClassifier
 from parley.chat.memory import Summarizer
+from parley.chat.metering import attempt_event_id
 from parley.chat.models import outbox
-from parley.chat.providers import AnthropicProvider, LocalProvider, OpenAIProvider
+from parley.chat.providers import AnthropicProvider, LocalProvider, OpenAIProvider, ReliableProvider, RetryPolicy
 from parley.chat.tools import Toolbox, route
 from parley.chat.turn_context import TurnRequest
 from parley.chat.turns import StartedTurn, TurnRunner
 from parley.kit import db
-from parley.kit.contracts import turn_subject
+from parley.kit.contracts import USAGE_RECORDED, turn_subject
 from parley.kit.identity import Identity
 from parley.kit.outbox import OutboxRelay
 from parley.v1 import chat_pb2, common_pb2, events_pb2, ingestion_pb2, retrieval_pb2
@@ -171,6 +173,7 @@ class OpenBudget:
         input_tokens: int,
         max_output_tokens: int,
         idempotency_key: str = "",
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold:
         self.holds.append((input_tokens, max_output_tokens))
         return Hold(reservation_id=str(uuid.uuid4()), reserved_micros=0)
@@ -403,6 +406,43 @@ async def test_claude_calls_tools_over_several_rounds_each_billed_within_the_one
     assert used.tool_rounds == 3 and len(used.tool_calls) == 4
     answer = "".join(event.delta.text for event in read if event.HasField("delta"))
     assert answer == "The witch is in scenes 3, 6 and 9 (scene 3)."
+
+
+async def test_an_attempt_broken_in_a_later_round_is_billed_on_its_own_and_the_rounds_together(
+    settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
+) -> None:
+    """Round 2's first attempt breaks after message_start: it is retried, billed as its own event
+    (numbered within the turn), and the turn's event bills the rounds that answered."""
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=12)
+    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    anthropic_fake.reset()
+    anthropic_fake.script(Step.call(("get_outline", {})), Step.break_after(0), Step(answer="It is in the outline."))
+    claude = AnthropicProvider(
+        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
+    )
+    fast = RetryPolicy(first_token_timeout=5.0, backoff_base=0.001, backoff_max=0.01)
+    turns = runner(
+        settings, sessions, nats_client, scripts, NoSearch(), anthropic=ReliableProvider(claude, policy=fast)
+    )
+    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-b")
+    try:
+        started = await turns.start(
+            identity, ask("What is the outline?", collection_id=collection_id, provider="anthropic")
+        )
+        read = await read_turn(nats_client, started)
+    finally:
+        await claude.close()
+
+    assert read[-1].WhichOneof("kind") == "end"
+    first, broken, answered = anthropic_fake.served
+    async with sessions() as session:
+        query = select(outbox.c.payload).where(outbox.c.subject == USAGE_RECORDED).order_by(outbox.c.id)
+        billed = [events_pb2.UsageRecorded.FromString(payload) for payload in (await session.execute(query)).scalars()]
+    attempt, turn = [event for event in billed if event.conversation_id == started.conversation_id]
+    assert attempt.event_id == attempt_event_id(started.turn_id, 1) and not attempt.success
+    assert attempt.usage.input_tokens == broken.usage.input_tokens and attempt.usage.output_tokens == 1
+    assert turn.success and turn.usage.output_tokens == first.output_tokens + answered.output_tokens
 
 
 async def test_a_tool_loop_stops_at_its_round_limit_and_the_model_must_answer(

@@ -91,12 +91,23 @@ class CacheUsage:
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """A call the fake answered (status 200): the usage it reports, output as if it ran to its end
-    (the most the call can be billed, even when the client went away mid-answer)."""
+    """A call the fake answered (status 200): the usage it reports, and the output it produced: the
+    whole answer once sent; for a stream broken off (scripted, or the client went away) the tokens
+    of the text sent so far, and at least the one token `message_start` reports."""
 
     model: str
     usage: CacheUsage
     output_tokens: int
+
+
+@dataclass(slots=True)
+class _Serving:
+    model: str
+    usage: CacheUsage
+    output_tokens: int
+
+    def snapshot(self) -> Served:
+        return Served(self.model, self.usage, self.output_tokens)
 
 
 @dataclass(slots=True)
@@ -221,14 +232,14 @@ class FakeAnthropic(ScriptedServer):
     def __init__(self, *, answer: str | None = None, min_cacheable_tokens: int | None = None) -> None:
         super().__init__(answer=answer)
         self._cache = _PromptCache(self.behaviour, min_cacheable_tokens)
-        self._served: list[Served] = []
+        self._served: list[_Serving] = []
         self._served_lock = threading.Lock()
 
     @property
     def served(self) -> list[Served]:
         """Every call answered since the last `reset`, in order."""
         with self._served_lock:
-            return list(self._served)
+            return [serving.snapshot() for serving in self._served]
 
     def reset(self) -> None:
         super().reset()
@@ -287,11 +298,12 @@ class FakeAnthropic(ScriptedServer):
             return
         answer = compose(step.answer or self._plain_answer(body), body["max_tokens"])
         stop_reason = "max_tokens" if answer.cut else "end_turn"
+        serving = _Serving(str(body["model"]), usage, answer.tokens if not body.get("stream") else 1)
         with self._served_lock:
-            self._served.append(Served(str(body["model"]), usage, answer.tokens))
+            self._served.append(serving)
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
-            await self._stream(response, step, body, message_id, usage, answer, stop_reason)
+            await self._stream(response, step, body, message_id, usage, answer, stop_reason, serving)
             return
         await asyncio.sleep(step.first_token_delay)
         await response.send_json(
@@ -312,7 +324,7 @@ class FakeAnthropic(ScriptedServer):
         calls = [(f"toolu_{uuid.uuid4().hex[:20]}", name, json.dumps(arguments)) for name, arguments in step.tool_calls]
         output = sum(count(name + arguments) for _, name, arguments in calls)
         with self._served_lock:
-            self._served.append(Served(str(body["model"]), usage, output))
+            self._served.append(_Serving(str(body["model"]), usage, output))
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         await response.start_stream("text/event-stream", {"request-id": f"req_{message_id[4:]}"})
         start = self._message(message_id, body, usage, output_tokens=1)
@@ -366,7 +378,9 @@ class FakeAnthropic(ScriptedServer):
         usage: CacheUsage,
         answer: Answer,
         stop_reason: str,
+        serving: _Serving,
     ) -> None:
+        """`serving.output_tokens` follows what was sent: a client gone away stops the sending."""
         pace = step.pace or self.behaviour.pace
         await response.start_stream("text/event-stream", {"request-id": f"req_{message_id[4:]}"})
         # As the API does: message_start reports the input side and a first output token.
@@ -388,6 +402,8 @@ class FakeAnthropic(ScriptedServer):
                 await asyncio.sleep(pace)
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
             await response.send_chunk(_sse("content_block_delta", delta))
+            with self._served_lock:
+                serving.output_tokens = max(1, answer.tokens_through[sent])
         await response.send_chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
         final_usage = {
             "input_tokens": usage.input_tokens,

@@ -121,21 +121,24 @@ class Answer:
     pieces: list[str]  # one per token, except a character split across tokens goes out with its last one
     tokens: int
     cut: bool  # stopped at max_tokens
+    tokens_through: list[int] = field(default_factory=list)  # tokens sent once each piece is
 
 
 def compose(answer: str, max_tokens: int) -> Answer:
     tokens = encoding().encode(answer, disallowed_special=())
     kept = tokens[:max_tokens]
     pieces: list[str] = []
+    through: list[int] = []
     pending = b""
-    for token in kept:
+    for sent, token in enumerate(kept, 1):
         pending += encoding().decode_single_token_bytes(token)
         try:
             pieces.append(pending.decode("utf-8"))
+            through.append(sent)
             pending = b""
         except UnicodeDecodeError:
             continue
-    return Answer(pieces=pieces, tokens=len(kept), cut=len(tokens) > max_tokens)
+    return Answer(pieces=pieces, tokens=len(kept), cut=len(tokens) > max_tokens, tokens_through=through)
 
 
 def retry_headers(step: Script) -> dict[str, str]:

@@ -197,6 +197,35 @@ async def test_a_hold_is_input_tokens_at_their_dearest_price_plus_max_output_at_
     assert quota.reserved_micros == held
 
 
+async def test_a_hold_with_fallbacks_is_priced_at_its_dearest_route(usage_stub: Stub, tenant_id: str) -> None:
+    """A call that may fall back to a dearer model is held at that model's price: billed as the
+    model that answered, it could otherwise pass its hold."""
+    asked = {"provider": "anthropic", "model": "claude-haiku-4-5", "input_tokens": 2_000, "max_output_tokens": 500}
+    alone = await usage_stub.Reserve(usage_pb2.ReserveRequest(**asked), metadata=as_tenant(tenant_id))
+    routes = [
+        usage_pb2.ModelRoute(provider="openai", model="gpt-4o-mini"),  # cheaper: changes nothing
+        usage_pb2.ModelRoute(provider="anthropic", model="claude-sonnet-4-5"),  # the dearest listed
+    ]
+    falling = await usage_stub.Reserve(
+        usage_pb2.ReserveRequest(**asked, fallbacks=routes), metadata=as_tenant(tenant_id)
+    )
+    unlisted = await usage_stub.Reserve(
+        usage_pb2.ReserveRequest(**asked, fallbacks=[usage_pb2.ModelRoute(provider="anthropic", model="claude-x")]),
+        metadata=as_tenant(tenant_id),
+    )
+
+    # Input at each row's 1-hour cache-write rate (2x input), the dearest it may be billed at.
+    assert alone.reserved_micros == 2_000 * 2_000_000 // 1_000_000 + 500 * 5  # Haiku: 4,000 + 2,500
+    assert falling.reserved_micros == 2_000 * 6_000_000 // 1_000_000 + 500 * 15  # Sonnet: 12,000 + 7,500
+    assert unlisted.reserved_micros == 2_000 * 30_000_000 // 1_000_000 + 500 * 75  # the default row
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await usage_stub.Reserve(
+            usage_pb2.ReserveRequest(**asked, fallbacks=[usage_pb2.ModelRoute(provider="openai")]),
+            metadata=as_tenant(tenant_id),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_month_to_date_spend_counts_against_the_budget(
     usage_stub: Stub, recorder: Recorder, tenant_id: str
 ) -> None:

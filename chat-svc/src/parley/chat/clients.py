@@ -97,9 +97,11 @@ class Budget(Protocol):
         input_tokens: int,
         max_output_tokens: int,
         idempotency_key: str = "",
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold:
         """Raise BudgetExceeded when the tenant's budget cannot hold the call's upper bound. The same
-        `idempotency_key` again answers the hold it placed (whatever the tokens)."""
+        `idempotency_key` again answers the hold it placed (whatever the tokens). `fallbacks`: the
+        (provider, model) of the other routes the call may take; the hold is priced at the dearest."""
         ...
 
     async def release(self, identity: Identity, reservation_id: str) -> None: ...
@@ -264,6 +266,7 @@ class UsageClient(_Client):
         input_tokens: int,
         max_output_tokens: int,
         idempotency_key: str = "",
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> Hold:
         # A key of this call's own (a turn's, or a fresh one), so gRPC's retries of it hold once. Not
         # the request id: a client chooses that, and reusing one must not hand back an earlier hold
@@ -274,6 +277,7 @@ class UsageClient(_Client):
             input_tokens=input_tokens,
             max_output_tokens=max_output_tokens,
             idempotency_key=idempotency_key or uuid.uuid4().hex,
+            fallbacks=[usage_pb2.ModelRoute(provider=name, model=route_model) for name, route_model in fallbacks],
         )
         try:
             response = await self._stub.Reserve(

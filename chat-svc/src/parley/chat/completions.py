@@ -12,48 +12,56 @@ character sheets) are written through `Complete` rather than by provider code of
   are InvalidInput); none named: the summary model when `PARLEY_SUMMARY_MODEL` names one
   (`provider:model`), else the default provider and its default model;
 - is counted by the provider (off the event loop: a prompt may be long) and held with usage-svc
-  `Reserve` for that prompt plus max_tokens of output; a refused hold is `BudgetExceeded`
+  `Reserve` for that prompt plus max_tokens of output, times the calls it may be billed for
+  (`providers.billed_calls`), at its dearest route (its fallbacks'); a refused hold is `BudgetExceeded`
   (RESOURCE_EXHAUSTED), and nothing is called or billed;
 - runs on the provider (a remote one through its `ReliableProvider`: retries and fallbacks before
   the first token), the answer collected, within the call's gRPC deadline less a margin kept to
   record the outcome;
 - is billed by ONE usage event through the outbox (`Meter`): the kind, the provider and model that
   answered, their usage, the hold's reservation id (which releases the hold), the request's
-  `request_id` (else the call's), latency and success.
+  `request_id` (else the call's), latency and success; and an attempt the provider billed before
+  it failed (a `FailedAttempt`) by one event of its own, at once (no hold named; its id the
+  hold's and the attempt's, so a replay records it once).
 
 A call that fails once held — the provider refused or stayed unavailable, broke off mid-answer, ran
 past the deadline, or the caller went away — is billed `success=false` for what the provider
-produced (its own figures when it broke off, else our count of the prompt and the text received, or
-zero tokens before the first), which releases the hold, and is `Unavailable` with the reason.
+produced (its own figures when it broke off; when cut off by us, what it reported plus the bytes
+of the text received since, or the provider's bound of the prompt and those bytes if it reported
+nothing; zero tokens when it neither reported nor said anything), which releases the hold, and is
+`Unavailable` with the reason.
 """
 
 import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from parley.chat import metrics
 from parley.chat.clients import Budget, Hold
 from parley.chat.config import Settings
 from parley.chat.context_builder import Prompt
-from parley.chat.metering import Meter, usage_event
+from parley.chat.metering import Meter, attempt_event, usage_event
 from parley.chat.providers import (
+    FailedAttempt,
     Finished,
     LlmProvider,
     ProviderEvent,
     ProviderRefused,
     ProviderUnavailable,
+    Reported,
     StreamBroken,
     TextDelta,
+    billed_calls,
     choose,
     configured_model,
-    prompt_tokens,
+    hold_routes,
+    text_token_bound,
 )
 from parley.kit.contracts import COMPLETION_KINDS, MAX_COMPLETION_CHARS, MAX_OUTPUT_TOKENS
 from parley.kit.errors import InvalidInput, Unavailable
 from parley.kit.identity import Identity
-from parley.kit.tokens import count_tokens
 from parley.v1 import chat_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -81,20 +89,30 @@ def validate(request: chat_pb2.CompleteRequest) -> str:
 
 
 class _Collected:
-    """The text of an answer so far, and its end once the provider has finished."""
+    """The text of an answer so far, what the provider reported before it, and its end once the
+    provider has finished; each failed attempt the provider billed handed to `on_attempt`."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.reported: Reported | None = None
+        self.since_report = ""  # the text received after the last report
         self.finished: Finished | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
-    async def read(self, events: AsyncIterator[ProviderEvent]) -> Finished:
+    async def read(
+        self, events: AsyncIterator[ProviderEvent], on_attempt: Callable[[FailedAttempt], Awaitable[None]]
+    ) -> Finished:
         async for event in events:
             if isinstance(event, TextDelta):
                 self.parts.append(event.text)
+                self.since_report += event.text
+            elif isinstance(event, Reported):
+                self.reported, self.since_report = event, ""
+            elif isinstance(event, FailedAttempt):
+                await on_attempt(event)
             else:
                 self.finished = event
         assert self.finished is not None, "a provider stream ends with Finished"
@@ -107,7 +125,7 @@ class _Call:
     kind: str
     provider: LlmProvider
     model: str
-    input_tokens: int  # our cl100k estimate of the prompt: what a call we cut off is billed for
+    input_bound: int  # the provider's bound of the prompt: a call we cut off unreported is billed it
     hold: Hold
     started: float
 
@@ -158,28 +176,36 @@ class Completions:
         # The hold on the provider's bound of the prompt (never less than the bill); a call cut off
         # is billed on our estimate, as a cancelled turn is.
         bound = await asyncio.to_thread(provider.count_tokens, prompt, model=model)
+        calls = billed_calls(provider)
         hold = await self._budget.reserve(
-            identity, provider=provider.name, model=model, input_tokens=bound, max_output_tokens=max_tokens
+            identity,
+            provider=provider.name,
+            model=model,
+            input_tokens=bound * calls,
+            max_output_tokens=max_tokens * calls,
+            fallbacks=hold_routes(provider, model)[1:],
         )
-        input_tokens = await asyncio.to_thread(prompt_tokens, prompt)
         call = _Call(
             identity=dataclasses.replace(identity, request_id=request.request_id or identity.request_id),
             kind=kind,
             provider=provider,
             model=model,
-            input_tokens=input_tokens,
+            input_bound=bound,
             hold=hold,
             started=time.monotonic(),
         )
         answer = _Collected()
         try:
             async with asyncio.timeout_at(_provider_deadline(deadline)):
-                finished = await answer.read(provider.stream(prompt, model=model, max_tokens=max_tokens))
+                finished = await answer.read(
+                    provider.stream(prompt, model=model, max_tokens=max_tokens),
+                    lambda attempt: self._bill_attempt(call, attempt),
+                )
         except asyncio.CancelledError:  # the caller went away: the provider charges for what it said
-            await self._failed(call, "cancelled", usage=_counted(call, answer.text))
+            await self._failed(call, "cancelled", usage=_cut_off(call, answer))
             raise
         except TimeoutError:
-            await self._failed(call, "deadline_exceeded", usage=_counted(call, answer.text))
+            await self._failed(call, "deadline_exceeded", usage=_cut_off(call, answer))
             raise Unavailable(f"{provider.name} did not answer within the call's deadline") from None
         except StreamBroken as broken:
             await self._failed(
@@ -224,6 +250,12 @@ class Completions:
         except Exception:  # the call's own failure is what its caller needs to hear
             log.exception("could not bill a failed completion", extra={"fields": {"outcome": outcome}})
 
+    async def _bill_attempt(self, call: _Call, attempt: FailedAttempt) -> None:
+        """An attempt the provider billed before it failed: its own event, keyed by the call's hold."""
+        await self._meter.record(
+            attempt_event(call.identity, attempt, kind=call.kind, call_id=call.hold.reservation_id)
+        )
+
     async def _bill(
         self, call: _Call, usage: common_pb2.TokenUsage, *, provider: str, model: str, success: bool
     ) -> None:
@@ -257,9 +289,14 @@ def _provider_deadline(deadline: float | None) -> float | None:
     return deadline - min(RECORD_MAX_SECONDS, left * RECORD_SHARE)
 
 
-def _counted(call: _Call, produced: str) -> common_pb2.TokenUsage:
-    """What a provider cut off by us charges: the prompt and the text it produced, as we count them;
-    nothing when it produced none."""
-    if not produced:
-        return common_pb2.TokenUsage()
-    return common_pb2.TokenUsage(input_tokens=call.input_tokens, output_tokens=count_tokens(produced))
+def _cut_off(call: _Call, answer: _Collected) -> common_pb2.TokenUsage:
+    """What a provider cut off by us charges, never less: what it reported, plus the bytes of the
+    text received since (a bound of its tokens); with no report but text, the provider's bound of
+    the prompt for the input; nothing when it neither reported nor said anything."""
+    usage = common_pb2.TokenUsage()
+    if answer.reported is not None:
+        usage.CopyFrom(answer.reported.usage)
+    elif answer.since_report:
+        usage.input_tokens = call.input_bound
+    usage.output_tokens += text_token_bound(answer.since_report)
+    return usage

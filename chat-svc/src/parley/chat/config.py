@@ -6,7 +6,7 @@ A remote provider is configured by its key: without `PARLEY_ANTHROPIC_API_KEY` t
 
 from typing import Annotated, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from parley.kit.contracts import LOCAL_PROVIDER
@@ -78,6 +78,9 @@ class Settings(ServiceSettings):
     llm_backoff_base_seconds: float = 0.5
     llm_backoff_max_seconds: float = 8.0
     llm_max_retry_after_seconds: float = 30.0
+    # Attempts the provider billed before failing (Anthropic's stream broken after message_start),
+    # beyond the first, that may be retried: every hold covers 1 + this many calls.
+    llm_paid_retries: int = Field(default=1, ge=0)
     # Where a remote provider's call goes when its retries are spent: `provider:model`, in order.
     llm_fallback: Names = ()
 

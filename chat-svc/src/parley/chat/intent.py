@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from parley.chat.context_builder import Prompt
-from parley.chat.providers import Finished, LlmProvider, ProviderError, TextDelta, configured_model
+from parley.chat.providers import FailedAttempt, Finished, LlmProvider, ProviderError, TextDelta, configured_model
 from parley.kit.contracts import INTENTS
 from parley.v1 import common_pb2
 
@@ -114,7 +114,9 @@ class IntentClassifier:
             async for event in provider.stream(prompt, model=model, max_tokens=INTENT_MAX_TOKENS):
                 if isinstance(event, TextDelta):
                     said.append(event.text)
-                else:
+                elif isinstance(event, FailedAttempt):  # the provider billed it before it failed
+                    await bill(event.usage, event.provider, event.model)
+                elif isinstance(event, Finished):
                     finished = event
         except ProviderError:  # a guess is not worth failing the turn for
             return Intent("question", "default")

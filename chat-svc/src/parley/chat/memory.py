@@ -16,12 +16,13 @@ still carries the gist. `provider:model` names the model; `off` keeps the window
 import logging
 import re
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 
 from parley.chat import metrics, store
 from parley.chat.context_builder import Prompt, window_start
-from parley.chat.metering import usage_event
-from parley.chat.providers import Finished, LlmProvider, TextDelta, summary_model
+from parley.chat.metering import attempt_event, usage_event
+from parley.chat.providers import FailedAttempt, Finished, LlmProvider, TextDelta, summary_model
 from parley.kit.contracts import USAGE_SUMMARY
 from parley.kit.db import Sessions
 from parley.kit.identity import Identity
@@ -154,15 +155,24 @@ class Summarizer:
         started = time.monotonic()
         said: list[str] = []
         finished: Finished | None = None
+        identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=f"summary:{conversation.id}")
+        run = str(uuid.uuid4())  # this run's call: a job redelivered and run again is another call
         async for event in provider.stream(
             Prompt(SUMMARY_INSTRUCTIONS, (), (), asked), model=model, max_tokens=SUMMARY_MAX_TOKENS
         ):
             if isinstance(event, TextDelta):
                 said.append(event.text)
-            else:
+            elif isinstance(event, FailedAttempt):  # billed by the provider before it failed: so by us
+                billed = attempt_event(
+                    identity, event, kind=USAGE_SUMMARY, call_id=run, conversation_id=conversation.id
+                )
+                async with self._sessions.begin() as session:
+                    await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
+                    await store.record_usage(session=session, usage_event=billed)
+                self._relay.notify()
+            elif isinstance(event, Finished):
                 finished = event
         assert finished is not None, "a provider stream ends with Finished"
-        identity = Identity(tenant_id=owner.tenant_id, user_id=owner.user_id, request_id=f"summary:{conversation.id}")
         async with self._sessions.begin() as session:
             await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             await store.save_summary(

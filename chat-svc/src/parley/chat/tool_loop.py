@@ -3,6 +3,9 @@ their results, up to `rounds` times; the call after the last round may not call 
 
 Every call is billed: the usage of all rounds is summed into the turn's one `Finished` (and, if
 a later round breaks, into its `StreamBroken`), so the turn's one usage event bills every round.
+What the provider reports before a round's end is passed on as a `Reported` of every round so far
+(so a cancelled turn bills what was reported), and a round's `FailedAttempt`s are passed on,
+numbered across the rounds, for the turn to bill each on its own.
 A round after the first that fails before its first token is no longer "nothing happened": the
 earlier rounds were answered and are billed, so it ends the turn as a broken-off answer.
 
@@ -18,7 +21,16 @@ from dataclasses import dataclass, field
 
 from parley.chat.context_builder import Prompt
 from parley.chat.global_context import Script
-from parley.chat.providers import Finished, LlmProvider, ProviderError, ProviderEvent, StreamBroken, TextDelta
+from parley.chat.providers import (
+    FailedAttempt,
+    Finished,
+    LlmProvider,
+    ProviderError,
+    ProviderEvent,
+    Reported,
+    StreamBroken,
+    TextDelta,
+)
 from parley.chat.tool_calls import ToolCall, ToolResult, ToolRound
 from parley.chat.tools import MAX_CALLS_PER_ROUND, MAX_RESULT_BYTES, SEARCH_K, TOOLS, Toolbox, run_all
 from parley.kit.identity import Identity
@@ -100,6 +112,7 @@ async def answer(
         return
     billed = common_pb2.TokenUsage()
     rounds: list[ToolRound] = []
+    failed = 0  # failed attempts so far, across the rounds
     while True:
         allowed = len(rounds) < session.rounds
         asked = dataclasses.replace(prompt, rounds=tuple(rounds), tools_allowed=allowed)
@@ -110,6 +123,11 @@ async def answer(
                 if isinstance(event, TextDelta):
                     said.append(event.text)
                     yield event
+                elif isinstance(event, Reported):
+                    yield dataclasses.replace(event, usage=_sum(billed, event.usage))
+                elif isinstance(event, FailedAttempt):
+                    failed += 1
+                    yield dataclasses.replace(event, number=failed)
                 else:
                     finished = event
         except StreamBroken as broken:
@@ -131,6 +149,7 @@ async def answer(
             yield dataclasses.replace(finished, usage=billed, tool_calls=())
             return
         session.model_rounds += 1
+        yield Reported(billed, provider=finished.provider, model=finished.model)  # while the tools run
         results = await session.run(finished.tool_calls, len(rounds) + 1, announce)
         rounds.append(ToolRound("".join(said), finished.tool_calls, tuple(results)))
 

@@ -11,8 +11,11 @@ How a turn fails (the usage event always settles the hold):
 - after the first token, the provider broke off (`provider_interrupted`): the partial answer is
   stored marked `incomplete`, the usage event bills what the provider produced (success=false),
   the client gets `usage` then `error`, and the turn is `failed`;
-- cancelled: no message is stored; the usage event bills the text already produced, counted by
-  us (the provider charges for it), or nothing if none was;
+- cancelled: no message is stored; the usage event bills what the provider reported (its input)
+  and a bound of the text it produced since (its bytes), or nothing if it did neither
+  (turn_run.cancelled_usage);
+- an attempt the provider billed and then failed before its answer (`FailedAttempt`, retried or
+  not) is billed as it happens, its own usage event (`bill_attempt`), whatever the turn's end;
 - a failure of our own after the model began answering (the event bus went away mid-answer, …):
   no message is stored; the usage event charges the whole hold (`billed_at_hold`), since what the
   model produced past the failure is unknown;
@@ -31,8 +34,8 @@ from parley.chat import metrics, store
 from parley.chat.clients import Budget, Hold
 from parley.chat.context_builder import Prompt
 from parley.chat.memory import Summarizer
-from parley.chat.metering import usage_event
-from parley.chat.providers import Finished, LlmProvider, StreamBroken
+from parley.chat.metering import attempt_event, usage_event
+from parley.chat.providers import FailedAttempt, Finished, LlmProvider, StreamBroken
 from parley.chat.tool_loop import ToolSession
 from parley.chat.turn_stream import TurnStream
 from parley.kit.contracts import USAGE_CHAT
@@ -139,6 +142,20 @@ class TurnEnd:
                 )
         except Exception:
             log.exception("could not keep a turn's reported usage", extra={"fields": {"turn_id": turn.turn_id}})
+
+    async def bill_attempt(self, turn: ActiveTurn, attempt: FailedAttempt) -> None:
+        """Bill an attempt the provider billed before it failed, on its own and at once: its event id
+        is the turn's and the attempt's (metering.attempt_event_id), so a replay records it once.
+        It names no hold (its event would release the hold the turn still runs under), and the
+        turn's hold covers it (providers.billed_calls)."""
+        event = attempt_event(
+            turn.identity, attempt, kind=USAGE_CHAT, call_id=turn.turn_id, conversation_id=turn.conversation_id
+        )
+        async with self._sessions.begin() as session:
+            await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
+            await store.record_usage(session=session, usage_event=event)
+        self._relay.notify()
+        metrics.observe_usage(attempt.usage, provider=attempt.provider, model=attempt.model)
 
     async def _price(self, turn: ActiveTurn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> int | None:
         """What the answer cost, to show with it; None when usage-svc cannot say. Billing is not

@@ -2,6 +2,12 @@
 run between rounds (`tool_loop`), then the turn ended (`turn_end.TurnEnd`) as it went.
 
 A turn's failure is reported to its client, not raised; only its cancellation propagates.
+
+Each failed attempt the provider billed (`FailedAttempt`) is billed as it comes, on its own. A
+cancelled turn is billed what the provider reported (`Reported`: the input side, and the rounds
+a tool loop finished) plus a bound of the output received since, its bytes (never fewer than the
+provider's tokens); with no report but text received, the input is the provider's bound of the
+prompt. Neither can undercount what the provider charges.
 """
 
 import asyncio
@@ -9,10 +15,18 @@ import logging
 import time
 
 from parley.chat import metrics, tool_loop
-from parley.chat.providers import Finished, ProviderRefused, ProviderUnavailable, StreamBroken, TextDelta, prompt_tokens
+from parley.chat.providers import (
+    FailedAttempt,
+    Finished,
+    ProviderRefused,
+    ProviderUnavailable,
+    Reported,
+    StreamBroken,
+    TextDelta,
+    text_token_bound,
+)
 from parley.chat.running_turns import RunningTurns
 from parley.chat.turn_end import ActiveTurn, SettledElsewhere, TurnEnd, error_code, public_message
-from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -22,6 +36,9 @@ async def run_turn(turn: ActiveTurn, *, end: TurnEnd, running: RunningTurns) -> 
     answer: list[str] = []
     called = time.monotonic()
     first_token_seconds: float | None = None
+    reported: Reported | None = None
+    since_report: list[str] = []  # the text received after the last report
+    owed = False  # a failed attempt is being billed
     try:
         finished: Finished | None = None
         events = tool_loop.answer(
@@ -37,7 +54,14 @@ async def run_turn(turn: ActiveTurn, *, end: TurnEnd, running: RunningTurns) -> 
                 if first_token_seconds is None and event.text:
                     first_token_seconds = time.monotonic() - called
                 answer.append(event.text)
+                since_report.append(event.text)
                 await turn.stream.delta(event.text)
+            elif isinstance(event, Reported):
+                reported, since_report = event, []
+            elif isinstance(event, FailedAttempt):
+                owed = True
+                await end.bill_attempt(turn, event)
+                owed = False
             else:
                 finished = event
         assert finished is not None, "a provider stream ends with Finished"
@@ -48,12 +72,8 @@ async def run_turn(turn: ActiveTurn, *, end: TurnEnd, running: RunningTurns) -> 
         _observe_first_token(first_token_seconds, provider=finished.provider, model=finished.model)
         await end.complete(turn, "".join(answer), finished)
     except asyncio.CancelledError:
-        # The provider charges for what it produced before the connection closed.
-        produced = "".join(answer)
-        usage = common_pb2.TokenUsage()
-        if produced:
-            usage.input_tokens = prompt_tokens(turn.prompt)  # our estimate, not the hold's bound
-            usage.output_tokens = count_tokens(produced)
+        # The provider charges for what it was asked and produced before the connection closed.
+        usage = cancelled_usage(turn, reported, "".join(since_report))
         await end.fail(turn, state="cancelled", code="cancelled", message="the turn was cancelled", usage=usage)
         raise
     except StreamBroken as broken:
@@ -84,9 +104,22 @@ async def run_turn(turn: ActiveTurn, *, end: TurnEnd, running: RunningTurns) -> 
             state="failed",
             code=error_code(error),
             message=public_message(error),
-            # The model was answering: what it produced past our failure is unknown, the hold bounds it.
-            billed_at_hold=first_token_seconds is not None,
+            # The model was answering (or billed an attempt we could not write down): what it
+            # produced past our failure is unknown, the hold bounds it.
+            billed_at_hold=first_token_seconds is not None or owed,
         )
+
+
+def cancelled_usage(turn: ActiveTurn, reported: Reported | None, since: str) -> common_pb2.TokenUsage:
+    """What a turn cancelled mid-call is billed: what the provider reported, plus the bytes of the
+    text received since (a bound of its tokens); nothing when it neither reported nor said anything."""
+    usage = common_pb2.TokenUsage()
+    if reported is not None:
+        usage.CopyFrom(reported.usage)
+    elif since:
+        usage.input_tokens = turn.provider.count_tokens(turn.prompt, model=turn.model)
+    usage.output_tokens += text_token_bound(since)
+    return usage
 
 
 def _observe_first_token(seconds: float | None, *, provider: str, model: str) -> None:

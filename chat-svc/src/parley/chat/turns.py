@@ -39,7 +39,7 @@ from parley.chat.intent import IntentClassifier
 from parley.chat.leases import TurnLeases, hold_key
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
-from parley.chat.providers import LlmProvider, choose
+from parley.chat.providers import LlmProvider, billed_calls, choose, hold_routes
 from parley.chat.running_turns import RunningTurns
 from parley.chat.tool_loop import ToolSession, hold_bound, with_tools
 from parley.chat.tools import Toolbox
@@ -182,12 +182,17 @@ class TurnRunner:
             conversation_from=history.before + prompt.conversation_from,
         )
         # The most this call can cost: every input token of the provider's bound at input's dearest rate
-        # plus every allowed output token, for every round the tools may take (inside this one hold).
+        # plus every allowed output token, for every round the tools may take (inside this one hold),
+        # each round's call billed at most `billed_calls` times (the attempts the provider billed
+        # before one answered), at the dearest route it may take (its fallbacks).
         input_bound, output_bound = provider.count_tokens(prompt, model=model), max_tokens
         if tools is not None:
             input_bound, output_bound = hold_bound(
                 prompt_tokens=input_bound, max_tokens=max_tokens, rounds=self._settings.tool_rounds
             )
+        calls = billed_calls(provider)
+        input_bound, output_bound = input_bound * calls, output_bound * calls
+        routes = hold_routes(provider, model)
         turn_id = str(uuid.uuid4())
         created = conversation is None
         # The turn is written before its hold: a replica that dies between the two leaves a row the
@@ -217,6 +222,7 @@ class TurnRunner:
                     input_tokens=input_bound,
                     max_output_tokens=output_bound,
                     idempotency_key=hold_key(turn_id),
+                    fallbacks=routes[1:],
                 )
             except HoldUncertain:
                 # usage-svc may have placed the hold before it failed to answer (it died, or the deadline

@@ -27,18 +27,28 @@ USAGE_GROUP_BY_KIND: UsageGroupBy
 USAGE_GROUP_BY_API_KEY: UsageGroupBy
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("model", "input_tokens", "max_output_tokens", "idempotency_key", "provider")
+    __slots__ = ("model", "input_tokens", "max_output_tokens", "idempotency_key", "provider", "fallbacks")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     model: str
     input_tokens: int
     max_output_tokens: int
     idempotency_key: str
     provider: str
-    def __init__(self, model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+    fallbacks: _containers.RepeatedCompositeFieldContainer[ModelRoute]
+    def __init__(self, model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[_Union[ModelRoute, _Mapping]]] = ...) -> None: ...
+
+class ModelRoute(_message.Message):
+    __slots__ = ("provider", "model")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
     __slots__ = ("reservation_id", "reserved_micros", "expires_at")

@@ -44,6 +44,8 @@ class Hold:
     max_output_tokens: int
     provider: str = ""
     idempotency_key: str = ""
+    # (provider, model) of the other routes the call may take (its fallbacks): held at the dearest.
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 def month_start(now: datetime) -> datetime:
@@ -74,6 +76,8 @@ class Budgets:
             raise InvalidInput("model is required")
         if hold.input_tokens < 0 or hold.max_output_tokens < 0:
             raise InvalidInput("token counts must not be negative")
+        if any(not model for _, model in hold.fallbacks):
+            raise InvalidInput("every fallback names a model")
         now = now or datetime.now(UTC)
         async with self._sessions.begin() as session:
             await store.enter_tenant(session=session, tenant_id=tenant_id)
@@ -84,11 +88,17 @@ class Budgets:
                 )
                 if earlier is not None:
                     return earlier
-            # The same price row the call's UsageRecorded will be charged at.
-            price = await prices.price_row(session=session, provider=hold.provider, model=hold.model)
-            amount = pricing.reservation_micros(
-                input_tokens=hold.input_tokens, max_output_tokens=hold.max_output_tokens, price=price
-            )
+            # The same price rows the call's UsageRecorded may be charged at: its model's, or a
+            # fallback's when the call falls back (then it is billed as that model), the dearest.
+            amount = 0
+            for provider, model in ((hold.provider, hold.model), *hold.fallbacks):
+                price = await prices.price_row(session=session, provider=provider, model=model)
+                amount = max(
+                    amount,
+                    pricing.reservation_micros(
+                        input_tokens=hold.input_tokens, max_output_tokens=hold.max_output_tokens, price=price
+                    ),
+                )
             await store.expire_holds(session=session, tenant_id=tenant_id, now=now)
             limit = await store.get_budget(session=session, tenant_id=tenant_id)
             if limit is not None:

@@ -40,8 +40,9 @@ def _limit(message: usage_pb2.SetBudgetRequest) -> int | None:
 
 
 def _hold(request: usage_pb2.ReserveRequest) -> Hold:
-    # A Hold's fields are ReserveRequest's, by name.
-    return Hold(**{field.name: getattr(request, field.name) for field in fields(Hold)})
+    # A Hold's fields are ReserveRequest's, by name; its fallbacks are (provider, model) pairs.
+    scalars = {field.name: getattr(request, field.name) for field in fields(Hold) if field.name != "fallbacks"}
+    return Hold(**scalars, fallbacks=tuple((route.provider, route.model) for route in request.fallbacks))
 
 
 def _row(totals: UsageTotals) -> usage_pb2.UsageRow:

@@ -1,6 +1,7 @@
 """LLM providers: one interface (`base.LlmProvider`), its implementations and what serves them.
 
-- `base` — the interface and its stream events (`TextDelta`, `Finished`), prompt token counts.
+- `base` — the interface and its stream events (`Reported`, `TextDelta`, `Finished`, and
+  `FailedAttempt` from `reliability`), prompt and text token counts and bounds.
 - `local` — `LocalProvider`, the offline, deterministic default (free).
 - `anthropic`, `openai` — the SDK-backed providers (`openai` also speaks to compatible servers).
 - `errors` — how a provider fails, whatever its SDK said.
@@ -12,12 +13,15 @@ Callers import the names below from here; a test of one implementation's details
 
 from parley.chat.providers.anthropic import AnthropicProvider
 from parley.chat.providers.base import (
+    FailedAttempt,
     Finished,
     LlmProvider,
     ProviderEvent,
+    Reported,
     TextDelta,
     prompt_tokens,
     request_token_bound,
+    text_token_bound,
 )
 from parley.chat.providers.errors import (
     FirstTokenTimeout,
@@ -29,11 +33,12 @@ from parley.chat.providers.errors import (
 from parley.chat.providers.local import LocalProvider
 from parley.chat.providers.openai import OpenAIProvider
 from parley.chat.providers.registry import EXTRACTIVE, choose, configured_model, providers, summary_model
-from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route
+from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route, billed_calls, hold_routes
 
 __all__ = [
     "EXTRACTIVE",
     "AnthropicProvider",
+    "FailedAttempt",
     "Finished",
     "FirstTokenTimeout",
     "LlmProvider",
@@ -44,14 +49,18 @@ __all__ = [
     "ProviderRefused",
     "ProviderUnavailable",
     "ReliableProvider",
+    "Reported",
     "RetryPolicy",
     "Route",
     "StreamBroken",
     "TextDelta",
+    "billed_calls",
     "choose",
     "configured_model",
+    "hold_routes",
     "prompt_tokens",
     "providers",
     "request_token_bound",
     "summary_model",
+    "text_token_bound",
 ]

@@ -24,7 +24,11 @@ one read after a pause (0.1x instead of writing it all again at 1.25x) pays the 
 
 Usage is what Anthropic reports, never a recount: `input_tokens` excludes the cache, so it maps
 directly, with `cache_read_input_tokens` and `cache_creation_input_tokens` beside it, and
-`cache_creation.ephemeral_1h_input_tokens` (in `message_start`) the part written for an hour.
+`cache_creation.ephemeral_1h_input_tokens` the part written for an hour. The input side comes
+first, in `message_start` (the only event that breaks the writes down by lifetime): it is passed
+on at once (`Reported`), and a stream that breaks after it but before any text fails with that
+usage on the error (the call is billed by Anthropic, so by us), its output bounded by the bytes of
+any tool input received.
 """
 
 import json
@@ -36,7 +40,14 @@ import httpx2
 from anthropic.types import MessageParam, TextBlockParam, ToolParam
 
 from parley.chat.context_builder import Prompt
-from parley.chat.providers.base import Finished, ProviderEvent, TextDelta, request_token_bound
+from parley.chat.providers.base import (
+    Finished,
+    ProviderEvent,
+    Reported,
+    TextDelta,
+    request_token_bound,
+    text_token_bound,
+)
 from parley.chat.providers.errors import (
     ProviderError,
     ProviderRefused,
@@ -200,6 +211,7 @@ class AnthropicProvider:
         finished = False
         calls: list[ToolCall] = []
         building: dict[int, tuple[str, str, list[str]]] = {}  # block index → id, name, JSON pieces
+        reported: common_pb2.TokenUsage | None = None  # once message_start came
         try:
             response = await self._client.messages.create(
                 model=model,
@@ -214,9 +226,16 @@ class AnthropicProvider:
                         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
                         cache_read = usage.cache_read_input_tokens or 0
                         cache_write = usage.cache_creation_input_tokens or 0
-                        # Only message_start breaks the writes down by lifetime.
                         if usage.cache_creation is not None:
                             cache_write_1h = usage.cache_creation.ephemeral_1h_input_tokens or 0
+                        reported = common_pb2.TokenUsage(
+                            input_tokens=input_tokens,
+                            output_tokens=output_tokens,
+                            cache_read_tokens=cache_read,
+                            cache_write_tokens=cache_write,
+                            cache_write_1h_tokens=min(cache_write_1h, cache_write),
+                        )
+                        yield Reported(reported, provider=self.name, model=model)
                     elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                         building[event.index] = (event.content_block.id, event.content_block.name, [])
                     elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
@@ -240,7 +259,14 @@ class AnthropicProvider:
                 raise httpx2.RemoteProtocolError("the stream ended before message_stop")
         except (anthropic.APIError, httpx2.HTTPError) as error:
             if not received:
-                raise self._before_answer(error) from error
+                spent: common_pb2.TokenUsage | None = None
+                if reported is not None:  # billed: the input, and any tool input it began to write
+                    written = "".join(name + "".join(pieces) for _, name, pieces in building.values())
+                    written += "".join(call.name + call.arguments_json for call in calls)
+                    spent = common_pb2.TokenUsage()
+                    spent.CopyFrom(reported)
+                    spent.output_tokens = max(output_tokens, text_token_bound(written))
+                raise self._before_answer(error, usage=spent) from error
             partial = common_pb2.TokenUsage(
                 input_tokens=input_tokens,
                 output_tokens=max(output_tokens, count_tokens("".join(received))),
@@ -267,18 +293,20 @@ class AnthropicProvider:
             usage=billed, finish_reason=finish_reason, provider=self.name, model=model, tool_calls=tuple(calls)
         )
 
-    def _before_answer(self, error: anthropic.APIError | httpx2.HTTPError) -> ProviderError:
+    def _before_answer(
+        self, error: anthropic.APIError | httpx2.HTTPError, *, usage: common_pb2.TokenUsage | None
+    ) -> ProviderError:
         if isinstance(error, anthropic.APIStatusError):
             if error.status_code == 200:  # an `error` event in the stream, before any text
                 if error.type in TRANSIENT_ERROR_TYPES:
-                    return ProviderUnavailable(str(error), provider=self.name)
-                return ProviderRefused(str(error), provider=self.name)
+                    return ProviderUnavailable(str(error), provider=self.name, usage=usage)
+                return ProviderRefused(str(error), provider=self.name, usage=usage)
             return classify_status(
-                str(error), provider=self.name, status=error.status_code, headers=error.response.headers
+                str(error), provider=self.name, status=error.status_code, headers=error.response.headers, usage=usage
             )
         if isinstance(error, anthropic.APIResponseValidationError):
-            return ProviderRefused(str(error), provider=self.name)
-        return ProviderUnavailable(str(error), provider=self.name)  # connection lost, timed out
+            return ProviderRefused(str(error), provider=self.name, usage=usage)
+        return ProviderUnavailable(str(error), provider=self.name, usage=usage)  # connection lost, timed out
 
 
 def _arguments(text: str) -> dict[str, Any]:

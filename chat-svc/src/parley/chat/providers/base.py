@@ -1,5 +1,10 @@
 """LLM providers behind one interface: a stream of text deltas, then the call's usage.
 
+A stream's events: `Reported` when the provider reports usage before the answer (Anthropic's
+`message_start`: the input and cache figures), `TextDelta`s, then one `Finished`. Wrapped in
+`reliability.ReliableProvider`, a stream may also carry `FailedAttempt`s before its answer: an
+attempt that failed after the provider reported usage for it, which the caller bills.
+
 Every provider counts a prompt with cl100k (`prompt_tokens`), its own tokenizer's figures
 being unknown before the call: for Claude and GPT models that is close but not exact, so the
 budget hold is an estimate; what is billed is what the provider reports in `Finished`.
@@ -32,7 +37,31 @@ class Finished:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
-ProviderEvent = TextDelta | Finished
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What the provider has reported of the call so far, before its end (its input side, and the
+    first output token Anthropic counts): billed even if the call never finishes."""
+
+    usage: common_pb2.TokenUsage
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """An attempt that failed before its answer after the provider reported usage for it: the
+    provider bills it, so the caller bills it too, as its own usage event (`number`: the attempt's
+    place in its stream, from 1, unique within the stream; the tool loop renumbers them across its
+    rounds), at its own provider's and model's price. The stream goes on
+    (another attempt, a fallback) or raises the failure."""
+
+    usage: common_pb2.TokenUsage
+    provider: str
+    model: str
+    number: int
+
+
+ProviderEvent = TextDelta | Finished | Reported | FailedAttempt
 
 
 class LlmProvider(Protocol):
@@ -56,6 +85,12 @@ def prompt_tokens(prompt: Prompt) -> int:
 
 # Tokens a provider may add to a request beyond its text (a system preamble, role markers).
 FRAMING_TOKENS = 64
+
+
+def text_token_bound(text: str) -> int:
+    """At least as many tokens as any byte-level BPE tokenizer makes of `text` (each token covers
+    at least one byte): the output of an answer cut off before the provider said how long it was."""
+    return len(text.encode())
 
 
 def request_token_bound(*request: object) -> int:

@@ -158,7 +158,8 @@ class OpenAIProvider:
                             finish_reason = "length" if choice.finish_reason == "length" else "stop"
         except (openai.APIError, httpx2.HTTPError) as error:
             if not received:
-                raise self._before_answer(error) from error
+                # A usage chunk before the failure (it comes last, so rarely): that call is billed.
+                raise self._before_answer(error, usage=None if usage is None else token_usage(usage)) from error
             raise StreamBroken(
                 f"{self.name} failed mid-answer: {error}",
                 provider=self.name,
@@ -186,7 +187,9 @@ class OpenAIProvider:
             tool_calls=calls,
         )
 
-    def _before_answer(self, error: openai.APIError | httpx2.HTTPError) -> ProviderError:
+    def _before_answer(
+        self, error: openai.APIError | httpx2.HTTPError, *, usage: common_pb2.TokenUsage | None
+    ) -> ProviderError:
         if isinstance(error, openai.APIStatusError):
             return classify_status(
                 str(error),
@@ -194,11 +197,12 @@ class OpenAIProvider:
                 status=error.status_code,
                 headers=error.response.headers,
                 permanent=error.code in SPEND_LIMIT_CODES,
+                usage=usage,
             )
         if isinstance(error, openai.APIResponseValidationError):
-            return ProviderRefused(str(error), provider=self.name)
+            return ProviderRefused(str(error), provider=self.name, usage=usage)
         # An error in the stream before any text, a lost connection, a timeout.
-        return ProviderUnavailable(str(error), provider=self.name)
+        return ProviderUnavailable(str(error), provider=self.name, usage=usage)
 
 
 def _arguments(text: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def providers(settings: Settings) -> dict[str, LlmProvider]:
         backoff_base=settings.llm_backoff_base_seconds,
         backoff_max=settings.llm_backoff_max_seconds,
         max_retry_after=settings.llm_max_retry_after_seconds,
+        paid_retries=settings.llm_paid_retries,
     )
     for name, provider in remote.items():
         served[name] = ReliableProvider(provider, fallbacks=fallbacks, policy=policy)

@@ -9,6 +9,13 @@ Before the first token a failed attempt has cost nothing and shown nothing, so:
 - a `ProviderRefused` (auth, invalid request, spend limit) is not retried: it would fail again;
 - then the next configured fallback route (another provider, or another model) gets the same
   treatment; a refusal moves on too, since another route has other credentials or limits.
+A failed attempt may still have cost something: Anthropic reports the input (and bills it) in
+`message_start`, before the first token, and a stream can break right after. Such an attempt's
+error carries that usage, and the stream yields it as a `FailedAttempt` (its provider and model:
+a fallback is priced as itself) for the caller to bill as its own usage event. Paid attempts are
+bounded, since the caller's budget hold must cover them: after `paid_retries + 1` attempts that
+were billed, nothing more is tried, so a call costs at most `billed_calls` (1 + `paid_retries`)
+calls of its dearest route (`hold_routes`): what a hold is priced at.
 After the first token nothing is retried: the answer has been seen, and a second one would be
 billed twice and read differently. The provider raises `StreamBroken` with the usage to bill,
 and it passes through to the caller, which ends the stream with an error and keeps the partial
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 from parley.chat import metrics
 from parley.chat.context_builder import Prompt
-from parley.chat.providers.base import LlmProvider, ProviderEvent
+from parley.chat.providers.base import FailedAttempt, LlmProvider, ProviderEvent, Reported
 from parley.chat.providers.errors import (
     FirstTokenTimeout,
     ProviderError,
@@ -35,6 +42,7 @@ from parley.chat.providers.errors import (
     ProviderUnavailable,
     StreamBroken,
 )
+from parley.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,9 @@ class RetryPolicy:
     backoff_base: float = 0.5  # before the first retry; doubled for each one after
     backoff_max: float = 8.0
     max_retry_after: float = 30.0
+    # Attempts that failed after the provider billed them (reported usage), beyond the first, that
+    # may still be followed by another: the hold covers 1 + paid_retries calls.
+    paid_retries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +90,29 @@ class ReliableProvider:
         self._jitter = jitter
 
     def count_tokens(self, prompt: Prompt, *, model: str) -> int:
-        return self._primary.count_tokens(prompt, model=model)
+        """The most of any route's bound: a fallback sends the prompt in its own provider's format."""
+        return max(route.provider.count_tokens(prompt, model=route.model) for route in self._routes(model))
+
+    def routes(self, model: str) -> tuple[tuple[str, str], ...]:
+        """(provider, model) of every route a call for `model` may take, the asked one first."""
+        return tuple(_key(route) for route in self._routes(model))
+
+    @property
+    def billed_calls(self) -> int:
+        """The most calls one `stream` may be billed for: its answer and the paid attempts before it."""
+        return 1 + self._policy.paid_retries
+
+    def _routes(self, model: str) -> list[Route]:
+        asked = Route(self._primary, model)
+        return [asked, *(route for route in self._fallbacks if _key(route) != _key(asked))]
 
     async def close(self) -> None:
         await self._primary.close()
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
         failure: ProviderError = ProviderUnavailable("no route was tried", provider=self.name)
-        asked = Route(self._primary, model)
-        routes = [asked, *(route for route in self._fallbacks if _key(route) != _key(asked))]
-        for position, route in enumerate(routes):
+        tried = paid = 0
+        for position, route in enumerate(self._routes(model)):
             name = route.provider.name
             if position:
                 metrics.provider_fallbacks.labels(name, route.model).inc()
@@ -99,21 +123,30 @@ class ReliableProvider:
                         break
                     metrics.provider_retries.labels(name, route.model).inc()
                     await self._sleep(delay)
+                tried += 1
                 events = route.provider.stream(prompt, model=route.model, max_tokens=max_tokens)
                 try:
-                    first = await self._first_event(events, route)
-                except ProviderUnavailable as error:
+                    reported, first = await self._first_event(events, route)
+                except (ProviderUnavailable, ProviderRefused) as error:
                     failure = error
-                    code = "first_token_timeout" if isinstance(error, FirstTokenTimeout) else "unavailable"
-                    metrics.provider_errors.labels(name, code).inc()
-                    log.warning("%s/%s unavailable (attempt %d): %s", name, route.model, attempt + 1, error)
+                    if error.usage is not None:  # the provider billed this attempt: so does the caller
+                        paid += 1
+                        yield FailedAttempt(error.usage, provider=name, model=route.model, number=tried)
+                    if isinstance(error, ProviderRefused):
+                        metrics.provider_errors.labels(name, "refused").inc()
+                        log.warning("%s/%s refused the request: %s", name, route.model, error)
+                    else:
+                        code = "first_token_timeout" if isinstance(error, FirstTokenTimeout) else "unavailable"
+                        metrics.provider_errors.labels(name, code).inc()
+                        log.warning("%s/%s unavailable (attempt %d): %s", name, route.model, attempt + 1, error)
+                    if paid > self._policy.paid_retries:
+                        raise error from None  # the caller's hold covers no further attempt
+                    if isinstance(error, ProviderRefused):
+                        break
                     continue
-                except ProviderRefused as error:
-                    failure = error
-                    metrics.provider_errors.labels(name, "refused").inc()
-                    log.warning("%s/%s refused the request: %s", name, route.model, error)
-                    break
                 try:
+                    if reported is not None:
+                        yield reported
                     yield first
                     async for event in events:
                         yield event
@@ -136,16 +169,26 @@ class ReliableProvider:
             return None
         return max(retry_after, jittered)
 
-    async def _first_event(self, events: AsyncIterator[ProviderEvent], route: Route) -> ProviderEvent:
+    async def _first_event(
+        self, events: AsyncIterator[ProviderEvent], route: Route
+    ) -> tuple[Reported | None, ProviderEvent]:
+        """The attempt's first answering event, and the usage it reported before it, if any."""
+        reported: Reported | None = None
         try:
             async with asyncio.timeout(self._policy.first_token_timeout):
-                return await anext(events)
+                while isinstance(event := await anext(events), Reported):
+                    reported = event
+                return reported, event
         except TimeoutError:
             await _close(events)
             timeout = self._policy.first_token_timeout
-            raise FirstTokenTimeout(f"no token within {timeout} s", provider=route.provider.name) from None
+            raise FirstTokenTimeout(
+                f"no token within {timeout} s", provider=route.provider.name, usage=_usage(reported)
+            ) from None
         except StopAsyncIteration:
-            raise ProviderUnavailable("the stream ended without an answer", provider=route.provider.name) from None
+            raise ProviderUnavailable(
+                "the stream ended without an answer", provider=route.provider.name, usage=_usage(reported)
+            ) from None
         except ProviderError:
             await _close(events)
             raise
@@ -153,6 +196,22 @@ class ReliableProvider:
 
 def _key(route: Route) -> tuple[str, str]:
     return route.provider.name, route.model
+
+
+def _usage(reported: Reported | None) -> common_pb2.TokenUsage | None:
+    return None if reported is None else reported.usage
+
+
+def hold_routes(provider: LlmProvider, model: str) -> tuple[tuple[str, str], ...]:
+    """(provider, model) of every route a call may take: a hold is priced at the dearest."""
+    if isinstance(provider, ReliableProvider):
+        return provider.routes(model)
+    return ((provider.name, model),)
+
+
+def billed_calls(provider: LlmProvider) -> int:
+    """The most calls a provider's one `stream` may be billed for: a hold covers that many."""
+    return provider.billed_calls if isinstance(provider, ReliableProvider) else 1
 
 
 async def _close(events: AsyncIterator[ProviderEvent]) -> None:
