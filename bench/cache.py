@@ -15,11 +15,19 @@ questions cover every intent — question, global_question, brainstorm, section_
 local_edit (with the section a previous answer cited open), and one the model answers with a
 tool round (`get_character_scenes`). Each answer is about 150 tokens (`answer_for`).
 
-Printed per turn: intent, uncached input, cache write, cache read and output tokens as chat-svc
-stored them (the usage the fake reported; a tool turn's two calls together) and the cost at
-Sonnet's prices; then the share of input read from cache over turns 2–10, the same conversation
-uncached, and a user-month of 50 questions (five such conversations). Skipped, with a message,
-when ../shared/data is not there.
+Printed per turn: intent, uncached input, cache write (and how much of it for an hour), cache
+read and output tokens as chat-svc stored them (the usage the fake reported; a tool turn's two
+calls together), and the turn's cost **from usage-svc's ledger** (`GET /v1/usage`, grouped by
+kind: what the `chat` usage events of the turn were billed, at the price table's Sonnet row); then
+the share of input read from cache over turns 2–10, the same conversation uncached (its tokens at
+the input price), what the ledger billed by kind, and a user-month of 50 questions (five such
+conversations).
+
+Three writers, each on a platform of its own: one who asks the ten questions one after another
+(every turn inside the 5-minute cache), and one who pauses ten minutes before each question (the
+fake's clock is moved on; chat-svc is told the pause passed its `PARLEY_CACHE_HOUR_AFTER_SECONDS`
+by setting it to 0) — with the 1-hour cache, and with it kept off (`PARLEY_CACHE_HOUR_AFTER_SECONDS`
+a day), so the rule's worth shows. Skipped, with a message, when ../shared/data is not there.
 """
 
 import time
@@ -38,8 +46,11 @@ MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 400
 QUERIES_PER_MONTH = 50
 READY_WITHIN = 900.0
-# Claude Sonnet, USD per million tokens.
-INPUT_USD, OUTPUT_USD, CACHE_READ_USD, CACHE_WRITE_USD = 3.00, 15.00, 0.30, 3.75
+LEDGER_WITHIN = 60.0
+PAUSE_SECONDS = 600.0
+# Claude Sonnet's input and output, USD per million tokens (usage-svc's row): what the
+# conversation would cost uncached, and the output's part of the ledger's bill.
+INPUT_USD, OUTPUT_USD = 3.00, 15.00
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,29 +76,47 @@ QUESTIONS = (
 
 
 @dataclass(frozen=True, slots=True)
+class Writer:
+    name: str
+    pause: float  # seconds the fake's clock moves on before each question after the first
+    settings: dict[str, str]
+
+
+WRITERS = (
+    Writer("asks one question after another", 0.0, {}),
+    Writer(
+        "pauses 10 minutes before each question, 1-hour cache", PAUSE_SECONDS, {"PARLEY_CACHE_HOUR_AFTER_SECONDS": "0"}
+    ),
+    Writer(
+        "pauses 10 minutes before each question, 5-minute cache only",
+        PAUSE_SECONDS,
+        {"PARLEY_CACHE_HOUR_AFTER_SECONDS": "86400"},
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class TurnCost:
     intent: str
     usage: dict[str, int]
     global_tokens: int
+    usd: float  # what usage-svc's ledger billed the turn's chat usage
 
     @property
     def prompt_tokens(self) -> int:
         u = self.usage
         return u["input_tokens"] + u["cache_read_tokens"] + u["cache_write_tokens"]
 
-    @property
-    def usd(self) -> float:
-        u = self.usage
-        return (
-            u["input_tokens"] * INPUT_USD
-            + u["cache_write_tokens"] * CACHE_WRITE_USD
-            + u["cache_read_tokens"] * CACHE_READ_USD
-            + u["output_tokens"] * OUTPUT_USD
-        ) / 1e6
+    def usd_uncached(self, output_usd: float) -> float:
+        """Every prompt token at the input price, the output as billed."""
+        return self.prompt_tokens * INPUT_USD / 1e6 + output_usd
 
-    @property
-    def usd_uncached(self) -> float:
-        return (self.prompt_tokens * INPUT_USD + self.usage["output_tokens"] * OUTPUT_USD) / 1e6
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    turns: list[TurnCost]
+    by_kind: dict[str, float]  # the ledger's bill for the whole conversation, by usage kind
+    output_usd: list[float]  # each turn's output at Sonnet's output price (from the ledger's tokens)
 
 
 def answer_for(turn: int, question: str) -> str:
@@ -110,7 +139,25 @@ def _ready(client: httpx.Client, document_id: str) -> None:
     raise TimeoutError(f"document {document_id} not ready after {READY_WITHIN:.0f}s")
 
 
-def converse(fake: FakeAnthropic, client: httpx.Client) -> list[TurnCost]:
+def _ledger(client: httpx.Client, since: str) -> dict[str, tuple[int, float, int]]:
+    """usage-svc's bill since `since`, by kind: (events, USD, output tokens)."""
+    reply = client.get("/v1/usage", params={"since": since, "group_by": "kind"})
+    reply.raise_for_status()
+    return {row["group"]: (row["events"], row["cost_usd"], row["output_tokens"]) for row in reply.json()["rows"]}
+
+
+def _chat_billed(client: httpx.Client, since: str, turns: int) -> tuple[float, int]:
+    """The ledger's chat bill (USD, output tokens) once it holds `turns` chat events."""
+    deadline = time.monotonic() + LEDGER_WITHIN
+    while time.monotonic() < deadline:
+        events, usd, output = _ledger(client, since).get("chat", (0, 0.0, 0))
+        if events >= turns:
+            return usd, output
+        time.sleep(0.2)
+    raise TimeoutError(f"usage-svc did not record {turns} chat events within {LEDGER_WITHIN:.0f}s")
+
+
+def converse(fake: FakeAnthropic, client: httpx.Client, *, pause: float = 0.0) -> Conversation:
     script, _ = feature_screenplay()
     collection = client.post("/v1/collections", json={"name": "cache bench"})
     collection.raise_for_status()
@@ -122,10 +169,15 @@ def converse(fake: FakeAnthropic, client: httpx.Client) -> list[TurnCost]:
     uploaded.raise_for_status()
     _ready(client, uploaded.json()["id"])
 
+    since = client.get("/v1/usage").json()["until"]  # the ledger's clock: only this conversation's events after it
     costs: list[TurnCost] = []
+    outputs: list[float] = []
     conversation_id = ""
     open_section = ""
+    billed, billed_output = 0.0, 0
     for turn, question in enumerate(QUESTIONS, start=1):
+        if turn > 1 and pause:
+            fake.advance_clock(pause)
         if question.tool is not None:
             fake.script(Script.call(question.tool))
         fake.script(Script(answer=answer_for(turn, question.text)))
@@ -148,36 +200,46 @@ def converse(fake: FakeAnthropic, client: httpx.Client) -> list[TurnCost]:
         message = reply["message"]
         used = message["context_used"]
         parts = {part["name"]: part["tokens"] for part in used["parts"]}
-        costs.append(TurnCost(used["intent"], message["usage"], parts.get("global", 0)))
+        usd, output = _chat_billed(client, since, turn)
+        costs.append(TurnCost(used["intent"], message["usage"], parts.get("global", 0), usd - billed))
+        outputs.append((output - billed_output) * OUTPUT_USD / 1e6)
+        billed, billed_output = usd, output
         if message["sources"]:
             open_section = message["sources"][0]["chunk_id"]
-    return costs
+    time.sleep(2.0)  # a summary or intent call the last turns asked for is billed in the background
+    by_kind = {kind: usd for kind, (_, usd, _) in _ledger(client, since).items()}
+    return Conversation(costs, by_kind, outputs)
 
 
 def run(*, quick: bool = False) -> list[Table]:
     if not (DATA / "screenplays").is_dir():
         print(f"(cache: skipped, {DATA / 'screenplays'} is not there)", flush=True)
         return []
-    with FakeAnthropic() as fake:
-        settings = {
-            "PARLEY_ANTHROPIC_API_KEY": fake.api_key,
-            "PARLEY_ANTHROPIC_BASE_URL": fake.base_url,
-            # One user asking ten questions as fast as the bench can: past the default 8 a minute.
-            "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "1000",
-            "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "10000000",
-        }
-        with running_platform(settings) as (platform, _):
-            assert platform.secrets is not None
-            headers = {"Authorization": f"Bearer {platform.secrets.admin_api_key}"}
-            with httpx.Client(base_url=platform.gateway_url, headers=headers, timeout=120) as client:
-                costs = converse(fake, client)
-    return [_table(costs)]
+    tables: list[Table] = []
+    for writer in WRITERS[:1] if quick else WRITERS:
+        with FakeAnthropic() as fake:
+            settings = {
+                "PARLEY_ANTHROPIC_API_KEY": fake.api_key,
+                "PARLEY_ANTHROPIC_BASE_URL": fake.base_url,
+                # One user asking ten questions as fast as the bench can: past the default 8 a minute.
+                "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "1000",
+                "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "10000000",
+                **writer.settings,
+            }
+            with running_platform(settings) as (platform, _):
+                assert platform.secrets is not None
+                headers = {"Authorization": f"Bearer {platform.secrets.admin_api_key}"}
+                with httpx.Client(base_url=platform.gateway_url, headers=headers, timeout=120) as client:
+                    tables.append(_table(writer, converse(fake, client, pause=writer.pause)))
+    return tables
 
 
-def _table(costs: list[TurnCost]) -> Table:
+def _table(writer: Writer, conversation: Conversation) -> Table:
+    costs = conversation.turns
     table = Table(
-        f"cache — ten questions about a feature screenplay through the platform, {MODEL} prices, standard tier",
-        ("turn", "intent", "global", "input", "cache write", "cache read", "output", "read share", "cost USD"),
+        f"cache — ten questions about a feature screenplay through the platform, {MODEL}, standard tier; "
+        f"a writer who {writer.name}",
+        ("turn", "intent", "global", "input", "cache write (1 h)", "cache read", "output", "read share", "ledger USD"),
     )
     for turn, cost in enumerate(costs, start=1):
         u = cost.usage
@@ -186,7 +248,7 @@ def _table(costs: list[TurnCost]) -> Table:
             cost.intent,
             f"{cost.global_tokens:,}",
             f"{u['input_tokens']:,}",
-            f"{u['cache_write_tokens']:,}",
+            f"{u['cache_write_tokens']:,} ({u.get('cache_write_1h_tokens', 0):,})",
             f"{u['cache_read_tokens']:,}",
             f"{u['output_tokens']:,}",
             f"{u['cache_read_tokens'] / cost.prompt_tokens:.0%}",
@@ -194,18 +256,24 @@ def _table(costs: list[TurnCost]) -> Table:
         )
     later = costs[1:]
     read_share = sum(c.usage["cache_read_tokens"] for c in later) / sum(c.prompt_tokens for c in later)
-    total, uncached = sum(c.usd for c in costs), sum(c.usd_uncached for c in costs)
-    per_query = total / len(costs)
+    chat = sum(c.usd for c in costs)
+    total = sum(conversation.by_kind.values())
+    uncached = sum(c.usd_uncached(o) for c, o in zip(costs, conversation.output_usd, strict=True))
+    kinds = ", ".join(f"{kind} ${usd:.4f}" for kind, usd in sorted(conversation.by_kind.items()))
+    first, output = costs[0].usd, sum(conversation.output_usd)
+    later_prompts = chat - first - (output - conversation.output_usd[0])
     table.notes.extend(
         [
             f"input tokens read from cache over turns 2–10: {read_share:.1%} (target ≥ 85 %)",
-            f"the conversation costs ${total:.4f} with caching, ${uncached:.4f} without "
-            f"({1 - total / uncached:.0%} less)",
+            f"usage-svc's ledger for the conversation: ${total:.4f} ({kinds}); "
+            f"every prompt token at the input price instead: ${uncached:.4f}",
+            f"where the chat's ${chat:.4f} goes: turn 1 ${first:.4f} (the global context and its passages "
+            f"written, its output included), the output of turns 2–10 ${output - conversation.output_usd[0]:.4f}, "
+            f"their prompts ${later_prompts:.4f}",
             f"a user-month of {QUERIES_PER_MONTH} questions (five such conversations): "
-            f"${per_query * QUERIES_PER_MONTH:.2f} (target < $0.50), "
-            f"${uncached / len(costs) * QUERIES_PER_MONTH:.2f} uncached",
-            "prices per MTok: input $3, output $15, cache read $0.30, cache write $3.75; "
-            "each turn within the 5-minute TTL",
+            f"${total / len(costs) * QUERIES_PER_MONTH:.2f} (target < $0.50)",
+            "the price table's Sonnet row per MTok: input $3, output $15, cache read $0.30, "
+            "cache write $3.75 (5 minutes) or $6 (an hour)",
         ]
     )
     return table

@@ -36,10 +36,11 @@ from tests.fakes.scripting import Script
 # chat-svc's default Claude, and the dearer model it falls back to: usage-svc lists no price for
 # it, so it is billed at the table's `default` row, the dearest (5x Sonnet).
 SONNET, OPUS = "claude-sonnet-4-6", "claude-opus-4-6"
-# usage-svc's rows, micro-USD per million tokens: input, output, cache read, cache write.
+# usage-svc's rows, micro-USD per million tokens: input, output, cache read, cache write (5 minutes),
+# cache write (an hour: 2x input).
 PRICES = {
-    SONNET: (3_000_000, 15_000_000, 300_000, 3_750_000),
-    OPUS: (15_000_000, 75_000_000, 1_500_000, 18_750_000),
+    SONNET: (3_000_000, 15_000_000, 300_000, 3_750_000, 6_000_000),
+    OPUS: (15_000_000, 75_000_000, 1_500_000, 18_750_000, 30_000_000),
 }
 LEASE_SECONDS, SWEEP_SECONDS = 3, 1
 TURNS_PER_FAULT = 8
@@ -48,12 +49,13 @@ RETRIES = 2
 
 def served_cost(call: Served) -> int:
     """What the provider charges for a call, at usage-svc's prices, rounded up as usage-svc does."""
-    plain, output, read, write = PRICES[call.model]
+    plain, output, read, write, write_1h = PRICES[call.model]
     scaled = (
         call.usage.input_tokens * plain
         + call.output_tokens * output
         + call.usage.cache_read_input_tokens * read
-        + call.usage.cache_creation_input_tokens * write
+        + (call.usage.cache_creation_input_tokens - call.usage.cache_creation_1h_input_tokens) * write
+        + call.usage.cache_creation_1h_input_tokens * write_1h
     )
     return -(-scaled // 1_000_000)
 

@@ -307,7 +307,8 @@ def test_an_answer_streams_in_and_its_citation_opens_the_passage(
     report = answer.locator(".report")
     expect(report).to_contain_text("claude-sonnet-4-6")
     expect(report).to_contain_text("Tokens per part of the prompt")
-    expect(report).to_contain_text("new_passages")
+    expect(report).to_contain_text("conversation")  # the parts, in prompt order
+    expect(report).to_contain_text("passages")
 
     answer.get_by_role("button", name="Source 1: The Night Shift").first.click()
     passage = page.get_by_role("dialog")

@@ -5,7 +5,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from parley.chat.context_builder import HISTORY_SHARE, LOCAL_SHARE, Prompt, Turn, build_prompt, history_window
+from parley.chat.context_builder import (
+    CONVERSATION_SHARE,
+    FOUND_AGAIN,
+    LOCAL_SHARE,
+    Passage,
+    Prompt,
+    Turn,
+    build_prompt,
+    conversation_start,
+    history_window,
+)
 from parley.chat.intent import IntentClassifier, by_keywords
 from parley.chat.providers import (
     Finished,
@@ -137,45 +147,85 @@ def chunk(chunk_id: str, words: int = 40) -> retrieval_pb2.ChunkHit:
     )
 
 
+def asked(question: str, passages: list[retrieval_pb2.ChunkHit], first: int = 1) -> Turn:
+    """A question as an earlier turn sent it, with its passages numbered from `first`."""
+    sent = [Passage(first + n, hit) for n, hit in enumerate(passages)]
+    text = "\n\n".join([*(p.render() for p in sent), question])
+    return Turn("user", text, holds=tuple((p.hit.chunk_id, p.index) for p in sent), plain=question)
+
+
 def test_parts_come_in_the_stable_order_and_are_counted() -> None:
+    history = [asked("Who is Rosa?", [chunk("a")]), Turn("assistant", "The farmer's daughter [1].")]
     prompt = build_prompt(
         question="Is this scene working?",
-        hits=[chunk("new")],
-        carried=[chunk("old")],
-        history=[Turn("user", "Who is Rosa?"), Turn("assistant", "The farmer's daughter [1].")],
+        hits=[chunk("new"), chunk("a")],
+        history=history,
         local="INT. BARN - NIGHT\nRosa counts the eggs.",
         budget=5_000,
+        next_number=2,
     )
-    # What the last turn had stays before the conversation; what this turn found comes after it.
-    assert prompt.parts() == [
-        prompt.instructions,
-        prompt.passages[0].render(),
-        "Who is Rosa?",
-        "The farmer's daughter [1].",
-        prompt.passages[1].render(),
-        prompt.local,
-        "Is this scene working?",
-    ]
-    assert [p.hit.chunk_id for p in prompt.carried] == ["old"] and [p.hit.chunk_id for p in prompt.fresh] == ["new"]
+    # The conversation as it was sent, then this turn's one text: what the next turn sends again.
+    assert prompt.parts() == [prompt.instructions, history[0].content, history[1].content, prompt.turn_text()]
+    # "a" is in the conversation already: cited by its number, not sent again; "new" is numbered on.
+    assert [(p.index, p.hit.chunk_id) for p in prompt.found_again] == [(1, "a")]
+    assert [(p.index, p.hit.chunk_id) for p in prompt.sent] == [(2, "new")]
+    assert prompt.turn_text() == "\n\n".join(
+        [prompt.sent[0].render(), FOUND_AGAIN + "[1].", prompt.local, "Is this scene working?"]
+    )
     assert prompt.local.endswith("Rosa counts the eggs.")
     names = [name for name, _ in prompt.part_tokens]
-    assert names == ["system", "global", "passages", "conversation", "new_passages", "local", "message"]
+    assert names == ["system", "global", "conversation", "passages", "local", "message"]
     counted = dict(prompt.part_tokens)
     assert counted["global"] == 0  # no outline or character sheets exist yet
     assert counted["local"] == count_tokens(prompt.local)
-    assert counted["conversation"] == count_tokens("Who is Rosa?") + count_tokens("The farmer's daughter [1].")
-    assert sum(counted.values()) >= LocalProvider().count_tokens(prompt, model="local")
-    assert prompt.trimmed == ()
+    assert counted["conversation"] == count_tokens(history[0].content) + count_tokens(history[1].content)
+    assert sum(counted.values()) == LocalProvider().count_tokens(prompt, model="local")
+    assert prompt.trimmed == () and prompt.conversation_from == 0
 
 
-def test_the_last_answers_passages_come_first_under_their_numbers() -> None:
-    carried = [chunk("a"), chunk("b")]
+def test_a_first_turn_numbers_its_passages_from_one_and_sends_them_all() -> None:
     prompt = build_prompt(
-        question="And then?", hits=[chunk("c"), chunk("b"), chunk("d")], carried=carried, history=[], budget=5_000
+        question="And then?", hits=[chunk("c"), chunk("b"), chunk("c"), chunk("d")], history=[], budget=5_000
     )
-    assert [(p.index, p.hit.chunk_id) for p in prompt.passages] == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
-    # No conversation yet to put between them: all four carry over to the next turn.
-    assert prompt.fresh_passages == 0 and len(prompt.carried) == 4
+    assert [(p.index, p.hit.chunk_id) for p in prompt.sent] == [(1, "c"), (2, "b"), (3, "d")]
+    assert prompt.found_again == () and prompt.next_number == 4
+
+
+def test_a_tools_passages_are_numbered_past_every_number_the_conversation_used() -> None:
+    history = [asked("Who is Rosa?", [chunk("a"), chunk("b")], first=7), Turn("assistant", "A farmer [7].")]
+    # A global question sends no passage, and finds "a" again: a tool's search starts past 8.
+    prompt = build_prompt(question="The ending?", hits=[chunk("a")], history=history, budget=5_000, next_number=9)
+    assert prompt.sent == () and [p.index for p in prompt.found_again] == [7]
+    assert prompt.next_number == 9
+    assert build_prompt(question="And?", hits=[], history=history, budget=5_000, next_number=9).next_number == 9
+
+
+def test_a_passage_the_conversation_no_longer_sends_is_sent_again_under_a_new_number() -> None:
+    history = [asked("Who is Rosa?", [chunk("a", words=200)]), Turn("assistant", "The farmer's daughter [1].")]
+    # A conversation too long for the budget's share: the cut moves past the first exchange, which
+    # goes plainly, without its passage.
+    prompt = build_prompt(
+        question="And the barn?", hits=[chunk("a")], history=history, budget=300, next_number=2, conversation_from=0
+    )
+    assert [turn.content for turn in prompt.history] == ["Who is Rosa?", "The farmer's daughter [1]."]
+    assert [(p.index, p.hit.chunk_id) for p in prompt.sent] == [(2, "a")]
+    assert prompt.conversation_from == 2
+    assert prompt.trimmed[0] == "conversation: the passages of the 2 oldest of 2 messages"
+
+
+def test_the_cut_moves_in_steps_and_stays_between_them() -> None:
+    sent, plain = [1_000, 100] * 3, [10, 100] * 3
+    # 3,300 tokens as sent: past the allowance, the cut moves an exchange at a time to half of it.
+    assert conversation_start(sent, plain, since=0, allowance=2_500) == 6
+    # The next turns keep it while the conversation fits, though each adds an exchange.
+    assert conversation_start([*sent, 1_000, 100], [*plain, 10, 100], since=6, allowance=2_500) == 6
+    # Until one more exchange passes it: then the cut moves again (to 10: 550 tokens).
+    assert (
+        conversation_start([*sent, 1_000, 100, 1_000, 100], [*plain, 10, 100, 10, 100], since=6, allowance=2_500) == 10
+    )
+    # A cut from before the window began is clipped into it, at a question.
+    assert conversation_start(sent, plain, since=-4, allowance=5_000) == 0
+    assert conversation_start(sent, plain, since=3, allowance=5_000) == 2
 
 
 @pytest.mark.parametrize(
@@ -188,17 +238,13 @@ def test_the_conversation_window_moves_six_messages_at_a_time(total: int, kept: 
     assert list(window) == messages[total - kept :]
 
 
-def test_over_budget_the_passages_not_found_again_go_first_then_the_lowest_ranked() -> None:
-    carried = [chunk("kept"), chunk("stale")]
-    hits = [chunk("best"), chunk("kept"), chunk("second"), chunk("worst")]
+def test_over_budget_the_lowest_ranked_new_passages_go() -> None:
+    hits = [chunk("best"), chunk("second"), chunk("third"), chunk("worst")]
     one = count_tokens(chunk("xxxxxx").text) + 12  # a passage with its "[n] (Script › id)" line
     budget = 80 + 3 * one  # instructions, message, and three passages
-    prompt = build_prompt(question="And then?", hits=hits, carried=carried, history=[], budget=budget)
-    assert [p.hit.chunk_id for p in prompt.passages] == ["kept", "best", "second"]
-    assert prompt.trimmed == (
-        "passages: 1 carried over from the last answer",
-        "passages: 1 of 4 retrieved, the lowest ranked",
-    )
+    prompt = build_prompt(question="And then?", hits=hits, history=[], budget=budget)
+    assert [p.hit.chunk_id for p in prompt.passages] == ["best", "second", "third"]
+    assert prompt.trimmed == ("passages: 1 of 4 retrieved, the lowest ranked",)
     assert LocalProvider().count_tokens(prompt, model="local") <= budget
 
 
@@ -208,8 +254,9 @@ def test_the_conversation_and_the_open_section_keep_to_their_shares() -> None:
         question="Tighten this.", hits=[chunk("n")], history=history, local="beat " * 5_000, budget=1_200
     )
     counted = dict(prompt.part_tokens)
-    assert counted["conversation"] <= HISTORY_SHARE * 1_200
+    assert counted["conversation"] <= CONVERSATION_SHARE * 1_200
     assert counted["local"] <= LOCAL_SHARE * 1_200
     assert prompt.history and len(prompt.history) < len(history)
-    assert "conversation: the" in prompt.trimmed[1] and prompt.trimmed[0].startswith("local: the open section cut")
+    assert prompt.trimmed[0].startswith("local: the open section cut")
+    assert "conversation: the" in prompt.trimmed[-1]
     assert LocalProvider().count_tokens(prompt, model="local") <= 1_200

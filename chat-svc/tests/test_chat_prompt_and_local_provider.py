@@ -51,7 +51,7 @@ def test_a_full_prompt_never_passes_its_budget() -> None:
 
 
 def test_history_keeps_the_most_recent_turns_within_its_share() -> None:
-    history = [Turn("user", "old question " * 200), Turn("assistant", "recent answer"), Turn("user", "recent")]
+    history = [Turn("user", "old question " * 400), Turn("assistant", "recent answer"), Turn("user", "recent")]
     prompt = build_prompt(question="next?", hits=[], history=history, budget=1_200)
     assert [turn.content for turn in prompt.history] == ["recent answer", "recent"]
 

@@ -5,6 +5,8 @@ vendors, Anthropic's prompt cache is written then read across turns, failures be
 token are retried or fall back, and failures after it are not retried but billed.
 """
 
+import dataclasses
+
 import pytest
 
 from parley.chat.context_builder import INSTRUCTIONS, Passage, Prompt, Turn, build_prompt
@@ -47,8 +49,9 @@ def passage(index: int, topic: str, sentences: int) -> Passage:
 
 
 def prompt(question: str, *, topic: str = "espresso", sentences: int = 120, history: tuple[Turn, ...] = ()) -> Prompt:
-    """About 1,800 tokens of passages at the default size: above Sonnet's 1,024 minimum."""
-    return Prompt(INSTRUCTIONS, (passage(1, topic, sentences),), history, question)
+    """About 1,800 tokens of passages at the default size (sent with the question): above Sonnet's
+    1,024 minimum."""
+    return Prompt(INSTRUCTIONS, (passage(1, topic, sentences),), history, question, sent_passages=1)
 
 
 async def answered(provider: LlmProvider, asked: Prompt, *, model: str, max_tokens: int = 200) -> tuple[str, Finished]:
@@ -103,24 +106,23 @@ async def test_claude_streams_the_answer_and_writes_the_stable_prefix_to_the_cac
 
     sent = anthropic_fake.received[-1].body
     assert sent["model"] == SONNET and sent["stream"] is True and sent["max_tokens"] == 200
-    assert [block["text"] for block in sent["system"]] == [INSTRUCTIONS, asked.context()]
+    assert [block["text"] for block in sent["system"]] == [INSTRUCTIONS]
     # The instructions alone are under Sonnet's 1,024-token minimum (MIN_CACHEABLE_TOKENS): no
-    # breakpoint there, where the API would ignore it; the carried passages' block has one.
+    # breakpoint there, where the API would ignore it; the turn's text (passages and question) has one.
     assert "cache_control" not in sent["system"][0]
-    assert sent["system"][1]["cache_control"] == {"type": "ephemeral"}
-    assert sent["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": asked.question, "cache_control": {"type": "ephemeral"}}]}
-    ]
+    turn_text = {"type": "text", "text": asked.turn_text(), "cache_control": {"type": "ephemeral"}}
+    assert sent["messages"] == [{"role": "user", "content": [turn_text]}]
+    assert asked.turn_text() == f"{asked.passages[0].render()}\n\n{asked.question}"
 
 
 async def test_the_next_turn_reads_the_identical_prefix_from_the_cache(claude: AnthropicProvider) -> None:
     first = prompt("How often is the boiler descaled?")
     _, turn1 = await answer(claude, first, model=SONNET)
-    history = (Turn("user", first.question), Turn("assistant", DEFAULT_ANSWER))
-    _, turn2 = await answer(claude, prompt("And with what?", history=history), model=SONNET)
+    history = (Turn("user", first.turn_text()), Turn("assistant", DEFAULT_ANSWER))
+    _, turn2 = await answer(claude, Prompt(INSTRUCTIONS, (), history, "And with what?"), model=SONNET)
 
-    # Instructions, passages and the first question are read back through the lookback; the
-    # answer and the new question are what is written.
+    # Instructions and the first question as sent (its passage with it) are read back; the answer
+    # and the new question are what is written.
     assert turn2.cache_read_tokens == turn1.cache_write_tokens
     assert turn2.cache_write_tokens == count_tokens(DEFAULT_ANSWER) + count_tokens("And with what?")
     assert turn2.input_tokens == 0
@@ -145,6 +147,9 @@ async def test_a_prompt_below_the_minimum_cacheable_length_is_neither_written_no
     # Haiku 4.5 needs 4,096: a prompt Sonnet would cache is not cached for it.
     _, haiku = await answer(claude, prompt("How often is the boiler descaled?"), model=HAIKU)
     assert haiku.cache_write_tokens == 0
+    # Opus 5 caches from 512: the prompt too short for Sonnet is written for it.
+    _, opus = await answer(claude, short, model="claude-opus-5")
+    assert opus.cache_write_tokens == total_input(opus) > 512
 
 
 async def test_the_cache_lives_five_minutes_from_its_last_use(
@@ -183,7 +188,8 @@ async def test_gpt_streams_the_answer_and_takes_cached_tokens_out_of_the_input(
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     assert sent["max_completion_tokens"] == 5
     assert [m["role"] for m in sent["messages"]] == ["system", "user"]
-    assert sent["messages"][0]["content"] == f"{INSTRUCTIONS}\n\n{asked.context()}"
+    assert sent["messages"][0]["content"] == INSTRUCTIONS
+    assert sent["messages"][1]["content"] == asked.turn_text()  # what the next turn sends as history
 
 
 async def test_a_retry_storm_before_the_first_token_ends_in_the_answer(
@@ -261,7 +267,7 @@ async def test_a_failure_after_the_first_token_is_not_retried_and_bills_what_was
     assert len(anthropic_fake.received) == 1
     usage = broken.value.usage
     assert usage.output_tokens == 4
-    assert total_input(usage) == count_tokens(INSTRUCTIONS) + count_tokens(prompt("How often?").context()) + 3
+    assert total_input(usage) == count_tokens(INSTRUCTIONS) + count_tokens(prompt("How often?").turn_text())
     assert broken.value.model == SONNET
 
 
@@ -383,7 +389,11 @@ def test_claude_messages_start_with_a_question_and_alternate() -> None:
     assert [block["text"] for block in only["content"] if block["type"] == "text"] == ["first", "again", "now?"]
 
 
-async def test_carried_passages_and_the_conversation_are_read_back_and_new_passages_written(
+def held(prompt: Prompt) -> tuple[tuple[str, int], ...]:
+    return tuple((passage.hit.chunk_id, passage.index) for passage in prompt.sent)
+
+
+async def test_a_turn_whose_passages_differ_still_reads_the_conversation_before_it(
     claude: AnthropicProvider, anthropic_fake: FakeAnthropic
 ) -> None:
     espresso, grinder, milk = (passage(n, topic, 40).hit for n, topic in enumerate(("espresso", "grinder", "milk"), 1))
@@ -393,35 +403,52 @@ async def test_carried_passages_and_the_conversation_are_read_back_and_new_passa
     )
     _, turn1 = await answer(claude, first, model=SONNET)
 
-    history = [Turn("user", first.question), Turn("assistant", DEFAULT_ANSWER)]
+    history = [Turn("user", first.turn_text(), holds=held(first)), Turn("assistant", DEFAULT_ANSWER)]
     second = build_prompt(
-        question="And the milk?",
-        hits=[milk, espresso],
-        carried=[p.hit for p in first.carried],
-        history=history,
-        budget=budget,
+        question="And the milk?", hits=[milk, espresso], history=history, budget=budget, next_number=first.next_number
     )
-    assert [p.hit.text for p in second.carried] == [espresso.text, grinder.text]
-    assert [p.hit.text for p in second.fresh] == [milk.text]
+    # The espresso passage is in the conversation already: cited as [1], not sent again; milk is
+    # new and numbered on.
+    assert [(p.index, p.hit.chunk_id) for p in second.found_again] == [(1, espresso.chunk_id)]
+    assert [(p.index, p.hit.chunk_id) for p in second.sent] == [(3, milk.chunk_id)]
     _, turn2 = await answer(claude, second, model=SONNET)
     sent = anthropic_fake.received[-1].body
-    assert [block["text"] for block in sent["system"]] == [INSTRUCTIONS, *(p.render() for p in second.carried)]
-    assert [block["text"] for block in sent["messages"][-1]["content"]] == [second.fresh_context(), second.question]
-    # The instructions, the carried passages and the first question are read; the new passage is written.
+    assert [[block["text"] for block in message["content"]] for message in sent["messages"]] == [
+        [first.turn_text()],
+        [DEFAULT_ANSWER],
+        [second.turn_text()],
+    ]
+    # What the first turn wrote is read whole, though this turn's passages are others: only the
+    # first answer and this turn's text are written.
     assert turn2.cache_read_tokens == turn1.cache_write_tokens
+    assert turn2.cache_write_tokens == count_tokens(DEFAULT_ANSWER) + count_tokens(second.turn_text())
+    assert turn2.input_tokens == 0
 
-    history += [Turn("user", second.question), Turn("assistant", DEFAULT_ANSWER)]
+    history += [Turn("user", second.turn_text(), holds=held(second)), Turn("assistant", DEFAULT_ANSWER)]
     third = build_prompt(
-        question="Anything else?",
-        hits=[espresso],
-        carried=[p.hit for p in second.carried],
+        question="Anything else about grinding?",
+        hits=[grinder],
         history=history,
         budget=budget,
+        next_number=second.next_number,
     )
     _, turn3 = await answer(claude, third, model=SONNET)
-    # The conversation so far is read too; only the newest exchange and the question are written.
-    assert turn3.cache_read_tokens == turn1.cache_write_tokens + count_tokens(DEFAULT_ANSWER)
-    assert turn3.cache_write_tokens == sum(
-        count_tokens(text) for text in (second.question, DEFAULT_ANSWER, third.question)
-    )
-    assert turn3.input_tokens == 0
+    # The whole conversation so far is read; the newest answer and the question are written.
+    assert turn3.cache_read_tokens == turn1.cache_write_tokens + turn2.cache_write_tokens
+    assert turn3.cache_write_tokens == count_tokens(DEFAULT_ANSWER) + count_tokens(third.turn_text())
+    assert third.sent_passages == 0 and "[2]" in third.turn_text()
+
+
+async def test_a_paused_conversation_writes_for_an_hour(
+    claude: AnthropicProvider, anthropic_fake: FakeAnthropic
+) -> None:
+    asked = dataclasses.replace(prompt("How often is the boiler descaled?"), long_cache=True)
+    _, written = await answer(claude, asked, model=SONNET)
+    sent = anthropic_fake.received[-1].body
+    assert sent["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert written.cache_write_1h_tokens == written.cache_write_tokens > 1024
+
+    anthropic_fake.advance_clock(50 * 60)
+    _, later = await answer(claude, prompt("How often is the boiler descaled?"), model=SONNET)
+    assert later.cache_read_tokens == written.cache_write_tokens
+    assert later.cache_write_tokens == later.cache_write_1h_tokens == 0

@@ -485,7 +485,7 @@ async def test_an_answer_carries_how_its_prompt_was_built(
     )
     assert h.retrieval.searches[-1][1] == settings.semantic_k
     parts = {part.name: part.tokens for part in used.parts}
-    assert list(parts) == ["system", "global", "passages", "conversation", "new_passages", "local", "message"]
+    assert list(parts) == ["system", "global", "conversation", "passages", "local", "message"]
     assert parts["passages"] > 0 and parts["local"] == parts["conversation"] == 0
     assert parts["message"] == count_tokens("How often should I descale the boiler?")
     _, messages = await h.conversations.get(h.owner, started.conversation_id)
@@ -560,7 +560,7 @@ async def test_a_section_outside_the_conversations_collections_is_not_found(
     assert h.budget.holds == [] and await h.stored_turns() == 0
 
 
-async def test_the_next_turn_puts_the_last_answers_passages_first(
+async def test_the_next_turn_cites_what_the_conversation_sent_and_sends_only_what_is_new(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
     h = await harness(settings, sessions, nats_client, sections=SCENES)
@@ -568,14 +568,25 @@ async def test_the_next_turn_puts_the_last_answers_passages_first(
     await read_turn(nats_client, first)
     second = await h.runner.start(h.identity, h.ask("Who is Rosa?", conversation_id=first.conversation_id))
     sources = (await read_turn(nats_client, second))[-3].sources.sources
-    # Scenes 0 and 2 were the last answer's, under [1] and [2]; the search's scene 0 is not repeated.
-    assert [(source.index, source.snippet) for source in sources] == [(1, SCENES[0]), (2, SCENES[2])]
+    # The search finds scene 0, which the first question sent as [1]: cited by that number.
+    assert [(source.index, source.snippet) for source in sources] == [(1, SCENES[0])]
+    _, messages = await h.conversations.get(h.owner, first.conversation_id)
+    asked_first, asked_second = messages[0], messages[2]
+    # Each question is kept as the model read it: the first with its passages and the open
+    # scene; the second without scene 0's text again, naming it.
+    assert SCENES[0] in asked_first.sent_text and SCENES[2] in asked_first.sent_text
+    assert asked_first.sent_text.endswith("Rewrite this") and asked_first.content == "Rewrite this"
+    assert [number for _, number in asked_first.sent_passages] == [1, 2]
+    assert SCENES[0] not in asked_second.sent_text and "[1]." in asked_second.sent_text
+    assert asked_second.sent_passages == ()
+    assert messages[3].context_used is not None and messages[3].context_used.carried_passages == 1
 
-    # Open one of them: it is the local part, no longer a passage.
+    # Open scene 2: it is the local part; its neighbours are new passages, numbered on.
     asked = h.ask("Tighten this", conversation_id=first.conversation_id, current_section_id=f"{h.collection_id}-2")
     third = await h.runner.start(h.identity, asked)
     sources = (await read_turn(nats_client, third))[-3].sources.sources
     assert SCENES[2] not in [source.snippet for source in sources]
+    assert [(source.index, source.snippet) for source in sources] == [(3, SCENES[1]), (4, SCENES[3])]
 
 
 async def test_an_unknown_turn_is_not_found_and_an_expired_one_says_so(
@@ -840,10 +851,10 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     h = await harness(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
-    # Enough to hold one short answer (the prompt's token bound × $1.25, Haiku's cache-write rate, +
-    # 40 tokens × $5: about 1,000 micro-USD, twice: the hold covers a paid retry), not to spend one
+    # Enough to hold one short answer (the prompt's token bound × $2, Haiku's 1-hour cache-write rate,
+    # + 40 tokens × $5: about 1,500 micro-USD, twice: the hold covers a paid retry), not to spend one
     # and hold another.
-    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=2_150)
+    await budgets.set_limit(tenant_id=h.identity.tenant_id, monthly_limit_micros=3_300)
     ask = h.ask(provider="anthropic", max_tokens=40)
 
     started = await h.runner.start(h.identity, ask)

@@ -133,6 +133,8 @@ CONTEXT_USED_JSON = {
     "carried_passages": 0,
     "tool_calls": [],
     "tool_rounds": 0,
+    "conversation_from": 0,
+    "cache_write_1h_tokens": 0,
 }
 
 
@@ -226,6 +228,7 @@ async def test_the_request_goes_to_chat_svc_and_the_stream_is_relayed_in_order(
         "output_tokens": 9,
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
         "model": "local",
         "cost_usd": 0.00125,
         "context_used": CONTEXT_USED_JSON,
@@ -321,7 +324,13 @@ async def test_a_conversation_reads_as_its_stored_messages(client: httpx.AsyncCl
     conversation = (await client.get(f"/v1/conversations/{conversation_id}")).json()
     question, answer = conversation["messages"]
     assert (question["usage"], question["model"], question["sources"]) == (None, None, [])
-    assert answer["usage"] == {"input_tokens": 40, "output_tokens": 9, "cache_read_tokens": 3, "cache_write_tokens": 0}
+    assert answer["usage"] == {
+        "input_tokens": 40,
+        "output_tokens": 9,
+        "cache_read_tokens": 3,
+        "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
+    }
     assert answer["sources"][0]["document_id"] == "d1" and answer["model"] == "local"
     assert datetime.fromisoformat(answer["created_at"]) == STORED_AT
     assert (question["incomplete"], answer["incomplete"]) == (False, True)

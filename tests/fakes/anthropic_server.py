@@ -10,8 +10,11 @@ Prompt caching as Anthropic documents it:
   `cache_control` aside) ending at one of the request's breakpoints, or at one of the 20 block
   boundaries before a breakpoint (the documented lookback); the longest such prefix is read;
 - a breakpoint past what was read is written if its prefix reaches the model's minimum
-  cacheable length; `cache_creation_input_tokens` is what was written beyond the read;
-- an entry lives 5 minutes (`ttl: "1h"`: an hour) and each read refreshes it;
+  cacheable length; `cache_creation_input_tokens` is what was written beyond the read, and
+  `cache_creation` says how much of it at each lifetime (`ephemeral_1h_input_tokens`: the tokens
+  up to the last 1-hour breakpoint written, `ephemeral_5m_input_tokens`: the rest);
+- an entry lives 5 minutes (`ttl: "1h"`: an hour) and each read refreshes it; a 1-hour
+  breakpoint after a 5-minute one is a 400 (longer lifetimes must come first);
 - `input_tokens` is what is neither read nor written: the three add up to the prompt.
 Tokens are counted with cl100k_base (see `scripting`), block text only, no per-message overhead.
 """
@@ -71,6 +74,19 @@ class CacheUsage:
     input_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
+    cache_creation_1h_input_tokens: int = 0  # of cache_creation_input_tokens, written to live an hour
+
+    def report(self) -> JsonObject:
+        """The input side of the API's `usage`."""
+        return {
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_creation_input_tokens - self.cache_creation_1h_input_tokens,
+                "ephemeral_1h_input_tokens": self.cache_creation_1h_input_tokens,
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +153,21 @@ class _PromptCache:
             entry.expires_at = now + entry.ttl
         read = blocks[read_at].tokens if read_at >= 0 else 0
 
-        written_to = read
+        written_to = written_1h_to = read
         for breakpoint in breakpoints:
             block = blocks[breakpoint]
             if breakpoint <= read_at or block.ttl is None or block.tokens < self.minimum(model):
                 continue
             self._entries[block.key] = _Entry(ttl=block.ttl, expires_at=now + block.ttl)
             written_to = max(written_to, block.tokens)
+            if block.ttl > TTL_SECONDS["5m"]:
+                written_1h_to = max(written_1h_to, block.tokens)
         written = written_to - read
         return CacheUsage(
-            input_tokens=total - read - written, cache_read_input_tokens=read, cache_creation_input_tokens=written
+            input_tokens=total - read - written,
+            cache_read_input_tokens=read,
+            cache_creation_input_tokens=written,
+            cache_creation_1h_input_tokens=written_1h_to - read,
         )
 
 
@@ -259,6 +280,12 @@ class FakeAnthropic(ScriptedServer):
             await response.send_json(400, _error_body(400, message))
             return
 
+        lifetimes = [block.ttl for block in blocks if block.ttl is not None]
+        if lifetimes != sorted(lifetimes, reverse=True):
+            message = "a cache_control with a longer ttl must come before any with a shorter one"
+            await response.send_json(400, _error_body(400, message))
+            return
+
         problem = _tool_problem(body)
         if problem:
             await response.send_json(400, _error_body(400, problem))
@@ -313,6 +340,7 @@ class FakeAnthropic(ScriptedServer):
                     _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
                 )
             await response.send_chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        # message_delta's usage has no `cache_creation` breakdown: message_start's has.
         final_usage = {
             "input_tokens": usage.input_tokens,
             "cache_creation_input_tokens": usage.cache_creation_input_tokens,
@@ -338,12 +366,7 @@ class FakeAnthropic(ScriptedServer):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-                "cache_read_input_tokens": usage.cache_read_input_tokens,
-                "output_tokens": output_tokens,
-            },
+            "usage": {**usage.report(), "output_tokens": output_tokens},
         }
 
     async def _stream(

@@ -87,6 +87,26 @@ async def test_a_top_level_cache_control_marks_the_last_block_and_an_hour_lasts_
     assert again.usage.cache_read_input_tokens == count(LONG)
 
 
+async def test_writes_are_broken_down_by_lifetime_longer_ones_first(claude: anthropic.AsyncAnthropic) -> None:
+    hour: TextBlockParam = {"type": "text", "text": LONG, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    more = LONG.replace("Paragraph", "Section")
+    messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": [block(more, cached=True)]}]
+
+    mixed = await claude.messages.create(model=MODEL, max_tokens=5, system=[hour], messages=messages)
+
+    assert mixed.usage.cache_creation_input_tokens == count(LONG) + count(more)
+    assert mixed.usage.cache_creation is not None
+    assert mixed.usage.cache_creation.ephemeral_1h_input_tokens == count(LONG)
+    assert mixed.usage.cache_creation.ephemeral_5m_input_tokens == count(more)
+    with pytest.raises(anthropic.BadRequestError, match="longer ttl"):
+        await claude.messages.create(
+            model=MODEL,
+            max_tokens=5,
+            system=[block(LONG, cached=True)],
+            messages=[{"role": "user", "content": [{**hour, "text": more}]}],
+        )
+
+
 async def test_one_changed_byte_before_the_breakpoint_misses(claude: anthropic.AsyncAnthropic) -> None:
     messages: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
     await claude.messages.create(model=MODEL, max_tokens=5, system=[block(LONG, cached=True)], messages=messages)

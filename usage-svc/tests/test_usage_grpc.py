@@ -19,7 +19,7 @@ from parley.v1.common_pb2 import TokenUsage
 from parley.v1.events_pb2 import UsageRecorded
 
 Stub = usage_pb2_grpc.UsageServiceStub
-SONNET_1K_IN_1K_OUT = 3_750 + 15_000  # micro-USD held: 1,000 input tokens at the cache-write rate + 1,000 output
+SONNET_1K_IN_1K_OUT = 6_000 + 15_000  # micro-USD held: 1,000 input tokens at the 1-hour cache-write rate + 1,000 output
 
 
 def as_tenant(tenant_id: str) -> tuple[tuple[str, str], ...]:
@@ -65,7 +65,11 @@ async def test_reserve_beyond_the_budget_is_resource_exhausted(usage_stub: Stub,
 
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     quota = await usage_stub.CheckQuota(usage_pb2.CheckQuotaRequest(), metadata=as_tenant(tenant_id))
-    assert (quota.allowed, quota.limit_micros, quota.reserved_micros) == (False, 37_500, 37_500)
+    assert (quota.allowed, quota.limit_micros, quota.reserved_micros) == (
+        False,
+        2 * SONNET_1K_IN_1K_OUT,
+        2 * SONNET_1K_IN_1K_OUT,
+    )
 
 
 async def test_settling_a_hold_makes_room_again(usage_stub: Stub, tenant_id: str) -> None:
@@ -170,12 +174,12 @@ async def test_a_zero_budget_refuses_any_cost_and_no_limit_is_explicit(usage_stu
         # 2,000 input tokens at 2.5 micro-USD + 500 output tokens at 10 micro-USD (gpt-4o's prices;
         # OpenAI's cache costs nothing to write, so plain input is input's dearest rate)
         ("openai", "gpt-4o", 5_000 + 5_000),
-        # chat-svc's default Claude model has a row of its own: input at its cache-write rate
-        # (3.75 micro-USD, 1.25x plain input), output at 15
-        ("anthropic", "claude-sonnet-4-6", 7_500 + 7_500),
-        # a model the table does not list is held at the dearest row, "default": 18.75 and 75 micro-USD
-        ("openai", "gpt-9", 37_500 + 37_500),
-        ("", "gpt-9", 37_500 + 37_500),
+        # chat-svc's default Claude model has a row of its own: input at its 1-hour cache-write rate
+        # (6 micro-USD, 2x plain input), output at 15
+        ("anthropic", "claude-sonnet-4-6", 12_000 + 7_500),
+        # a model the table does not list is held at the dearest row, "default": 30 and 75 micro-USD
+        ("openai", "gpt-9", 60_000 + 37_500),
+        ("", "gpt-9", 60_000 + 37_500),
         # ...except the offline provider's, which are free whatever they are called
         ("local", "local-large", 0),
     ],
@@ -210,9 +214,10 @@ async def test_a_hold_with_fallbacks_is_priced_at_its_dearest_route(usage_stub: 
         metadata=as_tenant(tenant_id),
     )
 
-    assert alone.reserved_micros == 2_000 * 1_250_000 // 1_000_000 + 500 * 5  # Haiku: 2,500 + 2,500
-    assert falling.reserved_micros == 2_000 * 3_750_000 // 1_000_000 + 500 * 15  # Sonnet: 7,500 + 7,500
-    assert unlisted.reserved_micros == 2_000 * 18_750_000 // 1_000_000 + 500 * 75  # the default row
+    # Input at each row's 1-hour cache-write rate (2x input), the dearest it may be billed at.
+    assert alone.reserved_micros == 2_000 * 2_000_000 // 1_000_000 + 500 * 5  # Haiku: 4,000 + 2,500
+    assert falling.reserved_micros == 2_000 * 6_000_000 // 1_000_000 + 500 * 15  # Sonnet: 12,000 + 7,500
+    assert unlisted.reserved_micros == 2_000 * 30_000_000 // 1_000_000 + 500 * 75  # the default row
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await usage_stub.Reserve(
             usage_pb2.ReserveRequest(**asked, fallbacks=[usage_pb2.ModelRoute(provider="openai")]),
@@ -383,7 +388,7 @@ async def test_export_of_a_quiet_tenant_is_the_header_alone(usage_stub: Stub, te
     chunks = [chunk.csv async for chunk in usage_stub.Export(usage_pb2.ExportRequest(), metadata=as_tenant(tenant_id))]
     assert b"".join(chunks).decode().splitlines() == [
         "event_id,occurred_at,user_id,kind,provider,model,input_tokens,output_tokens,cache_read_tokens,"
-        "cache_write_tokens,cost_micros,latency_ms,success,reservation_id,conversation_id,request_id"
+        "cache_write_tokens,cache_write_1h_tokens,cost_micros,latency_ms,success,reservation_id,conversation_id,request_id"
     ]
 
 
@@ -414,6 +419,35 @@ async def test_price_usage_is_the_calls_usage_at_its_models_row(
     priced = await usage_stub.PriceUsage(request, metadata=as_tenant(tenant_id))
 
     assert priced.cost_micros == cost
+
+
+async def test_one_hour_cache_writes_are_billed_at_twice_input_and_counted_once(
+    usage_stub: Stub, recorder: Recorder, tenant_id: str
+) -> None:
+    at = datetime(2025, 7, 1, tzinfo=UTC)
+    # 1,000 tokens written to the cache, 600 of them to live an hour.
+    usage = TokenUsage(input_tokens=10, cache_write_tokens=1_000, cache_write_1h_tokens=600)
+    await record(recorder, tenant_id, at=at, provider="anthropic", model="claude-sonnet-4-6", usage=usage)
+
+    billed = await usage_stub.GetUsage(
+        usage_pb2.GetUsageRequest(since=timestamp(at), until=timestamp(at + timedelta(days=1))),
+        metadata=as_tenant(tenant_id),
+    )
+
+    # 10*3 + 400*3.75 (5 minutes: 1.25x) + 600*6 (an hour: 2x) micro-USD
+    assert billed.total.cost_micros == 30 + 1_500 + 3_600
+    assert (billed.total.cache_write_tokens, billed.total.cache_write_1h_tokens) == (1_000, 600)
+    assert billed.total.total_tokens == 1_010  # the hour's writes are a part of the writes, not more
+
+
+async def test_more_one_hour_writes_than_writes_is_refused(usage_stub: Stub, tenant_id: str) -> None:
+    usage = TokenUsage(cache_write_tokens=100, cache_write_1h_tokens=101)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await usage_stub.PriceUsage(
+            usage_pb2.PriceUsageRequest(provider="anthropic", model="claude-sonnet-4-6", usage=usage),
+            metadata=as_tenant(tenant_id),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_price_usage_is_what_the_recorded_event_is_billed(

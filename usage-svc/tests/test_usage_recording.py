@@ -75,7 +75,8 @@ async def test_the_recorded_event_settles_its_reservation(
     hold = await budgets.reserve(
         tenant_id=tenant_id, hold=Hold(model="claude-sonnet-4-5", input_tokens=1_000, max_output_tokens=1_000)
     )
-    assert (await budgets.quota(tenant_id=tenant_id)).reserved_micros == 18_750
+    # 1,000 input tokens at the 1-hour write rate (6 micro-USD) + 1,000 output at 15
+    assert (await budgets.quota(tenant_id=tenant_id)).reserved_micros == 21_000
 
     event = usage_event(tenant_id, reservation_id=hold.id)
     await recorded((event, event.event_id), (event, f"retry-{uuid.uuid4()}"))
@@ -116,9 +117,9 @@ async def test_an_event_billed_at_its_hold_charges_the_whole_hold_once(
     event = usage_event(tenant_id, reservation_id=hold.id, usage=TokenUsage(), success=False, billed_at_hold=True)
     await recorded((event, event.event_id), (event, f"retry-{uuid.uuid4()}"))
 
-    assert await tenant_events(sessions, tenant_id) == [(event.event_id, 18_750)]
+    assert await tenant_events(sessions, tenant_id) == [(event.event_id, 21_000)]
     quota = await budgets.quota(tenant_id=tenant_id)
-    assert (quota.spent_micros, quota.reserved_micros) == (18_750, 0)
+    assert (quota.spent_micros, quota.reserved_micros) == (21_000, 0)
     async with sessions() as session:
         flagged = await session.scalar(
             select(usage_events.c.billed_at_hold).where(usage_events.c.event_id == event.event_id)

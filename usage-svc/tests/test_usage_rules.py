@@ -11,7 +11,12 @@ from parley.usage.recording import Recorder
 from parley.v1.common_pb2 import TokenUsage
 
 SONNET = pricing.Price(
-    model="claude-sonnet-4-5", input=3_000_000, output=15_000_000, cache_read=300_000, cache_write=3_750_000
+    model="claude-sonnet-4-5",
+    input=3_000_000,
+    output=15_000_000,
+    cache_read=300_000,
+    cache_write=3_750_000,
+    cache_write_1h=6_000_000,
 )
 MINI = pricing.Price(model="gpt-4o-mini", input=150_000, output=600_000, cache_read=75_000, cache_write=150_000)
 FREE = pricing.Price(model="local", input=0, output=0)
@@ -39,15 +44,26 @@ def test_no_tokens_and_free_models_cost_nothing() -> None:
     assert pricing.cost_micros(TokenUsage(input_tokens=10**9, output_tokens=10**9), FREE) == 0
 
 
+def test_one_hour_writes_are_a_part_of_the_writes_billed_at_their_own_price() -> None:
+    usage = TokenUsage(cache_write_tokens=2_000, cache_write_1h_tokens=500)
+    # 1500*3.75 + 500*6 micro-USD
+    assert pricing.cost_micros(usage, SONNET) == 5_625 + 3_000
+    assert pricing.usage_problem(usage) == ""
+    assert pricing.usage_problem(TokenUsage(cache_write_tokens=1, cache_write_1h_tokens=2))
+    assert pricing.usage_problem(TokenUsage(cache_write_1h_tokens=-1))
+
+
 def test_reservation_is_input_at_its_dearest_rate_plus_max_output_at_output_price() -> None:
-    # Sonnet writes its cache at 1.25x plain input: a prompt written to cache whole is the most it costs.
-    assert pricing.reservation_micros(input_tokens=2_000, max_output_tokens=1_000, price=SONNET) == 7_500 + 15_000
+    # Sonnet writes its cache for an hour at 2x plain input: a prompt written to cache whole for an
+    # hour is the most it costs.
+    assert pricing.reservation_micros(input_tokens=2_000, max_output_tokens=1_000, price=SONNET) == 12_000 + 15_000
     assert pricing.reservation_micros(input_tokens=1, max_output_tokens=0, price=MINI) == 1
     # No usage of those tokens costs more than the hold.
     for usage in (
         TokenUsage(input_tokens=2_000, output_tokens=1_000),
         TokenUsage(cache_write_tokens=2_000, output_tokens=1_000),
         TokenUsage(cache_read_tokens=1_000, cache_write_tokens=1_000, output_tokens=1_000),
+        TokenUsage(cache_write_tokens=2_000, cache_write_1h_tokens=2_000, output_tokens=1_000),
     ):
         assert pricing.cost_micros(usage, SONNET) <= pricing.reservation_micros(
             input_tokens=2_000, max_output_tokens=1_000, price=SONNET

@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
     default_provider: str = LOCAL_PROVIDER
     default_max_tokens: int = 1024
     history_messages: int = 10
+    # A turn that comes this long after the conversation's last message (past the 5-minute life of
+    # a provider's short cache) writes its prompt to the cache for an hour (Prompt.long_cache).
+    cache_hour_after_seconds: float = 300.0
     # Passages per intent: the best across the collections (semantic), or those most like the
     # open section (hybrid, beside the section itself).
     semantic_k: int = 10

@@ -1,7 +1,8 @@
 """chat-svc's Prometheus metrics, named after OpenTelemetry's GenAI conventions where they have one.
 
 gen_ai_client_token_usage{token_type, provider, model}     tokens billed per call (histogram):
-                                                          input | output | cache_read | cache_write
+                                                          input | output | cache_read | cache_write |
+                                                          cache_write_1h (a part of cache_write)
 gen_ai_server_time_to_first_token_seconds{provider, model} from the call to the first text
 parley_chat_provider_retries_total{provider, model}       attempts after a failed one
 parley_chat_provider_fallbacks_total{provider, model}      calls moved to this fallback route

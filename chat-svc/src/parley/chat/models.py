@@ -53,12 +53,17 @@ messages = Table(
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),  # of cache_write_tokens
     # An answer the provider broke off after it began: kept and billed, but not whole.
     Column("incomplete", Boolean, nullable=False, server_default=false()),
     # An answer's prompt: intent, parts and their tokens, what was trimmed, cache reads and writes.
     Column("context_used", JSONB, nullable=True),
     # An answer's cost as usage-svc priced it (USD millionths); NULL when it could not say.
     Column("cost_micros", BigInteger, nullable=True),
+    # A question as the model read it, with the passages and open section sent with it (empty: its
+    # content alone), and those passages ([{chunk_id, index}]): later turns send it again as it was.
+    Column("sent_text", Text, nullable=False, server_default=""),
+    Column("sent_passages", JSONB, nullable=False, server_default="[]"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("messages_by_conversation", "tenant_id", "conversation_id", "created_at"),
 )

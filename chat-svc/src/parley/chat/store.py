@@ -71,6 +71,14 @@ class MessageRecord:
     context_used: chat_pb2.ContextUsed | None  # an answer's: how its prompt was built
     cost_micros: int | None  # an answer's, as usage-svc priced it; None: not known
     created_at: datetime
+    # A question's text as the model read it (with the passages and open section sent with it),
+    # sent again byte for byte by later turns; "" when that was the content alone.
+    sent_text: str = ""
+    sent_passages: tuple[tuple[str, int], ...] = ()  # the passages sent with it: (chunk id, number)
+
+    @property
+    def as_sent(self) -> str:
+        return self.sent_text or self.content
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ class NewMessage:
     incomplete: bool = False
     context_used: chat_pb2.ContextUsed | None = None
     cost_micros: int | None = None
+    sent_text: str = ""
+    sent_passages: Sequence[tuple[str, int]] = ()
 
 
 def _conversation(row: RowMapping) -> ConversationRecord:
@@ -141,6 +151,8 @@ def _message(row: RowMapping) -> MessageRecord:
         else ParseDict(row["context_used"], chat_pb2.ContextUsed(), ignore_unknown_fields=True),
         cost_micros=row["cost_micros"],
         created_at=row["created_at"],
+        sent_text=row["sent_text"],
+        sent_passages=tuple((held["chunk_id"], held["index"]) for held in row["sent_passages"]),
     )
 
 
@@ -161,6 +173,8 @@ def _message_values(message: NewMessage) -> dict[str, Any]:
         if message.context_used is None
         else MessageToDict(message.context_used, preserving_proto_field_name=True),
         "cost_micros": message.cost_micros,
+        "sent_text": message.sent_text,
+        "sent_passages": [{"chunk_id": chunk_id, "index": index} for chunk_id, index in message.sent_passages],
         **{name: getattr(message.usage, name) for name in USAGE_COLUMNS},
     }
 

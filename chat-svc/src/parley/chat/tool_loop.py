@@ -160,4 +160,5 @@ def _sum(a: common_pb2.TokenUsage, b: common_pb2.TokenUsage) -> common_pb2.Token
         output_tokens=a.output_tokens + b.output_tokens,
         cache_read_tokens=a.cache_read_tokens + b.cache_read_tokens,
         cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
+        cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
     )

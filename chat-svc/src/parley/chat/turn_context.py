@@ -2,20 +2,22 @@
 passages its prompt is built from.
 
 `validate` holds the rules a message must meet. `ContextGatherer` reads the caller's
-conversation and its recent messages, decides the message's intent (the classification call is
-billed on its own, kind `intent`), and fetches the passages that intent calls for: a semantic
-search, the open section's neighbours, passages like it, or none (the global context is the
-context); then the passages the last answer had, carried first into the prompt for the cache.
-Every read is of the caller's tenant only.
+conversation and its recent messages (`SentConversation`: as the model read them, for the
+context builder), decides the message's intent (the classification call is billed on its own,
+kind `intent`), and fetches the passages that intent calls for: a semantic search, the open
+section's neighbours, passages like it, or none (the global context is the context). The passages
+earlier turns sent are in the conversation as it was sent, not fetched again. Every read is of the
+caller's tenant only.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from parley.chat import store
 from parley.chat.clients import Retrieval
 from parley.chat.config import Settings
-from parley.chat.context_builder import history_window
+from parley.chat.context_builder import Turn, history_window
 from parley.chat.intent import HYBRID, MINIMAL, POSITIONAL, SEMANTIC, Intent, IntentClassifier
 from parley.chat.metering import Meter, usage_event
 from parley.kit.contracts import (
@@ -78,9 +80,36 @@ class TurnContext:
     intent: Intent
     retrieval: str  # the strategy that ran
     hits: list[retrieval_pb2.ChunkHit]
-    carried: list[retrieval_pb2.ChunkHit]
     local: str
     notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SentConversation:
+    """A conversation's window of recent messages as the model read them, and what the context
+    builder needs to send it again as it was."""
+
+    turns: list[Turn]
+    before: int  # the conversation's messages before the window
+    since: int  # where the last turn's cut was (`ContextUsed.conversation_from`), as an index into the window
+    next_number: int  # past every passage number the window has used
+    last_at: datetime | None  # when its last message was written
+
+    @classmethod
+    def of(cls, window: Sequence[store.MessageRecord], *, total: int) -> "SentConversation":
+        before = total - len(window)
+        answer = next((m for m in reversed(window) if m.role == "assistant" and m.context_used is not None), None)
+        numbers = [n for m in window for n in (*(n for _, n in m.sent_passages), *(s.index for s in m.sources))]
+        return cls(
+            turns=[Turn(m.role, m.as_sent, holds=m.sent_passages, plain=m.content) for m in window],
+            before=before,
+            since=answer.context_used.conversation_from - before if answer and answer.context_used else 0,
+            next_number=max(numbers, default=0) + 1,
+            last_at=window[-1].created_at if window else None,
+        )
+
+
+NO_CONVERSATION = SentConversation(turns=[], before=0, since=0, next_number=1, last_at=None)
 
 
 class ContextGatherer:
@@ -101,11 +130,11 @@ class ContextGatherer:
 
     async def conversation(
         self, owner: store.Owner, request: TurnRequest
-    ) -> tuple[store.ConversationRecord | None, list[store.MessageRecord]]:
-        """The caller's conversation this turn continues and its recent messages, in the window the
-        context builder keeps (none for a new one)."""
+    ) -> tuple[store.ConversationRecord | None, SentConversation]:
+        """The caller's conversation this turn continues and its recent messages as they were sent,
+        in the window the context builder keeps (none for a new one)."""
         if not request.conversation_id:
-            return None, []
+            return None, NO_CONVERSATION
         async with self._sessions() as session:
             await store.enter_tenant(session=session, tenant_id=owner.tenant_id)
             conversation = await store.get_conversation(
@@ -122,7 +151,8 @@ class ContextGatherer:
             total = await store.count_messages(
                 session=session, tenant_id=owner.tenant_id, conversation_id=conversation.id
             )
-        return conversation, list(history_window(recent, total=total, last=self._settings.history_messages))
+        window = history_window(recent, total=total, last=self._settings.history_messages)
+        return conversation, SentConversation.of(window, total=total)
 
     async def gather(
         self,
@@ -130,11 +160,9 @@ class ContextGatherer:
         request: TurnRequest,
         *,
         collection_ids: Sequence[str],
-        history: Sequence[store.MessageRecord],
         has_global: bool = False,
     ) -> TurnContext:
-        """The intent, then the passages it calls for, the open section's text, and the passages the
-        last answer had (carried first into the prompt, for the cache)."""
+        """The intent, then the passages it calls for and the open section's text."""
         section: retrieval_pb2.ChunkHit | None = None
         if request.current_section_id:
             found = await self._retrieval.chunks(identity, [request.current_section_id])
@@ -184,34 +212,9 @@ class ContextGatherer:
             intent=intent,
             retrieval=strategy,
             hits=hits,
-            # The open section is the local part already; as a passage it would be there twice.
-            carried=[
-                chunk
-                for chunk in await self._carried(identity, history, collection_ids=collection_ids)
-                if section is None or chunk.chunk_id != section.chunk_id
-            ],
             local=section.text if section is not None else "",
             notes=tuple(notes),
         )
-
-    async def _carried(
-        self, identity: Identity, history: Sequence[store.MessageRecord], *, collection_ids: Sequence[str]
-    ) -> list[retrieval_pb2.ChunkHit]:
-        """The passages the last answer carried before its conversation, in their order; when it
-        carried none (its retrieval had displaced them all), every passage it had. Chunks deleted
-        since are gone."""
-        answer = next((message for message in reversed(history) if message.role == "assistant"), None)
-        if answer is None or not answer.sources:
-            return []
-        carried = answer.context_used.carried_passages if answer.context_used is not None else 0
-        ordered = [source.chunk_id for source in sorted(answer.sources, key=lambda source: source.index)]
-        ordered = ordered[:carried] if carried else ordered
-        found = {
-            chunk.chunk_id: chunk
-            for chunk in await self._retrieval.chunks(identity, ordered)
-            if chunk.collection_id in collection_ids
-        }
-        return [found[chunk_id] for chunk_id in ordered if chunk_id in found]
 
     async def _bill_intent(
         self, identity: Identity, conversation_id: str, usage: common_pb2.TokenUsage, *, provider: str, model: str

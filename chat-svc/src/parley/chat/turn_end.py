@@ -99,6 +99,7 @@ class ActiveTurn:
         used = chat_pb2.ContextUsed()
         used.CopyFrom(self.context_used)
         used.cache_read_tokens, used.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+        used.cache_write_1h_tokens = usage.cache_write_1h_tokens
         if self.tools is not None:
             used.tool_calls.extend(self.tools.calls)
             used.tool_rounds = self.tools.model_rounds
@@ -239,7 +240,13 @@ class TurnEnd:
                 owner=turn.owner,
                 conversation_id=turn.conversation_id,
                 turn_id=turn.turn_id,
-                question=store.NewMessage(role="user", content=turn.message),
+                question=store.NewMessage(
+                    role="user",
+                    content=turn.message,
+                    # What the model read for it, which later turns send again byte for byte.
+                    sent_text=turn.prompt.turn_text(),
+                    sent_passages=[(passage.hit.chunk_id, passage.index) for passage in turn.prompt.sent],
+                ),
                 answer=store.NewMessage(
                     role="assistant",
                     content=answer,

@@ -18,6 +18,7 @@ more here: its last transaction only ends a turn that is still `running`.
 """
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -31,7 +32,7 @@ from nats.js import JetStreamContext
 from parley.chat import store
 from parley.chat.clients import Budget, Collections, HoldUncertain, Retrieval
 from parley.chat.config import Settings
-from parley.chat.context_builder import Turn, build_prompt
+from parley.chat.context_builder import build_prompt
 from parley.chat.global_context import EMPTY as EMPTY_GLOBAL
 from parley.chat.global_context import GlobalContext, GlobalContexts
 from parley.chat.intent import IntentClassifier
@@ -117,7 +118,7 @@ class TurnRunner:
         )
         max_tokens = request.max_tokens or self._settings.default_max_tokens
         owner = store.Owner(identity.tenant_id, identity.user_id)
-        conversation, history = await self._context.conversation(owner, request)
+        conversation, history = await self._context.conversation(owner, request)  # as it was sent
         collection_ids = conversation.collection_ids if conversation else tuple(dict.fromkeys(request.collection_ids))
         # Independent of each other, so overlapped: the collections' existence (another tenant's
         # is NotFound), whether events can be published, and the context (the script's global
@@ -132,7 +133,7 @@ class TurnRunner:
                 else EMPTY_GLOBAL
             )
             context = await self._context.gather(
-                identity, request, collection_ids=collection_ids, history=history, has_global=bool(scripts.text)
+                identity, request, collection_ids=collection_ids, has_global=bool(scripts.text)
             )
             return scripts, context
 
@@ -144,14 +145,19 @@ class TurnRunner:
         prompt = build_prompt(
             question=request.message,
             hits=context.hits,
-            carried=context.carried,
             local=context.local,
-            history=[Turn(role=message.role, content=message.content) for message in history],
+            history=history.turns,
+            next_number=history.next_number,
+            conversation_from=history.since,
             summary=conversation.summary if conversation else "",
             budget=budget,
             global_context=scripts.text,
             temperature=request.temperature,
         )
+        # A conversation that paused past a short cache's life writes this turn's for an hour.
+        if history.last_at is not None:
+            paused = time.time() - history.last_at.timestamp() > self._settings.cache_hour_after_seconds
+            prompt = dataclasses.replace(prompt, long_cache=paused)
         # The writers' room tools, over the conversation's scripts, when there are any.
         tools = None
         if self._toolbox is not None and scripts.scripts and self._settings.tool_rounds > 0:
@@ -162,7 +168,7 @@ class TurnRunner:
                 scripts.scripts,
                 tuple(collection_ids),
                 self._settings.tool_rounds,
-                next_passage=len(prompt.passages) + 1,
+                next_passage=prompt.next_number,
             )
         context_used = chat_pb2.ContextUsed(
             intent=context.intent.name,
@@ -173,7 +179,8 @@ class TurnRunner:
             parts=[chat_pb2.ContextPart(name=name, tokens=tokens) for name, tokens in prompt.part_tokens],
             trimmed=prompt.trimmed,
             notes=(*context.notes, *scripts.notes),
-            carried_passages=len(prompt.carried),
+            carried_passages=len(prompt.found_again),
+            conversation_from=history.before + prompt.conversation_from,
         )
         # The most this call can cost: every input token of the provider's bound at input's dearest rate
         # plus every allowed output token, for every round the tools may take (inside this one hold),

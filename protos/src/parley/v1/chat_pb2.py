@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from parley.v1 import common_pb2 as parley_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14parley/v1/chat.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/common.proto\"\x99\x02\n\x10StartTurnRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ollection_ids\x18\x02 \x03(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1d\n\x04tier\x18\x04 \x01(\x0e\x32\x0f.parley.v1.Tier\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x13\n\x0bintent_hint\x18\x08 \x01(\t\x12\x1a\n\x12\x63urrent_section_id\x18\n \x01(\t\x12\x18\n\x0btemperature\x18\x0b \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_temperatureJ\x04\x08\t\x10\nR\x0ereservation_id\"L\n\x11StartTurnResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04R\x07subject\":\n\x0eGetTurnRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\"\x95\x01\n\x04Turn\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.parley.v1.TurnState\x12\x13\n\x0b\x65vents_kept\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x11\x43\x61ncelTurnRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\"\x14\n\x12\x43\x61ncelTurnResponse\"\x9e\x01\n\x06Source\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x15\n\rcollection_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64ocument_title\x18\x05 \x01(\t\x12\x0f\n\x07heading\x18\x06 \x01(\t\x12\x0f\n\x07snippet\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01\"\xba\x02\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\"\n\x07sources\x18\x04 \x03(\x0b\x32\x11.parley.v1.Source\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.parley.v1.TokenUsage\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0f\n\x07turn_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nincomplete\x18\t \x01(\x08\x12,\n\x0c\x63ontext_used\x18\n \x01(\x0b\x32\x16.parley.v1.ContextUsed\x12\x18\n\x0b\x63ost_micros\x18\x0b \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_cost_micros\"+\n\x0b\x43ontextPart\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xc2\x02\n\x0b\x43ontextUsed\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12\x15\n\rintent_source\x18\x02 \x01(\t\x12\x11\n\tretrieval\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12\x15\n\rbudget_tokens\x18\x05 \x01(\x05\x12%\n\x05parts\x18\x06 \x03(\x0b\x32\x16.parley.v1.ContextPart\x12\x0f\n\x07trimmed\x18\x07 \x03(\t\x12\r\n\x05notes\x18\x08 \x03(\t\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\t \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\n \x01(\x03\x12\x18\n\x10\x63\x61rried_passages\x18\x0b \x01(\x05\x12\'\n\ntool_calls\x18\x0c \x03(\x0b\x32\x13.parley.v1.ToolCall\x12\x13\n\x0btool_rounds\x18\r \x01(\x05\"F\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\x12\n\x10ListToolsRequest\"7\n\x11ListToolsResponse\x12\"\n\x05tools\x18\x01 \x03(\x0b\x32\x13.parley.v1.ToolSpec\"N\n\x0eRunToolRequest\x12\x16\n\x0e\x63ollection_ids\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"3\n\x0fRunToolResponse\x12\x0e\n\x06result\x18\x01 \x01(\t\x12\x10\n\x08is_error\x18\x02 \x01(\x08\"i\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x05\x12\x0e\n\x06result\x18\x05 \x01(\t\x12\x10\n\x08is_error\x18\x06 \x01(\x08\"\xe0\x01\n\x0c\x43onversation\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x16\n\x0e\x63ollection_ids\x18\x03 \x03(\t\x12$\n\x08messages\x18\x04 \x03(\x0b\x32\x12.parley.v1.Message\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fnext_page_token\x18\x07 \x01(\t\"@\n\x18ListConversationsRequest\x12$\n\x04page\x18\x01 \x01(\x0b\x32\x16.parley.v1.PageRequest\"d\n\x19ListConversationsResponse\x12.\n\rconversations\x18\x01 \x03(\x0b\x32\x17.parley.v1.Conversation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12$\n\x04page\x18\x02 \x01(\x0b\x32\x16.parley.v1.PageRequest\"4\n\x19\x44\x65leteConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteConversationResponse\"D\n\x19\x45xportConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"C\n\x1a\x45xportConversationResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"e\n\x0cSummarizeJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x18\n\x10through_messages\x18\x04 \x01(\x05\"\x88\x01\n\x0f\x43ompleteRequest\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"g\n\x10\x43ompleteResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12$\n\x05usage\x18\x04 \x01(\x0b\x32\x15.parley.v1.TokenUsage*N\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_QUICK\x10\x01\x12\x11\n\rTIER_STANDARD\x10\x02\x12\r\n\tTIER_DEEP\x10\x03*\xa6\x01\n\tTurnState\x12\x1a\n\x16TURN_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TURN_STATE_RUNNING\x10\x01\x12\x18\n\x14TURN_STATE_COMPLETED\x10\x02\x12\x15\n\x11TURN_STATE_FAILED\x10\x03\x12\x18\n\x14TURN_STATE_CANCELLED\x10\x04\x12\x1a\n\x16TURN_STATE_INTERRUPTED\x10\x05\x32\x9b\x06\n\x0b\x43hatService\x12\x46\n\tStartTurn\x12\x1b.parley.v1.StartTurnRequest\x1a\x1c.parley.v1.StartTurnResponse\x12\x35\n\x07GetTurn\x12\x19.parley.v1.GetTurnRequest\x1a\x0f.parley.v1.Turn\x12I\n\nCancelTurn\x12\x1c.parley.v1.CancelTurnRequest\x1a\x1d.parley.v1.CancelTurnResponse\x12^\n\x11ListConversations\x12#.parley.v1.ListConversationsRequest\x1a$.parley.v1.ListConversationsResponse\x12M\n\x0fGetConversation\x12!.parley.v1.GetConversationRequest\x1a\x17.parley.v1.Conversation\x12\x61\n\x12\x44\x65leteConversation\x12$.parley.v1.DeleteConversationRequest\x1a%.parley.v1.DeleteConversationResponse\x12\x61\n\x12\x45xportConversation\x12$.parley.v1.ExportConversationRequest\x1a%.parley.v1.ExportConversationResponse\x12\x43\n\x08\x43omplete\x12\x1a.parley.v1.CompleteRequest\x1a\x1b.parley.v1.CompleteResponse\x12\x46\n\tListTools\x12\x1b.parley.v1.ListToolsRequest\x1a\x1c.parley.v1.ListToolsResponse\x12@\n\x07RunTool\x12\x19.parley.v1.RunToolRequest\x1a\x1a.parley.v1.RunToolResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14parley/v1/chat.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/common.proto\"\x99\x02\n\x10StartTurnRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ollection_ids\x18\x02 \x03(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1d\n\x04tier\x18\x04 \x01(\x0e\x32\x0f.parley.v1.Tier\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x13\n\x0bintent_hint\x18\x08 \x01(\t\x12\x1a\n\x12\x63urrent_section_id\x18\n \x01(\t\x12\x18\n\x0btemperature\x18\x0b \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_temperatureJ\x04\x08\t\x10\nR\x0ereservation_id\"L\n\x11StartTurnResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04R\x07subject\":\n\x0eGetTurnRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\"\x95\x01\n\x04Turn\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.parley.v1.TurnState\x12\x13\n\x0b\x65vents_kept\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x11\x43\x61ncelTurnRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\t\"\x14\n\x12\x43\x61ncelTurnResponse\"\x9e\x01\n\x06Source\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x15\n\rcollection_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64ocument_title\x18\x05 \x01(\t\x12\x0f\n\x07heading\x18\x06 \x01(\t\x12\x0f\n\x07snippet\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01\"\xba\x02\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\"\n\x07sources\x18\x04 \x03(\x0b\x32\x11.parley.v1.Source\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.parley.v1.TokenUsage\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0f\n\x07turn_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nincomplete\x18\t \x01(\x08\x12,\n\x0c\x63ontext_used\x18\n \x01(\x0b\x32\x16.parley.v1.ContextUsed\x12\x18\n\x0b\x63ost_micros\x18\x0b \x01(\x03H\x00\x88\x01\x01\x42\x0e\n\x0c_cost_micros\"+\n\x0b\x43ontextPart\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x05\"\xfc\x02\n\x0b\x43ontextUsed\x12\x0e\n\x06intent\x18\x01 \x01(\t\x12\x15\n\rintent_source\x18\x02 \x01(\t\x12\x11\n\tretrieval\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12\x15\n\rbudget_tokens\x18\x05 \x01(\x05\x12%\n\x05parts\x18\x06 \x03(\x0b\x32\x16.parley.v1.ContextPart\x12\x0f\n\x07trimmed\x18\x07 \x03(\t\x12\r\n\x05notes\x18\x08 \x03(\t\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\t \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\n \x01(\x03\x12\x18\n\x10\x63\x61rried_passages\x18\x0b \x01(\x05\x12\'\n\ntool_calls\x18\x0c \x03(\x0b\x32\x13.parley.v1.ToolCall\x12\x13\n\x0btool_rounds\x18\r \x01(\x05\x12\x19\n\x11\x63onversation_from\x18\x0e \x01(\x05\x12\x1d\n\x15\x63\x61\x63he_write_1h_tokens\x18\x0f \x01(\x03\"F\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\x12\n\x10ListToolsRequest\"7\n\x11ListToolsResponse\x12\"\n\x05tools\x18\x01 \x03(\x0b\x32\x13.parley.v1.ToolSpec\"N\n\x0eRunToolRequest\x12\x16\n\x0e\x63ollection_ids\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"3\n\x0fRunToolResponse\x12\x0e\n\x06result\x18\x01 \x01(\t\x12\x10\n\x08is_error\x18\x02 \x01(\x08\"i\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x05\x12\x0e\n\x06result\x18\x05 \x01(\t\x12\x10\n\x08is_error\x18\x06 \x01(\x08\"\xe0\x01\n\x0c\x43onversation\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x16\n\x0e\x63ollection_ids\x18\x03 \x03(\t\x12$\n\x08messages\x18\x04 \x03(\x0b\x32\x12.parley.v1.Message\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fnext_page_token\x18\x07 \x01(\t\"@\n\x18ListConversationsRequest\x12$\n\x04page\x18\x01 \x01(\x0b\x32\x16.parley.v1.PageRequest\"d\n\x19ListConversationsResponse\x12.\n\rconversations\x18\x01 \x03(\x0b\x32\x17.parley.v1.Conversation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12$\n\x04page\x18\x02 \x01(\x0b\x32\x16.parley.v1.PageRequest\"4\n\x19\x44\x65leteConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteConversationResponse\"D\n\x19\x45xportConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"C\n\x1a\x45xportConversationResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"e\n\x0cSummarizeJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x18\n\x10through_messages\x18\x04 \x01(\x05\"\x88\x01\n\x0f\x43ompleteRequest\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"g\n\x10\x43ompleteResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12$\n\x05usage\x18\x04 \x01(\x0b\x32\x15.parley.v1.TokenUsage*N\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_QUICK\x10\x01\x12\x11\n\rTIER_STANDARD\x10\x02\x12\r\n\tTIER_DEEP\x10\x03*\xa6\x01\n\tTurnState\x12\x1a\n\x16TURN_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TURN_STATE_RUNNING\x10\x01\x12\x18\n\x14TURN_STATE_COMPLETED\x10\x02\x12\x15\n\x11TURN_STATE_FAILED\x10\x03\x12\x18\n\x14TURN_STATE_CANCELLED\x10\x04\x12\x1a\n\x16TURN_STATE_INTERRUPTED\x10\x05\x32\x9b\x06\n\x0b\x43hatService\x12\x46\n\tStartTurn\x12\x1b.parley.v1.StartTurnRequest\x1a\x1c.parley.v1.StartTurnResponse\x12\x35\n\x07GetTurn\x12\x19.parley.v1.GetTurnRequest\x1a\x0f.parley.v1.Turn\x12I\n\nCancelTurn\x12\x1c.parley.v1.CancelTurnRequest\x1a\x1d.parley.v1.CancelTurnResponse\x12^\n\x11ListConversations\x12#.parley.v1.ListConversationsRequest\x1a$.parley.v1.ListConversationsResponse\x12M\n\x0fGetConversation\x12!.parley.v1.GetConversationRequest\x1a\x17.parley.v1.Conversation\x12\x61\n\x12\x44\x65leteConversation\x12$.parley.v1.DeleteConversationRequest\x1a%.parley.v1.DeleteConversationResponse\x12\x61\n\x12\x45xportConversation\x12$.parley.v1.ExportConversationRequest\x1a%.parley.v1.ExportConversationResponse\x12\x43\n\x08\x43omplete\x12\x1a.parley.v1.CompleteRequest\x1a\x1b.parley.v1.CompleteResponse\x12\x46\n\tListTools\x12\x1b.parley.v1.ListToolsRequest\x1a\x1c.parley.v1.ListToolsResponse\x12@\n\x07RunTool\x12\x19.parley.v1.RunToolRequest\x1a\x1a.parley.v1.RunToolResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TIER']._serialized_start=3042
-  _globals['_TIER']._serialized_end=3120
-  _globals['_TURNSTATE']._serialized_start=3123
-  _globals['_TURNSTATE']._serialized_end=3289
+  _globals['_TIER']._serialized_start=3100
+  _globals['_TIER']._serialized_end=3178
+  _globals['_TURNSTATE']._serialized_start=3181
+  _globals['_TURNSTATE']._serialized_end=3347
   _globals['_STARTTURNREQUEST']._serialized_start=93
   _globals['_STARTTURNREQUEST']._serialized_end=374
   _globals['_STARTTURNRESPONSE']._serialized_start=376
@@ -56,41 +56,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTEXTPART']._serialized_start=1229
   _globals['_CONTEXTPART']._serialized_end=1272
   _globals['_CONTEXTUSED']._serialized_start=1275
-  _globals['_CONTEXTUSED']._serialized_end=1597
-  _globals['_TOOLSPEC']._serialized_start=1599
-  _globals['_TOOLSPEC']._serialized_end=1669
-  _globals['_LISTTOOLSREQUEST']._serialized_start=1671
-  _globals['_LISTTOOLSREQUEST']._serialized_end=1689
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=1691
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=1746
-  _globals['_RUNTOOLREQUEST']._serialized_start=1748
-  _globals['_RUNTOOLREQUEST']._serialized_end=1826
-  _globals['_RUNTOOLRESPONSE']._serialized_start=1828
-  _globals['_RUNTOOLRESPONSE']._serialized_end=1879
-  _globals['_TOOLCALL']._serialized_start=1881
-  _globals['_TOOLCALL']._serialized_end=1986
-  _globals['_CONVERSATION']._serialized_start=1989
-  _globals['_CONVERSATION']._serialized_end=2213
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=2215
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=2279
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=2281
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=2381
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=2383
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=2470
-  _globals['_DELETECONVERSATIONREQUEST']._serialized_start=2472
-  _globals['_DELETECONVERSATIONREQUEST']._serialized_end=2524
-  _globals['_DELETECONVERSATIONRESPONSE']._serialized_start=2526
-  _globals['_DELETECONVERSATIONRESPONSE']._serialized_end=2554
-  _globals['_EXPORTCONVERSATIONREQUEST']._serialized_start=2556
-  _globals['_EXPORTCONVERSATIONREQUEST']._serialized_end=2624
-  _globals['_EXPORTCONVERSATIONRESPONSE']._serialized_start=2626
-  _globals['_EXPORTCONVERSATIONRESPONSE']._serialized_end=2693
-  _globals['_SUMMARIZEJOB']._serialized_start=2695
-  _globals['_SUMMARIZEJOB']._serialized_end=2796
-  _globals['_COMPLETEREQUEST']._serialized_start=2799
-  _globals['_COMPLETEREQUEST']._serialized_end=2935
-  _globals['_COMPLETERESPONSE']._serialized_start=2937
-  _globals['_COMPLETERESPONSE']._serialized_end=3040
-  _globals['_CHATSERVICE']._serialized_start=3292
-  _globals['_CHATSERVICE']._serialized_end=4087
+  _globals['_CONTEXTUSED']._serialized_end=1655
+  _globals['_TOOLSPEC']._serialized_start=1657
+  _globals['_TOOLSPEC']._serialized_end=1727
+  _globals['_LISTTOOLSREQUEST']._serialized_start=1729
+  _globals['_LISTTOOLSREQUEST']._serialized_end=1747
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=1749
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=1804
+  _globals['_RUNTOOLREQUEST']._serialized_start=1806
+  _globals['_RUNTOOLREQUEST']._serialized_end=1884
+  _globals['_RUNTOOLRESPONSE']._serialized_start=1886
+  _globals['_RUNTOOLRESPONSE']._serialized_end=1937
+  _globals['_TOOLCALL']._serialized_start=1939
+  _globals['_TOOLCALL']._serialized_end=2044
+  _globals['_CONVERSATION']._serialized_start=2047
+  _globals['_CONVERSATION']._serialized_end=2271
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=2273
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=2337
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=2339
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=2439
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=2441
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=2528
+  _globals['_DELETECONVERSATIONREQUEST']._serialized_start=2530
+  _globals['_DELETECONVERSATIONREQUEST']._serialized_end=2582
+  _globals['_DELETECONVERSATIONRESPONSE']._serialized_start=2584
+  _globals['_DELETECONVERSATIONRESPONSE']._serialized_end=2612
+  _globals['_EXPORTCONVERSATIONREQUEST']._serialized_start=2614
+  _globals['_EXPORTCONVERSATIONREQUEST']._serialized_end=2682
+  _globals['_EXPORTCONVERSATIONRESPONSE']._serialized_start=2684
+  _globals['_EXPORTCONVERSATIONRESPONSE']._serialized_end=2751
+  _globals['_SUMMARIZEJOB']._serialized_start=2753
+  _globals['_SUMMARIZEJOB']._serialized_end=2854
+  _globals['_COMPLETEREQUEST']._serialized_start=2857
+  _globals['_COMPLETEREQUEST']._serialized_end=2993
+  _globals['_COMPLETERESPONSE']._serialized_start=2995
+  _globals['_COMPLETERESPONSE']._serialized_end=3098
+  _globals['_CHATSERVICE']._serialized_start=3350
+  _globals['_CHATSERVICE']._serialized_end=4145
 # @@protoc_insertion_point(module_scope)

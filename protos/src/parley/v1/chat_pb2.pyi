@@ -158,7 +158,7 @@ class ContextPart(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
 
 class ContextUsed(_message.Message):
-    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens", "carried_passages", "tool_calls", "tool_rounds")
+    __slots__ = ("intent", "intent_source", "retrieval", "tier", "budget_tokens", "parts", "trimmed", "notes", "cache_read_tokens", "cache_write_tokens", "carried_passages", "tool_calls", "tool_rounds", "conversation_from", "cache_write_1h_tokens")
     INTENT_FIELD_NUMBER: _ClassVar[int]
     INTENT_SOURCE_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,8 @@ class ContextUsed(_message.Message):
     CARRIED_PASSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     TOOL_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FROM_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _ClassVar[int]
     intent: str
     intent_source: str
     retrieval: str
@@ -185,7 +187,9 @@ class ContextUsed(_message.Message):
     carried_passages: int
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     tool_rounds: int
-    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., carried_passages: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_rounds: _Optional[int] = ...) -> None: ...
+    conversation_from: int
+    cache_write_1h_tokens: int
+    def __init__(self, intent: _Optional[str] = ..., intent_source: _Optional[str] = ..., retrieval: _Optional[str] = ..., tier: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContextPart, _Mapping]]] = ..., trimmed: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., carried_passages: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_rounds: _Optional[int] = ..., conversation_from: _Optional[int] = ..., cache_write_1h_tokens: _Optional[int] = ...) -> None: ...
 
 class ToolSpec(_message.Message):
     __slots__ = ("name", "description", "parameters_json")

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from parley.v1 import common_pb2 as parley_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15parley/v1/usage.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/common.proto\"\xa5\x01\n\x0eReserveRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x03 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12(\n\tfallbacks\x18\x06 \x03(\x0b\x32\x15.parley.v1.ModelRoute\"-\n\nModelRoute\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"r\n\x0fReserveResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x17\n\x0freserved_micros\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\rSettleRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"\x10\n\x0eSettleResponse\"\x13\n\x11\x43heckQuotaRequest\"\x80\x01\n\x12\x43heckQuotaResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x19\n\x0climit_micros\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cspent_micros\x18\x03 \x01(\x03\x12\x17\n\x0freserved_micros\x18\x04 \x01(\x03\x42\x0f\n\r_limit_micros\"\x92\x01\n\x0fGetUsageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08group_by\x18\x03 \x01(\x0e\x32\x17.parley.v1.UsageGroupBy\"\xb8\x01\n\x08UsageRow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x05 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x06 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x07 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x08 \x01(\x03\"Y\n\x10GetUsageResponse\x12!\n\x04rows\x18\x01 \x03(\x0b\x32\x13.parley.v1.UsageRow\x12\"\n\x05total\x18\x02 \x01(\x0b\x32\x13.parley.v1.UsageRow\"#\n\x11GetSummaryRequest\x12\x0e\n\x06window\x18\x01 \x01(\t\"\x9a\x01\n\x12GetSummaryResponse\x12\x10\n\x08requests\x18\x01 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x03 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x04 \x01(\x01\x12\x14\n\x0ctotal_tokens\x18\x05 \x01(\x03\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x06 \x01(\x01\"N\n\x10SetBudgetRequest\x12!\n\x14monthly_limit_micros\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_monthly_limit_micros\"D\n\x06\x42udget\x12!\n\x14monthly_limit_micros\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_monthly_limit_micros\"e\n\rExportRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x0b\x45xportChunk\x12\x0b\n\x03\x63sv\x18\x01 \x01(\x0c\"Z\n\x11PriceUsageRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.parley.v1.TokenUsage\")\n\x12PriceUsageResponse\x12\x13\n\x0b\x63ost_micros\x18\x01 \x01(\x03*\xae\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x16\n\x12USAGE_GROUP_BY_DAY\x10\x01\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x02\x12\x17\n\x13USAGE_GROUP_BY_USER\x10\x03\x12\x17\n\x13USAGE_GROUP_BY_KIND\x10\x04\x12\x1a\n\x16USAGE_GROUP_BY_API_KEY\x10\x05\x32\xb0\x04\n\x0cUsageService\x12@\n\x07Reserve\x12\x19.parley.v1.ReserveRequest\x1a\x1a.parley.v1.ReserveResponse\x12=\n\x06Settle\x12\x18.parley.v1.SettleRequest\x1a\x19.parley.v1.SettleResponse\x12I\n\nCheckQuota\x12\x1c.parley.v1.CheckQuotaRequest\x1a\x1d.parley.v1.CheckQuotaResponse\x12\x43\n\x08GetUsage\x12\x1a.parley.v1.GetUsageRequest\x1a\x1b.parley.v1.GetUsageResponse\x12I\n\nGetSummary\x12\x1c.parley.v1.GetSummaryRequest\x1a\x1d.parley.v1.GetSummaryResponse\x12;\n\tSetBudget\x12\x1b.parley.v1.SetBudgetRequest\x1a\x11.parley.v1.Budget\x12<\n\x06\x45xport\x12\x18.parley.v1.ExportRequest\x1a\x16.parley.v1.ExportChunk0\x01\x12I\n\nPriceUsage\x12\x1c.parley.v1.PriceUsageRequest\x1a\x1d.parley.v1.PriceUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15parley/v1/usage.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16parley/v1/common.proto\"\xa5\x01\n\x0eReserveRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x03 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12(\n\tfallbacks\x18\x06 \x03(\x0b\x32\x15.parley.v1.ModelRoute\"-\n\nModelRoute\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"r\n\x0fReserveResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x17\n\x0freserved_micros\x18\x02 \x01(\x03\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\rSettleRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"\x10\n\x0eSettleResponse\"\x13\n\x11\x43heckQuotaRequest\"\x80\x01\n\x12\x43heckQuotaResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x19\n\x0climit_micros\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0cspent_micros\x18\x03 \x01(\x03\x12\x17\n\x0freserved_micros\x18\x04 \x01(\x03\x42\x0f\n\r_limit_micros\"\x92\x01\n\x0fGetUsageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08group_by\x18\x03 \x01(\x0e\x32\x17.parley.v1.UsageGroupBy\"\xd7\x01\n\x08UsageRow\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x05 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x06 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x07 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x08 \x01(\x03\x12\x1d\n\x15\x63\x61\x63he_write_1h_tokens\x18\t \x01(\x03\"Y\n\x10GetUsageResponse\x12!\n\x04rows\x18\x01 \x03(\x0b\x32\x13.parley.v1.UsageRow\x12\"\n\x05total\x18\x02 \x01(\x0b\x32\x13.parley.v1.UsageRow\"#\n\x11GetSummaryRequest\x12\x0e\n\x06window\x18\x01 \x01(\t\"\x9a\x01\n\x12GetSummaryResponse\x12\x10\n\x08requests\x18\x01 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x03 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x04 \x01(\x01\x12\x14\n\x0ctotal_tokens\x18\x05 \x01(\x03\x12\x16\n\x0e\x63\x61\x63he_hit_rate\x18\x06 \x01(\x01\"N\n\x10SetBudgetRequest\x12!\n\x14monthly_limit_micros\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_monthly_limit_micros\"D\n\x06\x42udget\x12!\n\x14monthly_limit_micros\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_monthly_limit_micros\"e\n\rExportRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x0b\x45xportChunk\x12\x0b\n\x03\x63sv\x18\x01 \x01(\x0c\"Z\n\x11PriceUsageRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.parley.v1.TokenUsage\")\n\x12PriceUsageResponse\x12\x13\n\x0b\x63ost_micros\x18\x01 \x01(\x03*\xae\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x16\n\x12USAGE_GROUP_BY_DAY\x10\x01\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x02\x12\x17\n\x13USAGE_GROUP_BY_USER\x10\x03\x12\x17\n\x13USAGE_GROUP_BY_KIND\x10\x04\x12\x1a\n\x16USAGE_GROUP_BY_API_KEY\x10\x05\x32\xb0\x04\n\x0cUsageService\x12@\n\x07Reserve\x12\x19.parley.v1.ReserveRequest\x1a\x1a.parley.v1.ReserveResponse\x12=\n\x06Settle\x12\x18.parley.v1.SettleRequest\x1a\x19.parley.v1.SettleResponse\x12I\n\nCheckQuota\x12\x1c.parley.v1.CheckQuotaRequest\x1a\x1d.parley.v1.CheckQuotaResponse\x12\x43\n\x08GetUsage\x12\x1a.parley.v1.GetUsageRequest\x1a\x1b.parley.v1.GetUsageResponse\x12I\n\nGetSummary\x12\x1c.parley.v1.GetSummaryRequest\x1a\x1d.parley.v1.GetSummaryResponse\x12;\n\tSetBudget\x12\x1b.parley.v1.SetBudgetRequest\x1a\x11.parley.v1.Budget\x12<\n\x06\x45xport\x12\x18.parley.v1.ExportRequest\x1a\x16.parley.v1.ExportChunk0\x01\x12I\n\nPriceUsage\x12\x1c.parley.v1.PriceUsageRequest\x1a\x1d.parley.v1.PriceUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parley.v1.usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USAGEGROUPBY']._serialized_start=1673
-  _globals['_USAGEGROUPBY']._serialized_end=1847
+  _globals['_USAGEGROUPBY']._serialized_start=1704
+  _globals['_USAGEGROUPBY']._serialized_end=1878
   _globals['_RESERVEREQUEST']._serialized_start=94
   _globals['_RESERVEREQUEST']._serialized_end=259
   _globals['_MODELROUTE']._serialized_start=261
@@ -52,25 +52,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSAGEREQUEST']._serialized_start=636
   _globals['_GETUSAGEREQUEST']._serialized_end=782
   _globals['_USAGEROW']._serialized_start=785
-  _globals['_USAGEROW']._serialized_end=969
-  _globals['_GETUSAGERESPONSE']._serialized_start=971
-  _globals['_GETUSAGERESPONSE']._serialized_end=1060
-  _globals['_GETSUMMARYREQUEST']._serialized_start=1062
-  _globals['_GETSUMMARYREQUEST']._serialized_end=1097
-  _globals['_GETSUMMARYRESPONSE']._serialized_start=1100
-  _globals['_GETSUMMARYRESPONSE']._serialized_end=1254
-  _globals['_SETBUDGETREQUEST']._serialized_start=1256
-  _globals['_SETBUDGETREQUEST']._serialized_end=1334
-  _globals['_BUDGET']._serialized_start=1336
-  _globals['_BUDGET']._serialized_end=1404
-  _globals['_EXPORTREQUEST']._serialized_start=1406
-  _globals['_EXPORTREQUEST']._serialized_end=1507
-  _globals['_EXPORTCHUNK']._serialized_start=1509
-  _globals['_EXPORTCHUNK']._serialized_end=1535
-  _globals['_PRICEUSAGEREQUEST']._serialized_start=1537
-  _globals['_PRICEUSAGEREQUEST']._serialized_end=1627
-  _globals['_PRICEUSAGERESPONSE']._serialized_start=1629
-  _globals['_PRICEUSAGERESPONSE']._serialized_end=1670
-  _globals['_USAGESERVICE']._serialized_start=1850
-  _globals['_USAGESERVICE']._serialized_end=2410
+  _globals['_USAGEROW']._serialized_end=1000
+  _globals['_GETUSAGERESPONSE']._serialized_start=1002
+  _globals['_GETUSAGERESPONSE']._serialized_end=1091
+  _globals['_GETSUMMARYREQUEST']._serialized_start=1093
+  _globals['_GETSUMMARYREQUEST']._serialized_end=1128
+  _globals['_GETSUMMARYRESPONSE']._serialized_start=1131
+  _globals['_GETSUMMARYRESPONSE']._serialized_end=1285
+  _globals['_SETBUDGETREQUEST']._serialized_start=1287
+  _globals['_SETBUDGETREQUEST']._serialized_end=1365
+  _globals['_BUDGET']._serialized_start=1367
+  _globals['_BUDGET']._serialized_end=1435
+  _globals['_EXPORTREQUEST']._serialized_start=1437
+  _globals['_EXPORTREQUEST']._serialized_end=1538
+  _globals['_EXPORTCHUNK']._serialized_start=1540
+  _globals['_EXPORTCHUNK']._serialized_end=1566
+  _globals['_PRICEUSAGEREQUEST']._serialized_start=1568
+  _globals['_PRICEUSAGEREQUEST']._serialized_end=1658
+  _globals['_PRICEUSAGERESPONSE']._serialized_start=1660
+  _globals['_PRICEUSAGERESPONSE']._serialized_end=1701
+  _globals['_USAGESERVICE']._serialized_start=1881
+  _globals['_USAGESERVICE']._serialized_end=2441
 # @@protoc_insertion_point(module_scope)

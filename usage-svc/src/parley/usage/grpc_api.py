@@ -11,6 +11,7 @@ from parley.kit.errors import InvalidInput
 from parley.kit.identity import caller
 from parley.kit.rpc import Context
 from parley.kit.timestamps import to_timestamp
+from parley.usage import pricing
 from parley.usage.budget import Budgets, Hold
 from parley.usage.prices import Prices
 from parley.usage.reports import Reports
@@ -103,5 +104,8 @@ class UsageApi(usage_pb2_grpc.UsageServiceServicer):
             yield usage_pb2.ExportChunk(csv=chunk)
 
     async def PriceUsage(self, request: usage_pb2.PriceUsageRequest, context: Context) -> usage_pb2.PriceUsageResponse:
+        problem = pricing.usage_problem(request.usage)
+        if problem:
+            raise InvalidInput(f"usage {problem}")
         cost = await self._prices.cost(provider=request.provider, model=request.model, usage=request.usage)
         return usage_pb2.PriceUsageResponse(cost_micros=cost)

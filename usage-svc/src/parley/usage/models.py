@@ -27,7 +27,8 @@ prices = Table(
     Column("input_price", BigInteger, nullable=False),
     Column("output_price", BigInteger, nullable=False),
     Column("cache_read_price", BigInteger, nullable=False),
-    Column("cache_write_price", BigInteger, nullable=False),
+    Column("cache_write_price", BigInteger, nullable=False),  # a write that lives 5 minutes
+    Column("cache_write_1h_price", BigInteger, nullable=False),  # one that lives an hour
 )
 
 budgets = Table(
@@ -70,6 +71,8 @@ usage_events = Table(
     Column("output_tokens", BigInteger, nullable=False),
     Column("cache_read_tokens", BigInteger, nullable=False),
     Column("cache_write_tokens", BigInteger, nullable=False),
+    # Of cache_write_tokens, those written to live an hour (billed at cache_write_1h_price).
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cost_micros", BigInteger, nullable=False),
     Column("reservation_id", Text, nullable=False),
     Column("conversation_id", Text, nullable=False),

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from prometheus_client import Counter
 
 from parley.kit.db import Sessions
-from parley.usage import prices, store
+from parley.usage import prices, pricing, store
 from parley.usage.budget import parse_id
 from parley.v1.events_pb2 import UsageRecorded
 
@@ -22,9 +22,9 @@ class MalformedEvent(ValueError):
 def _validate(event: UsageRecorded) -> None:
     if not event.event_id or not event.tenant_id:
         raise MalformedEvent("usage event without event_id or tenant_id")
-    usage = event.usage
-    if min(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens) < 0:
-        raise MalformedEvent(f"usage event {event.event_id} has negative token counts")
+    problem = pricing.usage_problem(event.usage)
+    if problem:
+        raise MalformedEvent(f"usage event {event.event_id} {problem}")
 
 
 class Recorder:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from parley.kit.db import Sessions
 from parley.kit.errors import InvalidInput
 from parley.usage import store
-from parley.usage.store import EXPORT_COLUMNS, TOKEN_FIELDS, GroupBy, UsageTotals
+from parley.usage.store import COUNTED_TOKEN_FIELDS, EXPORT_COLUMNS, GroupBy, UsageTotals
 
 DEFAULT_LOOKBACK = timedelta(days=30)
 SUMMARY_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -110,7 +110,7 @@ class Reports:
             success_rate=figures.successes / figures.requests if figures.requests else 0.0,
             latency_p50_ms=figures.latency_p50_ms,
             latency_p95_ms=figures.latency_p95_ms,
-            total_tokens=sum(getattr(figures, name) for name in TOKEN_FIELDS),
+            total_tokens=sum(getattr(figures, name) for name in COUNTED_TOKEN_FIELDS),
             cache_hit_rate=cache_hit_rate(
                 input_tokens=figures.input_tokens, cache_read_tokens=figures.cache_read_tokens
             ),

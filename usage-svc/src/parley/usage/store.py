@@ -36,6 +36,8 @@ GroupBy = Literal["none", "day", "model", "user", "kind", "api_key"]
 
 # usage_events has a column per TokenUsage field, of the same name.
 TOKEN_FIELDS = tuple(field.name for field in TokenUsage.DESCRIPTOR.fields)
+# The fields that add up to a call's tokens: cache_write_1h_tokens is a part of cache_write_tokens.
+COUNTED_TOKEN_FIELDS = tuple(name for name in TOKEN_FIELDS if name != "cache_write_1h_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class UsageTotals:
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int  # of cache_write_tokens
     cost_micros: int
 
     @property
@@ -72,6 +75,7 @@ class SummaryFigures:
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int
 
 
 EXPORT_COLUMNS = (
@@ -85,6 +89,7 @@ EXPORT_COLUMNS = (
     "output_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
+    "cache_write_1h_tokens",
     "cost_micros",
     "latency_ms",
     "success",
@@ -134,6 +139,7 @@ async def get_price(*, session: AsyncSession, model: str, fallback: str) -> Pric
         output=row.output_price,
         cache_read=row.cache_read_price,
         cache_write=row.cache_write_price,
+        cache_write_1h=row.cache_write_1h_price,
     )
 
 

@@ -1,28 +1,34 @@
 """Claude through Anthropic's official SDK: the Messages API, streamed, with prompt caching.
 
-The prompt goes out in the order the context builder made it, what stays first. The system
-prompt is the instructions and global context, then one block per carried passage (so a later
-turn that keeps only the first of them still matches block by block), then the rolling summary;
-the messages are the history, then (in the last user message) the new passages, the local text
-and the question. Four `cache_control` breakpoints (Anthropic's maximum), each where a later
-request is likely to repeat everything before it byte for byte:
-1. after the instructions and global context: the same for every turn of every conversation,
-   worth it once they grow past the model's minimum cacheable length (below it a breakpoint
-   costs nothing);
-2. after the carried passages (and summary): the next turn carries them again, in the same
-   order under the same numbers;
-3. on the last message of the history: the next turn has this conversation and one more
-   exchange, so it reads everything so far and writes only the newest exchange and what
-   follows it;
-4. on the question, the last block: a next turn that repeats this prompt exactly up to here
-   (no new passages, no open section) reads all of it.
-A write costs 25% more than plain input and a read 90% less, so a prefix read once has paid.
+The prompt goes out in the order the context builder made it, what stays first: the tools,
+the system prompt (the instructions and the global context, then the rolling summary), the
+conversation as it was sent (each earlier question one block: the text the model read for it,
+passages included; each answer one block), and this turn's text as one block — the very block
+the next turn sends as its history. So a turn's request is the last one's plus one exchange, and
+Anthropic's four `cache_control` breakpoints are where they pay:
+1. after the instructions and global context: the same for every turn of every conversation over
+   those scripts, read even when the conversation is cut back;
+2. at the cut (the last message the conversation sends plainly, without its passages): when the
+   cut next moves on, the messages before it are sent plainly again, byte for byte, and read;
+3. on the last message of the conversation (the last answer): the last turn's request wrote its
+   prefix up to the question before it, and this one writes the answer on;
+4. on the last block (this turn's text, or the last tool result of a round): the next turn, or
+   the next round, reads everything up to here.
+The rolling summary changes only when the conversation's window moves, and then the
+conversation after it changes too, so a breakpoint between them would never be read.
+A breakpoint on a prefix shorter than the model's minimum cacheable length is not placed.
+
+Lifetimes: a write lives 5 minutes (1.25x input) unless the prompt says the conversation pauses
+longer (`Prompt.long_cache`): then every breakpoint asks for an hour (`ttl: "1h"`, 2x input), since
+one read after a pause (0.1x instead of writing it all again at 1.25x) pays the difference.
 
 Usage is what Anthropic reports, never a recount: `input_tokens` excludes the cache, so it maps
-directly, with `cache_read_input_tokens` and `cache_creation_input_tokens` beside it. The input
-side comes first, in `message_start`: it is passed on at once (`Reported`), and a stream that
-breaks after it but before any text fails with that usage on the error (the call is billed by
-Anthropic, so by us), its output bounded by the bytes of any tool input received.
+directly, with `cache_read_input_tokens` and `cache_creation_input_tokens` beside it, and
+`cache_creation.ephemeral_1h_input_tokens` the part written for an hour. The input side comes
+first, in `message_start` (the only event that breaks the writes down by lifetime): it is passed
+on at once (`Reported`), and a stream that breaks after it but before any text fails with that
+usage on the error (the call is billed by Anthropic, so by us), its output bounded by the bytes of
+any tool input received.
 """
 
 import json
@@ -54,6 +60,13 @@ from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
 EPHEMERAL: anthropic.types.CacheControlEphemeralParam = {"type": "ephemeral"}
+AN_HOUR: anthropic.types.CacheControlEphemeralParam = {"type": "ephemeral", "ttl": "1h"}
+
+
+def cache_control(prompt: Prompt) -> anthropic.types.CacheControlEphemeralParam:
+    return AN_HOUR if prompt.long_cache else EPHEMERAL
+
+
 # Anthropic's error types that a later attempt may not meet, whatever the HTTP status said.
 TRANSIENT_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
 LENGTH_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
@@ -63,6 +76,9 @@ LENGTH_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 # model id contains; others: DEFAULT_MIN_CACHEABLE). A breakpoint on a shorter prefix is ignored
 # by the API and only spends one of the four slots, so `request` does not place it.
 MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    ("opus-5", 512),
+    ("fable-5", 512),
+    ("mythos-5", 512),
     ("haiku-4-5", 4_096),
     ("opus-4-5", 4_096),
     ("opus-4-6", 4_096),
@@ -113,27 +129,23 @@ def system_blocks(prompt: Prompt) -> list[TextBlockParam]:
     stable: list[TextBlockParam] = [
         {"type": "text", "text": text} for text in (prompt.instructions, prompt.global_context) if text
     ]
-    context: list[TextBlockParam] = [{"type": "text", "text": passage.render()} for passage in prompt.carried]
-    if prompt.summary:
-        context.append({"type": "text", "text": prompt.summary})
-    # The API refuses empty text blocks, hence the filters above and the checks here.
-    for blocks in (stable, context):
-        if blocks:
-            blocks[-1]["cache_control"] = EPHEMERAL
-    return [*stable, *context]
+    # The API refuses empty text blocks, hence the filter above and the check here.
+    if stable:
+        stable[-1]["cache_control"] = cache_control(prompt)
+    summary: list[TextBlockParam] = [{"type": "text", "text": prompt.summary}] if prompt.summary else []
+    return [*stable, *summary]
 
 
 def messages(prompt: Prompt) -> list[MessageParam]:
-    """History, then the new passages, the local text and the question, one text block each; a
-    run of turns by one role is one message.
+    """The conversation as sent, then this turn's text, one text block each; a run of turns by one
+    role is one message.
 
     The history window may begin with an answer whose question it cut off: the API wants a user
     message first, and an answer without its question helps no one, so it is left out.
     """
     merged: list[tuple[str, list[Any]]] = []
     history = [(turn.role, turn.content) for turn in prompt.history]
-    last = [("user", prompt.fresh_context()), ("user", prompt.local), ("user", prompt.question)]
-    for position, (role, content) in enumerate([*history, *last]):
+    for position, (role, content) in enumerate([*history, ("user", prompt.turn_text())]):
         if not content or (not merged and role != "user"):
             continue
         block: TextBlockParam = {"type": "text", "text": content}
@@ -141,8 +153,8 @@ def messages(prompt: Prompt) -> list[MessageParam]:
             merged[-1][1].append(block)
         else:
             merged.append((role, [block]))
-        if position == len(history) - 1:
-            block["cache_control"] = EPHEMERAL
+        if position in (prompt.plain_messages - 1, len(history) - 1):
+            block["cache_control"] = cache_control(prompt)
     # The tool rounds so far follow the question: what the model said and called, then the results.
     for tool_round in prompt.rounds:
         said: list[Any] = [{"type": "text", "text": tool_round.text}] if tool_round.text.strip() else []
@@ -154,7 +166,7 @@ def messages(prompt: Prompt) -> list[MessageParam]:
         ]
         merged.append(("user", results))
     if merged:
-        merged[-1][1][-1]["cache_control"] = EPHEMERAL
+        merged[-1][1][-1]["cache_control"] = cache_control(prompt)
     out: list[MessageParam] = []
     for role, blocks in merged:
         if role == "assistant":
@@ -193,7 +205,7 @@ class AnthropicProvider:
         return request_token_bound(tools(prompt), system_blocks(prompt), messages(prompt))
 
     async def stream(self, prompt: Prompt, *, model: str, max_tokens: int) -> AsyncIterator[ProviderEvent]:
-        input_tokens = cache_read = cache_write = output_tokens = 0
+        input_tokens = cache_read = cache_write = cache_write_1h = output_tokens = 0
         stop_reason: str | None = None
         received: list[str] = []
         finished = False
@@ -214,11 +226,14 @@ class AnthropicProvider:
                         input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
                         cache_read = usage.cache_read_input_tokens or 0
                         cache_write = usage.cache_creation_input_tokens or 0
+                        if usage.cache_creation is not None:
+                            cache_write_1h = usage.cache_creation.ephemeral_1h_input_tokens or 0
                         reported = common_pb2.TokenUsage(
                             input_tokens=input_tokens,
                             output_tokens=output_tokens,
                             cache_read_tokens=cache_read,
                             cache_write_tokens=cache_write,
+                            cache_write_1h_tokens=min(cache_write_1h, cache_write),
                         )
                         yield Reported(reported, provider=self.name, model=model)
                     elif event.type == "content_block_start" and event.content_block.type == "tool_use":
@@ -257,6 +272,7 @@ class AnthropicProvider:
                 output_tokens=max(output_tokens, count_tokens("".join(received))),
                 cache_read_tokens=cache_read,
                 cache_write_tokens=cache_write,
+                cache_write_1h_tokens=min(cache_write_1h, cache_write),
             )
             raise StreamBroken(
                 f"{self.name} failed mid-answer: {error}",
@@ -270,6 +286,7 @@ class AnthropicProvider:
             output_tokens=output_tokens,
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
+            cache_write_1h_tokens=min(cache_write_1h, cache_write),
         )
         finish_reason = "length" if stop_reason in LENGTH_STOPS else "tool_use" if calls else "stop"
         yield Finished(

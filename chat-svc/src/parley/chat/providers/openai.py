@@ -2,9 +2,10 @@
 
 Chat Completions, streamed with `stream_options.include_usage` so the last chunk reports usage.
 The prompt keeps the context builder's order, stable parts first (one system message with the
-instructions and the carried passages, then the history, then one user message with the new
-passages, the local text and the question), because OpenAI caches prompt prefixes automatically
-from 1,024 tokens: there are no breakpoints to place.
+instructions, the global context and the summary, then the conversation as it was sent, then one
+user message with this turn's passages, the local text and the question — the text the next turn
+sends again as history), because OpenAI caches prompt prefixes automatically from 1,024 tokens:
+there are no breakpoints to place.
 
 Usage is what the server reports, never a recount: `prompt_tokens` includes the cached tokens
 (`prompt_tokens_details.cached_tokens`) and, on models that charge cache writes, the tokens
@@ -48,7 +49,7 @@ SPEND_LIMIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached
 
 def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
     # The automatic prefix cache wants the same order: what stays from turn to turn first.
-    stable = (prompt.instructions, prompt.global_context, prompt.context(), prompt.summary)
+    stable = (prompt.instructions, prompt.global_context, prompt.summary)
     system = "\n\n".join(part for part in stable if part)
     out: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
     for turn in prompt.history:
@@ -56,8 +57,7 @@ def chat_messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
             out.append({"role": "assistant", "content": turn.content})
         else:
             out.append({"role": "user", "content": turn.content})
-    last = (prompt.fresh_context(), prompt.local, prompt.question)
-    out.append({"role": "user", "content": "\n\n".join(part for part in last if part)})
+    out.append({"role": "user", "content": prompt.turn_text()})
     # The tool rounds so far: what the model called, then one `tool` message per result.
     for tool_round in prompt.rounds:
         calls: list[ChatCompletionMessageToolCallParam] = [

@@ -31,8 +31,8 @@ TURN_STREAM = {
                 "description": (
                     "`event: delta` data `{text}`; `event: sources` data `{sources: [Source]}`; "
                     "`event: usage` data `{input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
-                    "model, cost_usd, context_used}`; `event: end` data `{conversation_id, turn_id, "
-                    "user_message_id, assistant_message_id, finish_reason, created_at}` (last); "
+                    "cache_write_1h_tokens, model, cost_usd, context_used}`; `event: end` data `{conversation_id, "
+                    "turn_id, user_message_id, assistant_message_id, finish_reason, created_at}` (last); "
                     "`event: error` data `{code, message}` (last, for a turn that failed)."
                 ),
             },

@@ -67,6 +67,7 @@ class Usage(FromProto):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, written to live an hour (billed 2x input)
 
 
 class ContextPart(BaseModel):
@@ -99,9 +100,11 @@ class ContextUsed(FromProto):
     notes: list[str]
     cache_read_tokens: int
     cache_write_tokens: int
-    carried_passages: int  # the first passages, before the conversation: the next turn carries them
+    carried_passages: int  # passages found again that the conversation already sent: cited, not sent again
     tool_calls: list[ToolCall] = Field(default=[])  # the tools the model called, in order, with their results
     tool_rounds: int = 0  # model calls that asked for tools
+    conversation_from: int = 0  # the conversation's messages before the first this prompt sent as it was
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, written to live an hour
 
 
 class Message(FromProto):

@@ -22,6 +22,7 @@ class UsageRow(FromProto):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cache_write_1h_tokens: int  # of cache_write_tokens, written to live an hour
     total_tokens: int
     cost_usd: float
 
