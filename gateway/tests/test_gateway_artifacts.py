@@ -190,8 +190,8 @@ async def test_a_documents_artifacts_are_served_fresh_on_request_and_only_to_its
     only_outline = await api.get(f"/v1/documents/{document_id}/artifacts?kind=outline", headers=headers)
     assert [item["kind"] for item in only_outline.json()["artifacts"]] == ["outline"]
     unknown = await api.get(f"/v1/documents/{document_id}/artifacts?kind=poem", headers=headers)
-    assert unknown.status_code == 400
-    assert "unknown artifact kinds" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["details"][0]["field"].startswith("kind")
 
     _, stranger = await new_key(sessions, pepper)
     hidden = await api.get(f"/v1/documents/{document_id}/artifacts?fresh=true", headers=stranger)

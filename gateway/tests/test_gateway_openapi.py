@@ -2,6 +2,8 @@
 no bare number is a time, no out-of-range number reaches a backend (a 500 before), every route
 documents the error shape, and an unhandled error is counted in the request metrics."""
 
+import re
+
 import httpx
 from fastapi import APIRouter
 from prometheus_client import REGISTRY
@@ -55,6 +57,41 @@ async def test_every_v1_operation_documents_the_error_shape(gateway: httpx.Async
     # Bounds are JSON Schema's `minimum`/`maximum`: pydantic's own `ge`/`le` would be ignored by
     # every client and fuzzer (a bound written after a validator leaks out that way).
     assert not _pydantic_keywords(spec), _pydantic_keywords(spec)
+
+
+async def test_what_the_gateway_refuses_the_document_refuses_too(
+    gateway: httpx.AsyncClient, sessions: db.Sessions, pepper: str
+) -> None:
+    """Requests schemathesis found the document allowing and the gateway refusing: a blank name or
+    message, an unknown artifact kind or intent, a malformed page token, a chat with nothing to ask.
+    Each is refused, and the document now says so (so a request valid by it is not refused)."""
+    owner = await new_owner(sessions, pepper)
+    spec = (await gateway.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    blank = re.compile(schemas["CollectionIn"]["properties"]["name"]["pattern"])
+    for name in ("\n", "   ", "\x1f\t", "a\x00"):
+        assert not blank.search(name), repr(name)
+        refused = await gateway.post("/v1/collections", json={"name": name}, headers=owner)
+        assert refused.status_code == 422, (name, refused.text)
+    assert blank.search(" Manuals ")
+    assert not re.compile(schemas["ChatIn"]["properties"]["message"]["pattern"]).search(" \n ")
+    assert (
+        await gateway.post("/v1/chat", json={"message": " ", "collection_ids": ["c"]}, headers=owner)
+    ).status_code == 422
+    assert schemas["ChatIn"]["properties"]["intent"]["enum"][0] == ""
+    assert {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}} in schemas[
+        "ChatIn"
+    ]["anyOf"]
+
+    kinds = spec["paths"]["/v1/documents/{document_id}/artifacts"]["get"]["parameters"]
+    kind = next(parameter for parameter in kinds if parameter["name"] == "kind")
+    assert re.search(kind["schema"]["items"]["pattern"], "outline")
+    assert not re.search(kind["schema"]["items"]["pattern"], "poem")
+
+    listed = spec["paths"]["/v1/users"]["get"]["parameters"]
+    token = next(parameter for parameter in listed if parameter["name"] == "page_token")
+    assert not re.search(token["schema"]["pattern"], "not a token!")
+    assert (await gateway.get("/v1/users", params={"page_token": "not a token!"}, headers=owner)).status_code == 422
 
 
 def _pydantic_keywords(node: object, path: str = "") -> list[str]:

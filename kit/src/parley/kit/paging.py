@@ -13,6 +13,8 @@ from parley.kit.errors import InvalidInput
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# What every page token is: URL-safe base64 without padding (of a small JSON object).
+PAGE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]*$"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from parley.gateway.events import error_frame
 from parley.gateway.schemas import Page, PageSize, PageToken
 from parley.gateway.schemas.documents import (
     PRIORITY,
+    ArtifactKind,
     ArtifactsOut,
     CharactersOut,
     Document,
@@ -142,14 +143,15 @@ async def get_artifacts(
     services: Deps,
     ingestion: Ingestion,
     kind: Annotated[
-        list[str], Query(max_length=len(ARTIFACT_KINDS), description=f"only these: {', '.join(ARTIFACT_KINDS)}")
+        list[ArtifactKind],
+        Query(max_length=len(ARTIFACT_KINDS), description=f"only these: {', '.join(ARTIFACT_KINDS)}"),
     ] = [],  # noqa: B006
     fresh: Annotated[bool, Query(description="write what is missing or stale first (billed)")] = False,
 ) -> ArtifactsOut:
     """Scene cards (in scene order), the outline, character sheets and plot threads, each with its
     token count, model, the version it was made from and whether it is stale. `fresh=true` writes
     what is missing or stale before answering: 402 when the budget is spent (what was written
-    stays), 503 when the model is down. An unknown kind is a 400 (ingestion knows the kinds)."""
+    stays), 503 when the model is down. An unknown kind is a 422."""
     if fresh and not who.may(access.SPEND):
         raise ApiError(403, "forbidden", "writing artifacts is billed: it needs a member with a `chat` key")
     if fresh:

@@ -63,7 +63,8 @@ async def get_usage(
         Query(description='`api_key`: per API key (the key\'s id; "" for calls made without one, e.g. single sign-on)'),
     ] = "none",
 ) -> UsageOut:
-    """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days."""
+    """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days
+    (until now). `since` not before `until` is a 400."""
     # A time without a zone is UTC, the zone every stored time is in.
     until = _utc(until) if until else datetime.now(UTC)
     since = _utc(since) if since else until - timedelta(days=30)

@@ -16,11 +16,16 @@ from google.protobuf.message import Message as ProtoMessage
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from parley.kit.contracts import MAX_ID_CHARS, MAX_NAME_CHARS, MAX_PAGE_TOKEN_CHARS
-from parley.kit.paging import MAX_PAGE_SIZE
+from parley.kit.paging import MAX_PAGE_SIZE, PAGE_TOKEN_PATTERN
 
 # PostgreSQL text cannot hold NUL; refused here, with the field's name, rather than failing later.
 NO_NUL = r"^[^\x00]*$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)]
+# No NUL, and at least one character that is not blank: a name or message of only spaces (or of
+# the separators \x1c-\x1f, which Python's `str.strip` drops too) is refused, and the document says so.
+NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS, pattern=NOT_BLANK)
+]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9-]+$")]
 NoneIfEmpty = Annotated[str | None, BeforeValidator(lambda value: value or None)]
 # A screenplay passage's characters and pages: null for other documents (retrieval leaves them empty).
@@ -31,9 +36,17 @@ PageOrNone = Annotated[int | None, BeforeValidator(lambda page: page or None)]
 IdPath = Annotated[str, Path(max_length=MAX_ID_CHARS)]
 
 # A list's query parameters: the services' own page size bound (kit.paging; the default is
-# `paging.DEFAULT_PAGE_SIZE`) and token bound.
+# `paging.DEFAULT_PAGE_SIZE`) and token bound and shape (a token of another shape is a 422; one of
+# this shape the service did not issue, a 400).
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-PageToken = Annotated[str, Query(max_length=MAX_PAGE_TOKEN_CHARS)]
+PageToken = Annotated[
+    str,
+    Query(
+        max_length=MAX_PAGE_TOKEN_CHARS,
+        pattern=PAGE_TOKEN_PATTERN,
+        description="the `next_page_token` of the page before; empty: the first page. Any other is a 400.",
+    ),
+]
 
 MICROS_PER_USD = 1_000_000
 # An amount of money a client sets (a budget, an alert). Strict: `false` or "5" is not one.

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from parley.gateway.schemas import NO_NUL, Body, FromProto, Id, NoneIfEmpty
+from parley.gateway.schemas import NOT_BLANK, Body, FromProto, Id, NoneIfEmpty
 from parley.kit.contracts import (
     INTENTS,
     MAX_COLLECTIONS_PER_CONVERSATION,
@@ -31,11 +31,16 @@ class ChatIn(Body):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"message": "How often should I descale?", "collection_ids": ["3f1c…"], "stream": True}]
+            "examples": [{"message": "How often should I descale?", "collection_ids": ["3f1c…"], "stream": True}],
+            # A new conversation names its collections; a turn in one names the conversation (chat-svc: 400).
+            "anyOf": [
+                {"required": ["collection_ids"], "properties": {"collection_ids": {"minItems": 1}}},
+                {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
+            ],
         }
     )
 
-    message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NOT_BLANK)]
     # (A default that is a list goes in Field: ruff cannot see that a class based on Body is pydantic's.)
     collection_ids: list[Id] = Field(default=[], max_length=MAX_COLLECTIONS_PER_CONVERSATION)
     conversation_id: Id | None = None
@@ -43,12 +48,25 @@ class ChatIn(Body):
     tier: Tier = "standard"
     max_tokens: Annotated[int, Field(ge=1, le=MAX_OUTPUT_TOKENS)] | None = None
     # Empty: chat-svc decides (keywords, else a cheaper model when configured, else `question`).
-    intent: Annotated[str, StringConstraints(max_length=MAX_INTENT_CHARS), AfterValidator(_known_intent)] = ""
+    intent: Annotated[
+        str,
+        StringConstraints(max_length=MAX_INTENT_CHARS),
+        AfterValidator(_known_intent),
+        Field(json_schema_extra={"enum": ["", *INTENTS]}),
+    ] = ""
     # The chunk the user has open: its text goes into the prompt, and edits and feedback read around it.
     current_section_id: Id | None = None
     # Empty: chat-svc's default. chat-svc checks them against the providers and models it serves.
-    provider: Annotated[str, StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME)] = ""
-    model: Annotated[str, StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME)] = ""
+    provider: Annotated[
+        str,
+        StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME),
+        Field(description="empty: the default; one this deployment does not serve is a 400"),
+    ] = ""
+    model: Annotated[
+        str,
+        StringConstraints(max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME),
+        Field(description="empty: the provider's default; one it does not serve is a 400"),
+    ] = ""
 
 
 class Source(FromProto):

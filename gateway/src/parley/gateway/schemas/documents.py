@@ -5,13 +5,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, StringConstraints, field_validator
 
 from parley.gateway.schemas import FromProto, NamesOrNone, NoneIfEmpty, PageOrNone
-from parley.kit.contracts import INGEST_PRIORITIES
+from parley.kit.contracts import ARTIFACT_KINDS, INGEST_PRIORITIES
 
 # An ingest job's queue: what an upload or a new version may ask for.
 PRIORITY = f"^({'|'.join(INGEST_PRIORITIES)})$"
+# The artifacts a document can have (`?kind=`): ingestion knows no others.
+ArtifactKind = Annotated[str, StringConstraints(pattern=f"^({'|'.join(ARTIFACT_KINDS)})$")]
 
 # DOCUMENT_STATUS_READY is `ready`.
 DocumentStatusName = Annotated[str, BeforeValidator(lambda name: str(name).removeprefix("DOCUMENT_STATUS_").lower())]

@@ -125,7 +125,7 @@ class KeyIn(Body):
     name: Name
     # Left out: every scope the user's role (and the presenting credential) can hold.
     scopes: Annotated[list[ScopeName], Field(min_length=1, max_length=len(access.SCOPES))] | None = None
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime | None, Field(description="in the future (else 422); null: never")] = None
     # Left out: a key for the caller. An admin may make one for another user of the tenant.
     user_id: Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)] | None = None
     # The key's own monthly budget and soft alert; left out or null: none.

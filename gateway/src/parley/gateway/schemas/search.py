@@ -27,6 +27,8 @@ PageNumber = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(not_a_boo
 
 
 class SearchFiltersIn(Body):
+    """Filters on the passages searched; `page_from` after `page_to` is a 422."""
+
     # (A default that is a list goes in Field: ruff cannot see that a class based on Body is pydantic's.)
     document_ids: list[Id] = Field(default=[], max_length=MAX_FILTER_VALUES)
     # A substring of the chunk's heading, any case.
