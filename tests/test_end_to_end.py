@@ -8,7 +8,6 @@ the database) would check.
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from parley.gateway import auth, store
 from parley.kit import db
-from parley.kit.devstack import Platform, Ports
+from parley.kit.devstack import Platform
+from tests.platforms import admin_client, eventually, running_platform, sql
 
 MANUAL = """# Espresso machine manual
 
@@ -63,23 +62,6 @@ def read_sse(response: httpx.Response) -> list[SseEvent]:
         name, _, value = line.partition(":")
         fields.setdefault(name, []).append(value.removeprefix(" "))
     return events
-
-
-def eventually(check: Callable[[], Any], *, within: float = 60.0, every: float = 0.25) -> Any:
-    """The value of `check` once it is truthy; fails after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not true after {within:.0f}s: {check.__doc__ or check}")
-        time.sleep(every)
-
-
-def sql(platform: Platform, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(platform.database_url) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -539,16 +521,8 @@ Tomatoes need full sun, a stake to climb and deep watering twice a week once the
 def minilm_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A platform of its own with retrieval's default embedder, all-MiniLM-L6-v2 (the session's
     platform runs the instant hashing one)."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    started = Platform(tmp_path_factory.mktemp("parley-minilm"), ports=Ports.free(), environ=environ)
-    started.start()
-    try:
-        assert started.secrets is not None
-        headers = {"Authorization": f"Bearer {started.secrets.admin_api_key}"}
-        with httpx.Client(base_url=started.gateway_url, headers=headers, timeout=30) as client:
-            yield client
-    finally:
-        started.stop()
+    with running_platform(tmp_path_factory.mktemp("parley-minilm"), {}) as started, admin_client(started) as client:
+        yield client
 
 
 def test_search_finds_passages_by_meaning_with_the_real_model(minilm_api: httpx.Client) -> None:

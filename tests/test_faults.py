@@ -4,25 +4,15 @@ launcher brings a crashed service back while the rest of the platform keeps answ
 
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
 from parley.kit.devstack import Platform
-
-
-def wait_for(check: Any, *, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true after {within:.0f}s")
-        time.sleep(0.25)
-    return value
+from tests.platforms import eventually
 
 
 @pytest.fixture
@@ -44,10 +34,10 @@ def test_a_document_uploaded_while_retrieval_is_down_is_indexed_when_it_returns(
         assert uploaded.status_code == 202
         document_id = uploaded.json()["id"]
         # Chunked, announced, and waiting in JetStream for an indexer that is not there.
-        wait_for(lambda: api.get(f"/v1/documents/{document_id}").json()["status"] == "indexing")
+        eventually(lambda: api.get(f"/v1/documents/{document_id}").json()["status"] == "indexing")
     finally:
         platform.restart("retrieval")
-    wait_for(lambda: api.get(f"/v1/documents/{document_id}").json()["status"] == "ready")
+    eventually(lambda: api.get(f"/v1/documents/{document_id}").json()["status"] == "ready")
     answer = api.post(
         "/v1/chat", json={"message": "When does the relief valve open?", "collection_ids": [collection_id]}
     )
@@ -74,7 +64,7 @@ def test_chat_while_usage_is_down_is_refused_and_stores_nothing(
     assert refused.json()["error"]["code"] == "unavailable"
     # usage-svc may have placed the hold before it died: the turn's row stays until its lease lapses,
     # then the sweep releases any hold by the turn's key and removes the conversation made for it.
-    wait_for(lambda: conversations() == before, within=60)
+    eventually(lambda: conversations() == before, within=60)
     assert api.post("/v1/chat", json={"message": "Anything?", "collection_ids": [collection_id]}).status_code == 200
 
 
@@ -87,14 +77,14 @@ def test_a_crashed_service_is_restarted_by_the_launcher_and_only_its_routes_fail
     os.kill(chat.process.pid, signal.SIGKILL)  # a crash: not `platform.kill`, which holds it down
 
     # Down: its routes answer 503 in the one error shape; the others do not notice.
-    refused = wait_for(lambda: (answer := api.get("/v1/conversations")).status_code == 503 and answer, within=20)
+    refused = eventually(lambda: (answer := api.get("/v1/conversations")).status_code == 503 and answer, within=20)
     assert refused.json()["error"]["code"] == "unavailable"
     assert refused.json()["error"]["request_id"] == refused.headers["X-Request-ID"]
     assert api.get("/v1/collections").status_code == 200
     assert api.get("/readyz").status_code == 200
 
     # Back, without anyone asking.
-    wait_for(lambda: api.get("/v1/conversations").status_code == 200, within=60)
+    eventually(lambda: api.get("/v1/conversations").status_code == 200, within=60)
     assert chat.restarts == restarts_before + 1
 
 
@@ -122,7 +112,7 @@ def test_an_ingest_job_that_keeps_failing_is_a_dead_letter_an_admin_can_replay(
         document_id = uploaded.json()["id"]
 
         # Three tries (2 s and 4 s apart), then parked; the document says where and why meanwhile.
-        failed = wait_for(
+        failed = eventually(
             lambda: (doc := api.get(f"/v1/documents/{document_id}").json())["status"] == "failed" and doc,
             within=60,
         )
@@ -143,7 +133,7 @@ def test_an_ingest_job_that_keeps_failing_is_a_dead_letter_an_admin_can_replay(
     # The fault is fixed: the operator replays the job and the document becomes searchable.
     replayed = api.post(f"/v1/admin/dead-letters/{letter['seq']}/replay")
     assert replayed.status_code == 200, replayed.text
-    ready = wait_for(lambda: (doc := api.get(f"/v1/documents/{document_id}").json())["status"] == "ready" and doc)
+    ready = eventually(lambda: (doc := api.get(f"/v1/documents/{document_id}").json())["status"] == "ready" and doc)
     assert (ready["error"], ready["failed_stage"], ready["chunk_count"]) == (None, None, 1)
     assert all(letter["document_id"] != document_id for letter in api.get("/v1/admin/dead-letters").json()["data"])
     # Replayed once: it is no longer parked.
@@ -165,7 +155,7 @@ def test_ingestion_killed_while_chunking_finishes_the_document_after_restart_wit
     )
     assert uploaded.status_code == 202, uploaded.text
     document_id = uploaded.json()["id"]
-    seen = wait_for(
+    seen = eventually(
         lambda: (
             (status := api.get(f"/v1/documents/{document_id}").json()["status"]) in ("chunking", "indexing") and status
         ),
@@ -177,7 +167,7 @@ def test_ingestion_killed_while_chunking_finishes_the_document_after_restart_wit
     platform.restart("ingestion")
 
     # The unfinished job comes back (its ack wait ran out with the killed worker) and finishes.
-    ready = wait_for(
+    ready = eventually(
         lambda: (doc := api.get(f"/v1/documents/{document_id}").json())["status"] in ("ready", "failed") and doc,
         within=120,
     )

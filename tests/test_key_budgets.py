@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from parley.kit.devstack import Platform
+from tests.platforms import eventually, sql
 from tests.samples import NOTES
-from tests.test_end_to_end import eventually, sql
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,18 @@ script has — billed as `summary` like every model artifact. When the model's a
 used, the report is extracted instead and says so, and both attempts are billed all the same.
 """
 
-import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from parley.kit.devstack import Platform, Ports
+from parley.kit.devstack import Platform
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.artifact_answers import COVERAGE_ASK, prompt_text
+from tests.platforms import NO_RATE_LIMITS, admin_client, eventually, running_platform
 from tests.samples import SCRIPT
 
 CRITERIA = ["premise", "structure", "characters", "dialogue", "pacing"]
@@ -35,42 +34,21 @@ def claude() -> Iterator[FakeAnthropic]:
 @pytest.fixture(scope="module")
 def writing(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Iterator[Platform]:
     """The platform writing artifacts with (fake) Claude; a script is analyzed from 3 scenes."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ.update(
-        {
-            "PARLEY_EMBEDDING_PROVIDER": "local",
-            "PARLEY_ARTIFACTS_PROVIDER": "anthropic",
-            "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
-            "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
-            "PARLEY_ANALYZED_AT_SCENES": "3",
-            "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "0",
-            "PARLEY_RATE_REQUESTS_PER_MINUTE": "0",
-            "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "0",
-        }
-    )
-    started = Platform(tmp_path_factory.mktemp("writing"), ports=Ports.free(), environ=environ)
-    started.start()
-    try:
+    settings = {
+        "PARLEY_EMBEDDING_PROVIDER": "local",
+        "PARLEY_ARTIFACTS_PROVIDER": "anthropic",
+        "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
+        "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
+        "PARLEY_ANALYZED_AT_SCENES": "3",
+    }
+    with running_platform(tmp_path_factory.mktemp("writing"), settings | NO_RATE_LIMITS) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
 def api(writing: Platform) -> Iterator[httpx.Client]:
-    assert writing.secrets is not None
-    headers = {"Authorization": f"Bearer {writing.secrets.admin_api_key}"}
-    with httpx.Client(base_url=writing.gateway_url, headers=headers, timeout=60) as client:
+    with admin_client(writing, timeout=60) as client:
         yield client
-
-
-def eventually(check: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not so after {within:.0f}s: {what}")
-        time.sleep(0.25)
-    return value
 
 
 def analyzed(api: httpx.Client, title: str) -> str:

@@ -19,19 +19,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
 
 import httpx
 import nats
-import psycopg
 import pytest
 
 from parley.chat.metering import attempt_event_id
 from parley.kit.contracts import USAGE_RECORDED
-from parley.kit.devstack import Platform, Ports
+from parley.kit.devstack import Platform
 from parley.v1 import common_pb2, events_pb2
 from tests.fakes.anthropic_server import FakeAnthropic, Served
 from tests.fakes.scripting import Script
+from tests.platforms import NO_RATE_LIMITS, eventually, running_platform, sql
 
 # chat-svc's default Claude, and the dearer model it falls back to: usage-svc lists no price for
 # it, so it is billed at the table's `default` row, the dearest (5x Sonnet).
@@ -69,36 +68,26 @@ def claude() -> Iterator[FakeAnthropic]:
 @pytest.fixture(scope="module")
 def paid(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Iterator[Platform]:
     """The platform answering with (fake) Claude, with short turn leases so the test is bounded."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ.update(
-        {
-            "PARLEY_EMBEDDING_PROVIDER": "local",
-            "PARLEY_DEFAULT_PROVIDER": "anthropic",
-            "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
-            "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
-            "PARLEY_ANTHROPIC_MODELS": f"{SONNET},{OPUS}",
-            # A Sonnet call that stays unavailable through its retries goes to the dearer Opus.
-            "PARLEY_LLM_FALLBACK": f"anthropic:{OPUS}",
-            "PARLEY_LLM_RETRIES": str(RETRIES),
-            "PARLEY_LLM_BACKOFF_BASE_SECONDS": "0.05",
-            "PARLEY_LLM_BACKOFF_MAX_SECONDS": "0.2",
-            "PARLEY_TURN_LEASE_SECONDS": str(LEASE_SECONDS),
-            "PARLEY_TURN_HEARTBEAT_SECONDS": "1",
-            "PARLEY_TURN_SWEEP_SECONDS": str(SWEEP_SECONDS),
-            # A client whose answer stopped arriving is told so after this long.
-            "PARLEY_TURN_IDLE_SECONDS": "40",
-            # Dozens of turns a minute from one key: the gateway's rate limits are not what is tested here.
-            "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "0",
-            "PARLEY_RATE_REQUESTS_PER_MINUTE": "0",
-            "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "0",
-        }
-    )
-    started = Platform(tmp_path_factory.mktemp("paid"), ports=Ports.free(), environ=environ)
-    started.start()
-    try:
+    settings = {
+        "PARLEY_EMBEDDING_PROVIDER": "local",
+        "PARLEY_DEFAULT_PROVIDER": "anthropic",
+        "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
+        "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
+        "PARLEY_ANTHROPIC_MODELS": f"{SONNET},{OPUS}",
+        # A Sonnet call that stays unavailable through its retries goes to the dearer Opus.
+        "PARLEY_LLM_FALLBACK": f"anthropic:{OPUS}",
+        "PARLEY_LLM_RETRIES": str(RETRIES),
+        "PARLEY_LLM_BACKOFF_BASE_SECONDS": "0.05",
+        "PARLEY_LLM_BACKOFF_MAX_SECONDS": "0.2",
+        "PARLEY_TURN_LEASE_SECONDS": str(LEASE_SECONDS),
+        "PARLEY_TURN_HEARTBEAT_SECONDS": "1",
+        "PARLEY_TURN_SWEEP_SECONDS": str(SWEEP_SECONDS),
+        # A client whose answer stopped arriving is told so after this long.
+        "PARLEY_TURN_IDLE_SECONDS": "40",
+    }
+    # Dozens of turns a minute from one key: the gateway's rate limits are not what is tested here.
+    with running_platform(tmp_path_factory.mktemp("paid"), settings | NO_RATE_LIMITS) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -112,20 +101,6 @@ def collection_id(paid: Platform, headers: dict[str, str]) -> str:
     created = httpx.post(f"{paid.gateway_url}/v1/collections", json={"name": "faults"}, headers=headers, timeout=30)
     assert created.status_code == 201, created.text
     return str(created.json()["id"])
-
-
-def sql(platform: Platform, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(platform.database_url) as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def eventually(check: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not so after {within:.0f}s: {what}")
-        time.sleep(0.25)
-    return value
 
 
 def streamed_turn(platform: Platform, headers: dict[str, str], collection_id: str, message: str) -> str:

@@ -10,7 +10,8 @@ import openai
 import pytest
 
 from parley.kit.devstack import Platform
-from tests.test_end_to_end import MANUAL, eventually
+from tests.platforms import eventually
+from tests.test_end_to_end import MANUAL
 
 QUESTION = "How often should I descale the boiler?"
 

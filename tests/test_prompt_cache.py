@@ -7,17 +7,16 @@ The platform here says every turn after a conversation's first comes after a pau
 minutes and its later ones for an hour: both prices are on the ledger.
 """
 
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from parley.kit.devstack import Platform, Ports
+from parley.kit.devstack import Platform
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.platforms import NO_RATE_LIMITS, admin_client, eventually, running_platform
 
 MODEL = "claude-sonnet-4-6"
 # usage-svc's row for Sonnet 4.6, micro-USD per million tokens.
@@ -63,42 +62,21 @@ def claude() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Iterator[Platform]:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ.update(
-        {
-            "PARLEY_EMBEDDING_PROVIDER": "local",
-            "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
-            "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
-            # Every later turn of a conversation counts as one after a pause: it writes for an hour.
-            "PARLEY_CACHE_HOUR_AFTER_SECONDS": "0",
-            "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "0",
-            "PARLEY_RATE_REQUESTS_PER_MINUTE": "0",
-            "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "0",
-        }
-    )
-    started = Platform(tmp_path_factory.mktemp("cache"), ports=Ports.free(), environ=environ)
-    started.start()
-    try:
+    settings = {
+        "PARLEY_EMBEDDING_PROVIDER": "local",
+        "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
+        "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
+        # Every later turn of a conversation counts as one after a pause: it writes for an hour.
+        "PARLEY_CACHE_HOUR_AFTER_SECONDS": "0",
+    }
+    with running_platform(tmp_path_factory.mktemp("cache"), settings | NO_RATE_LIMITS) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
 def api(platform: Platform) -> Iterator[httpx.Client]:
-    assert platform.secrets is not None
-    headers = {"Authorization": f"Bearer {platform.secrets.admin_api_key}"}
-    with httpx.Client(base_url=platform.gateway_url, headers=headers, timeout=60) as client:
+    with admin_client(platform, timeout=60) as client:
         yield client
-
-
-def eventually(check: Callable[[], Any], *, within: float = 90.0) -> Any:
-    deadline = time.monotonic() + within
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not true after {within:.0f}s: {check.__doc__}")
-        time.sleep(0.25)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +95,7 @@ def collection_id(api: httpx.Client) -> str:
         assert document["status"] != "failed", document
         return bool(document["status"] == "ready")
 
-    eventually(ready)
+    eventually(ready, within=90)
     return str(created.json()["id"])
 
 
@@ -180,7 +158,7 @@ def test_turn_two_reads_turn_one_from_the_cache_though_its_passages_differ_and_a
         rows = ledger(platform, conversation_id)
         return rows if len(rows) == 2 else []
 
-    (*tokens1, cost1), (*tokens2, cost2) = eventually(billed)
+    (*tokens1, cost1), (*tokens2, cost2) = eventually(billed, within=90)
     fields = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
     assert tuple(tokens1) == tuple(u1[f] for f in fields) and tuple(tokens2) == tuple(u2[f] for f in fields)
     assert cost1 == price(u1, hour=0)

@@ -8,9 +8,8 @@ checked for role first), and by B's people on A's real ids, which must survive.
 """
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,16 +19,9 @@ import pytest
 from parley.gateway import access
 from parley.gateway.access import Action, Principal
 from parley.kit.devstack import Platform
+from tests.platforms import eventually
 
 MANUAL = "# Espresso\n\n## Descaling\n\nDescale the boiler every 200 shots with citric acid.\n"
-
-
-def eventually(check: Callable[[], bool], *, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not true after {within:.0f}s")
-        time.sleep(0.25)
 
 
 ROLES = ("owner", "admin", "member", "viewer")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from parley.kit.devstack import Platform, Ports
+from parley.kit.devstack import Platform
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.scripting import Script
 
@@ -47,6 +47,7 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
+from tests.platforms import running_platform  # noqa: E402
 from tests.samples import NOTES, SCRIPT  # noqa: E402
 
 SLOW_ANSWER = " ".join(["The lighthouse keeper left the keys under the mat [1]."] * 20)
@@ -60,19 +61,14 @@ def claude() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Iterator[Platform]:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ |= {
+    settings = {
         "PARLEY_EMBEDDING_PROVIDER": "local",
         "PARLEY_DEFAULT_PROVIDER": "anthropic",
         "PARLEY_ANTHROPIC_API_KEY": claude.api_key,
         "PARLEY_ANTHROPIC_BASE_URL": claude.base_url,
     }
-    started = Platform(tmp_path_factory.mktemp("parley-web"), ports=Ports.free(), environ=environ)
-    started.start()
-    try:
+    with running_platform(tmp_path_factory.mktemp("parley-web"), settings) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")

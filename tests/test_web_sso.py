@@ -4,7 +4,6 @@ takes the person to the provider and back, the page exchanges the code through t
 shows the collections as that person; an answer whose state is not the tab's is refused; an
 expired or refused token sends the person back to sign-in saying why; signing out forgets it."""
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,8 +12,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from parley.kit.devstack import Platform, Ports
+from parley.kit.devstack import Platform
 from tests.fakes.identity_provider import FakeIdentityProvider
+from tests.platforms import running_platform
 from tests.samples import GRINDER
 from tests.test_web_app import CHROMIUM, CHROMIUM_ARGS, shoot
 
@@ -29,20 +29,15 @@ def idp() -> Iterator[FakeIdentityProvider]:
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory, idp: FakeIdentityProvider) -> Iterator[Platform]:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ |= {
+    settings = {
         "PARLEY_EMBEDDING_PROVIDER": "local",
         "PARLEY_SSO_ISSUER": idp.issuer,
         "PARLEY_SSO_AUDIENCE": CLIENT,
         "PARLEY_SSO_CLIENT_ID": CLIENT,
         "PARLEY_SSO_DISPLAY_NAME": "Acme SSO",
     }
-    started = Platform(tmp_path_factory.mktemp("parley-web-sso"), ports=Ports.free(), environ=environ)
-    started.start()
-    try:
+    with running_platform(tmp_path_factory.mktemp("parley-web-sso"), settings) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
