@@ -42,6 +42,8 @@ def _settings(provider: FakeIdentityProvider, **extra: Any) -> dict[str, Any]:
         "sso_audience": CLIENT,
         "sso_client_id": CLIENT,
         "sso_display_name": "Acme SSO",
+        # Every test here exchanges codes from one address; the limit's own test sets it.
+        "rate_sign_ins_per_minute": 0,
         **extra,
     }
 
@@ -201,3 +203,17 @@ async def test_the_provider_down_is_a_503_saying_so(open_gateway: OpenGateway, t
         # Down from the start: the config cannot name its endpoints either.
         async with open_gateway(**_settings(idp)) as gateway:
             _assert_error(await gateway.get("/v1/sso/config"), 503, "unavailable", "discovery document")
+
+
+async def test_code_exchanges_are_limited_per_client_address(
+    open_gateway: OpenGateway, idp: FakeIdentityProvider, tenant: str
+) -> None:
+    """The exchange is public and each one asks the identity provider: an address past its
+    minute's allowance is refused before the provider is asked."""
+    idp.person = {"sub": "x", "parley_tenant": tenant}
+    async with open_gateway(**_settings(idp, rate_sign_ins_per_minute=2)) as gateway:
+        answers = [await gateway.post("/v1/sso/token", json=_exchange(idp)) for _ in range(3)]
+    assert [answer.status_code for answer in answers[:2]] == [200, 200], answers[0].text
+    _assert_error(answers[2], 429, "rate_limited", "sign-ins", "2 a minute")
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert answers[2].headers["RateLimit-Limit"] == "2" and answers[2].headers["RateLimit-Remaining"] == "0"

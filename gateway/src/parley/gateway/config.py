@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
     rate_requests_per_minute: int = 600
     rate_chat_requests_per_minute: int = 8
     rate_llm_tokens_per_minute: int = 200_000
+    # Code exchanges (POST /v1/sso/token, public: each asks the identity provider) per client
+    # address a minute; 0 turns the limit off.
+    rate_sign_ins_per_minute: int = 20
     # Single sign-on (sso.py): on when an issuer is set. Keys from the JWKS URL, else from the
     # issuer's OIDC discovery document.
     sso_issuer: str = ""

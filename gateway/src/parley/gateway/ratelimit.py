@@ -132,6 +132,13 @@ class RateLimiter:
         verdict = Verdict(True, limits.requests_per_minute, limits.requests_per_minute, reset)
         return [found or verdict for found in tightest]
 
+    async def admit_address(self, session: AsyncSession, address: str, *, what: str, limit: int) -> Verdict:
+        """Count a request no credential stands behind (a public route that costs something) in
+        its client address's bucket for `what`."""
+        counted = await store.count_now(session=session, buckets=[f"address:{address}:{what}"], amount=1)
+        [total] = counted.totals.values()
+        return Verdict(total <= limit, limit, max(limit - total, 0), _seconds_left(counted.now), what)
+
     async def charge_tokens(self, sessions: Sessions, who: Principal, tokens: int) -> None:
         """Add a finished turn's tokens to its buckets' current window (one statement)."""
         if tokens <= 0:

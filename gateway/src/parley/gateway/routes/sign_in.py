@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from parley.gateway import store
-from parley.gateway.api.deps import Deps
+from parley.gateway.api.deps import Deps, Services
 from parley.gateway.errors import ApiError
 from parley.gateway.schemas.people import UserOut
 from parley.gateway.sign_in import SignIn
@@ -95,6 +95,7 @@ async def exchange_code(body: ExchangeIn, request: Request, services: Deps) -> S
     sign_in = _sign_in(request)
     if sign_in is None:
         raise ApiError(404, "not_found", "single sign-on is not configured on this gateway")
+    await _admit(request, services)
     async with services.sessions.begin() as session:
         signed_in = await sign_in.exchange(
             session,
@@ -110,3 +111,21 @@ async def exchange_code(body: ExchangeIn, request: Request, services: Deps) -> S
         raise ApiError(404, "not_found", "the user is gone")
     user_out = UserOut.model_validate(user)
     return SignedInOut(token=signed_in.token, expires_at=signed_in.expires_at, tenant_id=who.tenant_id, user=user_out)
+
+
+async def _admit(request: Request, services: Services) -> None:
+    """A public route that makes the gateway call the identity provider is limited per client
+    address (behind a proxy, the proxy's: set the limit for it, or 0 to leave it to the proxy)."""
+    limit = services.settings.rate_sign_ins_per_minute
+    if limit <= 0:
+        return
+    address = request.client.host if request.client else "unknown"
+    async with services.sessions.begin() as session:
+        verdict = await services.limiter.admit_address(session, address, what="sign-ins", limit=limit)
+    if not verdict.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many sign-ins from this address: {limit} a minute; retry in {verdict.reset_seconds} s",
+            headers=verdict.headers(),
+        )
