@@ -3,6 +3,7 @@ no bare number is a time, no out-of-range number reaches a backend (a 500 before
 documents the error shape, and an unhandled error is counted in the request metrics."""
 
 import re
+import uuid
 
 import httpx
 from fastapi import APIRouter
@@ -140,3 +141,64 @@ async def test_an_unhandled_error_is_a_500_in_the_error_shape_and_in_the_metrics
         "param": None,
     }
     assert _count("500") == before + 1
+
+
+async def test_the_openai_routes_document_the_bodies_they_parse(
+    gateway: httpx.AsyncClient, sessions: db.Sessions, pepper: str
+) -> None:
+    """The OpenAI routes parse their own bodies (OpenAI's 400, not a 422), and the document
+    describes those bodies with what they refuse: each refusal here is one the schema states."""
+    owner = await new_owner(sessions, pepper)
+    spec = (await gateway.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    for path, name in (("/v1/chat/completions", "ChatCompletionIn"), ("/v1/embeddings", "EmbeddingsIn")):
+        body = spec["paths"][path]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+        assert schemas[name]["examples"]
+    chat = schemas["ChatCompletionIn"]
+    collection = str(uuid.uuid4())
+    ask = {"model": f"parley/{collection}", "messages": [{"role": "user", "content": "descale?"}]}
+
+    async def refused(path: str, body: dict[str, object]) -> str:
+        answer = await gateway.post(path, json=body, headers=owner)
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+        return str(answer.json()["error"]["message"])
+
+    # Stop sequences: at most 4.
+    stop = next(option for option in chat["properties"]["stop"]["anyOf"] if option.get("type") == "array")
+    assert stop["maxItems"] == 4
+    await refused("/v1/chat/completions", {**ask, "stop": ["a", "b", "c", "d", "e"]})
+    # n: only 1.
+    n = chat["properties"]["n"]
+    assert (n["minimum"], n["maximum"]) == (1, 1)
+    await refused("/v1/chat/completions", {**ask, "n": 2})
+    # A model naming more collections than a question may ask.
+    too_many = re.compile(chat["properties"]["model"]["not"]["pattern"])
+    many = "parley/" + "+".join(str(uuid.uuid4()) for _ in range(21))
+    assert too_many.search(many) and not too_many.search("parley/" + "+".join(["a"] * 20) + "@anthropic/x")
+    assert "at most 20 collections" in await refused("/v1/chat/completions", {**ask, "model": many})
+    # Nothing to ask: neither collections nor a conversation.
+    assert {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}} in chat["anyOf"]
+    assert "name the collections" in await refused("/v1/chat/completions", {**ask, "model": "parley"})
+    # Metadata's ids are ids.
+    meta = chat["properties"]["metadata"]["properties"]
+    assert not re.search(meta["conversation_id"]["pattern"], "a b") and re.search(
+        meta["collection_ids"]["pattern"], "a, b"
+    )
+    assert "conversation_id" in await refused("/v1/chat/completions", {**ask, "metadata": {"conversation_id": "a b"}})
+    # Text parts only.
+    assert schemas["TextPart"]["properties"]["type"]["enum"] == ["text"]
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
+    assert "only text" in await refused("/v1/chat/completions", {**ask, "messages": [image]})
+    roles = schemas["ChatMessageIn"]["properties"]["role"]["enum"]
+    assert "user" in roles and "robot" not in roles
+    await refused("/v1/chat/completions", {**ask, "messages": [{"role": "robot", "content": "hi"}]})
+
+    embeddings = schemas["EmbeddingsIn"]["properties"]
+    assert embeddings["encoding_format"]["enum"] == ["float", "base64"]
+    dimensions = next(option for option in embeddings["dimensions"]["anyOf"] if option.get("type") == "integer")
+    assert dimensions["minimum"] == 1
+    embed = {"model": f"parley/{collection}", "input": "descale"}
+    await refused("/v1/embeddings", {**embed, "dimensions": 0})
+    await refused("/v1/embeddings", {**embed, "encoding_format": "hex"})

@@ -1,6 +1,8 @@
 """The HTTP application: routers, error handlers and the front door (authentication, rate
 limits, body bounds, request ids, metrics), assembled."""
 
+from typing import Any
+
 from fastapi import FastAPI
 from starlette.routing import Route
 
@@ -42,7 +44,22 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(openai_routes.router, responses=errors.V1_ERRORS)
     webapp.install(app)  # the web app at `/`: static files over the same /v1 API
     app.add_middleware(FrontDoor, services=services)
+    _document_own_bodies(app)
     return app
+
+
+def _document_own_bodies(app: FastAPI) -> None:
+    """The OpenAI routes parse their bodies themselves (OpenAI's 400, not FastAPI's 422); their
+    schemas join the document's components, which FastAPI builds (once, when first asked)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(openai_routes.request_bodies())
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _sign_in(services: Services) -> SignIn | None:

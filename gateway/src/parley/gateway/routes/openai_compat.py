@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 
 from parley.gateway import openai_compat
 from parley.gateway.api.deps import Chatter, Deps, Ingestion, Reader, Spender
@@ -36,6 +37,23 @@ Body = TypeVar("Body", bound=BaseModel)
 _DONE = b"data: [DONE]\n\n"
 
 
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """The document's request body for a route that parses its own (its schema is among the
+    document's components: `request_bodies`)."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def request_bodies() -> dict[str, Any]:
+    """The JSON Schemas of the bodies these routes parse themselves, for the document's components:
+    what the routes accept, as the pydantic models that parse them say."""
+    _, schemas = models_json_schema(
+        [(ChatCompletionIn, "validation"), (EmbeddingsIn, "validation")], ref_template="#/components/schemas/{model}"
+    )
+    defs: dict[str, Any] = schemas["$defs"]
+    return defs
+
+
 async def parsed(request: Request, model: type[Body]) -> Body:
     try:
         raw = json.loads(await request.body())
@@ -49,17 +67,23 @@ async def parsed(request: Request, model: type[Body]) -> Body:
         raise ApiError(400, "invalid_request", f"{field}: {first['msg']}") from None
 
 
-@router.post("/v1/chat/completions", response_model=None, responses={200: {"content": {"text/event-stream": {}}}})
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}},
+    openapi_extra=_body(ChatCompletionIn),
+)
 async def chat_completions(request: Request, who: Chatter, services: Deps) -> StreamingResponse | JSONResponse:
     """OpenAI's Chat Completions as a Parley chat turn: `model` is `parley/<collection>` (see
     `GET /v1/models`); the answer's citations are `message.citations` (the final chunk's
     `delta.citations` when streamed) and `[n]` in its text. Body: OpenAI's request, plus
-    `conversation_id` to continue a conversation."""
+    `conversation_id` to continue a conversation.
+
+    Refused (400) beyond what the body's schema says: a last message that is not the user's
+    (`the last message must be the user's question`), a question that is blank (`the question is
+    empty`) or over 8,000 characters, a provider or model this deployment does not serve
+    (`unknown provider`, `unknown model`)."""
     body = await parsed(request, ChatCompletionIn)
-    try:
-        body.stops()
-    except ValueError as error:
-        raise ApiError(400, "invalid_request", f"stop: {error}") from None
     asked = await openai_compat.start(services, who, body)
     headers = {"X-Conversation-Id": asked.turn.conversation_id, "X-Turn-Id": asked.turn.turn_id}
     if body.stream:
@@ -189,11 +213,12 @@ def _model(collection: Any) -> ModelOut:
     )
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", openapi_extra=_body(EmbeddingsIn))
 async def embeddings(request: Request, who: Spender, services: Deps) -> dict[str, Any]:
     """Texts embedded by a collection's embedder (`model`: `parley/<collection>`), so the vectors
     compare with its passages'; any other model name: the deployment's configured embedder.
-    Usage is what Parley metered: the tokens the model was called for (cached texts cost none)."""
+    Usage is what Parley metered: the tokens the model was called for (cached texts cost none).
+    `dimensions` other than the embedder's is a 400 (`dimensions: this model makes …`)."""
     body = await parsed(request, EmbeddingsIn)
     target = openai_compat.parse_model(body.model)
     await services.budgets.before_spending(services, who, embeds_query=True)  # 402 before any backend

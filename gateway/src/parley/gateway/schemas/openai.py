@@ -6,11 +6,12 @@ Requests ignore fields they do not know (`extra="ignore"`): OpenAI clients send 
 refuse the clients. What Parley adds is named in docs/api.md ("OpenAI-compatible API").
 """
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from parley.gateway.schemas import Id
+from parley.gateway.schemas import NO_NUL, Id
 from parley.gateway.schemas.chat import Source, Tier
 from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_EMBED_TEXTS, MAX_MESSAGE_CHARS
 
@@ -18,6 +19,13 @@ from parley.kit.contracts import MAX_COLLECTIONS_PER_CONVERSATION, MAX_EMBED_TEX
 # bounded by the body limit, the number here.
 MAX_MESSAGES = 1_000
 MAX_STOPS = 4  # OpenAI's own limit
+MAX_DIMENSIONS = 65_536  # no embedder makes more (pgvector's own limit is 16,000)
+
+
+# A message's or embedded text: no NUL (PostgreSQL text cannot hold it; chat-svc and retrieval
+# refuse it), refused here with the field's name.
+Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
+EmbedText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)]
 
 
 class OpenAiBody(BaseModel):
@@ -25,13 +33,15 @@ class OpenAiBody(BaseModel):
 
 
 class TextPart(OpenAiBody):
-    type: str
-    text: str = ""
+    # Only text is read: a part of another type (an image, audio) is refused by the route, with
+    # words saying so (`only text content is supported`) rather than a union's validation error.
+    type: Annotated[str, Field(json_schema_extra={"enum": ["text"]})]
+    text: Text = ""
 
 
 class ChatMessageIn(OpenAiBody):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         """The message's text; parts that are not text (images, audio) are refused by the caller."""
@@ -49,52 +59,126 @@ class StreamOptions(OpenAiBody):
     include_usage: bool = False
 
 
+# `parley/<collection>[+<collection>…][@…]` naming more collections than a question may ask (a 400):
+# the document says so with `not` this pattern.
+TOO_MANY_COLLECTIONS = rf"^parley/\+*(?:[^+@]+\++){{{MAX_COLLECTIONS_PER_CONVERSATION}}}[^+@]"
+# The metadata keys Parley reads: a conversation's id (empty: none), collection ids separated by
+# commas (blank parts skipped).
+METADATA_IDS = {"conversation_id": r"^[A-Za-z0-9-]*$", "collection_ids": r"^[A-Za-z0-9,\s-]*$"}
+Stop = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class ChatCompletionIn(OpenAiBody):
-    model: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
+    """What the route refuses that JSON Schema cannot say is in the route's description (the last
+    message must be a user's, with a question that is not blank and fits `MAX_MESSAGE_CHARS`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"model": "parley/Manuals", "messages": [{"role": "user", "content": "How often should I descale?"}]},
+                {
+                    "model": "parley",
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": "And the grinder?"}]}],
+                    "conversation_id": "0b6f3c1e-5d2a-4c8e-9f41-7a2d9e3b1c55",
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+            ],
+            # Something to ask (400 otherwise): collections the model names, `collection_ids` (or
+            # metadata's), or a conversation to continue (`conversation_id`, or metadata's).
+            "anyOf": [
+                {"properties": {"model": {"pattern": r"^parley/\+*[^+@]"}}},
+                {"required": ["collection_ids"], "properties": {"collection_ids": {"type": "array", "minItems": 1}}},
+                {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
+                {
+                    "required": ["metadata"],
+                    "properties": {
+                        "metadata": {
+                            "type": "object",
+                            "required": ["conversation_id"],
+                            "properties": {"conversation_id": {"minLength": 1}},
+                        }
+                    },
+                },
+                {
+                    "required": ["metadata"],
+                    "properties": {
+                        "metadata": {
+                            "type": "object",
+                            "required": ["collection_ids"],
+                            "properties": {"collection_ids": {"pattern": "[A-Za-z0-9-]"}},
+                        }
+                    },
+                },
+            ],
+        }
+    )
+
+    model: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=1_000),
+        Field(
+            json_schema_extra={"not": {"pattern": TOO_MANY_COLLECTIONS}},
+            description="`parley/<collection>[+<collection>…][@<provider>[/<model>]]` (see GET /v1/models); "
+            "a collection, provider or model this deployment does not have is a 404 or 400",
+        ),
+    ]
     messages: Annotated[list[ChatMessageIn], Field(min_length=1, max_length=MAX_MESSAGES)]
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    stop: (
-        Annotated[str, StringConstraints(min_length=1, max_length=200)]
-        | list[Annotated[str, StringConstraints(min_length=1, max_length=200)]]
-        | None
-    ) = None
+    stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = None
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
     n: Annotated[int, Field(ge=1, le=1)] = 1
     # OpenAI's `metadata` (string values): Parley reads `conversation_id` and `collection_ids`
     # (comma-separated) from it, for clients that can send metadata but no extra fields.
-    metadata: dict[str, Annotated[str, StringConstraints(max_length=512)]] | None = None
+    metadata: Annotated[
+        dict[str, Annotated[str, StringConstraints(max_length=512)]] | None,
+        Field(
+            json_schema_extra={
+                "properties": {key: {"type": "string", "pattern": pattern} for key, pattern in METADATA_IDS.items()}
+            }
+        ),
+    ] = None
     # Parley's own, sent as extra body fields (`extra_body=` in the openai SDK).
     conversation_id: Id | None = None
     collection_ids: Annotated[list[Id], Field(max_length=MAX_COLLECTIONS_PER_CONVERSATION)] | None = None
     tier: Tier = "standard"
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_ids(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        for key, pattern in METADATA_IDS.items():
+            if metadata is not None and not re.fullmatch(pattern, metadata.get(key, "")):
+                raise ValueError(f"{key} must be ids (A-Z, a-z, 0-9, -)")
+        return metadata
+
     def stops(self) -> list[str]:
         if self.stop is None:
             return []
-        stops = [self.stop] if isinstance(self.stop, str) else self.stop
-        if len(stops) > MAX_STOPS:
-            raise ValueError(f"at most {MAX_STOPS} stop sequences")
-        return stops
+        return [self.stop] if isinstance(self.stop, str) else self.stop
 
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
 
 class EmbeddingsIn(OpenAiBody):
-    model: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
-    input: (
-        Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
-        | Annotated[
-            list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]],
-            Field(min_length=1, max_length=MAX_EMBED_TEXTS),
-        ]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"model": "parley/Manuals", "input": "descale with citric acid"},
+                {"model": "parley/Manuals", "input": ["a burr grinder", "the boiler"], "encoding_format": "base64"},
+            ]
+        }
     )
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
+    input: EmbedText | Annotated[list[EmbedText], Field(min_length=1, max_length=MAX_EMBED_TEXTS)]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
+    # A size other than the embedder's is a 400 (which the document cannot know: it is the deployment's).
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
