@@ -91,9 +91,19 @@ def _not_throttling(case: Any) -> bool:
     null (the default) and generous limits are."""
     if case.operation.path != "/v1/tenant/limits" or not isinstance(case.body, dict):
         return True
-    return all(
-        limit is None or not isinstance(limit, int) or limit == 0 or limit >= 10_000 for limit in case.body.values()
-    )
+    return all(not _throttles(limit) for limit in case.body.values())
+
+
+def _throttles(limit: Any) -> bool:
+    """Whether the gateway would read `limit` as a small limit: it reads 5.0 and "5" as 5 too (a
+    boolean it refuses)."""
+    if isinstance(limit, bool):
+        return False
+    try:
+        number = float(limit)
+    except (TypeError, ValueError):
+        return False
+    return 0 < number < 10_000
 
 
 def _checks_for(case: Any, response: httpx.Response) -> list[Any]:
