@@ -57,6 +57,11 @@ def eventually(check: Callable[[], Any], *, within: float = 60.0, what: str = ""
     return value
 
 
+def chat_usage_recorded(api: httpx.Client) -> bool:
+    """Whether usage-svc has recorded a chat turn's event (from JetStream, a moment after the answer)."""
+    return any(row["group"] == "chat" for row in api.get("/v1/usage", params={"group_by": "kind"}).json()["rows"])
+
+
 def sql(platform: Platform, query: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(platform.database_url) as conn:
         return conn.execute(query, params).fetchall()

@@ -3,7 +3,6 @@ the whole platform: ingest a folder, re-ingest it, a screenplay's scenes and cha
 chat and resume, export, usage as tables and CSV, and API errors as one line with a request id."""
 
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typer.testing import CliRunner, Result
 
 from parley.cli.main import app
 from parley.kit.devstack import Platform
+from tests.platforms import chat_usage_recorded, eventually
 from tests.samples import NOTES, SCRIPT
 
 
@@ -129,10 +129,7 @@ def test_chat_streams_an_answer_with_its_sources_then_resumes_and_exports(parley
 def test_usage_as_a_table_and_as_csv(parley: Parley, collection: str, api: httpx.Client) -> None:
     parley("chat", "--collection", collection, "-m", "Who says keys?")
     # usage-svc records the turn's event from JetStream, a moment after the answer.
-    deadline = time.monotonic() + 30
-    while not any(row["group"] == "chat" for row in api.get("/v1/usage", params={"group_by": "kind"}).json()["rows"]):
-        assert time.monotonic() < deadline, "the chat's usage event was never recorded"
-        time.sleep(0.2)
+    eventually(lambda: chat_usage_recorded(api), within=30, what="the chat's usage event is recorded")
     table = parley("usage", "--by", "kind")
     assert table.exit_code == 0, table.output
     assert "chat" in table.output and "total" in table.output

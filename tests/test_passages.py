@@ -2,7 +2,6 @@
 a search hit carries the first 280 characters; `GET /v1/documents/{id}/passages/{chunk_id}` gives
 the text the answer was given, for the caller's tenant only."""
 
-import time
 import uuid
 from typing import Any
 
@@ -10,15 +9,16 @@ import httpx
 import pytest
 
 from parley.kit.devstack import Platform
+from tests.platforms import eventually
 from tests.samples import GRINDER
 
 
 def _ready(api: httpx.Client, document_id: str) -> None:
-    deadline = time.monotonic() + 60
-    while api.get(f"/v1/documents/{document_id}").json()["status"] != "ready":
-        if time.monotonic() > deadline:
-            pytest.fail("the document did not become ready in 60 s")
-        time.sleep(0.25)
+    eventually(
+        lambda: api.get(f"/v1/documents/{document_id}").json()["status"] == "ready",
+        within=60,
+        what="the document became ready",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ Screenshots of every page are kept in `.parley/screenshots/` (the README says so
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +46,7 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-from tests.platforms import running_platform  # noqa: E402
+from tests.platforms import chat_usage_recorded, eventually, running_platform  # noqa: E402
 from tests.samples import NOTES, SCRIPT  # noqa: E402
 
 SLOW_ANSWER = " ".join(["The lighthouse keeper left the keys under the mat [1]."] * 20)
@@ -398,10 +397,7 @@ def test_usage_page_shows_cost_and_tokens_by_model_and_kind(
     )
     assert asked.status_code == 200, asked.text
     # usage-svc records the turn's event from JetStream, a moment after the answer.
-    deadline = time.monotonic() + 30
-    while not any(row["group"] == "chat" for row in api.get("/v1/usage", params={"group_by": "kind"}).json()["rows"]):
-        assert time.monotonic() < deadline, "the chat's usage event was never recorded"
-        time.sleep(0.2)
+    eventually(lambda: chat_usage_recorded(api), within=30, what="the chat's usage event is recorded")
     sign_in(page, key)
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("heading", name="Usage", level=1)).to_be_visible()
