@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from parley.kit.devstack import Platform
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.artifact_answers import COVERAGE_ASK, prompt_text
-from tests.platforms import NO_RATE_LIMITS, admin_client, eventually, running_platform
+from tests.platforms import NO_RATE_LIMITS, admin_client, eventually, running_platform, sql
 from tests.samples import SCRIPT
 
 CRITERIA = ["premise", "structure", "characters", "dialogue", "pacing"]
@@ -83,12 +82,12 @@ def the_coverage(api: httpx.Client, document_id: str) -> dict[str, Any]:
 
 def billed(platform: Platform, document_id: str) -> list[tuple[Any, ...]]:
     """The usage rows of the document's coverage calls: (request id, kind, output tokens, cost)."""
-    with psycopg.connect(platform.database_url) as conn:
-        return conn.execute(
-            "SELECT request_id, kind, output_tokens, cost_micros FROM usage.usage_events "
-            "WHERE request_id LIKE %s ORDER BY request_id",
-            (f"{document_id}:coverage:coverage:%",),
-        ).fetchall()
+    return sql(
+        platform,
+        "SELECT request_id, kind, output_tokens, cost_micros FROM usage.usage_events "
+        "WHERE request_id LIKE %s ORDER BY request_id",
+        f"{document_id}:coverage:coverage:%",
+    )
 
 
 def test_an_analyzed_script_gets_a_coverage_report_the_model_wrote_citing_its_scenes_and_billed(

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from parley.kit.devstack import Platform
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.platforms import NO_RATE_LIMITS, admin_client, eventually, running_platform
+from tests.platforms import NO_RATE_LIMITS, admin_client, eventually, running_platform, sql
 
 MODEL = "claude-sonnet-4-6"
 # usage-svc's row for Sonnet 4.6, micro-USD per million tokens.
@@ -108,12 +107,12 @@ def ask(api: httpx.Client, message: str, **where: Any) -> dict[str, Any]:
 
 def ledger(platform: Platform, conversation_id: str) -> list[tuple[int, ...]]:
     """usage-svc's chat events of the conversation, oldest first: tokens and what each was billed."""
-    with psycopg.connect(platform.database_url) as conn:
-        rows = conn.execute(
-            "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
-            " cost_micros FROM usage.usage_events WHERE conversation_id = %s AND kind = 'chat' ORDER BY occurred_at",
-            (conversation_id,),
-        ).fetchall()
+    rows = sql(
+        platform,
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
+        " cost_micros FROM usage.usage_events WHERE conversation_id = %s AND kind = 'chat' ORDER BY occurred_at",
+        conversation_id,
+    )
     return [tuple(row) for row in rows]
 
 
