@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a 
 import httpx
 
 from bench._common import machine
+from bench.end_to_end import running_platform, upload_until_ready
 from parley.kit.devstack import Platform, Ports
 
 TOKENS = 100
@@ -318,9 +319,7 @@ def fake_model(tokens: int = TOKENS) -> Iterator[tuple[int, subprocess.Popen[byt
 
 @contextlib.contextmanager
 def parley(fake_port: int) -> Iterator[tuple[Platform, str]]:
-    folder = Path(tempfile.mkdtemp(prefix="parley-paced-"))
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ |= {
+    settings = {
         "PARLEY_COMPATIBLE_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
         "PARLEY_COMPATIBLE_MODELS": "paced",
         # The bench measures the relay, not the limits: none (0 = no limit).
@@ -328,9 +327,7 @@ def parley(fake_port: int) -> Iterator[tuple[Platform, str]]:
         "PARLEY_RATE_CHAT_REQUESTS_PER_MINUTE": "0",
         "PARLEY_RATE_LLM_TOKENS_PER_MINUTE": "0",
     }
-    platform = Platform(folder, ports=Ports.free(), environ=environ)
-    platform.start()
-    try:
+    with running_platform(settings) as (platform, _):
         assert platform.secrets is not None
         api = httpx.Client(
             base_url=platform.gateway_url,
@@ -338,19 +335,8 @@ def parley(fake_port: int) -> Iterator[tuple[Platform, str]]:
             timeout=60,
         )
         collection = api.post("/v1/collections", json={"name": "manuals"}).raise_for_status().json()
-        document = api.post(
-            f"/v1/collections/{collection['id']}/documents",
-            files={"file": ("espresso.md", MANUAL.encode(), "text/markdown")},
-        ).raise_for_status()
-        deadline = time.monotonic() + 180
-        while api.get(f"/v1/documents/{document.json()['id']}").json()["status"] != "ready":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the manual was not ready within 180 s")
-            time.sleep(0.2)
+        upload_until_ready(api, collection["id"], "espresso.md", MANUAL)
         yield platform, collection["id"]
-    finally:
-        platform.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def install_litellm() -> Path | None:

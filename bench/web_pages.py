@@ -14,7 +14,6 @@ Skipped, with a message, without ../shared/data or chromium.
 
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,8 +22,8 @@ from pathlib import Path
 import httpx
 
 from bench._common import Table, median, ms, p95
+from bench.end_to_end import running_platform
 from bench.ingest import DATA, SAMPLES, _scenes, _vary, _wait_ready
-from parley.kit.devstack import Platform, Ports
 
 SCENES = 190
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -50,12 +49,7 @@ def run(*, quick: bool = False) -> list[Table]:
     from playwright.sync_api import Page, sync_playwright
 
     loads = 3 if quick else 10
-    folder = Path(tempfile.mkdtemp(prefix="parley-bench-web-"))
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_")}
-    environ["PARLEY_EMBEDDING_PROVIDER"] = "local"
-    platform = Platform(folder, ports=Ports.free(), environ=environ)
-    try:
-        platform.start()
+    with running_platform({"PARLEY_EMBEDDING_PROVIDER": "local"}) as (platform, _):
         assert platform.secrets is not None
         key = platform.secrets.admin_api_key
         with httpx.Client(
@@ -116,6 +110,3 @@ def run(*, quick: bool = False) -> list[Table]:
             ]
         )
         return [table]
-    finally:
-        platform.stop()
-        shutil.rmtree(folder, ignore_errors=True)
