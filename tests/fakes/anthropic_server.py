@@ -340,16 +340,21 @@ class FakeAnthropic(ScriptedServer):
                     _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
                 )
             await response.send_chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        await self._finish(response, usage, output_tokens=output, stop_reason="tool_use")
+
+    @staticmethod
+    async def _finish(response: Response, usage: CacheUsage, *, output_tokens: int, stop_reason: str) -> None:
+        """A stream's end: message_delta with the final usage, message_stop."""
         # message_delta's usage has no `cache_creation` breakdown: message_start's has.
         final_usage = {
             "input_tokens": usage.input_tokens,
             "cache_creation_input_tokens": usage.cache_creation_input_tokens,
             "cache_read_input_tokens": usage.cache_read_input_tokens,
-            "output_tokens": output,
+            "output_tokens": output_tokens,
         }
         message_delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
             "usage": final_usage,
         }
         await response.send_chunk(_sse("message_delta", message_delta))
@@ -405,17 +410,4 @@ class FakeAnthropic(ScriptedServer):
             with self._served_lock:
                 serving.output_tokens = max(1, answer.tokens_through[sent])
         await response.send_chunk(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        final_usage = {
-            "input_tokens": usage.input_tokens,
-            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-            "cache_read_input_tokens": usage.cache_read_input_tokens,
-            "output_tokens": answer.tokens,
-        }
-        message_delta = {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": final_usage,
-        }
-        await response.send_chunk(_sse("message_delta", message_delta))
-        await response.send_chunk(_sse("message_stop", {"type": "message_stop"}))
-        await response.end_stream()
+        await self._finish(response, usage, output_tokens=answer.tokens, stop_reason=stop_reason)
