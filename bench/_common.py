@@ -1,6 +1,7 @@
 """What every benchmark shares: repeated timing, medians and p95s, the machine, the tables."""
 
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -45,6 +46,14 @@ def p95(samples: Sequence[float]) -> float:
     ordered = sorted(samples)
     rank = max(1, round(0.95 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def quantile(samples: Sequence[float], q: float) -> float:
+    """The nearest-rank q-quantile (0 < q <= 1); nan without samples."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def repeat(action: Callable[[], object], *, times: int, warmup: int = 1) -> list[float]:

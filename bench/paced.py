@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a 
 
 import httpx
 
-from bench._common import machine
+from bench._common import machine, quantile
 from bench.end_to_end import running_platform, upload_until_ready
 from parley.kit.devstack import Platform, Ports
 
@@ -221,14 +221,6 @@ class Level:
 
     def end(self, q: float) -> float:
         return quantile([turn.end for turn in self.good()], q)
-
-
-def quantile(samples: list[float], q: float) -> float:
-    """Nearest rank; nan without samples."""
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def run_level(target: Target, clients: int, seconds: float) -> Level:

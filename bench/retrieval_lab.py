@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` as a package, from any folder
 
 import parley.retrieval
-from bench._common import Table, machine
+from bench._common import Table, machine, quantile
 from parley.kit import db
 from parley.kit.db import Sessions
 from parley.kit.devstack import EmbeddedPostgres
@@ -167,9 +167,7 @@ def quality_row(name: str, rankings: dict[str, Ranking], qrels: dict[str, dict[s
 
 
 def percentiles(samples_ms: Sequence[float]) -> tuple[str, str]:
-    ordered = sorted(samples_ms)
-    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-    return f"{statistics.median(ordered):.1f}", f"{p99:.1f}"
+    return f"{statistics.median(samples_ms):.1f}", f"{quantile(samples_ms, 0.99):.1f}"
 
 
 # --- fusion -----------------------------------------------------------------------------------
