@@ -15,7 +15,6 @@ bench/run.py's interface.
 """
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ from parley.gateway.clients import Clients
 from parley.gateway.config import Settings
 from parley.kit import bus, db
 from parley.kit.devstack import EmbeddedNats, EmbeddedPostgres, free_port
-from parley.kit.identity import Signer
 
 PEPPER = "bench-pepper-3f9a"
 
@@ -87,7 +85,7 @@ async def _measure(database_url: str, nats_url: str, *, samples: int) -> dict[st
         api_key_pepper=PEPPER,
         internal_secret="bench-internal-secret",
     )
-    signer = Signer("bench-internal-secret")
+    signer = settings.signer()
     clients = Clients.open(
         ingestion_target=nowhere,
         chat_target=nowhere,
@@ -149,7 +147,6 @@ def run(*, quick: bool = False) -> Table:
         nats = EmbeddedNats(Path(folder) / "nats", port=free_port())
         try:
             database_url, nats_url = postgres.start(), nats.start()
-            os.environ.setdefault("PARLEY_INTERNAL_SECRET", "bench-internal-secret")
             times = asyncio.run(_measure(database_url, nats_url, samples=samples))
         finally:
             nats.stop()
