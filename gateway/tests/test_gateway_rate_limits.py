@@ -14,21 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from nats.aio.client import Client as NatsClient
 from sqlalchemy import select, update
 
 from parley.gateway import auth, store
-from parley.gateway.api.deps import Services
-from parley.gateway.app import create_app
-from parley.gateway.auth import Authenticator
-from parley.gateway.clients import Clients
-from parley.gateway.config import Settings
 from parley.gateway.models import rate_counters, tenants
 from parley.kit import db
 from parley.kit.devstack import free_port
-from parley.kit.testing import TEST_INTERNAL_SECRET, TEST_SIGNER, Infra
+from parley.kit.testing import TEST_INTERNAL_SECRET, Infra
 
-from .conftest import PEPPER
+from .conftest import PEPPER, OpenGateway
 from .test_gateway_people import new_owner
 
 LIMIT = 12
@@ -154,45 +148,13 @@ async def test_a_tenant_sets_its_own_limits(gateway: httpx.AsyncClient, sessions
 
 
 @pytest_asyncio.fixture
-async def gateway_without_store(infra: Infra, nats_client: NatsClient) -> AsyncIterator[httpx.AsyncClient]:
-    nowhere = f"127.0.0.1:{free_port()}"
-    config = Settings(
-        env="test",
-        database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
-        nats_url=infra.nats_url,
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        retrieval_target=nowhere,
-        api_key_pepper=PEPPER,
-    )
-    engine = db.create_engine(config.database_url)
-    clients = Clients.open(
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        retrieval_target=nowhere,
-        deadline_seconds=1,
-        signer=TEST_SIGNER,
-    )
-    services = Services(
-        settings=config,
-        sessions=db.session_factory(engine),
-        nc=nats_client,
-        js=nats_client.jetstream(),
-        authenticator=Authenticator.from_settings(config),
-        ingestion=clients.ingestion,
-        retrieval=clients.retrieval,
-        chat=clients.chat,
-        usage=clients.usage,
-    )
+async def gateway_without_store(open_gateway: OpenGateway) -> AsyncIterator[httpx.AsyncClient]:
+    database_url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    engine = db.create_engine(database_url)
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway"
-        ) as client:
+        async with open_gateway(database_url=database_url, sessions=db.session_factory(engine)) as client:
             yield client
     finally:
-        await clients.close()
         await engine.dispose()
 
 
