@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -79,6 +79,12 @@ async def _tenant_limit(sessions: db.Sessions, headers: dict[str, str], **limits
         return found.principal.user_id
 
 
+async def window_counts(sessions: db.Sessions, bucket: str) -> Sequence[int]:
+    """A bucket's count in each window the store kept for it."""
+    async with sessions() as session:
+        return (await session.scalars(select(rate_counters.c.count).where(rate_counters.c.bucket == bucket))).all()
+
+
 async def test_two_replicas_admit_no_more_than_the_limit_between_them(
     two_gateways: list[str], sessions: db.Sessions
 ) -> None:
@@ -92,16 +98,7 @@ async def test_two_replicas_admit_no_more_than_the_limit_between_them(
     refused = [answer for answer in answers if answer.status_code == 429]
     assert len(admitted) + len(refused) == len(answers), {answer.status_code for answer in answers}
     # The count per window, as the store kept it: a run that straddles a minute has two.
-    async with sessions() as session:
-        windows = (
-            (
-                await session.execute(
-                    select(rate_counters.c.count).where(rate_counters.c.bucket == f"user:{user_id}:req")
-                )
-            )
-            .scalars()
-            .all()
-        )
+    windows = await window_counts(sessions, f"user:{user_id}:req")
     assert sum(min(count, LIMIT) for count in windows) == len(admitted)
     assert len(admitted) <= LIMIT * len(windows)
     assert {answer.url.host for answer in admitted} == {"127.0.0.1"}
@@ -118,16 +115,7 @@ async def test_the_ninth_chat_request_of_a_minute_is_429(gateway: httpx.AsyncCli
     user_id = await _tenant_limit(sessions, owner)
     # Invalid bodies answer at once (422); they count as requests all the same.
     answers = [(await gateway.post("/v1/chat", json={}, headers=owner)).status_code for _ in range(9)]
-    async with sessions() as session:
-        windows = (
-            (
-                await session.execute(
-                    select(rate_counters.c.count).where(rate_counters.c.bucket == f"user:{user_id}:chat")
-                )
-            )
-            .scalars()
-            .all()
-        )
+    windows = await window_counts(sessions, f"user:{user_id}:chat")
     if len(windows) == 1:  # a run that straddles a minute starts a new window: then all nine pass
         assert answers == [422] * 8 + [429]
     else:

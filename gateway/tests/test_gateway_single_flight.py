@@ -9,16 +9,15 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from sqlalchemy import event, select
+from sqlalchemy import event
 
-from parley.gateway.models import rate_counters
 from parley.gateway.single_flight import Coalescer
 from parley.kit import db
 from parley.kit.testing import Infra
 
 from .conftest import PEPPER, OpenGateway
 from .test_gateway_people import new_owner
-from .test_gateway_rate_limits import _tenant_limit
+from .test_gateway_rate_limits import _tenant_limit, window_counts
 
 BURST = 200
 LIMIT = 150
@@ -64,9 +63,7 @@ async def test_a_burst_is_counted_request_by_request(small_gateway: SmallGateway
     answers = await asyncio.gather(*(small_gateway.client.get("/v1/me", headers=owner) for _ in range(BURST)))
     statuses = [answer.status_code for answer in answers]
     assert set(statuses) <= {200, 429}
-    async with small_gateway.sessions() as session:
-        bucket = rate_counters.c.bucket == f"user:{user_id}:req"
-        counts = (await session.execute(select(rate_counters.c.count).where(bucket))).scalars().all()
+    counts = await window_counts(small_gateway.sessions, f"user:{user_id}:req")
     # Every request counted once; as many admitted as the limit allows in each window (a burst
     # that straddles a minute has two), each with its own place in the count.
     assert sum(counts) == BURST
