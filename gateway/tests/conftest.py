@@ -41,13 +41,17 @@ OpenGateway = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 @pytest.fixture(scope="session")
 def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -> OpenGateway:
     """Opens the gateway app over a real ASGI transport. Backends not given (`*_target`) point at a
-    port where nothing listens; `chat` replaces the chat backend (a fake of its Protocol); other
-    keywords are settings."""
+    port where nothing listens; `chat` replaces the chat backend (a fake of its Protocol); `sessions`
+    replaces the shared session factory (its `database_url` is then given too); other keywords
+    are settings."""
+    shared = sessions
 
     @asynccontextmanager
     async def open_app(
         *,
         chat: ChatBackend | None = None,
+        sessions: db.Sessions | None = None,
+        database_url: str = "",
         usage_target: str = "",
         ingestion_target: str = "",
         retrieval_target: str = "",
@@ -56,7 +60,7 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
         nowhere = f"127.0.0.1:{free_port()}"
         config = Settings(
             env="test",
-            database_url=infra.database_url,
+            database_url=database_url or infra.database_url,
             nats_url=infra.nats_url,
             ingestion_target=ingestion_target or nowhere,
             chat_target=nowhere,
@@ -76,7 +80,7 @@ def open_gateway(infra: Infra, sessions: db.Sessions, nats_client: NatsClient) -
         )
         services = Services(
             settings=config,
-            sessions=sessions,
+            sessions=sessions or shared,
             nc=nats_client,
             js=nats_client.jetstream(),
             authenticator=Authenticator.from_settings(config),

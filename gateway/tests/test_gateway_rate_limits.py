@@ -8,27 +8,21 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from nats.aio.client import Client as NatsClient
 from sqlalchemy import select, update
 
 from parley.gateway import auth, store
-from parley.gateway.api.deps import Services
-from parley.gateway.app import create_app
-from parley.gateway.auth import Authenticator
-from parley.gateway.clients import Clients
-from parley.gateway.config import Settings
 from parley.gateway.models import rate_counters, tenants
 from parley.kit import db
 from parley.kit.devstack import free_port
-from parley.kit.testing import TEST_INTERNAL_SECRET, TEST_SIGNER, Infra
+from parley.kit.testing import TEST_INTERNAL_SECRET, Infra
 
-from .conftest import PEPPER
+from .conftest import PEPPER, OpenGateway
 from .test_gateway_people import new_owner
 
 LIMIT = 12
@@ -85,6 +79,12 @@ async def _tenant_limit(sessions: db.Sessions, headers: dict[str, str], **limits
         return found.principal.user_id
 
 
+async def window_counts(sessions: db.Sessions, bucket: str) -> Sequence[int]:
+    """A bucket's count in each window the store kept for it."""
+    async with sessions() as session:
+        return (await session.scalars(select(rate_counters.c.count).where(rate_counters.c.bucket == bucket))).all()
+
+
 async def test_two_replicas_admit_no_more_than_the_limit_between_them(
     two_gateways: list[str], sessions: db.Sessions
 ) -> None:
@@ -98,16 +98,7 @@ async def test_two_replicas_admit_no_more_than_the_limit_between_them(
     refused = [answer for answer in answers if answer.status_code == 429]
     assert len(admitted) + len(refused) == len(answers), {answer.status_code for answer in answers}
     # The count per window, as the store kept it: a run that straddles a minute has two.
-    async with sessions() as session:
-        windows = (
-            (
-                await session.execute(
-                    select(rate_counters.c.count).where(rate_counters.c.bucket == f"user:{user_id}:req")
-                )
-            )
-            .scalars()
-            .all()
-        )
+    windows = await window_counts(sessions, f"user:{user_id}:req")
     assert sum(min(count, LIMIT) for count in windows) == len(admitted)
     assert len(admitted) <= LIMIT * len(windows)
     assert {answer.url.host for answer in admitted} == {"127.0.0.1"}
@@ -124,16 +115,7 @@ async def test_the_ninth_chat_request_of_a_minute_is_429(gateway: httpx.AsyncCli
     user_id = await _tenant_limit(sessions, owner)
     # Invalid bodies answer at once (422); they count as requests all the same.
     answers = [(await gateway.post("/v1/chat", json={}, headers=owner)).status_code for _ in range(9)]
-    async with sessions() as session:
-        windows = (
-            (
-                await session.execute(
-                    select(rate_counters.c.count).where(rate_counters.c.bucket == f"user:{user_id}:chat")
-                )
-            )
-            .scalars()
-            .all()
-        )
+    windows = await window_counts(sessions, f"user:{user_id}:chat")
     if len(windows) == 1:  # a run that straddles a minute starts a new window: then all nine pass
         assert answers == [422] * 8 + [429]
     else:
@@ -154,45 +136,13 @@ async def test_a_tenant_sets_its_own_limits(gateway: httpx.AsyncClient, sessions
 
 
 @pytest_asyncio.fixture
-async def gateway_without_store(infra: Infra, nats_client: NatsClient) -> AsyncIterator[httpx.AsyncClient]:
-    nowhere = f"127.0.0.1:{free_port()}"
-    config = Settings(
-        env="test",
-        database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
-        nats_url=infra.nats_url,
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        retrieval_target=nowhere,
-        api_key_pepper=PEPPER,
-    )
-    engine = db.create_engine(config.database_url)
-    clients = Clients.open(
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        retrieval_target=nowhere,
-        deadline_seconds=1,
-        signer=TEST_SIGNER,
-    )
-    services = Services(
-        settings=config,
-        sessions=db.session_factory(engine),
-        nc=nats_client,
-        js=nats_client.jetstream(),
-        authenticator=Authenticator.from_settings(config),
-        ingestion=clients.ingestion,
-        retrieval=clients.retrieval,
-        chat=clients.chat,
-        usage=clients.usage,
-    )
+async def gateway_without_store(open_gateway: OpenGateway) -> AsyncIterator[httpx.AsyncClient]:
+    database_url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    engine = db.create_engine(database_url)
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway"
-        ) as client:
+        async with open_gateway(database_url=database_url, sessions=db.session_factory(engine)) as client:
             yield client
     finally:
-        await clients.close()
         await engine.dispose()
 
 

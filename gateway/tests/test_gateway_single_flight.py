@@ -9,23 +9,15 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from nats.aio.client import Client as NatsClient
-from sqlalchemy import event, select
+from sqlalchemy import event
 
-from parley.gateway.api.deps import Services
-from parley.gateway.app import create_app
-from parley.gateway.auth import Authenticator
-from parley.gateway.clients import Clients
-from parley.gateway.config import Settings
-from parley.gateway.models import rate_counters
 from parley.gateway.single_flight import Coalescer
 from parley.kit import db
-from parley.kit.devstack import free_port
-from parley.kit.testing import TEST_SIGNER, Infra
+from parley.kit.testing import Infra
 
-from .conftest import PEPPER
+from .conftest import PEPPER, OpenGateway
 from .test_gateway_people import new_owner
-from .test_gateway_rate_limits import _tenant_limit
+from .test_gateway_rate_limits import _tenant_limit, window_counts
 
 BURST = 200
 LIMIT = 150
@@ -39,44 +31,12 @@ class SmallGateway:
 
 
 @pytest_asyncio.fixture
-async def small_gateway(infra: Infra, nats_client: NatsClient, sessions: db.Sessions) -> AsyncIterator[SmallGateway]:
+async def small_gateway(infra: Infra, open_gateway: OpenGateway, sessions: db.Sessions) -> AsyncIterator[SmallGateway]:
     """The gateway app on a database pool of two connections, counting its key lookups."""
-    nowhere = f"127.0.0.1:{free_port()}"
-    config = Settings(
-        env="test",
-        database_url=infra.database_url,
-        nats_url=infra.nats_url,
-        ingestion_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        retrieval_target=nowhere,
-        api_key_pepper=PEPPER,
-    )
-    engine = db.create_engine(config.database_url, pool_size=1)  # + 1 overflow
-
-    clients = Clients.open(
-        ingestion_target=nowhere,
-        retrieval_target=nowhere,
-        chat_target=nowhere,
-        usage_target=nowhere,
-        deadline_seconds=2,
-        signer=TEST_SIGNER,
-    )
-    services = Services(
-        settings=config,
-        sessions=db.session_factory(engine),
-        nc=nats_client,
-        js=nats_client.jetstream(),
-        authenticator=Authenticator.from_settings(config),
-        ingestion=clients.ingestion,
-        retrieval=clients.retrieval,
-        chat=clients.chat,
-        usage=clients.usage,
-    )
+    engine = db.create_engine(infra.database_url, pool_size=1)  # + 1 overflow
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(services)), base_url="http://gateway", timeout=60
-        ) as client:
+        async with open_gateway(sessions=db.session_factory(engine)) as client:
+            client.timeout = httpx.Timeout(60)
             gateway = SmallGateway(client, sessions)
 
             def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -86,7 +46,6 @@ async def small_gateway(infra: Infra, nats_client: NatsClient, sessions: db.Sess
             event.listen(engine.sync_engine, "before_cursor_execute", count)
             yield gateway
     finally:
-        await clients.close()
         await engine.dispose()
 
 
@@ -104,9 +63,7 @@ async def test_a_burst_is_counted_request_by_request(small_gateway: SmallGateway
     answers = await asyncio.gather(*(small_gateway.client.get("/v1/me", headers=owner) for _ in range(BURST)))
     statuses = [answer.status_code for answer in answers]
     assert set(statuses) <= {200, 429}
-    async with small_gateway.sessions() as session:
-        bucket = rate_counters.c.bucket == f"user:{user_id}:req"
-        counts = (await session.execute(select(rate_counters.c.count).where(bucket))).scalars().all()
+    counts = await window_counts(small_gateway.sessions, f"user:{user_id}:req")
     # Every request counted once; as many admitted as the limit allows in each window (a burst
     # that straddles a minute has two), each with its own place in the count.
     assert sum(counts) == BURST

@@ -99,7 +99,7 @@ class RateLimiter:
         counted once, by all of them, and each request is given its own place in the count (the
         k-th of them is admitted exactly when k requests alone would have been). Every bucket is
         counted in one statement."""
-        checks = [(kind, limit) for kind, limit in (("req", limits.requests_per_minute),) if limit > 0]
+        checks = [("req", limits.requests_per_minute)] if limits.requests_per_minute > 0 else []
         if chat and limits.chat_requests_per_minute > 0:
             checks.append(("chat", limits.chat_requests_per_minute))
         tokens_limited = chat and limits.llm_tokens_per_minute > 0

@@ -177,7 +177,7 @@ class SignIn:
         refusal = self.sso.refusal(claims)
         if refusal is not None:
             raise ApiError(403, "forbidden", refusal)
-        found = await self.sso.authenticate(session, token)
+        found = await self.sso.holder(session, claims)  # `claims` are the verified token's
         if found is None:
             tenant = claims.get(self.sso.config.tenant_claim) or self.sso.config.default_tenant
             raise ApiError(403, "forbidden", f"Parley has no tenant named {str(tenant)[:80]!r}: ask your administrator")

@@ -169,8 +169,12 @@ class SingleSignOn:
 
     async def authenticate(self, session: AsyncSession, token: str) -> tuple[Principal, store.TenantLimits] | None:
         claims = await self.claims(token)
-        if claims is None:
-            return None
+        return None if claims is None else await self.holder(session, claims)
+
+    async def holder(
+        self, session: AsyncSession, claims: dict[str, Any]
+    ) -> tuple[Principal, store.TenantLimits] | None:
+        """The person verified claims name (created on first sight) and their tenant's limits."""
         tenant_name = str(claims.get(self.config.tenant_claim) or self.config.default_tenant)
         role = str(claims.get(self.config.role_claim) or self.config.default_role)
         if not tenant_name or role not in ROLES:

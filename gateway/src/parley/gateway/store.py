@@ -567,4 +567,4 @@ async def read_window(*, session: AsyncSession, buckets: list[str], window_start
 
 
 async def forget_windows_before(*, session: AsyncSession, before: datetime) -> None:
-    await session.execute(delete(rate_counters).where(and_(rate_counters.c.window_start < before)))
+    await session.execute(delete(rate_counters).where(rate_counters.c.window_start < before))

@@ -34,6 +34,7 @@ from parley.gateway.schemas.people import (
 from parley.gateway.store import Principal
 from parley.kit.errors import InvalidInput
 from parley.kit.paging import DEFAULT_PAGE_SIZE, Cursor, decode_token, encode_token
+from parley.kit.timestamps import as_utc
 
 router = APIRouter(prefix="/v1", tags=["people"])
 
@@ -178,7 +179,7 @@ async def delete_user(user_id: IdPath, who: PeopleAdmin, services: Deps) -> None
 async def create_key(body: KeyIn, who: CurrentPrincipal, services: Deps) -> KeyCreated:
     """A new API key: for the caller, or (an admin) for another user of the tenant. `key` is the
     secret, shown in this answer only; `prefix` is how to recognise it later."""
-    if body.expires_at is not None and _aware(body.expires_at) <= datetime.now(UTC):
+    if body.expires_at is not None and as_utc(body.expires_at) <= datetime.now(UTC):
         raise ApiError(422, "invalid_request", "expires_at must be in the future")
     key = auth.new_api_key()
     async with store.tenant_transaction(services.sessions, who.tenant_id) as session:
@@ -327,7 +328,3 @@ def _uuid(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise ApiError(404, "not_found", f"{value} not found") from None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -23,7 +23,7 @@ from parley.gateway.schemas.usage import (
     UserBudgetIn,
     UserBudgetOut,
 )
-from parley.kit.timestamps import to_timestamp
+from parley.kit.timestamps import as_utc, to_timestamp
 from parley.v1 import usage_pb2
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -48,10 +48,6 @@ def _iso_time(value: object) -> object:
 IsoTime = Annotated[datetime | None, BeforeValidator(_iso_time), Query(description="ISO 8601; UTC if no zone")]
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @router.get("/usage")
 async def get_usage(
     who: Reader,
@@ -66,8 +62,8 @@ async def get_usage(
     """Tokens and cost of the tenant's model calls; `since`/`until` default to the last 30 days
     (until now). `since` not before `until` is a 400."""
     # A time without a zone is UTC, the zone every stored time is in.
-    until = _utc(until) if until else datetime.now(UTC)
-    since = _utc(since) if since else until - timedelta(days=30)
+    until = as_utc(until) if until else datetime.now(UTC)
+    since = as_utc(since) if since else until - timedelta(days=30)
     if since >= until:
         raise ApiError(400, "invalid_argument", "since must be before until")
     response = await usage.get_usage(
