@@ -149,11 +149,8 @@ class FrontDoor:
         extra_headers.extend((name.lower().encode(), value.encode()) for name, value in verdict.headers().items())
         if not verdict.allowed:
             rate_limited.labels(verdict.what).inc()
-            return errors.error_response(
-                429,
-                "rate_limited",
-                f"too many {verdict.what}: {verdict.limit} a minute; retry in {verdict.reset_seconds} s",
-            )
+            refusal = verdict.refusal()  # its headers are in extra_headers already
+            return errors.error_response(refusal.status, refusal.code, refusal.message)
         scope[PRINCIPAL] = principal
         if any(len(segment) > MAX_ID_CHARS for segment in path.split("/")):
             return errors.error_response(404, "not_found", "no such id")

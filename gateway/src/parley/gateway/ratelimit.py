@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.gateway import store
 from parley.gateway.access import Principal
+from parley.gateway.errors import ApiError
 from parley.kit.db import Sessions
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class Verdict:
         if not self.allowed:
             headers["Retry-After"] = str(self.reset_seconds)
         return headers
+
+    def refusal(self) -> ApiError:
+        """The 429 every refused request gets, whichever limit refused it."""
+        message = f"too many {self.what}: {self.limit} a minute; retry in {self.reset_seconds} s"
+        return ApiError(429, "rate_limited", message, headers=self.headers())
 
 
 def _buckets(who: Principal, kind: str) -> list[str]:

@@ -121,11 +121,6 @@ async def _admit(request: Request, services: Services) -> None:
         return
     address = request.client.host if request.client else "unknown"
     async with services.sessions.begin() as session:
-        verdict = await services.limiter.admit_address(session, address, what="sign-ins", limit=limit)
+        verdict = await services.limiter.admit_address(session, address, what="sign-ins from this address", limit=limit)
     if not verdict.allowed:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many sign-ins from this address: {limit} a minute; retry in {verdict.reset_seconds} s",
-            headers=verdict.headers(),
-        )
+        raise verdict.refusal()
