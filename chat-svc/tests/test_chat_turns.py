@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat import events, grpc_api, store
 from parley.chat.clients import Budget, Hold, UsageClient
@@ -1154,6 +1155,21 @@ async def lapse(sessions: db.Sessions, *turn_ids: str) -> None:
         )
 
 
+async def add_lapsed_turn(
+    session: AsyncSession, h: Harness, conversation_id: str, turn_id: str, *, provider: str, model: str
+) -> None:
+    """A running turn whose replica is long gone: its lease lapsed a second ago."""
+    await store.add_turn(
+        session=session,
+        owner=h.owner,
+        conversation_id=conversation_id,
+        turn_id=turn_id,
+        lease=timedelta(seconds=-1),
+        provider=provider,
+        model=model,
+    )
+
+
 async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_its_stream_ended(
     settings: Settings,
     sessions: db.Sessions,
@@ -1219,15 +1235,7 @@ async def test_cancelling_a_turn_whose_replica_died_settles_it_at_once(
     orphan = str(uuid.uuid4())
     started = await h.runner.start(h.identity, h.ask())
     async with sessions.begin() as session:
-        await store.add_turn(
-            session=session,
-            owner=h.owner,
-            conversation_id=started.conversation_id,
-            turn_id=orphan,
-            lease=timedelta(seconds=-1),  # its replica is long gone
-            provider="local",
-            model="local",
-        )
+        await add_lapsed_turn(session, h, started.conversation_id, orphan, provider="local", model="local")
         await store.set_turn_hold(session=session, turn_id=orphan, reservation_id=str(uuid.uuid4()))
     elsewhere = (await harness(settings, sessions, nats_client)).runner
 
@@ -1251,14 +1259,8 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     # A replica wrote the turn and placed its hold, then died before recording the hold on the turn.
     turn_id = str(uuid.uuid4())
     async with sessions.begin() as session:
-        await store.add_turn(
-            session=session,
-            owner=h.owner,
-            conversation_id=first.conversation_id,
-            turn_id=turn_id,
-            lease=timedelta(seconds=-1),
-            provider="anthropic",
-            model="claude-haiku-4-5",
+        await add_lapsed_turn(
+            session, h, first.conversation_id, turn_id, provider="anthropic", model="claude-haiku-4-5"
         )
     await client.reserve(
         h.identity,
@@ -1290,14 +1292,8 @@ async def test_what_the_provider_reported_before_the_replica_died_is_what_is_bil
     turn_id, hold = str(uuid.uuid4()), str(uuid.uuid4())
     reported = common_pb2.TokenUsage(input_tokens=1_200, output_tokens=300, cache_write_tokens=800)
     async with sessions.begin() as session:
-        await store.add_turn(
-            session=session,
-            owner=h.owner,
-            conversation_id=first.conversation_id,
-            turn_id=turn_id,
-            lease=timedelta(seconds=-1),
-            provider="anthropic",
-            model="claude-sonnet-4-6",
+        await add_lapsed_turn(
+            session, h, first.conversation_id, turn_id, provider="anthropic", model="claude-sonnet-4-6"
         )
         await store.set_turn_hold(session=session, turn_id=turn_id, reservation_id=hold)
         await store.record_reported_usage(
