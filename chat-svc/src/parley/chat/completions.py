@@ -56,8 +56,8 @@ from parley.chat.providers import (
     billed_calls,
     choose,
     configured_model,
+    cut_off_usage,
     hold_routes,
-    text_token_bound,
 )
 from parley.kit.contracts import COMPLETION_KINDS, MAX_COMPLETION_CHARS, MAX_OUTPUT_TOKENS
 from parley.kit.errors import InvalidInput, Unavailable
@@ -117,6 +117,10 @@ class _Collected:
                 self.finished = event
         assert self.finished is not None, "a provider stream ends with Finished"
         return self.finished
+
+    def cut_off(self, input_bound: int) -> common_pb2.TokenUsage:
+        """What the provider charges for the call cut off by us here (`providers.cut_off_usage`)."""
+        return cut_off_usage(self.reported, self.since_report, prompt_bound=lambda: input_bound)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -202,10 +206,10 @@ class Completions:
                     lambda attempt: self._bill_attempt(call, attempt),
                 )
         except asyncio.CancelledError:  # the caller went away: the provider charges for what it said
-            await self._failed(call, "cancelled", usage=_cut_off(call, answer))
+            await self._failed(call, "cancelled", usage=answer.cut_off(call.input_bound))
             raise
         except TimeoutError:
-            await self._failed(call, "deadline_exceeded", usage=_cut_off(call, answer))
+            await self._failed(call, "deadline_exceeded", usage=answer.cut_off(call.input_bound))
             raise Unavailable(f"{provider.name} did not answer within the call's deadline") from None
         except StreamBroken as broken:
             await self._failed(
@@ -287,16 +291,3 @@ def _provider_deadline(deadline: float | None) -> float | None:
         return None
     left = max(0.0, deadline - asyncio.get_running_loop().time())
     return deadline - min(RECORD_MAX_SECONDS, left * RECORD_SHARE)
-
-
-def _cut_off(call: _Call, answer: _Collected) -> common_pb2.TokenUsage:
-    """What a provider cut off by us charges, never less: what it reported, plus the bytes of the
-    text received since (a bound of its tokens); with no report but text, the provider's bound of
-    the prompt for the input; nothing when it neither reported nor said anything."""
-    usage = common_pb2.TokenUsage()
-    if answer.reported is not None:
-        usage.CopyFrom(answer.reported.usage)
-    elif answer.since_report:
-        usage.input_tokens = call.input_bound
-    usage.output_tokens += text_token_bound(answer.since_report)
-    return usage

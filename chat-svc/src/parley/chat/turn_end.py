@@ -13,7 +13,7 @@ How a turn fails (the usage event always settles the hold):
   the client gets `usage` then `error`, and the turn is `failed`;
 - cancelled: no message is stored; the usage event bills what the provider reported (its input)
   and a bound of the text it produced since (its bytes), or nothing if it did neither
-  (turn_run.cancelled_usage);
+  (providers.cut_off_usage);
 - an attempt the provider billed and then failed before its answer (`FailedAttempt`, retried or
   not) is billed as it happens, its own usage event (`bill_attempt`), whatever the turn's end;
 - a failure of our own after the model began answering (the event bus went away mid-answer, …):
