@@ -53,11 +53,10 @@ from parley.chat.providers import (
     Reported,
     StreamBroken,
     TextDelta,
-    billed_calls,
     choose,
     configured_model,
     cut_off_usage,
-    hold_routes,
+    hold_size,
 )
 from parley.kit.contracts import COMPLETION_KINDS, MAX_COMPLETION_CHARS, MAX_OUTPUT_TOKENS
 from parley.kit.errors import InvalidInput, Unavailable
@@ -180,14 +179,14 @@ class Completions:
         # The hold on the provider's bound of the prompt (never less than the bill); a call cut off
         # is billed on our estimate, as a cancelled turn is.
         bound = await asyncio.to_thread(provider.count_tokens, prompt, model=model)
-        calls = billed_calls(provider)
+        size = hold_size(provider, model, input_tokens=bound, max_output_tokens=max_tokens)
         hold = await self._budget.reserve(
             identity,
             provider=provider.name,
             model=model,
-            input_tokens=bound * calls,
-            max_output_tokens=max_tokens * calls,
-            fallbacks=hold_routes(provider, model)[1:],
+            input_tokens=size.input_tokens,
+            max_output_tokens=size.max_output_tokens,
+            fallbacks=size.fallbacks,
         )
         call = _Call(
             identity=dataclasses.replace(identity, request_id=request.request_id or identity.request_id),

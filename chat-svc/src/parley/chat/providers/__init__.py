@@ -34,7 +34,15 @@ from parley.chat.providers.errors import (
 from parley.chat.providers.local import LocalProvider
 from parley.chat.providers.openai import OpenAIProvider
 from parley.chat.providers.registry import EXTRACTIVE, choose, configured_model, providers, summary_model
-from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route, billed_calls, hold_routes
+from parley.chat.providers.reliability import (
+    HoldSize,
+    ReliableProvider,
+    RetryPolicy,
+    Route,
+    billed_calls,
+    hold_routes,
+    hold_size,
+)
 
 __all__ = [
     "EXTRACTIVE",
@@ -42,6 +50,7 @@ __all__ = [
     "FailedAttempt",
     "Finished",
     "FirstTokenTimeout",
+    "HoldSize",
     "LlmProvider",
     "LocalProvider",
     "OpenAIProvider",
@@ -60,6 +69,7 @@ __all__ = [
     "configured_model",
     "cut_off_usage",
     "hold_routes",
+    "hold_size",
     "prompt_tokens",
     "providers",
     "request_token_bound",
