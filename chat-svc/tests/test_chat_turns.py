@@ -843,12 +843,13 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     nats_client: NatsClient,
     anthropic_fake: FakeAnthropic,
     usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    target, budgets, recorder = usage_svc
+    _, budgets, recorder = usage_svc
+    client = usage_client
     anthropic_fake.reset()
     haiku = "claude-haiku-4-5"  # $1 in, $5 out per million tokens in usage-svc's price table
     claude = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=haiku)
-    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
     h = await harness(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
@@ -874,7 +875,6 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
         await h.runner.start(h.identity, ask)
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the gateway's 402
     assert len(anthropic_fake.received) == 1, "a refused turn never calls the model"
-    await client.close()
     await claude.close()
 
 
@@ -1175,9 +1175,10 @@ async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_i
     sessions: db.Sessions,
     nats_client: NatsClient,
     usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    target, budgets, recorder = usage_svc
-    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
+    _, budgets, recorder = usage_svc
+    client = usage_client
     h = await harness(settings, sessions, nats_client, provider=PricedEndlessProvider(), usage=client)
     # Replica A takes a turn, says "Descale " and dies: it stops renewing the turn's lease (its task
     # lingers in this test process, as a replica that froze would).
@@ -1225,7 +1226,6 @@ async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_i
     assert replica_a.cancel_here(h.owner, conversation_id=dead.conversation_id, turn_id=dead.turn_id)
     await replica_a.drain(grace_seconds=1)
     assert await h.usage_events(dead.conversation_id) == [], "no second usage event joins the relayed one"
-    await client.close()
 
 
 async def test_cancelling_a_turn_whose_replica_died_settles_it_at_once(
@@ -1250,9 +1250,10 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     sessions: db.Sessions,
     nats_client: NatsClient,
     usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    target, budgets, _ = usage_svc
-    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
+    _, budgets, _ = usage_svc
+    client = usage_client
     h = await harness(settings, sessions, nats_client, usage=client)
     first = await h.runner.start(h.identity, h.ask())
     await read_turn(nats_client, first)
@@ -1279,7 +1280,6 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     assert all(event.billed_at_hold is False for event in await h.usage_events(first.conversation_id))
     view = await h.conversations.turn(h.owner, conversation_id=first.conversation_id, turn_id=turn_id)
     assert view.turn.state == "failed"
-    await client.close()
 
 
 async def test_what_the_provider_reported_before_the_replica_died_is_what_is_billed(
