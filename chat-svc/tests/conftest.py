@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import parley.chat
 import parley.usage
+from parley.chat.clients import UsageClient
 from parley.chat.config import Settings
 from parley.chat.providers import AnthropicProvider, OpenAIProvider
 from parley.kit import db
@@ -99,3 +100,11 @@ async def usage_svc(engine: AsyncEngine) -> AsyncIterator[tuple[str, Budgets, Re
         yield f"127.0.0.1:{server.port}", budgets, Recorder(sessions=usage_sessions)
     finally:
         await server.stop(0)
+
+
+@pytest_asyncio.fixture
+async def usage_client(usage_svc: tuple[str, Budgets, Recorder]) -> AsyncIterator[UsageClient]:
+    """chat-svc's client of that usage-svc, closed after the test."""
+    client = UsageClient(usage_svc[0], deadline_seconds=5, signer=TEST_SIGNER)
+    yield client
+    await client.close()

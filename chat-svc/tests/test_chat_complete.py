@@ -313,9 +313,9 @@ async def test_a_request_naming_no_model_gets_the_summary_model(
     nats_client: NatsClient,
     claude: AnthropicProvider,
     anthropic_fake: FakeAnthropic,
-    usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    usage = UsageClient(usage_svc[0], deadline_seconds=5, signer=TEST_SIGNER)
+    usage = usage_client
     relay = OutboxRelay(sessions=sessions, table=outbox, js=nats_client.jetstream())
     providers = served(settings, claude)
     identity = Identity(tenant_id=str(uuid.uuid4()), request_id="defaulted")
@@ -335,5 +335,4 @@ async def test_a_request_naming_no_model_gets_the_summary_model(
     completions = Completions.configured(settings, providers, budget=usage, meter=meter)
     answered = await completions.complete(identity, chat_pb2.CompleteRequest(prompt=SCENE), within=5)
     assert (answered.provider, answered.model) == ("local", "local")
-    await usage.close()
     await claude_models.close()

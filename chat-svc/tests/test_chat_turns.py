@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat import events, grpc_api, store
 from parley.chat.clients import Budget, Hold, UsageClient
@@ -842,12 +843,13 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
     nats_client: NatsClient,
     anthropic_fake: FakeAnthropic,
     usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    target, budgets, recorder = usage_svc
+    _, budgets, recorder = usage_svc
+    client = usage_client
     anthropic_fake.reset()
     haiku = "claude-haiku-4-5"  # $1 in, $5 out per million tokens in usage-svc's price table
     claude = AnthropicProvider(api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model=haiku)
-    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
     h = await harness(
         settings, sessions, nats_client, remote={"anthropic": ReliableProvider(claude, policy=FAST)}, usage=client
     )
@@ -873,7 +875,6 @@ async def test_a_budget_spent_at_the_models_real_prices_refuses_the_next_turn(
         await h.runner.start(h.identity, ask)
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the gateway's 402
     assert len(anthropic_fake.received) == 1, "a refused turn never calls the model"
-    await client.close()
     await claude.close()
 
 
@@ -1154,14 +1155,30 @@ async def lapse(sessions: db.Sessions, *turn_ids: str) -> None:
         )
 
 
+async def add_lapsed_turn(
+    session: AsyncSession, h: Harness, conversation_id: str, turn_id: str, *, provider: str, model: str
+) -> None:
+    """A running turn whose replica is long gone: its lease lapsed a second ago."""
+    await store.add_turn(
+        session=session,
+        owner=h.owner,
+        conversation_id=conversation_id,
+        turn_id=turn_id,
+        lease=timedelta(seconds=-1),
+        provider=provider,
+        model=model,
+    )
+
+
 async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_its_stream_ended(
     settings: Settings,
     sessions: db.Sessions,
     nats_client: NatsClient,
     usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    target, budgets, recorder = usage_svc
-    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
+    _, budgets, recorder = usage_svc
+    client = usage_client
     h = await harness(settings, sessions, nats_client, provider=PricedEndlessProvider(), usage=client)
     # Replica A takes a turn, says "Descale " and dies: it stops renewing the turn's lease (its task
     # lingers in this test process, as a replica that froze would).
@@ -1209,7 +1226,6 @@ async def test_a_turn_whose_replica_died_is_interrupted_billed_at_its_hold_and_i
     assert replica_a.cancel_here(h.owner, conversation_id=dead.conversation_id, turn_id=dead.turn_id)
     await replica_a.drain(grace_seconds=1)
     assert await h.usage_events(dead.conversation_id) == [], "no second usage event joins the relayed one"
-    await client.close()
 
 
 async def test_cancelling_a_turn_whose_replica_died_settles_it_at_once(
@@ -1219,15 +1235,7 @@ async def test_cancelling_a_turn_whose_replica_died_settles_it_at_once(
     orphan = str(uuid.uuid4())
     started = await h.runner.start(h.identity, h.ask())
     async with sessions.begin() as session:
-        await store.add_turn(
-            session=session,
-            owner=h.owner,
-            conversation_id=started.conversation_id,
-            turn_id=orphan,
-            lease=timedelta(seconds=-1),  # its replica is long gone
-            provider="local",
-            model="local",
-        )
+        await add_lapsed_turn(session, h, started.conversation_id, orphan, provider="local", model="local")
         await store.set_turn_hold(session=session, turn_id=orphan, reservation_id=str(uuid.uuid4()))
     elsewhere = (await harness(settings, sessions, nats_client)).runner
 
@@ -1242,23 +1250,18 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     sessions: db.Sessions,
     nats_client: NatsClient,
     usage_svc: tuple[str, Budgets, Recorder],
+    usage_client: UsageClient,
 ) -> None:
-    target, budgets, _ = usage_svc
-    client = UsageClient(target, deadline_seconds=5, signer=TEST_SIGNER)
+    _, budgets, _ = usage_svc
+    client = usage_client
     h = await harness(settings, sessions, nats_client, usage=client)
     first = await h.runner.start(h.identity, h.ask())
     await read_turn(nats_client, first)
     # A replica wrote the turn and placed its hold, then died before recording the hold on the turn.
     turn_id = str(uuid.uuid4())
     async with sessions.begin() as session:
-        await store.add_turn(
-            session=session,
-            owner=h.owner,
-            conversation_id=first.conversation_id,
-            turn_id=turn_id,
-            lease=timedelta(seconds=-1),
-            provider="anthropic",
-            model="claude-haiku-4-5",
+        await add_lapsed_turn(
+            session, h, first.conversation_id, turn_id, provider="anthropic", model="claude-haiku-4-5"
         )
     await client.reserve(
         h.identity,
@@ -1277,7 +1280,6 @@ async def test_a_turn_whose_replica_died_before_recording_its_hold_is_failed_and
     assert all(event.billed_at_hold is False for event in await h.usage_events(first.conversation_id))
     view = await h.conversations.turn(h.owner, conversation_id=first.conversation_id, turn_id=turn_id)
     assert view.turn.state == "failed"
-    await client.close()
 
 
 async def test_what_the_provider_reported_before_the_replica_died_is_what_is_billed(
@@ -1290,14 +1292,8 @@ async def test_what_the_provider_reported_before_the_replica_died_is_what_is_bil
     turn_id, hold = str(uuid.uuid4()), str(uuid.uuid4())
     reported = common_pb2.TokenUsage(input_tokens=1_200, output_tokens=300, cache_write_tokens=800)
     async with sessions.begin() as session:
-        await store.add_turn(
-            session=session,
-            owner=h.owner,
-            conversation_id=first.conversation_id,
-            turn_id=turn_id,
-            lease=timedelta(seconds=-1),
-            provider="anthropic",
-            model="claude-sonnet-4-6",
+        await add_lapsed_turn(
+            session, h, first.conversation_id, turn_id, provider="anthropic", model="claude-sonnet-4-6"
         )
         await store.set_turn_hold(session=session, turn_id=turn_id, reservation_id=hold)
         await store.record_reported_usage(

@@ -227,6 +227,25 @@ def runner(
     )
 
 
+def one_script(scenes: int = 60) -> tuple[str, FakeScripts]:
+    """A fresh collection holding one screenplay of `scenes` scenes, and ingestion serving it."""
+    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
+    document, artifacts = screenplay(document_id, collection_id, scenes=scenes)
+    return collection_id, FakeScripts({collection_id: [document]}, {document_id: artifacts})
+
+
+def writer(request_id: str) -> Identity:
+    """A writer in a tenant of their own."""
+    return Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id=request_id)
+
+
+def claude_on(anthropic_fake: FakeAnthropic) -> AnthropicProvider:
+    """The Anthropic provider against the fake, Sonnet by default."""
+    return AnthropicProvider(
+        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
+    )
+
+
 def ask(message: str, *, collection_id: str = "", conversation_id: str = "", provider: str = "") -> TurnRequest:
     return TurnRequest(
         conversation_id=conversation_id,
@@ -257,17 +276,13 @@ def test_the_global_context_is_rendered_once_in_order_and_cut_at_the_end_of_the_
 async def test_a_global_question_answers_from_the_script_and_the_second_turn_reads_it_from_the_cache(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script()
     retrieval = NoSearch()
     anthropic_fake.reset()
     anthropic_fake.forget_cache()
-    claude = AnthropicProvider(
-        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
-    )
+    claude = claude_on(anthropic_fake)
     turns = runner(settings, sessions, nats_client, scripts, retrieval, anthropic=claude)
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-g")
+    identity = writer("req-g")
     try:
         first = await turns.start(
             identity,
@@ -297,12 +312,9 @@ async def test_a_global_question_answers_from_the_script_and_the_second_turn_rea
 async def test_local_answers_a_global_question_from_the_outline(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=12)
-    turns = runner(
-        settings, sessions, nats_client, FakeScripts({collection_id: [document]}, {document_id: artifacts}), NoSearch()
-    )
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-l")
+    collection_id, scripts = one_script(scenes=12)
+    turns = runner(settings, sessions, nats_client, scripts, NoSearch())
+    identity = writer("req-l")
     started = await turns.start(identity, ask("How does the story end, overall?", collection_id=collection_id))
     read = await read_turn(nats_client, started)
     answer = "".join(event.delta.text for event in read if event.HasField("delta"))
@@ -325,11 +337,9 @@ def test_the_local_router_sends_tool_shaped_questions_to_their_tool() -> None:
 async def test_local_answers_which_scenes_a_character_is_in_with_the_tool_offline(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=12)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script(scenes=12)
     turns = runner(settings, sessions, nats_client, scripts, NoSearch())
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-t")
+    identity = writer("req-t")
     started = await turns.start(identity, ask("Which scenes feature the witch?", collection_id=collection_id))
     read = await read_turn(nats_client, started)
 
@@ -352,9 +362,7 @@ async def test_local_answers_which_scenes_a_character_is_in_with_the_tool_offlin
 async def test_claude_calls_tools_over_several_rounds_each_billed_within_the_one_hold(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=30)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script(scenes=30)
     anthropic_fake.reset()
     anthropic_fake.forget_cache()
     anthropic_fake.script(
@@ -363,12 +371,10 @@ async def test_claude_calls_tools_over_several_rounds_each_billed_within_the_one
         Step.call(("get_scene", {"scene": "3"}), ("get_outline", {})),
         Step(answer="The witch is in scenes 3, 6 and 9 (scene 3)."),
     )
-    claude = AnthropicProvider(
-        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
-    )
+    claude = claude_on(anthropic_fake)
     budget = OpenBudget()
     turns = runner(settings, sessions, nats_client, scripts, NoSearch(), budget, anthropic=claude)
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-c")
+    identity = writer("req-c")
     try:
         started = await turns.start(
             identity, ask("Tell me about the witch's scenes.", collection_id=collection_id, provider="anthropic")
@@ -413,19 +419,15 @@ async def test_an_attempt_broken_in_a_later_round_is_billed_on_its_own_and_the_r
 ) -> None:
     """Round 2's first attempt breaks after message_start: it is retried, billed as its own event
     (numbered within the turn), and the turn's event bills the rounds that answered."""
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=12)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script(scenes=12)
     anthropic_fake.reset()
     anthropic_fake.script(Step.call(("get_outline", {})), Step.break_after(0), Step(answer="It is in the outline."))
-    claude = AnthropicProvider(
-        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
-    )
+    claude = claude_on(anthropic_fake)
     fast = RetryPolicy(first_token_timeout=5.0, backoff_base=0.001, backoff_max=0.01)
     turns = runner(
         settings, sessions, nats_client, scripts, NoSearch(), anthropic=ReliableProvider(claude, policy=fast)
     )
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-b")
+    identity = writer("req-b")
     try:
         started = await turns.start(
             identity, ask("What is the outline?", collection_id=collection_id, provider="anthropic")
@@ -448,17 +450,13 @@ async def test_an_attempt_broken_in_a_later_round_is_billed_on_its_own_and_the_r
 async def test_a_tool_loop_stops_at_its_round_limit_and_the_model_must_answer(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient, anthropic_fake: FakeAnthropic
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=12)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script(scenes=12)
     anthropic_fake.reset()
     anthropic_fake.script(*[Step.call(("list_scenes", {}))] * 3)  # a model that would call for ever
-    claude = AnthropicProvider(
-        api_key=anthropic_fake.api_key, base_url=anthropic_fake.base_url, default_model="claude-sonnet-4-6"
-    )
+    claude = claude_on(anthropic_fake)
     one_round = settings.model_copy(update={"tool_rounds": 1})
     turns = runner(one_round, sessions, nats_client, scripts, NoSearch(), anthropic=claude)
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-r")
+    identity = writer("req-r")
     try:
         started = await turns.start(
             identity, ask("Walk me through it.", collection_id=collection_id, provider="anthropic")
@@ -474,14 +472,12 @@ async def test_a_tool_loop_stops_at_its_round_limit_and_the_model_must_answer(
 async def test_openai_function_calling_runs_a_tool_round_then_answers(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient, openai_fake: FakeOpenAI
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=12)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script(scenes=12)
     openai_fake.reset()
     openai_fake.script(Step.call(("get_character_scenes", {"character": "edward"})), Step(answer="In all twelve."))
     gpt = OpenAIProvider(api_key=openai_fake.api_key, base_url=openai_fake.base_url, default_model="gpt-x")
     turns = runner(settings, sessions, nats_client, scripts, NoSearch(), openai=gpt)
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-o")
+    identity = writer("req-o")
     try:
         started = await turns.start(identity, ask("Where is Edward?", collection_id=collection_id, provider="openai"))
         read = await read_turn(nats_client, started)
@@ -511,11 +507,9 @@ class OneHit(NoSearch):
 async def test_what_search_script_finds_is_numbered_after_the_prompts_passages_and_cited_as_a_source(
     settings: Settings, sessions: db.Sessions, nats_client: NatsClient
 ) -> None:
-    collection_id, document_id = str(uuid.uuid4()), str(uuid.uuid4())
-    document, artifacts = screenplay(document_id, collection_id, scenes=6)
-    scripts = FakeScripts({collection_id: [document]}, {document_id: artifacts})
+    collection_id, scripts = one_script(scenes=6)
     turns = runner(settings, sessions, nats_client, scripts, OneHit())
-    identity = Identity(tenant_id=str(uuid.uuid4()), user_id="writer", request_id="req-s")
+    identity = writer("req-s")
     started = await turns.start(identity, ask("Search the script for the river", collection_id=collection_id))
     read = await read_turn(nats_client, started)
 

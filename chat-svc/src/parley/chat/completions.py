@@ -53,11 +53,10 @@ from parley.chat.providers import (
     Reported,
     StreamBroken,
     TextDelta,
-    billed_calls,
     choose,
     configured_model,
-    hold_routes,
-    text_token_bound,
+    cut_off_usage,
+    hold_size,
 )
 from parley.kit.contracts import COMPLETION_KINDS, MAX_COMPLETION_CHARS, MAX_OUTPUT_TOKENS
 from parley.kit.errors import InvalidInput, Unavailable
@@ -118,6 +117,10 @@ class _Collected:
         assert self.finished is not None, "a provider stream ends with Finished"
         return self.finished
 
+    def cut_off(self, input_bound: int) -> common_pb2.TokenUsage:
+        """What the provider charges for the call cut off by us here (`providers.cut_off_usage`)."""
+        return cut_off_usage(self.reported, self.since_report, prompt_bound=lambda: input_bound)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Call:
@@ -176,14 +179,14 @@ class Completions:
         # The hold on the provider's bound of the prompt (never less than the bill); a call cut off
         # is billed on our estimate, as a cancelled turn is.
         bound = await asyncio.to_thread(provider.count_tokens, prompt, model=model)
-        calls = billed_calls(provider)
+        size = hold_size(provider, model, input_tokens=bound, max_output_tokens=max_tokens)
         hold = await self._budget.reserve(
             identity,
             provider=provider.name,
             model=model,
-            input_tokens=bound * calls,
-            max_output_tokens=max_tokens * calls,
-            fallbacks=hold_routes(provider, model)[1:],
+            input_tokens=size.input_tokens,
+            max_output_tokens=size.max_output_tokens,
+            fallbacks=size.fallbacks,
         )
         call = _Call(
             identity=dataclasses.replace(identity, request_id=request.request_id or identity.request_id),
@@ -202,10 +205,10 @@ class Completions:
                     lambda attempt: self._bill_attempt(call, attempt),
                 )
         except asyncio.CancelledError:  # the caller went away: the provider charges for what it said
-            await self._failed(call, "cancelled", usage=_cut_off(call, answer))
+            await self._failed(call, "cancelled", usage=answer.cut_off(call.input_bound))
             raise
         except TimeoutError:
-            await self._failed(call, "deadline_exceeded", usage=_cut_off(call, answer))
+            await self._failed(call, "deadline_exceeded", usage=answer.cut_off(call.input_bound))
             raise Unavailable(f"{provider.name} did not answer within the call's deadline") from None
         except StreamBroken as broken:
             await self._failed(
@@ -287,16 +290,3 @@ def _provider_deadline(deadline: float | None) -> float | None:
         return None
     left = max(0.0, deadline - asyncio.get_running_loop().time())
     return deadline - min(RECORD_MAX_SECONDS, left * RECORD_SHARE)
-
-
-def _cut_off(call: _Call, answer: _Collected) -> common_pb2.TokenUsage:
-    """What a provider cut off by us charges, never less: what it reported, plus the bytes of the
-    text received since (a bound of its tokens); with no report but text, the provider's bound of
-    the prompt for the input; nothing when it neither reported nor said anything."""
-    usage = common_pb2.TokenUsage()
-    if answer.reported is not None:
-        usage.CopyFrom(answer.reported.usage)
-    elif answer.since_report:
-        usage.input_tokens = call.input_bound
-    usage.output_tokens += text_token_bound(answer.since_report)
-    return usage

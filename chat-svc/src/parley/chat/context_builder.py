@@ -221,7 +221,8 @@ def build_prompt(
 
     conversation_budget = max(0, min(remaining, int(budget * CONVERSATION_SHARE)))
     as_sent = [count_tokens(turn.content) for turn in history]
-    plain = [count_tokens(turn.plainly.content) for turn in history]
+    # Most messages (every answer) have no plain form: their plain count is their count as sent.
+    plain = [count_tokens(turn.plain) if turn.plain else tokens for turn, tokens in zip(history, as_sent, strict=True)]
     cut = conversation_start(as_sent, plain, since=conversation_from, allowance=conversation_budget)
     # Rarely even the plain messages before the cut are too many (very long answers): the oldest go.
     first = 0
@@ -234,8 +235,9 @@ def build_prompt(
         trimmed.append(f"conversation: the {first} oldest of {len(history)} messages")
     summary_text = SUMMARY_HEADING + summary if summary else ""
     conversation_tokens = sum(plain[first:cut]) + sum(as_sent[cut:])
-    if summary_text and conversation_tokens + count_tokens(summary_text) <= conversation_budget:
-        conversation_tokens += count_tokens(summary_text)
+    summary_tokens = count_tokens(summary_text) if summary_text else 0
+    if summary_text and conversation_tokens + summary_tokens <= conversation_budget:
+        conversation_tokens += summary_tokens
     elif summary_text:
         summary_text = ""
         trimmed.append("conversation: the summary")

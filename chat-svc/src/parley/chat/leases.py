@@ -152,17 +152,23 @@ class TurnLeases:
     async def _settle(self, session: AsyncSession, turn: store.LapsedTurn) -> None:
         subject = turn_subject(turn.conversation_id, turn.id)
         seq = await self._last_seq(subject) + 1
-        if not turn.reservation_id:  # it never called a model: nothing to bill
-            event = events_pb2.TurnEvent(
-                conversation_id=turn.conversation_id,
-                turn_id=turn.id,
-                seq=seq,
-                error=events_pb2.TurnError(code=INTERRUPTED, message=NEVER_BEGAN_MESSAGE),
-            )
-            await store.enqueue_turn_event(
-                session=session, subject=subject, msg_id=turn_event_msg_id(turn.id, seq), event=event
-            )
-            return
+        if turn.reservation_id:
+            await self._bill(session, turn)
+            message = INTERRUPTED_MESSAGE
+        else:  # it never called a model: nothing to bill
+            message = NEVER_BEGAN_MESSAGE
+        event = events_pb2.TurnEvent(
+            conversation_id=turn.conversation_id,
+            turn_id=turn.id,
+            seq=seq,
+            error=events_pb2.TurnError(code=INTERRUPTED, message=message),
+        )
+        await store.enqueue_turn_event(
+            session=session, subject=subject, msg_id=turn_event_msg_id(turn.id, seq), event=event
+        )
+
+    async def _bill(self, session: AsyncSession, turn: store.LapsedTurn) -> None:
+        """The usage event of a lapsed turn that held a budget; it releases the hold."""
         identity = Identity(tenant_id=turn.tenant_id, user_id=turn.user_id, request_id="")
         reported = turn.reported
         await store.record_usage(
@@ -180,15 +186,6 @@ class TurnLeases:
                 success=False,
                 billed_at_hold=reported is None,
             ),
-        )
-        event = events_pb2.TurnEvent(
-            conversation_id=turn.conversation_id,
-            turn_id=turn.id,
-            seq=seq,
-            error=events_pb2.TurnError(code=INTERRUPTED, message=INTERRUPTED_MESSAGE),
-        )
-        await store.enqueue_turn_event(
-            session=session, subject=subject, msg_id=turn_event_msg_id(turn.id, seq), event=event
         )
 
     async def _last_seq(self, subject: str) -> int:

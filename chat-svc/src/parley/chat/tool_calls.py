@@ -28,6 +28,16 @@ class ToolCall:
         return json.dumps(self.arguments, ensure_ascii=False, sort_keys=True)
 
 
+def parse_arguments(text: str) -> dict[str, Any]:
+    """A tool call's arguments as a provider streamed them (JSON text); a model's malformed JSON,
+    or JSON that is not an object, becomes no arguments (the tool says what is missing)."""
+    try:
+        loaded = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     call: ToolCall

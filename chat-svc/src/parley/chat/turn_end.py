@@ -13,7 +13,7 @@ How a turn fails (the usage event always settles the hold):
   the client gets `usage` then `error`, and the turn is `failed`;
 - cancelled: no message is stored; the usage event bills what the provider reported (its input)
   and a bound of the text it produced since (its bytes), or nothing if it did neither
-  (turn_run.cancelled_usage);
+  (providers.cut_off_usage);
 - an attempt the provider billed and then failed before its answer (`FailedAttempt`, retried or
   not) is billed as it happens, its own usage event (`bill_attempt`), whatever the turn's end;
 - a failure of our own after the model began answering (the event bus went away mid-answer, …):
@@ -34,7 +34,7 @@ from parley.chat import metrics, store
 from parley.chat.clients import Budget, Hold
 from parley.chat.context_builder import Prompt
 from parley.chat.memory import Summarizer
-from parley.chat.metering import attempt_event, usage_event
+from parley.chat.metering import Meter, attempt_event, usage_event
 from parley.chat.providers import FailedAttempt, Finished, LlmProvider, StreamBroken
 from parley.chat.tool_loop import ToolSession
 from parley.chat.turn_stream import TurnStream
@@ -127,6 +127,7 @@ class TurnEnd:
         self._budget = budget
         self._memory = memory
         self._relay = relay
+        self._meter = Meter(sessions=sessions, relay=relay)
 
     async def keep_reported(self, turn: ActiveTurn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> None:
         """Write down what the provider reported before pricing and storing the answer (a round trip
@@ -151,11 +152,7 @@ class TurnEnd:
         event = attempt_event(
             turn.identity, attempt, kind=USAGE_CHAT, call_id=turn.turn_id, conversation_id=turn.conversation_id
         )
-        async with self._sessions.begin() as session:
-            await store.enter_tenant(session=session, tenant_id=turn.owner.tenant_id)
-            await store.record_usage(session=session, usage_event=event)
-        self._relay.notify()
-        metrics.observe_usage(attempt.usage, provider=attempt.provider, model=attempt.model)
+        await self._meter.record(event)
 
     async def _price(self, turn: ActiveTurn, usage: common_pb2.TokenUsage, *, provider: str, model: str) -> int | None:
         """What the answer cost, to show with it; None when usage-svc cannot say. Billing is not

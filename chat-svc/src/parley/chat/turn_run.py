@@ -23,11 +23,10 @@ from parley.chat.providers import (
     Reported,
     StreamBroken,
     TextDelta,
-    text_token_bound,
+    cut_off_usage,
 )
 from parley.chat.running_turns import RunningTurns
 from parley.chat.turn_end import ActiveTurn, SettledElsewhere, TurnEnd, error_code, public_message
-from parley.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,11 @@ async def run_turn(turn: ActiveTurn, *, end: TurnEnd, running: RunningTurns) -> 
         await end.complete(turn, "".join(answer), finished)
     except asyncio.CancelledError:
         # The provider charges for what it was asked and produced before the connection closed.
-        usage = cancelled_usage(turn, reported, "".join(since_report))
+        usage = cut_off_usage(
+            reported,
+            "".join(since_report),
+            prompt_bound=lambda: turn.provider.count_tokens(turn.prompt, model=turn.model),
+        )
         await end.fail(turn, state="cancelled", code="cancelled", message="the turn was cancelled", usage=usage)
         raise
     except StreamBroken as broken:
@@ -108,18 +111,6 @@ async def run_turn(turn: ActiveTurn, *, end: TurnEnd, running: RunningTurns) -> 
             # produced past our failure is unknown, the hold bounds it.
             billed_at_hold=first_token_seconds is not None or owed,
         )
-
-
-def cancelled_usage(turn: ActiveTurn, reported: Reported | None, since: str) -> common_pb2.TokenUsage:
-    """What a turn cancelled mid-call is billed: what the provider reported, plus the bytes of the
-    text received since (a bound of its tokens); nothing when it neither reported nor said anything."""
-    usage = common_pb2.TokenUsage()
-    if reported is not None:
-        usage.CopyFrom(reported.usage)
-    elif since:
-        usage.input_tokens = turn.provider.count_tokens(turn.prompt, model=turn.model)
-    usage.output_tokens += text_token_bound(since)
-    return usage
 
 
 def _observe_first_token(seconds: float | None, *, provider: str, model: str) -> None:

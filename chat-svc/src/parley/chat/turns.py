@@ -39,7 +39,7 @@ from parley.chat.intent import IntentClassifier
 from parley.chat.leases import TurnLeases, hold_key
 from parley.chat.memory import Summarizer
 from parley.chat.metering import Meter
-from parley.chat.providers import LlmProvider, billed_calls, choose, hold_routes
+from parley.chat.providers import LlmProvider, choose, hold_size
 from parley.chat.running_turns import RunningTurns
 from parley.chat.tool_loop import ToolSession, hold_bound, with_tools
 from parley.chat.tools import Toolbox
@@ -191,9 +191,7 @@ class TurnRunner:
             input_bound, output_bound = hold_bound(
                 prompt_tokens=input_bound, max_tokens=max_tokens, rounds=self._settings.tool_rounds
             )
-        calls = billed_calls(provider)
-        input_bound, output_bound = input_bound * calls, output_bound * calls
-        routes = hold_routes(provider, model)
+        size = hold_size(provider, model, input_tokens=input_bound, max_output_tokens=output_bound)
         turn_id = str(uuid.uuid4())
         created = conversation is None
         # The turn is written before its hold: a replica that dies between the two leaves a row the
@@ -220,10 +218,10 @@ class TurnRunner:
                     identity,
                     provider=provider.name,
                     model=model,
-                    input_tokens=input_bound,
-                    max_output_tokens=output_bound,
+                    input_tokens=size.input_tokens,
+                    max_output_tokens=size.max_output_tokens,
                     idempotency_key=hold_key(turn_id),
-                    fallbacks=routes[1:],
+                    fallbacks=size.fallbacks,
                 )
             except HoldUncertain:
                 # usage-svc may have placed the hold before it failed to answer (it died, or the deadline

@@ -19,6 +19,7 @@ from parley.chat.providers.base import (
     ProviderEvent,
     Reported,
     TextDelta,
+    cut_off_usage,
     prompt_tokens,
     request_token_bound,
     text_token_bound,
@@ -33,7 +34,15 @@ from parley.chat.providers.errors import (
 from parley.chat.providers.local import LocalProvider
 from parley.chat.providers.openai import OpenAIProvider
 from parley.chat.providers.registry import EXTRACTIVE, choose, configured_model, providers, summary_model
-from parley.chat.providers.reliability import ReliableProvider, RetryPolicy, Route, billed_calls, hold_routes
+from parley.chat.providers.reliability import (
+    HoldSize,
+    ReliableProvider,
+    RetryPolicy,
+    Route,
+    billed_calls,
+    hold_routes,
+    hold_size,
+)
 
 __all__ = [
     "EXTRACTIVE",
@@ -41,6 +50,7 @@ __all__ = [
     "FailedAttempt",
     "Finished",
     "FirstTokenTimeout",
+    "HoldSize",
     "LlmProvider",
     "LocalProvider",
     "OpenAIProvider",
@@ -57,7 +67,9 @@ __all__ = [
     "billed_calls",
     "choose",
     "configured_model",
+    "cut_off_usage",
     "hold_routes",
+    "hold_size",
     "prompt_tokens",
     "providers",
     "request_token_bound",

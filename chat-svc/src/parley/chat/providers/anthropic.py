@@ -55,7 +55,7 @@ from parley.chat.providers.errors import (
     StreamBroken,
     classify_status,
 )
-from parley.chat.tool_calls import ToolCall
+from parley.chat.tool_calls import ToolCall, parse_arguments
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
@@ -242,7 +242,7 @@ class AnthropicProvider:
                         building[event.index][2].append(event.delta.partial_json)
                     elif event.type == "content_block_stop" and event.index in building:
                         call_id, name, pieces = building.pop(event.index)
-                        calls.append(ToolCall(call_id, name, _arguments("".join(pieces))))
+                        calls.append(ToolCall(call_id, name, parse_arguments("".join(pieces))))
                     elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                         received.append(event.delta.text)
                         yield TextDelta(event.delta.text)
@@ -307,15 +307,6 @@ class AnthropicProvider:
         if isinstance(error, anthropic.APIResponseValidationError):
             return ProviderRefused(str(error), provider=self.name, usage=usage)
         return ProviderUnavailable(str(error), provider=self.name, usage=usage)  # connection lost, timed out
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    """A tool call's input; a model's malformed JSON becomes no arguments (the tool says what is missing)."""
-    try:
-        loaded = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def _or(reported: int | None, known: int) -> int:

@@ -11,7 +11,7 @@ budget hold is an estimate; what is billed is what the provider reports in `Fini
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +91,22 @@ def text_token_bound(text: str) -> int:
     """At least as many tokens as any byte-level BPE tokenizer makes of `text` (each token covers
     at least one byte): the output of an answer cut off before the provider said how long it was."""
     return len(text.encode())
+
+
+def cut_off_usage(
+    reported: Reported | None, since_report: str, *, prompt_bound: Callable[[], int]
+) -> common_pb2.TokenUsage:
+    """What a provider cut off by us mid-call charges, never less: what it reported, plus the bytes
+    of the text received since (a bound of its tokens); with no report but text, `prompt_bound()`
+    (the provider's bound of the prompt) for the input; nothing when it neither reported nor said
+    anything."""
+    usage = common_pb2.TokenUsage()
+    if reported is not None:
+        usage.CopyFrom(reported.usage)
+    elif since_report:
+        usage.input_tokens = prompt_bound()
+    usage.output_tokens += text_token_bound(since_report)
+    return usage
 
 
 def request_token_bound(*request: object) -> int:

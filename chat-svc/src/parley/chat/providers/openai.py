@@ -14,7 +14,6 @@ for Anthropic. A compatible server that reports no usage at all is billed by our
 (cl100k) and logged, since a turn must not go unbilled.
 """
 
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
@@ -37,7 +36,7 @@ from parley.chat.providers.errors import (
     StreamBroken,
     classify_status,
 )
-from parley.chat.tool_calls import ToolCall
+from parley.chat.tool_calls import ToolCall, parse_arguments
 from parley.kit.tokens import count_tokens
 from parley.v1 import common_pb2
 
@@ -178,7 +177,7 @@ class OpenAIProvider:
             yield Finished(usage=counted, finish_reason=finish_reason, provider=self.name, model=model)
             return
         calls = tuple(
-            ToolCall(parts[0], parts[1], _arguments("".join(parts[2:]))) for _, parts in sorted(building.items())
+            ToolCall(parts[0], parts[1], parse_arguments("".join(parts[2:]))) for _, parts in sorted(building.items())
         )
         yield Finished(
             usage=token_usage(usage),
@@ -204,12 +203,3 @@ class OpenAIProvider:
             return ProviderRefused(str(error), provider=self.name, usage=usage)
         # An error in the stream before any text, a lost connection, a timeout.
         return ProviderUnavailable(str(error), provider=self.name, usage=usage)
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    """A call's arguments; malformed JSON becomes none (the tool says what is missing)."""
-    try:
-        loaded = json.loads(text) if text.strip() else {}
-    except ValueError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}

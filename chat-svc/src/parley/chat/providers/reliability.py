@@ -214,6 +214,22 @@ def billed_calls(provider: LlmProvider) -> int:
     return provider.billed_calls if isinstance(provider, ReliableProvider) else 1
 
 
+@dataclass(frozen=True, slots=True)
+class HoldSize:
+    """What a call's budget hold is asked for (`clients.Budget.reserve`)."""
+
+    input_tokens: int
+    max_output_tokens: int
+    fallbacks: tuple[tuple[str, str], ...]  # the routes other than the asked one: held at the dearest
+
+
+def hold_size(provider: LlmProvider, model: str, *, input_tokens: int, max_output_tokens: int) -> HoldSize:
+    """The hold of one `stream` of `provider` bounded by these tokens: that many for each call it
+    may be billed for (`billed_calls`), at the dearest route it may take (`hold_routes`)."""
+    calls = billed_calls(provider)
+    return HoldSize(input_tokens * calls, max_output_tokens * calls, hold_routes(provider, model)[1:])
+
+
 async def _close(events: AsyncIterator[ProviderEvent]) -> None:
     # Providers are async generators; closing one releases its HTTP response at once.
     aclose: Callable[[], Awaitable[None]] | None = getattr(events, "aclose", None)
