@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from sqlalchemy import RowMapping, case, delete, exists, func, insert, literal, select, text, tuple_, update
+from sqlalchemy import RowMapping, case, delete, exists, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.chat.models import conversations, messages, outbox, turns
+from parley.kit import db
 from parley.kit import outbox as kit_outbox
 from parley.kit.contracts import SUMMARIZE_JOBS, USAGE_RECORDED
 from parley.kit.errors import InvalidInput
@@ -35,10 +36,7 @@ async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
     conversations, messages and turns, whatever a query's WHERE says. First thing in every
     transaction on tenant data; the outbox relay, the lease sweep's look for lapsed turns, the
     renewal of leases and migrations run as the login role."""
-    await session.execute(
-        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
-        {"role": TENANT_ROLE, "tenant_id": tenant_id},
-    )
+    await db.enter_tenant(session, role=TENANT_ROLE, tenant_id=tenant_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from parley.gateway.access import SCOPES, Principal
 from parley.gateway.models import api_keys, rate_counters, tenants, users
+from parley.kit import db
 from parley.kit.db import Sessions
 from parley.kit.paging import Cursor
 
@@ -116,10 +117,7 @@ async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
     """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
     people and keys, whatever a query's WHERE says (migration 0004). First thing in every
     transaction on one tenant's rows."""
-    await session.execute(
-        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
-        {"role": TENANT_ROLE, "tenant_id": tenant_id},
-    )
+    await db.enter_tenant(session, role=TENANT_ROLE, tenant_id=tenant_id)
 
 
 @asynccontextmanager

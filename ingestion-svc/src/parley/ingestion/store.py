@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, text, tuple_, update
+from sqlalchemy import RowMapping, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from parley.ingestion.models import (
     sections,
 )
 from parley.ingestion.sections import DialogueBlock, Scene, Section, SectionChunk, SectionKey, section_keys
+from parley.kit import db
 from parley.kit.paging import Cursor
 
 TENANT_ROLE = "parley_ingestion_tenant"
@@ -31,10 +32,7 @@ async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
     """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
     rows, whatever a query's WHERE says (row-level security, migration 0005). First thing in every
     transaction on tenant data; the outbox relay and migrations run as the login role."""
-    await session.execute(
-        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
-        {"role": TENANT_ROLE, "tenant_id": tenant_id},
-    )
+    await db.enter_tenant(session, role=TENANT_ROLE, tenant_id=tenant_id)
 
 
 @dataclass(frozen=True, slots=True)

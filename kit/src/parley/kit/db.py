@@ -34,6 +34,17 @@ def session_factory(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+async def enter_tenant(session: AsyncSession, *, role: str, tenant_id: str) -> None:
+    """Give the rest of this transaction to one tenant: it runs as the service's tenant `role` (no
+    BYPASSRLS, not the tables' owner) with `parley.tenant_id` set, so PostgreSQL's row-level
+    security hides every other tenant's rows whatever a query's WHERE says. One statement, local
+    to the transaction. Each service's store wraps it with its own role."""
+    await session.execute(
+        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
+        {"role": role, "tenant_id": tenant_id},
+    )
+
+
 async def migrate(engine: AsyncEngine, *, schema: str, migrations: Path) -> None:
     """Bring the service's schema to head. Replicas starting together take turns on a lock."""
     async with engine.begin() as conn:

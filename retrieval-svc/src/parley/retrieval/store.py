@@ -29,6 +29,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from parley.kit import db
 from parley.retrieval.bm25 import Bm25Parameters
 from parley.retrieval.models import (
     bm25_collections,
@@ -176,10 +177,7 @@ TENANT_ROLE = "parley_retrieval_tenant"
 async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
     """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
     rows, whatever a query's WHERE says. First thing in every transaction on tenant data."""
-    await session.execute(
-        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
-        {"role": TENANT_ROLE, "tenant_id": tenant_id},
-    )
+    await db.enter_tenant(session, role=TENANT_ROLE, tenant_id=tenant_id)
 
 
 # --- indexing ---------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.kit import db
 from parley.usage.models import budgets, prices, reservations, usage_events
 from parley.usage.pricing import Price
 from parley.v1.common_pb2 import TokenUsage
@@ -117,10 +117,7 @@ async def enter_tenant(*, session: AsyncSession, tenant_id: str) -> None:
     """Give the rest of this transaction to one tenant: PostgreSQL then hides every other tenant's
     budget, holds and usage events, whatever a query's WHERE says. First thing in every transaction
     on tenant data; migrations and pricing for nobody in particular run as the login role."""
-    await session.execute(
-        text("SELECT set_config('role', :role, true), set_config('parley.tenant_id', :tenant_id, true)"),
-        {"role": TENANT_ROLE, "tenant_id": tenant_id},
-    )
+    await db.enter_tenant(session, role=TENANT_ROLE, tenant_id=tenant_id)
 
 
 async def lock_tenant_budget(*, session: AsyncSession, tenant_id: str) -> None:
